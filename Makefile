@@ -1,0 +1,103 @@
+# paycell — build, test, bench, demo.
+#
+#   make            build/paycell, build/libpaycell.a, build/libpaycell.so
+#   make test       install deps, build, run every test (unit, sanitizers,
+#                   fuzz smoke, integration); last line "N passed, N failed"
+#   make bench      the default benchmark (durable, single replica)
+#   make demo       the Double-11 demo
+#   make fuzz       longer fuzzing of the protocol decoder
+#
+# Release builds keep PC_ASSERT on; the asan build adds PC_ASSERT_HOT.
+
+CC      ?= gcc
+BUILD   := build
+WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wstrict-prototypes
+CFLAGS  := -std=c11 -O2 -g -fPIC -D_GNU_SOURCE -Iinclude $(WARN) $(EXTRA_CFLAGS)
+LDLIBS  := -lxxhash -lm
+SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -DPC_DEBUG
+
+BASE_SRC    := $(wildcard src/base/*.c)
+LEDGER_SRC  := $(wildcard src/ledger/*.c)
+STORAGE_SRC := $(wildcard src/storage/*.c)
+NET_SRC     := $(wildcard src/net/*.c)
+CLIENT_SRC  := $(wildcard src/client/*.c)
+REPLICA_SRC := $(wildcard src/replica/*.c)
+BENCH_SRC   := $(wildcard src/bench/*.c)
+CLI_SRC     := $(wildcard src/cli/*.c)
+
+obj = $(patsubst src/%.c,$(1)/obj/%.o,$(2))
+
+LIB_SRC  := $(BASE_SRC) $(NET_SRC) $(CLIENT_SRC)
+CORE_SRC := $(BASE_SRC) $(LEDGER_SRC) $(STORAGE_SRC) $(NET_SRC) $(CLIENT_SRC) $(REPLICA_SRC) $(BENCH_SRC)
+ALL_SRC  := $(CORE_SRC) $(CLI_SRC)
+
+UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
+
+.PHONY: all deps test unit unit-asan fuzz-smoke fuzz bench demo clean integration
+all: $(BUILD)/paycell $(BUILD)/libpaycell.a $(BUILD)/libpaycell.so
+
+deps:
+	@bash scripts/deps.sh
+
+# ---- release objects ----
+$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h src/*/*.h include/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+# ---- sanitizer objects ----
+$(BUILD)/asan/obj/%.o: src/%.c $(wildcard src/*.h src/*/*.h include/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SANFLAGS) -c $< -o $@
+
+$(BUILD)/paycell: $(call obj,$(BUILD),$(ALL_SRC))
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -rdynamic
+
+$(BUILD)/libpaycell.a: $(call obj,$(BUILD),$(LIB_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libpaycell.so: $(call obj,$(BUILD),$(LIB_SRC))
+	$(CC) -shared -o $@ $^ $(LDLIBS)
+
+# Each unit test links only the layers it tests (test_ledger*: base+ledger,
+# test_storage*: base+storage, test_net*/test_client*: base+net+client), the
+# rest link the core (everything but the CLI's main).
+define unit_test_rules
+$(BUILD)/tests/$(1)%: tests/unit/$(1)%.c tests/unit/test.h $(call obj,$(BUILD),$(2))
+	@mkdir -p $$(dir $$@)
+	$(CC) $(CFLAGS) -DPC_DEBUG -o $$@ $$< $(call obj,$(BUILD),$(2)) $(LDLIBS)
+$(BUILD)/asan/tests/$(1)%: tests/unit/$(1)%.c tests/unit/test.h $(call obj,$(BUILD)/asan,$(2))
+	@mkdir -p $$(dir $$@)
+	$(CC) $(CFLAGS) $(SANFLAGS) -o $$@ $$< $(call obj,$(BUILD)/asan,$(2)) $(LDLIBS)
+endef
+$(eval $(call unit_test_rules,test_ledger,$(BASE_SRC) $(LEDGER_SRC)))
+$(eval $(call unit_test_rules,test_storage,$(BASE_SRC) $(STORAGE_SRC)))
+$(eval $(call unit_test_rules,test_net,$(BASE_SRC) $(NET_SRC) $(CLIENT_SRC)))
+$(eval $(call unit_test_rules,test_client,$(BASE_SRC) $(NET_SRC) $(CLIENT_SRC)))
+$(eval $(call unit_test_rules,test_,$(CORE_SRC)))
+
+# libFuzzer target for the protocol decoder (clang).
+$(BUILD)/fuzz/fuzz_protocol: tests/fuzz/fuzz_protocol.c $(BASE_SRC) $(NET_SRC)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -fsanitize=fuzzer,address,undefined \
+	    -o $@ $^ $(LDLIBS)
+
+unit: $(addprefix $(BUILD)/tests/,$(UNIT_TESTS))
+unit-asan: $(addprefix $(BUILD)/asan/tests/,$(UNIT_TESTS))
+
+test: deps
+	@$(MAKE) --no-print-directory all unit unit-asan $(BUILD)/fuzz/fuzz_protocol
+	@bash tests/run.sh
+
+fuzz: deps $(BUILD)/fuzz/fuzz_protocol
+	@mkdir -p $(BUILD)/fuzz/corpus
+	$(BUILD)/fuzz/fuzz_protocol -max_total_time=$${FUZZ_SECONDS:-300} $(BUILD)/fuzz/corpus
+
+bench: deps all
+	$(BUILD)/paycell bench $(BENCH_ARGS)
+
+demo: deps all
+	$(BUILD)/paycell demo $(DEMO_ARGS)
+
+clean:
+	rm -rf $(BUILD)

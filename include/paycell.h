@@ -1,0 +1,349 @@
+/*
+ * paycell.h — the public interface of paycell: the wire records (accounts,
+ * transfers, filters, results), their flags and result codes, the error
+ * table, and libpaycell, the C client.
+ *
+ * Every record here is a fixed-size little-endian struct that travels on the
+ * wire and lives on disk exactly as laid out below; the static asserts in
+ * src/base/base.h pin the sizes and offsets. Ids and amounts are unsigned
+ * 128-bit integers.
+ */
+#ifndef PAYCELL_H
+#define PAYCELL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef unsigned __int128 pc_u128;
+
+#define PC_U128_MAX (~(pc_u128)0)
+
+/* ------------------------------------------------------------------------
+ * Errors: 0 is OK, negative is an error. One table, used by every layer.
+ * A business rejection (insufficient funds, unknown account) is not an error
+ * but a per-event result code (see the result tables below).
+ * ---------------------------------------------------------------------- */
+#define PC_ERR_TABLE(X)                                                              \
+    X(PC_OK, 0, "ok")                                                                \
+    X(PC_EINVAL, -1, "invalid argument")                                             \
+    X(PC_ENOMEM, -2, "out of memory")                                                \
+    X(PC_EIO, -3, "input/output error")                                              \
+    X(PC_ECORRUPT, -4, "data file is corrupt")                                       \
+    X(PC_ENOSPC, -5, "no space left on device")                                      \
+    X(PC_EBUSY, -6, "busy: a bounded queue or pool is full, retry later")            \
+    X(PC_ETIMEDOUT, -7, "timed out")                                                 \
+    X(PC_ECONNREFUSED, -8, "connection refused")                                     \
+    X(PC_ECLOSED, -9, "connection closed")                                           \
+    X(PC_EPROTO, -10, "malformed message")                                           \
+    X(PC_ETOOBIG, -11, "message too large")                                          \
+    X(PC_ECHECKSUM, -12, "checksum mismatch")                                        \
+    X(PC_EVERSION, -13, "unsupported protocol or data file version")                 \
+    X(PC_EOPERATION, -14, "unknown operation")                                       \
+    X(PC_ESESSION_EVICTED, -15, "client session evicted: too many clients")          \
+    X(PC_ESESSION_UNKNOWN, -16, "client session unknown to the server")              \
+    X(PC_EREQUEST_STALE, -17, "request number older than the session's last")        \
+    X(PC_ENOTFOUND, -18, "not found")                                                \
+    X(PC_EEXIST, -19, "already exists")                                              \
+    X(PC_EFULL, -20, "capacity reached (see limits)")                                \
+    X(PC_ECLUSTER, -21, "message belongs to another cluster")                        \
+    X(PC_EADDRESS, -22, "bad address: expected HOST:PORT")                           \
+    X(PC_ESTATE, -23, "object is in a failed state after an earlier I/O error")      \
+    X(PC_ENOTREADY, -24, "server not ready")
+
+typedef enum pc_err {
+#define PC__ERR_ENUM(name, value, text) name = (value),
+    PC_ERR_TABLE(PC__ERR_ENUM)
+#undef PC__ERR_ENUM
+} pc_err_t;
+
+/* The symbolic name ("PC_ENOSPC") and the message ("no space left on device")
+ * of an error code; unknown codes give "PC_E?" and "unknown error". */
+const char *pc_err_name(int err);
+const char *pc_strerror(int err);
+
+/* ------------------------------------------------------------------------
+ * Records
+ * ---------------------------------------------------------------------- */
+
+/* An account: 128 bytes. Balances are never written by clients: create
+ * requires them zero. */
+typedef struct pc_account {
+    pc_u128 id;
+    pc_u128 debits_pending;
+    pc_u128 debits_posted;
+    pc_u128 credits_pending;
+    pc_u128 credits_posted;
+    pc_u128 user_data_128;
+    uint64_t user_data_64;
+    uint32_t user_data_32;
+    uint32_t reserved; /* must be zero */
+    uint32_t ledger;
+    uint16_t code;
+    uint16_t flags;     /* pc_account_flags */
+    uint64_t timestamp; /* set by the cluster; must be zero on create */
+} pc_account_t;
+
+#define PC_ACCOUNT_FLAGS_TABLE(X)                                                    \
+    X(linked, 1u << 0)                                                               \
+    X(debits_must_not_exceed_credits, 1u << 1)                                       \
+    X(credits_must_not_exceed_debits, 1u << 2)
+
+enum pc_account_flags {
+#define PC__FLAG_ENUM(name, bit) PC_ACCOUNT_##name = (bit),
+    PC_ACCOUNT_FLAGS_TABLE(PC__FLAG_ENUM)
+#undef PC__FLAG_ENUM
+};
+#define PC_ACCOUNT_FLAGS_KNOWN 0x0007u
+
+/* A transfer: 128 bytes. */
+typedef struct pc_transfer {
+    pc_u128 id;
+    pc_u128 debit_account_id;
+    pc_u128 credit_account_id;
+    pc_u128 amount;
+    pc_u128 pending_id; /* for post/void: the pending transfer's id */
+    pc_u128 user_data_128;
+    uint64_t user_data_64;
+    uint32_t user_data_32;
+    uint32_t timeout; /* seconds; pending transfers only; 0 = never expires */
+    uint32_t ledger;
+    uint16_t code;
+    uint16_t flags;     /* pc_transfer_flags */
+    uint64_t timestamp; /* set by the cluster; must be zero on create */
+} pc_transfer_t;
+
+#define PC_TRANSFER_FLAGS_TABLE(X)                                                   \
+    X(linked, 1u << 0)                                                               \
+    X(pending, 1u << 1)                                                              \
+    X(post_pending_transfer, 1u << 2)                                                \
+    X(void_pending_transfer, 1u << 3)                                                \
+    X(balancing_debit, 1u << 4)                                                      \
+    X(balancing_credit, 1u << 5)
+
+enum pc_transfer_flags {
+#define PC__FLAG_ENUM(name, bit) PC_TRANSFER_##name = (bit),
+    PC_TRANSFER_FLAGS_TABLE(PC__FLAG_ENUM)
+#undef PC__FLAG_ENUM
+};
+#define PC_TRANSFER_FLAGS_KNOWN 0x003fu
+
+/* Query for get_account_transfers: 64 bytes. */
+typedef struct pc_account_filter {
+    pc_u128 account_id;
+    uint64_t timestamp_min; /* inclusive; 0 = no lower bound */
+    uint64_t timestamp_max; /* inclusive; 0 = no upper bound */
+    uint32_t limit;         /* 1..PC_BATCH_EVENTS_MAX */
+    uint32_t flags;         /* pc_account_filter_flags */
+    uint8_t reserved[24];   /* must be zero */
+} pc_account_filter_t;
+
+enum pc_account_filter_flags {
+    PC_FILTER_DEBITS = 1u << 0,   /* transfers where the account is debited */
+    PC_FILTER_CREDITS = 1u << 1,  /* transfers where the account is credited */
+    PC_FILTER_REVERSED = 1u << 2, /* newest first (default: oldest first) */
+};
+
+/* One result of a create operation: only events that were not `created` get
+ * one, in event order (TigerBeetle's convention: an all-success batch has an
+ * empty reply). 8 bytes. */
+typedef struct pc_create_result {
+    uint32_t index;  /* event index within the request */
+    uint32_t result; /* pc_create_account_result or pc_create_transfer_result */
+} pc_create_result_t;
+
+/* Result codes of create_accounts. `created` is 0 and never sent. */
+#define PC_CREATE_ACCOUNT_RESULT_TABLE(X)                                            \
+    X(created, 0)                                                                    \
+    X(linked_event_failed, 1)                                                        \
+    X(linked_event_chain_open, 2)                                                    \
+    X(timestamp_must_be_zero, 3)                                                     \
+    X(reserved_field, 4)                                                             \
+    X(reserved_flag, 5)                                                              \
+    X(id_must_not_be_zero, 6)                                                        \
+    X(id_must_not_be_int_max, 7)                                                     \
+    X(flags_are_mutually_exclusive, 8)                                               \
+    X(debits_pending_must_be_zero, 9)                                                \
+    X(debits_posted_must_be_zero, 10)                                                \
+    X(credits_pending_must_be_zero, 11)                                              \
+    X(credits_posted_must_be_zero, 12)                                               \
+    X(ledger_must_not_be_zero, 13)                                                   \
+    X(code_must_not_be_zero, 14)                                                     \
+    X(exists_with_different_flags, 15)                                               \
+    X(exists_with_different_user_data_128, 16)                                       \
+    X(exists_with_different_user_data_64, 17)                                        \
+    X(exists_with_different_user_data_32, 18)                                        \
+    X(exists_with_different_ledger, 19)                                              \
+    X(exists_with_different_code, 20)                                                \
+    X(exists, 21)                                                                    \
+    X(accounts_full, 22)
+
+enum pc_create_account_result {
+#define PC__RESULT_ENUM(name, value) PC_ACCOUNT_RESULT_##name = (value),
+    PC_CREATE_ACCOUNT_RESULT_TABLE(PC__RESULT_ENUM)
+#undef PC__RESULT_ENUM
+};
+
+/* Result codes of create_transfers. */
+#define PC_CREATE_TRANSFER_RESULT_TABLE(X)                                           \
+    X(created, 0)                                                                    \
+    X(linked_event_failed, 1)                                                        \
+    X(linked_event_chain_open, 2)                                                    \
+    X(timestamp_must_be_zero, 3)                                                     \
+    X(reserved_flag, 4)                                                              \
+    X(id_must_not_be_zero, 5)                                                        \
+    X(id_must_not_be_int_max, 6)                                                     \
+    X(flags_are_mutually_exclusive, 7)                                               \
+    X(debit_account_id_must_not_be_zero, 8)                                          \
+    X(debit_account_id_must_not_be_int_max, 9)                                       \
+    X(credit_account_id_must_not_be_zero, 10)                                        \
+    X(credit_account_id_must_not_be_int_max, 11)                                     \
+    X(accounts_must_be_different, 12)                                                \
+    X(pending_id_must_be_zero, 13)                                                   \
+    X(pending_id_must_not_be_zero, 14)                                               \
+    X(pending_id_must_not_be_int_max, 15)                                            \
+    X(pending_id_must_be_different, 16)                                              \
+    X(timeout_reserved_for_pending_transfer, 17)                                     \
+    X(amount_must_not_be_zero, 18)                                                   \
+    X(ledger_must_not_be_zero, 19)                                                   \
+    X(code_must_not_be_zero, 20)                                                     \
+    X(debit_account_not_found, 21)                                                   \
+    X(credit_account_not_found, 22)                                                  \
+    X(accounts_must_have_the_same_ledger, 23)                                        \
+    X(transfer_must_have_the_same_ledger_as_accounts, 24)                            \
+    X(pending_transfer_not_found, 25)                                                \
+    X(pending_transfer_not_pending, 26)                                              \
+    X(pending_transfer_has_different_debit_account_id, 27)                           \
+    X(pending_transfer_has_different_credit_account_id, 28)                          \
+    X(pending_transfer_has_different_ledger, 29)                                     \
+    X(pending_transfer_has_different_code, 30)                                       \
+    X(exceeds_pending_transfer_amount, 31)                                           \
+    X(pending_transfer_has_different_amount, 32)                                     \
+    X(pending_transfer_already_posted, 33)                                           \
+    X(pending_transfer_already_voided, 34)                                           \
+    X(pending_transfer_expired, 35)                                                  \
+    X(exists_with_different_flags, 36)                                               \
+    X(exists_with_different_debit_account_id, 37)                                    \
+    X(exists_with_different_credit_account_id, 38)                                   \
+    X(exists_with_different_amount, 39)                                              \
+    X(exists_with_different_pending_id, 40)                                          \
+    X(exists_with_different_user_data_128, 41)                                       \
+    X(exists_with_different_user_data_64, 42)                                        \
+    X(exists_with_different_user_data_32, 43)                                        \
+    X(exists_with_different_timeout, 44)                                             \
+    X(exists_with_different_code, 45)                                                \
+    X(exists, 46)                                                                    \
+    X(id_already_failed, 47)                                                         \
+    X(overflows_debits_pending, 48)                                                  \
+    X(overflows_credits_pending, 49)                                                 \
+    X(overflows_debits_posted, 50)                                                   \
+    X(overflows_credits_posted, 51)                                                  \
+    X(overflows_debits, 52)                                                          \
+    X(overflows_credits, 53)                                                         \
+    X(overflows_timeout, 54)                                                         \
+    X(exceeds_credits, 55)                                                           \
+    X(exceeds_debits, 56)                                                            \
+    X(transfers_full, 57)                                                            \
+    X(pending_transfers_full, 58)
+
+enum pc_create_transfer_result {
+#define PC__RESULT_ENUM(name, value) PC_TRANSFER_RESULT_##name = (value),
+    PC_CREATE_TRANSFER_RESULT_TABLE(PC__RESULT_ENUM)
+#undef PC__RESULT_ENUM
+};
+
+/* Names of result codes and flags ("exceeds_credits"); NULL when unknown.
+ * pc_*_result_parse returns the code or -1. */
+const char *pc_account_result_name(uint32_t result);
+const char *pc_transfer_result_name(uint32_t result);
+int pc_account_result_parse(const char *name);
+int pc_transfer_result_parse(const char *name);
+const char *pc_account_flag_name(uint16_t single_bit);
+const char *pc_transfer_flag_name(uint16_t single_bit);
+
+/* Operations carried by a request. */
+#define PC_OPERATION_TABLE(X)                                                        \
+    X(register, 1)                                                                   \
+    X(create_accounts, 2)                                                            \
+    X(create_transfers, 3)                                                           \
+    X(lookup_accounts, 4)                                                            \
+    X(lookup_transfers, 5)                                                           \
+    X(get_account_transfers, 6)
+
+typedef enum pc_operation {
+    PC_OP_none = 0,
+#define PC__OP_ENUM(name, value) PC_OP_##name = (value),
+    PC_OPERATION_TABLE(PC__OP_ENUM)
+#undef PC__OP_ENUM
+} pc_operation_t;
+
+const char *pc_operation_name(pc_operation_t op);
+
+/* ------------------------------------------------------------------------
+ * libpaycell: the C client.
+ *
+ * A client holds one session with the cluster. It sends one request at a
+ * time per session (requests queue up behind it, bounded), retries a request
+ * on connection loss or timeout with the same session and request number, so
+ * the server answers a retry from its session table and never applies it
+ * twice. It is single-threaded: call it from one thread.
+ * ---------------------------------------------------------------------- */
+typedef struct pc_client pc_client_t;
+
+typedef struct pc_client_options {
+    uint64_t cluster;            /* cluster id (0 unless formatted otherwise) */
+    uint32_t request_timeout_ms; /* per attempt; default 5,000 */
+    uint32_t retries_max;        /* attempts after the first; default 8 */
+    uint32_t queue_requests_max; /* submitted but not yet sent; default 64 */
+} pc_client_options_t;
+
+/* Called once per submitted request. status is PC_OK or a negative pc_err.
+ * reply/reply_size: the reply body (create: pc_create_result_t[]; lookups:
+ * records), valid only during the call. */
+typedef void (*pc_client_callback_t)(void *user, int status, pc_operation_t operation,
+                                     const void *reply, uint32_t reply_size);
+
+/* Connects to "HOST:PORT" (a comma-separated list is accepted; the client
+ * uses the first that answers) and registers a session. Blocks until the
+ * session is registered. options may be NULL.
+ * Errors: PC_EADDRESS, PC_ECONNREFUSED, PC_ETIMEDOUT, PC_ESESSION_EVICTED,
+ * PC_ENOMEM. */
+int pc_client_open(const char *addresses, const pc_client_options_t *options,
+                   pc_client_t **out);
+void pc_client_close(pc_client_t *client);
+
+/* Queues a request. events is copied. count must be 1..PC_BATCH_EVENTS_MAX
+ * and the body at most PC_MESSAGE_BODY_MAX bytes.
+ * Errors: PC_EINVAL, PC_ETOOBIG, PC_EBUSY (queue full). */
+int pc_client_submit(pc_client_t *client, pc_operation_t operation, const void *events,
+                     uint32_t count, pc_client_callback_t callback, void *user);
+
+/* Drives I/O for up to timeout_ms (0: do what is ready and return), calling
+ * callbacks for completed requests. Returns the number of requests still
+ * queued or in flight, or a negative pc_err on a client-level failure. */
+int pc_client_poll(pc_client_t *client, int timeout_ms);
+
+/* Blocking helpers built on submit + poll. results/out must hold count
+ * entries. *results_count / *out_count receive how many were written.
+ * Return PC_OK or a negative pc_err (the events' results are per event). */
+int pc_client_create_accounts(pc_client_t *client, const pc_account_t *accounts,
+                              uint32_t count, pc_create_result_t *results,
+                              uint32_t *results_count);
+int pc_client_create_transfers(pc_client_t *client, const pc_transfer_t *transfers,
+                               uint32_t count, pc_create_result_t *results,
+                               uint32_t *results_count);
+int pc_client_lookup_accounts(pc_client_t *client, const pc_u128 *ids, uint32_t count,
+                              pc_account_t *out, uint32_t *out_count);
+int pc_client_lookup_transfers(pc_client_t *client, const pc_u128 *ids, uint32_t count,
+                               pc_transfer_t *out, uint32_t *out_count);
+/* out must hold filter->limit transfers. */
+int pc_client_get_account_transfers(pc_client_t *client, const pc_account_filter_t *filter,
+                                    pc_transfer_t *out, uint32_t *out_count);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PAYCELL_H */

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# deps.sh — installs the Debian 12 packages paycell needs to build and test.
+# Idempotent: installs only what is missing. apt-get as root, sudo otherwise.
+set -euo pipefail
+
+packages=(gcc make clang libclang-rt-14-dev libxxhash-dev iproute2 procps)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

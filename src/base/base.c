@@ -1,0 +1,193 @@
+/*
+ * base.c — assertions, the error and result-name tables, checksums, u128
+ * text conversion, clocks, the PRNG and address parsing: small utilities
+ * that every layer uses, kept here so no layer reimplements them.
+ */
+#include "base.h"
+
+#include <execinfo.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+PC_STATIC_ASSERT(sizeof(pc_account_t) == 128, "account is 128 bytes");
+PC_STATIC_ASSERT(sizeof(pc_transfer_t) == 128, "transfer is 128 bytes");
+PC_STATIC_ASSERT(sizeof(pc_account_filter_t) == 64, "filter is 64 bytes");
+PC_STATIC_ASSERT(sizeof(pc_create_result_t) == 8, "result is 8 bytes");
+PC_STATIC_ASSERT(offsetof(pc_account_t, timestamp) == 120, "account layout");
+PC_STATIC_ASSERT(offsetof(pc_transfer_t, timestamp) == 120, "transfer layout");
+PC_STATIC_ASSERT(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "wire format is little-endian");
+
+bool pc__corrupt_quiet = false;
+
+_Noreturn void pc__assert_fail(const char *expr, const char *file, int line) {
+    fprintf(stderr, "paycell: assertion failed: %s (%s:%d)\n", expr, file, line);
+    void *frames[32];
+    int n = backtrace(frames, 32);
+    backtrace_symbols_fd(frames, n, STDERR_FILENO);
+    abort();
+}
+
+int pc__corrupt(const char *file, int line, const char *what) {
+    if (!pc__corrupt_quiet) fprintf(stderr, "paycell: corruption: %s (%s:%d)\n", what, file, line);
+    return PC_ECORRUPT;
+}
+
+const char *pc_err_name(int err) {
+    switch (err) {
+#define PC__ERR_NAME(name, value, text) \
+    case value: return #name;
+        PC_ERR_TABLE(PC__ERR_NAME)
+#undef PC__ERR_NAME
+    }
+    return "PC_E?";
+}
+
+const char *pc_strerror(int err) {
+    switch (err) {
+#define PC__ERR_TEXT(name, value, text) \
+    case value: return text;
+        PC_ERR_TABLE(PC__ERR_TEXT)
+#undef PC__ERR_TEXT
+    }
+    return "unknown error";
+}
+
+#define PC__NAME_CASE(name, value) \
+    case value: return #name;
+
+const char *pc_account_result_name(uint32_t result) {
+    switch (result) { PC_CREATE_ACCOUNT_RESULT_TABLE(PC__NAME_CASE) }
+    return NULL;
+}
+
+const char *pc_transfer_result_name(uint32_t result) {
+    switch (result) { PC_CREATE_TRANSFER_RESULT_TABLE(PC__NAME_CASE) }
+    return NULL;
+}
+
+const char *pc_account_flag_name(uint16_t bit) {
+    switch (bit) { PC_ACCOUNT_FLAGS_TABLE(PC__NAME_CASE) }
+    return NULL;
+}
+
+const char *pc_transfer_flag_name(uint16_t bit) {
+    switch (bit) { PC_TRANSFER_FLAGS_TABLE(PC__NAME_CASE) }
+    return NULL;
+}
+
+const char *pc_operation_name(pc_operation_t op) {
+    switch ((int)op) { PC_OPERATION_TABLE(PC__NAME_CASE) }
+    return NULL;
+}
+
+#define PC__PARSE_IF(name, value) \
+    if (strcmp(text, #name) == 0) return value;
+
+int pc_account_result_parse(const char *text) {
+    PC_CREATE_ACCOUNT_RESULT_TABLE(PC__PARSE_IF)
+    return -1;
+}
+
+int pc_transfer_result_parse(const char *text) {
+    PC_CREATE_TRANSFER_RESULT_TABLE(PC__PARSE_IF)
+    return -1;
+}
+
+pc_u128 pc_checksum(const void *data, size_t size, uint64_t seed) {
+    XXH128_hash_t h = XXH3_128bits_withSeed(data, size, seed);
+    return ((pc_u128)h.high64 << 64) | h.low64;
+}
+
+char *pc_u128_format(pc_u128 value, char *buf) {
+    char tmp[40];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + (int)(value % 10));
+        value /= 10;
+    } while (value != 0);
+    for (int i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
+    buf[n] = '\0';
+    return buf;
+}
+
+int pc_u128_parse(const char *text, pc_u128 *out) {
+    if (text == NULL || *text == '\0') return PC_EINVAL;
+    pc_u128 value = 0;
+    for (const char *p = text; *p; p++) {
+        if (*p < '0' || *p > '9') return PC_EINVAL;
+        pc_u128 digit = (pc_u128)(*p - '0');
+        if (value > (PC_U128_MAX - digit) / 10) return PC_EINVAL;
+        value = value * 10 + digit;
+    }
+    *out = value;
+    return PC_OK;
+}
+
+uint64_t pc_time_realtime_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t pc_time_monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* splitmix64 expands one seed into the four words of state. */
+static uint64_t splitmix(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void pc_prng_init(pc_prng_t *prng, uint64_t seed) {
+    for (int i = 0; i < 4; i++) prng->s[i] = splitmix(&seed);
+}
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t pc_prng_next(pc_prng_t *prng) {
+    uint64_t *s = prng->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+uint64_t pc_prng_below(pc_prng_t *prng, uint64_t bound) {
+    PC_ASSERT(bound > 0);
+    /* Rejection sampling keeps the draw unbiased. */
+    uint64_t limit = UINT64_MAX - UINT64_MAX % bound;
+    uint64_t x;
+    do x = pc_prng_next(prng);
+    while (x >= limit);
+    return x % bound;
+}
+
+int pc_address_parse(const char *text, char *host, size_t host_size, uint16_t *port) {
+    const char *colon = text ? strrchr(text, ':') : NULL;
+    if (colon == NULL || colon == text) return PC_EADDRESS;
+    size_t host_len = (size_t)(colon - text);
+    if (host_len + 1 > host_size) return PC_EADDRESS;
+    char *end = NULL;
+    long value = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || *end != '\0' || value <= 0 || value > 65535) return PC_EADDRESS;
+    memcpy(host, text, host_len);
+    host[host_len] = '\0';
+    *port = (uint16_t)value;
+    return PC_OK;
+}
