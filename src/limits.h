@@ -41,7 +41,7 @@
 
 /* Ledger capacity defaults (set at format time, stored in the superblock). */
 #define PC_ACCOUNTS_MAX_DEFAULT (1u << 20)
-#define PC_TRANSFERS_MAX_DEFAULT (1ull << 25) /* ids, including failed ones */
+#define PC_TRANSFERS_MAX_DEFAULT 12000000ull /* ids, incl. failed; index ~384 MiB */
 #define PC_PENDING_MAX_DEFAULT (1u << 20)     /* unresolved pending transfers */
 #define PC_ACCOUNTS_MAX_LIMIT (1u << 26)
 #define PC_TRANSFERS_MAX_LIMIT (1ull << 32)

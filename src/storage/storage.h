@@ -61,7 +61,13 @@ typedef struct pc_wal_header {
     uint32_t magic;
     uint32_t version;
     uint32_t reserved_u32;
-    uint8_t reserved[48];
+    /* Highest op known durable (synced) when this entry was written. If an
+     * entry is bad but a later valid entry has synced_op below it, the bad
+     * entry was never acknowledged: a torn unsynced tail, cut off. If a later
+     * entry has synced_op >= the bad op, an acknowledged entry is damaged:
+     * corruption, refuse to start. */
+    uint64_t synced_op;
+    uint8_t reserved[40];
 } pc_wal_header_t;
 
 /* What a checkpoint covers. */
@@ -145,5 +151,8 @@ uint64_t pc_storage_wal_bytes_since_checkpoint(const pc_storage_t *storage);
 
 /* Test-only fault switch: when set, wal_sync returns PC_OK without syncing. */
 extern bool pc__storage_skip_fsync;
+/* Test-only: WAL segment size (default PC_WAL_SEGMENT_SIZE_MAX / 4); set
+ * small before format/open to exercise rotation. */
+extern uint64_t pc__storage_segment_size;
 
 #endif /* PC_STORAGE_H */
