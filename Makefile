@@ -32,9 +32,10 @@ CORE_SRC := $(BASE_SRC) $(LEDGER_SRC) $(STORAGE_SRC) $(NET_SRC) $(CLIENT_SRC) $(
 ALL_SRC  := $(CORE_SRC) $(CLI_SRC)
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
+ITESTS     := $(patsubst tests/integration/%.c,%,$(wildcard tests/integration/*.c))
 
-.PHONY: all deps test unit unit-asan fuzz-smoke fuzz bench demo clean integration
-all: $(BUILD)/paycell $(BUILD)/libpaycell.a $(BUILD)/libpaycell.so
+.PHONY: all deps test unit unit-asan itests fuzz bench demo clean
+all: $(BUILD)/paycell $(BUILD)/libpaycell.a $(BUILD)/libpaycell.so $(BUILD)/example-transfer
 
 deps:
 	@bash scripts/deps.sh
@@ -59,22 +60,35 @@ $(BUILD)/libpaycell.a: $(call obj,$(BUILD),$(LIB_SRC))
 $(BUILD)/libpaycell.so: $(call obj,$(BUILD),$(LIB_SRC))
 	$(CC) -shared -o $@ $^ $(LDLIBS)
 
+# The documented client example, linked against the static library as a
+# user would.
+$(BUILD)/example-transfer: examples/transfer.c $(BUILD)/libpaycell.a
+	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -Iinclude -o $@ $< $(BUILD)/libpaycell.a $(LDLIBS)
+
 # Each unit test links only the layers it tests (test_ledger*: base+ledger,
-# test_storage*: base+storage, test_net*/test_client*: base+net+client), the
+# test_storage*: base+storage, test_net*/test_client*: base+net+client); the
 # rest link the core (everything but the CLI's main).
 define unit_test_rules
-$(BUILD)/tests/$(1)%: tests/unit/$(1)%.c tests/unit/test.h $(call obj,$(BUILD),$(2))
+$(1)_TESTS := $$(filter $(1)%,$$(UNIT_TESTS))
+$$(addprefix $(BUILD)/tests/,$$($(1)_TESTS)): $(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h $(call obj,$(BUILD),$(2))
 	@mkdir -p $$(dir $$@)
 	$(CC) $(CFLAGS) -DPC_DEBUG -o $$@ $$< $(call obj,$(BUILD),$(2)) $(LDLIBS)
-$(BUILD)/asan/tests/$(1)%: tests/unit/$(1)%.c tests/unit/test.h $(call obj,$(BUILD)/asan,$(2))
+$$(addprefix $(BUILD)/asan/tests/,$$($(1)_TESTS)): $(BUILD)/asan/tests/%: tests/unit/%.c tests/unit/test.h $(call obj,$(BUILD)/asan,$(2))
 	@mkdir -p $$(dir $$@)
 	$(CC) $(CFLAGS) $(SANFLAGS) -o $$@ $$< $(call obj,$(BUILD)/asan,$(2)) $(LDLIBS)
 endef
+LAYERED_PREFIXES := test_ledger test_storage test_net test_client
 $(eval $(call unit_test_rules,test_ledger,$(BASE_SRC) $(LEDGER_SRC)))
 $(eval $(call unit_test_rules,test_storage,$(BASE_SRC) $(STORAGE_SRC)))
 $(eval $(call unit_test_rules,test_net,$(BASE_SRC) $(NET_SRC) $(CLIENT_SRC)))
 $(eval $(call unit_test_rules,test_client,$(BASE_SRC) $(NET_SRC) $(CLIENT_SRC)))
-$(eval $(call unit_test_rules,test_,$(CORE_SRC)))
+CORE_TESTS := $(filter-out $(addsuffix %,$(LAYERED_PREFIXES)),$(UNIT_TESTS))
+$(addprefix $(BUILD)/tests/,$(CORE_TESTS)): $(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h $(call obj,$(BUILD),$(CORE_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DPC_DEBUG -o $@ $< $(call obj,$(BUILD),$(CORE_SRC)) $(LDLIBS)
+$(addprefix $(BUILD)/asan/tests/,$(CORE_TESTS)): $(BUILD)/asan/tests/%: tests/unit/%.c tests/unit/test.h $(call obj,$(BUILD)/asan,$(CORE_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $< $(call obj,$(BUILD)/asan,$(CORE_SRC)) $(LDLIBS)
 
 # libFuzzer target for the protocol decoder (clang).
 $(BUILD)/fuzz/fuzz_protocol: tests/fuzz/fuzz_protocol.c $(BASE_SRC) $(NET_SRC)
@@ -82,11 +96,17 @@ $(BUILD)/fuzz/fuzz_protocol: tests/fuzz/fuzz_protocol.c $(BASE_SRC) $(NET_SRC)
 	clang -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -fsanitize=fuzzer,address,undefined \
 	    -o $@ $^ $(LDLIBS)
 
+# Integration drivers (C programs that start real replicas and clients).
+$(BUILD)/itests/%: tests/integration/%.c $(call obj,$(BUILD),$(CORE_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(call obj,$(BUILD),$(CORE_SRC)) $(LDLIBS)
+
 unit: $(addprefix $(BUILD)/tests/,$(UNIT_TESTS))
+itests: $(addprefix $(BUILD)/itests/,$(ITESTS))
 unit-asan: $(addprefix $(BUILD)/asan/tests/,$(UNIT_TESTS))
 
 test: deps
-	@$(MAKE) --no-print-directory all unit unit-asan $(BUILD)/fuzz/fuzz_protocol
+	@$(MAKE) --no-print-directory all unit unit-asan itests $(BUILD)/fuzz/fuzz_protocol
 	@bash tests/run.sh
 
 fuzz: deps $(BUILD)/fuzz/fuzz_protocol

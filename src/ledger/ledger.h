@@ -61,13 +61,20 @@ void pc_ledger_deinit(pc_ledger_t *ledger);
 /* ---- apply path ---- */
 
 /* Phase 1. Writes to locs_out (capacity count) the locations of stored
- * records this batch needs and returns how many. For any operation other
- * than create_transfers it returns 0. */
+ * records this batch needs and returns how many (distinct, at most one per
+ * event; never a loc still in the unflushed slot buffer). For any operation
+ * other than create_transfers it returns 0. Call it before every
+ * create_transfers apply, even when it lists nothing: it also marks the
+ * unresolved pending transfers the batch refers to, so that apply keeps their
+ * records when it resolves them (expiry, an earlier post in the batch). It
+ * empties the prefetch cache. */
 uint32_t pc_ledger_prefetch(pc_ledger_t *ledger, pc_operation_t operation, const void *events,
                             uint32_t count, uint64_t *locs_out);
 
 /* Hands over a stored record read from storage for the next apply. The cache
- * holds PC_BATCH_EVENTS_MAX records and is emptied by each apply. */
+ * holds PC_BATCH_EVENTS_MAX records and is emptied by each apply. Apply
+ * asserts (PC_ASSERT) if it needs a record that was listed but not handed
+ * over. */
 void pc_ledger_prefetch_put(pc_ledger_t *ledger, uint64_t loc, const pc_transfer_t *transfer);
 
 /* Phase 2. Applies one create_accounts or create_transfers batch (count
@@ -82,7 +89,9 @@ uint32_t pc_ledger_apply(pc_ledger_t *ledger, pc_operation_t operation, uint64_t
 /* Expires pending transfers whose timeout passed at `timestamp` without
  * applying a batch (the replica calls this on idle ticks so reserved money is
  * released even when no traffic arrives; it is recorded in the WAL as an
- * empty batch). Returns how many expired. */
+ * empty batch). Returns how many expired. It also raises timestamp_last to
+ * `timestamp`, so no later event is stamped at a time when a transfer expired
+ * here was still pending. */
 uint32_t pc_ledger_expire(pc_ledger_t *ledger, uint64_t timestamp);
 
 /* New slots produced since the last flush, at locs first_loc.. first_loc+n-1.
@@ -122,7 +131,8 @@ size_t pc_ledger_snapshot_size(const pc_ledger_t *ledger);
  * unflushed slots. Returns bytes written. */
 size_t pc_ledger_snapshot_write(const pc_ledger_t *ledger, void *buf, size_t size);
 /* Loads a snapshot into an empty ledger. Errors: PC_ECORRUPT, PC_EFULL
- * (snapshot larger than this ledger's config). */
+ * (snapshot larger than this ledger's config). After an error the ledger is
+ * partly loaded: deinit it. */
 int pc_ledger_snapshot_read(pc_ledger_t *ledger, const void *buf, size_t size);
 /* Number of stored slots the snapshot covers (the store is truncated to it). */
 uint64_t pc_ledger_slots_count(const pc_ledger_t *ledger);

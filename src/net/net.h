@@ -31,6 +31,9 @@ enum pc_command {
 enum pc_header_flags {
     PC_HEADER_SHADOW = 1u << 0, /* stress-test traffic (full-link stress testing) */
 };
+/* Every flag bit defined above; a header with any other bit set is rejected,
+ * so a flag added later is never silently ignored by an older peer. */
+#define PC_HEADER_FLAGS_KNOWN 0x0001u
 
 typedef struct pc_header {
     pc_u128 checksum;      /* XXH3-128 over bytes 16..127 */
@@ -51,6 +54,10 @@ typedef struct pc_header {
     uint8_t reserved[24];  /* must be zero */
 } pc_header_t;
 
+PC_STATIC_ASSERT(sizeof(pc_header_t) == PC_HEADER_SIZE, "the header is 128 bytes");
+PC_STATIC_ASSERT(offsetof(pc_header_t, client) == 32, "header layout: checksums first");
+PC_STATIC_ASSERT(offsetof(pc_header_t, reserved) == 104, "header layout: reserved last");
+
 /* Size in bytes of one event of an operation's request body, and of one
  * record of its reply body (0 for register). */
 uint32_t pc_operation_event_size(pc_operation_t operation);
@@ -59,46 +66,75 @@ uint32_t pc_operation_reply_record_size(pc_operation_t operation);
 /* Sets size, magic, version, checksum_body and then checksum. */
 void pc_header_seal(pc_header_t *header, const void *body, uint32_t body_size);
 
-/* Errors: PC_ECHECKSUM, PC_EPROTO (magic, size, command or reserved bytes),
- * PC_EVERSION. Checks nothing beyond the header itself. */
+/* Checks, in this order: the header checksum (PC_ECHECKSUM; nothing else is
+ * trusted before it passes), magic (PC_EPROTO), version (PC_EVERSION), size
+ * (PC_ETOOBIG above PC_MESSAGE_SIZE_MAX, PC_EPROTO below PC_HEADER_SIZE),
+ * command (PC_EPROTO), flags and reserved bytes (PC_EPROTO), status (PC_EPROTO:
+ * non-zero in a request; positive, or an error reply with a body).
+ * Checks nothing beyond the header itself. */
 int pc_header_verify(const pc_header_t *header);
 
 /* Errors: PC_ECHECKSUM. header must have passed pc_header_verify. */
 int pc_body_verify(const pc_header_t *header, const void *body);
 
 /* Semantic checks of a verified request: known operation; register has an
- * empty body and session 0; other operations a non-zero session and a body
- * that is a whole number (1..PC_BATCH_EVENTS_MAX) of events (exactly one
- * filter for get_account_transfers).
- * Errors: PC_EOPERATION, PC_EPROTO, PC_ETOOBIG. */
+ * empty body, session 0 and request 0; other operations a non-zero session, a
+ * non-zero request number and a body that is a whole number
+ * (1..PC_BATCH_EVENTS_MAX) of events (exactly one filter for
+ * get_account_transfers). A reply (command != request) is PC_EPROTO.
+ * Errors: PC_EOPERATION, PC_EPROTO (zero events, a partial event, bad session
+ * or request number), PC_ETOOBIG (more than PC_BATCH_EVENTS_MAX events). */
 int pc_request_verify(const pc_header_t *header, const void *body);
 
 /* ---- framing ---- */
 
 /* Reads messages off a non-blocking socket. The buffer holds one maximum
- * message (allocated once at init). */
+ * message (allocated once at init). Bytes live in buf[head, head + len);
+ * consumed bytes before head are compacted away lazily, only when the message
+ * being assembled would not fit or half the buffer is consumed, so each byte
+ * is copied O(1) times. len < PC_MESSAGE_SIZE_MAX means a fill has room.
+ * Returned headers and bodies are 16-byte aligned. */
 typedef struct pc_reader {
     uint8_t *buf;
-    uint32_t len;   /* bytes buffered */
+    uint32_t len;   /* bytes buffered (from head), including those taken */
     uint32_t taken; /* bytes of the message last returned, dropped on next */
+    uint32_t head;  /* offset of the first buffered byte */
+    uint32_t need;  /* size of the message at head once its header verified; else 0 */
+    int error;      /* sticky: after a malformed frame every call returns it */
 } pc_reader_t;
 
+/* Errors: PC_ENOMEM. */
 int pc_reader_init(pc_reader_t *reader);
 void pc_reader_deinit(pc_reader_t *reader);
+/* Forgets every buffered byte and a sticky error: for a new connection. */
+void pc_reader_reset(pc_reader_t *reader);
+/* Bytes buffered and not yet handed out as a message. */
+static inline uint32_t pc_reader_buffered(const pc_reader_t *reader) {
+    return reader->len - reader->taken;
+}
 
-/* Fills the buffer from fd (one read call). Returns bytes read (> 0),
- * 0 if the call would block, or PC_ECLOSED / PC_EIO. */
+/* Fills the buffer from fd (one read call, of the free space). Returns bytes
+ * read (> 0), 0 if the call would block or the buffer is full (call
+ * pc_reader_next first), PC_ECLOSED (end of stream or reset) / PC_EIO, or the
+ * sticky error of an earlier malformed frame. */
 int pc_reader_fill(pc_reader_t *reader, int fd);
+
+/* The in-memory twin of pc_reader_fill (fuzzing, tests, simulated networks):
+ * copies up to n bytes into the free space. Returns the bytes copied (0 when
+ * the buffer is full: call pc_reader_next first) or the sticky error. */
+int pc_reader_feed(pc_reader_t *reader, const void *bytes, uint32_t n);
 
 /* Yields the next whole, verified message (header and body verified) if one
  * is buffered: returns 1 and sets *header / *body (valid until the next call
- * of pc_reader_next or pc_reader_fill); 0 if more bytes are needed; or a
- * negative pc_err for a malformed frame (the connection must be closed, since
- * framing is lost). */
+ * of pc_reader_next, pc_reader_fill or pc_reader_feed); 0 if more bytes are
+ * needed; or a negative pc_err for a malformed frame (the connection must be
+ * closed, since framing is lost; the error is sticky). */
 int pc_reader_next(pc_reader_t *reader, const pc_header_t **header, const void **body);
 
 /* Queues outgoing bytes for one connection. Messages are copied into a
- * bounded ring; a full queue answers PC_EBUSY. */
+ * bounded linear buffer of cap bytes, bytes in buf[head, tail); sent bytes are
+ * compacted away lazily, when a push would not fit otherwise. A push that
+ * does not fit answers PC_EBUSY. */
 typedef struct pc_writer {
     uint8_t *buf;
     uint32_t cap;
@@ -106,9 +142,14 @@ typedef struct pc_writer {
     uint32_t tail; /* next free byte */
 } pc_writer_t;
 
+/* cap_bytes: at least PC_HEADER_SIZE; PC_MESSAGE_SIZE_MAX holds any message.
+ * Errors: PC_ENOMEM. */
 int pc_writer_init(pc_writer_t *writer, uint32_t cap_bytes);
 void pc_writer_deinit(pc_writer_t *writer);
-/* Copies header + body into the queue. Errors: PC_EBUSY. */
+/* Forgets every queued byte: for a new connection. */
+void pc_writer_reset(pc_writer_t *writer);
+/* Copies header + body into the queue. The header must be sealed for this
+ * body (header->size == PC_HEADER_SIZE + body_size). Errors: PC_EBUSY. */
 int pc_writer_push(pc_writer_t *writer, const pc_header_t *header, const void *body,
                    uint32_t body_size);
 /* Writes what the socket takes. Returns bytes still queued (>= 0) or
@@ -120,14 +161,23 @@ static inline uint32_t pc_writer_pending(const pc_writer_t *writer) {
 
 /* ---- sockets (TCP, IPv4, non-blocking, TCP_NODELAY) ---- */
 
-/* Listens on "HOST:PORT". Errors: PC_EADDRESS, PC_EIO (bind/listen, message
+/* Listens on "HOST:PORT" (port 0: the kernel picks one, see
+ * pc_net_local_port). Errors: PC_EADDRESS, PC_EIO (bind/listen, message
  * printed). */
 int pc_net_listen(const char *address, int *fd_out);
 /* Accepts one connection, non-blocking. Returns the fd, or PC_EBUSY when none
  * is waiting, or PC_EIO. */
 int pc_net_accept(int listen_fd);
 /* Connects to "HOST:PORT" within timeout_ms. Errors: PC_EADDRESS,
- * PC_ECONNREFUSED, PC_ETIMEDOUT. */
+ * PC_ECONNREFUSED (also unreachable), PC_ETIMEDOUT, PC_EIO (no socket). */
 int pc_net_connect(const char *address, uint32_t timeout_ms, int *fd_out);
+/* The two halves of pc_net_connect, for event loops that must not block:
+ * start returns PC_OK (connected), 1 (in progress: wait for POLLOUT, then
+ * call finish) or an error as above; on an error no fd is left open. */
+int pc_net_connect_start(const char *address, int *fd_out);
+/* Errors: PC_ECONNREFUSED, PC_ETIMEDOUT; on an error the caller closes fd. */
+int pc_net_connect_finish(int fd);
+/* The local port of a bound socket. Errors: PC_EIO. */
+int pc_net_local_port(int fd, uint16_t *port_out);
 
 #endif /* PC_NET_H */

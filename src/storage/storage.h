@@ -3,7 +3,7 @@
  * checkpoints and the transfer store.
  *
  *   DIR/superblock        format parameters, checksummed, written once
- *   DIR/wal-NNNNNNNNNN    WAL segments (preallocated, named by first op)
+ *   DIR/wal-<20 digits>   WAL segments (preallocated, named by first op)
  *   DIR/checkpoint-a|b    two alternating checkpoint slots; newest valid wins
  *   DIR/transfers         stored transfer slots (fixed 160-byte records)
  *
@@ -86,6 +86,8 @@ int pc_storage_format(const char *dir, const pc_storage_info_t *info);
  * Errors: PC_ENOTFOUND (not formatted), PC_ECORRUPT, PC_EVERSION, PC_EBUSY
  * (another process has it open), PC_EIO. */
 int pc_storage_open(const char *dir, pc_storage_t **out);
+/* Releases the lock and every buffer. Does not sync: entries appended since
+ * the last pc_storage_wal_sync are not durable. */
 void pc_storage_close(pc_storage_t *storage);
 const pc_storage_info_t *pc_storage_info(const pc_storage_t *storage);
 
@@ -101,26 +103,33 @@ int pc_storage_checkpoint_load(pc_storage_t *storage, pc_checkpoint_info_t *info
 typedef int (*pc_wal_replay_fn)(void *ctx, const pc_wal_header_t *header, const void *body);
 
 /* Replays entries with op > from->op (checking each checksum and the hash
- * chain from from->wal_checksum), cuts a torn tail, and positions the WAL for
- * appends after the last valid entry. Must be called once after open, before
- * any append. Errors: PC_ECORRUPT, PC_EIO, or the callback's return. */
+ * chain from from->wal_checksum), cuts a torn tail (one log line on stderr),
+ * and positions the WAL for appends after the last valid entry. Entries up to
+ * from->op are stepped over by their headers only. Must be called once after
+ * open, before any append or reserve. from may be NULL (a fresh data set).
+ * Errors: PC_ECORRUPT, PC_EIO, PC_ESTATE, or the callback's return. */
 int pc_storage_wal_replay(pc_storage_t *storage, const pc_checkpoint_info_t *from,
                           pc_wal_replay_fn fn, void *ctx);
 
-/* Op and header checksum of the last WAL entry (after replay/appends). */
+/* Op and header checksum of the last WAL entry (after replay/appends). When
+ * the WAL is empty behind a checkpoint, the checkpoint's op and wal_checksum;
+ * 0 and 0 on a fresh data set. */
 uint64_t pc_storage_wal_op(const pc_storage_t *storage);
+pc_u128 pc_storage_wal_checksum(const pc_storage_t *storage);
 
 /* ---- normal operation ---- */
 
 /* Makes sure the next WAL append of up to wal_bytes body bytes and the next
  * slots_count slots will not run out of space (fallocate ahead).
- * Errors: PC_ENOSPC, PC_EIO, PC_ESTATE. */
+ * Errors: PC_EINVAL (wal_bytes over PC_PREPARE_BODY_MAX), PC_ENOSPC, PC_EIO,
+ * PC_ESTATE. */
 int pc_storage_reserve(pc_storage_t *storage, uint64_t wal_bytes, uint64_t slots_count);
 
 /* Appends entry op = pc_storage_wal_op() + 1 with the body gathered from iov
  * (total at most PC_PREPARE_BODY_MAX). Fills the header's checksums and
  * parent. Not durable until pc_storage_wal_sync. Rotates segments as needed.
- * Errors: PC_ENOSPC (nothing appended), PC_EIO, PC_ESTATE. */
+ * Errors: PC_EINVAL (body too large, or more than IOV_MAX - 2 iovecs),
+ * PC_ENOSPC (nothing appended), PC_EIO, PC_ESTATE. */
 int pc_storage_wal_append(pc_storage_t *storage, uint64_t timestamp, const struct iovec *iov,
                           int iov_count, pc_wal_header_t *header_out);
 
@@ -129,11 +138,12 @@ int pc_storage_wal_append(pc_storage_t *storage, uint64_t timestamp, const struc
 int pc_storage_wal_sync(pc_storage_t *storage);
 
 /* Writes count slots at loc (loc <= current slot count), computing each
- * slot's checksum in place. Not synced. Errors: PC_EIO, PC_ENOSPC, PC_ESTATE. */
+ * slot's checksum in place. Not synced.
+ * Errors: PC_EINVAL, PC_EIO, PC_ENOSPC, PC_ESTATE. */
 int pc_storage_slots_write(pc_storage_t *storage, uint64_t loc, void *slots, uint32_t count);
 
 /* Reads count slots at loc, verifying checksums.
- * Errors: PC_ENOTFOUND (past the end), PC_ECORRUPT, PC_EIO. */
+ * Errors: PC_ENOTFOUND (past the end), PC_ECORRUPT, PC_EIO, PC_ESTATE. */
 int pc_storage_slots_read(pc_storage_t *storage, uint64_t loc, void *slots, uint32_t count);
 
 /* Slots currently stored; truncation drops slots >= count (recovery). */
@@ -141,16 +151,30 @@ uint64_t pc_storage_slots_count(const pc_storage_t *storage);
 int pc_storage_slots_truncate(pc_storage_t *storage, uint64_t count);
 
 /* Durably records a checkpoint: syncs the transfer store, writes the older
- * checkpoint slot, syncs it, then removes WAL segments wholly before
- * info->op. Errors: PC_EIO, PC_ENOSPC (the previous checkpoint stays valid). */
+ * checkpoint slot, syncs it, then removes WAL segments wholly before the
+ * older of the two checkpoints now on disk (so a fallback to the older one,
+ * when the newer rots, still finds its WAL; with no older valid checkpoint,
+ * wholly before info->op). The segment being appended to is never removed.
+ * info->op must not exceed pc_storage_wal_op() nor go below the newest
+ * checkpoint's op; info->slots_count must not exceed the slot count.
+ * Errors: PC_EINVAL, PC_EIO, PC_ENOSPC (the previous checkpoint stays valid),
+ * PC_ESTATE. */
 int pc_storage_checkpoint_write(pc_storage_t *storage, const pc_checkpoint_info_t *info,
                                 const void *blob);
 
-/* WAL bytes appended since the last checkpoint (to decide when to take one). */
+/* WAL bytes appended since the last pc_storage_checkpoint_write call (after
+ * open: the bytes replayed after the loaded checkpoint), to decide when to
+ * take one. */
 uint64_t pc_storage_wal_bytes_since_checkpoint(const pc_storage_t *storage);
 
 /* Test-only fault switch: when set, wal_sync returns PC_OK without syncing. */
 extern bool pc__storage_skip_fsync;
+/* Test-only: the next fdatasync/fsync the storage issues reports EIO (the
+ * switch clears itself), as a failing disk would. */
+extern bool pc__storage_fail_next_fsync;
+/* Test-only: the next fallocate the storage issues reports ENOSPC (the
+ * switch clears itself), as a full disk would. */
+extern bool pc__storage_fail_next_alloc;
 /* Test-only: WAL segment size (default PC_WAL_SEGMENT_SIZE_MAX / 4); set
  * small before format/open to exercise rotation. */
 extern uint64_t pc__storage_segment_size;

@@ -1,0 +1,401 @@
+/*
+ * bench.c — the load generator and its report.
+ *
+ * Without --addresses it formats a temporary data directory, starts a
+ * replica as a child process (the same `paycell` binary, as in production)
+ * and stops it afterwards, reporting the replica's peak RSS. Transfers are
+ * generated from one seed: ids are a random 64-bit base plus a sequence
+ * number (so repeated runs against one cluster never collide); debit
+ * accounts are uniform; credit accounts are uniform, or with probability
+ * hot_share one of the hot merchants. Each client thread keeps one batch in
+ * flight, which is how a real gateway would batch.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../net/net.h"
+#include "../storage/storage.h"
+#include "bench.h"
+
+#define BENCH_LEDGER 1u
+#define BENCH_CODE 1u
+
+typedef struct bench {
+    const pc_bench_options_t *options;
+    char addresses[64];
+    pid_t replica_pid;
+    char data_dir[64];
+    uint64_t id_base;
+    uint64_t batches_total;
+    atomic_uint_fast64_t next_batch;
+    atomic_uint_fast64_t transfers_done;
+    atomic_uint_fast64_t transfers_failed;
+    atomic_int error;
+    atomic_int workers_active;
+    uint64_t start_ns;
+    double *latencies_ms; /* per batch */
+    pc_u128 *amounts;     /* per client thread: acknowledged amount */
+    _Atomic uint64_t per_second[600];
+} bench_t;
+
+void pc_bench_defaults(pc_bench_options_t *o) {
+    memset(o, 0, sizeof *o);
+    o->accounts = 10000;
+    o->transfers = 10000000;
+    o->batch = PC_BATCH_EVENTS_MAX;
+    o->clients = 1;
+    o->seed = 1;
+    o->duration_s = 20;
+    o->progress = true;
+}
+
+/* ---- the replica we start ourselves ---- */
+
+/* A port the kernel says is free now (bind to 0, read it back, release). */
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof addr;
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0 &&
+        getsockname(fd, (struct sockaddr *)&addr, &len) == 0)
+        port = ntohs(addr.sin_port);
+    if (fd >= 0) close(fd);
+    return port;
+}
+
+static int start_replica(bench_t *b) {
+    strcpy(b->data_dir, "/tmp/paycell-bench-XXXXXX");
+    if (!mkdtemp(b->data_dir)) return PC_EIO;
+    const pc_bench_options_t *o = b->options;
+    pc_storage_info_t info = {
+        .replica_count = 1,
+        .accounts_max = (uint32_t)PC_MAX(o->accounts + o->hot_accounts, PC_ACCOUNTS_MAX_DEFAULT),
+        .transfers_max = PC_MAX(o->transfers + o->transfers / 8, 1000000ull),
+        .pending_max = PC_PENDING_MAX_DEFAULT,
+        .checkpoint_wal_bytes = PC_CHECKPOINT_WAL_BYTES_DEFAULT,
+    };
+    int rc = pc_storage_format(b->data_dir, &info);
+    if (rc != PC_OK) return rc;
+    int port = free_port();
+    if (port < 0) return PC_EIO;
+    snprintf(b->addresses, sizeof b->addresses, "127.0.0.1:%d", port);
+    b->replica_pid = fork();
+    if (b->replica_pid == 0) {
+        execl("/proc/self/exe", "paycell", "replica", "--data", b->data_dir, "--listen",
+              b->addresses, "--quiet", (char *)NULL);
+        _exit(127);
+    }
+    return b->replica_pid > 0 ? PC_OK : PC_EIO;
+}
+
+static double replica_rss_mib(pid_t pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    double mib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0) mib = atof(line + 6) / 1024.0;
+    if (f) fclose(f);
+    return mib;
+}
+
+static void stop_replica(bench_t *b) {
+    if (b->replica_pid <= 0) return;
+    kill(b->replica_pid, SIGTERM);
+    waitpid(b->replica_pid, NULL, 0);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", b->data_dir);
+    if (system(cmd) != 0) fprintf(stderr, "bench: could not remove %s\n", b->data_dir);
+}
+
+/* Opens a client, retrying while a freshly started replica recovers. */
+static int open_client(const char *addresses, pc_client_t **out) {
+    int rc = PC_ECONNREFUSED;
+    for (int attempt = 0; attempt < 200; attempt++) {
+        pc_client_options_t options = {.request_timeout_ms = 30000, .retries_max = 4};
+        rc = pc_client_open(addresses, &options, out);
+        if (rc != PC_ECONNREFUSED) return rc;
+        usleep(50 * 1000);
+    }
+    return rc;
+}
+
+/* ---- load ---- */
+
+static int create_accounts(bench_t *b, pc_client_t *client) {
+    const pc_bench_options_t *o = b->options;
+    uint64_t total = o->accounts + o->hot_accounts;
+    pc_account_t *batch = calloc(PC_BATCH_EVENTS_MAX, sizeof *batch);
+    pc_create_result_t *results = calloc(PC_BATCH_EVENTS_MAX, sizeof *results);
+    int rc = batch && results ? PC_OK : PC_ENOMEM;
+    for (uint64_t first = 1; rc == PC_OK && first <= total; first += PC_BATCH_EVENTS_MAX) {
+        uint32_t n = (uint32_t)PC_MIN((uint64_t)PC_BATCH_EVENTS_MAX, total - first + 1);
+        for (uint32_t i = 0; i < n; i++)
+            batch[i] = (pc_account_t){.id = first + i, .ledger = BENCH_LEDGER, .code = BENCH_CODE};
+        uint32_t failed = 0;
+        rc = pc_client_create_accounts(client, batch, n, results, &failed);
+        for (uint32_t i = 0; rc == PC_OK && i < failed; i++)
+            if (results[i].result != PC_ACCOUNT_RESULT_exists) {
+                fprintf(stderr, "bench: account %llu: %s\n",
+                        (unsigned long long)(first + results[i].index),
+                        pc_account_result_name(results[i].result));
+                rc = PC_EINVAL;
+            }
+    }
+    free(batch);
+    free(results);
+    return rc;
+}
+
+/* How many events the double11 curve allows at time t (fraction of the
+ * duration): a quiet evening, the midnight spike, a plateau, a decay. The
+ * quiet and decay phases are paced by sleeping between smaller batches. */
+static void shape_at(double t, uint32_t batch_max, uint32_t *batch, uint32_t *sleep_us) {
+    if (t < 0.15) { *batch = batch_max / 32 + 1; *sleep_us = 20000; }         /* evening */
+    else if (t < 0.20) { *batch = batch_max / 4 + 1; *sleep_us = 2000; }      /* 23:59:59 */
+    else if (t < 0.60) { *batch = batch_max; *sleep_us = 0; }                 /* midnight */
+    else if (t < 0.80) { *batch = batch_max / 2 + 1; *sleep_us = 1000; }      /* plateau */
+    else { *batch = batch_max / 16 + 1; *sleep_us = 10000; }                  /* decay */
+}
+
+static void fill_batch(bench_t *b, pc_prng_t *prng, uint64_t first_seq, uint32_t n,
+                       pc_transfer_t *out) {
+    const pc_bench_options_t *o = b->options;
+    uint64_t hot_cut = (uint64_t)(o->hot_share * 1e6);
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t dr = o->hot_accounts + 1 + pc_prng_below(prng, o->accounts);
+        uint64_t cr;
+        if (o->hot_accounts && pc_prng_below(prng, 1000000) < hot_cut)
+            cr = 1 + pc_prng_below(prng, o->hot_accounts);
+        else
+            do cr = o->hot_accounts + 1 + pc_prng_below(prng, o->accounts);
+            while (cr == dr && o->accounts > 1);
+        out[i] = (pc_transfer_t){
+            .id = ((pc_u128)b->id_base << 64) | (first_seq + i),
+            .debit_account_id = dr,
+            .credit_account_id = cr,
+            .amount = 1 + pc_prng_below(prng, 1000),
+            .ledger = BENCH_LEDGER,
+            .code = BENCH_CODE,
+        };
+    }
+}
+
+typedef struct worker {
+    bench_t *bench;
+    uint32_t index;
+} worker_t;
+
+static void *worker_main(void *arg) {
+    worker_t *w = arg;
+    bench_t *b = w->bench;
+    const pc_bench_options_t *o = b->options;
+    pc_client_t *client = NULL;
+    pc_transfer_t *batch = calloc(o->batch, sizeof *batch);
+    pc_create_result_t *results = calloc(o->batch, sizeof *results);
+    int rc = batch && results ? open_client(b->addresses, &client) : PC_ENOMEM;
+    pc_prng_t prng;
+    pc_prng_init(&prng, o->seed * 1000003u + w->index);
+    while (rc == PC_OK && atomic_load(&b->error) == 0) {
+        uint64_t k = atomic_fetch_add(&b->next_batch, 1);
+        uint64_t first = k * o->batch;
+        if (first >= o->transfers) break;
+        uint32_t n = (uint32_t)PC_MIN((uint64_t)o->batch, o->transfers - first);
+        uint32_t sleep_us = 0;
+        if (o->shape == PC_BENCH_SHAPE_double11) {
+            double t = (double)(pc_time_monotonic_ns() - b->start_ns) / 1e9 / o->duration_s;
+            if (t >= 1.0) break;
+            uint32_t shaped;
+            shape_at(t, o->batch, &shaped, &sleep_us);
+            n = PC_MIN(n, shaped);
+        }
+        fill_batch(b, &prng, first, n, batch);
+        uint64_t t0 = pc_time_monotonic_ns();
+        uint32_t failed = 0;
+        rc = pc_client_create_transfers(client, batch, n, results, &failed);
+        uint64_t t1 = pc_time_monotonic_ns();
+        if (rc != PC_OK) break;
+        b->latencies_ms[k] = (double)(t1 - t0) / 1e6;
+        pc_u128 amount = 0;
+        for (uint32_t i = 0, f = 0; i < n; i++) {
+            if (f < failed && results[f].index == i) {
+                f++;
+                continue;
+            }
+            amount += batch[i].amount;
+        }
+        b->amounts[w->index] += amount;
+        atomic_fetch_add(&b->transfers_done, n - failed);
+        atomic_fetch_add(&b->transfers_failed, failed);
+        uint64_t second = (t1 - b->start_ns) / 1000000000ull;
+        if (second < PC_ARRAY_LEN(b->per_second)) atomic_fetch_add(&b->per_second[second], n - failed);
+        if (sleep_us) usleep(sleep_us);
+    }
+    if (rc != PC_OK) {
+        fprintf(stderr, "bench: client %u: %s (%s)\n", w->index, pc_strerror(rc), pc_err_name(rc));
+        atomic_store(&b->error, rc);
+    }
+    if (client) pc_client_close(client);
+    free(batch);
+    free(results);
+    atomic_fetch_sub(&b->workers_active, 1);
+    return NULL;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Sums every account's balances: debits must equal credits, and posted
+ * totals must equal what the clients saw acknowledged. */
+static int audit(bench_t *b, pc_client_t *client, pc_bench_report_t *report) {
+    uint64_t total = b->options->accounts + b->options->hot_accounts;
+    pc_u128 *ids = calloc(PC_BATCH_EVENTS_MAX, sizeof *ids);
+    pc_account_t *accounts = calloc(PC_BATCH_EVENTS_MAX, sizeof *accounts);
+    int rc = ids && accounts ? PC_OK : PC_ENOMEM;
+    pc_u128 debits = 0, credits = 0, pending = 0;
+    for (uint64_t first = 1; rc == PC_OK && first <= total; first += PC_BATCH_EVENTS_MAX) {
+        uint32_t n = (uint32_t)PC_MIN((uint64_t)PC_BATCH_EVENTS_MAX, total - first + 1), got = 0;
+        for (uint32_t i = 0; i < n; i++) ids[i] = first + i;
+        rc = pc_client_lookup_accounts(client, ids, n, accounts, &got);
+        for (uint32_t i = 0; rc == PC_OK && i < got; i++) {
+            debits += accounts[i].debits_posted;
+            credits += accounts[i].credits_posted;
+            pending += accounts[i].debits_pending + accounts[i].credits_pending;
+        }
+    }
+    report->audit_debits = debits;
+    report->audit_credits = credits;
+    report->audit_equal = rc == PC_OK && debits == credits && pending == 0;
+    free(ids);
+    free(accounts);
+    return rc;
+}
+
+static void progress(bench_t *b, bool final) {
+    uint64_t done = atomic_load(&b->transfers_done);
+    double s = (double)(pc_time_monotonic_ns() - b->start_ns) / 1e9;
+    fprintf(stderr, "\rbench: %llu/%llu transfers  %.1f s  %.0f/s   %s",
+            (unsigned long long)done, (unsigned long long)b->options->transfers, s,
+            s > 0 ? (double)done / s : 0.0, final ? "\n" : "");
+}
+
+static int run_load(bench_t *b, pc_bench_report_t *report) {
+    const pc_bench_options_t *o = b->options;
+    pthread_t threads[64];
+    worker_t workers[64];
+    uint32_t clients = PC_MIN(o->clients, 64u);
+    b->start_ns = pc_time_monotonic_ns();
+    atomic_store(&b->workers_active, (int)clients);
+    for (uint32_t i = 0; i < clients; i++) {
+        workers[i] = (worker_t){.bench = b, .index = i};
+        pthread_create(&threads[i], NULL, worker_main, &workers[i]);
+    }
+    uint64_t last_print = 0;
+    while (atomic_load(&b->workers_active) > 0) {
+        usleep(20000);
+        uint64_t now = pc_time_monotonic_ns();
+        if (o->progress && now - last_print > 1000000000ull) {
+            progress(b, false);
+            last_print = now;
+        }
+    }
+    for (uint32_t i = 0; i < clients; i++) pthread_join(threads[i], NULL);
+    if (o->progress) progress(b, true);
+    report->seconds = (double)(pc_time_monotonic_ns() - b->start_ns) / 1e9;
+    return atomic_load(&b->error);
+}
+
+static void summarize(bench_t *b, pc_bench_report_t *report) {
+    uint64_t batches = PC_MIN(atomic_load(&b->next_batch), b->batches_total);
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < batches; i++)
+        if (b->latencies_ms[i] > 0) b->latencies_ms[n++] = b->latencies_ms[i];
+    qsort(b->latencies_ms, n, sizeof(double), cmp_double);
+    report->transfers = atomic_load(&b->transfers_done);
+    report->transfers_failed = atomic_load(&b->transfers_failed);
+    report->transfers_per_s = report->seconds > 0 ? (double)report->transfers / report->seconds : 0;
+    if (n) {
+        report->batch_p50_ms = b->latencies_ms[(n - 1) / 2];
+        report->batch_p99_ms = b->latencies_ms[(uint64_t)((double)(n - 1) * 0.99)];
+        report->batch_p100_ms = b->latencies_ms[n - 1];
+    }
+    report->per_second_count = (uint32_t)PC_MIN((uint64_t)report->seconds + 1, 600ull);
+    for (uint32_t i = 0; i < report->per_second_count; i++) {
+        report->per_second[i] = atomic_load(&b->per_second[i]);
+        if ((double)report->per_second[i] > report->peak_per_s)
+            report->peak_per_s = (double)report->per_second[i];
+    }
+    for (uint32_t i = 0; i < b->options->clients && i < 64; i++)
+        report->amount_acknowledged += b->amounts[i];
+}
+
+int pc_bench_run(const pc_bench_options_t *o, pc_bench_report_t *report) {
+    memset(report, 0, sizeof *report);
+    if (o->accounts < 2 || o->transfers == 0 || o->batch == 0 || o->batch > PC_BATCH_EVENTS_MAX ||
+        o->clients == 0 || o->clients > 64 || o->hot_share < 0 || o->hot_share > 1)
+        return PC_EINVAL;
+    bench_t *b = calloc(1, sizeof *b);
+    if (!b) return PC_ENOMEM;
+    b->options = o;
+    b->batches_total = o->transfers / o->batch + 2;
+    b->latencies_ms = calloc(b->batches_total, sizeof(double));
+    b->amounts = calloc(64, sizeof(pc_u128));
+    pc_prng_t prng;
+    pc_prng_init(&prng, o->seed ^ pc_time_realtime_ns());
+    b->id_base = pc_prng_next(&prng) | 1;
+    int rc = b->latencies_ms && b->amounts ? PC_OK : PC_ENOMEM;
+    if (rc == PC_OK && o->addresses) snprintf(b->addresses, sizeof b->addresses, "%s", o->addresses);
+    else if (rc == PC_OK) rc = start_replica(b);
+    pc_client_t *client = NULL;
+    if (rc == PC_OK) rc = open_client(b->addresses, &client);
+    if (rc == PC_OK) rc = create_accounts(b, client);
+    if (rc == PC_OK) rc = run_load(b, report);
+    if (rc == PC_OK) {
+        summarize(b, report);
+        report->rss_mib = b->replica_pid > 0 ? replica_rss_mib(b->replica_pid) : -1;
+        /* Against a shared cluster other traffic moves balances too, so only
+         * a private replica can check totals against what we sent. */
+        rc = audit(b, client, report);
+        if (rc == PC_OK && b->replica_pid > 0)
+            report->audit_equal = report->audit_equal &&
+                                  report->audit_debits == report->amount_acknowledged;
+    }
+    if (client) pc_client_close(client);
+    stop_replica(b);
+    free(b->latencies_ms);
+    free(b->amounts);
+    free(b);
+    return rc;
+}
+
+void pc_bench_print_summary(FILE *out, const pc_bench_report_t *r, bool json) {
+    char debits[48], credits[48];
+    pc_u128_format(r->audit_debits, debits);
+    pc_u128_format(r->audit_credits, credits);
+    if (json) {
+        fprintf(out, "{\"transfers\":%llu,\"failed\":%llu,\"seconds\":%.3f,"
+                     "\"transfers_per_s\":%.0f,\"batch_p50_ms\":%.2f,\"batch_p99_ms\":%.2f,"
+                     "\"batch_p100_ms\":%.2f,\"rss_mib\":%.0f,\"audit_debits\":\"%s\","
+                     "\"audit_credits\":\"%s\",\"audit_equal\":%s}\n",
+                (unsigned long long)r->transfers, (unsigned long long)r->transfers_failed,
+                r->seconds, r->transfers_per_s, r->batch_p50_ms, r->batch_p99_ms,
+                r->batch_p100_ms, r->rss_mib, debits, credits, r->audit_equal ? "true" : "false");
+        return;
+    }
+    fprintf(out, "transfers=%llu seconds=%.2f transfers_per_s=%.0f batch_p50_ms=%.1f "
+                 "batch_p99_ms=%.1f batch_p100_ms=%.1f rss_mib=%.0f\n",
+            (unsigned long long)r->transfers, r->seconds, r->transfers_per_s, r->batch_p50_ms,
+            r->batch_p99_ms, r->batch_p100_ms, r->rss_mib);
+}

@@ -1,0 +1,56 @@
+/*
+ * bench.h — the load generator behind `paycell bench` and the interim
+ * `paycell demo`: creates accounts, drives transfers from client threads
+ * (one libpaycell session each, one batch in flight per session), records
+ * per-batch latency, and afterwards audits the ledger: per-ledger debits
+ * equal credits, and posted totals equal the sum of acknowledged amounts.
+ */
+#ifndef PC_BENCH_H
+#define PC_BENCH_H
+
+#include <stdio.h>
+
+#include "../base/base.h"
+
+typedef enum pc_bench_shape {
+    PC_BENCH_SHAPE_flat = 0,  /* as fast as the cluster commits */
+    PC_BENCH_SHAPE_double11,  /* quiet evening, midnight spike, decay */
+} pc_bench_shape_t;
+
+typedef struct pc_bench_options {
+    const char *addresses;      /* NULL: format a temp dir and start a replica */
+    uint64_t accounts;          /* default 10,000 */
+    uint64_t transfers;         /* default 10,000,000 */
+    uint32_t batch;             /* default 8,189 */
+    uint32_t clients;           /* default 1 */
+    uint32_t hot_accounts;      /* hot merchants (credit side), default 0 */
+    double hot_share;           /* share of transfers crediting a hot account */
+    uint64_t seed;
+    pc_bench_shape_t shape;
+    double duration_s;          /* double11 shape: length of the curve */
+    bool json;                  /* summary as JSON */
+    bool progress;              /* progress line on stderr */
+} pc_bench_options_t;
+
+typedef struct pc_bench_report {
+    uint64_t transfers;          /* acknowledged `created` */
+    uint64_t transfers_failed;   /* any other result */
+    double seconds;
+    double transfers_per_s;
+    double batch_p50_ms, batch_p99_ms, batch_p100_ms;
+    double rss_mib;              /* replica peak RSS (VmHWM), -1 if not ours */
+    double peak_per_s;           /* best one-second window */
+    uint32_t per_second_count;
+    uint64_t per_second[600];    /* transfers acknowledged in each second */
+    bool audit_equal;            /* debits == credits per ledger, totals match */
+    pc_u128 audit_debits, audit_credits, amount_acknowledged;
+} pc_bench_report_t;
+
+void pc_bench_defaults(pc_bench_options_t *options);
+/* Runs the benchmark. Returns PC_OK (then *report is filled) or a pc_err
+ * (setup failed: replica would not start, connection refused...). */
+int pc_bench_run(const pc_bench_options_t *options, pc_bench_report_t *report);
+/* The one summary line: "transfers=N seconds=S transfers_per_s=T ...". */
+void pc_bench_print_summary(FILE *out, const pc_bench_report_t *report, bool json);
+
+#endif /* PC_BENCH_H */

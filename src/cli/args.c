@@ -1,0 +1,209 @@
+/*
+ * args.c — argument parsing and output formatting for the `paycell`
+ * command. Kept deliberately small: long options only, every option known
+ * up front, so a typo is a usage error rather than silently ignored.
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+void cli_usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "paycell: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (see 'paycell help')\n");
+    va_end(ap);
+}
+
+static bool listed(const char *const *list, const char *name, size_t len) {
+    for (; list && *list; list++)
+        if (strlen(*list) == len && strncmp(*list, name, len) == 0) return true;
+    return false;
+}
+
+bool cli_parse(int argc, char **argv, const char *const *value_options,
+               const char *const *bool_options, cli_args_t *out) {
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strncmp(arg, "--", 2) != 0) {
+            if (out->positional_count == CLI_ARGS_MAX) return cli_usage_error("too many arguments"), false;
+            out->positional[out->positional_count++] = arg;
+            continue;
+        }
+        const char *name = arg + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        if (out->count == CLI_ARGS_MAX) return cli_usage_error("too many options"), false;
+        if (listed(value_options, name, len)) {
+            const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!value) return cli_usage_error("option --%.*s needs a value", (int)len, name), false;
+            out->names[out->count] = strndup(name, len);
+            out->values[out->count++] = value;
+        } else if (listed(bool_options, name, len) && !eq) {
+            out->names[out->count] = strndup(name, len);
+            out->values[out->count++] = NULL;
+        } else {
+            return cli_usage_error("unknown option --%.*s", (int)len, name), false;
+        }
+    }
+    return true;
+}
+
+const char *cli_get(const cli_args_t *args, const char *name) {
+    for (int i = args->count - 1; i >= 0; i--)
+        if (strcmp(args->names[i], name) == 0) return args->values[i];
+    return NULL;
+}
+
+bool cli_has(const cli_args_t *args, const char *name) {
+    for (int i = 0; i < args->count; i++)
+        if (strcmp(args->names[i], name) == 0) return true;
+    return false;
+}
+
+bool cli_get_u128(const cli_args_t *args, const char *name, bool required, pc_u128 *out) {
+    const char *v = cli_get(args, name);
+    if (!v) {
+        if (required) cli_usage_error("--%s is required", name);
+        return !required;
+    }
+    if (pc_u128_parse(v, out) != PC_OK) {
+        cli_usage_error("--%s: '%s' is not an unsigned 128-bit decimal number", name, v);
+        return false;
+    }
+    return true;
+}
+
+bool cli_get_u64(const cli_args_t *args, const char *name, bool required, uint64_t max,
+                 uint64_t *out) {
+    pc_u128 v = *out;
+    if (!cli_get_u128(args, name, required, &v)) return false;
+    if (v > max) {
+        char buf[48];
+        cli_usage_error("--%s: must be at most %s", name, pc_u128_format(max, buf));
+        return false;
+    }
+    *out = (uint64_t)v;
+    return true;
+}
+
+bool cli_get_double(const cli_args_t *args, const char *name, double *out) {
+    const char *v = cli_get(args, name);
+    if (!v) return true;
+    char *end = NULL;
+    double d = strtod(v, &end);
+    if (end == v || *end != '\0' || d < 0) {
+        cli_usage_error("--%s: '%s' is not a non-negative number", name, v);
+        return false;
+    }
+    *out = d;
+    return true;
+}
+
+bool cli_parse_flags(const char *text, const char *(*name_of)(uint16_t), uint16_t *out) {
+    *out = 0;
+    if (!text || !*text) return true;
+    char *copy = strdup(text), *save = NULL;
+    bool ok = true;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        uint16_t bit = 0;
+        for (int b = 0; b < 16 && !bit; b++)
+            if (name_of((uint16_t)(1u << b)) && strcmp(name_of((uint16_t)(1u << b)), tok) == 0)
+                bit = (uint16_t)(1u << b);
+        if (!bit) {
+            cli_usage_error("unknown flag '%s'", tok);
+            ok = false;
+            break;
+        }
+        *out |= bit;
+    }
+    free(copy);
+    return ok;
+}
+
+void cli_print_flags_json(FILE *out, uint16_t flags, const char *(*name_of)(uint16_t)) {
+    fputc('[', out);
+    bool first = true;
+    for (int b = 0; b < 16; b++) {
+        const char *name = (flags & (1u << b)) ? name_of((uint16_t)(1u << b)) : NULL;
+        if (!name) continue;
+        fprintf(out, "%s\"%s\"", first ? "" : ",", name);
+        first = false;
+    }
+    fputc(']', out);
+}
+
+static void print_flags_text(FILE *out, uint16_t flags, const char *(*name_of)(uint16_t)) {
+    bool first = true;
+    for (int b = 0; b < 16; b++) {
+        const char *name = (flags & (1u << b)) ? name_of((uint16_t)(1u << b)) : NULL;
+        if (!name) continue;
+        fprintf(out, "%s%s", first ? "" : ",", name);
+        first = false;
+    }
+    if (first) fputs("none", out);
+}
+
+void cli_print_account(FILE *out, const pc_account_t *a, bool json) {
+    char id[48], dp[48], dpo[48], cp[48], cpo[48], ud[48];
+    pc_u128_format(a->id, id);
+    pc_u128_format(a->debits_pending, dp);
+    pc_u128_format(a->debits_posted, dpo);
+    pc_u128_format(a->credits_pending, cp);
+    pc_u128_format(a->credits_posted, cpo);
+    pc_u128_format(a->user_data_128, ud);
+    if (json) {
+        fprintf(out, "{\"id\":\"%s\",\"debits_pending\":\"%s\",\"debits_posted\":\"%s\","
+                     "\"credits_pending\":\"%s\",\"credits_posted\":\"%s\","
+                     "\"user_data_128\":\"%s\",\"user_data_64\":\"%llu\",\"user_data_32\":%u,"
+                     "\"ledger\":%u,\"code\":%u,\"flags\":",
+                id, dp, dpo, cp, cpo, ud, (unsigned long long)a->user_data_64, a->user_data_32,
+                a->ledger, a->code);
+        cli_print_flags_json(out, a->flags, pc_account_flag_name);
+        fprintf(out, ",\"timestamp\":\"%llu\"}\n", (unsigned long long)a->timestamp);
+        return;
+    }
+    fprintf(out, "account %s\n  ledger %u  code %u  flags ", id, a->ledger, a->code);
+    print_flags_text(out, a->flags, pc_account_flag_name);
+    fprintf(out, "\n  debits   posted %s  pending %s\n  credits  posted %s  pending %s\n"
+                 "  user_data %s / %llu / %u  timestamp %llu\n",
+            dpo, dp, cpo, cp, ud, (unsigned long long)a->user_data_64, a->user_data_32,
+            (unsigned long long)a->timestamp);
+}
+
+void cli_print_transfer(FILE *out, const pc_transfer_t *t, bool json) {
+    char id[48], dr[48], cr[48], amount[48], pending[48], ud[48];
+    pc_u128_format(t->id, id);
+    pc_u128_format(t->debit_account_id, dr);
+    pc_u128_format(t->credit_account_id, cr);
+    pc_u128_format(t->amount, amount);
+    pc_u128_format(t->pending_id, pending);
+    pc_u128_format(t->user_data_128, ud);
+    if (json) {
+        fprintf(out, "{\"id\":\"%s\",\"debit_account_id\":\"%s\",\"credit_account_id\":\"%s\","
+                     "\"amount\":\"%s\",\"pending_id\":\"%s\",\"user_data_128\":\"%s\","
+                     "\"user_data_64\":\"%llu\",\"user_data_32\":%u,\"timeout\":%u,"
+                     "\"ledger\":%u,\"code\":%u,\"flags\":",
+                id, dr, cr, amount, pending, ud, (unsigned long long)t->user_data_64,
+                t->user_data_32, t->timeout, t->ledger, t->code);
+        cli_print_flags_json(out, t->flags, pc_transfer_flag_name);
+        fprintf(out, ",\"timestamp\":\"%llu\"}\n", (unsigned long long)t->timestamp);
+        return;
+    }
+    fprintf(out, "transfer %s  %s -> %s  amount %s  ledger %u  code %u  flags ", id, dr, cr,
+            amount, t->ledger, t->code);
+    print_flags_text(out, t->flags, pc_transfer_flag_name);
+    if (t->pending_id) fprintf(out, "  pending_id %s", pending);
+    if (t->timeout) fprintf(out, "  timeout %us", t->timeout);
+    fprintf(out, "  timestamp %llu\n", (unsigned long long)t->timestamp);
+}
+
+void cli_print_result(FILE *out, const char *kind, pc_u128 id, const char *result, bool json) {
+    char buf[48];
+    pc_u128_format(id, buf);
+    if (json) fprintf(out, "{\"id\":\"%s\",\"result\":\"%s\"}\n", buf, result);
+    else fprintf(out, "%s %s: %s\n", kind, buf, result);
+}

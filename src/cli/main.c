@@ -1,0 +1,60 @@
+/*
+ * main.c — the `paycell` command: one binary for every process (replica,
+ * bench, demo) and every operator and client action. This file only
+ * dispatches; each subcommand lives in its own file.
+ */
+#include <string.h>
+
+#include "cli.h"
+
+static void usage(FILE *out) {
+    fputs("paycell — a payment ledger for Double-11 peaks\n"
+          "\n"
+          "  paycell format --data DIR [--cluster N] [--accounts-max N] [--transfers-max N]\n"
+          "                 [--pending-max N] [--checkpoint-mib N]\n"
+          "  paycell replica --data DIR --listen HOST:PORT [--quiet]\n"
+          "  paycell account create --addresses A --id N --ledger L --code C [--flags f1,f2]\n"
+          "                 [--user-data-128 N] [--user-data-64 N] [--user-data-32 N]\n"
+          "  paycell transfer --addresses A --id N --debit ACCOUNT --credit ACCOUNT --amount N\n"
+          "                 --ledger L --code C [--flags f1,f2] [--pending [--timeout SECONDS]]\n"
+          "                 [--post PENDING_ID] [--void PENDING_ID]\n"
+          "  paycell lookup account ID --addresses A\n"
+          "  paycell lookup transfer ID --addresses A\n"
+          "  paycell history ACCOUNT --addresses A [--limit N] [--oldest-first] [--debits]\n"
+          "                 [--credits] [--timestamp-min NS] [--timestamp-max NS]\n"
+          "  paycell bench [--addresses A] [--accounts N] [--transfers N] [--batch N]\n"
+          "                 [--clients N] [--hot-accounts N --hot-share P] [--seed N] [--json]\n"
+          "  paycell demo [--duration S] [--json]\n"
+          "\n"
+          "Every command takes --json (one JSON object per line). Exit status: 0 created or\n"
+          "exists, 1 any other result code, 2 usage, connection or server error.\n",
+          out);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_EXIT_ERROR;
+    }
+    const char *cmd = argv[1];
+    int rest_argc = argc - 2;
+    char **rest = argv + 2;
+    if (strcmp(cmd, "format") == 0) return cli_format(rest_argc, rest);
+    if (strcmp(cmd, "replica") == 0) return cli_replica(rest_argc, rest);
+    if (strcmp(cmd, "account") == 0) return cli_account(rest_argc, rest);
+    if (strcmp(cmd, "transfer") == 0) return cli_transfer(rest_argc, rest);
+    if (strcmp(cmd, "lookup") == 0) return cli_lookup(rest_argc, rest);
+    if (strcmp(cmd, "history") == 0) return cli_history(rest_argc, rest);
+    if (strcmp(cmd, "bench") == 0) return cli_bench(rest_argc, rest);
+    if (strcmp(cmd, "demo") == 0) return cli_demo(rest_argc, rest);
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("paycell 0.1.0 (protocol 1)\n");
+        return CLI_EXIT_OK;
+    }
+    cli_usage_error("unknown command '%s'", cmd);
+    return CLI_EXIT_ERROR;
+}

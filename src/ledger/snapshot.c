@@ -1,0 +1,308 @@
+/*
+ * snapshot.c — checkpoint and recovery of the ledger.
+ *
+ * A snapshot holds what cannot be derived from the stored slots: accounts
+ * (balances included), the unresolved pending transfers with their expiry
+ * times, and the counters. The transfer id index, the statuses of resolved
+ * pending transfers and the history heads are rebuilt by replaying every
+ * stored slot in loc order; replay also cross-checks the slots against the
+ * snapshot (history links must equal the heads, each snapshot pending must
+ * meet its own slot), so a store that does not belong to the snapshot is
+ * reported as corruption rather than loaded.
+ *
+ * Layout: an 80-byte header (magic, version, counts, timestamp_last,
+ * slots_count, transfers_count, body size, checksum over header and body),
+ * then accounts_count accounts, then pending_count pending entries.
+ */
+#include "ledger_int.h"
+
+#include <string.h>
+
+#define SNAPSHOT_MAGIC 0x31524744454c4350ull /* "PCLEDGR1" */
+#define SNAPSHOT_VERSION 1u
+
+typedef struct snapshot_header {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t accounts_count;
+    uint32_t pending_count;
+    uint32_t reserved;
+    uint64_t timestamp_last;
+    uint64_t slots_count;
+    uint64_t transfers_count;
+    uint64_t body_size;
+    uint64_t reserved_2;
+    pc_u128 checksum; /* over the header with this field zero, then the body */
+} snapshot_header_t;
+
+typedef struct snapshot_pending {
+    pc_transfer_t transfer;
+    uint64_t loc;
+    uint64_t expires_at;
+} snapshot_pending_t;
+
+PC_STATIC_ASSERT(sizeof(snapshot_header_t) == 80, "snapshot header layout");
+PC_STATIC_ASSERT(sizeof(snapshot_pending_t) == 144, "snapshot pending layout");
+
+static uint64_t body_size(uint64_t accounts, uint64_t pending) {
+    return accounts * sizeof(pc_account_t) + pending * sizeof(snapshot_pending_t);
+}
+
+size_t pc_ledger_snapshot_size(const pc_ledger_t *ledger) {
+    PC_ASSERT(ledger->accounts_count <= ledger->config.accounts_max);
+    PC_ASSERT(ledger->pending_count <= ledger->config.pending_max);
+    return sizeof(snapshot_header_t) + body_size(ledger->accounts_count, ledger->pending_count);
+}
+
+static pc_u128 snapshot_checksum(const snapshot_header_t *header, const uint8_t *body) {
+    snapshot_header_t h = *header;
+    h.checksum = 0;
+    pc_u128 seed = pc_checksum(&h, sizeof(h), 21);
+    return pc_checksum(body, header->body_size, (uint64_t)seed);
+}
+
+size_t pc_ledger_snapshot_write(const pc_ledger_t *ledger, void *buf, size_t size) {
+    PC_ASSERT(ledger->slots_n == 0 && !ledger->rebuilding);
+    PC_ASSERT(buf != NULL && size >= pc_ledger_snapshot_size(ledger));
+    snapshot_header_t header = {
+        .magic = SNAPSHOT_MAGIC,
+        .version = SNAPSHOT_VERSION,
+        .accounts_count = ledger->accounts_count,
+        .pending_count = ledger->pending_count,
+        .timestamp_last = ledger->timestamp_last,
+        .slots_count = ledger->slots_count,
+        .transfers_count = ledger->transfers_count,
+        .body_size = body_size(ledger->accounts_count, ledger->pending_count),
+    };
+    uint8_t *body = (uint8_t *)buf + sizeof(header);
+    memcpy(body, ledger->accounts, ledger->accounts_count * sizeof(pc_account_t));
+    snapshot_pending_t *out =
+        (snapshot_pending_t *)(body + ledger->accounts_count * sizeof(pc_account_t));
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < ledger->pool_used; i++) {
+        const pc__pending_t *p = &ledger->pool[i];
+        if (p->transfer.id == 0) continue;
+        snapshot_pending_t e;
+        memset(&e, 0, sizeof(e));
+        e.transfer = p->transfer;
+        e.loc = pc__ls_loc(ledger->loc_status[p->index_pos]);
+        e.expires_at = p->expires_at;
+        memcpy(&out[n++], &e, sizeof(e));
+    }
+    PC_ASSERT(n == ledger->pending_count);
+    header.checksum = snapshot_checksum(&header, body);
+    memcpy(buf, &header, sizeof(header));
+    return sizeof(header) + header.body_size;
+}
+
+static int accounts_load(pc_ledger_t *ledger, const pc_account_t *accounts, uint32_t count) {
+    PC_ASSERT(ledger->accounts_count == 0);
+    PC_ASSERT(count <= ledger->config.accounts_max);
+    for (uint32_t i = 0; i < count; i++) {
+        pc_account_t a;
+        memcpy(&a, &accounts[i], sizeof(a));
+        pc_u128 sum;
+        if (a.id == 0 || a.id == PC_U128_MAX || a.timestamp == 0 || a.ledger == 0) {
+            return PC_CORRUPT("snapshot account invalid");
+        }
+        if (pc_u128_add_overflows(a.debits_pending, a.debits_posted, &sum) ||
+            pc_u128_add_overflows(a.credits_pending, a.credits_posted, &sum)) {
+            return PC_CORRUPT("snapshot account balance overflows");
+        }
+        uint64_t pos = 0;
+        if (pc__account_find(ledger, a.id, &pos) != PC__NONE) {
+            return PC_CORRUPT("snapshot account duplicated");
+        }
+        pc__account_insert(ledger, pos, &a);
+    }
+    return PC_OK;
+}
+
+static int pending_load_one(pc_ledger_t *ledger, const snapshot_pending_t *e, uint64_t slots) {
+    const pc_transfer_t *t = &e->transfer;
+    PC_ASSERT(ledger->pending_count < ledger->config.pending_max);
+    if (t->id == 0 || t->id == PC_U128_MAX || !(t->flags & PC_TRANSFER_pending) ||
+        (t->flags & ~PC_TRANSFER_FLAGS_KNOWN) || t->timestamp == 0 || e->loc >= slots) {
+        return PC_CORRUPT("snapshot pending invalid");
+    }
+    if (t->timeout != 0 && (t->timestamp > UINT64_MAX - (uint64_t)t->timeout * PC__NS_PER_S ||
+                            e->expires_at != t->timestamp + (uint64_t)t->timeout * PC__NS_PER_S)) {
+        return PC_CORRUPT("snapshot pending expiry inconsistent");
+    }
+    if (pc__account_find(ledger, t->debit_account_id, NULL) == PC__NONE ||
+        pc__account_find(ledger, t->credit_account_id, NULL) == PC__NONE) {
+        return PC_CORRUPT("snapshot pending account missing");
+    }
+    uint64_t pos = pc__index_find(ledger, t->id);
+    if (pc__index_has(ledger, pos, t->id)) return PC_CORRUPT("snapshot pending duplicated");
+    uint32_t index = pc__pending_add(ledger, t, pos);
+    PC_ASSERT(ledger->pool[index].expires_at == e->expires_at || t->timeout == 0);
+    pc__index_insert(ledger, pos, t->id, pc__ls_make(e->loc, index, PC__ST_PENDING));
+    return PC_OK;
+}
+
+static int header_check(const pc_ledger_t *ledger, const snapshot_header_t *h, size_t size) {
+    PC_ASSERT(size >= sizeof(*h));
+    if (h->magic != SNAPSHOT_MAGIC) return PC_CORRUPT("snapshot magic");
+    if (h->version != SNAPSHOT_VERSION) return PC_CORRUPT("snapshot version");
+    if (h->reserved != 0 || h->reserved_2 != 0) return PC_CORRUPT("snapshot reserved");
+    if (h->body_size != body_size(h->accounts_count, h->pending_count) ||
+        h->body_size != size - sizeof(*h)) {
+        return PC_CORRUPT("snapshot size");
+    }
+    if (h->pending_count > h->transfers_count || h->transfers_count != h->slots_count) {
+        return PC_CORRUPT("snapshot counters");
+    }
+    const pc_ledger_config_t *c = &ledger->config;
+    if (h->accounts_count > c->accounts_max || h->pending_count > c->pending_max ||
+        h->transfers_count > c->transfers_max) {
+        return PC_EFULL;
+    }
+    return PC_OK;
+}
+
+int pc_ledger_snapshot_read(pc_ledger_t *ledger, const void *buf, size_t size) {
+    PC_ASSERT(ledger->accounts_count == 0 && ledger->transfers_count == 0);
+    PC_ASSERT(ledger->slots_count == 0 && ledger->pending_count == 0 && !ledger->rebuilding);
+    snapshot_header_t h;
+    if (buf == NULL || size < sizeof(h)) return PC_CORRUPT("snapshot truncated");
+    memcpy(&h, buf, sizeof(h));
+    int rc = header_check(ledger, &h, size);
+    if (rc != PC_OK) return rc;
+    const uint8_t *body = (const uint8_t *)buf + sizeof(h);
+    if (snapshot_checksum(&h, body) != h.checksum) return PC_CORRUPT("snapshot checksum");
+
+    rc = accounts_load(ledger, (const pc_account_t *)body, h.accounts_count);
+    const uint8_t *pending = body + (size_t)h.accounts_count * sizeof(pc_account_t);
+    for (uint32_t i = 0; rc == PC_OK && i < h.pending_count; i++) {
+        snapshot_pending_t e;
+        memcpy(&e, pending + (size_t)i * sizeof(e), sizeof(e));
+        rc = pending_load_one(ledger, &e, h.slots_count);
+    }
+    if (rc != PC_OK) return rc;
+    ledger->timestamp_last = h.timestamp_last;
+    ledger->slots_count = h.slots_count;
+    ledger->rebuilding = true;
+    ledger->rebuild_next = 0;
+    ledger->rebuild_timestamp = 0;
+    ledger->rebuild_pending_matched = 0;
+    ledger->rebuild_transfers_count = h.transfers_count;
+    return PC_OK;
+}
+
+uint64_t pc_ledger_slots_count(const pc_ledger_t *ledger) {
+    PC_ASSERT(ledger->slots_n <= ledger->slots_count);
+    PC_ASSERT(ledger->slots_count <= ledger->config.transfers_max);
+    return ledger->slots_count;
+}
+
+/* ---- rebuild ---- */
+
+/* A pending slot either meets its snapshot entry (still unresolved) or was
+ * resolved before the snapshot: it is entered as EXPIRED, and a later post or
+ * void slot turns that into POSTED or VOIDED. */
+static int rebuild_pending(pc_ledger_t *ledger, uint64_t loc, const pc_transfer_t *t,
+                           uint64_t pos) {
+    PC_ASSERT(t->flags & PC_TRANSFER_pending);
+    if (!pc__index_has(ledger, pos, t->id)) {
+        pc__index_insert(ledger, pos, t->id, pc__ls_make(loc, 0, PC__ST_EXPIRED));
+        return PC_OK;
+    }
+    uint64_t ls = ledger->loc_status[pos];
+    if (pc__ls_status(ls) != PC__ST_PENDING || pc__ls_loc(ls) != loc) {
+        return PC_CORRUPT("rebuild: transfer id duplicated");
+    }
+    const pc_transfer_t *p = &ledger->pool[pc__ls_pool(ls)].transfer;
+    if (memcmp(p, t, sizeof(*t)) != 0) return PC_CORRUPT("rebuild: pending differs from slot");
+    ledger->rebuild_pending_matched++;
+    PC_ASSERT(ledger->rebuild_pending_matched <= ledger->pending_count);
+    return PC_OK;
+}
+
+static int rebuild_resolve(pc_ledger_t *ledger, const pc_transfer_t *t) {
+    PC_ASSERT(t->flags & (PC_TRANSFER_post_pending_transfer | PC_TRANSFER_void_pending_transfer));
+    PC_ASSERT(!ledger->undo_on);
+    uint64_t pos = pc__index_find(ledger, t->pending_id);
+    if (!pc__index_has(ledger, pos, t->pending_id) ||
+        pc__ls_status(ledger->loc_status[pos]) != PC__ST_EXPIRED) {
+        return PC_CORRUPT("rebuild: post or void of no resolved pending");
+    }
+    uint32_t status =
+        (t->flags & PC_TRANSFER_post_pending_transfer) ? PC__ST_POSTED : PC__ST_VOIDED;
+    pc__index_set(ledger, pos, pc__ls_make(pc__ls_loc(ledger->loc_status[pos]), 0, status));
+    return PC_OK;
+}
+
+static int rebuild_created(pc_ledger_t *ledger, uint64_t loc, const pc_transfer_slot_t *slot,
+                           uint64_t pos) {
+    const pc_transfer_t *t = &slot->transfer;
+    uint32_t dr = pc__account_find(ledger, t->debit_account_id, NULL);
+    uint32_t cr = pc__account_find(ledger, t->credit_account_id, NULL);
+    if (dr == PC__NONE || cr == PC__NONE || dr == cr) {
+        return PC_CORRUPT("rebuild: slot accounts unknown");
+    }
+    if (slot->prev_debit != ledger->heads[dr] || slot->prev_credit != ledger->heads[cr]) {
+        return PC_CORRUPT("rebuild: history link differs from head");
+    }
+    int rc = PC_OK;
+    if (t->flags & PC_TRANSFER_pending) {
+        rc = rebuild_pending(ledger, loc, t, pos);
+    } else {
+        if (pc__index_has(ledger, pos, t->id)) return PC_CORRUPT("rebuild: id duplicated");
+        if (t->flags & (PC_TRANSFER_post_pending_transfer | PC_TRANSFER_void_pending_transfer)) {
+            rc = rebuild_resolve(ledger, t);
+        }
+        if (rc == PC_OK) {
+            pc__index_insert(ledger, pos, t->id, pc__ls_make(loc, 0, PC__ST_CREATED));
+        }
+    }
+    if (rc != PC_OK) return rc;
+    ledger->heads[dr] = loc + 1;
+    ledger->heads[cr] = loc + 1;
+    return PC_OK;
+}
+
+int pc_ledger_rebuild_slot(pc_ledger_t *ledger, uint64_t loc, const pc_transfer_slot_t *slot) {
+    PC_ASSERT(ledger->rebuilding && slot != NULL);
+    PC_ASSERT(loc == ledger->rebuild_next);
+    const pc_transfer_t *t = &slot->transfer;
+    if (loc >= ledger->slots_count) return PC_CORRUPT("rebuild: slot past the snapshot");
+    if (t->id == 0 || t->id == PC_U128_MAX || t->timestamp <= ledger->rebuild_timestamp ||
+        t->timestamp > ledger->timestamp_last) {
+        return PC_CORRUPT("rebuild: slot id or timestamp invalid");
+    }
+    uint64_t pos = pc__index_find(ledger, t->id);
+    bool pending_known = (t->flags & PC_TRANSFER_pending) && pc__index_has(ledger, pos, t->id);
+    if (!pending_known && ledger->transfers_count == ledger->config.transfers_max) {
+        return PC_EFULL;
+    }
+    int rc;
+    if (t->flags & PC_SLOT_FAILED) {
+        if (pc__index_has(ledger, pos, t->id)) return PC_CORRUPT("rebuild: id duplicated");
+        if (slot->prev_debit != 0 || slot->prev_credit != 0) {
+            return PC_CORRUPT("rebuild: tombstone linked into history");
+        }
+        pc__index_insert(ledger, pos, t->id, pc__ls_make(loc, 0, PC__ST_FAILED));
+        rc = PC_OK;
+    } else {
+        rc = rebuild_created(ledger, loc, slot, pos);
+    }
+    if (rc != PC_OK) return rc;
+    ledger->rebuild_timestamp = t->timestamp;
+    ledger->rebuild_next++;
+    return PC_OK;
+}
+
+int pc_ledger_rebuild_finish(pc_ledger_t *ledger) {
+    PC_ASSERT(ledger->rebuilding);
+    PC_ASSERT(ledger->slots_n == 0);
+    if (ledger->rebuild_next != ledger->slots_count) return PC_CORRUPT("rebuild: slots missing");
+    if (ledger->rebuild_pending_matched != ledger->pending_count) {
+        return PC_CORRUPT("rebuild: pending transfer without its slot");
+    }
+    if (ledger->transfers_count != ledger->rebuild_transfers_count) {
+        return PC_CORRUPT("rebuild: transfer count differs from the snapshot");
+    }
+    ledger->rebuilding = false;
+    return PC_OK;
+}

@@ -1,0 +1,159 @@
+/*
+ * protocol.c — the binary protocol codec: sealing a header (sizes, magic,
+ * version, both checksums) and verifying what arrives, in layers.
+ *
+ * Every byte from the network is untrusted until proven otherwise. The header
+ * checksum is checked before any field is read, because a corrupted size or
+ * command must never steer the code that follows; then the header's own
+ * fields; then the body checksum; then the request's semantics (operation,
+ * session, a whole number of events within bounds). Each layer assumes the
+ * one before it passed, and asserts it.
+ */
+#include "net.h"
+
+#include <string.h>
+
+/* The header checksum covers everything after the checksum field itself,
+ * including checksum_body, so sealing the body first then the header binds
+ * both together. */
+#define HEADER_CHECKSUMMED_OFFSET 16u
+#define HEADER_CHECKSUMMED_SIZE (PC_HEADER_SIZE - HEADER_CHECKSUMMED_OFFSET)
+
+PC_STATIC_ASSERT(offsetof(pc_header_t, checksum_body) == HEADER_CHECKSUMMED_OFFSET,
+                 "the header checksum starts right after itself");
+PC_STATIC_ASSERT(sizeof(pc_account_t) == PC_RECORD_SIZE, "account events are records");
+PC_STATIC_ASSERT(sizeof(pc_transfer_t) == PC_RECORD_SIZE, "transfer events are records");
+PC_STATIC_ASSERT(PC_BATCH_EVENTS_MAX * sizeof(pc_u128) <= PC_MESSAGE_BODY_MAX, "ids fit");
+
+static pc_u128 header_checksum(const pc_header_t *header) {
+    const uint8_t *bytes = (const uint8_t *)header;
+    return pc_checksum(bytes + HEADER_CHECKSUMMED_OFFSET, HEADER_CHECKSUMMED_SIZE, 0);
+}
+
+/* An empty body is hashed from a real (empty) buffer rather than NULL, so no
+ * pointer arithmetic is ever done on NULL, even inside the hash. */
+static pc_u128 body_checksum(const void *body, uint32_t body_size) {
+    static const uint8_t empty[1];
+    if (body_size == 0) return pc_checksum(empty, 0, 0);
+    PC_ASSERT(body != NULL);
+    return pc_checksum(body, body_size, 0);
+}
+
+uint32_t pc_operation_event_size(pc_operation_t operation) {
+    switch ((int)operation) {
+    case PC_OP_register: return 0;
+    case PC_OP_create_accounts: return sizeof(pc_account_t);
+    case PC_OP_create_transfers: return sizeof(pc_transfer_t);
+    case PC_OP_lookup_accounts: return sizeof(pc_u128);
+    case PC_OP_lookup_transfers: return sizeof(pc_u128);
+    case PC_OP_get_account_transfers: return sizeof(pc_account_filter_t);
+    }
+    return 0;
+}
+
+uint32_t pc_operation_reply_record_size(pc_operation_t operation) {
+    switch ((int)operation) {
+    case PC_OP_register: return 0;
+    case PC_OP_create_accounts: return sizeof(pc_create_result_t);
+    case PC_OP_create_transfers: return sizeof(pc_create_result_t);
+    case PC_OP_lookup_accounts: return sizeof(pc_account_t);
+    case PC_OP_lookup_transfers: return sizeof(pc_transfer_t);
+    case PC_OP_get_account_transfers: return sizeof(pc_transfer_t);
+    }
+    return 0;
+}
+
+void pc_header_seal(pc_header_t *header, const void *body, uint32_t body_size) {
+    PC_ASSERT(header != NULL);
+    PC_ASSERT(body_size <= PC_MESSAGE_BODY_MAX);
+    header->size = PC_HEADER_SIZE + body_size;
+    header->magic = PC_MAGIC;
+    header->version = PC_PROTOCOL_VERSION;
+    header->checksum_body = body_checksum(body, body_size);
+    header->checksum = header_checksum(header);
+    PC_ASSERT_HOT(pc_header_verify(header) != PC_ECHECKSUM);
+}
+
+static bool reserved_zero(const pc_header_t *header) {
+    for (size_t i = 0; i < sizeof(header->reserved); i++) {
+        if (header->reserved[i] != 0) return false;
+    }
+    return true;
+}
+
+/* The status field: a request carries none; a reply carries PC_OK or a
+ * negative error, and an error reply has no body to misread as results. */
+static int status_verify(const pc_header_t *header) {
+    if (header->command == PC_COMMAND_request) return header->status == 0 ? PC_OK : PC_EPROTO;
+    PC_ASSERT(header->command == PC_COMMAND_reply);
+    if (header->status > 0) return PC_EPROTO;
+    if (header->status < 0 && header->size != PC_HEADER_SIZE) return PC_EPROTO;
+    return PC_OK;
+}
+
+int pc_header_verify(const pc_header_t *header) {
+    PC_ASSERT(header != NULL);
+    /* Checksum first: until it passes, size and command are noise. */
+    if (header->checksum != header_checksum(header)) return PC_ECHECKSUM;
+    if (header->magic != PC_MAGIC) return PC_EPROTO;
+    if (header->version != PC_PROTOCOL_VERSION) return PC_EVERSION;
+    if (header->size > PC_MESSAGE_SIZE_MAX) return PC_ETOOBIG;
+    if (header->size < PC_HEADER_SIZE) return PC_EPROTO;
+    if (header->command != PC_COMMAND_request && header->command != PC_COMMAND_reply) {
+        return PC_EPROTO;
+    }
+    if ((header->flags & ~PC_HEADER_FLAGS_KNOWN) != 0) return PC_EPROTO;
+    if (!reserved_zero(header)) return PC_EPROTO;
+    int rc = status_verify(header);
+    PC_ASSERT(rc == PC_OK || rc == PC_EPROTO);
+    return rc;
+}
+
+int pc_body_verify(const pc_header_t *header, const void *body) {
+    PC_ASSERT(header->size >= PC_HEADER_SIZE && header->size <= PC_MESSAGE_SIZE_MAX);
+    uint32_t body_size = header->size - PC_HEADER_SIZE;
+    PC_ASSERT(body != NULL || body_size == 0);
+    if (header->checksum_body != body_checksum(body, body_size)) return PC_ECHECKSUM;
+    return PC_OK;
+}
+
+static bool operation_known(uint8_t operation) {
+    switch (operation) {
+#define PC__OP_CASE(name, value) case value:
+        PC_OPERATION_TABLE(PC__OP_CASE)
+#undef PC__OP_CASE
+        return true;
+    }
+    return false;
+}
+
+/* A body must be 1..PC_BATCH_EVENTS_MAX whole events: an empty batch is
+ * meaningless and a partial event means the sender and we disagree on the
+ * layout, so both are malformed; too many is a distinct, clearer error. */
+static int events_verify(uint32_t body_size, uint32_t event_size) {
+    PC_ASSERT(event_size > 0);
+    PC_ASSERT(body_size <= PC_MESSAGE_BODY_MAX);
+    if (body_size == 0 || body_size % event_size != 0) return PC_EPROTO;
+    if (body_size / event_size > PC_BATCH_EVENTS_MAX) return PC_ETOOBIG;
+    return PC_OK;
+}
+
+int pc_request_verify(const pc_header_t *header, const void *body) {
+    PC_ASSERT(header->size >= PC_HEADER_SIZE && header->size <= PC_MESSAGE_SIZE_MAX);
+    uint32_t body_size = header->size - PC_HEADER_SIZE;
+    PC_ASSERT(body != NULL || body_size == 0);
+    if (header->command != PC_COMMAND_request) return PC_EPROTO;
+    if (!operation_known(header->operation)) return PC_EOPERATION;
+
+    pc_operation_t operation = (pc_operation_t)header->operation;
+    if (operation == PC_OP_register) {
+        /* A register opens a session, so it cannot name one or carry events. */
+        if (header->session != 0 || header->request != 0 || body_size != 0) return PC_EPROTO;
+        return PC_OK;
+    }
+    if (header->session == 0 || header->request == 0) return PC_EPROTO;
+    if (operation == PC_OP_get_account_transfers) {
+        return body_size == sizeof(pc_account_filter_t) ? PC_OK : PC_EPROTO;
+    }
+    return events_verify(body_size, pc_operation_event_size(operation));
+}

@@ -1,0 +1,58 @@
+/*
+ * replica.h — one paycell replica process: recovery from the data
+ * directory, a single-threaded epoll loop speaking the binary protocol,
+ * group commit (every request that arrived in one loop turn shares one WAL
+ * append and one fsync), apply in the ledger, replies only after the fsync.
+ *
+ * This is the single-replica shell of the ledger core. Replication (VSR)
+ * replaces its commit step with a quorum; the recovery, apply and session
+ * logic below stay.
+ */
+#ifndef PC_REPLICA_H
+#define PC_REPLICA_H
+
+#include "../base/base.h"
+
+/* Client sessions: for each client, the last committed create request and
+ * its reply, so a retried request is answered from here and never applied
+ * twice. Deterministic (rebuilt by WAL replay, saved in checkpoints). */
+typedef struct pc_sessions pc_sessions_t;
+
+typedef struct pc_session_reply {
+    uint64_t session;
+    uint64_t request;
+    uint64_t op;
+    uint64_t timestamp;
+    uint8_t operation;
+    uint32_t body_size;
+    const uint8_t *body; /* valid until the session's next commit */
+} pc_session_reply_t;
+
+int pc_sessions_init(pc_sessions_t **out);
+void pc_sessions_deinit(pc_sessions_t *sessions);
+/* Registers client at op (the session number); evicts the least recently
+ * committed session when the table is full. */
+void pc_sessions_register(pc_sessions_t *sessions, pc_u128 client, uint64_t op);
+/* Looks up a client's session. Errors: PC_ESESSION_EVICTED (not found, or
+ * session number differs). */
+int pc_sessions_get(const pc_sessions_t *sessions, pc_u128 client, uint64_t session,
+                    pc_session_reply_t *last);
+/* Records the reply of a committed create request. */
+void pc_sessions_commit(pc_sessions_t *sessions, pc_u128 client, const pc_session_reply_t *reply);
+size_t pc_sessions_snapshot_size(const pc_sessions_t *sessions);
+size_t pc_sessions_snapshot_write(const pc_sessions_t *sessions, void *buf, size_t size);
+/* Errors: PC_ECORRUPT. */
+int pc_sessions_snapshot_read(pc_sessions_t *sessions, const void *buf, size_t size);
+uint32_t pc_sessions_count(const pc_sessions_t *sessions);
+
+typedef struct pc_replica_options {
+    const char *data_dir;
+    const char *listen; /* "HOST:PORT" */
+    bool quiet;         /* no log lines except errors */
+} pc_replica_options_t;
+
+/* Recovers and serves until SIGINT/SIGTERM. Returns PC_OK after a clean stop
+ * or a negative pc_err (recovery failed, data corrupt, storage failed). */
+int pc_replica_run(const pc_replica_options_t *options);
+
+#endif /* PC_REPLICA_H */

@@ -1,0 +1,207 @@
+/*
+ * badinput.c — hostile bytes against a real replica. Garbage, truncated,
+ * oversized and mis-checksummed frames close that one connection (framing is
+ * lost); well-framed but invalid requests get a named error status; nothing
+ * malformed changes state; and a well-behaved client keeps being served
+ * throughout.
+ *
+ * Usage: badinput PAYCELL_BINARY
+ */
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../../src/net/net.h"
+#include "../../src/storage/storage.h"
+
+static char address[32];
+static pid_t replica_pid;
+static int checks;
+
+static void fail(const char *what) {
+    fprintf(stderr, "badinput: FAIL: %s\n", what);
+    kill(replica_pid, SIGKILL);
+    exit(1);
+}
+
+static int raw_connect(void) {
+    int fd;
+    if (pc_net_connect(address, 2000, &fd) != PC_OK) fail("raw connect");
+    return fd;
+}
+
+static void send_all(int fd, const void *buf, size_t n) {
+    const uint8_t *p = buf;
+    while (n) {
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        poll(&pfd, 1, 2000);
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w <= 0) return; /* the server may close on us mid-send: that is the point */
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* True if the server closes the connection within 3 s. */
+static bool closed_by_server(int fd) {
+    uint8_t buf[4096];
+    for (int i = 0; i < 30; i++) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 100) > 0) {
+            ssize_t r = recv(fd, buf, sizeof buf, 0);
+            if (r <= 0) return true;
+        }
+    }
+    return false;
+}
+
+/* Reads one reply header (blocking up to 3 s); returns its status. */
+static int reply_status(int fd) {
+    pc_reader_t reader;
+    pc_reader_init(&reader);
+    for (int i = 0; i < 30; i++) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 100) > 0 && pc_reader_fill(&reader, fd) < 0) break;
+        const pc_header_t *h;
+        const void *body;
+        if (pc_reader_next(&reader, &h, &body) == 1) {
+            int status = h->status;
+            pc_reader_deinit(&reader);
+            return status;
+        }
+    }
+    pc_reader_deinit(&reader);
+    fail("no reply to a well-framed request");
+    return 0;
+}
+
+static void request(pc_header_t *h, uint8_t operation, uint32_t body_size, const void *body) {
+    memset(h, 0, sizeof *h);
+    h->client = 77;
+    h->session = 1;
+    h->request = 1;
+    h->command = PC_COMMAND_request;
+    h->operation = operation;
+    pc_header_seal(h, body, body_size);
+}
+
+static void good_client_works(pc_client_t *c, uint64_t id) {
+    pc_transfer_t t = {.id = id, .debit_account_id = 1, .credit_account_id = 2, .amount = 1,
+                       .ledger = 1, .code = 1};
+    pc_create_result_t r[1];
+    uint32_t n;
+    if (pc_client_create_transfers(c, &t, 1, r, &n) != PC_OK || n != 0)
+        fail("the good client was not served");
+    checks++;
+}
+
+static pc_u128 balance(pc_client_t *c) {
+    pc_u128 id = 1;
+    pc_account_t a;
+    uint32_t n;
+    if (pc_client_lookup_accounts(c, &id, 1, &a, &n) != PC_OK || n != 1) fail("lookup");
+    return a.debits_posted;
+}
+
+static void hostile(pc_client_t *good) {
+    static uint8_t buf[PC_MESSAGE_SIZE_MAX + 4096];
+    pc_header_t h;
+    pc_prng_t prng;
+    pc_prng_init(&prng, 5);
+
+    int fd = raw_connect(); /* pure garbage */
+    for (size_t i = 0; i < 4096; i++) buf[i] = (uint8_t)pc_prng_next(&prng);
+    send_all(fd, buf, 4096);
+    if (!closed_by_server(fd)) fail("garbage did not close the connection");
+    close(fd);
+    good_client_works(good, 100);
+
+    int slow = raw_connect(); /* a truncated frame: the server waits, others go on */
+    pc_transfer_t t = {.id = 5, .debit_account_id = 1, .credit_account_id = 2, .amount = 9,
+                       .ledger = 1, .code = 1};
+    request(&h, PC_OP_create_transfers, sizeof t, &t);
+    memcpy(buf, &h, sizeof h);
+    memcpy(buf + sizeof h, &t, sizeof t);
+    send_all(slow, buf, sizeof h + 40);
+    good_client_works(good, 101);
+    close(slow);
+
+    fd = raw_connect(); /* oversized: size field over 1 MiB, header checksum valid */
+    request(&h, PC_OP_create_transfers, sizeof t, &t);
+    h.size = PC_MESSAGE_SIZE_MAX + 128;
+    h.checksum = pc_checksum((uint8_t *)&h + 16, PC_HEADER_SIZE - 16, 0);
+    send_all(fd, &h, sizeof h);
+    if (!closed_by_server(fd)) fail("an oversized frame did not close the connection");
+    close(fd);
+
+    fd = raw_connect(); /* bad body checksum */
+    request(&h, PC_OP_create_transfers, sizeof t, &t);
+    t.amount = 1000000; /* body changed after sealing */
+    memcpy(buf, &h, sizeof h);
+    memcpy(buf + sizeof h, &t, sizeof t);
+    send_all(fd, buf, sizeof h + sizeof t);
+    if (!closed_by_server(fd)) fail("a bad body checksum did not close the connection");
+    close(fd);
+
+    fd = raw_connect(); /* well framed, unknown operation: named error, connection stays */
+    request(&h, 99, sizeof t, &t);
+    send_all(fd, &h, sizeof h);
+    send_all(fd, &t, sizeof t);
+    if (reply_status(fd) != PC_EOPERATION) fail("unknown operation: expected PC_EOPERATION");
+    t.amount = 3; /* unknown session on the same connection */
+    request(&h, PC_OP_create_transfers, sizeof t, &t);
+    send_all(fd, &h, sizeof h);
+    send_all(fd, &t, sizeof t);
+    if (reply_status(fd) != PC_ESESSION_EVICTED) fail("unknown session: expected evicted");
+    request(&h, PC_OP_create_transfers, 100, buf + 8192); /* not a whole event */
+    send_all(fd, &h, sizeof h);
+    send_all(fd, buf + 8192, 100);
+    if (reply_status(fd) != PC_EPROTO) fail("partial event: expected PC_EPROTO");
+    close(fd);
+    checks += 6;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return fprintf(stderr, "usage: badinput PAYCELL\n"), 2;
+    char dir[] = "/tmp/paycell-bad-XXXXXX";
+    if (!mkdtemp(dir)) return 1;
+    pc_prng_t prng;
+    pc_prng_init(&prng, (uint64_t)pc_time_realtime_ns());
+    snprintf(address, sizeof address, "127.0.0.1:%u", 20000 + (unsigned)pc_prng_below(&prng, 30000));
+    pc_storage_info_t info = {.replica_count = 1, .accounts_max = 64, .transfers_max = 4096,
+                              .pending_max = 64, .checkpoint_wal_bytes = 1u << 20};
+    if (pc_storage_format(dir, &info) != PC_OK) return 1;
+    replica_pid = fork();
+    if (replica_pid == 0) {
+        execl(argv[1], "paycell", "replica", "--data", dir, "--listen", address, "--quiet",
+              (char *)NULL);
+        _exit(127);
+    }
+    pc_client_t *good = NULL;
+    pc_client_options_t o = {.request_timeout_ms = 3000, .retries_max = 2};
+    for (int i = 0; i < 100 && pc_client_open(address, &o, &good) != PC_OK; i++) usleep(50000);
+    if (!good) fail("replica did not start");
+    pc_account_t a[2] = {{.id = 1, .ledger = 1, .code = 1}, {.id = 2, .ledger = 1, .code = 1}};
+    pc_create_result_t r[2];
+    uint32_t n;
+    if (pc_client_create_accounts(good, a, 2, r, &n) != PC_OK || n) fail("accounts");
+    pc_u128 before = balance(good);
+    hostile(good);
+    if (balance(good) != before + 2) fail("malformed input changed state");
+    good_client_works(good, 102);
+    pc_client_close(good);
+    int status = 0;
+    if (waitpid(replica_pid, &status, WNOHANG) != 0) fail("the replica died");
+    kill(replica_pid, SIGTERM);
+    waitpid(replica_pid, &status, 0);
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) return 1;
+    printf("badinput: %d checks passed, replica alive throughout\n", checks);
+    return 0;
+}

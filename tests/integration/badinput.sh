@@ -1,0 +1,3 @@
+# badinput.sh — hostile frames against a live replica; see badinput.c.
+set -eu
+"${PWD}/build/itests/badinput" "${PWD}/build/paycell"

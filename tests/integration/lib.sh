@@ -1,0 +1,52 @@
+# lib.sh — helpers for integration scripts: a temp dir, replicas on free
+# loopback ports, and assertions that say what they expected.
+set -u
+PAYCELL=${PAYCELL:-$PWD/build/paycell}
+TMP=$(mktemp -d /tmp/paycell-it-XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+step() { echo "--- $*"; }
+
+free_port() {
+    local port
+    while :; do
+        port=$(shuf -i 20000-59999 -n 1)
+        (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null || { echo "$port"; return; }
+    done
+}
+
+# start_replica DIR PORT: starts a replica in the background, waits until it
+# accepts connections (up to 30 s). Sets REPLICA_PID.
+start_replica() {
+    local dir=$1 port=$2
+    "$PAYCELL" replica --data "$dir" --listen "127.0.0.1:$port" >>"$TMP/replica.log" 2>&1 &
+    REPLICA_PID=$!
+    PIDS+=("$REPLICA_PID")
+    for _ in $(seq 300); do
+        (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && return 0
+        kill -0 "$REPLICA_PID" 2>/dev/null || { tail -5 "$TMP/replica.log" >&2; return 1; }
+        sleep 0.1
+    done
+    return 1
+}
+
+stop_replica() { kill -TERM "$REPLICA_PID" 2>/dev/null; wait "$REPLICA_PID" 2>/dev/null; }
+kill_replica() { kill -9 "$REPLICA_PID" 2>/dev/null; wait "$REPLICA_PID" 2>/dev/null; }
+
+# expect_exit CODE CMD...: runs CMD, fails unless it exits with CODE. Output in $OUT.
+expect_exit() {
+    local want=$1; shift
+    OUT=$("$@" 2>&1)
+    local got=$?
+    [ "$got" -eq "$want" ] || fail "expected exit $want, got $got from: $* -> $OUT"
+}
+
+# expect_in TEXT NEEDLE
+expect_in() { case "$1" in *"$2"*) ;; *) fail "expected '$2' in: $1" ;; esac; }

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# run.sh — runs every test `make test` builds and prints one closing line
+# "N passed, N failed". Each unit-test case, each integration script and the
+# fuzz smoke run count as one test. Output of each part goes to
+# build/test-logs/ and is shown when that part fails.
+set -u
+cd "$(dirname "$0")/.."
+logs=build/test-logs
+rm -rf "$logs"; mkdir -p "$logs"
+passed=0; failed=0; failures=()
+
+# Unit tests: each binary prints "ok NAME"/"FAIL NAME" and "N passed, N failed".
+run_unit() {
+    local bin=$1 name log
+    name=$(echo "$bin" | tr / _)
+    log=$logs/$name.log
+    "$bin" >"$log" 2>&1
+    local p f
+    read -r p f < <(awk '/^[0-9]+ passed, [0-9]+ failed$/ {print $1, $3}' "$log" | tail -1)
+    if [ -z "${p:-}" ]; then p=0; f=1; fi
+    passed=$((passed + p)); failed=$((failed + f))
+    if [ "$f" != 0 ]; then
+        failures+=("$bin"); echo "FAIL $bin"; grep -v '^ok ' "$log" | tail -30
+    else
+        echo "ok   $bin ($p tests)"
+    fi
+}
+
+for bin in build/tests/test_* build/asan/tests/test_*; do
+    [ -x "$bin" ] && run_unit "$bin"
+done
+
+# Fuzz smoke: a bounded libFuzzer run of the protocol decoder.
+if [ -x build/fuzz/fuzz_protocol ]; then
+    if build/fuzz/fuzz_protocol -runs="${FUZZ_RUNS:-200000}" -seed=1 >"$logs/fuzz.log" 2>&1; then
+        passed=$((passed + 1)); echo "ok   fuzz_protocol (${FUZZ_RUNS:-200000} runs)"
+    else
+        failed=$((failed + 1)); failures+=(fuzz_protocol); echo "FAIL fuzz_protocol"; tail -30 "$logs/fuzz.log"
+    fi
+fi
+
+# Integration: real processes on loopback. Each script is one test.
+for t in tests/integration/*.sh; do
+    [ -f "$t" ] || continue
+    [ "$(basename "$t")" = lib.sh ] && continue
+    name=$(basename "$t" .sh)
+    start=$(date +%s)
+    if timeout 600 bash "$t" >"$logs/it_$name.log" 2>&1; then
+        passed=$((passed + 1)); echo "ok   $t ($(( $(date +%s) - start )) s)"
+    else
+        failed=$((failed + 1)); failures+=("$t"); echo "FAIL $t"; tail -40 "$logs/it_$name.log"
+    fi
+done
+
+if [ ${#failures[@]} -gt 0 ]; then
+    echo "failed: ${failures[*]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,598 @@
+/* Unit tests of src/client (libpaycell) against a fake server: a forked child
+ * built from pc_net_listen/accept and pc_reader/pc_writer that answers
+ * register with session 7 and every other request with an OK reply, or
+ * misbehaves on purpose (drops the connection, stays silent, says busy,
+ * evicts, sends a stray reply first). The child records every request it
+ * receives in shared memory, so the tests check what went over the wire:
+ * that a retry carries the same client, session and request number. */
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <poll.h>
+
+#include "../../src/net/net.h"
+#include "test.h"
+
+#define SERVER_SESSION 7
+#define SERVER_CONNECTIONS_MAX 8
+#define RECORDS_MAX 256
+
+typedef enum server_mode {
+    MODE_NORMAL,
+    MODE_DROP_FIRST,  /* closes the connection on request 1's first arrival */
+    MODE_SILENT,      /* never answers anything but register */
+    MODE_BUSY_ONCE,   /* answers request 1's first arrival with PC_EBUSY */
+    MODE_EVICT,       /* answers every request with PC_ESESSION_EVICTED */
+    MODE_STRAY_FIRST, /* sends a reply for another request number first */
+} server_mode_t;
+
+/* What the fake server saw, in memory shared with the test. */
+typedef struct shared {
+    uint32_t registers;
+    uint32_t connections;
+    uint32_t received; /* non-register requests */
+    uint32_t errors;   /* requests that failed the server's checks */
+    pc_u128 clients[RECORDS_MAX];
+    uint64_t sessions[RECORDS_MAX];
+    uint64_t requests[RECORDS_MAX];
+    uint8_t operations[RECORDS_MAX];
+} shared_t;
+
+typedef struct connection {
+    int fd;
+    pc_reader_t reader;
+    pc_writer_t writer;
+} connection_t;
+
+typedef struct server {
+    pid_t pid;
+    uint16_t port;
+    char address[64];
+    shared_t *shared;
+} server_t;
+
+static void server_reply(connection_t *c, const pc_header_t *request, int status,
+                         const void *body, uint32_t body_size, uint64_t request_number) {
+    pc_header_t reply;
+    memset(&reply, 0, sizeof(reply));
+    reply.command = PC_COMMAND_reply;
+    reply.operation = request->operation;
+    reply.client = request->client;
+    reply.cluster = request->cluster;
+    reply.request = request_number;
+    reply.session = request->operation == PC_OP_register ? SERVER_SESSION : request->session;
+    reply.status = (int16_t)status;
+    pc_header_seal(&reply, body, body_size);
+    if (pc_writer_push(&c->writer, &reply, body, body_size) != PC_OK) _exit(3);
+}
+
+/* An OK reply shaped like the real one: no results for creates (all
+ * created), one record per id for lookups, two transfers for a filter. */
+static void server_answer(connection_t *c, const pc_header_t *h, const void *body) {
+    static pc_transfer_t records[PC_BATCH_EVENTS_MAX];
+    uint32_t count = 0;
+    if (h->operation == PC_OP_lookup_accounts || h->operation == PC_OP_lookup_transfers) {
+        count = (h->size - PC_HEADER_SIZE) / 16;
+        const pc_u128 *ids = body;
+        for (uint32_t i = 0; i < count; i++) {
+            memset(&records[i], 0, sizeof(records[i]));
+            records[i].id = ids[i];
+            records[i].ledger = 1;
+        }
+    } else if (h->operation == PC_OP_get_account_transfers) {
+        count = 2;
+        for (uint32_t i = 0; i < count; i++) {
+            memset(&records[i], 0, sizeof(records[i]));
+            records[i].id = 100 + i;
+        }
+    }
+    server_reply(c, h, PC_OK, records, count * 128, h->request);
+}
+
+/* Returns false when the connection is to be dropped. */
+static bool server_handle(server_mode_t mode, shared_t *shared, connection_t *c,
+                          const pc_header_t *h, const void *body) {
+    if (pc_request_verify(h, body) != PC_OK) shared->errors++;
+    if (h->operation == PC_OP_register) {
+        shared->registers++;
+        server_reply(c, h, PC_OK, NULL, 0, h->request);
+        return true;
+    }
+    if (h->session != SERVER_SESSION) shared->errors++;
+    uint32_t seen = 0; /* earlier arrivals of this request number */
+    for (uint32_t i = 0; i < shared->received && i < RECORDS_MAX; i++) {
+        if (shared->requests[i] == h->request) seen++;
+    }
+    uint32_t n = shared->received++;
+    if (n < RECORDS_MAX) {
+        shared->clients[n] = h->client;
+        shared->sessions[n] = h->session;
+        shared->requests[n] = h->request;
+        shared->operations[n] = h->operation;
+    }
+    bool first = seen == 0 && h->request == 1;
+    if (mode == MODE_DROP_FIRST && first) return false;
+    if (mode == MODE_SILENT) return true;
+    if (mode == MODE_BUSY_ONCE && first) {
+        server_reply(c, h, PC_EBUSY, NULL, 0, h->request);
+        return true;
+    }
+    if (mode == MODE_EVICT) {
+        server_reply(c, h, PC_ESESSION_EVICTED, NULL, 0, h->request);
+        return true;
+    }
+    if (mode == MODE_STRAY_FIRST) server_reply(c, h, PC_EBUSY, NULL, 0, h->request + 100);
+    server_answer(c, h, body);
+    return true;
+}
+
+static void connection_drop(connection_t *c) {
+    close(c->fd);
+    c->fd = -1;
+    pc_reader_deinit(&c->reader);
+    pc_writer_deinit(&c->writer);
+}
+
+static void server_accept(int listen_fd, connection_t *conns, shared_t *shared) {
+    int fd = pc_net_accept(listen_fd);
+    if (fd < 0) return;
+    for (int i = 0; i < SERVER_CONNECTIONS_MAX; i++) {
+        if (conns[i].fd >= 0) continue;
+        conns[i].fd = fd;
+        if (pc_reader_init(&conns[i].reader) != PC_OK) _exit(3);
+        if (pc_writer_init(&conns[i].writer, 4 * PC_MESSAGE_SIZE_MAX) != PC_OK) _exit(3);
+        shared->connections++;
+        return;
+    }
+    close(fd);
+}
+
+static void server_serve(connection_t *c, server_mode_t mode, shared_t *shared) {
+    int rc = pc_reader_fill(&c->reader, c->fd);
+    bool keep = rc >= 0;
+    while (keep) {
+        const pc_header_t *h;
+        const void *body;
+        rc = pc_reader_next(&c->reader, &h, &body);
+        if (rc < 0) shared->errors++;
+        if (rc <= 0) {
+            keep = rc == 0;
+            break;
+        }
+        keep = server_handle(mode, shared, c, h, body);
+    }
+    if (keep) keep = pc_writer_flush(&c->writer, c->fd) >= 0;
+    if (!keep) connection_drop(c);
+}
+
+static _Noreturn void server_run(int listen_fd, server_mode_t mode, shared_t *shared) {
+    connection_t conns[SERVER_CONNECTIONS_MAX];
+    for (int i = 0; i < SERVER_CONNECTIONS_MAX; i++) conns[i].fd = -1;
+    for (;;) {
+        struct pollfd pfds[SERVER_CONNECTIONS_MAX + 1];
+        pfds[0] = (struct pollfd){.fd = listen_fd, .events = POLLIN};
+        for (int i = 0; i < SERVER_CONNECTIONS_MAX; i++) {
+            short events = POLLIN;
+            if (conns[i].fd >= 0 && pc_writer_pending(&conns[i].writer) > 0) events |= POLLOUT;
+            pfds[i + 1] = (struct pollfd){.fd = conns[i].fd, .events = events};
+        }
+        poll(pfds, SERVER_CONNECTIONS_MAX + 1, 100);
+        if (pfds[0].revents) server_accept(listen_fd, conns, shared);
+        for (int i = 0; i < SERVER_CONNECTIONS_MAX; i++) {
+            if (conns[i].fd >= 0 && pfds[i + 1].revents) server_serve(&conns[i], mode, shared);
+        }
+    }
+}
+
+static server_t server_start(server_mode_t mode) {
+    server_t s;
+    memset(&s, 0, sizeof(s));
+    s.shared = mmap(NULL, sizeof(shared_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                    -1, 0);
+    ASSERT_TRUE(s.shared != MAP_FAILED);
+    memset(s.shared, 0, sizeof(shared_t));
+    int listen_fd = -1;
+    ASSERT_EQ(pc_net_listen("127.0.0.1:0", &listen_fd), PC_OK);
+    ASSERT_EQ(pc_net_local_port(listen_fd, &s.port), PC_OK);
+    snprintf(s.address, sizeof(s.address), "127.0.0.1:%u", s.port);
+    fflush(stdout);
+    s.pid = fork();
+    ASSERT_TRUE(s.pid >= 0);
+    if (s.pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+        alarm(60);
+        server_run(listen_fd, mode, s.shared);
+    }
+    close(listen_fd);
+    return s;
+}
+
+static void server_stop(server_t *s) {
+    if (s->pid > 0) {
+        kill(s->pid, SIGKILL);
+        waitpid(s->pid, NULL, 0);
+        s->pid = 0;
+    }
+}
+
+/* A port with nobody listening: bind one, learn it, close it. */
+static uint16_t port_closed(void) {
+    int fd = -1;
+    uint16_t port = 0;
+    ASSERT_EQ(pc_net_listen("127.0.0.1:0", &fd), PC_OK);
+    ASSERT_EQ(pc_net_local_port(fd, &port), PC_OK);
+    close(fd);
+    return port;
+}
+
+typedef struct outcome {
+    int calls;
+    int status;
+    pc_operation_t operation;
+    uint32_t reply_size;
+} outcome_t;
+
+static void on_reply(void *user, int status, pc_operation_t operation, const void *reply,
+                     uint32_t reply_size) {
+    outcome_t *o = user;
+    o->calls++;
+    o->status = status;
+    o->operation = operation;
+    o->reply_size = reply_size;
+}
+
+static void poll_until(pc_client_t *client, const outcome_t *o, int calls) {
+    for (int i = 0; i < 2000 && o->calls < calls; i++) {
+        int rc = pc_client_poll(client, 50);
+        if (rc < 0) break;
+    }
+}
+
+static pc_transfer_t transfer_make(pc_u128 id) {
+    pc_transfer_t t;
+    memset(&t, 0, sizeof(t));
+    t.id = id;
+    t.debit_account_id = 1;
+    t.credit_account_id = 2;
+    t.amount = 10;
+    t.ledger = 1;
+    t.code = 1;
+    return t;
+}
+
+static void test_open_registers(void) {
+    server_t s = server_start(MODE_NORMAL);
+    pc_client_t *client = NULL;
+    ASSERT_EQ(pc_client_open(s.address, NULL, &client), PC_OK);
+    ASSERT_TRUE(client != NULL);
+    ASSERT_EQ(s.shared->registers, 1);
+    ASSERT_EQ(s.shared->errors, 0);
+    ASSERT_EQ(pc_client_poll(client, 0), 0);
+    pc_client_close(client);
+    server_stop(&s);
+}
+
+static void test_open_errors(void) {
+    pc_client_t *client = NULL;
+    ASSERT_EQ(pc_client_open("nonsense", NULL, &client), PC_EADDRESS);
+    ASSERT_EQ(pc_client_open("", NULL, &client), PC_EADDRESS);
+    ASSERT_EQ(pc_client_open("127.0.0.1:1,nonsense", NULL, &client), PC_EADDRESS);
+    ASSERT_TRUE(client == NULL);
+    char address[64];
+    snprintf(address, sizeof(address), "127.0.0.1:%u", port_closed());
+    ASSERT_EQ(pc_client_open(address, NULL, &client), PC_ECONNREFUSED);
+    pc_client_options_t options = {.queue_requests_max = 1000000};
+    ASSERT_EQ(pc_client_open(address, &options, &client), PC_EINVAL);
+}
+
+/* The first address refuses; the client moves on to the second. */
+static void test_open_tries_each_address(void) {
+    server_t s = server_start(MODE_NORMAL);
+    char addresses[160];
+    snprintf(addresses, sizeof(addresses), "127.0.0.1:%u,%s", port_closed(), s.address);
+    pc_client_t *client = NULL;
+    ASSERT_EQ(pc_client_open(addresses, NULL, &client), PC_OK);
+    ASSERT_EQ(s.shared->registers, 1);
+    pc_client_close(client);
+    server_stop(&s);
+}
+
+static void test_submit_poll_callback(void) {
+    server_t s = server_start(MODE_NORMAL);
+    pc_client_t *client = NULL;
+    ASSERT_EQ(pc_client_open(s.address, NULL, &client), PC_OK);
+    pc_transfer_t transfers[2] = {transfer_make(1), transfer_make(2)};
+    outcome_t o = {0};
+    ASSERT_EQ(pc_client_submit(client, PC_OP_create_transfers, transfers, 2, on_reply, &o),
+              PC_OK);
+    poll_until(client, &o, 1);
+    ASSERT_EQ(o.calls, 1);
+    ASSERT_EQ(o.status, PC_OK);
+    ASSERT_EQ(o.operation, PC_OP_create_transfers);
+    ASSERT_EQ(o.reply_size, 0);
+    outcome_t o2 = {0};
+    ASSERT_EQ(pc_client_submit(client, PC_OP_create_transfers, transfers, 1, on_reply, &o2),
+              PC_OK);
+    poll_until(client, &o2, 1);
+    ASSERT_EQ(o2.status, PC_OK);
+    ASSERT_EQ(s.shared->received, 2);
+    ASSERT_EQ(s.shared->sessions[0], SERVER_SESSION);
+    ASSERT_EQ(s.shared->requests[0], 1);
+    ASSERT_EQ(s.shared->requests[1], 2);
+    ASSERT_EQ_U128(s.shared->clients[0], s.shared->clients[1]);
+    ASSERT_TRUE(s.shared->clients[0] != 0);
+    ASSERT_EQ(s.shared->errors, 0);
+    ASSERT_EQ(s.shared->connections, 1);
+    pc_client_close(client);
+    server_stop(&s);
+}
+
+/* The server drops the connection on request 1's first arrival: the client
+ * reconnects and resends the very same request, and then succeeds. */
+static void test_reconnect_resends_same_request(void) {
+    server_t s = server_start(MODE_DROP_FIRST);
+    pc_client_t *client = NULL;
+    pc_client_options_t options = {.request_timeout_ms = 2000};
+    ASSERT_EQ(pc_client_open(s.address, &options, &client), PC_OK);
+    pc_transfer_t t = transfer_make(5);
+    outcome_t o = {0};
+    ASSERT_EQ(pc_client_submit(client, PC_OP_create_transfers, &t, 1, on_reply, &o), PC_OK);
+    poll_until(client, &o, 1);
+    ASSERT_EQ(o.calls, 1);
+    ASSERT_EQ(o.status, PC_OK);
+    ASSERT_EQ(s.shared->received, 2);
+    ASSERT_EQ(s.shared->connections, 2);
+    ASSERT_EQ(s.shared->requests[0], 1);
+    ASSERT_EQ(s.shared->requests[1], 1);
+    ASSERT_EQ(s.shared->sessions[0], SERVER_SESSION);
+    ASSERT_EQ(s.shared->sessions[1], SERVER_SESSION);
+    ASSERT_EQ_U128(s.shared->clients[0], s.shared->clients[1]);
+    ASSERT_EQ(s.shared->registers, 1); /* the session survives the reconnect */
+    ASSERT_EQ(s.shared->errors, 0);
+    pc_client_close(client);
+    server_stop(&s);
+}
+
+/* A server that never answers: PC_ETIMEDOUT after 1 + retries_max attempts,
+ * each the same request, each on a fresh connection. */
+static void test_timeout_after_retries(void) {
+    server_t s = server_start(MODE_SILENT);
+    pc_client_t *client = NULL;
+    pc_client_options_t options = {.request_timeout_ms = 50, .retries_max = 2};
+    ASSERT_EQ(pc_client_open(s.address, &options, &client), PC_OK);
+    pc_transfer_t t = transfer_make(5);
+    outcome_t o = {0};
+    uint64_t start_ns = pc_time_monotonic_ns();
+    ASSERT_EQ(pc_client_submit(client, PC_OP_create_transfers, &t, 1, on_reply, &o), PC_OK);
+    poll_until(client, &o, 1);
+    uint64_t elapsed_ms = (pc_time_monotonic_ns() - start_ns) / 1000000;
+    ASSERT_EQ(o.calls, 1);
+    ASSERT_EQ(o.status, PC_ETIMEDOUT);
+    ASSERT_TRUE(elapsed_ms >= 145 && elapsed_ms < 2000);
+    ASSERT_EQ(s.shared->received, 3);
+    for (int i = 0; i < 3; i++) ASSERT_EQ(s.shared->requests[i], 1);
+    ASSERT_EQ(s.shared->connections, 3);
+    ASSERT_EQ(pc_client_poll(client, 0), 0);
+    pc_client_close(client);
+    server_stop(&s);
+}
+
+/* The server dies mid-session: refused reconnects back off, count as
+ * attempts, and end in PC_ETIMEDOUT within bounded time. */
+static void test_server_gone(void) {
+    server_t s = server_start(MODE_NORMAL);
+    pc_client_t *client = NULL;
+    pc_client_options_t options = {.request_timeout_ms = 50, .retries_max = 3};
+    ASSERT_EQ(pc_client_open(s.address, &options, &client), PC_OK);
+    server_stop(&s);
+    pc_transfer_t t = transfer_make(5);
+    outcome_t o = {0};
+    ASSERT_EQ(pc_client_submit(client, PC_OP_create_transfers, &t, 1, on_reply, &o), PC_OK);
+    uint64_t start_ns = pc_time_monotonic_ns();
+    poll_until(client, &o, 1);
+    uint64_t elapsed_ms = (pc_time_monotonic_ns() - start_ns) / 1000000;
+    ASSERT_EQ(o.calls, 1);
+    ASSERT_EQ(o.status, PC_ETIMEDOUT);
+    ASSERT_TRUE(elapsed_ms >= 10 && elapsed_ms < 2000); /* backed off 10+20+40 ms */
+    pc_client_close(client);
+}
+
+static void test_queue_full_ebusy(void) {
+    server_t s = server_start(MODE_NORMAL);
+    pc_client_t *client = NULL;
+    pc_client_options_t options = {.queue_requests_max = 4};
+    ASSERT_EQ(pc_client_open(s.address, &options, &client), PC_OK);
+    pc_transfer_t t = transfer_make(5);
+    outcome_t o[6] = {{0}};
+    for (int i = 0; i < 4; i++) {
+        ASSERT_EQ(pc_client_submit(client, PC_OP_create_transfers, &t, 1, on_reply, &o[i]),
+                  PC_OK);
+    }
+    ASSERT_EQ(pc_client_submit(client, PC_OP_create_transfers, &t, 1, on_reply, &o[4]),
+              PC_EBUSY);
+    /* One poll moves the head into flight, freeing one queue place. */
+    ASSERT_EQ(pc_client_poll(client, 0) >= 3, 1);
+    ASSERT_EQ(pc_client_submit(client, PC_OP_create_transfers, &t, 1, on_reply, &o[5]),
+              PC_OK);
+    for (int i = 0; i < 2000 && pc_client_poll(client, 50) > 0; i++) {
+    }
+    for (int i = 0; i < 6; i++) {
+        if (i == 4) continue;
+        ASSERT_EQ(o[i].calls, 1);
+        ASSERT_EQ(o[i].status, PC_OK);
+    }
+    ASSERT_EQ(o[4].calls, 0);
+    ASSERT_EQ(s.shared->received, 5);
+    for (uint32_t i = 0; i < 5; i++) ASSERT_EQ(s.shared->requests[i], i + 1);
+    pc_client_close(client);
+    server_stop(&s);
+}
+
+static void test_busy_status_retried(void) {
+    server_t s = server_start(MODE_BUSY_ONCE);
+    pc_client_t *client = NULL;
+    ASSERT_EQ(pc_client_open(s.address, NULL, &client), PC_OK);
+    pc_transfer_t t = transfer_make(5);
+    outcome_t o = {0};
+    ASSERT_EQ(pc_client_submit(client, PC_OP_create_transfers, &t, 1, on_reply, &o), PC_OK);
+    poll_until(client, &o, 1);
+    ASSERT_EQ(o.calls, 1);
+    ASSERT_EQ(o.status, PC_OK);
+    ASSERT_EQ(s.shared->received, 2);
+    ASSERT_EQ(s.shared->requests[0], 1);
+    ASSERT_EQ(s.shared->requests[1], 1);
+    ASSERT_EQ(s.shared->connections, 1); /* busy keeps the connection */
+    pc_client_close(client);
+    server_stop(&s);
+}
+
+/* A reply for another request number is ignored, not taken as ours. */
+static void test_stray_reply_ignored(void) {
+    server_t s = server_start(MODE_STRAY_FIRST);
+    pc_client_t *client = NULL;
+    ASSERT_EQ(pc_client_open(s.address, NULL, &client), PC_OK);
+    pc_transfer_t t = transfer_make(5);
+    outcome_t o = {0};
+    ASSERT_EQ(pc_client_submit(client, PC_OP_create_transfers, &t, 1, on_reply, &o), PC_OK);
+    poll_until(client, &o, 1);
+    ASSERT_EQ(o.calls, 1);
+    ASSERT_EQ(o.status, PC_OK);
+    ASSERT_EQ(s.shared->received, 1);
+    pc_client_close(client);
+    server_stop(&s);
+}
+
+static void test_evicted_fails_everything(void) {
+    server_t s = server_start(MODE_EVICT);
+    pc_client_t *client = NULL;
+    ASSERT_EQ(pc_client_open(s.address, NULL, &client), PC_OK);
+    pc_transfer_t t = transfer_make(5);
+    outcome_t o[3] = {{0}};
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ(pc_client_submit(client, PC_OP_create_transfers, &t, 1, on_reply, &o[i]),
+                  PC_OK);
+    }
+    int rc = 0;
+    for (int i = 0; i < 100 && rc >= 0 && o[2].calls == 0; i++) rc = pc_client_poll(client, 50);
+    ASSERT_EQ(rc, PC_ESESSION_EVICTED);
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ(o[i].calls, 1);
+        ASSERT_EQ(o[i].status, PC_ESESSION_EVICTED);
+    }
+    ASSERT_EQ(s.shared->received, 1); /* the queued ones were never sent */
+    ASSERT_EQ(pc_client_submit(client, PC_OP_create_transfers, &t, 1, on_reply, &o[0]),
+              PC_ESESSION_EVICTED);
+    ASSERT_EQ(pc_client_poll(client, 0), PC_ESESSION_EVICTED);
+    pc_create_result_t results[1];
+    uint32_t results_count = 7;
+    ASSERT_EQ(pc_client_create_transfers(client, &t, 1, results, &results_count),
+              PC_ESESSION_EVICTED);
+    ASSERT_EQ(results_count, 0);
+    pc_client_close(client);
+    server_stop(&s);
+}
+
+static void test_submit_invalid(void) {
+    server_t s = server_start(MODE_NORMAL);
+    pc_client_t *client = NULL;
+    ASSERT_EQ(pc_client_open(s.address, NULL, &client), PC_OK);
+    static pc_transfer_t many[PC_BATCH_EVENTS_MAX + 1];
+    pc_account_filter_t filters[2];
+    memset(filters, 0, sizeof(filters));
+    ASSERT_EQ(pc_client_submit(client, PC_OP_create_transfers, many, 0, NULL, NULL), PC_EINVAL);
+    ASSERT_EQ(pc_client_submit(client, PC_OP_create_transfers, NULL, 1, NULL, NULL), PC_EINVAL);
+    ASSERT_EQ(pc_client_submit(client, PC_OP_register, many, 1, NULL, NULL), PC_EINVAL);
+    ASSERT_EQ(pc_client_submit(client, (pc_operation_t)42, many, 1, NULL, NULL), PC_EINVAL);
+    ASSERT_EQ(pc_client_submit(client, PC_OP_get_account_transfers, filters, 2, NULL, NULL),
+              PC_EINVAL);
+    ASSERT_EQ(pc_client_submit(client, PC_OP_create_transfers, many, PC_BATCH_EVENTS_MAX + 1,
+                               NULL, NULL),
+              PC_ETOOBIG);
+    ASSERT_EQ(pc_client_poll(client, 0), 0);
+    pc_client_close(client);
+    server_stop(&s);
+}
+
+static void test_blocking_helpers(void) {
+    server_t s = server_start(MODE_NORMAL);
+    pc_client_t *client = NULL;
+    ASSERT_EQ(pc_client_open(s.address, NULL, &client), PC_OK);
+
+    static pc_transfer_t transfers[PC_BATCH_EVENTS_MAX];
+    for (uint32_t i = 0; i < PC_BATCH_EVENTS_MAX; i++) transfers[i] = transfer_make(i + 1);
+    static pc_create_result_t results[PC_BATCH_EVENTS_MAX];
+    uint32_t results_count = 99;
+    ASSERT_EQ(pc_client_create_transfers(client, transfers, PC_BATCH_EVENTS_MAX, results,
+                                         &results_count),
+              PC_OK);
+    ASSERT_EQ(results_count, 0);
+
+    pc_u128 ids[3] = {11, 22, ((pc_u128)1 << 100) + 3};
+    pc_account_t accounts[3];
+    uint32_t accounts_count = 0;
+    ASSERT_EQ(pc_client_lookup_accounts(client, ids, 3, accounts, &accounts_count), PC_OK);
+    ASSERT_EQ(accounts_count, 3);
+    for (int i = 0; i < 3; i++) ASSERT_EQ_U128(accounts[i].id, ids[i]);
+
+    pc_transfer_t found[3];
+    uint32_t found_count = 0;
+    ASSERT_EQ(pc_client_lookup_transfers(client, ids, 2, found, &found_count), PC_OK);
+    ASSERT_EQ(found_count, 2);
+    ASSERT_EQ_U128(found[1].id, 22);
+
+    pc_account_filter_t filter;
+    memset(&filter, 0, sizeof(filter));
+    filter.account_id = 1;
+    filter.limit = 5;
+    filter.flags = PC_FILTER_DEBITS;
+    pc_transfer_t history[5];
+    uint32_t history_count = 0;
+    ASSERT_EQ(pc_client_get_account_transfers(client, &filter, history, &history_count), PC_OK);
+    ASSERT_EQ(history_count, 2);
+    ASSERT_EQ_U128(history[1].id, 101);
+
+    /* A reply with more records than the caller's array is refused, never
+     * copied: the fake server sends two transfers, the filter allows one. */
+    filter.limit = 1;
+    ASSERT_EQ(pc_client_get_account_transfers(client, &filter, history, &history_count),
+              PC_EPROTO);
+    ASSERT_EQ(history_count, 0);
+    ASSERT_EQ(s.shared->errors, 0);
+    ASSERT_EQ(s.shared->requests[4], 5);
+    pc_client_close(client);
+    server_stop(&s);
+}
+
+/* close with requests still queued: no callback runs, nothing leaks. */
+static void test_close_with_queued(void) {
+    server_t s = server_start(MODE_SILENT);
+    pc_client_t *client = NULL;
+    ASSERT_EQ(pc_client_open(s.address, NULL, &client), PC_OK);
+    pc_transfer_t t = transfer_make(5);
+    outcome_t o[3] = {{0}};
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ(pc_client_submit(client, PC_OP_create_transfers, &t, 1, on_reply, &o[i]),
+                  PC_OK);
+    }
+    ASSERT_EQ(pc_client_poll(client, 20), 3);
+    pc_client_close(client);
+    for (int i = 0; i < 3; i++) ASSERT_EQ(o[i].calls, 0);
+    server_stop(&s);
+}
+
+#define TESTS(X)                                                                     \
+    X(test_open_registers)                                                           \
+    X(test_open_errors)                                                              \
+    X(test_open_tries_each_address)                                                  \
+    X(test_submit_poll_callback)                                                     \
+    X(test_reconnect_resends_same_request)                                           \
+    X(test_timeout_after_retries)                                                    \
+    X(test_server_gone)                                                              \
+    X(test_queue_full_ebusy)                                                         \
+    X(test_busy_status_retried)                                                      \
+    X(test_stray_reply_ignored)                                                      \
+    X(test_evicted_fails_everything)                                                 \
+    X(test_submit_invalid)                                                           \
+    X(test_blocking_helpers)                                                         \
+    X(test_close_with_queued)
+PC_TEST_MAIN(TESTS)
