@@ -36,7 +36,8 @@ typedef struct bench {
     char data_dir[64];
     uint64_t id_base;
     uint64_t batches_total;
-    atomic_uint_fast64_t next_batch;
+    atomic_uint_fast64_t next_batch; /* batch number: index of its latency */
+    atomic_uint_fast64_t next_seq;   /* transfer sequence: the id's low half */
     atomic_uint_fast64_t transfers_done;
     atomic_uint_fast64_t transfers_failed;
     atomic_int error;
@@ -208,17 +209,16 @@ static void *worker_main(void *arg) {
     pc_prng_init(&prng, o->seed * 1000003u + w->index);
     while (rc == PC_OK && atomic_load(&b->error) == 0) {
         uint64_t k = atomic_fetch_add(&b->next_batch, 1);
-        uint64_t first = k * o->batch;
-        if (first >= o->transfers) break;
-        uint32_t n = (uint32_t)PC_MIN((uint64_t)o->batch, o->transfers - first);
-        uint32_t sleep_us = 0;
+        if (k >= b->batches_total) break;
+        uint32_t n = o->batch, sleep_us = 0;
         if (o->shape == PC_BENCH_SHAPE_double11) {
             double t = (double)(pc_time_monotonic_ns() - b->start_ns) / 1e9 / o->duration_s;
             if (t >= 1.0) break;
-            uint32_t shaped;
-            shape_at(t, o->batch, &shaped, &sleep_us);
-            n = PC_MIN(n, shaped);
+            shape_at(t, o->batch, &n, &sleep_us);
         }
+        uint64_t first = atomic_fetch_add(&b->next_seq, n);
+        if (first >= o->transfers) break;
+        n = (uint32_t)PC_MIN((uint64_t)n, o->transfers - first);
         fill_batch(b, &prng, first, n, batch);
         uint64_t t0 = pc_time_monotonic_ns();
         uint32_t failed = 0;
@@ -283,12 +283,15 @@ static int audit(bench_t *b, pc_client_t *client, pc_bench_report_t *report) {
     return rc;
 }
 
+/* A progress line: redrawn in place on a terminal, one line per 5 s in logs. */
 static void progress(bench_t *b, bool final) {
     uint64_t done = atomic_load(&b->transfers_done);
     double s = (double)(pc_time_monotonic_ns() - b->start_ns) / 1e9;
-    fprintf(stderr, "\rbench: %llu/%llu transfers  %.1f s  %.0f/s   %s",
+    bool tty = isatty(STDERR_FILENO);
+    if (!tty && !final && ((uint64_t)s % 5 != 0)) return;
+    fprintf(stderr, "%sbench: %llu/%llu transfers  %.1f s  %.0f/s   %s", tty ? "\r" : "",
             (unsigned long long)done, (unsigned long long)b->options->transfers, s,
-            s > 0 ? (double)done / s : 0.0, final ? "\n" : "");
+            s > 0 ? (double)done / s : 0.0, final || !tty ? "\n" : "");
 }
 
 static int run_load(bench_t *b, pc_bench_report_t *report) {
@@ -349,7 +352,8 @@ int pc_bench_run(const pc_bench_options_t *o, pc_bench_report_t *report) {
     bench_t *b = calloc(1, sizeof *b);
     if (!b) return PC_ENOMEM;
     b->options = o;
-    b->batches_total = o->transfers / o->batch + 2;
+    /* Shaped runs send batches as small as batch/32. */
+    b->batches_total = o->transfers / PC_MAX(1u, o->batch / 32) + 2;
     b->latencies_ms = calloc(b->batches_total, sizeof(double));
     b->amounts = calloc(64, sizeof(pc_u128));
     pc_prng_t prng;

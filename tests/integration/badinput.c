@@ -60,8 +60,8 @@ static bool closed_by_server(int fd) {
     return false;
 }
 
-/* Reads one reply header (blocking up to 3 s); returns its status. */
-static int reply_status(int fd) {
+/* Reads one reply (blocking up to 3 s): its header, and its body size. */
+static pc_header_t read_reply(int fd, uint32_t *body_size) {
     pc_reader_t reader;
     pc_reader_init(&reader);
     for (int i = 0; i < 30; i++) {
@@ -70,15 +70,18 @@ static int reply_status(int fd) {
         const pc_header_t *h;
         const void *body;
         if (pc_reader_next(&reader, &h, &body) == 1) {
-            int status = h->status;
+            pc_header_t copy = *h;
+            if (body_size) *body_size = h->size - PC_HEADER_SIZE;
             pc_reader_deinit(&reader);
-            return status;
+            return copy;
         }
     }
     pc_reader_deinit(&reader);
     fail("no reply to a well-framed request");
-    return 0;
+    return (pc_header_t){0};
 }
+
+static int reply_status(int fd) { return read_reply(fd, NULL).status; }
 
 static void request(pc_header_t *h, uint8_t operation, uint32_t body_size, const void *body) {
     memset(h, 0, sizeof *h);
@@ -166,6 +169,46 @@ static void hostile(pc_client_t *good) {
     checks += 6;
 }
 
+/* A request resent byte for byte (a client retry after a lost reply) is
+ * answered from the session table with the first reply and applied once. */
+static void retry_is_applied_once(pc_client_t *good) {
+    int fd = raw_connect();
+    pc_header_t h;
+    memset(&h, 0, sizeof h);
+    h.client = 4242;
+    h.command = PC_COMMAND_request;
+    h.operation = PC_OP_register;
+    pc_header_seal(&h, NULL, 0);
+    send_all(fd, &h, sizeof h);
+    pc_header_t reg = read_reply(fd, NULL);
+    if (reg.status != PC_OK || reg.session == 0) fail("register");
+    pc_transfer_t t = {.id = 777, .debit_account_id = 1, .credit_account_id = 2, .amount = 40,
+                       .ledger = 1, .code = 1};
+    memset(&h, 0, sizeof h);
+    h.client = 4242;
+    h.session = reg.session;
+    h.request = 1;
+    h.command = PC_COMMAND_request;
+    h.operation = PC_OP_create_transfers;
+    pc_header_seal(&h, &t, sizeof t);
+    pc_u128 before = balance(good);
+    uint32_t size1, size2;
+    send_all(fd, &h, sizeof h);
+    send_all(fd, &t, sizeof t);
+    pc_header_t first = read_reply(fd, &size1);
+    close(fd);
+    fd = raw_connect(); /* the retry arrives on a new connection, as after a timeout */
+    send_all(fd, &h, sizeof h);
+    send_all(fd, &t, sizeof t);
+    pc_header_t second = read_reply(fd, &size2);
+    close(fd);
+    if (first.status != PC_OK || second.status != PC_OK) fail("retry status");
+    if (size1 != 0 || size2 != 0) fail("retry: expected the first reply (all created), not 'exists'");
+    if (first.op != second.op || first.timestamp != second.timestamp) fail("retry: different reply");
+    if (balance(good) != before + 40) fail("retry applied twice");
+    checks += 3;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return fprintf(stderr, "usage: badinput PAYCELL\n"), 2;
     char dir[] = "/tmp/paycell-bad-XXXXXX";
@@ -193,6 +236,7 @@ int main(int argc, char **argv) {
     pc_u128 before = balance(good);
     hostile(good);
     if (balance(good) != before + 2) fail("malformed input changed state");
+    retry_is_applied_once(good);
     good_client_works(good, 102);
     pc_client_close(good);
     int status = 0;
