@@ -124,27 +124,19 @@ bool cli_parse_flags(const char *text, const char *(*name_of)(uint16_t), uint16_
     return ok;
 }
 
-void cli_print_flags_json(FILE *out, uint16_t flags, const char *(*name_of)(uint16_t)) {
-    fputc('[', out);
+/* Flag names set in flags: a JSON array (["a","b"]) or text ("a,b", "none"). */
+static void print_flags(FILE *out, uint16_t flags, const char *(*name_of)(uint16_t), bool json) {
+    const char *quote = json ? "\"" : "";
     bool first = true;
+    if (json) fputc('[', out);
     for (int b = 0; b < 16; b++) {
         const char *name = (flags & (1u << b)) ? name_of((uint16_t)(1u << b)) : NULL;
         if (!name) continue;
-        fprintf(out, "%s\"%s\"", first ? "" : ",", name);
+        fprintf(out, "%s%s%s%s", first ? "" : ",", quote, name, quote);
         first = false;
     }
-    fputc(']', out);
-}
-
-static void print_flags_text(FILE *out, uint16_t flags, const char *(*name_of)(uint16_t)) {
-    bool first = true;
-    for (int b = 0; b < 16; b++) {
-        const char *name = (flags & (1u << b)) ? name_of((uint16_t)(1u << b)) : NULL;
-        if (!name) continue;
-        fprintf(out, "%s%s", first ? "" : ",", name);
-        first = false;
-    }
-    if (first) fputs("none", out);
+    if (json) fputc(']', out);
+    else if (first) fputs("none", out);
 }
 
 void cli_print_account(FILE *out, const pc_account_t *a, bool json) {
@@ -162,12 +154,12 @@ void cli_print_account(FILE *out, const pc_account_t *a, bool json) {
                      "\"ledger\":%u,\"code\":%u,\"flags\":",
                 id, dp, dpo, cp, cpo, ud, (unsigned long long)a->user_data_64, a->user_data_32,
                 a->ledger, a->code);
-        cli_print_flags_json(out, a->flags, pc_account_flag_name);
+        print_flags(out, a->flags, pc_account_flag_name, true);
         fprintf(out, ",\"timestamp\":\"%llu\"}\n", (unsigned long long)a->timestamp);
         return;
     }
     fprintf(out, "account %s\n  ledger %u  code %u  flags ", id, a->ledger, a->code);
-    print_flags_text(out, a->flags, pc_account_flag_name);
+    print_flags(out, a->flags, pc_account_flag_name, false);
     fprintf(out, "\n  debits   posted %s  pending %s\n  credits  posted %s  pending %s\n"
                  "  user_data %s / %llu / %u  timestamp %llu\n",
             dpo, dp, cpo, cp, ud, (unsigned long long)a->user_data_64, a->user_data_32,
@@ -189,13 +181,13 @@ void cli_print_transfer(FILE *out, const pc_transfer_t *t, bool json) {
                      "\"ledger\":%u,\"code\":%u,\"flags\":",
                 id, dr, cr, amount, pending, ud, (unsigned long long)t->user_data_64,
                 t->user_data_32, t->timeout, t->ledger, t->code);
-        cli_print_flags_json(out, t->flags, pc_transfer_flag_name);
+        print_flags(out, t->flags, pc_transfer_flag_name, true);
         fprintf(out, ",\"timestamp\":\"%llu\"}\n", (unsigned long long)t->timestamp);
         return;
     }
     fprintf(out, "transfer %s  %s -> %s  amount %s  ledger %u  code %u  flags ", id, dr, cr,
             amount, t->ledger, t->code);
-    print_flags_text(out, t->flags, pc_transfer_flag_name);
+    print_flags(out, t->flags, pc_transfer_flag_name, false);
     if (t->pending_id) fprintf(out, "  pending_id %s", pending);
     if (t->timeout) fprintf(out, "  timeout %us", t->timeout);
     fprintf(out, "  timestamp %llu\n", (unsigned long long)t->timestamp);

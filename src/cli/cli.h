@@ -48,8 +48,6 @@ void cli_usage_error(const char *fmt, ...);
 void cli_print_account(FILE *out, const pc_account_t *a, bool json);
 void cli_print_transfer(FILE *out, const pc_transfer_t *t, bool json);
 void cli_print_result(FILE *out, const char *kind, pc_u128 id, const char *result, bool json);
-/* Writes a JSON array of the flag names set in flags. */
-void cli_print_flags_json(FILE *out, uint16_t flags, const char *(*name_of)(uint16_t));
 
 /* Subcommands. Each returns the process exit status. */
 int cli_format(int argc, char **argv);

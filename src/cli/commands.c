@@ -38,8 +38,9 @@ static int server_error(int rc) {
 int cli_format(int argc, char **argv) {
     static const char *const values[] = {"data", "cluster", "accounts-max", "transfers-max",
                                          "pending-max", "checkpoint-mib", NULL};
+    static const char *const bools[] = {"json", NULL};
     cli_args_t args;
-    if (!cli_parse(argc, argv, values, NULL, &args)) return CLI_EXIT_ERROR;
+    if (!cli_parse(argc, argv, values, bools, &args)) return CLI_EXIT_ERROR;
     const char *dir = cli_get(&args, "data");
     if (!dir) return cli_usage_error("format: --data DIR is required"), CLI_EXIT_ERROR;
     uint64_t cluster = 0, accounts = PC_ACCOUNTS_MAX_DEFAULT, transfers = PC_TRANSFERS_MAX_DEFAULT,
@@ -65,9 +66,15 @@ int cli_format(int argc, char **argv) {
         fprintf(stderr, "paycell: format %s: %s (%s)\n", dir, pc_strerror(rc), pc_err_name(rc));
         return CLI_EXIT_ERROR;
     }
-    fprintf(stderr, "formatted %s (cluster %llu, accounts_max %llu, transfers_max %llu)\n", dir,
-            (unsigned long long)cluster, (unsigned long long)accounts,
-            (unsigned long long)transfers);
+    if (cli_has(&args, "json"))
+        printf("{\"data\":\"%s\",\"result\":\"formatted\",\"cluster\":\"%llu\","
+               "\"accounts_max\":\"%llu\",\"transfers_max\":\"%llu\"}\n",
+               dir, (unsigned long long)cluster, (unsigned long long)accounts,
+               (unsigned long long)transfers);
+    else
+        fprintf(stderr, "formatted %s (cluster %llu, accounts_max %llu, transfers_max %llu)\n",
+                dir, (unsigned long long)cluster, (unsigned long long)accounts,
+                (unsigned long long)transfers);
     return CLI_EXIT_OK;
 }
 
