@@ -61,6 +61,7 @@ typedef struct replica {
     prepared_t prepared[PC_PREPARE_REQUESTS_MAX];
     uint64_t timestamp_last; /* cluster time of the last prepare */
     uint64_t last_activity_ns;
+    uint64_t checkpoint_retry_ns; /* after a failed checkpoint, not before this */
     /* Scratch, sized at init. */
     pc_create_result_t *results;
     uint64_t *locs;
@@ -599,8 +600,11 @@ static void loop_turn(replica_t *r, struct epoll_event *events) {
         r->last_activity_ns = now;
     }
     for (uint32_t ci = 0; ci < PC_CONNECTIONS_MAX; ci++) conn_flush(r, ci);
-    if (pc_storage_wal_bytes_since_checkpoint(r->storage) >= r->info->checkpoint_wal_bytes)
-        checkpoint(r);
+    /* A checkpoint that failed (disk full) is retried once a second, not
+     * every turn. */
+    if (pc_storage_wal_bytes_since_checkpoint(r->storage) >= r->info->checkpoint_wal_bytes &&
+        now >= r->checkpoint_retry_ns && checkpoint(r) != PC_OK)
+        r->checkpoint_retry_ns = now + 1000000000ull;
 }
 
 int pc_replica_run(const pc_replica_options_t *options) {
