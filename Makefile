@@ -53,6 +53,10 @@ $(BUILD)/asan/obj/%.o: src/%.c $(wildcard src/*.h src/*/*.h include/*.h)
 $(BUILD)/paycell: $(call obj,$(BUILD),$(ALL_SRC))
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -rdynamic
 
+# The whole binary under ASan+UBSan: integration tests run it too.
+$(BUILD)/asan/paycell: $(call obj,$(BUILD)/asan,$(ALL_SRC))
+	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/libpaycell.a: $(call obj,$(BUILD),$(LIB_SRC))
 	@rm -f $@
 	ar rcs $@ $^
@@ -106,7 +110,7 @@ itests: $(addprefix $(BUILD)/itests/,$(ITESTS))
 unit-asan: $(addprefix $(BUILD)/asan/tests/,$(UNIT_TESTS))
 
 test: deps
-	@$(MAKE) --no-print-directory all unit unit-asan itests $(BUILD)/fuzz/fuzz_protocol
+	@$(MAKE) --no-print-directory all unit unit-asan itests $(BUILD)/asan/paycell $(BUILD)/fuzz/fuzz_protocol
 	@bash tests/run.sh
 
 fuzz: deps $(BUILD)/fuzz/fuzz_protocol

@@ -56,6 +56,20 @@ for t in tests/integration/*.sh; do
     fi
 done
 
+# The same client/server paths once more with the ASan+UBSan binary: any
+# memory error or undefined behaviour in the replica or the CLI aborts it.
+if [ -x build/asan/paycell ]; then
+    for t in tests/integration/basic.sh tests/integration/badinput.sh; do
+        name=asan_$(basename "$t" .sh)
+        if PAYCELL=$PWD/build/asan/paycell timeout 600 bash "$t" >"$logs/it_$name.log" 2>&1 &&
+            ! grep -qE 'AddressSanitizer|runtime error|LeakSanitizer' "$logs/it_$name.log"; then
+            passed=$((passed + 1)); echo "ok   $t (asan)"
+        else
+            failed=$((failed + 1)); failures+=("$t (asan)"); echo "FAIL $t (asan)"; tail -40 "$logs/it_$name.log"
+        fi
+    done
+fi
+
 if [ ${#failures[@]} -gt 0 ]; then
     echo "failed: ${failures[*]}"
 fi

@@ -40,10 +40,12 @@ bool cli_parse(int argc, char **argv, const char *const *value_options,
         if (listed(value_options, name, len)) {
             const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
             if (!value) return cli_usage_error("option --%.*s needs a value", (int)len, name), false;
-            out->names[out->count] = strndup(name, len);
+            out->names[out->count] = name;
+            out->name_lens[out->count] = len;
             out->values[out->count++] = value;
         } else if (listed(bool_options, name, len) && !eq) {
-            out->names[out->count] = strndup(name, len);
+            out->names[out->count] = name;
+            out->name_lens[out->count] = len;
             out->values[out->count++] = NULL;
         } else {
             return cli_usage_error("unknown option --%.*s", (int)len, name), false;
@@ -52,15 +54,19 @@ bool cli_parse(int argc, char **argv, const char *const *value_options,
     return true;
 }
 
+static bool name_is(const cli_args_t *args, int i, const char *name) {
+    return strlen(name) == args->name_lens[i] && strncmp(args->names[i], name, args->name_lens[i]) == 0;
+}
+
 const char *cli_get(const cli_args_t *args, const char *name) {
     for (int i = args->count - 1; i >= 0; i--)
-        if (strcmp(args->names[i], name) == 0) return args->values[i];
+        if (name_is(args, i, name)) return args->values[i];
     return NULL;
 }
 
 bool cli_has(const cli_args_t *args, const char *name) {
     for (int i = 0; i < args->count; i++)
-        if (strcmp(args->names[i], name) == 0) return true;
+        if (name_is(args, i, name)) return true;
     return false;
 }
 

@@ -18,7 +18,8 @@
 
 typedef struct cli_args {
     int count;
-    const char *names[CLI_ARGS_MAX];
+    const char *names[CLI_ARGS_MAX]; /* point into argv, name_lens long */
+    size_t name_lens[CLI_ARGS_MAX];
     const char *values[CLI_ARGS_MAX]; /* NULL for boolean options */
     int positional_count;
     const char *positional[CLI_ARGS_MAX];

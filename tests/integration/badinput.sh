@@ -1,3 +1,3 @@
 # badinput.sh — hostile frames against a live replica; see badinput.c.
 set -eu
-"${PWD}/build/itests/badinput" "${PWD}/build/paycell"
+"${PWD}/build/itests/badinput" "${PAYCELL:-${PWD}/build/paycell}"
