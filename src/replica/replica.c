@@ -209,6 +209,8 @@ static int replay_entry(void *ctx, const pc_wal_header_t *header, const void *bo
 
 /* ---- replies ---- */
 
+static void conn_close(replica_t *r, uint32_t ci);
+
 static void send_reply(replica_t *r, conn_t *c, const pc_header_t *req, int status,
                        const pc_session_reply_t *reply, const void *body, uint32_t body_size) {
     if (c->fd < 0) return;
@@ -226,8 +228,13 @@ static void send_reply(replica_t *r, conn_t *c, const pc_header_t *req, int stat
     h.status = (int16_t)status;
     if (status != PC_OK) body_size = 0;
     pc_header_seal(&h, body, body_size);
-    int rc = pc_writer_push(&c->writer, &h, body, body_size);
-    PC_ASSERT(rc == PC_OK); /* one request in flight per connection: always room */
+    if (pc_writer_push(&c->writer, &h, body, body_size) != PC_OK) {
+        /* Requests are parsed only once earlier replies are flushed, so only
+         * a client that pipelines and never reads gets here: it loses its
+         * connection rather than growing a queue. */
+        logf_(r, "closing a connection that does not read its replies");
+        conn_close(r, (uint32_t)(c - r->conns));
+    }
 }
 
 /* Replies to the connection that sent prepared request `index`, unless it
@@ -343,7 +350,10 @@ static void conn_parse(replica_t *r, uint32_t ci) {
     conn_t *c = &r->conns[ci];
     c->parse_again = false;
     while (c->fd >= 0 && !c->busy) {
-        if (!prepare_has_room(r)) {
+        /* Backpressure: a new request only when the prepare has room and the
+         * previous replies have left, so one connection holds at most one
+         * reply and the writer can never overflow. */
+        if (!prepare_has_room(r) || pc_writer_pending(&c->writer) > 0) {
             c->parse_again = true;
             return;
         }
@@ -564,7 +574,8 @@ static void replica_deinit(replica_t *r) {
 static void loop_turn(replica_t *r, struct epoll_event *events) {
     int timeout_ms = 100;
     for (uint32_t i = 0; i < PC_CONNECTIONS_MAX; i++)
-        if (r->conns[i].fd >= 0 && r->conns[i].parse_again)
+        if (r->conns[i].fd >= 0 && r->conns[i].parse_again &&
+            pc_writer_pending(&r->conns[i].writer) == 0)
             timeout_ms = 0; /* whole requests already buffered: parse them now */
     int n = epoll_wait(r->epoll_fd, events, EPOLL_EVENTS_MAX, timeout_ms);
     for (int i = 0; i < n; i++) {

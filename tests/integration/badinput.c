@@ -167,6 +167,31 @@ static void hostile(pc_client_t *good) {
     if (reply_status(fd) != PC_EPROTO) fail("partial event: expected PC_EPROTO");
     close(fd);
     checks += 6;
+
+    /* A client that pipelines big reads and never reads a reply: the server
+     * stops parsing its requests (backpressure), never queues unboundedly,
+     * and everybody else is still served. */
+    fd = raw_connect();
+    static pc_u128 ids[PC_BATCH_EVENTS_MAX];
+    for (uint32_t i = 0; i < PC_BATCH_EVENTS_MAX; i++) ids[i] = 1 + i % 2;
+    request(&h, PC_OP_lookup_accounts, sizeof ids, ids);
+    static uint8_t flood[8 << 20];
+    size_t one = sizeof h + sizeof ids, filled = 0;
+    for (; filled + one <= sizeof flood; filled += one) {
+        memcpy(flood + filled, &h, sizeof h);
+        memcpy(flood + filled + sizeof h, ids, sizeof ids);
+    }
+    /* Push until the socket stops taking bytes for 200 ms: then the server
+     * has stopped reading from us, which is the point. */
+    for (size_t sent = 0; sent < filled;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        if (poll(&pfd, 1, 200) <= 0) break;
+        ssize_t w = send(fd, flood + sent, filled - sent, MSG_NOSIGNAL);
+        if (w <= 0) break;
+        sent += (size_t)w;
+    }
+    good_client_works(good, 103);
+    close(fd);
 }
 
 /* A request resent byte for byte (a client retry after a lost reply) is
@@ -235,7 +260,7 @@ int main(int argc, char **argv) {
     if (pc_client_create_accounts(good, a, 2, r, &n) != PC_OK || n) fail("accounts");
     pc_u128 before = balance(good);
     hostile(good);
-    if (balance(good) != before + 2) fail("malformed input changed state");
+    if (balance(good) != before + 3) fail("malformed input changed state");
     retry_is_applied_once(good);
     good_client_works(good, 102);
     pc_client_close(good);
