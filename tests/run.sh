@@ -30,14 +30,17 @@ for bin in build/tests/test_* build/asan/tests/test_*; do
     [ -x "$bin" ] && run_unit "$bin"
 done
 
-# Fuzz smoke: a bounded libFuzzer run of the protocol decoder.
-if [ -x build/fuzz/fuzz_protocol ]; then
-    if build/fuzz/fuzz_protocol -runs="${FUZZ_RUNS:-200000}" -seed=1 >"$logs/fuzz.log" 2>&1; then
-        passed=$((passed + 1)); echo "ok   fuzz_protocol (${FUZZ_RUNS:-200000} runs)"
+# Fuzz smoke: a bounded libFuzzer run of every decoder's target
+# (build/fuzz/fuzz_*: protocol, json, http; ~25 s together at 200k runs each).
+for fuzzer in build/fuzz/fuzz_*; do
+    [ -x "$fuzzer" ] && [ -f "$fuzzer" ] || continue
+    name=$(basename "$fuzzer")
+    if "$fuzzer" -runs="${FUZZ_RUNS:-200000}" -seed=1 >"$logs/$name.log" 2>&1; then
+        passed=$((passed + 1)); echo "ok   $name (${FUZZ_RUNS:-200000} runs)"
     else
-        failed=$((failed + 1)); failures+=(fuzz_protocol); echo "FAIL fuzz_protocol"; tail -30 "$logs/fuzz.log"
+        failed=$((failed + 1)); failures+=("$name"); echo "FAIL $name"; tail -30 "$logs/$name.log"
     fi
-fi
+done
 
 # Integration: real processes on loopback. Each script is one test.
 for t in tests/integration/*.sh; do

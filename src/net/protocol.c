@@ -143,6 +143,8 @@ int pc_request_verify(const pc_header_t *header, const void *body) {
     uint32_t body_size = header->size - PC_HEADER_SIZE;
     PC_ASSERT(body != NULL || body_size == 0);
     if (header->command != PC_COMMAND_request) return PC_EPROTO;
+    /* Sessions are keyed by client id; 0 means "no client". */
+    if (header->client == 0) return PC_EPROTO;
     if (!operation_known(header->operation)) return PC_EOPERATION;
 
     pc_operation_t operation = (pc_operation_t)header->operation;

@@ -165,6 +165,12 @@ static void hostile(pc_client_t *good) {
     send_all(fd, &h, sizeof h);
     send_all(fd, buf + 8192, 100);
     if (reply_status(fd) != PC_EPROTO) fail("partial event: expected PC_EPROTO");
+    memset(&h, 0, sizeof h); /* a register from client id 0 */
+    h.command = PC_COMMAND_request;
+    h.operation = PC_OP_register;
+    pc_header_seal(&h, NULL, 0);
+    send_all(fd, &h, sizeof h);
+    if (reply_status(fd) != PC_EPROTO) fail("client id 0: expected PC_EPROTO");
     close(fd);
     checks += 6;
 
@@ -240,7 +246,8 @@ int main(int argc, char **argv) {
     if (!mkdtemp(dir)) return 1;
     pc_prng_t prng;
     pc_prng_init(&prng, (uint64_t)pc_time_realtime_ns());
-    snprintf(address, sizeof address, "127.0.0.1:%u", 20000 + (unsigned)pc_prng_below(&prng, 30000));
+    /* A port below the ephemeral range, so no outgoing connection holds it. */
+    snprintf(address, sizeof address, "127.0.0.1:%u", 20000 + (unsigned)pc_prng_below(&prng, 12000));
     pc_storage_info_t info = {.replica_count = 1, .accounts_max = 64, .transfers_max = 4096,
                               .pending_max = 64, .checkpoint_wal_bytes = 1u << 20};
     if (pc_storage_format(dir, &info) != PC_OK) return 1;

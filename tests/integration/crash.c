@@ -190,7 +190,8 @@ int main(int argc, char **argv) {
     pc_prng_init(&prng, seed);
     strcpy(dir, "/tmp/paycell-crash-XXXXXX");
     if (!mkdtemp(dir)) die("mkdtemp", PC_EIO);
-    snprintf(address, sizeof address, "127.0.0.1:%u", 20000 + (unsigned)pc_prng_below(&prng, 30000));
+    /* A port below the ephemeral range, so no outgoing connection holds it. */
+    snprintf(address, sizeof address, "127.0.0.1:%u", 20000 + (unsigned)pc_prng_below(&prng, 12000));
     pc_storage_info_t info = {.replica_count = 1, .accounts_max = 1024,
                               .transfers_max = TRANSFERS_MAX * 2, .pending_max = 1024,
                               .checkpoint_wal_bytes = 2u << 20};

@@ -17,7 +17,7 @@ step() { echo "--- $*"; }
 free_port() {
     local port
     while :; do
-        port=$(shuf -i 20000-59999 -n 1)
+        port=$(shuf -i 20000-32000 -n 1) # below the ephemeral port range
         (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null || { echo "$port"; return; }
     done
 }

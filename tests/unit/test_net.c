@@ -260,6 +260,12 @@ static void test_request_register_rules(void) {
     message_t request = message_make(PC_COMMAND_request, PC_OP_register, 0, 0, 3);
     ASSERT_EQ(pc_request_verify(request.header, request.body), PC_EPROTO);
     message_free(&request);
+    message_t anonymous = message_make(PC_COMMAND_request, PC_OP_register, 0, 0, 0);
+    ASSERT_EQ(pc_request_verify(anonymous.header, anonymous.body), PC_OK);
+    anonymous.header->client = 0; /* sessions are keyed by client id: 0 is refused */
+    pc_header_seal(anonymous.header, anonymous.body, 0);
+    ASSERT_EQ(pc_request_verify(anonymous.header, anonymous.body), PC_EPROTO);
+    message_free(&anonymous);
 }
 
 static void test_request_session_zero(void) {
