@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../net/net.h"
 #include "cli.h"
 
 void cli_usage_error(const char *fmt, ...) {
@@ -130,22 +131,27 @@ bool cli_parse_flags(const char *text, const char *(*name_of)(uint16_t), uint16_
     return ok;
 }
 
-/* Flag names set in flags: a JSON array (["a","b"]) or text ("a,b", "none"). */
-static void print_flags(FILE *out, uint16_t flags, const char *(*name_of)(uint16_t), bool json) {
-    const char *quote = json ? "\"" : "";
+/* Flag names set in flags as text: "a,b", or "none". */
+static void print_flags(FILE *out, uint16_t flags, const char *(*name_of)(uint16_t)) {
     bool first = true;
-    if (json) fputc('[', out);
     for (int b = 0; b < 16; b++) {
         const char *name = (flags & (1u << b)) ? name_of((uint16_t)(1u << b)) : NULL;
         if (!name) continue;
-        fprintf(out, "%s%s%s%s", first ? "" : ",", quote, name, quote);
+        fprintf(out, "%s%s", first ? "" : ",", name);
         first = false;
     }
-    if (json) fputc(']', out);
-    else if (first) fputs("none", out);
+    if (first) fputs("none", out);
+}
+
+/* One JSON object per line, from the same encoders the gateway uses. */
+static void print_json(FILE *out, int size, const char *line) {
+    PC_ASSERT(size > 0); /* a record always fits the line buffer */
+    fwrite(line, 1, (size_t)size, out);
+    fputc('\n', out);
 }
 
 void cli_print_account(FILE *out, const pc_account_t *a, bool json) {
+    char line[1024];
     char id[48], dp[48], dpo[48], cp[48], cpo[48], ud[48];
     pc_u128_format(a->id, id);
     pc_u128_format(a->debits_pending, dp);
@@ -154,18 +160,11 @@ void cli_print_account(FILE *out, const pc_account_t *a, bool json) {
     pc_u128_format(a->credits_posted, cpo);
     pc_u128_format(a->user_data_128, ud);
     if (json) {
-        fprintf(out, "{\"id\":\"%s\",\"debits_pending\":\"%s\",\"debits_posted\":\"%s\","
-                     "\"credits_pending\":\"%s\",\"credits_posted\":\"%s\","
-                     "\"user_data_128\":\"%s\",\"user_data_64\":\"%llu\",\"user_data_32\":%u,"
-                     "\"ledger\":%u,\"code\":%u,\"flags\":",
-                id, dp, dpo, cp, cpo, ud, (unsigned long long)a->user_data_64, a->user_data_32,
-                a->ledger, a->code);
-        print_flags(out, a->flags, pc_account_flag_name, true);
-        fprintf(out, ",\"timestamp\":\"%llu\"}\n", (unsigned long long)a->timestamp);
+        print_json(out, pc_json_encode_account(a, line, sizeof line), line);
         return;
     }
     fprintf(out, "account %s\n  ledger %u  code %u  flags ", id, a->ledger, a->code);
-    print_flags(out, a->flags, pc_account_flag_name, false);
+    print_flags(out, a->flags, pc_account_flag_name);
     fprintf(out, "\n  debits   posted %s  pending %s\n  credits  posted %s  pending %s\n"
                  "  user_data %s / %llu / %u  timestamp %llu\n",
             dpo, dp, cpo, cp, ud, (unsigned long long)a->user_data_64, a->user_data_32,
@@ -173,6 +172,7 @@ void cli_print_account(FILE *out, const pc_account_t *a, bool json) {
 }
 
 void cli_print_transfer(FILE *out, const pc_transfer_t *t, bool json) {
+    char line[1024];
     char id[48], dr[48], cr[48], amount[48], pending[48], ud[48];
     pc_u128_format(t->id, id);
     pc_u128_format(t->debit_account_id, dr);
@@ -181,27 +181,19 @@ void cli_print_transfer(FILE *out, const pc_transfer_t *t, bool json) {
     pc_u128_format(t->pending_id, pending);
     pc_u128_format(t->user_data_128, ud);
     if (json) {
-        fprintf(out, "{\"id\":\"%s\",\"debit_account_id\":\"%s\",\"credit_account_id\":\"%s\","
-                     "\"amount\":\"%s\",\"pending_id\":\"%s\",\"user_data_128\":\"%s\","
-                     "\"user_data_64\":\"%llu\",\"user_data_32\":%u,\"timeout\":%u,"
-                     "\"ledger\":%u,\"code\":%u,\"flags\":",
-                id, dr, cr, amount, pending, ud, (unsigned long long)t->user_data_64,
-                t->user_data_32, t->timeout, t->ledger, t->code);
-        print_flags(out, t->flags, pc_transfer_flag_name, true);
-        fprintf(out, ",\"timestamp\":\"%llu\"}\n", (unsigned long long)t->timestamp);
+        print_json(out, pc_json_encode_transfer(t, line, sizeof line), line);
         return;
     }
     fprintf(out, "transfer %s  %s -> %s  amount %s  ledger %u  code %u  flags ", id, dr, cr,
             amount, t->ledger, t->code);
-    print_flags(out, t->flags, pc_transfer_flag_name, false);
+    print_flags(out, t->flags, pc_transfer_flag_name);
     if (t->pending_id) fprintf(out, "  pending_id %s", pending);
     if (t->timeout) fprintf(out, "  timeout %us", t->timeout);
     fprintf(out, "  timestamp %llu\n", (unsigned long long)t->timestamp);
 }
 
 void cli_print_result(FILE *out, const char *kind, pc_u128 id, const char *result, bool json) {
-    char buf[48];
-    pc_u128_format(id, buf);
-    if (json) fprintf(out, "{\"id\":\"%s\",\"result\":\"%s\"}\n", buf, result);
-    else fprintf(out, "%s %s: %s\n", kind, buf, result);
+    char buf[48], line[256];
+    if (json) print_json(out, pc_json_encode_result(id, result, line, sizeof line), line);
+    else fprintf(out, "%s %s: %s\n", kind, pc_u128_format(id, buf), result);
 }

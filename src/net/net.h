@@ -180,4 +180,223 @@ int pc_net_connect_finish(int fd);
 /* The local port of a bound socket. Errors: PC_EIO. */
 int pc_net_local_port(int fd, uint16_t *port_out);
 
+/* ========================================================================
+ * JSON codec (src/net/json.c) — the gateway's HTTP API bodies.
+ *
+ * Strict RFC 8259 JSON over a caller's buffer; nothing is allocated. Ids,
+ * amounts, user_data_128, user_data_64 and timestamp are decimal STRINGS
+ * (a JSON number cannot carry 128 bits through most clients); user_data_32,
+ * timeout, ledger and code are JSON integers only (a decimal string there is
+ * wrong_type: one canonical form per field, the one the encoders emit);
+ * flags is an array of distinct flag names (pc_account_flag_name /
+ * pc_transfer_flag_name). Omitted fields are zero; null is wrong_type.
+ * A decimal string is digits only (leading zeros allowed): "-5" is
+ * negative_number, "1.5" / "1e3" not_an_integer, "", "+5", " 5" wrong_type.
+ * A JSON integer with a sign is negative_number (-0 too), with a fraction or
+ * exponent not_an_integer (1.0 too). Every rejection is named
+ * (pc_json_error_name) and carries the field, the event index and the byte
+ * offset.
+ * ====================================================================== */
+
+/* Nesting deeper than this is too_deep (a valid batch needs 3 levels). */
+#define PC_JSON_DEPTH_MAX 32u
+/* Texts longer than this are too_large (offsets and tokens are 32-bit). */
+#define PC_JSON_TEXT_MAX (64u << 20)
+/* Bytes of a field name kept in pc_json_error_t (longer names truncated). */
+#define PC_JSON_FIELD_MAX 48u
+
+#define PC_JSON_ERROR_TABLE(X)                                                       \
+    X(ok, "ok")                                                                      \
+    X(malformed_json, "the body is not valid JSON")                                  \
+    X(trailing_garbage, "bytes follow the JSON value")                               \
+    X(too_deep, "JSON nested too deeply")                                            \
+    X(too_large, "JSON text too large")                                              \
+    X(too_many_tokens, "more JSON values than the parser's token budget")            \
+    X(unknown_field, "unknown field")                                                \
+    X(duplicate_field, "field given twice")                                          \
+    X(wrong_type, "field has the wrong JSON type")                                   \
+    X(number_overflow, "number too large for the field")                             \
+    X(negative_number, "negative number in an unsigned field")                       \
+    X(not_an_integer, "number is not an integer")                                    \
+    X(unknown_flag, "unknown flag name")                                             \
+    X(duplicate_flag, "flag given twice")                                            \
+    X(too_many_events, "too many events in one batch")                               \
+    X(empty_batch, "empty batch")
+
+typedef enum pc_json_error_code {
+#define PC__JSON_ERROR_ENUM(name, text) PC_JSON_##name,
+    PC_JSON_ERROR_TABLE(PC__JSON_ERROR_ENUM)
+#undef PC__JSON_ERROR_ENUM
+} pc_json_error_code_t;
+
+/* Why a text was rejected. field is "" when the error is not about one field
+ * (malformed_json, empty_batch, …); for unknown_field it is the name sent
+ * (truncated to PC_JSON_FIELD_MAX - 1 bytes at a character boundary).
+ * index: the event's position in a batch (0 for a single object). offset:
+ * the byte where the offending token starts. */
+typedef struct pc_json_error {
+    pc_json_error_code_t code;
+    uint32_t index;
+    size_t offset;
+    char field[PC_JSON_FIELD_MAX];
+} pc_json_error_t;
+
+/* "unknown_field"; NULL for a code outside the table. */
+const char *pc_json_error_name(pc_json_error_code_t code);
+/* A sentence for users ("unknown field"); NULL outside the table. */
+const char *pc_json_error_message(pc_json_error_code_t code);
+
+enum pc_json_type {
+    PC_JSON_OBJECT = 1,
+    PC_JSON_ARRAY,
+    PC_JSON_STRING,
+    PC_JSON_NUMBER,
+    PC_JSON_TRUE,
+    PC_JSON_FALSE,
+    PC_JSON_NULL,
+};
+
+/* One value (or object key) of a parsed text, in document order. A token
+ * spans text[start, end) (strings include their quotes, containers their
+ * brackets). children: direct elements (an object's members: each member is
+ * a key token followed by its value's tokens). next: the index of the first
+ * token after this value's subtree, so a reader skips a subtree in O(1). */
+typedef struct pc_json_token {
+    uint32_t type; /* pc_json_type */
+    uint32_t start;
+    uint32_t end;
+    uint32_t children;
+    uint32_t next;
+} pc_json_token_t;
+
+/* Validates one whole JSON text (one value, optional surrounding whitespace)
+ * and, if tokens is not NULL, fills tokens[0 .. *count). tokens may be NULL
+ * (validation only; *count still receives the number of tokens). count may
+ * be NULL. Strings must be valid UTF-8 with valid escapes (surrogates in
+ * pairs); raw control characters are refused.
+ * Returns PC_OK, or PC_EPROTO with *error set (malformed_json,
+ * trailing_garbage, too_deep, too_large, too_many_tokens). */
+int pc_json_parse(const char *text, size_t size, pc_json_token_t *tokens, uint32_t tokens_max,
+                  uint32_t *count, pc_json_error_t *error);
+
+/* Decodes one account object, or an array of 1..min(cap, PC_BATCH_EVENTS_MAX)
+ * of them, into out[0 .. *count) (unset fields zero; out[*count ..] is
+ * untouched). cap >= 1. Returns PC_OK, or PC_EPROTO with *error set (any code
+ * but too_many_tokens); *count is then 0. */
+int pc_json_decode_accounts(const char *body, size_t size, pc_account_t *out, uint32_t cap,
+                            uint32_t *count, pc_json_error_t *error);
+/* The same for transfers. */
+int pc_json_decode_transfers(const char *body, size_t size, pc_transfer_t *out, uint32_t cap,
+                             uint32_t *count, pc_json_error_t *error);
+/* An id list: one decimal string or an array of 1..min(cap,
+ * PC_BATCH_EVENTS_MAX) of them (the error's field is "id"). */
+int pc_json_decode_ids(const char *body, size_t size, pc_u128 *out, uint32_t cap,
+                       uint32_t *count, pc_json_error_t *error);
+
+/* Encoders: write into buf[0 .. cap) and return the bytes written, not
+ * counting the NUL that follows them (cap must have room for it), or
+ * PC_ETOOBIG when cap is too small (buf's contents are then unspecified). The account and transfer
+ * objects are byte-identical to `paycell … --json` output without its
+ * trailing newline: same fields, same order. */
+int pc_json_encode_account(const pc_account_t *account, char *buf, size_t cap);
+int pc_json_encode_transfer(const pc_transfer_t *transfer, char *buf, size_t cap);
+/* {"id":"…","result":"created"}; result: a result name (not escaped: names
+ * come from the result tables). */
+int pc_json_encode_result(pc_u128 id, const char *result, char *buf, size_t cap);
+/* {"error":{"code":"…","message":"…","field":"…"}}; "field" is left out when
+ * field is NULL or "". message and field are escaped. */
+int pc_json_encode_error(const char *code, const char *message, const char *field, char *buf,
+                         size_t cap);
+/* The error object of a decode failure: code name, a message that names the
+ * byte offset (and the event index within a batch), and the field. */
+int pc_json_encode_decode_error(const pc_json_error_t *error, char *buf, size_t cap);
+
+/* ========================================================================
+ * HTTP/1.1 request parser and response writer (src/net/http.c).
+ *
+ * Incremental: the caller keeps a request's bytes in one buffer from the
+ * request's first byte and calls pc_http_parse with the whole buffered
+ * length after each read; the parser remembers how far it searched, so a
+ * request dripping in byte by byte costs O(n). Strict framing, to make
+ * request smuggling impossible: CRLF line ends only, no header folding,
+ * Content-Length digits only and at most once, any Transfer-Encoding refused
+ * with 501 (the API's bodies are small and sized up front; chunked bodies
+ * would be a second framing to get right), POST/PUT/PATCH without
+ * Content-Length 411, HTTP/1.0 and 1.1 only (505). Slices point into the
+ * caller's buffer and stay valid while it is unchanged.
+ * ====================================================================== */
+
+/* Request line plus headers (up to and including the blank line). */
+#define PC_HTTP_HEAD_MAX (16u << 10)
+/* Header lines kept per request; more is 431. */
+#define PC_HTTP_HEADERS_MAX 64u
+/* Method token length; a longer one is 400 (the API's longest is 6). */
+#define PC_HTTP_METHOD_MAX 16u
+
+enum pc_http_result {
+    PC_HTTP_ERROR = -1,   /* answer req->status and close the connection */
+    PC_HTTP_NEED_MORE = 0,/* call again with more bytes */
+    PC_HTTP_COMPLETE = 1, /* req is filled; req->size bytes belong to it */
+};
+
+typedef struct pc_http_slice {
+    const char *at; /* NULL when absent */
+    uint32_t len;
+} pc_http_slice_t;
+
+typedef struct pc_http_header {
+    pc_http_slice_t name;
+    pc_http_slice_t value; /* surrounding spaces and tabs trimmed */
+} pc_http_header_t;
+
+typedef struct pc_http_request {
+    /* Filled on PC_HTTP_COMPLETE. */
+    pc_http_slice_t method;        /* e.g. "POST"; case-sensitive as sent */
+    pc_http_slice_t path;          /* starts with '/', no query, raw (not decoded) */
+    pc_http_slice_t query;         /* after '?', without it; .at NULL when no '?' */
+    pc_http_slice_t authorization; /* header values, .at NULL when absent */
+    pc_http_slice_t content_type;
+    pc_http_slice_t shadow;        /* X-Paycell-Shadow as sent */
+    pc_http_slice_t body;          /* Content-Length bytes after the head */
+    pc_http_header_t headers[PC_HTTP_HEADERS_MAX];
+    uint32_t headers_count;
+    uint8_t version_minor;         /* 0 or 1 (HTTP/1.0, HTTP/1.1) */
+    bool keep_alive;               /* 1.1: unless "Connection: close"; 1.0: only if keep-alive */
+    bool has_content_length;
+    bool is_shadow;                /* X-Paycell-Shadow: 1 or true */
+    uint64_t content_length;
+    uint32_t head_size;            /* request line + headers + blank line */
+    uint32_t size;                 /* head_size + content_length: consume this many */
+    /* On PC_HTTP_ERROR: the status to answer (400, 411, 413, 431, 501, 505)
+     * and a short reason for the error body. */
+    uint16_t status;
+    const char *error;
+    /* Parser state: bytes already searched for the end of the head. */
+    uint32_t scanned;
+} pc_http_request_t;
+
+/* Resets req for a new request (also after each complete one). */
+void pc_http_request_init(pc_http_request_t *req);
+
+/* Parses buf[0 .. len): the bytes of one request from its first byte (and
+ * possibly more pipelined after it). Pass the same leading bytes on every
+ * call for one request. Returns PC_HTTP_COMPLETE, PC_HTTP_NEED_MORE or
+ * PC_HTTP_ERROR (with req->status): 400 bad syntax, control characters or a
+ * missing Host in HTTP/1.1; 411 POST/PUT/PATCH without Content-Length; 413
+ * Content-Length over PC_HTTP_BODY_MAX (decided before any body byte);
+ * 431 head over PC_HTTP_HEAD_MAX or too many headers; 501 any
+ * Transfer-Encoding; 505 a version other than HTTP/1.0 and HTTP/1.1. */
+int pc_http_parse(pc_http_request_t *req, const char *buf, size_t len);
+
+/* "Not Found" for 404; "Unknown" for a status outside the table. */
+const char *pc_http_status_reason(uint16_t status);
+
+/* Writes "HTTP/1.1 STATUS REASON", Content-Type (when content_type is not
+ * NULL), Content-Length (body_len), extra_headers verbatim (NULL, or whole
+ * "Name: value\r\n" lines), the blank line and the body into buf[0 .. cap).
+ * Returns bytes written or PC_ETOOBIG; PC_EINVAL for a status outside
+ * 100..599, extra_headers not ending in CRLF, or a content_type holding CR/LF. */
+int pc_http_response_write(char *buf, size_t cap, uint16_t status, const char *content_type,
+                           const char *extra_headers, const char *body, size_t body_len);
+
 #endif /* PC_NET_H */
