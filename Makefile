@@ -6,6 +6,7 @@
 #   make bench      the default benchmark (durable, single replica)
 #   make demo       the Double-11 demo
 #   make fuzz       longer fuzzing of the protocol decoder
+#   make sim        the VSR simulator on random seeds until stopped
 #
 # Release builds keep PC_ASSERT on; the asan build adds PC_ASSERT_HOT.
 
@@ -23,18 +24,21 @@ NET_SRC     := $(wildcard src/net/*.c)
 CLIENT_SRC  := $(wildcard src/client/*.c)
 REPLICA_SRC := $(wildcard src/replica/*.c)
 BENCH_SRC   := $(wildcard src/bench/*.c)
+VSR_SRC     := $(wildcard src/vsr/*.c)
+SIM_SRC     := $(wildcard src/sim/*.c)
 CLI_SRC     := $(wildcard src/cli/*.c)
 
 obj = $(patsubst src/%.c,$(1)/obj/%.o,$(2))
 
 LIB_SRC  := $(BASE_SRC) $(NET_SRC) $(CLIENT_SRC)
-CORE_SRC := $(BASE_SRC) $(LEDGER_SRC) $(STORAGE_SRC) $(NET_SRC) $(CLIENT_SRC) $(REPLICA_SRC) $(BENCH_SRC)
+CORE_SRC := $(BASE_SRC) $(LEDGER_SRC) $(STORAGE_SRC) $(NET_SRC) $(CLIENT_SRC) $(REPLICA_SRC) $(BENCH_SRC) \
+            $(VSR_SRC) $(SIM_SRC)
 ALL_SRC  := $(CORE_SRC) $(CLI_SRC)
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 ITESTS     := $(patsubst tests/integration/%.c,%,$(wildcard tests/integration/*.c))
 
-.PHONY: all deps test unit unit-asan itests fuzz bench demo clean
+.PHONY: all deps test unit unit-asan itests fuzz bench demo sim clean
 all: $(BUILD)/paycell $(BUILD)/libpaycell.a $(BUILD)/libpaycell.so $(BUILD)/example-transfer
 
 deps:
@@ -100,6 +104,13 @@ $(BUILD)/fuzz/fuzz_protocol: tests/fuzz/fuzz_protocol.c $(BASE_SRC) $(NET_SRC)
 	clang -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -fsanitize=fuzzer,address,undefined \
 	    -o $@ $^ $(LDLIBS)
 
+# libFuzzer targets for the HTTP/JSON codecs (clang): fuzz_json, fuzz_http.
+FUZZ_CODECS := $(BUILD)/fuzz/fuzz_json $(BUILD)/fuzz/fuzz_http
+$(FUZZ_CODECS): $(BUILD)/fuzz/%: tests/fuzz/%.c $(BASE_SRC) $(NET_SRC)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -fsanitize=fuzzer,address,undefined \
+	    -o $@ $^ $(LDLIBS)
+
 # Integration drivers (C programs that start real replicas and clients).
 $(BUILD)/itests/%: tests/integration/%.c $(call obj,$(BUILD),$(CORE_SRC))
 	@mkdir -p $(dir $@)
@@ -110,7 +121,7 @@ itests: $(addprefix $(BUILD)/itests/,$(ITESTS))
 unit-asan: $(addprefix $(BUILD)/asan/tests/,$(UNIT_TESTS))
 
 test: deps
-	@$(MAKE) --no-print-directory all unit unit-asan itests $(BUILD)/asan/paycell $(BUILD)/fuzz/fuzz_protocol
+	@$(MAKE) --no-print-directory all unit unit-asan itests $(BUILD)/asan/paycell $(BUILD)/fuzz/fuzz_protocol $(FUZZ_CODECS)
 	@bash tests/run.sh
 
 fuzz: deps $(BUILD)/fuzz/fuzz_protocol
@@ -122,6 +133,10 @@ bench: deps all
 
 demo: deps all
 	$(BUILD)/paycell demo $(DEMO_ARGS)
+
+# Random simulator seeds until stopped; prints every failing seed.
+sim: all
+	$(BUILD)/paycell sim $(SIM_ARGS)
 
 clean:
 	rm -rf $(BUILD)

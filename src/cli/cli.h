@@ -59,5 +59,6 @@ int cli_lookup(int argc, char **argv);
 int cli_history(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_demo(int argc, char **argv);
+int cli_sim(int argc, char **argv);
 
 #endif /* PC_CLI_H */

@@ -25,6 +25,7 @@ static void usage(FILE *out) {
           "  paycell bench [--addresses A] [--accounts N] [--transfers N] [--batch N]\n"
           "                 [--clients N] [--hot-accounts N --hot-share P] [--seed N] [--json]\n"
           "  paycell demo [--duration S] [--json]\n"
+          "  paycell sim [--seed S | --seeds N] [--ticks N] [--verbose] [--bug NAME]\n"
           "\n"
           "Every command takes --json (one JSON object per line). Exit status: 0 created or\n"
           "exists, 1 any other result code, 2 usage, connection or server error.\n",
@@ -47,6 +48,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "history") == 0) return cli_history(rest_argc, rest);
     if (strcmp(cmd, "bench") == 0) return cli_bench(rest_argc, rest);
     if (strcmp(cmd, "demo") == 0) return cli_demo(rest_argc, rest);
+    if (strcmp(cmd, "sim") == 0) return cli_sim(rest_argc, rest);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         usage(stdout);
         return CLI_EXIT_OK;

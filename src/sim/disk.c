@@ -1,0 +1,32 @@
+/*
+ * disk.c — a replica's simulated disk: journal slots indexed by op, a
+ * superblock (view, log_view, head) and a FIFO queue of writes that become
+ * durable after a delay. A crash drops every queued write; writes complete
+ * in order, so a replica never holds op n durably without every write it
+ * issued before. The faults (torn writes at a crash, bit flips at rest,
+ * misdirected writes) are applied by sim.c, only to the seed's one
+ * faulty-disk replica, so an intact copy of every committed entry always
+ * exists on another replica. The superblock is not damaged: production
+ * keeps redundant copies of it (storage/), which the simulator assumes.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim_int.h"
+
+int pc__sim_disk_init(sim_disk_t *d, pc_u128 cluster) {
+    PC_ASSERT(d != NULL);
+    memset(d, 0, sizeof *d);
+    d->queue = calloc(SIM_DISK_QUEUE_MAX, sizeof *d->queue);
+    if (!d->queue) return PC_ENOMEM;
+    pc_vsr_root(cluster, &d->sb_head);
+    PC_ASSERT(d->sb_view == 0 && d->queue_count == 0);
+    return PC_OK;
+}
+
+void pc__sim_disk_deinit(sim_disk_t *d) {
+    PC_ASSERT(d != NULL);
+    free(d->queue);
+    d->queue = NULL;
+    PC_ASSERT(d->queue == NULL);
+}

@@ -1,0 +1,601 @@
+/*
+ * sim.c — the simulated world: three VSR replicas over the real ledger,
+ * a few clients, the network and the disks, stepped one tick at a time from
+ * one seed; the fault schedule; and the checkers.
+ *
+ * A run has two phases. During the fault phase every fault kind the seed's
+ * profile enables is injected at random. Then everything heals: crashed
+ * replicas restart, partitions close, loss and duplication stop, disks stop
+ * rotting. From then on the cluster must finish every client request and
+ * bring every replica to the same commit within heal_ticks, or the seed
+ * fails for liveness. Safety checkers run throughout.
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim_int.h"
+
+typedef struct sim_client {
+    pc_u128 id;
+    uint64_t request; /* current request number (1 = create_accounts) */
+    bool waiting;
+    uint64_t sent_tick, next_tick;
+    uint32_t view_guess;
+    sim_request_t req;
+} sim_client_t;
+
+typedef struct sim_committed {
+    pc_u128 checksum, client, state;
+    uint64_t request;
+} sim_committed_t;
+
+typedef struct sim_world {
+    pc_sim_options_t o;
+    pc_sim_result_t *res;
+    pc_prng_t prng;
+    uint64_t tick;
+    pc_u128 cluster;
+    sim_network_t net;
+    sim_disk_t *disks;
+    pc_vsr_t *vsr[SIM_REPLICAS];
+    sim_machine_t machines[SIM_REPLICAS];
+    bool up[SIM_REPLICAS];
+    uint64_t restart_tick[SIM_REPLICAS];
+    pc_vsr_output_t *out;
+    sim_client_t clients[SIM_CLIENTS];
+    sim_committed_t committed[SIM_SLOTS];
+    /* Fault profile. */
+    int faulty; /* the one replica whose disk may fail, or -1 */
+    uint32_t crash_per_10k, partition_per_10k, bitflip_per_10k, misdirect_per_mille;
+    bool torn;
+    uint64_t partition_end;
+    bool healed, stop;
+    uint32_t seen_view[SIM_REPLICAS], seen_status[SIM_REPLICAS]; /* for the log */
+} sim_world_t;
+
+static void sim_log(sim_world_t *w, const char *fmt, ...) {
+    PC_ASSERT(w != NULL && fmt != NULL);
+    if (!w->o.verbose) return;
+    FILE *f = w->o.log ? w->o.log : stderr;
+    fprintf(f, "[%6llu] ", (unsigned long long)w->tick);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fputc('\n', f);
+}
+
+static void fail(sim_world_t *w, const char *fmt, ...) {
+    PC_ASSERT(fmt != NULL);
+    PC_ASSERT(w->res != NULL);
+    if (!w->res->ok) return; /* keep the first failure */
+    w->res->ok = false;
+    int n = snprintf(w->res->failure, sizeof w->res->failure, "tick %llu: ",
+                     (unsigned long long)w->tick);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->res->failure + n, sizeof w->res->failure - (size_t)n, fmt, ap);
+    va_end(ap);
+    w->stop = true;
+    sim_log(w, "FAIL %s", w->res->failure);
+}
+
+static bool chance(sim_world_t *w, uint32_t per, uint32_t scale) {
+    PC_ASSERT(scale > 0);
+    PC_ASSERT(per <= scale);
+    return per > 0 && pc_prng_below(&w->prng, scale) < per;
+}
+
+/* ---- network ---- */
+
+/* Allocates a packet from `from` to `to` unless the network loses it. */
+static sim_packet_t *net_packet(sim_world_t *w, uint8_t kind, uint8_t from, uint8_t to) {
+    PC_ASSERT(from < SIM_NODES && to < SIM_NODES);
+    if (!w->healed && chance(w, w->net.loss_per_mille, 1000)) return NULL;
+    if (from < SIM_REPLICAS && to < SIM_REPLICAS && w->net.link_down[from][to]) return NULL;
+    sim_packet_t *p = pc__sim_network_alloc(&w->net);
+    if (!p) return NULL;
+    p->kind = kind;
+    p->from = from;
+    p->to = to;
+    PC_ASSERT(p->kind == kind);
+    return p;
+}
+
+/* Schedules a filled packet, maybe twice (duplication); random delays make
+ * the network reorder. */
+static void net_push(sim_world_t *w, sim_packet_t *p) {
+    PC_ASSERT(p->from < SIM_NODES && p->to < SIM_NODES);
+    PC_ASSERT(p != NULL && w->net.delay_max_ticks >= 1);
+    p->deliver_tick = w->tick + 1 + pc_prng_below(&w->prng, w->net.delay_max_ticks);
+    if (!w->healed && chance(w, w->net.duplicate_per_mille, 1000)) {
+        sim_packet_t *d = pc__sim_network_alloc(&w->net);
+        if (d) {
+            memcpy(d, p, sizeof *d);
+            d->deliver_tick = w->tick + 1 + pc_prng_below(&w->prng, w->net.delay_max_ticks);
+            pc__sim_network_push(&w->net, d);
+        }
+    }
+    pc__sim_network_push(&w->net, p);
+}
+
+/* ---- replicas ---- */
+
+static void disk_enqueue(sim_world_t *w, uint8_t i, const sim_disk_write_t *src) {
+    PC_ASSERT(i < SIM_REPLICAS && w->up[i]);
+    sim_disk_t *d = &w->disks[i];
+    PC_ASSERT(d->queue_count < SIM_DISK_QUEUE_MAX);
+    uint64_t done = w->tick + 1 + pc_prng_below(&w->prng, 4);
+    d->last_done_tick = PC_MAX(d->last_done_tick, done); /* FIFO completion */
+    sim_disk_write_t *q = &d->queue[(d->queue_head + d->queue_count++) % SIM_DISK_QUEUE_MAX];
+    *q = *src;
+    q->done_tick = d->last_done_tick;
+}
+
+static void apply_commit(sim_world_t *w, uint8_t i, const pc_vsr_commit_out_t *c) {
+    const pc_vsr_header_t *h = &c->header;
+    PC_ASSERT(h->op > 0 && h->op < SIM_SLOTS);
+    sim_reply_t reply;
+    bool answer = pc__sim_machine_apply(&w->machines[i], h, c->body, &reply);
+    pc_u128 state = pc__sim_machine_checksum(&w->machines[i]);
+    sim_committed_t *k = &w->committed[h->op];
+    if (k->checksum == 0) {
+        k->checksum = h->checksum;
+        k->client = h->client;
+        k->request = h->request;
+        k->state = state;
+    } else if (k->checksum != h->checksum) {
+        fail(w, "replica %u committed a different entry at op %llu", i, (unsigned long long)h->op);
+    } else if (k->state != state) {
+        fail(w, "replica %u state checksum differs at op %llu", i, (unsigned long long)h->op);
+    }
+    if (h->op > w->res->ops_committed) w->res->ops_committed = h->op;
+    if (!c->reply || !answer) return;
+    uint8_t to = 0;
+    for (uint8_t j = 0; j < SIM_CLIENTS; j++)
+        if (w->clients[j].id == reply.client) to = (uint8_t)(SIM_REPLICAS + j);
+    PC_ASSERT(to >= SIM_REPLICAS);
+    sim_packet_t *p = net_packet(w, SIM_PACKET_REPLY, i, to);
+    if (!p) return;
+    p->u.reply = reply;
+    pc_vsr_info_t info;
+    pc_vsr_info(w->vsr[i], &info);
+    p->u.reply.view = info.view;
+    net_push(w, p);
+}
+
+/* Carries out one step's output: storage first, then messages, then apply. */
+static void process_output(sim_world_t *w, uint8_t i) {
+    PC_ASSERT(i < SIM_REPLICAS);
+    pc_vsr_output_t *out = w->out;
+    PC_ASSERT(w->up[i]);
+    static sim_disk_write_t write; /* large: kept off the stack */
+    if (out->persist) {
+        memset(&write, 0, offsetof(sim_disk_write_t, body));
+        write.superblock = true;
+        write.view = out->persist_view;
+        write.log_view = out->persist_log_view;
+        write.header = out->persist_head;
+        disk_enqueue(w, i, &write);
+    }
+    for (uint32_t k = 0; k < out->writes_count; k++) {
+        write.superblock = false;
+        write.header = out->writes[k].header;
+        memcpy(write.body, out->writes[k].body, write.header.body_size);
+        disk_enqueue(w, i, &write);
+    }
+    for (uint32_t k = 0; k < out->sends_count; k++) {
+        const pc_vsr_send_t *s = &out->sends[k];
+        sim_packet_t *p = net_packet(w, SIM_PACKET_VSR, i, s->to);
+        if (!p) continue;
+        memcpy(&p->u.vsr, &s->message, sizeof s->message);
+        net_push(w, p);
+    }
+    for (uint32_t k = 0; k < out->commits_count && !w->stop; k++)
+        apply_commit(w, i, &out->commits[k]);
+    pc_vsr_info_t info;
+    pc_vsr_info(w->vsr[i], &info);
+    if (info.diverged) fail(w, "replica %u saw its applied log contradicted", i);
+    if (info.view > w->res->view_max) w->res->view_max = info.view;
+    if (w->o.verbose && (info.view != w->seen_view[i] || info.status != w->seen_status[i])) {
+        sim_log(w, "replica %u: status %u view %u log_view %u op %llu commit %llu/%llu%s", i,
+                info.status, info.view, info.log_view, (unsigned long long)info.op,
+                (unsigned long long)info.commit_min, (unsigned long long)info.commit_max,
+                info.untrusted ? " untrusted" : "");
+        w->seen_view[i] = info.view;
+        w->seen_status[i] = info.status;
+    }
+    pc_vsr_output_reset(out);
+}
+
+/* Boots replica i from its disk: every intact journal entry is loaded, a
+ * damaged one is left for repair. */
+static void replica_start(sim_world_t *w, uint8_t i, bool fresh) {
+    pc_vsr_config_t config = {.replica = i, .replica_count = SIM_REPLICAS,
+                              .journal_slots = SIM_SLOTS, .cluster = w->cluster};
+    PC_ASSERT(!w->up[i]);
+    PC_ASSERT(pc_vsr_init(w->vsr[i], &config) == PC_OK);
+    sim_disk_t *d = &w->disks[i];
+    uint32_t damaged = 0;
+    for (uint64_t op = 1; op < SIM_SLOTS; op++) {
+        const sim_disk_slot_t *s = &d->slots[op];
+        if (!s->written) continue;
+        const pc_vsr_header_t *h = &s->header;
+        bool intact = h->checksum == pc_vsr_header_checksum(h) && h->op == op &&
+                      h->body_size <= PC_VSR_BODY_MAX &&
+                      pc_checksum(s->body, h->body_size, 0) == h->body_checksum;
+        if (intact) pc_vsr_load(w->vsr[i], h, s->body);
+        else damaged++;
+    }
+    if (w->machines[i].ledger) pc__sim_machine_deinit(&w->machines[i]);
+    PC_ASSERT(pc__sim_machine_init(&w->machines[i]) == PC_OK);
+    w->up[i] = true;
+    pc_vsr_start(w->vsr[i], d->sb_view, d->sb_log_view, &d->sb_head, fresh,
+                 (int)i == w->faulty && !fresh, w->out);
+    if (!fresh)
+        sim_log(w, "replica %u restarts (view %u, %u damaged slots)", i, d->sb_view, damaged);
+    process_output(w, i);
+}
+
+static void replica_crash(sim_world_t *w, uint8_t i) {
+    sim_disk_t *d = &w->disks[i];
+    PC_ASSERT(w->up[i]);
+    w->up[i] = false;
+    /* A torn write: the first unfinished journal write lands half done. */
+    for (uint32_t k = 0; k < d->queue_count && (int)i == w->faulty && w->torn; k++) {
+        sim_disk_write_t *q = &d->queue[(d->queue_head + k) % SIM_DISK_QUEUE_MAX];
+        if (q->superblock) continue;
+        sim_disk_slot_t *s = &d->slots[q->header.op];
+        s->written = true;
+        s->header = q->header;
+        memset(s->body, 0xA5, sizeof s->body);
+        memcpy(s->body, q->body, q->header.body_size / 2);
+        w->res->corruptions++;
+        break;
+    }
+    d->queue_count = 0;
+    d->last_done_tick = w->tick;
+    w->restart_tick[i] = w->tick + 20 + pc_prng_below(&w->prng, 200);
+    w->res->crashes++;
+    sim_log(w, "replica %u crashes", i);
+    PC_ASSERT(!w->up[i]);
+}
+
+static void disk_tick(sim_world_t *w, uint8_t i) {
+    PC_ASSERT(i < SIM_REPLICAS);
+    sim_disk_t *d = &w->disks[i];
+    PC_ASSERT(w->up[i]);
+    while (d->queue_count > 0 && !w->stop) {
+        sim_disk_write_t *q = &d->queue[d->queue_head];
+        if (q->done_tick > w->tick) break;
+        d->queue_head = (d->queue_head + 1) % SIM_DISK_QUEUE_MAX;
+        d->queue_count--;
+        if (q->superblock) {
+            d->sb_view = q->view;
+            d->sb_log_view = q->log_view;
+            d->sb_head = q->header;
+            pc_vsr_on_persist_done(w->vsr[i], q->view, q->log_view, w->out);
+        } else {
+            uint64_t slot = q->header.op;
+            /* Only committed entries are misdirected, onto committed slots:
+             * see bitflip(). */
+            uint64_t committed = w->res->ops_committed;
+            if ((int)i == w->faulty && !w->healed && slot <= committed &&
+                chance(w, w->misdirect_per_mille, 1000)) {
+                slot = 1 + pc_prng_below(&w->prng, committed);
+                w->res->corruptions++;
+            }
+            d->slots[slot].written = true;
+            d->slots[slot].header = q->header;
+            memcpy(d->slots[slot].body, q->body, q->header.body_size);
+            pc_vsr_on_write_done(w->vsr[i], q->header.op, q->header.checksum, w->out);
+        }
+        process_output(w, i);
+    }
+}
+
+/* ---- clients ---- */
+
+static void client_build(sim_world_t *w, sim_client_t *c) {
+    PC_ASSERT(c->request >= 1);
+    sim_request_t *q = &c->req;
+    memset(q, 0, sizeof *q);
+    q->client = c->id;
+    q->request = c->request;
+    if (c->request == 1) {
+        /* Every client creates the same accounts: the later ones see `exists`. */
+        q->operation = PC_OP_create_accounts;
+        for (uint32_t a = 0; a < SIM_ACCOUNTS; a++) {
+            pc_account_t acc = {.id = a + 1, .ledger = 1, .code = 1};
+            memcpy(q->body + a * sizeof acc, &acc, sizeof acc);
+        }
+        q->body_size = SIM_ACCOUNTS * sizeof(pc_account_t);
+        return;
+    }
+    q->operation = PC_OP_create_transfers;
+    uint32_t count = 1 + (uint32_t)pc_prng_below(&w->prng, SIM_TRANSFERS_PER_REQUEST_MAX);
+    for (uint32_t t = 0; t < count; t++) {
+        uint32_t debit = (uint32_t)pc_prng_below(&w->prng, SIM_ACCOUNTS);
+        uint32_t credit = (debit + 1 + (uint32_t)pc_prng_below(&w->prng, SIM_ACCOUNTS - 1)) %
+                          SIM_ACCOUNTS;
+        pc_transfer_t tr = {.id = c->id * 1000000u + c->request * 8u + t + 1,
+                            .debit_account_id = debit + 1, .credit_account_id = credit + 1,
+                            .amount = 1 + pc_prng_below(&w->prng, 100), .ledger = 1, .code = 1};
+        memcpy(q->body + t * sizeof tr, &tr, sizeof tr);
+    }
+    q->body_size = count * (uint32_t)sizeof(pc_transfer_t);
+    PC_ASSERT(q->body_size <= PC_VSR_BODY_MAX);
+}
+
+static void client_send(sim_world_t *w, uint8_t j, uint8_t to) {
+    PC_ASSERT(j < SIM_CLIENTS && to < SIM_REPLICAS);
+    sim_client_t *c = &w->clients[j];
+    sim_packet_t *p = net_packet(w, SIM_PACKET_REQUEST, (uint8_t)(SIM_REPLICAS + j), to);
+    if (!p) return;
+    p->u.request = c->req;
+    net_push(w, p);
+    PC_ASSERT(c->waiting);
+}
+
+/* One request in flight per client; on timeout it is sent to every replica,
+ * since the client cannot know which one is primary now. */
+static void client_tick(sim_world_t *w, uint8_t j) {
+    PC_ASSERT(j < SIM_CLIENTS);
+    sim_client_t *c = &w->clients[j];
+    PC_ASSERT(c->request <= SIM_REQUESTS_PER_CLIENT);
+    if (!c->waiting && c->request < SIM_REQUESTS_PER_CLIENT && w->tick >= c->next_tick) {
+        c->request++;
+        client_build(w, c);
+        c->waiting = true;
+        c->sent_tick = w->tick;
+        client_send(w, j, (uint8_t)(c->view_guess % SIM_REPLICAS));
+    } else if (c->waiting && w->tick - c->sent_tick > SIM_CLIENT_TIMEOUT_TICKS) {
+        c->sent_tick = w->tick;
+        c->view_guess++;
+        for (uint8_t to = 0; to < SIM_REPLICAS; to++) client_send(w, j, to);
+    }
+}
+
+static void client_on_reply(sim_world_t *w, uint8_t j, const sim_reply_t *r) {
+    PC_ASSERT(j < SIM_CLIENTS);
+    sim_client_t *c = &w->clients[j];
+    PC_ASSERT(r->client == c->id);
+    if (!c->waiting || r->request != c->request) return; /* a late duplicate */
+    const sim_committed_t *k = r->op < SIM_SLOTS ? &w->committed[r->op] : NULL;
+    if (!k || k->checksum == 0 || k->client != r->client || k->request != r->request) {
+        fail(w, "client %u request %llu acknowledged at op %llu, not in the committed log", j,
+             (unsigned long long)r->request, (unsigned long long)r->op);
+        return;
+    }
+    c->waiting = false;
+    c->view_guess = r->view;
+    c->next_tick = w->tick + pc_prng_below(&w->prng, 10);
+    w->res->requests_acked++;
+}
+
+static void deliver(sim_world_t *w, sim_packet_t *p) {
+    PC_ASSERT(p->to < SIM_NODES);
+    if (p->kind == SIM_PACKET_REPLY) {
+        client_on_reply(w, (uint8_t)(p->to - SIM_REPLICAS), &p->u.reply);
+        return;
+    }
+    uint8_t i = p->to;
+    PC_ASSERT(i < SIM_REPLICAS);
+    if (!w->up[i]) return;
+    if (p->kind == SIM_PACKET_VSR) {
+        pc_vsr_on_message(w->vsr[i], &p->u.vsr, w->out);
+    } else {
+        const sim_request_t *q = &p->u.request;
+        (void)pc_vsr_on_request(w->vsr[i], q->client, q->request, q->operation, q->body,
+                                q->body_size, w->tick * 1000000u, w->out);
+    }
+    process_output(w, i);
+}
+
+/* ---- faults ---- */
+
+static void partition_start(sim_world_t *w) {
+    PC_ASSERT(w->partition_end == 0 && !w->healed);
+    uint8_t x = (uint8_t)pc_prng_below(&w->prng, SIM_REPLICAS);
+    uint64_t kind = pc_prng_below(&w->prng, 3);
+    for (uint8_t a = 0; a < SIM_REPLICAS; a++) {
+        for (uint8_t b = 0; b < SIM_REPLICAS; b++) {
+            if (a == b) continue;
+            bool down = kind == 0 ? (a == x || b == x)       /* symmetric: isolate x */
+                      : kind == 1 ? (a == x)                 /* asymmetric: x cannot send */
+                                  : pc_prng_below(&w->prng, 2) == 0; /* random links */
+            w->net.link_down[a][b] = down;
+        }
+    }
+    w->partition_end = w->tick + 30 + pc_prng_below(&w->prng, 300);
+    PC_ASSERT(w->partition_end > w->tick);
+    w->res->partitions++;
+    sim_log(w, "partition (kind %llu, replica %u)", (unsigned long long)kind, x);
+}
+
+static void bitflip(sim_world_t *w) {
+    PC_ASSERT(w->faulty >= 0 && !w->healed);
+    sim_disk_t *d = &w->disks[w->faulty];
+    /* Damage at rest hits committed entries only. A replica's claim that an
+     * uncommitted entry is durable is taken at its word in a view change;
+     * without a nack protocol, losing that entry on the only disk that
+     * claimed it could block the view change from cutting it (liveness). */
+    if (w->res->ops_committed == 0) return;
+    uint64_t op = 1 + pc_prng_below(&w->prng, w->res->ops_committed);
+    if (!d->slots[op].written) return;
+    uint64_t byte = pc_prng_below(&w->prng, sizeof(pc_vsr_header_t) + 64);
+    uint8_t bit = (uint8_t)(1u << pc_prng_below(&w->prng, 8));
+    if (byte < sizeof(pc_vsr_header_t)) ((uint8_t *)&d->slots[op].header)[byte] ^= bit;
+    else d->slots[op].body[byte - sizeof(pc_vsr_header_t)] ^= bit;
+    w->res->corruptions++;
+    PC_ASSERT(w->faulty >= 0);
+}
+
+static void faults_tick(sim_world_t *w) {
+    PC_ASSERT(!w->healed);
+    for (uint8_t i = 0; i < SIM_REPLICAS; i++) {
+        if (w->up[i] && chance(w, w->crash_per_10k, 10000)) replica_crash(w, i);
+        else if (!w->up[i] && w->tick >= w->restart_tick[i]) replica_start(w, i, false);
+    }
+    if (w->partition_end != 0 && w->tick >= w->partition_end) {
+        memset(w->net.link_down, 0, sizeof w->net.link_down);
+        w->partition_end = 0;
+        sim_log(w, "partition heals");
+    } else if (w->partition_end == 0 && chance(w, w->partition_per_10k, 10000)) {
+        partition_start(w);
+    }
+    if (w->faulty >= 0 && chance(w, w->bitflip_per_10k, 10000)) bitflip(w);
+    PC_ASSERT(w->tick < w->o.ticks);
+}
+
+static void heal(sim_world_t *w) {
+    PC_ASSERT(!w->healed);
+    w->healed = true;
+    w->res->requests_acked_before_heal = w->res->requests_acked;
+    memset(w->net.link_down, 0, sizeof w->net.link_down);
+    w->partition_end = 0;
+    for (uint8_t i = 0; i < SIM_REPLICAS; i++)
+        if (!w->up[i]) replica_start(w, i, false);
+    sim_log(w, "all faults heal");
+    PC_ASSERT(w->healed);
+}
+
+/* Done: every request acknowledged and every replica normal at one commit. */
+static bool converged(sim_world_t *w) {
+    PC_ASSERT(w->healed);
+    for (uint8_t j = 0; j < SIM_CLIENTS; j++)
+        if (w->clients[j].waiting || w->clients[j].request < SIM_REQUESTS_PER_CLIENT) return false;
+    pc_vsr_info_t first;
+    pc_vsr_info(w->vsr[0], &first);
+    for (uint8_t i = 0; i < SIM_REPLICAS; i++) {
+        pc_vsr_info_t info;
+        pc_vsr_info(w->vsr[i], &info);
+        if (!w->up[i] || info.status != PC_VSR_NORMAL || info.view != first.view) return false;
+        if (info.commit_min != w->res->ops_committed) return false;
+    }
+    return true;
+}
+
+/* ---- the run ---- */
+
+/* Each seed enables a random subset of the fault kinds at random rates, so
+ * a sweep covers each kind alone and in combination. */
+static void choose_profile(sim_world_t *w) {
+    pc_prng_t *g = &w->prng;
+    PC_ASSERT(w->tick == 0);
+    w->net.loss_per_mille = pc_prng_below(g, 4) == 0 ? 0 : (uint32_t)pc_prng_below(g, 150);
+    w->net.duplicate_per_mille = pc_prng_below(g, 3) == 0 ? (uint32_t)pc_prng_below(g, 60) : 0;
+    w->net.delay_max_ticks = 1 + (uint32_t)pc_prng_below(g, 12);
+    w->crash_per_10k = pc_prng_below(g, 3) != 0 ? 5 + (uint32_t)pc_prng_below(g, 30) : 0;
+    w->partition_per_10k = pc_prng_below(g, 3) != 0 ? 10 + (uint32_t)pc_prng_below(g, 50) : 0;
+    w->faulty = pc_prng_below(g, 3) != 0 ? (int)pc_prng_below(g, SIM_REPLICAS) : -1;
+    w->torn = pc_prng_below(g, 2) == 0;
+    w->bitflip_per_10k = pc_prng_below(g, 2) == 0 ? 20 + (uint32_t)pc_prng_below(g, 200) : 0;
+    w->misdirect_per_mille = pc_prng_below(g, 2) == 0 ? 5 + (uint32_t)pc_prng_below(g, 40) : 0;
+    sim_log(w, "profile: loss %u/1000 dup %u/1000 delay<=%u crash %u/10k partition %u/10k "
+               "faulty-disk %d (torn %d bitflip %u/10k misdirect %u/1000)",
+            w->net.loss_per_mille, w->net.duplicate_per_mille, w->net.delay_max_ticks,
+            w->crash_per_10k, w->partition_per_10k, w->faulty, w->torn, w->bitflip_per_10k,
+            w->misdirect_per_mille);
+    PC_ASSERT(w->faulty < (int)SIM_REPLICAS);
+}
+
+static void world_deinit(sim_world_t *w) {
+    PC_ASSERT(w != NULL);
+    for (uint8_t i = 0; i < SIM_REPLICAS; i++) {
+        free(w->vsr[i]);
+        if (w->machines[i].ledger) pc__sim_machine_deinit(&w->machines[i]);
+        if (w->disks) pc__sim_disk_deinit(&w->disks[i]);
+    }
+    free(w->disks);
+    free(w->out);
+    pc__sim_network_deinit(&w->net);
+    PC_ASSERT(w->net.packets == NULL);
+}
+
+static int world_init(sim_world_t *w) {
+    PC_ASSERT(w->res != NULL);
+    int rc = pc__sim_network_init(&w->net);
+    if (rc != PC_OK) return rc;
+    w->out = calloc(1, sizeof *w->out);
+    w->disks = calloc(SIM_REPLICAS, sizeof *w->disks);
+    if (!w->out || !w->disks) return PC_ENOMEM;
+    pc_prng_init(&w->prng, w->o.seed);
+    w->cluster = ((pc_u128)pc_prng_next(&w->prng) << 64) | pc_prng_next(&w->prng);
+    for (uint8_t i = 0; i < SIM_REPLICAS; i++) {
+        w->vsr[i] = malloc(pc_vsr_size());
+        if (!w->vsr[i]) return PC_ENOMEM;
+        rc = pc__sim_disk_init(&w->disks[i], w->cluster);
+        if (rc != PC_OK) return rc;
+    }
+    for (uint8_t j = 0; j < SIM_CLIENTS; j++) w->clients[j].id = 1000u + j;
+    choose_profile(w);
+    if (w->o.faults_off) {
+        memset(&w->net.loss_per_mille, 0, 3 * sizeof(uint32_t));
+        w->net.delay_max_ticks = 1;
+        w->crash_per_10k = w->partition_per_10k = 0;
+        w->faulty = -1;
+    }
+    PC_ASSERT(w->net.delay_max_ticks >= 1);
+    return PC_OK;
+}
+
+static void step(sim_world_t *w) {
+    PC_ASSERT(!w->stop);
+    if (!w->healed) faults_tick(w);
+    sim_packet_t *p;
+    while (!w->stop && (p = pc__sim_network_pop(&w->net, w->tick)) != NULL) {
+        deliver(w, p);
+        pc__sim_network_free(&w->net, p);
+    }
+    for (uint8_t i = 0; i < SIM_REPLICAS && !w->stop; i++) {
+        if (!w->up[i]) continue;
+        disk_tick(w, i);
+        if (w->stop) break;
+        pc_vsr_on_tick(w->vsr[i], w->out);
+        process_output(w, i);
+    }
+    for (uint8_t j = 0; j < SIM_CLIENTS && !w->stop; j++) client_tick(w, j);
+    PC_ASSERT(w->net.heap_count <= SIM_PACKETS_MAX);
+}
+
+int pc_sim_run(const pc_sim_options_t *options, pc_sim_result_t *result) {
+    PC_ASSERT(options != NULL && result != NULL);
+    sim_world_t *w = calloc(1, sizeof *w);
+    if (!w) return PC_ENOMEM;
+    memset(result, 0, sizeof *result);
+    result->ok = true;
+    w->o = *options;
+    if (w->o.ticks == 0) w->o.ticks = 1500;
+    if (w->o.heal_ticks == 0) w->o.heal_ticks = 4000;
+    w->res = result;
+    int rc = world_init(w);
+    if (rc != PC_OK) goto done;
+    for (uint8_t i = 0; i < SIM_REPLICAS; i++) replica_start(w, i, true);
+    for (w->tick = 1; !w->stop; w->tick++) {
+        if (w->tick == w->o.ticks) heal(w);
+        step(w);
+        if (w->healed && !w->stop && converged(w)) break;
+        if (w->tick >= w->o.ticks + w->o.heal_ticks) {
+            for (uint8_t i = 0; i < SIM_REPLICAS; i++) {
+                pc_vsr_info_t info;
+                pc_vsr_info(w->vsr[i], &info);
+                sim_log(w, "replica %u: up %d status %u view %u log_view %u op %llu "
+                           "commit %llu/%llu",
+                        i, w->up[i], info.status, info.view, info.log_view,
+                        (unsigned long long)info.op, (unsigned long long)info.commit_min,
+                        (unsigned long long)info.commit_max);
+            }
+            fail(w, "liveness: not converged %llu ticks after healing (commit %llu, acked %llu)",
+                 (unsigned long long)w->o.heal_ticks, (unsigned long long)result->ops_committed,
+                 (unsigned long long)result->requests_acked);
+        }
+    }
+    result->ticks = w->tick;
+    PC_ASSERT(result->ok || result->failure[0] != 0);
+done:
+    world_deinit(w);
+    free(w);
+    return rc;
+}

@@ -1,0 +1,294 @@
+/*
+ * repair.c — the log as a hash chain: prepares and repair answers coming in,
+ * the chain walk that finds what is missing or corrupt, acknowledgements,
+ * the primary's commit at quorum, and applying committed ops in order.
+ *
+ * Why a chain walk: after crashes, lost messages, torn or misdirected writes
+ * and view changes, a replica's journal may hold holes, stale entries from
+ * abandoned views and damaged bodies. One trusted header at the head (from
+ * the primary of the current view, or from start_view) fixes the checksum
+ * of every op below it through the parent links, so the replica can name
+ * exactly which (op, checksum) it needs and accept only that from a peer.
+ * Nothing is ever truncated here: a slot is only replaced by the entry the
+ * chain proves belongs there.
+ */
+#include <string.h>
+
+#include "vsr_int.h"
+
+static void request_prepare(pc_vsr_t *r, pc_vsr_output_t *out, uint64_t op, pc_u128 checksum) {
+    PC_ASSERT(op > 0 && op < r->config.journal_slots);
+    PC_ASSERT(checksum != 0);
+    /* Alternate between the two peers: either may hold the only intact copy. */
+    uint8_t to = (uint8_t)((r->config.replica + 1 + (r->repair_rr++ % 2)) % PC_VSR_REPLICAS);
+    pc_vsr_message_t *m = pc__vsr_send(r, out, to, PC_VSR_REQUEST_PREPARE);
+    if (!m) return;
+    m->op = op;
+    m->checksum = checksum;
+}
+
+/* Walks the chain from the head down to the last applied op. Sets
+ * verified_low; with `request`, asks peers for the first broken link and for
+ * missing bodies, and journals repaired entries not yet on disk. */
+void pc__vsr_chain_walk(pc_vsr_t *r, pc_vsr_output_t *out, bool request) {
+    PC_ASSERT(r->slots[r->op].present || r->op > 0);
+    PC_ASSERT(r->commit_min <= r->op || r->status != PC_VSR_NORMAL);
+    if (request && r->status == PC_VSR_NORMAL && r->commit_max > r->op &&
+        r->commit_max_checksum != 0 && r->commit_max < r->config.journal_slots)
+        request_prepare(r, out, r->commit_max, r->commit_max_checksum);
+    if (!r->slots[r->op].present || r->commit_min > r->op) {
+        r->verified_low = r->op + 1;
+        r->complete = false;
+        return;
+    }
+    pc_u128 expected = r->slots[r->op].header.checksum;
+    uint64_t op = r->op;
+    uint32_t requests = 0;
+    r->complete = true;
+    for (; op > r->commit_min; op--) {
+        vsr_slot_t *s = &r->slots[op];
+        if (!s->present || s->header.checksum != expected) {
+            if (request) request_prepare(r, out, op, expected);
+            r->complete = false;
+            break;
+        }
+        if (!s->body_ok) {
+            r->complete = false;
+            if (request && requests++ < VSR_REPAIR_REQUESTS_MAX)
+                request_prepare(r, out, op, expected);
+        }
+        expected = s->header.parent;
+    }
+    r->verified_low = op + 1;
+    if (op == r->commit_min && r->slots[op].header.checksum != expected) {
+        r->diverged = true;
+        r->complete = false;
+    }
+    if (request) pc__vsr_flush(r, out);
+}
+
+/* Journal writes go out strictly in op order, and only over a prefix of the
+ * log that is verified and has its bodies. Writes complete in order, so a
+ * replica never holds op k + 1 durably without op k: a durable claim in a
+ * view change then implies the whole chain below it can be recovered from
+ * the claimer, and an op lost everywhere can always be cut from the top. */
+void pc__vsr_flush(pc_vsr_t *r, pc_vsr_output_t *out) {
+    PC_ASSERT(r->flush_from >= 1);
+    pc__vsr_chain_walk(r, out, false);
+    for (uint64_t op = r->flush_from; op <= r->op; op++) {
+        const vsr_slot_t *s = &r->slots[op];
+        if (!s->present || !s->body_ok) break;
+        if (op > r->commit_min && op < r->verified_low) break;
+        if (s->durable) {
+            if (op == r->flush_from) r->flush_from++;
+            continue;
+        }
+        if (s->writing) continue;
+        if (out->writes_count == PC_VSR_OUT_WRITES_MAX) break;
+        pc__vsr_write(r, out, op);
+    }
+    PC_ASSERT(r->flush_from <= r->config.journal_slots);
+}
+
+void pc__vsr_heard_from_primary(pc_vsr_t *r, uint64_t commit) {
+    PC_ASSERT(r->status == PC_VSR_NORMAL);
+    PC_ASSERT(!pc__vsr_is_primary(r));
+    /* A primary that talks but does not commit what we hold is as good as
+     * dead: only progress (or nothing left to commit) resets the timer. */
+    if (commit > r->last_progress_commit || commit >= r->op) r->primary_heard_tick = r->ticks;
+    if (commit > r->last_progress_commit) r->last_progress_commit = commit;
+}
+
+/* A message from the primary of a view newer than ours (or of ours while we
+ * are not normal in it): we missed start_view, so ask for it. */
+static bool behind(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_output_t *out) {
+    PC_ASSERT(m->from != r->config.replica);
+    if (m->view < r->view || m->from != pc__vsr_primary_of(m->view)) return false;
+    if (m->view == r->view && r->status == PC_VSR_NORMAL) return false;
+    pc_vsr_message_t *q = pc__vsr_send(r, out, m->from, PC_VSR_REQUEST_START_VIEW);
+    if (q) q->view = m->view;
+    PC_ASSERT(m->view >= r->view);
+    return true;
+}
+
+static void learn_commit(pc_vsr_t *r, uint64_t commit, pc_u128 checksum) {
+    PC_ASSERT(r->status == PC_VSR_NORMAL);
+    if (commit < r->commit_max) return;
+    if (commit > r->commit_max || checksum != 0) r->commit_max_checksum = checksum;
+    r->commit_max = commit;
+    PC_ASSERT(r->commit_max >= r->commit_min);
+}
+
+/* Moves the head up over prepares received from this view's primary, but
+ * only while the log below is complete. Why: a replica then never holds op
+ * k + 1 on disk without op k (writes complete in order), so a durable claim
+ * in a view change implies the whole chain below it is recoverable from the
+ * claimer, and an op lost everywhere can always be cut from the top. */
+static void extend_head(pc_vsr_t *r, pc_vsr_output_t *out) {
+    PC_ASSERT(r->status == PC_VSR_NORMAL);
+    pc__vsr_chain_walk(r, out, false);
+    while (r->complete && r->op + 1 < r->config.journal_slots) {
+        uint64_t op = r->op + 1;
+        const vsr_slot_t *s = &r->slots[op];
+        if (!s->present || !s->body_ok || s->canonical_view != r->view + 1) break;
+        if (s->header.parent != r->slots[r->op].header.checksum) break;
+        r->op = op;
+    }
+    pc__vsr_flush(r, out);
+    PC_ASSERT(r->op < r->config.journal_slots);
+}
+
+/* A prepare from the primary of our view: canonical, whatever we held. */
+static void on_canonical_prepare(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_output_t *out) {
+    PC_ASSERT(r->status == PC_VSR_NORMAL && !pc__vsr_is_primary(r));
+    const pc_vsr_header_t *h = &m->header;
+    PC_ASSERT(h->op == m->op && h->view <= r->view);
+    pc__vsr_heard_from_primary(r, m->commit);
+    if (h->op <= r->commit_min) {
+        pc__vsr_ack(r, out, h->op);
+        return;
+    }
+    pc__vsr_install(r, h, m->body);
+    vsr_slot_t *s = &r->slots[h->op];
+    if (!s->body_ok) return;
+    if (h->op <= r->op) {
+        if (s->durable) pc__vsr_ack(r, out, h->op);
+        else pc__vsr_flush(r, out);
+    } else {
+        s->canonical_view = r->view + 1;
+        extend_head(r, out);
+    }
+    learn_commit(r, m->commit, 0);
+    pc__vsr_commit_apply(r, out);
+}
+
+/* Anything else is a repair answer: accept only what the chain asks for. */
+static void on_repair_prepare(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_output_t *out) {
+    PC_ASSERT(m->header.checksum == pc_vsr_header_checksum(&m->header));
+    const pc_vsr_header_t *h = &m->header;
+    PC_ASSERT(h->op == m->op);
+    if (h->op <= r->commit_min) return;
+    const vsr_slot_t *s = &r->slots[h->op];
+    bool wanted = s->present && s->header.checksum == h->checksum;
+    if (!wanted && h->op < r->op && h->op + 1 >= r->verified_low) {
+        const vsr_slot_t *above = &r->slots[h->op + 1];
+        wanted = above->present && above->header.parent == h->checksum;
+    }
+    bool target = r->status == PC_VSR_NORMAL && h->op > r->op && h->op == r->commit_max &&
+                  h->checksum == r->commit_max_checksum;
+    if (!wanted && !target) return;
+    pc__vsr_install(r, h, m->body);
+    if (!r->slots[h->op].body_ok) return;
+    if (target) r->op = h->op;
+    pc__vsr_flush(r, out);
+    pc__vsr_commit_apply(r, out);
+}
+
+void pc__vsr_on_prepare(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_output_t *out) {
+    PC_ASSERT(m->from != r->config.replica);
+    const pc_vsr_header_t *h = &m->header;
+    PC_ASSERT(m->command == PC_VSR_PREPARE);
+    if (h->op != m->op || h->op == 0 || h->op >= r->config.journal_slots) return;
+    if (h->checksum != pc_vsr_header_checksum(h) || h->body_size > PC_VSR_BODY_MAX) return;
+    if (pc_checksum(m->body, h->body_size, 0) != h->body_checksum) return;
+    /* A repair answer is never canonical, even from the primary: it may be
+     * an entry of an abandoned log that the sender still holds. */
+    bool canonical = !m->repair && r->status == PC_VSR_NORMAL && m->view == r->view &&
+                     m->from == pc__vsr_primary_of(r->view) && !pc__vsr_is_primary(r);
+    if (canonical) {
+        on_canonical_prepare(r, m, out);
+        return;
+    }
+    if (m->view > r->view) behind(r, m, out);
+    on_repair_prepare(r, m, out);
+}
+
+void pc__vsr_on_commit(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_output_t *out) {
+    PC_ASSERT(m->command == PC_VSR_COMMIT);
+    if (behind(r, m, out)) return;
+    if (m->view != r->view || r->status != PC_VSR_NORMAL || pc__vsr_is_primary(r)) return;
+    if (m->from != pc__vsr_primary_of(r->view)) return;
+    pc__vsr_heard_from_primary(r, m->commit);
+    learn_commit(r, m->commit, m->checksum);
+    pc__vsr_commit_apply(r, out);
+    PC_ASSERT(r->commit_min <= r->commit_max);
+}
+
+void pc__vsr_ack(pc_vsr_t *r, pc_vsr_output_t *out, uint64_t op) {
+    PC_ASSERT(op < r->config.journal_slots);
+    if (r->status != PC_VSR_NORMAL || pc__vsr_is_primary(r) || !pc__vsr_log_persisted(r)) return;
+    const vsr_slot_t *s = &r->slots[op];
+    /* Only a durable copy counts toward a quorum; the primary checks the
+     * checksum against its own header, so a stale entry never counts. */
+    if (op == 0 || op > r->op || !s->present || !s->durable) return;
+    pc_vsr_message_t *m = pc__vsr_send(r, out, pc__vsr_primary_of(r->view), PC_VSR_PREPARE_OK);
+    if (!m) return;
+    m->op = op;
+    m->checksum = s->header.checksum;
+    PC_ASSERT(m->checksum != 0);
+}
+
+void pc__vsr_on_prepare_ok(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_output_t *out) {
+    PC_ASSERT(m->command == PC_VSR_PREPARE_OK);
+    if (m->view != r->view || r->status != PC_VSR_NORMAL || !pc__vsr_is_primary(r)) return;
+    if (m->op <= r->commit_max || m->op > r->op) return;
+    vsr_slot_t *s = &r->slots[m->op];
+    if (!s->present || s->header.checksum != m->checksum) return;
+    s->acks |= (uint8_t)(1u << m->from);
+    pc__vsr_primary_commit(r, out);
+    PC_ASSERT(r->commit_max <= r->op);
+}
+
+void pc__vsr_on_request_prepare(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_output_t *out) {
+    PC_ASSERT(m->command == PC_VSR_REQUEST_PREPARE);
+    if (m->op == 0 || m->op >= r->config.journal_slots) return;
+    const vsr_slot_t *s = &r->slots[m->op];
+    /* A corrupt body is never served: body_ok was checked against the header. */
+    if (s->present && s->body_ok && s->header.checksum == m->checksum)
+        pc__vsr_send_prepare(r, out, m->from, m->op, true);
+    PC_ASSERT(m->from < PC_VSR_REPLICAS);
+}
+
+/* The primary commits op k once a quorum holds k durably (itself included
+ * only when its own write is done) and k is on its verified chain. */
+void pc__vsr_primary_commit(pc_vsr_t *r, pc_vsr_output_t *out) {
+    PC_ASSERT(out != NULL);
+    PC_ASSERT(r->commit_max <= r->op);
+    if (r->status != PC_VSR_NORMAL || !pc__vsr_is_primary(r)) return;
+    pc__vsr_chain_walk(r, out, false);
+    uint8_t self = (uint8_t)(1u << r->config.replica);
+    while (r->commit_max < r->op) {
+        uint64_t op = r->commit_max + 1;
+        const vsr_slot_t *s = &r->slots[op];
+        if (op < r->verified_low || !s->present) break;
+        unsigned count = pc__vsr_popcount(s->acks & (uint8_t)~self) + (s->durable ? 1u : 0u);
+        if (pc__vsr_bug_commit_without_quorum && s->body_ok) count = PC_VSR_QUORUM;
+        if (count < PC_VSR_QUORUM) break;
+        r->commit_max = op;
+    }
+    r->commit_max_checksum = r->slots[r->commit_max].header.checksum;
+    pc__vsr_commit_apply(r, out);
+}
+
+/* Applies committed ops in order: each must be on the verified chain, link to
+ * the op applied before it, and have an intact body. */
+void pc__vsr_commit_apply(pc_vsr_t *r, pc_vsr_output_t *out) {
+    PC_ASSERT(out != NULL);
+    if (r->commit_min >= r->commit_max) return;
+    pc__vsr_chain_walk(r, out, false);
+    bool reply = r->status == PC_VSR_NORMAL && pc__vsr_is_primary(r);
+    while (r->commit_min < r->commit_max && r->commit_min < r->op &&
+           out->commits_count < PC_VSR_OUT_COMMITS_MAX) {
+        uint64_t op = r->commit_min + 1;
+        const vsr_slot_t *s = &r->slots[op];
+        if (op < r->verified_low || !s->present || !s->body_ok) break;
+        if (s->header.parent != r->slots[r->commit_min].header.checksum) break;
+        pc_vsr_commit_out_t *c = &out->commits[out->commits_count++];
+        c->header = s->header;
+        c->body = r->bodies[op];
+        c->reply = reply;
+        r->commit_min = op;
+    }
+    if (r->untrusted && r->commit_min >= r->verify_op) r->untrusted = false;
+    PC_ASSERT(r->commit_min <= r->op);
+}

@@ -1,0 +1,273 @@
+/*
+ * view_change.c — replacing a silent primary (VSR Revisited, section 4.2),
+ * and a restarted replica rejoining the current view.
+ *
+ * A backup that hears no progress from the primary starts a view change to
+ * view + 1 and persists the new view before voting. With a quorum of
+ * start_view_change votes each voter persists and sends do_view_change —
+ * its log_view, head, commit and the headers of its log's suffix, each
+ * marked durable or not — to the new primary. The new primary takes the log
+ * with the highest (log_view, op), which contains every committed op, fills
+ * in the suffix from the chain, and cuts only a top op that no member of the
+ * quorum holds durably: an op committed in any earlier view is durable on a
+ * quorum, so on at least one member of this one. It persists log_view, then
+ * sends start_view. Backups adopt the log and acknowledge what they hold.
+ */
+#include <string.h>
+
+#include "vsr_int.h"
+
+void pc__vsr_start_view_change(pc_vsr_t *r, uint32_t view, pc_vsr_output_t *out) {
+    PC_ASSERT(view > r->view);
+    PC_ASSERT(r->log_view < view);
+    r->view = view;
+    r->status = PC_VSR_VIEW_CHANGE;
+    r->svc_from = (uint8_t)(1u << r->config.replica);
+    memset(r->dvcs, 0, sizeof r->dvcs);
+    r->view_change_tick = r->ticks;
+    /* The vote is sent only once the view is durable (on_persist_done): a
+     * replica that restarts must never vote twice in one view. */
+    pc__vsr_persist(r, out);
+}
+
+void pc__vsr_view_change_tick(pc_vsr_t *r, pc_vsr_output_t *out) {
+    PC_ASSERT(r->status != PC_VSR_NORMAL);
+    uint64_t timeout = VSR_VIEW_CHANGE_TIMEOUT_TICKS + 12u * r->config.replica;
+    if (r->status == PC_VSR_RECOVERING) {
+        if (r->ticks % VSR_RESEND_TICKS == 0) {
+            for (uint8_t to = 0; to < PC_VSR_REPLICAS; to++) {
+                if (to == r->config.replica) continue;
+                pc_vsr_message_t *m = pc__vsr_send(r, out, to, PC_VSR_REQUEST_START_VIEW);
+                if (m) m->view = r->view;
+            }
+        }
+        if (r->ticks - r->view_change_tick > timeout)
+            pc__vsr_start_view_change(r, r->view + 1, out);
+        return;
+    }
+    if (r->ticks - r->view_change_tick > timeout) {
+        pc__vsr_start_view_change(r, r->view + 1, out);
+        return;
+    }
+    if (r->ticks % VSR_RESEND_TICKS == 0) pc__vsr_send_view_change(r, out);
+    PC_ASSERT(r->status != PC_VSR_RECOVERING); /* may be NORMAL: the view started */
+}
+
+static void fill_dvc(const pc_vsr_t *r, vsr_dvc_t *d) {
+    PC_ASSERT(r->slots[r->op].present);
+    memset(d, 0, sizeof *d);
+    d->present = true;
+    d->log_view = r->log_view;
+    d->op = r->op;
+    d->commit = r->commit_max;
+    for (uint64_t op = r->op; op > 0 && d->headers_count < PC_VSR_VIEW_HEADERS_MAX; op--) {
+        const vsr_slot_t *s = &r->slots[op];
+        if (!s->present) continue;
+        d->headers[d->headers_count] = s->header;
+        d->durable[d->headers_count] = s->durable;
+        d->headers_count++;
+    }
+    PC_ASSERT(d->headers_count <= PC_VSR_VIEW_HEADERS_MAX);
+}
+
+static void maybe_start_view(pc_vsr_t *r, pc_vsr_output_t *out);
+
+void pc__vsr_send_view_change(pc_vsr_t *r, pc_vsr_output_t *out) {
+    PC_ASSERT(r->log_view < r->view);
+    PC_ASSERT(r->status == PC_VSR_VIEW_CHANGE);
+    if (r->persisted_view != r->view) return;
+    /* Anyone may ask for a new view; only a replica whose journal is trusted
+     * may vote with its log (do_view_change). */
+    for (uint8_t to = 0; to < PC_VSR_REPLICAS; to++) {
+        if (to == r->config.replica) continue;
+        pc_vsr_message_t *m = pc__vsr_send(r, out, to, PC_VSR_START_VIEW_CHANGE);
+        if (m) m->view = r->view;
+    }
+    if (pc__vsr_popcount(r->svc_from) < PC_VSR_QUORUM || !pc__vsr_log_persisted(r)) return;
+    if (!pc__vsr_may_vote(r)) return;
+    uint8_t primary = pc__vsr_primary_of(r->view);
+    if (primary == r->config.replica) {
+        fill_dvc(r, &r->dvcs[primary]);
+        maybe_start_view(r, out);
+        return;
+    }
+    pc_vsr_message_t *m = pc__vsr_send(r, out, primary, PC_VSR_DO_VIEW_CHANGE);
+    if (!m) return;
+    vsr_dvc_t d;
+    fill_dvc(r, &d);
+    m->op = d.op;
+    m->commit = d.commit;
+    m->headers_count = d.headers_count;
+    memcpy(m->headers, d.headers, sizeof d.headers);
+    memcpy(m->durable, d.durable, sizeof d.durable);
+}
+
+void pc__vsr_on_start_view_change(pc_vsr_t *r, const pc_vsr_message_t *m,
+                                  pc_vsr_output_t *out) {
+    PC_ASSERT(m->from != r->config.replica);
+    PC_ASSERT(m->command == PC_VSR_START_VIEW_CHANGE);
+    if (m->view < r->view) return;
+    if (m->view > r->view) pc__vsr_start_view_change(r, m->view, out);
+    if (r->status != PC_VSR_VIEW_CHANGE || m->view != r->view) return;
+    uint8_t before = r->svc_from;
+    r->svc_from |= (uint8_t)(1u << m->from);
+    if (r->svc_from != before && pc__vsr_popcount(r->svc_from) == PC_VSR_QUORUM)
+        pc__vsr_send_view_change(r, out);
+}
+
+void pc__vsr_on_do_view_change(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_output_t *out) {
+    PC_ASSERT(m->from != r->config.replica);
+    PC_ASSERT(m->command == PC_VSR_DO_VIEW_CHANGE);
+    if (pc__vsr_primary_of(m->view) != r->config.replica || m->view < r->view) return;
+    if (m->log_view >= m->view || (m->headers_count == 0 && m->op != 0)) return;
+    if (m->headers_count > 0 && m->headers[0].op != m->op) return;
+    for (uint8_t i = 0; i < m->headers_count; i++)
+        if (m->headers[i].checksum != pc_vsr_header_checksum(&m->headers[i])) return;
+    if (m->view > r->view) pc__vsr_start_view_change(r, m->view, out);
+    if (r->status != PC_VSR_VIEW_CHANGE || m->view != r->view) return;
+    vsr_dvc_t *d = &r->dvcs[m->from];
+    d->present = true;
+    d->log_view = m->log_view;
+    d->op = m->op;
+    d->commit = m->commit;
+    d->headers_count = m->headers_count;
+    memcpy(d->headers, m->headers, sizeof d->headers);
+    memcpy(d->durable, m->durable, sizeof d->durable);
+    maybe_start_view(r, out);
+}
+
+/* The header (op, checksum) from any do_view_change, or NULL. */
+static const pc_vsr_header_t *dvc_header(const pc_vsr_t *r, uint64_t op, pc_u128 checksum,
+                                         bool *durable) {
+    PC_ASSERT(durable != NULL);
+    const pc_vsr_header_t *found = NULL;
+    *durable = false;
+    for (uint8_t i = 0; i < PC_VSR_REPLICAS; i++) {
+        const vsr_dvc_t *d = &r->dvcs[i];
+        if (!d->present) continue;
+        for (uint8_t j = 0; j < d->headers_count; j++) {
+            if (d->headers[j].op != op || d->headers[j].checksum != checksum) continue;
+            found = &d->headers[j];
+            if (d->durable[j]) *durable = true;
+        }
+    }
+    PC_ASSERT(found == NULL || found->op == op);
+    return found;
+}
+
+/* Installs the chosen log's suffix by walking its chain down from the head,
+ * then cuts top ops no quorum member holds durably. Returns the new head. */
+static uint64_t install_log(pc_vsr_t *r, const vsr_dvc_t *best, uint64_t commit) {
+    PC_ASSERT(best->present);
+    if (best->op == 0) return 0;
+    const pc_vsr_header_t *head = &best->headers[0];
+    PC_ASSERT(head->op == best->op);
+    pc_u128 expected = head->checksum;
+    uint64_t low = best->op + 1;
+    for (uint64_t op = best->op; op > 0 && op + PC_VSR_VIEW_HEADERS_MAX > best->op; op--) {
+        bool durable;
+        const pc_vsr_header_t *h = dvc_header(r, op, expected, &durable);
+        if (!h) break;
+        pc__vsr_install(r, h, NULL);
+        expected = h->parent;
+        low = op;
+    }
+    uint64_t top = best->op;
+    while (top > commit && top > low) {
+        bool durable;
+        if (dvc_header(r, top, r->slots[top].header.checksum, &durable) && durable) break;
+        top--;
+    }
+    PC_ASSERT(top >= low - 1);
+    return top;
+}
+
+static void maybe_start_view(pc_vsr_t *r, pc_vsr_output_t *out) {
+    PC_ASSERT(r->status == PC_VSR_VIEW_CHANGE && pc__vsr_is_primary(r));
+    PC_ASSERT(r->log_view < r->view);
+    const vsr_dvc_t *best = NULL;
+    unsigned count = 0;
+    uint64_t commit = r->commit_max;
+    for (uint8_t i = 0; i < PC_VSR_REPLICAS; i++) {
+        const vsr_dvc_t *d = &r->dvcs[i];
+        if (!d->present) continue;
+        count++;
+        commit = PC_MAX(commit, d->commit);
+        if (!best || d->log_view > best->log_view ||
+            (d->log_view == best->log_view && d->op > best->op))
+            best = d;
+    }
+    if (count < PC_VSR_QUORUM) return;
+    uint64_t top = install_log(r, best, commit);
+    if (top < r->commit_min) {
+        r->diverged = true; /* the new log lacks an op this replica applied */
+        return;
+    }
+    r->op = top;
+    r->commit_max = PC_MIN(commit, top);
+    r->log_view = r->view;
+    r->status = PC_VSR_NORMAL;
+    r->primary_heard_tick = r->ticks;
+    for (uint64_t op = r->commit_max + 1; op <= r->op; op++) r->slots[op].acks = 0;
+    if (r->untrusted) r->verify_op = r->op;
+    /* start_view goes out once log_view is durable (on_persist_done). */
+    pc__vsr_persist(r, out);
+    PC_ASSERT(r->commit_max <= r->op);
+}
+
+void pc__vsr_send_start_view(pc_vsr_t *r, pc_vsr_output_t *out, uint8_t to) {
+    PC_ASSERT(r->status == PC_VSR_NORMAL && pc__vsr_is_primary(r));
+    PC_ASSERT(r->slots[r->op].present);
+    if (!pc__vsr_log_persisted(r)) return;
+    pc_vsr_message_t *m = pc__vsr_send(r, out, to, PC_VSR_START_VIEW);
+    if (!m) return;
+    m->op = r->op;
+    m->checksum = r->slots[r->op].header.checksum;
+    pc_u128 expected = m->checksum;
+    for (uint64_t op = r->op; op > 0 && m->headers_count < PC_VSR_VIEW_HEADERS_MAX; op--) {
+        const vsr_slot_t *s = &r->slots[op];
+        if (!s->present || s->header.checksum != expected) break;
+        m->headers[m->headers_count++] = s->header;
+        expected = s->header.parent;
+    }
+    if (r->op == 0) m->headers[m->headers_count++] = r->slots[0].header;
+}
+
+void pc__vsr_on_start_view(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_output_t *out) {
+    PC_ASSERT(m->command == PC_VSR_START_VIEW);
+    if (m->view < r->view || (m->view == r->view && r->status == PC_VSR_NORMAL)) return;
+    if (m->from != pc__vsr_primary_of(m->view) || m->headers_count == 0) return;
+    const pc_vsr_header_t *head = &m->headers[0];
+    if (head->op != m->op || head->checksum != pc_vsr_header_checksum(head)) return;
+    if (m->op < r->commit_min || m->op >= r->config.journal_slots) {
+        r->diverged = m->op < r->commit_min;
+        return;
+    }
+    pc_u128 expected = head->checksum;
+    for (uint8_t i = 0; i < m->headers_count && m->op > 0; i++) {
+        const pc_vsr_header_t *h = &m->headers[i];
+        if (h->checksum != expected || h->checksum != pc_vsr_header_checksum(h)) break;
+        if (h->op > r->commit_min) pc__vsr_install(r, h, NULL);
+        expected = h->parent;
+    }
+    r->view = m->view;
+    r->log_view = m->view;
+    r->status = PC_VSR_NORMAL;
+    r->op = m->op;
+    r->commit_max = PC_MAX(r->commit_min, PC_MIN(m->commit, m->op));
+    r->commit_max_checksum = 0;
+    r->primary_heard_tick = r->ticks;
+    r->last_progress_commit = r->commit_max;
+    if (r->untrusted) r->verify_op = m->op;
+    pc__vsr_persist(r, out);
+    pc__vsr_commit_apply(r, out);
+    PC_ASSERT(r->commit_min <= r->op);
+}
+
+void pc__vsr_on_request_start_view(pc_vsr_t *r, const pc_vsr_message_t *m,
+                                   pc_vsr_output_t *out) {
+    PC_ASSERT(m->command == PC_VSR_REQUEST_START_VIEW);
+    if (r->status != PC_VSR_NORMAL || !pc__vsr_is_primary(r) || m->view > r->view) return;
+    pc__vsr_send_start_view(r, out, m->from);
+    PC_ASSERT(r->log_view == r->view);
+}
