@@ -152,6 +152,10 @@ static void print_json(FILE *out, int size, const char *line) {
 
 void cli_print_account(FILE *out, const pc_account_t *a, bool json) {
     char line[1024];
+    if (json) {
+        print_json(out, pc_json_encode_account(a, line, sizeof line), line);
+        return;
+    }
     char id[48], dp[48], dpo[48], cp[48], cpo[48], ud[48];
     pc_u128_format(a->id, id);
     pc_u128_format(a->debits_pending, dp);
@@ -159,10 +163,6 @@ void cli_print_account(FILE *out, const pc_account_t *a, bool json) {
     pc_u128_format(a->credits_pending, cp);
     pc_u128_format(a->credits_posted, cpo);
     pc_u128_format(a->user_data_128, ud);
-    if (json) {
-        print_json(out, pc_json_encode_account(a, line, sizeof line), line);
-        return;
-    }
     fprintf(out, "account %s\n  ledger %u  code %u  flags ", id, a->ledger, a->code);
     print_flags(out, a->flags, pc_account_flag_name);
     fprintf(out, "\n  debits   posted %s  pending %s\n  credits  posted %s  pending %s\n"
@@ -173,6 +173,10 @@ void cli_print_account(FILE *out, const pc_account_t *a, bool json) {
 
 void cli_print_transfer(FILE *out, const pc_transfer_t *t, bool json) {
     char line[1024];
+    if (json) {
+        print_json(out, pc_json_encode_transfer(t, line, sizeof line), line);
+        return;
+    }
     char id[48], dr[48], cr[48], amount[48], pending[48], ud[48];
     pc_u128_format(t->id, id);
     pc_u128_format(t->debit_account_id, dr);
@@ -180,10 +184,6 @@ void cli_print_transfer(FILE *out, const pc_transfer_t *t, bool json) {
     pc_u128_format(t->amount, amount);
     pc_u128_format(t->pending_id, pending);
     pc_u128_format(t->user_data_128, ud);
-    if (json) {
-        print_json(out, pc_json_encode_transfer(t, line, sizeof line), line);
-        return;
-    }
     fprintf(out, "transfer %s  %s -> %s  amount %s  ledger %u  code %u  flags ", id, dr, cr,
             amount, t->ledger, t->code);
     print_flags(out, t->flags, pc_transfer_flag_name);

@@ -767,7 +767,7 @@ static void put_flags(out_t *o, uint16_t flags, const char *(*flag_name)(uint16_
     put(o, "]");
 }
 
-/* Field order and forms mirror cli_print_account (src/cli/args.c). */
+/* One account as JSON; `paycell ... --json` prints exactly this. */
 int pc_json_encode_account(const pc_account_t *a, char *buf, size_t cap) {
     PC_ASSERT(a != NULL);
     PC_ASSERT(buf != NULL || cap == 0);
@@ -787,7 +787,7 @@ int pc_json_encode_account(const pc_account_t *a, char *buf, size_t cap) {
     return out_result(&o);
 }
 
-/* Field order and forms mirror cli_print_transfer (src/cli/args.c). */
+/* One transfer as JSON; `paycell ... --json` prints exactly this. */
 int pc_json_encode_transfer(const pc_transfer_t *t, char *buf, size_t cap) {
     PC_ASSERT(t != NULL);
     PC_ASSERT(buf != NULL || cap == 0);
