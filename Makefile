@@ -121,7 +121,7 @@ itests: $(addprefix $(BUILD)/itests/,$(ITESTS))
 unit-asan: $(addprefix $(BUILD)/asan/tests/,$(UNIT_TESTS))
 
 test: deps
-	@$(MAKE) --no-print-directory all unit unit-asan itests $(BUILD)/asan/paycell $(BUILD)/fuzz/fuzz_protocol $(FUZZ_CODECS)
+	@$(MAKE) --no-print-directory -j$$(nproc) all unit unit-asan itests $(BUILD)/asan/paycell $(BUILD)/fuzz/fuzz_protocol $(FUZZ_CODECS)
 	@bash tests/run.sh
 
 fuzz: deps $(BUILD)/fuzz/fuzz_protocol
