@@ -300,6 +300,14 @@ uint32_t pc_ledger_expire(pc_ledger_t *ledger, uint64_t timestamp) {
     return expired;
 }
 
+uint64_t pc_ledger_next_expiry(const pc_ledger_t *ledger) {
+    PC_ASSERT(ledger->heap_count <= ledger->pending_count);
+    if (ledger->heap_count == 0) return UINT64_MAX;
+    const pc__pending_t *first = &ledger->pool[ledger->heap[0]];
+    PC_ASSERT(first->transfer.timeout != 0);
+    return first->expires_at;
+}
+
 /* ---- slots ---- */
 
 uint32_t pc_ledger_slots(const pc_ledger_t *ledger, const pc_transfer_slot_t **slots,

@@ -94,6 +94,11 @@ uint32_t pc_ledger_apply(pc_ledger_t *ledger, pc_operation_t operation, uint64_t
  * here was still pending. */
 uint32_t pc_ledger_expire(pc_ledger_t *ledger, uint64_t timestamp);
 
+/* Cluster time (ns) at which the earliest pending transfer expires, or
+ * UINT64_MAX when none has a timeout: the replica writes an idle tick only
+ * when something is due. */
+uint64_t pc_ledger_next_expiry(const pc_ledger_t *ledger);
+
 /* New slots produced since the last flush, at locs first_loc.. first_loc+n-1.
  * The pointer stays valid until pc_ledger_slots_flushed or the next apply. */
 uint32_t pc_ledger_slots(const pc_ledger_t *ledger, const pc_transfer_slot_t **slots,

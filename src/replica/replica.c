@@ -30,7 +30,6 @@
 
 #define EPOLL_EVENTS_MAX 256
 #define REBUILD_CHUNK_SLOTS 4096u
-#define IDLE_EXPIRY_INTERVAL_NS 1000000000ull
 
 typedef struct conn {
     int fd; /* -1: free */
@@ -60,7 +59,6 @@ typedef struct replica {
     uint64_t prepare_events;
     prepared_t prepared[PC_PREPARE_REQUESTS_MAX];
     uint64_t timestamp_last; /* cluster time of the last prepare */
-    uint64_t last_activity_ns;
     uint64_t checkpoint_retry_ns; /* after a failed checkpoint, not before this */
     /* Scratch, sized at init. */
     pc_create_result_t *results;
@@ -603,12 +601,8 @@ static void loop_turn(replica_t *r, struct epoll_event *events) {
     uint64_t now = pc_time_monotonic_ns();
     if (r->prepare_count > 0) {
         commit_prepare(r);
-        r->last_activity_ns = now;
-    } else if (now - r->last_activity_ns > IDLE_EXPIRY_INTERVAL_NS) {
-        pc_ledger_stats_t stats;
-        pc_ledger_stats(r->ledger, &stats);
-        if (stats.pending_count > 0) commit_prepare(r); /* empty: expires due pendings */
-        r->last_activity_ns = now;
+    } else if (pc_time_realtime_ns() >= pc_ledger_next_expiry(r->ledger)) {
+        commit_prepare(r); /* empty: an idle tick that expires what is due */
     }
     for (uint32_t ci = 0; ci < PC_CONNECTIONS_MAX; ci++) conn_flush(r, ci);
     /* A checkpoint that failed (disk full) is retried once a second, not
@@ -642,7 +636,6 @@ int pc_replica_run(const pc_replica_options_t *options) {
     signal(SIGPIPE, SIG_IGN);
     logf_(r, "listening on %s (cluster %llu, op %llu)", options->listen,
           (unsigned long long)r->info->cluster, (unsigned long long)pc_storage_wal_op(r->storage));
-    r->last_activity_ns = pc_time_monotonic_ns();
     struct epoll_event *events = malloc(EPOLL_EVENTS_MAX * sizeof *events);
     PC_ASSERT(events != NULL);
     while (!stop_requested) loop_turn(r, events);

@@ -38,6 +38,9 @@ expect_exit 0 "$PAYCELL" transfer --addresses "$A" --id 20 --debit 2 --credit 1 
 expect_exit 0 "$PAYCELL" lookup account 2 --addresses "$A" --json
 expect_in "$OUT" '"debits_pending":"50"'
 sleep 2.2
+# No write since: the replica's idle tick alone released the reservation.
+expect_exit 0 "$PAYCELL" lookup account 2 --addresses "$A" --json
+expect_in "$OUT" '"debits_pending":"0"'
 expect_exit 1 "$PAYCELL" transfer --addresses "$A" --id 21 --post 20
 expect_in "$OUT" "pending_transfer_expired"
 expect_exit 0 "$PAYCELL" lookup account 2 --addresses "$A" --json

@@ -596,6 +596,23 @@ static void test_expire_boundary(void) {
     fx_free(fx);
 }
 
+/* The replica writes an idle tick only when the earliest deadline is due. */
+static void test_next_expiry(void) {
+    fx_t *fx = fx_std();
+    ASSERT_TRUE(pc_ledger_next_expiry(fx->ledger) == UINT64_MAX);
+    EXPECT_T(fx, pend(99, 1, 2, 1, 0), created); /* no timeout: never due */
+    ASSERT_TRUE(pc_ledger_next_expiry(fx->ledger) == UINT64_MAX);
+    EXPECT_T(fx, pend(100, 1, 2, 50, 50), created);
+    EXPECT_T(fx, pend(101, 6, 7, 5, 5), created);
+    uint64_t t101 = fx->store[fx->store_count - 1].transfer.timestamp;
+    ASSERT_TRUE(pc_ledger_next_expiry(fx->ledger) == t101 + 5 * S_NS); /* the earliest */
+    ASSERT_EQ(pc_ledger_expire(fx->ledger, t101 + 5 * S_NS), 1);
+    ASSERT_TRUE(pc_ledger_next_expiry(fx->ledger) > t101 + 5 * S_NS);
+    ASSERT_EQ(pc_ledger_expire(fx->ledger, pc_ledger_next_expiry(fx->ledger)), 1);
+    ASSERT_TRUE(pc_ledger_next_expiry(fx->ledger) == UINT64_MAX);
+    fx_free(fx);
+}
+
 static void test_expire_idle(void) {
     fx_t *fx = fx_std();
     EXPECT_T(fx, pend(100, 1, 2, 50, 5), created);
@@ -1176,7 +1193,7 @@ static void test_init_config(void) {
     X(test_post_void_results)                                                                      \
     X(test_pending_expires)                                                                        \
     X(test_expire_boundary)                                                                        \
-    X(test_expire_idle)                                                                            \
+    X(test_expire_idle) X(test_next_expiry)                                          \
     X(test_overflows)                                                                              \
     X(test_balancing)                                                                              \
     X(test_transfer_chains)                                                                        \
