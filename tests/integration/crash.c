@@ -61,6 +61,12 @@ static pc_client_t *connect_client(uint32_t timeout_ms, uint32_t retries) {
         pc_client_t *c;
         int rc = pc_client_open(address, &o, &c);
         if (rc == PC_OK) return c;
+        int status;
+        if (waitpid(replica_pid, &status, WNOHANG) == replica_pid) {
+            fprintf(stderr, "crash: the replica exited during recovery (status %d)\n", status);
+            replica_pid = 0;
+            die("replica failed to restart", rc);
+        }
         usleep(50000);
     }
     die("replica did not come back", PC_ETIMEDOUT);
