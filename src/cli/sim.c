@@ -32,6 +32,7 @@ static void on_abort(int sig) {
 }
 
 static bool calm;
+static bool json; /* --json: one JSON object per line instead of text */
 
 /* Runs one seed; prints a line if it fails, or always with `summary` (a
  * single replayed seed) or verbose. Returns true if it passed. */
@@ -45,7 +46,16 @@ static bool run_seed(uint64_t seed, uint64_t ticks, bool verbose, bool summary) 
         printf("FAIL seed=%llu: out of memory\n", (unsigned long long)seed);
         return false;
     }
-    if (!r.ok) {
+    if (json && (!r.ok || verbose || summary)) {
+        /* r.failure is our own text (no quotes or control characters). */
+        printf("{\"seed\":\"%llu\",\"ok\":%s,\"failure\":\"%s\",\"ticks\":%llu,\"ops\":%llu,"
+               "\"acked\":%llu,\"view_max\":%u,\"crashes\":%u,\"partitions\":%u,"
+               "\"corruptions\":%u}\n",
+               (unsigned long long)seed, r.ok ? "true" : "false", r.ok ? "" : r.failure,
+               (unsigned long long)r.ticks, (unsigned long long)r.ops_committed,
+               (unsigned long long)r.requests_acked, r.view_max, r.crashes, r.partitions,
+               r.corruptions);
+    } else if (!r.ok) {
         printf("FAIL seed=%llu: %s  replay: paycell sim --seed %llu\n", (unsigned long long)seed,
                r.failure, (unsigned long long)seed);
     } else if (verbose || summary) {
@@ -63,7 +73,7 @@ static bool run_seed(uint64_t seed, uint64_t ticks, bool verbose, bool summary) 
 
 int cli_sim(int argc, char **argv) {
     static const char *const values[] = {"seed", "seeds", "first", "ticks", "bug", NULL};
-    static const char *const bools[] = {"verbose", "calm", NULL};
+    static const char *const bools[] = {"verbose", "calm", "json", NULL};
     cli_args_t args;
     if (!cli_parse(argc, argv, values, bools, &args)) return CLI_EXIT_ERROR;
     uint64_t seed = 0, seeds = 0, first = 1, ticks = 0;
@@ -81,6 +91,7 @@ int cli_sim(int argc, char **argv) {
     signal(SIGABRT, on_abort);
     bool verbose = cli_has(&args, "verbose");
     calm = cli_has(&args, "calm");
+    json = cli_has(&args, "json");
     if (cli_get(&args, "seed"))
         return run_seed(seed, ticks, verbose, true) ? CLI_EXIT_OK : CLI_EXIT_RESULT;
     struct timespec t0, t1;
@@ -89,7 +100,7 @@ int cli_sim(int argc, char **argv) {
     if (seeds == 0) first = pc_time_realtime_ns(); /* random seeds until stopped */
     for (uint64_t s = first; seeds == 0 || s < first + seeds; s++, ran++) {
         if (!run_seed(s, ticks, false, false)) failed++;
-        if (seeds == 0 && ran % 100 == 99) {
+        if (seeds == 0 && ran % 100 == 99 && !json) {
             printf("... %llu seeds, %llu failed\n", (unsigned long long)ran + 1,
                    (unsigned long long)failed);
             fflush(stdout);
@@ -97,7 +108,8 @@ int cli_sim(int argc, char **argv) {
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    printf("sim seeds=%llu failed=%llu seconds=%.1f\n", (unsigned long long)ran,
-           (unsigned long long)failed, secs);
+    printf(json ? "{\"seeds\":%llu,\"failed\":%llu,\"seconds\":%.1f}\n"
+                : "sim seeds=%llu failed=%llu seconds=%.1f\n",
+           (unsigned long long)ran, (unsigned long long)failed, secs);
     return failed ? CLI_EXIT_RESULT : CLI_EXIT_OK;
 }
