@@ -27,12 +27,13 @@ BENCH_SRC   := $(wildcard src/bench/*.c)
 VSR_SRC     := $(wildcard src/vsr/*.c)
 SIM_SRC     := $(wildcard src/sim/*.c)
 CLI_SRC     := $(wildcard src/cli/*.c)
+GATEWAY_SRC := $(wildcard src/gateway/*.c)
 
 obj = $(patsubst src/%.c,$(1)/obj/%.o,$(2))
 
 LIB_SRC  := $(BASE_SRC) $(NET_SRC) $(CLIENT_SRC)
 CORE_SRC := $(BASE_SRC) $(LEDGER_SRC) $(STORAGE_SRC) $(NET_SRC) $(CLIENT_SRC) $(REPLICA_SRC) $(BENCH_SRC) \
-            $(VSR_SRC) $(SIM_SRC)
+            $(VSR_SRC) $(SIM_SRC) $(GATEWAY_SRC)
 ALL_SRC  := $(CORE_SRC) $(CLI_SRC)
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))

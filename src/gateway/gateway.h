@@ -1,0 +1,269 @@
+/*
+ * gateway.h — the gateway layer's public header.
+ *
+ * The gateway process itself (routing by bucket, the XTS driver, shadow
+ * tagging, metrics, the dashboard) is future work. For now this header holds
+ * its flow-control primitives, in the style of Alibaba's Sentinel: a token
+ * bucket with warm-up, an adaptive (BBR-style) concurrency limiter, a
+ * heavy-hitters sketch with per-hot-key rate limits, a circuit breaker and a
+ * bounded request queue with deadlines. Each is pure, deterministic and
+ * allocation-free: the caller owns the struct, time always arrives as a
+ * `now_ns` argument (monotonic nanoseconds, never decreasing per object), and
+ * nothing here reads a clock or does I/O. That keeps them testable by driving
+ * time by hand and usable unchanged under the simulator.
+ *
+ * Every rejection carries a named pc_flow_reason_t so /metrics and the
+ * binary `throttled` result can count rejections by cause.
+ *
+ * Bounds that size the structs live here rather than in src/limits.h because
+ * they are private to this layer; the static asserts in flow.c pin them.
+ */
+#ifndef PC_GATEWAY_H
+#define PC_GATEWAY_H
+
+#include "../base/base.h"
+
+/* ---- rejection reasons ---------------------------------------------------- */
+
+#define PC_FLOW_REASONS(X)                                                            \
+    X(PC_FLOW_REASON_none, 0, "none")                                                 \
+    X(PC_FLOW_REASON_rate, 1, "rate")                                                 \
+    X(PC_FLOW_REASON_concurrency, 2, "concurrency")                                   \
+    X(PC_FLOW_REASON_hot_key, 3, "hot_key")                                           \
+    X(PC_FLOW_REASON_circuit_open, 4, "circuit_open")                                 \
+    X(PC_FLOW_REASON_queue_full, 5, "queue_full")                                     \
+    X(PC_FLOW_REASON_deadline, 6, "deadline")
+
+typedef enum pc_flow_reason {
+#define PC__FLOW_REASON_ENUM(name, value, text) name = value,
+    PC_FLOW_REASONS(PC__FLOW_REASON_ENUM)
+#undef PC__FLOW_REASON_ENUM
+    PC_FLOW_REASON_COUNT
+} pc_flow_reason_t;
+
+/* The reason's metric label ("rate", "hot_key", ...); "unknown" if out of range.
+ * The returned string is static. */
+const char *pc_flow_reason_name(pc_flow_reason_t reason);
+
+/* ---- 1. token bucket with warm-up ----------------------------------------- */
+
+/* Largest rate and burst a bucket accepts: keeps token arithmetic in u64
+ * nanotoken units (tokens x 1e9) far from overflow. */
+#define PC_FLOW_BUCKET_RATE_MAX 1000000000ull
+#define PC_FLOW_BUCKET_BURST_MAX 1000000000ull
+
+typedef struct pc_flow_bucket_config {
+    uint64_t rate_per_s; /* steady refill rate, tokens per second (>= 1) */
+    uint64_t burst;      /* bucket capacity in tokens (>= 1) */
+    uint64_t warmup_ms;  /* ramp from rate/3 to rate after a cold start; 0 = none */
+    uint64_t cold_ms;    /* idle longer than this resets to cold (if warmup_ms) */
+} pc_flow_bucket_config_t;
+
+typedef struct pc_flow_bucket {
+    pc_flow_bucket_config_t config;
+    uint64_t tokens_nano;    /* tokens x 1e9 */
+    uint64_t refill_ns;      /* time of the last refill */
+    uint64_t warm_start_ns;  /* start of the current warm-up ramp */
+    uint64_t last_seen_ns;   /* time of the last call (idle = cold) */
+    bool started;            /* false until the first call sets the clock */
+} pc_flow_bucket_t;
+
+/* Errors: PC_EINVAL if rate or burst is 0 or above its max, or cold_ms is 0
+ * while warmup_ms is set. The bucket starts cold (warm-up applies first). */
+int pc_flow_bucket_init(pc_flow_bucket_t *bucket, const pc_flow_bucket_config_t *config);
+/* Takes `cost` (>= 1) tokens if available at now_ns; false = reject (reason rate). */
+bool pc_flow_bucket_try(pc_flow_bucket_t *bucket, uint64_t now_ns, uint64_t cost);
+/* Milliseconds (rounded up, >= 1) until `cost` tokens would be available at
+ * the current rate: the Retry-After hint. 0 if available now; UINT64_MAX if
+ * cost exceeds the burst (never admissible). */
+uint64_t pc_flow_bucket_retry_after_ms(pc_flow_bucket_t *bucket, uint64_t now_ns, uint64_t cost);
+/* Current refill rate in tokens per second (rate/3 .. rate during warm-up). */
+uint64_t pc_flow_bucket_rate_now(const pc_flow_bucket_t *bucket, uint64_t now_ns);
+
+/* ---- 2. adaptive concurrency limiter (BBR-style) --------------------------- */
+
+#define PC_FLOW_LIMITER_RATE_SAMPLES_MAX 32u
+
+typedef struct pc_flow_limiter_config {
+    uint32_t limit_min;          /* >= 1 */
+    uint32_t limit_max;          /* >= limit_min */
+    uint32_t limit_initial;      /* in [limit_min, limit_max] */
+    uint32_t headroom_pct;       /* limit = bdp x (100 + headroom) / 100 + 1 */
+    uint64_t sample_ns;          /* one delivery-rate sample per interval (> 0) */
+    uint32_t rate_samples;       /* max filter length, 1..RATE_SAMPLES_MAX */
+    uint64_t rtt_window_ns;      /* min-RTT expiry: then probe (> 0) */
+    uint64_t probe_ns;           /* probe length at half limit (> 0) */
+} pc_flow_limiter_config_t;
+
+typedef struct pc_flow_limiter {
+    pc_flow_limiter_config_t config;
+    uint32_t limit;          /* the BDP-based limit outside probes */
+    uint32_t inflight;
+    uint64_t rtt_min_ns;     /* UINT64_MAX until the first ok sample */
+    uint64_t rtt_min_stamp_ns;
+    bool probing;
+    uint64_t probe_end_ns;
+    uint64_t probe_rtt_min_ns;
+    uint64_t sample_start_ns;
+    uint64_t sample_delivered;
+    bool sample_started;
+    uint64_t rate_mps[PC_FLOW_LIMITER_RATE_SAMPLES_MAX]; /* milli-deliveries per s */
+    uint32_t rate_count;
+    uint32_t rate_next;
+} pc_flow_limiter_t;
+
+/* Errors: PC_EINVAL on any config outside the documented ranges. */
+int pc_flow_limiter_init(pc_flow_limiter_t *limiter, const pc_flow_limiter_config_t *config);
+/* Admits one request if in-flight < the effective limit; false = reject
+ * (reason concurrency). Every true must be paired with one release. */
+bool pc_flow_limiter_acquire(pc_flow_limiter_t *limiter, uint64_t now_ns);
+/* Ends one admitted request: rtt_ns is its latency; ok = it succeeded (only
+ * successes feed the RTT and delivery-rate estimates). */
+void pc_flow_limiter_release(pc_flow_limiter_t *limiter, uint64_t now_ns, uint64_t rtt_ns,
+                             bool ok);
+/* The BDP-based limit (outside probes) and the limit acquire applies now
+ * (half of it, at least limit_min, while probing for a fresh min RTT). */
+uint32_t pc_flow_limiter_limit(const pc_flow_limiter_t *limiter);
+uint32_t pc_flow_limiter_limit_now(const pc_flow_limiter_t *limiter);
+
+/* ---- 3. heavy hitters and per-hot-key rate limits -------------------------- */
+
+#define PC_FLOW_HOT_COUNTERS_MAX 128u
+#define PC_FLOW_HOT_BUCKETS_MAX 16u
+
+typedef struct pc_flow_sketch_config {
+    uint32_t counters;          /* Space-Saving counters, 1..HOT_COUNTERS_MAX */
+    uint32_t top_k;             /* "hot" = among the top_k, 1..counters */
+    uint64_t window_ns;         /* counting window; rates blend two windows (> 0) */
+    uint64_t hot_rate_min_per_s; /* and at least this guaranteed rate */
+} pc_flow_sketch_config_t;
+
+typedef struct pc_flow_sketch_entry {
+    pc_u128 key;
+    uint64_t count_cur;  /* events this window (includes err_cur) */
+    uint64_t count_prev; /* events last window (includes err_prev) */
+    uint64_t err_cur;    /* overestimate inherited when this key took the slot */
+    uint64_t err_prev;
+    bool used;
+} pc_flow_sketch_entry_t;
+
+typedef struct pc_flow_sketch {
+    pc_flow_sketch_config_t config;
+    uint64_t window_start_ns;
+    bool started;
+    pc_flow_sketch_entry_t entries[PC_FLOW_HOT_COUNTERS_MAX];
+} pc_flow_sketch_t;
+
+/* Errors: PC_EINVAL on config outside the documented ranges. */
+int pc_flow_sketch_init(pc_flow_sketch_t *sketch, const pc_flow_sketch_config_t *config);
+/* Counts `count` (>= 1) events for key at now_ns. */
+void pc_flow_sketch_observe(pc_flow_sketch_t *sketch, pc_u128 key, uint64_t now_ns,
+                            uint64_t count);
+/* Estimated rate of key in events per second (an upper bound; 0 if untracked). */
+uint64_t pc_flow_sketch_rate(pc_flow_sketch_t *sketch, pc_u128 key, uint64_t now_ns);
+/* True if key is among the top_k by guaranteed (lower-bound) rate and that
+ * rate is at least hot_rate_min_per_s. */
+bool pc_flow_sketch_is_hot(pc_flow_sketch_t *sketch, pc_u128 key, uint64_t now_ns);
+
+typedef struct pc_flow_hot_config {
+    pc_flow_sketch_config_t sketch;
+    uint64_t key_rate_per_s; /* per-hot-key token bucket rate */
+    uint64_t key_burst;      /* and burst */
+    uint32_t buckets;        /* hot keys limited at once, top_k..HOT_BUCKETS_MAX */
+} pc_flow_hot_config_t;
+
+typedef struct pc_flow_hot_slot {
+    pc_u128 key;
+    pc_flow_bucket_t bucket;
+    uint64_t last_ns;
+    bool used;
+} pc_flow_hot_slot_t;
+
+typedef struct pc_flow_hot {
+    pc_flow_hot_config_t config;
+    pc_flow_sketch_t sketch;
+    pc_flow_hot_slot_t slots[PC_FLOW_HOT_BUCKETS_MAX];
+} pc_flow_hot_t;
+
+/* Errors: PC_EINVAL on config outside the documented ranges. */
+int pc_flow_hot_init(pc_flow_hot_t *hot, const pc_flow_hot_config_t *config);
+/* Counts one event for key; if key is hot, charges its bucket. False = reject
+ * (reason hot_key). Keys that are not hot are never rejected here. */
+bool pc_flow_hot_try(pc_flow_hot_t *hot, pc_u128 key, uint64_t now_ns);
+
+/* ---- 4. circuit breaker ---------------------------------------------------- */
+
+#define PC_FLOW_BREAKER_BUCKETS_MAX 32u
+
+typedef enum pc_flow_breaker_state {
+    PC_FLOW_BREAKER_closed = 0,
+    PC_FLOW_BREAKER_open = 1,
+    PC_FLOW_BREAKER_half_open = 2,
+} pc_flow_breaker_state_t;
+
+typedef struct pc_flow_breaker_config {
+    uint64_t window_ns;       /* sliding statistics window (> 0) */
+    uint32_t buckets;         /* window split into this many buckets, 1..BUCKETS_MAX */
+    uint32_t requests_min;    /* no trip below this many calls in the window (>= 1) */
+    uint32_t error_ratio_pct; /* trip at errors/calls >= this; 0 = off, <= 100 */
+    uint32_t slow_ratio_pct;  /* trip at slow/calls >= this; 0 = off, <= 100 */
+    uint64_t slow_call_ns;    /* a call with rtt above this is slow */
+    uint64_t open_ns;         /* time open before half-open (> 0) */
+    uint32_t probes;          /* calls admitted half-open; all must succeed (>= 1) */
+} pc_flow_breaker_config_t;
+
+typedef struct pc_flow_breaker_bucket {
+    uint64_t start_ns;
+    uint32_t calls;
+    uint32_t errors;
+    uint32_t slow;
+} pc_flow_breaker_bucket_t;
+
+typedef struct pc_flow_breaker {
+    pc_flow_breaker_config_t config;
+    pc_flow_breaker_state_t state;
+    uint64_t open_until_ns;
+    uint32_t probes_admitted;
+    uint32_t probes_ok;
+    pc_flow_breaker_bucket_t buckets[PC_FLOW_BREAKER_BUCKETS_MAX];
+} pc_flow_breaker_t;
+
+/* Errors: PC_EINVAL on config outside the documented ranges (or both ratios off). */
+int pc_flow_breaker_init(pc_flow_breaker_t *breaker, const pc_flow_breaker_config_t *config);
+/* May a call go to the target now? False = reject at once (reason
+ * circuit_open). Moves open -> half-open when open_ns has passed. */
+bool pc_flow_breaker_allow(pc_flow_breaker_t *breaker, uint64_t now_ns);
+/* Records the outcome of an allowed call (rtt_ns its latency). */
+void pc_flow_breaker_record(pc_flow_breaker_t *breaker, uint64_t now_ns, uint64_t rtt_ns,
+                            bool ok);
+pc_flow_breaker_state_t pc_flow_breaker_state(const pc_flow_breaker_t *breaker);
+
+/* ---- 5. bounded request queue with deadlines ------------------------------- */
+
+#define PC_FLOW_QUEUE_MAX 4096u
+
+typedef struct pc_flow_item {
+    uint64_t id;          /* the caller's handle for the request */
+    uint64_t deadline_ns; /* answer by then or reject */
+} pc_flow_item_t;
+
+typedef struct pc_flow_queue {
+    uint32_t capacity;
+    uint32_t head;
+    uint32_t count;
+    pc_flow_item_t items[PC_FLOW_QUEUE_MAX];
+} pc_flow_queue_t;
+
+/* Errors: PC_EINVAL if capacity is 0 or above PC_FLOW_QUEUE_MAX. */
+int pc_flow_queue_init(pc_flow_queue_t *queue, uint32_t capacity);
+/* Appends item; returns PC_FLOW_REASON_none, or PC_FLOW_REASON_queue_full at
+ * once when full, or PC_FLOW_REASON_deadline if the deadline already passed. */
+pc_flow_reason_t pc_flow_queue_push(pc_flow_queue_t *queue, uint64_t now_ns, pc_flow_item_t item);
+/* Takes the oldest item: false when empty. Otherwise *reason is
+ * PC_FLOW_REASON_none (serve *out) or PC_FLOW_REASON_deadline (*out expired:
+ * answer it rejected and pop again). */
+bool pc_flow_queue_pop(pc_flow_queue_t *queue, uint64_t now_ns, pc_flow_item_t *out,
+                       pc_flow_reason_t *reason);
+uint32_t pc_flow_queue_count(const pc_flow_queue_t *queue);
+
+#endif /* PC_GATEWAY_H */
