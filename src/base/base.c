@@ -6,6 +6,7 @@
 #include "base.h"
 
 #include <execinfo.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +35,39 @@ _Noreturn void pc__assert_fail(const char *expr, const char *file, int line) {
 }
 
 int pc__corrupt(const char *file, int line, const char *what) {
-    if (!pc__corrupt_quiet) fprintf(stderr, "paycell: corruption: %s (%s:%d)\n", what, file, line);
+    if (!pc__corrupt_quiet) pc_log("corruption", "error", "%s (%s:%d)", what, file, line);
     return PC_ECORRUPT;
+}
+
+bool pc_log_json = false;
+
+/* Writes text as a JSON string body: quotes, backslashes and control
+ * characters escaped. */
+static void json_escaped(FILE *out, const char *text) {
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        if (*p == '"' || *p == '\\') fprintf(out, "\\%c", *p);
+        else if (*p < 0x20) fprintf(out, "\\u%04x", *p);
+        else fputc(*p, out);
+    }
+}
+
+void pc_log(const char *component, const char *level, const char *format, ...) {
+    PC_ASSERT(component != NULL && level != NULL);
+    char message[4096];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(message, sizeof message, format, args);
+    va_end(args);
+    if (!pc_log_json) {
+        fprintf(stderr, "paycell: %s: %s\n", component, message);
+        return;
+    }
+    flockfile(stderr); /* one line per call even with client threads */
+    fprintf(stderr, "{\"time_ns\":\"%llu\",\"component\":\"%s\",\"level\":\"%s\",\"message\":\"",
+            (unsigned long long)pc_time_realtime_ns(), component, level);
+    json_escaped(stderr, message);
+    fputs("\"}\n", stderr);
+    funlockfile(stderr);
 }
 
 const char *pc_err_name(int err) {

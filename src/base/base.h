@@ -43,6 +43,13 @@ int pc__corrupt(const char *file, int line, const char *what);
 /* Test-only: silence corruption log lines (tests that corrupt on purpose). */
 extern bool pc__corrupt_quiet;
 
+/* Log lines on stderr: "paycell: COMPONENT: message" for people, or, when
+ * pc_log_json is set (`paycell replica --json`), one JSON object per line:
+ * {"time_ns":"…","component":"…","level":"…","message":"…"}. */
+extern bool pc_log_json;
+void pc_log(const char *component, const char *level, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #define PC_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define PC_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define PC_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))

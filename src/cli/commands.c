@@ -80,9 +80,10 @@ int cli_format(int argc, char **argv) {
 
 int cli_replica(int argc, char **argv) {
     static const char *const values[] = {"data", "listen", NULL};
-    static const char *const bools[] = {"quiet", NULL};
+    static const char *const bools[] = {"quiet", "json", NULL};
     cli_args_t args;
     if (!cli_parse(argc, argv, values, bools, &args)) return CLI_EXIT_ERROR;
+    pc_log_json = cli_has(&args, "json");
     pc_replica_options_t options = {
         .data_dir = cli_get(&args, "data"),
         .listen = cli_get(&args, "listen"),

@@ -12,7 +12,7 @@ static void usage(FILE *out) {
           "\n"
           "  paycell format --data DIR [--cluster N] [--accounts-max N] [--transfers-max N]\n"
           "                 [--pending-max N] [--checkpoint-mib N]\n"
-          "  paycell replica --data DIR --listen HOST:PORT [--quiet]\n"
+          "  paycell replica --data DIR --listen HOST:PORT [--quiet] [--json]\n"
           "  paycell account create --addresses A --id N --ledger L --code C [--flags f1,f2]\n"
           "                 [--user-data-128 N] [--user-data-64 N] [--user-data-32 N]\n"
           "  paycell transfer --addresses A --id N --debit ACCOUNT --credit ACCOUNT --amount N\n"

@@ -74,14 +74,15 @@ static void on_signal(int sig) {
     stop_requested = 1;
 }
 
+static void logf_(const replica_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void logf_(const replica_t *r, const char *fmt, ...) {
     if (r->options->quiet) return;
+    char message[1024];
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "replica: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
+    pc_log("replica", "info", "%s", message);
 }
 
 static int slot_reader(void *ctx, uint64_t loc, pc_transfer_slot_t *out) {
@@ -101,7 +102,7 @@ static void flush_slots(replica_t *r) {
      * fills it in place in the ledger's buffer. */
     int rc = pc_storage_slots_write(r->storage, first, (void *)slots, n);
     if (rc != PC_OK) {
-        fprintf(stderr, "replica: fatal: writing the transfer store: %s\n", pc_strerror(rc));
+        pc_log("replica", "fatal", "writing the transfer store: %s", pc_strerror(rc));
         exit(1);
     }
     pc_ledger_slots_flushed(r->ledger);
@@ -115,8 +116,8 @@ static uint32_t apply_batch(replica_t *r, pc_operation_t operation, uint64_t tim
     for (uint32_t i = 0; i < n; i++) {
         int rc = pc_storage_slots_read(r->storage, r->locs[i], r->slot_buf, 1);
         if (rc != PC_OK) {
-            fprintf(stderr, "replica: fatal: reading transfer slot %llu: %s\n",
-                    (unsigned long long)r->locs[i], pc_strerror(rc));
+            pc_log("replica", "fatal", "reading transfer slot %llu: %s",
+                   (unsigned long long)r->locs[i], pc_strerror(rc));
             exit(1);
         }
         pc_ledger_prefetch_put(r->ledger, r->locs[i], &r->slot_buf[0].transfer);
@@ -434,7 +435,7 @@ static void commit_prepare(replica_t *r) {
     }
     if (rc == PC_OK) rc = pc_storage_wal_sync(r->storage);
     if (rc != PC_OK) {
-        fprintf(stderr, "replica: fatal: WAL write failed: %s\n", pc_strerror(rc));
+        pc_log("replica", "fatal", "WAL write failed: %s", pc_strerror(rc));
         exit(1);
     }
     r->timestamp_last = timestamp;
@@ -625,7 +626,7 @@ int pc_replica_run(const pc_replica_options_t *options) {
             rc = PC_EIO;
     }
     if (rc != PC_OK) {
-        fprintf(stderr, "replica: cannot start: %s (%s)\n", pc_strerror(rc), pc_err_name(rc));
+        pc_log("replica", "error", "cannot start: %s (%s)", pc_strerror(rc), pc_err_name(rc));
         replica_deinit(r);
         free(r);
         return rc;

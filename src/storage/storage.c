@@ -53,7 +53,7 @@ void pc__storage_log(const char *format, ...) {
     va_start(args, format);
     vsnprintf(line, sizeof line, format, args);
     va_end(args);
-    fprintf(stderr, "paycell: storage: %s\n", line);
+    pc_log("storage", "info", "%s", line);
 }
 
 void pc__storage_path(const pc_storage_t *storage, const char *name, char *path) {
