@@ -10,10 +10,7 @@
  * hot_share one of the hot merchants. Each client thread keeps one batch in
  * flight, which is how a real gateway would batch.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
-#include <sys/socket.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -61,17 +58,14 @@ void pc_bench_defaults(pc_bench_options_t *o) {
 
 /* ---- the replica we start ourselves ---- */
 
-/* A port the kernel says is free now (bind to 0, read it back, release). */
+/* A port the kernel says is free now (listen on port 0, read it back). */
 static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof addr;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0 &&
-        getsockname(fd, (struct sockaddr *)&addr, &len) == 0)
-        port = ntohs(addr.sin_port);
-    if (fd >= 0) close(fd);
-    return port;
+    int fd;
+    uint16_t port = 0;
+    if (pc_net_listen("127.0.0.1:0", &fd) != PC_OK) return -1;
+    int rc = pc_net_local_port(fd, &port);
+    close(fd);
+    return rc == PC_OK ? port : -1;
 }
 
 static int start_replica(bench_t *b) {

@@ -16,7 +16,6 @@
  */
 #include <errno.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,16 +73,11 @@ static void on_signal(int sig) {
     stop_requested = 1;
 }
 
-static void logf_(const replica_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logf_(const replica_t *r, const char *fmt, ...) {
-    if (r->options->quiet) return;
-    char message[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(message, sizeof message, fmt, ap);
-    va_end(ap);
-    pc_log("replica", "info", "%s", message);
-}
+/* An informational line, unless the replica runs --quiet. */
+#define logf_(r, ...)                                                                  \
+    do {                                                                               \
+        if (!(r)->options->quiet) pc_log("replica", "info", __VA_ARGS__);              \
+    } while (0)
 
 static int slot_reader(void *ctx, uint64_t loc, pc_transfer_slot_t *out) {
     replica_t *r = ctx;

@@ -47,15 +47,6 @@ int pc__storage_corrupt(const char *file, int line, const char *format, ...) {
     return pc__corrupt(file, line, what);
 }
 
-void pc__storage_log(const char *format, ...) {
-    char line[PC_STORAGE_MESSAGE_MAX];
-    va_list args;
-    va_start(args, format);
-    vsnprintf(line, sizeof line, format, args);
-    va_end(args);
-    pc_log("storage", "info", "%s", line);
-}
-
 void pc__storage_path(const pc_storage_t *storage, const char *name, char *path) {
     PC_ASSERT(strlen(storage->dir) < PC_STORAGE_DIR_MAX);
     int n = snprintf(path, PC_STORAGE_PATH_MAX, "%s/%s", storage->dir, name);

@@ -134,7 +134,7 @@ int pc__storage_corrupt(const char *file, int line, const char *format, ...)
 #define PC_CORRUPTF(...) pc__storage_corrupt(__FILE__, __LINE__, __VA_ARGS__)
 
 /* One informational log line (stderr), prefixed "paycell: storage: ". */
-void pc__storage_log(const char *format, ...) __attribute__((format(printf, 1, 2)));
+#define pc__storage_log(...) pc_log("storage", "info", __VA_ARGS__)
 
 /* Turns a failed system call's errno into a pc_err. ENOSPC/EDQUOT become
  * PC_ENOSPC; anything else fails the storage for good and gives PC_EIO. */
