@@ -52,7 +52,8 @@ typedef unsigned __int128 pc_u128;
     X(PC_ECLUSTER, -21, "message belongs to another cluster")                        \
     X(PC_EADDRESS, -22, "bad address: expected HOST:PORT")                           \
     X(PC_ESTATE, -23, "object is in a failed state after an earlier I/O error")      \
-    X(PC_ENOTREADY, -24, "server not ready")
+    X(PC_ENOTREADY, -24, "server not ready")                                         \
+    X(PC_ENOT_PRIMARY, -25, "not the primary replica: retry at the primary")
 
 typedef enum pc_err {
 #define PC__ERR_ENUM(name, value, text) name = (value),
@@ -290,27 +291,55 @@ const char *pc_operation_name(pc_operation_t op);
  * on connection loss or timeout with the same session and request number, so
  * the server answers a retry from its session table and never applies it
  * twice. It is single-threaded: call it from one thread.
+ *
+ * With several addresses ("A0,A1,A2", address i being replica i, all the
+ * cluster's replicas in index order) the client finds the primary itself: a
+ * replica that is not the primary answers PC_ENOT_PRIMARY with its view in
+ * the reply header's op, and the client resends the same request at replica
+ * (view % address count) at once — without using a retry, but at most
+ * 2 * address count times within one attempt, so replicas that disagree
+ * cannot bounce a request forever. PC_ENOTREADY (a replica recovering or
+ * changing views), a refused or closed connection and a timeout move to the
+ * next address after a short backoff (10 ms doubling up to 1 s; none after
+ * a timeout) and each use one retry. The client stays with the replica that
+ * last served it. With one address none of this applies: PC_ENOT_PRIMARY is
+ * returned as is and PC_ENOTREADY is retried on the same connection.
  * ---------------------------------------------------------------------- */
 typedef struct pc_client pc_client_t;
 
+/* retries_max = PC_CLIENT_RETRIES_NONE: one attempt, no retries (0 in the
+ * struct means "the default", so "none" needs a value of its own). */
+#define PC_CLIENT_RETRIES_NONE UINT32_MAX
+
+/* Every field 0 selects its default, so a zeroed struct is the default. */
 typedef struct pc_client_options {
     uint64_t cluster;            /* cluster id (0 unless formatted otherwise) */
-    uint32_t request_timeout_ms; /* per attempt; default 5,000 */
-    uint32_t retries_max;        /* attempts after the first; default 8 */
+    uint32_t request_timeout_ms; /* per attempt, redirects included; default 5,000 */
+    uint32_t retries_max;        /* attempts after the first; default 8;
+                                    PC_CLIENT_RETRIES_NONE for none */
     uint32_t queue_requests_max; /* submitted but not yet sent; default 64 */
 } pc_client_options_t;
 
-/* Called once per submitted request. status is PC_OK or a negative pc_err.
+/* Called once per submitted request. status is PC_OK or a negative pc_err:
+ * after the retries ran out, the status the cluster last answered
+ * (PC_ENOTREADY, PC_EBUSY, PC_ENOSPC, PC_ENOT_PRIMARY) or PC_ETIMEDOUT when
+ * the last attempt got no answer. Once a create was retried, its outcome is
+ * unknown on any such error: resend the same ids (they are idempotency keys).
  * reply/reply_size: the reply body (create: pc_create_result_t[]; lookups:
  * records), valid only during the call. */
 typedef void (*pc_client_callback_t)(void *user, int status, pc_operation_t operation,
                                      const void *reply, uint32_t reply_size);
 
-/* Connects to "HOST:PORT" (a comma-separated list is accepted; the client
- * uses the first that answers) and registers a session. Blocks until the
- * session is registered. options may be NULL.
- * Errors: PC_EADDRESS, PC_ECONNREFUSED, PC_ETIMEDOUT, PC_ESESSION_EVICTED,
- * PC_ENOMEM. */
+/* Connects to "HOST:PORT", or to a comma-separated list of at most 32
+ * replica addresses in replica index order (it connects to the first that
+ * answers, then finds the primary as described above), and registers a
+ * session. Blocks until the session is registered, within the same bounds as
+ * a request. options may be NULL.
+ * Errors: PC_EADDRESS, PC_EINVAL (options out of range), PC_ECONNREFUSED (no
+ * address answered), PC_ETIMEDOUT, PC_ENOTREADY / PC_EBUSY (the cluster kept
+ * saying so until the retries ran out), PC_ENOT_PRIMARY (one address, and it
+ * is a backup; or, with several, they kept redirecting), PC_ESESSION_EVICTED,
+ * PC_ENOMEM, PC_EIO. */
 int pc_client_open(const char *addresses, const pc_client_options_t *options,
                    pc_client_t **out);
 void pc_client_close(pc_client_t *client);

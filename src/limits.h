@@ -34,6 +34,15 @@
 /* Bytes of one WAL entry body: the grouped request messages. */
 #define PC_PREPARE_BODY_MAX (PC_PREPARE_REQUESTS_MAX * PC_MESSAGE_SIZE_MAX)
 
+/* Replicated units: one VSR prepare carries grouped requests up to this
+ * many bytes (two full batches); the journal ring holds this many prepares
+ * by default. Replica-to-replica frames carry a prepare plus the VSR
+ * message, so they may exceed a client message. */
+#define PC_VSR_PREPARE_BODY_MAX (2u << 20)
+#define PC_JOURNAL_SLOTS_DEFAULT 128u
+#define PC_JOURNAL_SLOTS_MIN 16u
+#define PC_JOURNAL_SLOTS_LIMIT 65536u
+#define PC_REPLICA_MESSAGE_SIZE_MAX (PC_VSR_PREPARE_BODY_MAX + (64u << 10))
 /* Routing: Alipay splits users into 100 buckets. */
 #define PC_BUCKETS 100u
 #define PC_UNITS_MAX 64u

@@ -1,9 +1,13 @@
 /*
  * bench.c — the load generator and its report.
  *
- * Without --addresses it formats a temporary data directory, starts a
- * replica as a child process (the same `paycell` binary, as in production)
- * and stops it afterwards, reporting the replica's peak RSS. Transfers are
+ * Without --addresses it formats temporary data directories, starts one
+ * replica or a unit of three as child processes (the same `paycell` binary,
+ * as in production) and stops them afterwards, reporting the largest peak
+ * RSS. The failover drill (--kill-primary-at S) finds the primary, kills it
+ * with SIGKILL at S seconds into the load, and measures from the kill to the
+ * first commit of a batch submitted after it; the audit at the end then
+ * shows whether any acknowledged transfer was lost. Transfers are
  * generated from one seed: ids are a random 64-bit base plus a sequence
  * number (so repeated runs against one cluster never collide); debit
  * accounts are uniform; credit accounts are uniform, or with probability
@@ -28,9 +32,13 @@
 
 typedef struct bench {
     const pc_bench_options_t *options;
-    char addresses[64];
-    pid_t replica_pid;
-    char data_dir[64];
+    char addresses[256];
+    uint32_t replicas;
+    pid_t replica_pids[3];
+    char data_dirs[3][64];
+    char replica_addresses[3][32];
+    atomic_uint_fast64_t kill_ns;     /* monotonic time of the kill, 0 before */
+    atomic_uint_fast64_t failover_ns; /* first commit of a batch sent after it */
     uint64_t id_base;
     uint64_t batches_total;
     atomic_uint_fast64_t next_batch; /* batch number: index of its latency */
@@ -54,6 +62,7 @@ void pc_bench_defaults(pc_bench_options_t *o) {
     o->seed = 1;
     o->duration_s = 20;
     o->progress = true;
+    o->replicas = 1;
 }
 
 /* ---- the replica we start ourselves ---- */
@@ -68,29 +77,45 @@ static int free_port(void) {
     return rc == PC_OK ? port : -1;
 }
 
-static int start_replica(bench_t *b) {
-    strcpy(b->data_dir, "/tmp/paycell-bench-XXXXXX");
-    if (!mkdtemp(b->data_dir)) return PC_EIO;
+static int start_replicas(bench_t *b) {
     const pc_bench_options_t *o = b->options;
-    pc_storage_info_t info = {
-        .replica_count = 1,
-        .accounts_max = (uint32_t)PC_MAX(o->accounts + o->hot_accounts, PC_ACCOUNTS_MAX_DEFAULT),
-        .transfers_max = PC_MAX(o->transfers + o->transfers / 8, 1000000ull),
-        .pending_max = PC_PENDING_MAX_DEFAULT,
-        .checkpoint_wal_bytes = PC_CHECKPOINT_WAL_BYTES_DEFAULT,
-    };
-    int rc = pc_storage_format(b->data_dir, &info);
-    if (rc != PC_OK) return rc;
-    int port = free_port();
-    if (port < 0) return PC_EIO;
-    snprintf(b->addresses, sizeof b->addresses, "127.0.0.1:%d", port);
-    b->replica_pid = fork();
-    if (b->replica_pid == 0) {
-        execl("/proc/self/exe", "paycell", "replica", "--data", b->data_dir, "--listen",
-              b->addresses, "--quiet", (char *)NULL);
-        _exit(127);
+    b->replicas = o->replicas;
+    for (uint32_t i = 0; i < b->replicas; i++) {
+        strcpy(b->data_dirs[i], "/tmp/paycell-bench-XXXXXX");
+        if (!mkdtemp(b->data_dirs[i])) return PC_EIO;
+        pc_storage_info_t info = {
+            .replica = i,
+            .replica_count = b->replicas,
+            .journal_slots = b->replicas > 1 ? PC_JOURNAL_SLOTS_DEFAULT : 0,
+            .accounts_max =
+                (uint32_t)PC_MAX(o->accounts + o->hot_accounts, PC_ACCOUNTS_MAX_DEFAULT),
+            .transfers_max = PC_MAX(o->transfers + o->transfers / 8, 1000000ull),
+            .pending_max = PC_PENDING_MAX_DEFAULT,
+            .checkpoint_wal_bytes = PC_CHECKPOINT_WAL_BYTES_DEFAULT,
+        };
+        int rc = pc_storage_format(b->data_dirs[i], &info);
+        if (rc != PC_OK) return rc;
+        int port = free_port();
+        if (port < 0) return PC_EIO;
+        snprintf(b->replica_addresses[i], sizeof b->replica_addresses[i], "127.0.0.1:%d", port);
     }
-    return b->replica_pid > 0 ? PC_OK : PC_EIO;
+    snprintf(b->addresses, sizeof b->addresses, "%s%s%s%s%s", b->replica_addresses[0],
+             b->replicas > 1 ? "," : "", b->replicas > 1 ? b->replica_addresses[1] : "",
+             b->replicas > 1 ? "," : "", b->replicas > 1 ? b->replica_addresses[2] : "");
+    for (uint32_t i = 0; i < b->replicas; i++) {
+        b->replica_pids[i] = fork();
+        if (b->replica_pids[i] == 0) {
+            if (b->replicas == 1)
+                execl("/proc/self/exe", "paycell", "replica", "--data", b->data_dirs[i],
+                      "--listen", b->addresses, "--quiet", (char *)NULL);
+            else
+                execl("/proc/self/exe", "paycell", "replica", "--data", b->data_dirs[i],
+                      "--addresses", b->addresses, "--quiet", (char *)NULL);
+            _exit(127);
+        }
+        if (b->replica_pids[i] < 0) return PC_EIO;
+    }
+    return PC_OK;
 }
 
 static double replica_rss_mib(pid_t pid) {
@@ -104,20 +129,37 @@ static double replica_rss_mib(pid_t pid) {
     return mib;
 }
 
-static void stop_replica(bench_t *b) {
-    if (b->replica_pid <= 0) return;
-    kill(b->replica_pid, SIGTERM);
-    waitpid(b->replica_pid, NULL, 0);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", b->data_dir);
-    if (system(cmd) != 0) fprintf(stderr, "bench: could not remove %s\n", b->data_dir);
+static void stop_replicas(bench_t *b) {
+    for (uint32_t i = 0; i < b->replicas; i++) {
+        if (b->replica_pids[i] > 0) {
+            kill(b->replica_pids[i], SIGTERM);
+            waitpid(b->replica_pids[i], NULL, 0);
+        }
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", b->data_dirs[i]);
+        if (system(cmd) != 0) fprintf(stderr, "bench: could not remove %s\n", b->data_dirs[i]);
+    }
+}
+
+/* Which replica is the primary: the one that answers a register with a
+ * session rather than "not the primary". -1 if none does. */
+static int find_primary(bench_t *b) {
+    for (uint32_t i = 0; i < b->replicas; i++) {
+        pc_client_t *c = NULL;
+        pc_client_options_t options = {.request_timeout_ms = 500, .retries_max = 1};
+        if (pc_client_open(b->replica_addresses[i], &options, &c) == PC_OK) {
+            pc_client_close(c);
+            return (int)i;
+        }
+    }
+    return -1;
 }
 
 /* Opens a client, retrying while a freshly started replica recovers. */
 static int open_client(const char *addresses, pc_client_t **out) {
     int rc = PC_ECONNREFUSED;
     for (int attempt = 0; attempt < 200; attempt++) {
-        pc_client_options_t options = {.request_timeout_ms = 30000, .retries_max = 4};
+        pc_client_options_t options = {.request_timeout_ms = 30000, .retries_max = 100};
         rc = pc_client_open(addresses, &options, out);
         if (rc != PC_ECONNREFUSED) return rc;
         usleep(50 * 1000);
@@ -220,6 +262,11 @@ static void *worker_main(void *arg) {
         uint64_t t1 = pc_time_monotonic_ns();
         if (rc != PC_OK) break;
         b->latencies_ms[k] = (double)(t1 - t0) / 1e6;
+        uint64_t killed = atomic_load(&b->kill_ns);
+        if (killed != 0 && t0 > killed) {
+            uint_fast64_t none = 0;
+            atomic_compare_exchange_strong(&b->failover_ns, &none, t1);
+        }
         pc_u128 amount = 0;
         for (uint32_t i = 0, f = 0; i < n; i++) {
             if (f < failed && results[f].index == i) {
@@ -300,9 +347,25 @@ static int run_load(bench_t *b, pc_bench_report_t *report) {
         pthread_create(&threads[i], NULL, worker_main, &workers[i]);
     }
     uint64_t last_print = 0;
+    report->killed_replica = -1;
     while (atomic_load(&b->workers_active) > 0) {
         usleep(20000);
         uint64_t now = pc_time_monotonic_ns();
+        if (o->kill_primary_at_s > 0 && report->killed_replica < 0 &&
+            now - b->start_ns >= (uint64_t)(o->kill_primary_at_s * 1e9)) {
+            int primary = find_primary(b);
+            if (primary < 0) {
+                fprintf(stderr, "bench: no primary found to kill\n");
+                report->killed_replica = -2;
+            } else {
+                kill(b->replica_pids[primary], SIGKILL);
+                waitpid(b->replica_pids[primary], NULL, 0);
+                b->replica_pids[primary] = -1;
+                atomic_store(&b->kill_ns, pc_time_monotonic_ns());
+                report->killed_replica = primary;
+                if (o->progress) fprintf(stderr, "\nbench: killed the primary (replica %d)\n", primary);
+            }
+        }
         if (o->progress && now - last_print > 1000000000ull) {
             progress(b, false);
             last_print = now;
@@ -311,6 +374,9 @@ static int run_load(bench_t *b, pc_bench_report_t *report) {
     for (uint32_t i = 0; i < clients; i++) pthread_join(threads[i], NULL);
     if (o->progress) progress(b, true);
     report->seconds = (double)(pc_time_monotonic_ns() - b->start_ns) / 1e9;
+    report->failover_ms = -1;
+    uint64_t killed = atomic_load(&b->kill_ns), recovered = atomic_load(&b->failover_ns);
+    if (killed && recovered) report->failover_ms = (double)(recovered - killed) / 1e6;
     return atomic_load(&b->error);
 }
 
@@ -341,7 +407,9 @@ static void summarize(bench_t *b, pc_bench_report_t *report) {
 int pc_bench_run(const pc_bench_options_t *o, pc_bench_report_t *report) {
     memset(report, 0, sizeof *report);
     if (o->accounts < 2 || o->transfers == 0 || o->batch == 0 || o->batch > PC_BATCH_EVENTS_MAX ||
-        o->clients == 0 || o->clients > 64 || o->hot_share < 0 || o->hot_share > 1)
+        o->clients == 0 || o->clients > 64 || o->hot_share < 0 || o->hot_share > 1 ||
+        (o->replicas != 1 && o->replicas != 3) ||
+        (o->kill_primary_at_s > 0 && (o->replicas != 3 || o->addresses)))
         return PC_EINVAL;
     bench_t *b = calloc(1, sizeof *b);
     if (!b) return PC_ENOMEM;
@@ -355,23 +423,26 @@ int pc_bench_run(const pc_bench_options_t *o, pc_bench_report_t *report) {
     b->id_base = pc_prng_next(&prng) | 1;
     int rc = b->latencies_ms && b->amounts ? PC_OK : PC_ENOMEM;
     if (rc == PC_OK && o->addresses) snprintf(b->addresses, sizeof b->addresses, "%s", o->addresses);
-    else if (rc == PC_OK) rc = start_replica(b);
+    else if (rc == PC_OK) rc = start_replicas(b);
     pc_client_t *client = NULL;
     if (rc == PC_OK) rc = open_client(b->addresses, &client);
     if (rc == PC_OK) rc = create_accounts(b, client);
     if (rc == PC_OK) rc = run_load(b, report);
     if (rc == PC_OK) {
         summarize(b, report);
-        report->rss_mib = b->replica_pid > 0 ? replica_rss_mib(b->replica_pid) : -1;
+        report->rss_mib = -1;
+        for (uint32_t i = 0; i < b->replicas; i++)
+            if (b->replica_pids[i] > 0)
+                report->rss_mib = PC_MAX(report->rss_mib, replica_rss_mib(b->replica_pids[i]));
         /* Against a shared cluster other traffic moves balances too, so only
          * a private replica can check totals against what we sent. */
         rc = audit(b, client, report);
-        if (rc == PC_OK && b->replica_pid > 0)
+        if (rc == PC_OK && b->replicas > 0)
             report->audit_equal = report->audit_equal &&
                                   report->audit_debits == report->amount_acknowledged;
     }
     if (client) pc_client_close(client);
-    stop_replica(b);
+    stop_replicas(b);
     free(b->latencies_ms);
     free(b->amounts);
     free(b);
@@ -386,14 +457,21 @@ void pc_bench_print_summary(FILE *out, const pc_bench_report_t *r, bool json) {
         fprintf(out, "{\"transfers\":%llu,\"failed\":%llu,\"seconds\":%.3f,"
                      "\"transfers_per_s\":%.0f,\"batch_p50_ms\":%.2f,\"batch_p99_ms\":%.2f,"
                      "\"batch_p100_ms\":%.2f,\"rss_mib\":%.0f,\"audit_debits\":\"%s\","
-                     "\"audit_credits\":\"%s\",\"audit_equal\":%s}\n",
+                     "\"audit_credits\":\"%s\",\"audit_equal\":%s,\"killed_replica\":%d,"
+                     "\"failover_ms\":%.1f}\n",
                 (unsigned long long)r->transfers, (unsigned long long)r->transfers_failed,
                 r->seconds, r->transfers_per_s, r->batch_p50_ms, r->batch_p99_ms,
-                r->batch_p100_ms, r->rss_mib, debits, credits, r->audit_equal ? "true" : "false");
+                r->batch_p100_ms, r->rss_mib, debits, credits, r->audit_equal ? "true" : "false",
+                r->killed_replica, r->failover_ms);
         return;
     }
     fprintf(out, "transfers=%llu seconds=%.2f transfers_per_s=%.0f batch_p50_ms=%.1f "
                  "batch_p99_ms=%.1f batch_p100_ms=%.1f rss_mib=%.0f\n",
             (unsigned long long)r->transfers, r->seconds, r->transfers_per_s, r->batch_p50_ms,
             r->batch_p99_ms, r->batch_p100_ms, r->rss_mib);
+    if (r->killed_replica >= 0)
+        fprintf(out, "failover: killed primary replica %d, first commit of a new batch %.0f ms "
+                     "after the kill; acknowledged transfers %s\n",
+                r->killed_replica, r->failover_ms,
+                r->audit_equal ? "all present (audit equal)" : "NOT all present (audit failed)");
 }

@@ -18,7 +18,9 @@ typedef enum pc_bench_shape {
 } pc_bench_shape_t;
 
 typedef struct pc_bench_options {
-    const char *addresses;      /* NULL: format a temp dir and start a replica */
+    const char *addresses;      /* NULL: format temp dirs and start the replicas */
+    uint32_t replicas;          /* replicas we start: 1 (default) or 3 (a unit) */
+    double kill_primary_at_s;   /* > 0: kill -9 the primary then (failover drill) */
     uint64_t accounts;          /* default 10,000 */
     uint64_t transfers;         /* default 10,000,000 */
     uint32_t batch;             /* default 8,189 */
@@ -38,7 +40,9 @@ typedef struct pc_bench_report {
     double seconds;
     double transfers_per_s;
     double batch_p50_ms, batch_p99_ms, batch_p100_ms;
-    double rss_mib;              /* replica peak RSS (VmHWM), -1 if not ours */
+    double rss_mib;              /* largest replica peak RSS (VmHWM), -1 if not ours */
+    int killed_replica;          /* failover drill: the primary killed, else -1 */
+    double failover_ms;          /* kill to the first commit of a batch sent after it */
     double peak_per_s;           /* best one-second window */
     uint32_t per_second_count;
     uint64_t per_second[600];    /* transfers acknowledged in each second */

@@ -11,14 +11,16 @@
 #include "cli.h"
 
 int cli_bench(int argc, char **argv) {
-    static const char *const values[] = {"addresses", "accounts", "transfers", "batch",
-                                         "clients", "hot-accounts", "hot-share", "seed", NULL};
+    static const char *const values[] = {"addresses", "accounts",        "transfers",
+                                         "batch",     "clients",         "hot-accounts",
+                                         "hot-share", "seed",            "replicas",
+                                         "kill-primary-at",              NULL};
     static const char *const bools[] = {"json", "quiet", NULL};
     cli_args_t args;
     if (!cli_parse(argc, argv, values, bools, &args)) return CLI_EXIT_ERROR;
     pc_bench_options_t o;
     pc_bench_defaults(&o);
-    uint64_t batch = o.batch, clients = o.clients, hot = 0;
+    uint64_t batch = o.batch, clients = o.clients, hot = 0, replicas = o.replicas;
     o.addresses = cli_get(&args, "addresses");
     if (!cli_get_u64(&args, "accounts", false, PC_ACCOUNTS_MAX_LIMIT / 2, &o.accounts) ||
         !cli_get_u64(&args, "transfers", false, PC_TRANSFERS_MAX_LIMIT / 2, &o.transfers) ||
@@ -26,8 +28,16 @@ int cli_bench(int argc, char **argv) {
         !cli_get_u64(&args, "clients", false, 64, &clients) ||
         !cli_get_u64(&args, "hot-accounts", false, 1000000, &hot) ||
         !cli_get_double(&args, "hot-share", &o.hot_share) ||
-        !cli_get_u64(&args, "seed", false, UINT64_MAX, &o.seed))
+        !cli_get_u64(&args, "seed", false, UINT64_MAX, &o.seed) ||
+        !cli_get_u64(&args, "replicas", false, 3, &replicas) ||
+        !cli_get_double(&args, "kill-primary-at", &o.kill_primary_at_s))
         return CLI_EXIT_ERROR;
+    o.replicas = (uint32_t)replicas;
+    if (o.replicas != 1 && o.replicas != 3)
+        return cli_usage_error("bench: --replicas is 1 or 3"), CLI_EXIT_ERROR;
+    if (o.kill_primary_at_s > 0 && (o.replicas != 3 || o.addresses))
+        return cli_usage_error("bench: --kill-primary-at needs --replicas 3 (and no --addresses)"),
+               CLI_EXIT_ERROR;
     o.batch = (uint32_t)batch;
     o.clients = (uint32_t)clients;
     o.hot_accounts = (uint32_t)hot;

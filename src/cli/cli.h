@@ -53,6 +53,7 @@ void cli_print_result(FILE *out, const char *kind, pc_u128 id, const char *resul
 /* Subcommands. Each returns the process exit status. */
 int cli_format(int argc, char **argv);
 int cli_replica(int argc, char **argv);
+int cli_inspect(int argc, char **argv);
 int cli_account(int argc, char **argv);
 int cli_transfer(int argc, char **argv);
 int cli_lookup(int argc, char **argv);

@@ -36,26 +36,42 @@ static int server_error(int rc) {
 }
 
 int cli_format(int argc, char **argv) {
-    static const char *const values[] = {"data", "cluster", "accounts-max", "transfers-max",
-                                         "pending-max", "checkpoint-mib", NULL};
+    static const char *const values[] = {"data",          "cluster",       "accounts-max",
+                                         "transfers-max", "pending-max",   "checkpoint-mib",
+                                         "unit",          "replica",       "replica-count",
+                                         "journal-slots", NULL};
     static const char *const bools[] = {"json", NULL};
     cli_args_t args;
     if (!cli_parse(argc, argv, values, bools, &args)) return CLI_EXIT_ERROR;
     const char *dir = cli_get(&args, "data");
     if (!dir) return cli_usage_error("format: --data DIR is required"), CLI_EXIT_ERROR;
     uint64_t cluster = 0, accounts = PC_ACCOUNTS_MAX_DEFAULT, transfers = PC_TRANSFERS_MAX_DEFAULT,
-             pending = PC_PENDING_MAX_DEFAULT, ckpt_mib = PC_CHECKPOINT_WAL_BYTES_DEFAULT >> 20;
+             pending = PC_PENDING_MAX_DEFAULT, ckpt_mib = PC_CHECKPOINT_WAL_BYTES_DEFAULT >> 20,
+             unit = 0, replica = 0, replica_count = 1, journal_slots = PC_JOURNAL_SLOTS_DEFAULT;
     if (!cli_get_u64(&args, "cluster", false, UINT64_MAX, &cluster) ||
         !cli_get_u64(&args, "accounts-max", false, PC_ACCOUNTS_MAX_LIMIT, &accounts) ||
         !cli_get_u64(&args, "transfers-max", false, PC_TRANSFERS_MAX_LIMIT, &transfers) ||
         !cli_get_u64(&args, "pending-max", false, PC_ACCOUNTS_MAX_LIMIT, &pending) ||
-        !cli_get_u64(&args, "checkpoint-mib", false, 1u << 20, &ckpt_mib))
+        !cli_get_u64(&args, "checkpoint-mib", false, 1u << 20, &ckpt_mib) ||
+        !cli_get_u64(&args, "unit", false, PC_UNITS_MAX - 1, &unit) ||
+        !cli_get_u64(&args, "replica", false, PC_REPLICAS_PER_UNIT - 1, &replica) ||
+        !cli_get_u64(&args, "replica-count", false, PC_REPLICAS_PER_UNIT, &replica_count) ||
+        !cli_get_u64(&args, "journal-slots", false, PC_JOURNAL_SLOTS_LIMIT, &journal_slots))
         return CLI_EXIT_ERROR;
+    if (replica_count != 1 && replica_count != PC_REPLICAS_PER_UNIT)
+        return cli_usage_error("format: --replica-count is 1 or 3"), CLI_EXIT_ERROR;
+    if (replica >= replica_count)
+        return cli_usage_error("format: --replica must be below --replica-count"), CLI_EXIT_ERROR;
+    if (replica_count > 1 && journal_slots < PC_JOURNAL_SLOTS_MIN)
+        return cli_usage_error("format: --journal-slots must be at least 16"), CLI_EXIT_ERROR;
     if (accounts == 0 || transfers == 0 || pending == 0 || ckpt_mib == 0)
         return cli_usage_error("format: limits must be positive"), CLI_EXIT_ERROR;
     pc_storage_info_t info = {
         .cluster = cluster,
-        .replica_count = 1,
+        .unit = (uint32_t)unit,
+        .replica = (uint32_t)replica,
+        .replica_count = (uint32_t)replica_count,
+        .journal_slots = replica_count > 1 ? (uint32_t)journal_slots : 0,
         .accounts_max = (uint32_t)accounts,
         .transfers_max = transfers,
         .pending_max = (uint32_t)pending,
@@ -79,7 +95,7 @@ int cli_format(int argc, char **argv) {
 }
 
 int cli_replica(int argc, char **argv) {
-    static const char *const values[] = {"data", "listen", NULL};
+    static const char *const values[] = {"data", "listen", "addresses", NULL};
     static const char *const bools[] = {"quiet", "json", NULL};
     cli_args_t args;
     if (!cli_parse(argc, argv, values, bools, &args)) return CLI_EXIT_ERROR;
@@ -87,12 +103,47 @@ int cli_replica(int argc, char **argv) {
     pc_replica_options_t options = {
         .data_dir = cli_get(&args, "data"),
         .listen = cli_get(&args, "listen"),
+        .addresses = cli_get(&args, "addresses"),
         .quiet = cli_has(&args, "quiet"),
     };
-    if (!options.data_dir || !options.listen)
-        return cli_usage_error("replica: --data DIR and --listen HOST:PORT are required"),
+    if (!options.data_dir || (!options.listen == !options.addresses))
+        return cli_usage_error("replica: --data DIR and either --listen HOST:PORT (one "
+                               "replica) or --addresses A0,A1,A2 (a unit of three)"),
                CLI_EXIT_ERROR;
     return pc_replica_run(&options) == PC_OK ? CLI_EXIT_OK : CLI_EXIT_ERROR;
+}
+
+int cli_inspect(int argc, char **argv) {
+    static const char *const values[] = {"data", "ids", NULL};
+    static const char *const bools[] = {"json", NULL};
+    cli_args_t args;
+    if (!cli_parse(argc, argv, values, bools, &args)) return CLI_EXIT_ERROR;
+    const char *dir = cli_get(&args, "data");
+    if (!dir) return cli_usage_error("inspect: --data DIR is required"), CLI_EXIT_ERROR;
+    pc_replica_inspection_t in;
+    int rc = pc_replica_inspect(dir, cli_get(&args, "ids"), &in);
+    if (rc != PC_OK) {
+        fprintf(stderr, "paycell: inspect %s: %s (%s)\n", dir, pc_strerror(rc), pc_err_name(rc));
+        return CLI_EXIT_ERROR;
+    }
+    char sum[48];
+    pc_u128_format(in.state_checksum, sum);
+    if (cli_has(&args, "json"))
+        printf("{\"data\":\"%s\",\"unit\":%u,\"replica\":%u,\"replica_count\":%u,"
+               "\"op\":%llu,\"state_checksum\":\"%s\",\"accounts\":%u,\"transfers\":%llu,"
+               "\"ids_checked\":%llu,\"ids_missing\":%llu}\n",
+               dir, in.unit, in.replica, in.replica_count, (unsigned long long)in.op, sum,
+               in.accounts, (unsigned long long)in.transfers,
+               (unsigned long long)in.ids_checked, (unsigned long long)in.ids_missing);
+    else
+        printf("%s: unit %u replica %u of %u, op %llu, state checksum %s, %u accounts, "
+               "%llu transfers%s",
+               dir, in.unit, in.replica, in.replica_count, (unsigned long long)in.op, sum,
+               in.accounts, (unsigned long long)in.transfers, cli_get(&args, "ids") ? "" : "\n");
+    if (!cli_has(&args, "json") && cli_get(&args, "ids"))
+        printf(", %llu of %llu ids missing\n", (unsigned long long)in.ids_missing,
+               (unsigned long long)in.ids_checked);
+    return in.ids_missing == 0 ? CLI_EXIT_OK : CLI_EXIT_RESULT;
 }
 
 /* Exit status of a create: 0 for created/exists, 1 for any other result. */

@@ -12,7 +12,10 @@ static void usage(FILE *out) {
           "\n"
           "  paycell format --data DIR [--cluster N] [--accounts-max N] [--transfers-max N]\n"
           "                 [--pending-max N] [--checkpoint-mib N]\n"
+          "                 [--unit U --replica R --replica-count 3 [--journal-slots N]]\n"
           "  paycell replica --data DIR --listen HOST:PORT [--quiet] [--json]\n"
+          "  paycell replica --data DIR --addresses A0,A1,A2 [--quiet] [--json]\n"
+          "  paycell inspect --data DIR [--ids FILE] [--json]   (a stopped replica's state)\n"
           "  paycell account create --addresses A --id N --ledger L --code C [--flags f1,f2]\n"
           "                 [--user-data-128 N] [--user-data-64 N] [--user-data-32 N]\n"
           "  paycell transfer --addresses A --id N --debit ACCOUNT --credit ACCOUNT --amount N\n"
@@ -24,6 +27,7 @@ static void usage(FILE *out) {
           "                 [--credits] [--timestamp-min NS] [--timestamp-max NS]\n"
           "  paycell bench [--addresses A] [--accounts N] [--transfers N] [--batch N]\n"
           "                 [--clients N] [--hot-accounts N --hot-share P] [--seed N] [--json]\n"
+          "                 [--replicas 1|3] [--kill-primary-at SECONDS]\n"
           "  paycell demo [--duration S] [--json]\n"
           "  paycell sim [--seed S | --seeds N] [--ticks N] [--verbose] [--bug NAME]\n"
           "\n"
@@ -42,6 +46,7 @@ int main(int argc, char **argv) {
     char **rest = argv + 2;
     if (strcmp(cmd, "format") == 0) return cli_format(rest_argc, rest);
     if (strcmp(cmd, "replica") == 0) return cli_replica(rest_argc, rest);
+    if (strcmp(cmd, "inspect") == 0) return cli_inspect(rest_argc, rest);
     if (strcmp(cmd, "account") == 0) return cli_account(rest_argc, rest);
     if (strcmp(cmd, "transfer") == 0) return cli_transfer(rest_argc, rest);
     if (strcmp(cmd, "lookup") == 0) return cli_lookup(rest_argc, rest);

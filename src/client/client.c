@@ -10,6 +10,19 @@
  * session table instead of applying it twice. That is why only one request is
  * in flight: the server's session table remembers one reply per session.
  *
+ * The addresses are the cluster's replicas in index order, and only the
+ * primary serves requests. A backup answers PC_ENOT_PRIMARY with its view in
+ * the reply's op field; the primary of that view is replica view % count, so
+ * the client closes the connection and sends the same bytes there at once.
+ * Such a redirect is not a failure: it costs no retry and no backoff, but it
+ * stays within the attempt's deadline and at most REDIRECTS_PER_ADDRESS *
+ * count of them happen per attempt, so replicas that disagree about the view
+ * cannot bounce a request between them forever. A replica that is recovering
+ * or changing views answers PC_ENOTREADY; that, like a refused or lost
+ * connection, moves to the next address after a backoff and uses a retry.
+ * The client stays where it was last served, so once the primary is found
+ * every later request goes straight to it.
+ *
  * Memory is fixed at open: the reader, the writer and a pool of
  * queue_requests_max + 1 request slots. A slot's message buffer is allocated
  * the first time the slot is used and then reused, so a steady stream of
@@ -37,7 +50,10 @@
 #define CLIENT_RETRIES_DEFAULT 8u
 #define CLIENT_QUEUE_REQUESTS_DEFAULT 64u
 #define CLIENT_BACKOFF_MS_MIN 10u
-#define CLIENT_BACKOFF_MS_MAX 1000u
+#define CLIENT_BACKOFF_MS_MAX 200u
+/* Redirects allowed per attempt, per address: two rounds of the cluster are
+ * enough to follow a view change that happens while we chase it. */
+#define REDIRECTS_PER_ADDRESS 2u
 #define NS_PER_MS 1000000ull
 
 typedef struct request {
@@ -60,7 +76,7 @@ struct pc_client {
     char *addresses_text; /* owned copy, split in place */
     const char *addresses[CLIENT_ADDRESSES_MAX];
     uint32_t addresses_count;
-    uint32_t address_index;
+    uint32_t address_index; /* where the next attempt goes: the last replica that served */
     pc_u128 id;
     uint64_t session;
     uint64_t request_last;
@@ -75,6 +91,8 @@ struct pc_client {
     request_t *inflight;
     state_t state;
     uint32_t attempts_failed;
+    uint32_t redirects; /* PC_ENOT_PRIMARY redirects followed in this attempt */
+    uint32_t connects;  /* connections started, so a reader loop sees a switch */
     uint32_t backoff_ms;
     uint64_t deadline_ns;
     int evicted;        /* sticky PC_ESESSION_EVICTED once the server says so */
@@ -96,13 +114,18 @@ static int options_apply(const pc_client_options_t *in, pc_client_options_t *out
     PC_ASSERT(out != NULL);
     memset(out, 0, sizeof(*out));
     if (in != NULL) *out = *in;
-    /* Zero selects the default, so a zeroed options struct is the default. */
+    /* Zero selects the default, so a zeroed options struct is the default;
+     * "no retries" therefore has its own value. */
     if (out->request_timeout_ms == 0) out->request_timeout_ms = CLIENT_TIMEOUT_MS_DEFAULT;
-    if (out->retries_max == 0) out->retries_max = CLIENT_RETRIES_DEFAULT;
+    if (out->retries_max == 0) {
+        out->retries_max = CLIENT_RETRIES_DEFAULT;
+    } else if (out->retries_max == PC_CLIENT_RETRIES_NONE) {
+        out->retries_max = 0;
+    }
     if (out->queue_requests_max == 0) out->queue_requests_max = CLIENT_QUEUE_REQUESTS_DEFAULT;
     if (out->queue_requests_max > CLIENT_QUEUE_REQUESTS_LIMIT) return PC_EINVAL;
     if (out->request_timeout_ms > INT32_MAX / 2) return PC_EINVAL;
-    PC_ASSERT(out->retries_max > 0 && out->queue_requests_max > 0);
+    PC_ASSERT(out->retries_max < PC_CLIENT_RETRIES_NONE && out->queue_requests_max > 0);
     return PC_OK;
 }
 
@@ -218,23 +241,40 @@ static bool status_is_busy(int status) {
     return status == PC_EBUSY || status == PC_ENOSPC || status == PC_ENOTREADY;
 }
 
-/* One attempt failed with status. A busy server keeps the connection and is
- * asked again after a backoff; a timeout or a broken connection closes it and
- * moves to the next address — at once after a timeout (the wait already
- * happened), after a backoff otherwise (a refusing server must not burn the
- * retries in microseconds). Past retries_max the request fails: with the
- * busy status if the server kept saying so, else PC_ETIMEDOUT. */
+/* A busy primary is asked again on the same connection: it is the right
+ * replica, just full for now. A replica that is not ready (recovering, or in
+ * a view change after which the primary may be another) is left for the next
+ * address, when there is one. */
+static bool status_keeps_connection(const pc_client_t *client, int status) {
+    PC_ASSERT(client->addresses_count > 0);
+    PC_ASSERT(status < 0);
+    if (status == PC_EBUSY || status == PC_ENOSPC) return true;
+    return status == PC_ENOTREADY && client->addresses_count == 1;
+}
+
+/* Statuses a replica answered with. When the retries run out the request
+ * fails with the last of these, which says what the cluster was doing;
+ * anything else (refused, closed, silent) fails as PC_ETIMEDOUT. */
+static bool status_is_answer(int status) {
+    return status_is_busy(status) || status == PC_ENOT_PRIMARY;
+}
+
+/* One attempt failed with status. A busy primary keeps the connection and is
+ * asked again after a backoff; anything else closes it and moves to the next
+ * address — at once after a timeout (the wait already happened), after a
+ * backoff otherwise (a refusing server must not burn the retries in
+ * microseconds). Past retries_max the request fails: with the replica's
+ * answer if the last attempt got one, else PC_ETIMEDOUT. */
 static void attempt_failed(pc_client_t *client, uint64_t now_ns, int status) {
     PC_ASSERT(client->inflight != NULL);
     PC_ASSERT(status < 0);
-    bool busy = status_is_busy(status);
-    if (!busy) {
+    if (!status_keeps_connection(client, status)) {
         connection_close(client);
         client->address_index = (client->address_index + 1) % client->addresses_count;
     }
     client->attempts_failed++;
     if (client->attempts_failed > client->options.retries_max) {
-        request_complete(client, busy ? status : PC_ETIMEDOUT, NULL, 0);
+        request_complete(client, status_is_answer(status) ? status : PC_ETIMEDOUT, NULL, 0);
         return;
     }
     client->state = STATE_WAIT;
@@ -261,13 +301,14 @@ static void attempt_send(pc_client_t *client, uint64_t now_ns) {
     if (rc < 0) attempt_failed(client, now_ns, rc);
 }
 
-/* An attempt has one deadline covering connect, send and reply. */
-static void attempt_start(pc_client_t *client, uint64_t now_ns) {
+/* Connects to the current address unless connected, then sends, under the
+ * deadline the attempt already has (a redirect comes here too). */
+static void attempt_connect(pc_client_t *client, uint64_t now_ns) {
     PC_ASSERT(client->inflight != NULL);
-    PC_ASSERT(client->state == STATE_IDLE || client->state == STATE_WAIT);
-    client->deadline_ns = now_ns + (uint64_t)client->options.request_timeout_ms * NS_PER_MS;
+    PC_ASSERT(client->deadline_ns > now_ns || client->fd < 0);
     if (client->fd < 0) {
         int fd = -1;
+        client->connects++;
         int rc = pc_net_connect_start(client->addresses[client->address_index], &fd);
         if (rc < 0) {
             attempt_failed(client, now_ns, rc);
@@ -280,6 +321,41 @@ static void attempt_start(pc_client_t *client, uint64_t now_ns) {
         }
     }
     attempt_send(client, now_ns);
+}
+
+/* An attempt has one deadline covering connect, send, reply and the
+ * redirects between them, and its own budget of redirects. */
+static void attempt_start(pc_client_t *client, uint64_t now_ns) {
+    PC_ASSERT(client->inflight != NULL);
+    PC_ASSERT(client->state == STATE_IDLE || client->state == STATE_WAIT);
+    client->deadline_ns = now_ns + (uint64_t)client->options.request_timeout_ms * NS_PER_MS;
+    client->redirects = 0;
+    attempt_connect(client, now_ns);
+}
+
+/* A backup named its view; the primary of that view is replica view % count.
+ * Going there is no failure (the request was refused, not lost), so it costs
+ * no retry and no backoff, and keeps the attempt's deadline. A redirect to
+ * the replica that sent it, or one past the bound, means the replicas
+ * disagree about the view: that is a failed attempt, like a refusal. With a
+ * single address there is nowhere to go, and the error is the caller's. */
+static void attempt_redirect(pc_client_t *client, uint64_t now_ns, uint64_t view) {
+    PC_ASSERT(client->inflight != NULL && client->fd >= 0);
+    PC_ASSERT(client->redirects <= REDIRECTS_PER_ADDRESS * client->addresses_count);
+    uint32_t target = (uint32_t)(view % client->addresses_count);
+    if (client->addresses_count == 1) {
+        request_complete(client, PC_ENOT_PRIMARY, NULL, 0);
+        return;
+    }
+    if (target == client->address_index ||
+        client->redirects == REDIRECTS_PER_ADDRESS * client->addresses_count) {
+        attempt_failed(client, now_ns, PC_ENOT_PRIMARY);
+        return;
+    }
+    client->redirects++;
+    connection_close(client);
+    client->address_index = target;
+    attempt_connect(client, now_ns);
 }
 
 /* Moves the state machine along the clock: starts the next queued request,
@@ -347,6 +423,10 @@ static void reply_handle(pc_client_t *client, const pc_header_t *reply, const vo
     /* Anything else is a late answer to an attempt we gave up on. */
     if (!reply_matches(client, reply)) return;
     int status = reply->status;
+    if (status == PC_ENOT_PRIMARY) {
+        attempt_redirect(client, now_ns, reply->op);
+        return;
+    }
     if (status_is_busy(status)) {
         attempt_failed(client, now_ns, status);
         return;
@@ -373,7 +453,10 @@ static void reply_handle(pc_client_t *client, const pc_header_t *reply, const vo
 static void on_readable(pc_client_t *client, uint64_t now_ns) {
     PC_ASSERT(client->fd >= 0 && client->state == STATE_SENT);
     int rc = pc_reader_fill(&client->reader, client->fd);
-    for (uint32_t i = 0; rc >= 0 && client->fd >= 0; i++) {
+    /* A reply may close this connection or, by a redirect, open another:
+     * either way the rest of this buffer is gone. */
+    uint32_t connects = client->connects;
+    for (uint32_t i = 0; rc >= 0 && client->fd >= 0 && client->connects == connects; i++) {
         PC_ASSERT(i <= PC_MESSAGE_SIZE_MAX / PC_HEADER_SIZE);
         const pc_header_t *header = NULL;
         const void *body = NULL;

@@ -21,7 +21,6 @@
 
 /* Alignment of returned headers: that of pc_header_t (its u128 fields). */
 #define FRAME_ALIGN 16u
-#define READER_CAP PC_MESSAGE_SIZE_MAX
 
 PC_STATIC_ASSERT(_Alignof(pc_header_t) <= FRAME_ALIGN, "frames are aligned for headers");
 PC_STATIC_ASSERT(PC_HEADER_SIZE % FRAME_ALIGN == 0, "bodies are aligned like headers");
@@ -29,9 +28,23 @@ PC_STATIC_ASSERT(PC_HEADER_SIZE % FRAME_ALIGN == 0, "bodies are aligned like hea
 int pc_reader_init(pc_reader_t *reader) {
     PC_ASSERT(reader != NULL);
     memset(reader, 0, sizeof(*reader));
-    reader->buf = aligned_alloc(64, READER_CAP);
+    reader->buf = aligned_alloc(64, PC_MESSAGE_SIZE_MAX);
     if (reader->buf == NULL) return PC_ENOMEM;
+    reader->cap = PC_MESSAGE_SIZE_MAX;
     PC_ASSERT((uintptr_t)reader->buf % FRAME_ALIGN == 0);
+    return PC_OK;
+}
+
+int pc_reader_grow(pc_reader_t *reader, uint32_t cap) {
+    PC_ASSERT(reader->buf != NULL);
+    PC_ASSERT(cap <= PC_REPLICA_MESSAGE_SIZE_MAX && cap % 64 == 0);
+    if (cap <= reader->cap) return PC_OK;
+    uint8_t *buf = aligned_alloc(64, cap);
+    if (buf == NULL) return PC_ENOMEM;
+    memcpy(buf, reader->buf, reader->head + reader->len);
+    free(reader->buf);
+    reader->buf = buf;
+    reader->cap = cap;
     return PC_OK;
 }
 
@@ -58,25 +71,25 @@ static void reader_drop_taken(pc_reader_t *reader) {
     }
     /* An empty buffer rewinds for free. */
     if (reader->len == 0) reader->head = 0;
-    PC_ASSERT(reader->head + reader->len <= READER_CAP);
+    PC_ASSERT(reader->head + reader->len <= reader->cap);
 }
 
 /* Makes room before a read. Compacting costs a copy of the unconsumed bytes,
  * so it is done only when the message being assembled cannot be completed in
  * place, or when at least half the buffer is consumed bytes: either way each
- * byte is moved O(1) times over its life. After this, len < READER_CAP
+ * byte is moved O(1) times over its life. After this, len < reader->cap
  * guarantees free space at the tail. */
 static void reader_make_room(pc_reader_t *reader) {
     reader_drop_taken(reader);
     if (reader->head == 0) return;
     uint32_t want = reader->need > 0 ? reader->need : PC_HEADER_SIZE;
     uint32_t missing = want > reader->len ? want - reader->len : 1;
-    uint32_t free_tail = READER_CAP - reader->head - reader->len;
-    if (reader->head >= READER_CAP / 2 || free_tail < missing) {
+    uint32_t free_tail = reader->cap - reader->head - reader->len;
+    if (reader->head >= reader->cap / 2 || free_tail < missing) {
         memmove(reader->buf, reader->buf + reader->head, reader->len);
         reader->head = 0;
     }
-    PC_ASSERT(reader->need == 0 || reader->need <= READER_CAP - reader->head);
+    PC_ASSERT(reader->need == 0 || reader->need <= reader->cap - reader->head);
 }
 
 int pc_reader_fill(pc_reader_t *reader, int fd) {
@@ -84,7 +97,7 @@ int pc_reader_fill(pc_reader_t *reader, int fd) {
     if (reader->error != PC_OK) return reader->error;
     reader_make_room(reader);
     uint32_t end = reader->head + reader->len;
-    uint32_t space = READER_CAP - end;
+    uint32_t space = reader->cap - end;
     if (space == 0) return 0;
     ssize_t n;
     do n = read(fd, reader->buf + end, space);
@@ -104,10 +117,10 @@ int pc_reader_feed(pc_reader_t *reader, const void *bytes, uint32_t n) {
     if (reader->error != PC_OK) return reader->error;
     reader_make_room(reader);
     uint32_t end = reader->head + reader->len;
-    uint32_t copy = PC_MIN(n, READER_CAP - end);
+    uint32_t copy = PC_MIN(n, reader->cap - end);
     if (copy > 0) memcpy(reader->buf + end, bytes, copy);
     reader->len += copy;
-    PC_ASSERT(reader->head + reader->len <= READER_CAP);
+    PC_ASSERT(reader->head + reader->len <= reader->cap);
     return (int)copy;
 }
 
@@ -121,6 +134,7 @@ static int reader_header(pc_reader_t *reader) {
     memcpy(&header, reader->buf + reader->head, sizeof(header));
     int rc = pc_header_verify(&header);
     if (rc != PC_OK) return rc;
+    if (header.size > reader->cap) return PC_ETOOBIG;
     reader->need = header.size;
     return PC_OK;
 }
@@ -135,7 +149,7 @@ int pc_reader_next(pc_reader_t *reader, const pc_header_t **header, const void *
         if (rc != PC_OK) return reader->error = rc;
     }
     uint32_t size = reader->need;
-    PC_ASSERT(size >= PC_HEADER_SIZE && size <= READER_CAP);
+    PC_ASSERT(size >= PC_HEADER_SIZE && size <= reader->cap);
     if (reader->len < size) return 0;
 
     /* A misaligned message is slid back over already-consumed bytes to the

@@ -26,6 +26,11 @@
 enum pc_command {
     PC_COMMAND_request = 1,
     PC_COMMAND_reply = 2,
+    /* Replica to replica within a unit (VSR). Such a frame may be up to
+     * PC_REPLICA_MESSAGE_SIZE_MAX; a reader accepts it only once grown to
+     * that size (pc_reader_grow), which a replica does for a connection
+     * whose first frame is a replica hello. */
+    PC_COMMAND_replica = 3,
 };
 
 enum pc_header_flags {
@@ -68,7 +73,8 @@ void pc_header_seal(pc_header_t *header, const void *body, uint32_t body_size);
 
 /* Checks, in this order: the header checksum (PC_ECHECKSUM; nothing else is
  * trusted before it passes), magic (PC_EPROTO), version (PC_EVERSION), size
- * (PC_ETOOBIG above PC_MESSAGE_SIZE_MAX, PC_EPROTO below PC_HEADER_SIZE),
+ * (PC_ETOOBIG above PC_MESSAGE_SIZE_MAX, or PC_REPLICA_MESSAGE_SIZE_MAX for a
+ * replica frame; PC_EPROTO below PC_HEADER_SIZE),
  * command (PC_EPROTO), flags and reserved bytes (PC_EPROTO), status (PC_EPROTO:
  * non-zero in a request; positive, or an error reply with a body).
  * Checks nothing beyond the header itself. */
@@ -100,11 +106,15 @@ typedef struct pc_reader {
     uint32_t taken; /* bytes of the message last returned, dropped on next */
     uint32_t head;  /* offset of the first buffered byte */
     uint32_t need;  /* size of the message at head once its header verified; else 0 */
+    uint32_t cap;   /* largest message accepted (PC_MESSAGE_SIZE_MAX unless grown) */
     int error;      /* sticky: after a malformed frame every call returns it */
 } pc_reader_t;
 
 /* Errors: PC_ENOMEM. */
 int pc_reader_init(pc_reader_t *reader);
+/* Raises the largest accepted message to cap (<= PC_REPLICA_MESSAGE_SIZE_MAX),
+ * keeping buffered bytes. Errors: PC_ENOMEM (the reader is unchanged). */
+int pc_reader_grow(pc_reader_t *reader, uint32_t cap);
 void pc_reader_deinit(pc_reader_t *reader);
 /* Forgets every buffered byte and a sticky error: for a new connection. */
 void pc_reader_reset(pc_reader_t *reader);

@@ -65,7 +65,9 @@ uint32_t pc_operation_reply_record_size(pc_operation_t operation) {
 
 void pc_header_seal(pc_header_t *header, const void *body, uint32_t body_size) {
     PC_ASSERT(header != NULL);
-    PC_ASSERT(body_size <= PC_MESSAGE_BODY_MAX);
+    PC_ASSERT(body_size <= (header->command == PC_COMMAND_replica
+                                ? PC_REPLICA_MESSAGE_SIZE_MAX - PC_HEADER_SIZE
+                                : PC_MESSAGE_BODY_MAX));
     header->size = PC_HEADER_SIZE + body_size;
     header->magic = PC_MAGIC;
     header->version = PC_PROTOCOL_VERSION;
@@ -84,7 +86,7 @@ static bool reserved_zero(const pc_header_t *header) {
 /* The status field: a request carries none; a reply carries PC_OK or a
  * negative error, and an error reply has no body to misread as results. */
 static int status_verify(const pc_header_t *header) {
-    if (header->command == PC_COMMAND_request) return header->status == 0 ? PC_OK : PC_EPROTO;
+    if (header->command != PC_COMMAND_reply) return header->status == 0 ? PC_OK : PC_EPROTO;
     PC_ASSERT(header->command == PC_COMMAND_reply);
     if (header->status > 0) return PC_EPROTO;
     if (header->status < 0 && header->size != PC_HEADER_SIZE) return PC_EPROTO;
@@ -97,11 +99,14 @@ int pc_header_verify(const pc_header_t *header) {
     if (header->checksum != header_checksum(header)) return PC_ECHECKSUM;
     if (header->magic != PC_MAGIC) return PC_EPROTO;
     if (header->version != PC_PROTOCOL_VERSION) return PC_EVERSION;
-    if (header->size > PC_MESSAGE_SIZE_MAX) return PC_ETOOBIG;
-    if (header->size < PC_HEADER_SIZE) return PC_EPROTO;
-    if (header->command != PC_COMMAND_request && header->command != PC_COMMAND_reply) {
+    if (header->command != PC_COMMAND_request && header->command != PC_COMMAND_reply &&
+        header->command != PC_COMMAND_replica) {
         return PC_EPROTO;
     }
+    if (header->size > (header->command == PC_COMMAND_replica ? PC_REPLICA_MESSAGE_SIZE_MAX
+                                                               : PC_MESSAGE_SIZE_MAX))
+        return PC_ETOOBIG;
+    if (header->size < PC_HEADER_SIZE) return PC_EPROTO;
     if ((header->flags & ~PC_HEADER_FLAGS_KNOWN) != 0) return PC_EPROTO;
     if (!reserved_zero(header)) return PC_EPROTO;
     int rc = status_verify(header);
@@ -110,7 +115,7 @@ int pc_header_verify(const pc_header_t *header) {
 }
 
 int pc_body_verify(const pc_header_t *header, const void *body) {
-    PC_ASSERT(header->size >= PC_HEADER_SIZE && header->size <= PC_MESSAGE_SIZE_MAX);
+    PC_ASSERT(header->size >= PC_HEADER_SIZE && header->size <= PC_REPLICA_MESSAGE_SIZE_MAX);
     uint32_t body_size = header->size - PC_HEADER_SIZE;
     PC_ASSERT(body != NULL || body_size == 0);
     if (header->checksum_body != body_checksum(body, body_size)) return PC_ECHECKSUM;
@@ -139,10 +144,11 @@ static int events_verify(uint32_t body_size, uint32_t event_size) {
 }
 
 int pc_request_verify(const pc_header_t *header, const void *body) {
-    PC_ASSERT(header->size >= PC_HEADER_SIZE && header->size <= PC_MESSAGE_SIZE_MAX);
+    PC_ASSERT(header->size >= PC_HEADER_SIZE && header->size <= PC_REPLICA_MESSAGE_SIZE_MAX);
     uint32_t body_size = header->size - PC_HEADER_SIZE;
     PC_ASSERT(body != NULL || body_size == 0);
     if (header->command != PC_COMMAND_request) return PC_EPROTO;
+    PC_ASSERT(header->size <= PC_MESSAGE_SIZE_MAX);
     /* Sessions are keyed by client id; 0 means "no client". */
     if (header->client == 0) return PC_EPROTO;
     if (!operation_known(header->operation)) return PC_EOPERATION;

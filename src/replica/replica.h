@@ -4,9 +4,9 @@
  * group commit (every request that arrived in one loop turn shares one WAL
  * append and one fsync), apply in the ledger, replies only after the fsync.
  *
- * This is the single-replica shell of the ledger core. Replication (VSR)
- * replaces its commit step with a quorum; the recovery, apply and session
- * logic below stay.
+ * A data directory formatted with --replica-count 3 runs as one replica of
+ * a unit: the same loop, with VSR (src/vsr) ordering prepares and a quorum of
+ * durable journals before any reply.
  */
 #ifndef PC_REPLICA_H
 #define PC_REPLICA_H
@@ -47,9 +47,29 @@ uint32_t pc_sessions_count(const pc_sessions_t *sessions);
 
 typedef struct pc_replica_options {
     const char *data_dir;
-    const char *listen; /* "HOST:PORT" */
+    const char *listen; /* "HOST:PORT" (a single-replica unit) */
+    /* A replica of a 3-replica unit: every replica's address, in replica
+     * order; it listens on its own. */
+    const char *addresses;
     bool quiet;         /* no log lines except errors */
 } pc_replica_options_t;
+
+/* What `paycell inspect` reports about a stopped replica's data directory. */
+typedef struct pc_replica_inspection {
+    uint32_t unit, replica, replica_count;
+    uint64_t op;            /* the state's op: its checkpoint (plus the WAL, one replica) */
+    pc_u128 state_checksum; /* over the ledger state and the session table */
+    uint32_t accounts;
+    uint64_t transfers;
+    uint64_t ids_checked, ids_missing; /* transfer ids read from ids_path */
+} pc_replica_inspection_t;
+
+/* Recovers the state of a data directory (no replica may have it open) and
+ * reports it; with ids_path (decimal transfer ids, one per line) counts the
+ * ids it lacks. Errors: those of recovery, PC_EBUSY (open elsewhere), PC_EIO
+ * (ids file). */
+int pc_replica_inspect(const char *data_dir, const char *ids_path,
+                       pc_replica_inspection_t *out);
 
 /* Recovers and serves until SIGINT/SIGTERM. Returns PC_OK after a clean stop
  * or a negative pc_err (recovery failed, data corrupt, storage failed). */

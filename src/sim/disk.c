@@ -1,6 +1,7 @@
 /*
- * disk.c — a replica's simulated disk: journal slots indexed by op, a
- * superblock (view, log_view, head) and a FIFO queue of writes that become
+ * disk.c — a replica's simulated disk: a journal ring (op % journal_slots),
+ * a superblock (view, log_view, head), the last durable state-machine
+ * checkpoint (see sim_checkpoint_t) and a FIFO queue of writes that become
  * durable after a delay. A crash drops every queued write; writes complete
  * in order, so a replica never holds op n durably without every write it
  * issued before. The faults (torn writes at a crash, bit flips at rest,
@@ -28,5 +29,6 @@ void pc__sim_disk_deinit(sim_disk_t *d) {
     PC_ASSERT(d != NULL);
     free(d->queue);
     d->queue = NULL;
+    pc__sim_checkpoint_free(&d->checkpoint);
     PC_ASSERT(d->queue == NULL);
 }

@@ -9,6 +9,14 @@
  * rotting. From then on the cluster must finish every client request and
  * bring every replica to the same commit within heal_ticks, or the seed
  * fails for liveness. Safety checkers run throughout.
+ *
+ * The shell side of checkpoints and state sync lives here too: every
+ * journal_slots / 4 committed ops a replica's machine is checkpointed into
+ * its simulated disk (durably, at once) and VSR is told; a restart restores
+ * the machine from that checkpoint, loads the journal ring and starts VSR
+ * at the checkpoint; a replica asking for sync gets a copy of the named
+ * peer's durable checkpoint after a network delay (lost if either side is
+ * down or the link is cut).
  */
 #include <stdarg.h>
 #include <stdlib.h>
@@ -44,7 +52,17 @@ typedef struct sim_world {
     uint64_t restart_tick[SIM_REPLICAS];
     pc_vsr_output_t *out;
     sim_client_t clients[SIM_CLIENTS];
-    sim_committed_t committed[SIM_SLOTS];
+    sim_committed_t committed[SIM_OPS_MAX];
+    uint32_t slots; /* journal ring size of this seed */
+    /* Laggard profile: one replica down or cut off from its peers for long
+     * enough that it must catch up by state sync. */
+    int laggard;
+    bool laggard_crash;
+    uint64_t laggard_start, laggard_end;
+    /* Whether a restart also hands VSR the journal entries at or below the
+     * checkpoint (production's shell does not; then the checkpoint's header
+     * is often unknown after a restart). */
+    bool load_below_checkpoint;
     /* Fault profile. */
     int faulty; /* the one replica whose disk may fail, or -1 */
     uint32_t crash_per_10k, partition_per_10k, bitflip_per_10k, misdirect_per_mille;
@@ -89,11 +107,20 @@ static bool chance(sim_world_t *w, uint32_t per, uint32_t scale) {
 
 /* ---- network ---- */
 
+static bool lagging(const sim_world_t *w) {
+    PC_ASSERT(w != NULL);
+    return w->laggard >= 0 && !w->healed && w->tick >= w->laggard_start &&
+           w->tick < w->laggard_end;
+}
+
 /* Allocates a packet from `from` to `to` unless the network loses it. */
 static sim_packet_t *net_packet(sim_world_t *w, uint8_t kind, uint8_t from, uint8_t to) {
     PC_ASSERT(from < SIM_NODES && to < SIM_NODES);
     if (!w->healed && chance(w, w->net.loss_per_mille, 1000)) return NULL;
     if (from < SIM_REPLICAS && to < SIM_REPLICAS && w->net.link_down[from][to]) return NULL;
+    if (from < SIM_REPLICAS && to < SIM_REPLICAS && lagging(w) && !w->laggard_crash &&
+        (from == w->laggard || to == w->laggard))
+        return NULL;
     sim_packet_t *p = pc__sim_network_alloc(&w->net);
     if (!p) return NULL;
     p->kind = kind;
@@ -133,9 +160,27 @@ static void disk_enqueue(sim_world_t *w, uint8_t i, const sim_disk_write_t *src)
     q->done_tick = d->last_done_tick;
 }
 
+/* The state after op must equal the cluster's record of it. */
+static void check_state(sim_world_t *w, uint8_t i, uint64_t op, const char *how) {
+    PC_ASSERT(i < SIM_REPLICAS && op < SIM_OPS_MAX);
+    const sim_committed_t *k = &w->committed[op];
+    if (k->checksum != 0 && k->state != pc__sim_machine_checksum(&w->machines[i]))
+        fail(w, "replica %u state checksum differs at op %llu after %s", i,
+             (unsigned long long)op, how);
+}
+
 static void apply_commit(sim_world_t *w, uint8_t i, const pc_vsr_commit_out_t *c) {
     const pc_vsr_header_t *h = &c->header;
-    PC_ASSERT(h->op > 0 && h->op < SIM_SLOTS);
+    PC_ASSERT(h->op > 0);
+    if (h->op >= SIM_OPS_MAX) {
+        fail(w, "op %llu beyond the world's record", (unsigned long long)h->op);
+        return;
+    }
+    if (h->op != w->machines[i].op + 1) {
+        fail(w, "replica %u applied op %llu after op %llu", i, (unsigned long long)h->op,
+             (unsigned long long)w->machines[i].op);
+        return;
+    }
     sim_reply_t reply;
     bool answer = pc__sim_machine_apply(&w->machines[i], h, c->body, &reply);
     pc_u128 state = pc__sim_machine_checksum(&w->machines[i]);
@@ -165,6 +210,25 @@ static void apply_commit(sim_world_t *w, uint8_t i, const pc_vsr_commit_out_t *c
     net_push(w, p);
 }
 
+/* Checkpoint policy: every journal_slots / 4 committed ops (VSR needs at
+ * least every journal_slots / 2). The checkpoint is durable at once. */
+static bool checkpoint_due(const sim_world_t *w, uint8_t i) {
+    PC_ASSERT(i < SIM_REPLICAS && w->slots >= 4);
+    return w->machines[i].op % (w->slots / 4) == 0;
+}
+
+/* A replica asked for state sync: the named peer's checkpoint travels like
+ * a message (lost to loss, cut links and a sender that is down). */
+static void sync_request(sim_world_t *w, uint8_t i, uint8_t from, uint64_t op_min) {
+    PC_ASSERT(i < SIM_REPLICAS && from < SIM_REPLICAS && from != i);
+    if (!w->up[from]) return;
+    sim_packet_t *p = net_packet(w, SIM_PACKET_SYNC, from, i);
+    if (!p) return;
+    p->u.sync_op_min = op_min;
+    w->res->sync_requests++;
+    net_push(w, p);
+}
+
 /* Carries out one step's output: storage first, then messages, then apply. */
 static void process_output(sim_world_t *w, uint8_t i) {
     PC_ASSERT(i < SIM_REPLICAS);
@@ -189,11 +253,23 @@ static void process_output(sim_world_t *w, uint8_t i) {
         const pc_vsr_send_t *s = &out->sends[k];
         sim_packet_t *p = net_packet(w, SIM_PACKET_VSR, i, s->to);
         if (!p) continue;
-        memcpy(&p->u.vsr, &s->message, sizeof s->message);
+        memcpy(&p->u.vsr.message, &s->message, sizeof s->message);
+        if (s->body) {
+            PC_ASSERT(s->message.header.body_size <= SIM_BODY_MAX);
+            memcpy(p->u.vsr.body, s->body, s->message.header.body_size);
+        }
         net_push(w, p);
     }
-    for (uint32_t k = 0; k < out->commits_count && !w->stop; k++)
+    if (out->sync) sync_request(w, i, out->sync_replica, out->sync_op_min);
+    uint64_t checkpoint = 0;
+    for (uint32_t k = 0; k < out->commits_count && !w->stop; k++) {
         apply_commit(w, i, &out->commits[k]);
+        if (w->stop || !checkpoint_due(w, i)) continue;
+        pc__sim_machine_checkpoint(&w->machines[i], out->commits[k].header.checksum,
+                                   &w->disks[i].checkpoint);
+        checkpoint = w->machines[i].op;
+        w->res->checkpoints++;
+    }
     pc_vsr_info_t info;
     pc_vsr_info(w->vsr[i], &info);
     if (info.diverged) fail(w, "replica %u saw its applied log contradicted", i);
@@ -207,34 +283,59 @@ static void process_output(sim_world_t *w, uint8_t i) {
         w->seen_status[i] = info.status;
     }
     pc_vsr_output_reset(out);
+    if (checkpoint > 0 && !w->stop) {
+        pc_vsr_on_checkpoint(w->vsr[i], checkpoint, out);
+        process_output(w, i); /* once more at most: a checkpoint commits nothing */
+    }
 }
 
 /* Boots replica i from its disk: every intact journal entry is loaded, a
  * damaged one is left for repair. */
-static void replica_start(sim_world_t *w, uint8_t i, bool fresh) {
+static pc_vsr_config_t replica_config(const sim_world_t *w, uint8_t i) {
+    PC_ASSERT(i < SIM_REPLICAS && w->slots <= SIM_SLOTS_MAX);
     pc_vsr_config_t config = {.replica = i, .replica_count = SIM_REPLICAS,
-                              .journal_slots = SIM_SLOTS, .cluster = w->cluster};
+                              .journal_slots = w->slots, .body_max = SIM_BODY_MAX,
+                              .cluster = w->cluster};
+    return config;
+}
+
+/* Boots replica i from its disk: the machine from the last durable
+ * checkpoint, then every intact journal entry (a damaged one is left for
+ * repair), then VSR at the checkpoint. Nothing is replayed from op 1. */
+static void replica_start(sim_world_t *w, uint8_t i, bool fresh) {
+    pc_vsr_config_t config = replica_config(w, i);
     PC_ASSERT(!w->up[i]);
     PC_ASSERT(pc_vsr_init(w->vsr[i], &config) == PC_OK);
     sim_disk_t *d = &w->disks[i];
     uint32_t damaged = 0;
-    for (uint64_t op = 1; op < SIM_SLOTS; op++) {
-        const sim_disk_slot_t *s = &d->slots[op];
+    for (uint32_t slot = 0; slot < w->slots; slot++) {
+        const sim_disk_slot_t *s = &d->slots[slot];
         if (!s->written) continue;
+        if (!w->load_below_checkpoint && s->header.op <= d->checkpoint.op) continue;
         const pc_vsr_header_t *h = &s->header;
-        bool intact = h->checksum == pc_vsr_header_checksum(h) && h->op == op &&
-                      h->body_size <= PC_VSR_BODY_MAX &&
+        bool intact = h->checksum == pc_vsr_header_checksum(h) && h->op % w->slots == slot &&
+                      h->op > 0 && h->body_size <= SIM_BODY_MAX &&
                       pc_checksum(s->body, h->body_size, 0) == h->body_checksum;
         if (intact) pc_vsr_load(w->vsr[i], h, s->body);
         else damaged++;
     }
-    if (w->machines[i].ledger) pc__sim_machine_deinit(&w->machines[i]);
-    PC_ASSERT(pc__sim_machine_init(&w->machines[i]) == PC_OK);
+    const sim_checkpoint_t *ck = &d->checkpoint;
+    if (ck->op > 0) {
+        PC_ASSERT(pc__sim_machine_restore(&w->machines[i], ck) == PC_OK);
+        check_state(w, i, ck->op, "restart");
+    } else {
+        if (w->machines[i].ledger) pc__sim_machine_deinit(&w->machines[i]);
+        PC_ASSERT(pc__sim_machine_init(&w->machines[i]) == PC_OK);
+    }
     w->up[i] = true;
-    pc_vsr_start(w->vsr[i], d->sb_view, d->sb_log_view, &d->sb_head, fresh,
-                 (int)i == w->faulty && !fresh, w->out);
+    pc_vsr_start_info_t si = {.view = d->sb_view, .log_view = d->sb_log_view,
+                              .head = d->sb_head, .checkpoint_op = ck->op,
+                              .checkpoint_checksum = ck->checksum, .fresh = fresh,
+                              .untrusted = (int)i == w->faulty && !fresh};
+    pc_vsr_start(w->vsr[i], &si, w->out);
     if (!fresh)
-        sim_log(w, "replica %u restarts (view %u, %u damaged slots)", i, d->sb_view, damaged);
+        sim_log(w, "replica %u restarts (view %u, checkpoint %llu, %u damaged slots)", i,
+                d->sb_view, (unsigned long long)ck->op, damaged);
     process_output(w, i);
 }
 
@@ -246,7 +347,7 @@ static void replica_crash(sim_world_t *w, uint8_t i) {
     for (uint32_t k = 0; k < d->queue_count && (int)i == w->faulty && w->torn; k++) {
         sim_disk_write_t *q = &d->queue[(d->queue_head + k) % SIM_DISK_QUEUE_MAX];
         if (q->superblock) continue;
-        sim_disk_slot_t *s = &d->slots[q->header.op];
+        sim_disk_slot_t *s = &d->slots[q->header.op % w->slots];
         s->written = true;
         s->header = q->header;
         memset(s->body, 0xA5, sizeof s->body);
@@ -277,14 +378,18 @@ static void disk_tick(sim_world_t *w, uint8_t i) {
             d->sb_head = q->header;
             pc_vsr_on_persist_done(w->vsr[i], q->view, q->log_view, w->out);
         } else {
-            uint64_t slot = q->header.op;
-            /* Only committed entries are misdirected, onto committed slots:
-             * see bitflip(). */
+            uint64_t slot = q->header.op % w->slots;
+            /* Only committed entries are misdirected, onto slots holding
+             * committed entries: see bitflip(). */
             uint64_t committed = w->res->ops_committed;
-            if ((int)i == w->faulty && !w->healed && slot <= committed &&
+            if ((int)i == w->faulty && !w->healed && q->header.op <= committed &&
                 chance(w, w->misdirect_per_mille, 1000)) {
-                slot = 1 + pc_prng_below(&w->prng, committed);
-                w->res->corruptions++;
+                uint64_t target = pc_prng_below(&w->prng, w->slots);
+                const sim_disk_slot_t *t = &d->slots[target];
+                if (t->written && t->header.op <= committed && t->header.op % w->slots == target) {
+                    slot = target;
+                    w->res->corruptions++;
+                }
             }
             d->slots[slot].written = true;
             d->slots[slot].header = q->header;
@@ -325,7 +430,7 @@ static void client_build(sim_world_t *w, sim_client_t *c) {
         memcpy(q->body + t * sizeof tr, &tr, sizeof tr);
     }
     q->body_size = count * (uint32_t)sizeof(pc_transfer_t);
-    PC_ASSERT(q->body_size <= PC_VSR_BODY_MAX);
+    PC_ASSERT(q->body_size <= SIM_BODY_MAX);
 }
 
 static void client_send(sim_world_t *w, uint8_t j, uint8_t to) {
@@ -362,7 +467,7 @@ static void client_on_reply(sim_world_t *w, uint8_t j, const sim_reply_t *r) {
     sim_client_t *c = &w->clients[j];
     PC_ASSERT(r->client == c->id);
     if (!c->waiting || r->request != c->request) return; /* a late duplicate */
-    const sim_committed_t *k = r->op < SIM_SLOTS ? &w->committed[r->op] : NULL;
+    const sim_committed_t *k = r->op < SIM_OPS_MAX ? &w->committed[r->op] : NULL;
     if (!k || k->checksum == 0 || k->client != r->client || k->request != r->request) {
         fail(w, "client %u request %llu acknowledged at op %llu, not in the committed log", j,
              (unsigned long long)r->request, (unsigned long long)r->op);
@@ -374,6 +479,22 @@ static void client_on_reply(sim_world_t *w, uint8_t j, const sim_reply_t *r) {
     w->res->requests_acked++;
 }
 
+/* State sync arrives: the sender's durable checkpoint as of now (at least
+ * what was asked for) replaces this replica's machine and checkpoint, if it
+ * is ahead of what this replica applied; it is durable before VSR hears. */
+static void sync_deliver(sim_world_t *w, uint8_t i, uint8_t from, uint64_t op_min) {
+    PC_ASSERT(i < SIM_REPLICAS && from < SIM_REPLICAS && w->up[i]);
+    const sim_checkpoint_t *src = &w->disks[from].checkpoint;
+    if (src->op < op_min || src->op <= w->machines[i].op) return;
+    pc__sim_checkpoint_copy(&w->disks[i].checkpoint, src);
+    PC_ASSERT(pc__sim_machine_restore(&w->machines[i], src) == PC_OK);
+    check_state(w, i, src->op, "sync");
+    w->res->syncs++;
+    sim_log(w, "replica %u syncs to checkpoint %llu of replica %u", i,
+            (unsigned long long)src->op, from);
+    pc_vsr_on_sync_done(w->vsr[i], src->op, src->checksum, w->out);
+}
+
 static void deliver(sim_world_t *w, sim_packet_t *p) {
     PC_ASSERT(p->to < SIM_NODES);
     if (p->kind == SIM_PACKET_REPLY) {
@@ -383,8 +504,12 @@ static void deliver(sim_world_t *w, sim_packet_t *p) {
     uint8_t i = p->to;
     PC_ASSERT(i < SIM_REPLICAS);
     if (!w->up[i]) return;
-    if (p->kind == SIM_PACKET_VSR) {
-        pc_vsr_on_message(w->vsr[i], &p->u.vsr, w->out);
+    if (p->kind == SIM_PACKET_SYNC) {
+        sync_deliver(w, i, p->from, p->u.sync_op_min);
+    } else if (p->kind == SIM_PACKET_VSR) {
+        const pc_vsr_message_t *m = &p->u.vsr.message;
+        pc_vsr_on_message(w->vsr[i], m, m->command == PC_VSR_PREPARE ? p->u.vsr.body : NULL,
+                          w->out);
     } else {
         const sim_request_t *q = &p->u.request;
         (void)pc_vsr_on_request(w->vsr[i], q->client, q->request, q->operation, q->body,
@@ -422,12 +547,12 @@ static void bitflip(sim_world_t *w) {
      * without a nack protocol, losing that entry on the only disk that
      * claimed it could block the view change from cutting it (liveness). */
     if (w->res->ops_committed == 0) return;
-    uint64_t op = 1 + pc_prng_below(&w->prng, w->res->ops_committed);
-    if (!d->slots[op].written) return;
+    sim_disk_slot_t *s = &d->slots[pc_prng_below(&w->prng, w->slots)];
+    if (!s->written || s->header.op > w->res->ops_committed) return;
     uint64_t byte = pc_prng_below(&w->prng, sizeof(pc_vsr_header_t) + 64);
     uint8_t bit = (uint8_t)(1u << pc_prng_below(&w->prng, 8));
-    if (byte < sizeof(pc_vsr_header_t)) ((uint8_t *)&d->slots[op].header)[byte] ^= bit;
-    else d->slots[op].body[byte - sizeof(pc_vsr_header_t)] ^= bit;
+    if (byte < sizeof(pc_vsr_header_t)) ((uint8_t *)&s->header)[byte] ^= bit;
+    else s->body[byte - sizeof(pc_vsr_header_t)] ^= bit;
     w->res->corruptions++;
     PC_ASSERT(w->faulty >= 0);
 }
@@ -435,9 +560,15 @@ static void bitflip(sim_world_t *w) {
 static void faults_tick(sim_world_t *w) {
     PC_ASSERT(!w->healed);
     for (uint8_t i = 0; i < SIM_REPLICAS; i++) {
-        if (w->up[i] && chance(w, w->crash_per_10k, 10000)) replica_crash(w, i);
+        bool held = (int)i == w->laggard && w->laggard_crash && lagging(w);
+        if (held && w->up[i]) replica_crash(w, i);
+        else if (held) continue;
+        else if (w->up[i] && chance(w, w->crash_per_10k, 10000)) replica_crash(w, i);
         else if (!w->up[i] && w->tick >= w->restart_tick[i]) replica_start(w, i, false);
     }
+    if (w->laggard >= 0 && w->tick == w->laggard_start)
+        sim_log(w, "replica %d lags (%s) until tick %llu", w->laggard,
+                w->laggard_crash ? "down" : "cut off", (unsigned long long)w->laggard_end);
     if (w->partition_end != 0 && w->tick >= w->partition_end) {
         memset(w->net.link_down, 0, sizeof w->net.link_down);
         w->partition_end = 0;
@@ -493,11 +624,21 @@ static void choose_profile(sim_world_t *w) {
     w->torn = pc_prng_below(g, 2) == 0;
     w->bitflip_per_10k = pc_prng_below(g, 2) == 0 ? 20 + (uint32_t)pc_prng_below(g, 200) : 0;
     w->misdirect_per_mille = pc_prng_below(g, 2) == 0 ? 5 + (uint32_t)pc_prng_below(g, 40) : 0;
+    static const uint32_t rings[] = {16, 32, 64, 128};
+    w->slots = rings[pc_prng_below(g, 4)];
+    w->load_below_checkpoint = pc_prng_below(g, 2) == 0;
+    w->laggard = -1;
+    if (pc_prng_below(g, 3) == 0) {
+        w->laggard = (int)pc_prng_below(g, SIM_REPLICAS);
+        w->laggard_crash = pc_prng_below(g, 2) == 0;
+        w->laggard_start = 100 + pc_prng_below(g, 300);
+        w->laggard_end = w->laggard_start + 400 + pc_prng_below(g, 600);
+    }
     sim_log(w, "profile: loss %u/1000 dup %u/1000 delay<=%u crash %u/10k partition %u/10k "
-               "faulty-disk %d (torn %d bitflip %u/10k misdirect %u/1000)",
+               "faulty-disk %d (torn %d bitflip %u/10k misdirect %u/1000) ring %u laggard %d",
             w->net.loss_per_mille, w->net.duplicate_per_mille, w->net.delay_max_ticks,
             w->crash_per_10k, w->partition_per_10k, w->faulty, w->torn, w->bitflip_per_10k,
-            w->misdirect_per_mille);
+            w->misdirect_per_mille, w->slots, w->laggard);
     PC_ASSERT(w->faulty < (int)SIM_REPLICAS);
 }
 
@@ -523,19 +664,23 @@ static int world_init(sim_world_t *w) {
     if (!w->out || !w->disks) return PC_ENOMEM;
     pc_prng_init(&w->prng, w->o.seed);
     w->cluster = ((pc_u128)pc_prng_next(&w->prng) << 64) | pc_prng_next(&w->prng);
+    for (uint8_t j = 0; j < SIM_CLIENTS; j++) w->clients[j].id = 1000u + j;
+    choose_profile(w);
     for (uint8_t i = 0; i < SIM_REPLICAS; i++) {
-        w->vsr[i] = malloc(pc_vsr_size());
+        pc_vsr_config_t config = replica_config(w, i);
+        size_t size = pc_vsr_size(&config);
+        PC_ASSERT(size > 0);
+        w->vsr[i] = malloc(size);
         if (!w->vsr[i]) return PC_ENOMEM;
         rc = pc__sim_disk_init(&w->disks[i], w->cluster);
         if (rc != PC_OK) return rc;
     }
-    for (uint8_t j = 0; j < SIM_CLIENTS; j++) w->clients[j].id = 1000u + j;
-    choose_profile(w);
     if (w->o.faults_off) {
         memset(&w->net.loss_per_mille, 0, 3 * sizeof(uint32_t));
         w->net.delay_max_ticks = 1;
         w->crash_per_10k = w->partition_per_10k = 0;
         w->faulty = -1;
+        w->laggard = -1;
     }
     PC_ASSERT(w->net.delay_max_ticks >= 1);
     return PC_OK;

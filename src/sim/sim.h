@@ -5,7 +5,8 @@
  *
  * Everything random — message loss, delay, duplication and reordering,
  * partitions, crashes and restarts, torn writes, bit flips, misdirected
- * writes, client think time — is drawn from one pc_prng seeded with the
+ * writes, client think time, the journal ring size, a replica lagging so
+ * far that it must state-sync — is drawn from one pc_prng seeded with the
  * seed, so a failing seed replays exactly. Checkers run after every step:
  * committed entries agree across replicas, every acknowledged request is in
  * the committed log at the op its reply named, state-machine checksums agree
@@ -38,6 +39,9 @@ typedef struct pc_sim_result {
     uint64_t requests_acked_before_heal; /* how much traffic met the faults */
     uint32_t view_max;
     uint32_t crashes, partitions, corruptions;
+    uint32_t checkpoints;   /* state-machine checkpoints taken (all replicas) */
+    uint32_t sync_requests; /* state-sync copies sent on a replica's request */
+    uint32_t syncs;         /* state syncs completed (pc_vsr_on_sync_done) */
 } pc_sim_result_t;
 
 /* Runs one seed to completion. Returns PC_OK (check result->ok) or

@@ -17,6 +17,11 @@
  * WAL segments are pruned only up to the older of the two checkpoints on
  * disk: falling back to the older one is only useful if its WAL is still
  * there.
+ *
+ * A replicated unit (replica_count > 1) has no WAL: its checkpoint op is the
+ * VSR op the state reached and wal_checksum whatever VSR records there, so
+ * neither is checked against the WAL and nothing is pruned; a checkpoint
+ * still never goes back.
  */
 #include "storage_int.h"
 
@@ -204,12 +209,18 @@ static int slot_write(pc_storage_t *storage, int slot, const pc_checkpoint_heade
     return rc;
 }
 
+/* Whether info may be recorded now. A single replica's checkpoint must match
+ * its WAL (op not past the end, the checksum of the entry at the end); a
+ * replicated unit's op is a VSR op the WAL knows nothing about. */
 static int checkpoint_check(const pc_storage_t *storage, const pc_checkpoint_info_t *info,
                             const void *blob) {
     if (info == NULL || (info->blob_size > 0 && blob == NULL)) return PC_EINVAL;
-    if (info->op > storage->wal_op || info->slots_count > storage->slots_count) return PC_EINVAL;
-    if (info->op == storage->wal_op && info->wal_checksum != storage->wal_checksum)
-        return PC_EINVAL;
+    if (info->slots_count > storage->slots_count) return PC_EINVAL;
+    if (!pc__storage_replicated(storage)) {
+        if (info->op > storage->wal_op) return PC_EINVAL;
+        if (info->op == storage->wal_op && info->wal_checksum != storage->wal_checksum)
+            return PC_EINVAL;
+    }
     if (info->blob_size > SIZE_MAX - PC_CHECKPOINT_HEADER_SIZE) return PC_EINVAL;
     for (int slot = 0; slot < 2; slot++) {
         if (storage->checkpoint_valid[slot] && storage->checkpoint_op[slot] > info->op)
@@ -248,9 +259,10 @@ int pc_storage_checkpoint_write(pc_storage_t *storage, const pc_checkpoint_info_
     storage->checkpoint_sequence[slot] = header.sequence;
     storage->checkpoint_op[slot] = info->op;
     storage->wal_bytes_since_checkpoint = 0;
+    PC_ASSERT(header_checksum(&header) == header.checksum);
+    if (pc__storage_replicated(storage)) return PC_OK; /* no WAL to prune */
     uint64_t covered = storage->checkpoint_valid[other]
                            ? PC_MIN(info->op, storage->checkpoint_op[other])
                            : info->op;
-    PC_ASSERT(header_checksum(&header) == header.checksum);
     return pc__storage_wal_prune(storage, covered);
 }

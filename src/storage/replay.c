@@ -364,6 +364,8 @@ static int walk_finish(replay_t *r) {
 int pc_storage_wal_replay(pc_storage_t *storage, const pc_checkpoint_info_t *from,
                           pc_wal_replay_fn fn, void *ctx) {
     if (storage->failed) return PC_ESTATE;
+    /* A replicated unit has no WAL: VSR recovers its journal. */
+    if (pc__storage_replicated(storage)) return PC_EINVAL;
     PC_ASSERT(!storage->replayed); /* once, before any append */
     replay_t r;
     memset(&r, 0, sizeof r);

@@ -29,6 +29,8 @@
 
 PC_STATIC_ASSERT(sizeof(pc_superblock_t) == PC_SUPERBLOCK_SIZE, "superblock layout");
 PC_STATIC_ASSERT(sizeof(pc_storage_info_t) == 48, "storage info layout");
+PC_STATIC_ASSERT(offsetof(pc_storage_info_t, journal_slots) == 36,
+                 "journal_slots sits in what was padding after pending_max");
 
 bool pc__storage_skip_fsync = false;
 bool pc__storage_fail_next_fsync = false;
@@ -170,12 +172,19 @@ static void info_copy(pc_storage_info_t *to, const pc_storage_info_t *from) {
     to->accounts_max = from->accounts_max;
     to->transfers_max = from->transfers_max;
     to->pending_max = from->pending_max;
+    to->journal_slots = from->journal_slots;
     to->checkpoint_wal_bytes = from->checkpoint_wal_bytes;
 }
 
+/* A unit is one replica (the WAL) or PC_REPLICAS_PER_UNIT replicas (VSR,
+ * with a journal ring); a journal size only makes sense for the latter. */
 static bool info_valid(const pc_storage_info_t *info) {
-    if (info->replica_count == 0 || info->replica_count > PC_REPLICAS_PER_UNIT) return false;
+    if (info->replica_count != 1 && info->replica_count != PC_REPLICAS_PER_UNIT) return false;
     if (info->replica >= info->replica_count) return false;
+    if (info->replica_count == 1 && info->journal_slots != 0) return false;
+    if (info->replica_count > 1 && (info->journal_slots < PC_JOURNAL_SLOTS_MIN ||
+                                    info->journal_slots > PC_JOURNAL_SLOTS_LIMIT))
+        return false;
     if (info->accounts_max == 0 || info->accounts_max > PC_ACCOUNTS_MAX_LIMIT) return false;
     if (info->transfers_max == 0 || info->transfers_max > PC_TRANSFERS_MAX_LIMIT) return false;
     if (info->pending_max == 0 || info->checkpoint_wal_bytes == 0) return false;
@@ -225,8 +234,15 @@ static int superblock_read(pc_storage_t *storage) {
         return PC_CORRUPTF("superblock %s/superblock offset 16: bad magic 0x%08x", storage->dir,
                            superblock.magic);
     if (superblock.version != PC_STORAGE_VERSION) return PC_EVERSION;
-    PC_ASSERT(superblock.info.replica < superblock.info.replica_count);
+    /* Format only writes parameters it accepts; anything else was not written
+     * by it (the journal size below is trusted from here on). */
+    if (!info_valid(&superblock.info))
+        return PC_CORRUPTF("superblock %s/superblock offset 32: invalid format parameters "
+                           "(replica %u of %u, journal_slots %u)",
+                           storage->dir, superblock.info.replica, superblock.info.replica_count,
+                           superblock.info.journal_slots);
     info_copy(&storage->info, &superblock.info);
+    PC_ASSERT(storage->info.replica < storage->info.replica_count);
     return PC_OK;
 }
 
@@ -249,19 +265,23 @@ static int make_dirs(const char *dir) {
     return 0;
 }
 
-/* A directory is taken if it has a superblock, WAL segments, checkpoints or a
- * non-empty transfer store: formatting over any of them would mix a new data
- * set with old data. An empty transfer store left by a crashed format is not
- * data. */
+/* A directory is taken if it has a superblock, WAL segments, checkpoints, a
+ * view state, a non-empty transfer store or a journal with a written slot:
+ * formatting over any of them would mix a new data set with old data. An
+ * empty transfer store or an unwritten journal left by a crashed format is
+ * not data. */
 static int dir_taken(pc_storage_t *storage) {
     struct stat st;
     if (fstatat(storage->dir_fd, "superblock", &st, 0) == 0) return PC_EEXIST;
     if (fstatat(storage->dir_fd, "transfers", &st, 0) == 0 && st.st_size > 0) return PC_EEXIST;
     if (fstatat(storage->dir_fd, "checkpoint-a", &st, 0) == 0) return PC_EEXIST;
     if (fstatat(storage->dir_fd, "checkpoint-b", &st, 0) == 0) return PC_EEXIST;
+    if (fstatat(storage->dir_fd, "vsr-state", &st, 0) == 0) return PC_EEXIST;
+    int rc = pc__storage_journal_taken(storage);
+    if (rc != PC_OK) return rc;
     uint64_t *firsts = NULL;
     size_t count = 0;
-    int rc = pc__storage_segments_list(storage, &firsts, &count);
+    rc = pc__storage_segments_list(storage, &firsts, &count);
     free(firsts);
     if (rc != PC_OK) return rc;
     return count > 0 ? PC_EEXIST : PC_OK;
@@ -274,20 +294,34 @@ static int storage_alloc(const char *dir, pc_storage_t **out) {
     memcpy(storage->dir, dir, strlen(dir) + 1);
     storage->dir_fd = storage->superblock_fd = storage->slots_fd = -1;
     storage->tail.fd = storage->prev.fd = storage->next.fd = -1;
+    storage->journal_fd = storage->vsr_state_fd = -1;
+    storage->vsr_state_newest = -1;
     *out = storage;
     PC_ASSERT(storage->dir[0] != '\0');
     return PC_OK;
 }
 
+/* Creates the data files, then the superblock last: its directory fsync also
+ * makes the names of the files created before it durable. */
 static int format_files(pc_storage_t *storage, const pc_storage_info_t *info) {
     int rc = dir_taken(storage);
     if (rc != PC_OK) return rc;
+    info_copy(&storage->info, info); /* the journal size, for journal_create */
+    if (pc__storage_replicated(storage)) {
+        rc = pc__storage_journal_create(storage);
+        if (rc != PC_OK) return rc;
+    }
     int fd = openat(storage->dir_fd, "transfers", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return pc__storage_io_error(storage, errno, "create", "transfers", 0);
-    rc = pc__storage_sync(storage, fd, true, "transfers");
-    close(fd);
-    if (rc != PC_OK) return rc;
-    return superblock_write(storage, info);
+    if (fd < 0) {
+        rc = pc__storage_io_error(storage, errno, "create", "transfers", 0);
+    } else {
+        rc = pc__storage_sync(storage, fd, true, "transfers");
+        close(fd);
+    }
+    if (rc == PC_OK) rc = superblock_write(storage, info);
+    /* A failed format gives the (possibly huge) journal's space back. */
+    if (rc != PC_OK && pc__storage_replicated(storage)) unlinkat(storage->dir_fd, "journal", 0);
+    return rc;
 }
 
 int pc_storage_format(const char *dir, const pc_storage_info_t *info) {
@@ -337,7 +371,7 @@ static int open_files(pc_storage_t *storage) {
     storage->slots_count = (uint64_t)st.st_size / PC_SLOT_SIZE;
     storage->slots_prealloc_end = (uint64_t)st.st_size;
     PC_ASSERT(storage->slots_count * PC_SLOT_SIZE <= (uint64_t)st.st_size);
-    return PC_OK;
+    return pc__storage_replicated(storage) ? pc__storage_journal_open(storage) : PC_OK;
 }
 
 int pc_storage_open(const char *dir, pc_storage_t **out) {
@@ -366,6 +400,7 @@ void pc_storage_close(pc_storage_t *storage) {
     if (storage == NULL) return;
     PC_ASSERT(storage->dir[0] != '\0');
     pc__storage_wal_close(storage);
+    pc__storage_journal_close(storage);
     if (storage->slots_fd >= 0) close(storage->slots_fd);
     if (storage->superblock_fd >= 0) close(storage->superblock_fd); /* drops the flock */
     if (storage->dir_fd >= 0) close(storage->dir_fd);

@@ -6,6 +6,8 @@
  *   DIR/wal-<20 digits>   WAL segments (preallocated, named by first op)
  *   DIR/checkpoint-a|b    two alternating checkpoint slots; newest valid wins
  *   DIR/transfers         stored transfer slots (fixed 160-byte records)
+ *   DIR/journal           replicated units only: the VSR journal ring
+ *   DIR/vsr-state         replicated units only: the durable view state
  *
  * The WAL is the durable truth: each entry (one "prepare": a group of client
  * requests) has a 128-byte header with a checksum of itself, a checksum of
@@ -20,6 +22,10 @@
  * corruption (PC_ECORRUPT, named in the log with file and offset). An fsync
  * failure leaves the storage failed: every later call returns PC_ESTATE.
  * ENOSPC is returned as PC_ENOSPC and leaves nothing half-written.
+ *
+ * A unit is one replica (replica_count 1: the WAL is its log) or three
+ * (replica_count 3: VSR's journal is its log, see the last section; the WAL
+ * functions then refuse with PC_EINVAL).
  *
  * This layer knows nothing about ledgers: slots and checkpoint blobs are
  * opaque bytes to it.
@@ -42,11 +48,13 @@ typedef struct pc_storage pc_storage_t;
 typedef struct pc_storage_info {
     uint64_t cluster;
     uint32_t unit;
-    uint32_t replica;
-    uint32_t replica_count;
+    uint32_t replica;       /* below replica_count */
+    uint32_t replica_count; /* 1 (WAL) or PC_REPLICAS_PER_UNIT = 3 (VSR journal) */
     uint32_t accounts_max;
     uint64_t transfers_max;
     uint32_t pending_max;
+    uint32_t journal_slots;        /* replica_count 3: VSR journal ring size,
+                                    * PC_JOURNAL_SLOTS_MIN..LIMIT; replica_count 1: 0 */
     uint64_t checkpoint_wal_bytes; /* checkpoint after this much WAL */
 } pc_storage_info_t;
 
@@ -78,13 +86,19 @@ typedef struct pc_checkpoint_info {
     uint64_t blob_size;   /* bytes of the opaque state blob */
 } pc_checkpoint_info_t;
 
-/* Creates DIR (if missing) and a fresh data set. Errors: PC_EEXIST (already
- * formatted), PC_EIO, PC_ENOSPC, PC_EINVAL. */
+/* Creates DIR (if missing) and a fresh data set; with replica_count 3 also
+ * DIR/journal, preallocated to journal_slots * PC_JOURNAL_SLOT_SIZE bytes
+ * (DIR/vsr-state is created by the first pc_storage_vsr_state_write).
+ * Errors: PC_EEXIST (already formatted), PC_EIO, PC_ENOSPC (no journal is
+ * left behind), PC_EINVAL (replica_count not 1 or 3, replica not below it,
+ * journal_slots outside PC_JOURNAL_SLOTS_MIN..PC_JOURNAL_SLOTS_LIMIT with 3
+ * replicas or not 0 with 1, a zero limit). */
 int pc_storage_format(const char *dir, const pc_storage_info_t *info);
 
-/* Opens a formatted directory (takes an exclusive lock on it).
- * Errors: PC_ENOTFOUND (not formatted), PC_ECORRUPT, PC_EVERSION, PC_EBUSY
- * (another process has it open), PC_EIO. */
+/* Opens a formatted directory (takes an exclusive lock on it), and for a
+ * replicated unit its journal. Errors: PC_ENOTFOUND (not formatted),
+ * PC_ECORRUPT (also: the journal is missing or not its formatted size),
+ * PC_EVERSION, PC_EBUSY (another process has it open), PC_EIO. */
 int pc_storage_open(const char *dir, pc_storage_t **out);
 /* Releases the lock and every buffer. Does not sync: entries appended since
  * the last pc_storage_wal_sync are not durable. */
@@ -107,7 +121,8 @@ typedef int (*pc_wal_replay_fn)(void *ctx, const pc_wal_header_t *header, const 
  * and positions the WAL for appends after the last valid entry. Entries up to
  * from->op are stepped over by their headers only. Must be called once after
  * open, before any append or reserve. from may be NULL (a fresh data set).
- * Errors: PC_ECORRUPT, PC_EIO, PC_ESTATE, or the callback's return. */
+ * Errors: PC_ECORRUPT, PC_EIO, PC_ESTATE, or the callback's return;
+ * PC_EINVAL for a replicated unit (it has no WAL: VSR recovers its journal). */
 int pc_storage_wal_replay(pc_storage_t *storage, const pc_checkpoint_info_t *from,
                           pc_wal_replay_fn fn, void *ctx);
 
@@ -120,21 +135,23 @@ pc_u128 pc_storage_wal_checksum(const pc_storage_t *storage);
 /* ---- normal operation ---- */
 
 /* Makes sure the next WAL append of up to wal_bytes body bytes and the next
- * slots_count slots will not run out of space (fallocate ahead).
- * Errors: PC_EINVAL (wal_bytes over PC_PREPARE_BODY_MAX), PC_ENOSPC, PC_EIO,
- * PC_ESTATE. */
+ * slots_count slots will not run out of space (fallocate ahead). A
+ * replicated unit reserves only slots (wal_bytes must be 0).
+ * Errors: PC_EINVAL (wal_bytes over PC_PREPARE_BODY_MAX, or not 0 for a
+ * replicated unit), PC_ENOSPC, PC_EIO, PC_ESTATE. */
 int pc_storage_reserve(pc_storage_t *storage, uint64_t wal_bytes, uint64_t slots_count);
 
 /* Appends entry op = pc_storage_wal_op() + 1 with the body gathered from iov
  * (total at most PC_PREPARE_BODY_MAX). Fills the header's checksums and
  * parent. Not durable until pc_storage_wal_sync. Rotates segments as needed.
- * Errors: PC_EINVAL (body too large, or more than IOV_MAX - 2 iovecs),
- * PC_ENOSPC (nothing appended), PC_EIO, PC_ESTATE. */
+ * Errors: PC_EINVAL (body too large, or more than IOV_MAX - 2 iovecs, or a
+ * replicated unit), PC_ENOSPC (nothing appended), PC_EIO, PC_ESTATE. */
 int pc_storage_wal_append(pc_storage_t *storage, uint64_t timestamp, const struct iovec *iov,
                           int iov_count, pc_wal_header_t *header_out);
 
 /* fdatasync of the WAL: one call covers every entry appended before it.
- * Errors: PC_EIO (the storage is then failed), PC_ESTATE. */
+ * Errors: PC_EIO (the storage is then failed), PC_ESTATE, PC_EINVAL (a
+ * replicated unit). */
 int pc_storage_wal_sync(pc_storage_t *storage);
 
 /* Writes count slots at loc (loc <= current slot count), computing each
@@ -157,6 +174,10 @@ int pc_storage_slots_truncate(pc_storage_t *storage, uint64_t count);
  * wholly before info->op). The segment being appended to is never removed.
  * info->op must not exceed pc_storage_wal_op() nor go below the newest
  * checkpoint's op; info->slots_count must not exceed the slot count.
+ * Replicated unit: info->op is the VSR op the state reached and
+ * info->wal_checksum what VSR wants recorded with it; neither is checked
+ * against the WAL (there is none) and nothing is pruned, but op still must
+ * not go below the newest checkpoint's.
  * Errors: PC_EINVAL, PC_EIO, PC_ENOSPC (the previous checkpoint stays valid),
  * PC_ESTATE. */
 int pc_storage_checkpoint_write(pc_storage_t *storage, const pc_checkpoint_info_t *info,
@@ -167,7 +188,57 @@ int pc_storage_checkpoint_write(pc_storage_t *storage, const pc_checkpoint_info_
  * take one. */
 uint64_t pc_storage_wal_bytes_since_checkpoint(const pc_storage_t *storage);
 
-/* Test-only fault switch: when set, wal_sync returns PC_OK without syncing. */
+/* ---- replicated units: the VSR journal and view state ----
+ *
+ * A unit of 3 replicas (info.replica_count == 3) does not use the WAL above:
+ * its log is the VSR journal, a ring of info.journal_slots fixed slots in
+ * DIR/journal, each PC_JOURNAL_SLOT_SIZE bytes: the prepare's 128-byte header
+ * at the slot's start, its body right after. The journal is created
+ * (preallocated) by pc_storage_format and opened by pc_storage_open. Storage
+ * treats headers and bodies as opaque bytes: the caller verifies them (a
+ * torn or rotten slot is for VSR to repair from peers; a failed write may
+ * leave its slot torn). In this mode pc_storage_checkpoint_write does not
+ * check or prune the WAL, and pc_storage_wal_replay, _wal_append and
+ * _wal_sync return PC_EINVAL (they do not assert: a caller can tell).
+ *
+ * DIR/vsr-state holds the replica's durable view state (view, log_view, head
+ * header — opaque bytes here) in two alternating checksummed 4 KiB copies, so
+ * a torn write of one leaves the other.
+ *
+ * Every function below answers PC_EINVAL on a single-replica storage and
+ * PC_ESTATE once the storage has failed. */
+#define PC_JOURNAL_SLOT_SIZE (PC_HEADER_SIZE + PC_VSR_PREPARE_BODY_MAX + 3968u)
+#define PC_VSR_STATE_MAX 1024u
+
+/* Writes header (128 bytes) and body (body_size <= PC_VSR_PREPARE_BODY_MAX;
+ * body may be NULL when 0) into slot (< journal_slots) with one pwritev. Not
+ * durable until pc_storage_journal_sync. Errors: PC_EINVAL (nothing
+ * written), PC_ENOSPC (only on file systems that allocate on overwrite),
+ * PC_EIO (the storage is then failed), PC_ESTATE. */
+int pc_storage_journal_write(pc_storage_t *storage, uint32_t slot, const void *header,
+                             const void *body, uint32_t body_size);
+/* fdatasync of the journal: covers every journal write before it.
+ * Errors: PC_EIO (storage failed), PC_ESTATE, PC_EINVAL. */
+int pc_storage_journal_sync(pc_storage_t *storage);
+/* Reads size bytes at offset within slot (offset + size <= slot size),
+ * unverified. Errors: PC_EINVAL, PC_ECORRUPT (the file was cut short), PC_EIO,
+ * PC_ESTATE. */
+int pc_storage_journal_read(pc_storage_t *storage, uint32_t slot, uint32_t offset, void *buf,
+                            uint32_t size);
+/* Durably writes the view state (size <= PC_VSR_STATE_MAX) over the copy not
+ * holding the newest valid state, synced before it returns (the first call
+ * creates DIR/vsr-state and syncs the directory too).
+ * Errors: PC_EINVAL, PC_ENOSPC (creating the file), PC_EIO, PC_ESTATE. */
+int pc_storage_vsr_state_write(pc_storage_t *storage, const void *state, uint32_t size);
+/* Reads the newest valid copy into state (size bytes, must equal the size
+ * written: a copy of another size counts as invalid). Errors: PC_ENOTFOUND
+ * (never written: a fresh replica), PC_ECORRUPT (written, but no copy is
+ * valid; the log names the file and both offsets), PC_EINVAL, PC_EIO,
+ * PC_ESTATE. */
+int pc_storage_vsr_state_read(pc_storage_t *storage, void *state, uint32_t size);
+
+/* Test-only fault switch: when set, wal_sync and journal_sync return PC_OK
+ * without syncing. */
 extern bool pc__storage_skip_fsync;
 /* Test-only: the next fdatasync/fsync the storage issues reports EIO (the
  * switch clears itself), as a failing disk would. */

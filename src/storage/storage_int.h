@@ -6,8 +6,9 @@
  *
  * The storage is split by concern: storage.c (format, open, close, I/O and
  * error helpers), wal.c (segments, append, sync, reserve), replay.c
- * (recovery of the WAL, torn-tail cutting), slots.c (the transfer store) and
- * checkpoint.c (the two checkpoint slots and WAL pruning).
+ * (recovery of the WAL, torn-tail cutting), slots.c (the transfer store),
+ * checkpoint.c (the two checkpoint slots and WAL pruning) and journal.c (the
+ * VSR journal and view state of a replicated unit).
  */
 #ifndef PC_STORAGE_INT_H
 #define PC_STORAGE_INT_H
@@ -21,6 +22,7 @@
 #define PC_SUPERBLOCK_MAGIC 0x53435950u /* "PYCS" little-endian: paycell superblock */
 #define PC_WAL_MAGIC 0x4c415750u        /* "PWAL" */
 #define PC_CHECKPOINT_MAGIC 0x4b435050u /* "PPCK" */
+#define PC_VSR_STATE_MAGIC 0x53525650u  /* "PVRS" */
 
 /* Checksum seeds, one per kind of record, so bytes of one kind never verify
  * as another (a WAL body that happens to hold a checkpoint header, say). */
@@ -30,6 +32,7 @@
 #define PC_SEED_CHECKPOINT 0x636b707468656164ull
 #define PC_SEED_CHECKPOINT_BLOB 0x636b7074626c6f62ull
 #define PC_SEED_SLOT 0x736c6f7473656564ull
+#define PC_SEED_VSR_STATE 0x7673727374617465ull
 
 /* Every WAL entry starts on a 4 KiB boundary: an append never rewrites a page
  * that holds an earlier (possibly acknowledged) entry, so a torn write can
@@ -44,6 +47,11 @@
 #define PC_SLOTS_PREALLOC_STEP (64ull << 20)
 /* Replay reads this much at a time when it scans for entries after a bad one. */
 #define PC_SCAN_CHUNK (1u << 20)
+/* DIR/vsr-state: two copies, each one 4 KiB page (a page is the unit a disk
+ * tears at, so a torn write damages one copy only): a 64-byte header, the
+ * state bytes, zeros to the end of the page. */
+#define PC_VSR_STATE_COPY_SIZE 4096u
+#define PC_VSR_STATE_HEADER_SIZE 64u
 /* Longest directory path the storage accepts (file names are appended). */
 #define PC_STORAGE_DIR_MAX 3800u
 #define PC_STORAGE_PATH_MAX 4096u
@@ -55,6 +63,14 @@ PC_STATIC_ASSERT(PC_SCAN_CHUNK % PC_WAL_ALIGN == 0, "a scan chunk holds whole sl
 PC_STATIC_ASSERT(PC_WAL_ENTRY_MAX + PC_WAL_ALIGN <= PC_WAL_SEGMENT_SIZE_MAX / 4,
                  "the default segment holds the largest entry");
 PC_STATIC_ASSERT(PC_SCAN_CHUNK <= PC_PREPARE_BODY_MAX, "the scan reuses the body buffer");
+PC_STATIC_ASSERT(PC_JOURNAL_SLOT_SIZE % PC_WAL_ALIGN == 0, "journal slots are whole pages");
+PC_STATIC_ASSERT(PC_HEADER_SIZE + PC_VSR_PREPARE_BODY_MAX <= PC_JOURNAL_SLOT_SIZE,
+                 "the largest prepare fits a journal slot");
+PC_STATIC_ASSERT(PC_JOURNAL_SLOTS_MIN <= PC_JOURNAL_SLOTS_DEFAULT &&
+                     PC_JOURNAL_SLOTS_DEFAULT <= PC_JOURNAL_SLOTS_LIMIT,
+                 "the default journal size is allowed");
+PC_STATIC_ASSERT(PC_VSR_STATE_HEADER_SIZE + PC_VSR_STATE_MAX <= PC_VSR_STATE_COPY_SIZE,
+                 "the largest view state fits one copy");
 
 /* The superblock on disk: 256 bytes, checksummed over bytes 16..255. */
 typedef struct pc_superblock {
@@ -77,6 +93,17 @@ typedef struct pc_checkpoint_header {
     pc_checkpoint_info_t info;
     uint8_t reserved[PC_CHECKPOINT_HEADER_SIZE - 48 - sizeof(pc_checkpoint_info_t)];
 } pc_checkpoint_header_t;
+
+/* The header of one DIR/vsr-state copy; the checksum covers bytes 16..4095
+ * of the copy (the rest of this header, the state and the zero padding). */
+typedef struct pc_vsr_state_header {
+    pc_u128 checksum;
+    uint32_t magic;
+    uint32_t version;
+    uint64_t sequence; /* 1, 2, 3, ...: the newest valid copy wins */
+    uint32_t size;     /* bytes of state after this header */
+    uint8_t reserved[PC_VSR_STATE_HEADER_SIZE - 36];
+} pc_vsr_state_header_t;
 
 /* One open WAL segment: DIR/wal-<first>, holding ops first, first+1, ... */
 typedef struct pc_segment {
@@ -124,7 +151,25 @@ struct pc_storage {
     bool checkpoint_valid[2];
     uint64_t checkpoint_sequence[2];
     uint64_t checkpoint_op[2];
+
+    /* Replicated units only (info.replica_count > 1). journal_fd is open from
+     * pc_storage_open to close; vsr_state_fd from the first vsr_state call
+     * that finds or creates the file. The view state copies are learnt on
+     * first use like the checkpoint slots: vsr_state_newest is the copy
+     * holding the newest valid state (-1: none), vsr_state_sequence its
+     * sequence (0: none). */
+    int journal_fd;
+    int vsr_state_fd;
+    bool vsr_state_known;
+    int vsr_state_newest;
+    uint64_t vsr_state_sequence;
 };
+
+/* Whether the data set belongs to a replicated unit: a VSR journal instead of
+ * the WAL, checkpoints at VSR ops. */
+static inline bool pc__storage_replicated(const pc_storage_t *storage) {
+    return storage->info.replica_count > 1;
+}
 
 /* Formats a corruption message that names the file and byte offset, and
  * reports it through PC_CORRUPT's breakpointable pc__corrupt. Evaluates to
@@ -149,6 +194,9 @@ int pc__storage_allocate(int fd, int mode, uint64_t offset, uint64_t size);
 /* Full pwrite/pread loops; return 0 or an errno. *done gets the bytes moved. */
 int pc__storage_pwrite_all(int fd, const void *data, size_t size, uint64_t offset, size_t *done);
 int pc__storage_pread_all(int fd, void *data, size_t size, uint64_t offset, size_t *done);
+/* pwritev until every byte is written; advances the iovecs in place. Returns
+ * 0 or an errno; *done gets the bytes written. */
+int pc__storage_pwritev_all(int fd, struct iovec *v, int count, uint64_t offset, uint64_t *done);
 /* Makes [offset, offset + size) read as zeros; returns 0 or an errno. */
 int pc__storage_zero_range(int fd, uint64_t offset, uint64_t size);
 /* "DIR/name" into path (PC_STORAGE_PATH_MAX bytes). */
@@ -180,5 +228,14 @@ uint64_t pc__storage_entry_size(uint64_t body_size);
 
 /* Transfer store part of pc_storage_reserve (slots.c). */
 int pc__storage_slots_reserve(pc_storage_t *storage, uint64_t slots_count);
+
+/* The VSR journal (journal.c). create makes DIR/journal at full size for
+ * format (a full disk leaves no file: PC_ENOSPC); open opens it and checks
+ * its size (PC_ECORRUPT naming the file). taken says whether an existing
+ * DIR/journal holds a written slot, which format must not overwrite. */
+int pc__storage_journal_create(pc_storage_t *storage);
+int pc__storage_journal_open(pc_storage_t *storage);
+int pc__storage_journal_taken(pc_storage_t *storage);
+void pc__storage_journal_close(pc_storage_t *storage);
 
 #endif /* PC_STORAGE_INT_H */

@@ -263,8 +263,9 @@ static void header_build(const pc_storage_t *storage, uint64_t timestamp, uint64
 }
 
 /* pwritev until every byte is written (a short write is rare on a regular
- * file, but legal). Advances the iovecs in place; *done gets bytes written. */
-static int pwritev_all(int fd, struct iovec *v, int count, uint64_t offset, uint64_t *done) {
+ * file, but legal). Advances the iovecs in place; *done gets bytes written.
+ * Shared with the VSR journal (journal.c). */
+int pc__storage_pwritev_all(int fd, struct iovec *v, int count, uint64_t offset, uint64_t *done) {
     PC_ASSERT(fd >= 0 && count > 0);
     *done = 0;
     while (count > 0) {
@@ -304,7 +305,7 @@ static int entry_write(pc_storage_t *storage, const pc_wal_header_t *header,
         v[count++] = (struct iovec){.iov_base = (void *)zero_page, .iov_len = padding};
     }
     uint64_t done = 0;
-    int err = pwritev_all(storage->tail.fd, v, count, storage->tail_offset, &done);
+    int err = pc__storage_pwritev_all(storage->tail.fd, v, count, storage->tail_offset, &done);
     if (err == 0) return PC_OK;
     if (done > 0 && pc__storage_zero_range(storage->tail.fd, storage->tail_offset, done) != 0) {
         storage->failed = true; /* the tail holds a partial entry we could not undo */
@@ -316,6 +317,7 @@ static int entry_write(pc_storage_t *storage, const pc_wal_header_t *header,
 int pc_storage_wal_append(pc_storage_t *storage, uint64_t timestamp, const struct iovec *iov,
                           int iov_count, pc_wal_header_t *header_out) {
     if (storage->failed) return PC_ESTATE;
+    if (pc__storage_replicated(storage)) return PC_EINVAL; /* the VSR journal is the log */
     PC_ASSERT(storage->replayed); /* replay positions the WAL; appending before is a bug */
     if (iov_count < 0 || iov_count > IOV_MAX - 2 || (iov_count > 0 && iov == NULL))
         return PC_EINVAL;
@@ -348,6 +350,7 @@ int pc_storage_wal_append(pc_storage_t *storage, uint64_t timestamp, const struc
 
 int pc_storage_wal_sync(pc_storage_t *storage) {
     if (storage->failed) return PC_ESTATE;
+    if (pc__storage_replicated(storage)) return PC_EINVAL;
     PC_ASSERT(storage->replayed);
     uint64_t op = storage->wal_op;
     int rc = PC_OK;
@@ -382,6 +385,11 @@ synced:
 
 int pc_storage_reserve(pc_storage_t *storage, uint64_t wal_bytes, uint64_t slots_count) {
     if (storage->failed) return PC_ESTATE;
+    if (pc__storage_replicated(storage)) {
+        /* No WAL to extend: only the transfer store. */
+        if (wal_bytes > 0) return PC_EINVAL;
+        return pc__storage_slots_reserve(storage, slots_count);
+    }
     PC_ASSERT(storage->replayed);
     if (wal_bytes > PC_PREPARE_BODY_MAX) return PC_EINVAL;
     uint64_t entry_size = pc__storage_entry_size(wal_bytes);

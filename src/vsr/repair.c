@@ -17,7 +17,7 @@
 #include "vsr_int.h"
 
 static void request_prepare(pc_vsr_t *r, pc_vsr_output_t *out, uint64_t op, pc_u128 checksum) {
-    PC_ASSERT(op > 0 && op < r->config.journal_slots);
+    PC_ASSERT(op > 0);
     PC_ASSERT(checksum != 0);
     /* Alternate between the two peers: either may hold the only intact copy. */
     uint8_t to = (uint8_t)((r->config.replica + 1 + (r->repair_rr++ % 2)) % PC_VSR_REPLICAS);
@@ -31,23 +31,27 @@ static void request_prepare(pc_vsr_t *r, pc_vsr_output_t *out, uint64_t op, pc_u
  * verified_low; with `request`, asks peers for the first broken link and for
  * missing bodies, and journals repaired entries not yet on disk. */
 void pc__vsr_chain_walk(pc_vsr_t *r, pc_vsr_output_t *out, bool request) {
-    PC_ASSERT(r->slots[r->op].present || r->op > 0);
+    PC_ASSERT(r->op >= r->checkpoint_op);
     PC_ASSERT(r->commit_min <= r->op || r->status != PC_VSR_NORMAL);
     if (request && r->status == PC_VSR_NORMAL && r->commit_max > r->op &&
-        r->commit_max_checksum != 0 && r->commit_max < r->config.journal_slots)
+        r->commit_max_checksum != 0 && pc__vsr_in_window(r, r->commit_max))
         request_prepare(r, out, r->commit_max, r->commit_max_checksum);
-    if (!r->slots[r->op].present || r->commit_min > r->op) {
+    /* A head that is the checkpoint known only by checksum: fetch its header
+     * (needed to vote, to lead and to persist a head). */
+    if (request && !r->anchor_known && r->op == r->checkpoint_op)
+        request_prepare(r, out, r->checkpoint_op, r->checkpoint_checksum);
+    pc_u128 expected = pc__vsr_checksum(r, r->op);
+    if (expected == 0 || r->commit_min > r->op) {
         r->verified_low = r->op + 1;
         r->complete = false;
         return;
     }
-    pc_u128 expected = r->slots[r->op].header.checksum;
     uint64_t op = r->op;
     uint32_t requests = 0;
     r->complete = true;
     for (; op > r->commit_min; op--) {
-        vsr_slot_t *s = &r->slots[op];
-        if (!s->present || s->header.checksum != expected) {
+        vsr_slot_t *s = pc__vsr_entry(r, op);
+        if (!s || s->header.checksum != expected) {
             if (request) request_prepare(r, out, op, expected);
             r->complete = false;
             break;
@@ -60,9 +64,17 @@ void pc__vsr_chain_walk(pc_vsr_t *r, pc_vsr_output_t *out, bool request) {
         expected = s->header.parent;
     }
     r->verified_low = op + 1;
-    if (op == r->commit_min && r->slots[op].header.checksum != expected) {
-        r->diverged = true;
-        r->complete = false;
+    if (op == r->commit_min && pc__vsr_checksum(r, op) != expected) {
+        if (r->anchor_foreign && op == r->checkpoint_op) {
+            /* The log above a checkpoint taken from elsewhere (restart or
+             * sync) does not link to it: it is a stale log that contradicts
+             * a committed op, so nothing in it was committed. Cut it. */
+            r->op = op;
+            r->verified_low = op + 1;
+        } else {
+            r->diverged = true;
+            r->complete = false;
+        }
     }
     if (request) pc__vsr_flush(r, out);
 }
@@ -73,11 +85,11 @@ void pc__vsr_chain_walk(pc_vsr_t *r, pc_vsr_output_t *out, bool request) {
  * view change then implies the whole chain below it can be recovered from
  * the claimer, and an op lost everywhere can always be cut from the top. */
 void pc__vsr_flush(pc_vsr_t *r, pc_vsr_output_t *out) {
-    PC_ASSERT(r->flush_from >= 1);
+    PC_ASSERT(r->flush_from > r->checkpoint_op);
     pc__vsr_chain_walk(r, out, false);
     for (uint64_t op = r->flush_from; op <= r->op; op++) {
-        const vsr_slot_t *s = &r->slots[op];
-        if (!s->present || !s->body_ok) break;
+        const vsr_slot_t *s = pc__vsr_entry(r, op);
+        if (!s || !s->body_ok) break;
         if (op > r->commit_min && op < r->verified_low) break;
         if (s->durable) {
             if (op == r->flush_from) r->flush_from++;
@@ -87,7 +99,7 @@ void pc__vsr_flush(pc_vsr_t *r, pc_vsr_output_t *out) {
         if (out->writes_count == PC_VSR_OUT_WRITES_MAX) break;
         pc__vsr_write(r, out, op);
     }
-    PC_ASSERT(r->flush_from <= r->config.journal_slots);
+    PC_ASSERT(r->flush_from > r->checkpoint_op);
 }
 
 void pc__vsr_heard_from_primary(pc_vsr_t *r, uint64_t commit) {
@@ -127,19 +139,20 @@ static void learn_commit(pc_vsr_t *r, uint64_t commit, pc_u128 checksum) {
 static void extend_head(pc_vsr_t *r, pc_vsr_output_t *out) {
     PC_ASSERT(r->status == PC_VSR_NORMAL);
     pc__vsr_chain_walk(r, out, false);
-    while (r->complete && r->op + 1 < r->config.journal_slots) {
+    while (r->complete && pc__vsr_in_window(r, r->op + 1)) {
         uint64_t op = r->op + 1;
-        const vsr_slot_t *s = &r->slots[op];
-        if (!s->present || !s->body_ok || s->canonical_view != r->view + 1) break;
-        if (s->header.parent != r->slots[r->op].header.checksum) break;
+        const vsr_slot_t *s = pc__vsr_entry(r, op);
+        if (!s || !s->body_ok || s->canonical_view != r->view + 1) break;
+        if (s->header.parent != pc__vsr_checksum(r, r->op)) break;
         r->op = op;
     }
     pc__vsr_flush(r, out);
-    PC_ASSERT(r->op < r->config.journal_slots);
+    PC_ASSERT(r->op >= r->checkpoint_op);
 }
 
 /* A prepare from the primary of our view: canonical, whatever we held. */
-static void on_canonical_prepare(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_output_t *out) {
+static void on_canonical_prepare(pc_vsr_t *r, const pc_vsr_message_t *m, const uint8_t *body,
+                                 pc_vsr_output_t *out) {
     PC_ASSERT(r->status == PC_VSR_NORMAL && !pc__vsr_is_primary(r));
     const pc_vsr_header_t *h = &m->header;
     PC_ASSERT(h->op == m->op && h->view <= r->view);
@@ -148,9 +161,12 @@ static void on_canonical_prepare(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_
         pc__vsr_ack(r, out, h->op);
         return;
     }
-    pc__vsr_install(r, h, m->body);
-    vsr_slot_t *s = &r->slots[h->op];
-    if (!s->body_ok) return;
+    /* Beyond the window: dropped; it is repaired once this replica has
+     * checkpointed (or synced) far enough. */
+    if (!pc__vsr_in_window(r, h->op)) return;
+    pc__vsr_install(r, h, body);
+    vsr_slot_t *s = pc__vsr_entry(r, h->op);
+    if (!s || !s->body_ok) return;
     if (h->op <= r->op) {
         if (s->durable) pc__vsr_ack(r, out, h->op);
         else pc__vsr_flush(r, out);
@@ -163,44 +179,52 @@ static void on_canonical_prepare(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_
 }
 
 /* Anything else is a repair answer: accept only what the chain asks for. */
-static void on_repair_prepare(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_output_t *out) {
+static void on_repair_prepare(pc_vsr_t *r, const pc_vsr_message_t *m, const uint8_t *body,
+                              pc_vsr_output_t *out) {
     PC_ASSERT(m->header.checksum == pc_vsr_header_checksum(&m->header));
     const pc_vsr_header_t *h = &m->header;
     PC_ASSERT(h->op == m->op);
-    if (h->op <= r->commit_min) return;
-    const vsr_slot_t *s = &r->slots[h->op];
-    bool wanted = s->present && s->header.checksum == h->checksum;
+    if (h->op == r->checkpoint_op && h->checksum == r->checkpoint_checksum && !r->anchor_known) {
+        pc__vsr_install(r, h, NULL); /* the anchor's header */
+        return;
+    }
+    if (h->op <= r->commit_min || !pc__vsr_in_window(r, h->op)) return;
+    const vsr_slot_t *s = pc__vsr_entry(r, h->op);
+    bool wanted = s && s->header.checksum == h->checksum;
     if (!wanted && h->op < r->op && h->op + 1 >= r->verified_low) {
-        const vsr_slot_t *above = &r->slots[h->op + 1];
-        wanted = above->present && above->header.parent == h->checksum;
+        const vsr_slot_t *above = pc__vsr_entry(r, h->op + 1);
+        wanted = above && above->header.parent == h->checksum;
     }
     bool target = r->status == PC_VSR_NORMAL && h->op > r->op && h->op == r->commit_max &&
                   h->checksum == r->commit_max_checksum;
     if (!wanted && !target) return;
-    pc__vsr_install(r, h, m->body);
-    if (!r->slots[h->op].body_ok) return;
+    pc__vsr_install(r, h, body);
+    s = pc__vsr_entry(r, h->op);
+    if (!s || !s->body_ok) return;
     if (target) r->op = h->op;
     pc__vsr_flush(r, out);
     pc__vsr_commit_apply(r, out);
 }
 
-void pc__vsr_on_prepare(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_output_t *out) {
+void pc__vsr_on_prepare(pc_vsr_t *r, const pc_vsr_message_t *m, const uint8_t *body,
+                        pc_vsr_output_t *out) {
     PC_ASSERT(m->from != r->config.replica);
     const pc_vsr_header_t *h = &m->header;
     PC_ASSERT(m->command == PC_VSR_PREPARE);
-    if (h->op != m->op || h->op == 0 || h->op >= r->config.journal_slots) return;
-    if (h->checksum != pc_vsr_header_checksum(h) || h->body_size > PC_VSR_BODY_MAX) return;
-    if (pc_checksum(m->body, h->body_size, 0) != h->body_checksum) return;
+    if (h->op != m->op || h->op == 0) return;
+    if (h->checksum != pc_vsr_header_checksum(h) || h->body_size > r->config.body_max) return;
+    if (body == NULL && h->body_size > 0) return;
+    if (pc_checksum(body, h->body_size, 0) != h->body_checksum) return;
     /* A repair answer is never canonical, even from the primary: it may be
      * an entry of an abandoned log that the sender still holds. */
     bool canonical = !m->repair && r->status == PC_VSR_NORMAL && m->view == r->view &&
                      m->from == pc__vsr_primary_of(r->view) && !pc__vsr_is_primary(r);
     if (canonical) {
-        on_canonical_prepare(r, m, out);
+        on_canonical_prepare(r, m, body, out);
         return;
     }
     if (m->view > r->view) behind(r, m, out);
-    on_repair_prepare(r, m, out);
+    on_repair_prepare(r, m, body, out);
 }
 
 void pc__vsr_on_commit(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_output_t *out) {
@@ -215,12 +239,12 @@ void pc__vsr_on_commit(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_output_t *
 }
 
 void pc__vsr_ack(pc_vsr_t *r, pc_vsr_output_t *out, uint64_t op) {
-    PC_ASSERT(op < r->config.journal_slots);
+    PC_ASSERT(r != NULL && out != NULL);
     if (r->status != PC_VSR_NORMAL || pc__vsr_is_primary(r) || !pc__vsr_log_persisted(r)) return;
-    const vsr_slot_t *s = &r->slots[op];
+    const vsr_slot_t *s = pc__vsr_entry(r, op);
     /* Only a durable copy counts toward a quorum; the primary checks the
      * checksum against its own header, so a stale entry never counts. */
-    if (op == 0 || op > r->op || !s->present || !s->durable) return;
+    if (op == 0 || op > r->op || !s || !s->durable) return;
     pc_vsr_message_t *m = pc__vsr_send(r, out, pc__vsr_primary_of(r->view), PC_VSR_PREPARE_OK);
     if (!m) return;
     m->op = op;
@@ -232,19 +256,21 @@ void pc__vsr_on_prepare_ok(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_output
     PC_ASSERT(m->command == PC_VSR_PREPARE_OK);
     if (m->view != r->view || r->status != PC_VSR_NORMAL || !pc__vsr_is_primary(r)) return;
     if (m->op <= r->commit_max || m->op > r->op) return;
-    vsr_slot_t *s = &r->slots[m->op];
-    if (!s->present || s->header.checksum != m->checksum) return;
+    vsr_slot_t *s = pc__vsr_entry(r, m->op);
+    if (!s || s->header.checksum != m->checksum) return;
     s->acks |= (uint8_t)(1u << m->from);
     pc__vsr_primary_commit(r, out);
     PC_ASSERT(r->commit_max <= r->op);
 }
 
+/* Any intact entry still in the ring is served, also one at or below the
+ * checkpoint: it is committed, and a lagging peer may still need it. */
 void pc__vsr_on_request_prepare(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_output_t *out) {
     PC_ASSERT(m->command == PC_VSR_REQUEST_PREPARE);
-    if (m->op == 0 || m->op >= r->config.journal_slots) return;
-    const vsr_slot_t *s = &r->slots[m->op];
+    if (m->op == 0) return;
+    const vsr_slot_t *s = pc__vsr_entry(r, m->op);
     /* A corrupt body is never served: body_ok was checked against the header. */
-    if (s->present && s->body_ok && s->header.checksum == m->checksum)
+    if (s && s->body_ok && s->header.checksum == m->checksum)
         pc__vsr_send_prepare(r, out, m->from, m->op, true);
     PC_ASSERT(m->from < PC_VSR_REPLICAS);
 }
@@ -259,14 +285,14 @@ void pc__vsr_primary_commit(pc_vsr_t *r, pc_vsr_output_t *out) {
     uint8_t self = (uint8_t)(1u << r->config.replica);
     while (r->commit_max < r->op) {
         uint64_t op = r->commit_max + 1;
-        const vsr_slot_t *s = &r->slots[op];
-        if (op < r->verified_low || !s->present) break;
+        const vsr_slot_t *s = pc__vsr_entry(r, op);
+        if (op < r->verified_low || !s) break;
         unsigned count = pc__vsr_popcount(s->acks & (uint8_t)~self) + (s->durable ? 1u : 0u);
         if (pc__vsr_bug_commit_without_quorum && s->body_ok) count = PC_VSR_QUORUM;
         if (count < PC_VSR_QUORUM) break;
         r->commit_max = op;
     }
-    r->commit_max_checksum = r->slots[r->commit_max].header.checksum;
+    r->commit_max_checksum = pc__vsr_checksum(r, r->commit_max);
     pc__vsr_commit_apply(r, out);
 }
 
@@ -280,14 +306,15 @@ void pc__vsr_commit_apply(pc_vsr_t *r, pc_vsr_output_t *out) {
     while (r->commit_min < r->commit_max && r->commit_min < r->op &&
            out->commits_count < PC_VSR_OUT_COMMITS_MAX) {
         uint64_t op = r->commit_min + 1;
-        const vsr_slot_t *s = &r->slots[op];
-        if (op < r->verified_low || !s->present || !s->body_ok) break;
-        if (s->header.parent != r->slots[r->commit_min].header.checksum) break;
+        const vsr_slot_t *s = pc__vsr_entry(r, op);
+        if (op < r->verified_low || !s || !s->body_ok) break;
+        if (s->header.parent != pc__vsr_checksum(r, r->commit_min)) break;
         pc_vsr_commit_out_t *c = &out->commits[out->commits_count++];
         c->header = s->header;
-        c->body = r->bodies[op];
+        c->body = pc__vsr_body(r, op);
         c->reply = reply;
         r->commit_min = op;
+        r->commit_progress_tick = r->ticks;
     }
     if (r->untrusted && r->commit_min >= r->verify_op) r->untrusted = false;
     PC_ASSERT(r->commit_min <= r->op);

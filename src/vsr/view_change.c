@@ -53,21 +53,31 @@ void pc__vsr_view_change_tick(pc_vsr_t *r, pc_vsr_output_t *out) {
     PC_ASSERT(r->status != PC_VSR_RECOVERING); /* may be NORMAL: the view started */
 }
 
+/* A head that is the checkpoint known by checksum only is sent as no
+ * headers plus head_checksum: everything at or below the checkpoint is
+ * committed, so the new primary needs nothing more about it. */
 static void fill_dvc(const pc_vsr_t *r, vsr_dvc_t *d) {
-    PC_ASSERT(r->slots[r->op].present);
+    PC_ASSERT(pc__vsr_head_known(r) || r->op == r->checkpoint_op);
     memset(d, 0, sizeof *d);
     d->present = true;
     d->log_view = r->log_view;
     d->op = r->op;
     d->commit = r->commit_max;
-    for (uint64_t op = r->op; op > 0 && d->headers_count < PC_VSR_VIEW_HEADERS_MAX; op--) {
-        const vsr_slot_t *s = &r->slots[op];
-        if (!s->present) continue;
-        d->headers[d->headers_count] = s->header;
-        d->durable[d->headers_count] = s->durable;
+    d->head_checksum = pc__vsr_checksum(r, r->op);
+    /* Down to the checkpoint (its header, the anchor, is committed and held
+     * in the checkpoint); the root is never sent. */
+    for (uint64_t op = r->op; op > 0 && op >= r->checkpoint_op; op--) {
+        if (d->headers_count == PC_VSR_VIEW_HEADERS_MAX) break;
+        const pc_vsr_header_t *h = pc__vsr_header(r, op);
+        if (!h) continue;
+        const vsr_slot_t *s = op == r->checkpoint_op ? NULL : pc__vsr_entry(r, op);
+        d->headers[d->headers_count] = *h;
+        d->durable[d->headers_count] = s ? s->durable : true;
         d->headers_count++;
     }
     PC_ASSERT(d->headers_count <= PC_VSR_VIEW_HEADERS_MAX);
+    PC_ASSERT(d->headers_count == 0 || d->headers[0].op == d->op);
+    PC_ASSERT(d->head_checksum != 0);
 }
 
 static void maybe_start_view(pc_vsr_t *r, pc_vsr_output_t *out);
@@ -97,6 +107,7 @@ void pc__vsr_send_view_change(pc_vsr_t *r, pc_vsr_output_t *out) {
     fill_dvc(r, &d);
     m->op = d.op;
     m->commit = d.commit;
+    m->checksum = d.head_checksum;
     m->headers_count = d.headers_count;
     memcpy(m->headers, d.headers, sizeof d.headers);
     memcpy(m->durable, d.durable, sizeof d.durable);
@@ -119,8 +130,12 @@ void pc__vsr_on_do_view_change(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_ou
     PC_ASSERT(m->from != r->config.replica);
     PC_ASSERT(m->command == PC_VSR_DO_VIEW_CHANGE);
     if (pc__vsr_primary_of(m->view) != r->config.replica || m->view < r->view) return;
-    if (m->log_view >= m->view || (m->headers_count == 0 && m->op != 0)) return;
-    if (m->headers_count > 0 && m->headers[0].op != m->op) return;
+    if (m->log_view >= m->view || m->checksum == 0) return;
+    /* No headers: the head is the sender's checkpoint (or the root). */
+    if (m->headers_count == 0 && m->op != m->checkpoint_op) return;
+    if (m->headers_count > 0 &&
+        (m->headers[0].op != m->op || m->headers[0].checksum != m->checksum))
+        return;
     for (uint8_t i = 0; i < m->headers_count; i++)
         if (m->headers[i].checksum != pc_vsr_header_checksum(&m->headers[i])) return;
     if (m->view > r->view) pc__vsr_start_view_change(r, m->view, out);
@@ -130,6 +145,7 @@ void pc__vsr_on_do_view_change(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_ou
     d->log_view = m->log_view;
     d->op = m->op;
     d->commit = m->commit;
+    d->head_checksum = m->checksum;
     d->headers_count = m->headers_count;
     memcpy(d->headers, m->headers, sizeof d->headers);
     memcpy(d->durable, m->durable, sizeof d->durable);
@@ -159,7 +175,7 @@ static const pc_vsr_header_t *dvc_header(const pc_vsr_t *r, uint64_t op, pc_u128
  * then cuts top ops no quorum member holds durably. Returns the new head. */
 static uint64_t install_log(pc_vsr_t *r, const vsr_dvc_t *best, uint64_t commit) {
     PC_ASSERT(best->present);
-    if (best->op == 0) return 0;
+    if (best->headers_count == 0) return best->op; /* its checkpoint: committed */
     const pc_vsr_header_t *head = &best->headers[0];
     PC_ASSERT(head->op == best->op);
     pc_u128 expected = head->checksum;
@@ -175,7 +191,7 @@ static uint64_t install_log(pc_vsr_t *r, const vsr_dvc_t *best, uint64_t commit)
     uint64_t top = best->op;
     while (top > commit && top > low) {
         bool durable;
-        if (dvc_header(r, top, r->slots[top].header.checksum, &durable) && durable) break;
+        if (dvc_header(r, top, pc__vsr_checksum(r, top), &durable) && durable) break;
         top--;
     }
     PC_ASSERT(top >= low - 1);
@@ -198,17 +214,37 @@ static void maybe_start_view(pc_vsr_t *r, pc_vsr_output_t *out) {
             best = d;
     }
     if (count < PC_VSR_QUORUM) return;
+    /* A log whose head lies beyond this replica's window cannot be held
+     * here: leave the view to time out; another replica leads the next one,
+     * and this one catches up (or syncs) meanwhile. */
+    if (best->op > r->checkpoint_op + r->config.journal_slots) {
+        r->sync_urgent = true;
+        return;
+    }
     uint64_t top = install_log(r, best, commit);
     if (top < r->commit_min) {
         r->diverged = true; /* the new log lacks an op this replica applied */
         return;
     }
+    pc_u128 have = pc__vsr_checksum(r, top);
+    if (have == 0 || (best->headers_count == 0 && have != best->head_checksum)) {
+        /* The head is another replica's checkpoint this one does not hold
+         * (an applied op contradicted is a bug): it syncs to it first and
+         * lets this view time out meanwhile. */
+        if (have != 0 && top <= r->commit_min) r->diverged = true;
+        else r->sync_urgent = true;
+        return;
+    }
     r->op = top;
+    r->sync_urgent = false;
     r->commit_max = PC_MIN(commit, top);
     r->log_view = r->view;
     r->status = PC_VSR_NORMAL;
     r->primary_heard_tick = r->ticks;
-    for (uint64_t op = r->commit_max + 1; op <= r->op; op++) r->slots[op].acks = 0;
+    for (uint64_t op = r->commit_max + 1; op <= r->op; op++) {
+        vsr_slot_t *s = pc__vsr_entry(r, op);
+        if (s) s->acks = 0;
+    }
     if (r->untrusted) r->verify_op = r->op;
     /* start_view goes out once log_view is durable (on_persist_done). */
     pc__vsr_persist(r, out);
@@ -217,43 +253,69 @@ static void maybe_start_view(pc_vsr_t *r, pc_vsr_output_t *out) {
 
 void pc__vsr_send_start_view(pc_vsr_t *r, pc_vsr_output_t *out, uint8_t to) {
     PC_ASSERT(r->status == PC_VSR_NORMAL && pc__vsr_is_primary(r));
-    PC_ASSERT(r->slots[r->op].present);
+    PC_ASSERT(r->op >= r->checkpoint_op);
     if (!pc__vsr_log_persisted(r)) return;
     pc_vsr_message_t *m = pc__vsr_send(r, out, to, PC_VSR_START_VIEW);
     if (!m) return;
     m->op = r->op;
-    m->checksum = r->slots[r->op].header.checksum;
+    m->checksum = pc__vsr_checksum(r, r->op);
+    PC_ASSERT(m->checksum != 0);
     pc_u128 expected = m->checksum;
-    for (uint64_t op = r->op; op > 0 && m->headers_count < PC_VSR_VIEW_HEADERS_MAX; op--) {
-        const vsr_slot_t *s = &r->slots[op];
-        if (!s->present || s->header.checksum != expected) break;
-        m->headers[m->headers_count++] = s->header;
-        expected = s->header.parent;
+    /* The chain from the head down, at most to the checkpoint (the root when
+     * the log is empty). */
+    for (uint64_t op = r->op; m->headers_count < PC_VSR_VIEW_HEADERS_MAX; op--) {
+        const pc_vsr_header_t *h = pc__vsr_header(r, op);
+        if (!h || h->checksum != expected) break;
+        m->headers[m->headers_count++] = *h;
+        expected = h->parent;
+        if (op == 0 || op == r->checkpoint_op) break;
     }
-    if (r->op == 0) m->headers[m->headers_count++] = r->slots[0].header;
+    /* No headers: the head is this primary's checkpoint, known by checksum. */
+    PC_ASSERT(m->headers_count > 0 || r->op == r->checkpoint_op);
+    PC_ASSERT(m->headers_count == 0 || m->headers[0].op == m->op);
 }
 
 void pc__vsr_on_start_view(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_output_t *out) {
     PC_ASSERT(m->command == PC_VSR_START_VIEW);
     if (m->view < r->view || (m->view == r->view && r->status == PC_VSR_NORMAL)) return;
-    if (m->from != pc__vsr_primary_of(m->view) || m->headers_count == 0) return;
-    const pc_vsr_header_t *head = &m->headers[0];
-    if (head->op != m->op || head->checksum != pc_vsr_header_checksum(head)) return;
-    if (m->op < r->commit_min || m->op >= r->config.journal_slots) {
-        r->diverged = m->op < r->commit_min;
+    if (m->from != pc__vsr_primary_of(m->view) || m->checksum == 0) return;
+    if (m->headers_count > 0) {
+        const pc_vsr_header_t *head = &m->headers[0];
+        if (head->op != m->op || head->checksum != m->checksum ||
+            head->checksum != pc_vsr_header_checksum(head))
+            return;
+    } else if (m->op != m->checkpoint_op) {
         return;
     }
-    pc_u128 expected = head->checksum;
+    if (m->op < r->commit_min) {
+        r->diverged = true;
+        return;
+    }
+    /* A head beyond the window cannot be held, and a head that is the
+     * primary's checkpoint (sent without headers) can only be adopted by a
+     * replica that holds it: otherwise this replica catches up by state sync
+     * (the message told it the primary's checkpoint) before it joins. */
+    if (m->op > r->checkpoint_op + r->config.journal_slots) {
+        r->sync_urgent = true;
+        return;
+    }
+    if (m->headers_count == 0 && pc__vsr_checksum(r, m->op) != m->checksum) {
+        if (m->op == r->commit_min) r->diverged = true;
+        else r->sync_urgent = true;
+        return;
+    }
+    pc_u128 expected = m->checksum;
     for (uint8_t i = 0; i < m->headers_count && m->op > 0; i++) {
         const pc_vsr_header_t *h = &m->headers[i];
         if (h->checksum != expected || h->checksum != pc_vsr_header_checksum(h)) break;
-        if (h->op > r->commit_min) pc__vsr_install(r, h, NULL);
+        if (h->op > r->commit_min || h->op == r->checkpoint_op) pc__vsr_install(r, h, NULL);
         expected = h->parent;
     }
     r->view = m->view;
     r->log_view = m->view;
     r->status = PC_VSR_NORMAL;
     r->op = m->op;
+    r->sync_urgent = false;
     r->commit_max = PC_MAX(r->commit_min, PC_MIN(m->commit, m->op));
     r->commit_max_checksum = 0;
     r->primary_heard_tick = r->ticks;

@@ -16,10 +16,17 @@
 #define VSR_RESEND_TICKS 8u
 #define VSR_REPAIR_TICKS 4u
 #define VSR_REPAIR_REQUESTS_MAX 4u
+/* State sync: asked for when a peer's checkpoint is half a ring ahead of
+ * what this replica applied, or when a peer's checkpoint is ahead at all and
+ * nothing has been applied for VSR_SYNC_STALL_TICKS (the next op may be gone
+ * from every ring). Repeated every VSR_SYNC_RETRY_TICKS until done. */
+#define VSR_SYNC_STALL_TICKS 120u
+#define VSR_SYNC_RETRY_TICKS 24u
 
+/* One ring slot: holds the entry of op header.op (op % journal_slots). */
 typedef struct vsr_slot {
     pc_vsr_header_t header;
-    bool present;  /* header holds an entry for this op */
+    bool present;  /* header holds an entry (of op header.op) */
     bool body_ok;  /* body in memory matches header.body_checksum */
     bool durable;  /* this exact entry is on disk */
     bool writing;  /* a journal write of this entry is in flight */
@@ -32,6 +39,7 @@ typedef struct vsr_dvc {
     bool present;
     uint32_t log_view;
     uint64_t op, commit;
+    pc_u128 head_checksum; /* headers[0].checksum, or the checkpoint's if none */
     uint8_t headers_count;
     pc_vsr_header_t headers[PC_VSR_VIEW_HEADERS_MAX];
     uint8_t durable[PC_VSR_VIEW_HEADERS_MAX];
@@ -56,12 +64,28 @@ struct pc_vsr {
     uint64_t view_change_tick;   /* when the current view change began */
     uint64_t last_progress_commit;
     uint64_t last_timestamp;
+    /* Checkpoint: the state machine is durable through checkpoint_op; the
+     * ring holds (checkpoint_op, checkpoint_op + journal_slots]. */
+    uint64_t checkpoint_op;
+    pc_u128 checkpoint_checksum;  /* chain anchor below the window */
+    pc_vsr_header_t anchor;       /* its header, when known */
+    bool anchor_known;
+    /* The anchor came from outside this replica's own chain (a restart or a
+     * sync): a head that does not link to it is a stale log, cut back. */
+    bool anchor_foreign;
+    uint64_t peer_checkpoint[PC_VSR_REPLICAS]; /* highest reported per peer */
+    uint64_t commit_progress_tick;             /* commit_min last advanced */
+    bool sync_wanted;
+    bool sync_urgent; /* a view it must join starts beyond what it can hold */
+    uint64_t sync_tick;
+    uint8_t sync_rr;
     uint8_t svc_from;     /* bitmask of start_view_change votes for view */
     uint8_t repair_rr;    /* round-robin peer for repair requests */
     bool diverged;        /* saw its applied log contradicted: a protocol bug */
     vsr_dvc_t dvcs[PC_VSR_REPLICAS];
-    vsr_slot_t slots[PC_VSR_JOURNAL_SLOTS_MAX];
-    uint8_t bodies[PC_VSR_JOURNAL_SLOTS_MAX][PC_VSR_BODY_MAX];
+    /* In the caller's memory right after the struct (pc_vsr_size). */
+    vsr_slot_t *slots;  /* journal_slots */
+    uint8_t *bodies;    /* journal_slots * body_max */
 };
 
 static inline uint8_t pc__vsr_primary_of(uint32_t view) {
@@ -73,8 +97,30 @@ static inline bool pc__vsr_is_primary(const pc_vsr_t *r) {
 static inline unsigned pc__vsr_popcount(uint8_t bits) {
     return (unsigned)__builtin_popcount(bits);
 }
+/* The ring slot op maps to, whatever it holds. */
+static inline vsr_slot_t *pc__vsr_slot(const pc_vsr_t *r, uint64_t op) {
+    return &r->slots[op % r->config.journal_slots];
+}
+static inline uint8_t *pc__vsr_body(const pc_vsr_t *r, uint64_t op) {
+    return r->bodies + (size_t)(op % r->config.journal_slots) * r->config.body_max;
+}
+/* The slot if it holds an entry of exactly this op, else NULL. */
+static inline vsr_slot_t *pc__vsr_entry(const pc_vsr_t *r, uint64_t op) {
+    vsr_slot_t *s = pc__vsr_slot(r, op);
+    return s->present && s->header.op == op ? s : NULL;
+}
+static inline bool pc__vsr_in_window(const pc_vsr_t *r, uint64_t op) {
+    return op > r->checkpoint_op && op - r->checkpoint_op <= r->config.journal_slots;
+}
 
 /* vsr.c */
+/* The header of op: the anchor at checkpoint_op, else the slot's entry. */
+const pc_vsr_header_t *pc__vsr_header(const pc_vsr_t *r, uint64_t op);
+/* The checksum of op's entry (the checkpoint's at checkpoint_op), or 0. */
+pc_u128 pc__vsr_checksum(const pc_vsr_t *r, uint64_t op);
+/* Whether the header of the head op is known (else the head is the
+ * checkpoint, known by its checksum only). */
+bool pc__vsr_head_known(const pc_vsr_t *r);
 pc_vsr_message_t *pc__vsr_send(pc_vsr_t *r, pc_vsr_output_t *out, uint8_t to,
                                pc_vsr_command_t command);
 void pc__vsr_send_prepare(pc_vsr_t *r, pc_vsr_output_t *out, uint8_t to, uint64_t op,
@@ -92,7 +138,8 @@ bool pc__vsr_log_persisted(const pc_vsr_t *r);
 void pc__vsr_chain_walk(pc_vsr_t *r, pc_vsr_output_t *out, bool request);
 void pc__vsr_commit_apply(pc_vsr_t *r, pc_vsr_output_t *out);
 void pc__vsr_primary_commit(pc_vsr_t *r, pc_vsr_output_t *out);
-void pc__vsr_on_prepare(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_output_t *out);
+void pc__vsr_on_prepare(pc_vsr_t *r, const pc_vsr_message_t *m, const uint8_t *body,
+                        pc_vsr_output_t *out);
 void pc__vsr_on_commit(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_output_t *out);
 void pc__vsr_heard_from_primary(pc_vsr_t *r, uint64_t commit);
 void pc__vsr_on_prepare_ok(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_output_t *out);

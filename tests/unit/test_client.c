@@ -4,7 +4,12 @@
  * misbehaves on purpose (drops the connection, stays silent, says busy,
  * evicts, sends a stray reply first). The child records every request it
  * receives in shared memory, so the tests check what went over the wire:
- * that a retry carries the same client, session and request number. */
+ * that a retry carries the same client, session and request number.
+ *
+ * Several fake servers make a fake cluster: one plays the primary, the others
+ * backups (PC_ENOT_PRIMARY with a view) or replicas in a view change
+ * (PC_ENOTREADY), and the tests check where each request went and that it
+ * was applied once. */
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -24,10 +29,17 @@ typedef enum server_mode {
     MODE_BUSY_ONCE,   /* answers request 1's first arrival with PC_EBUSY */
     MODE_EVICT,       /* answers every request with PC_ESESSION_EVICTED */
     MODE_STRAY_FIRST, /* sends a reply for another request number first */
+    MODE_BACKUP,      /* answers everything, register too, PC_ENOT_PRIMARY with op = view */
+    MODE_NOT_READY,   /* answers everything, register too, PC_ENOTREADY */
+    MODE_NOT_READY_AFTER_REGISTER, /* serves register, then answers PC_ENOTREADY */
+    MODE_DROP_ALL,    /* serves register, then closes the connection on every request */
 } server_mode_t;
 
 /* What the fake server saw, in memory shared with the test. */
 typedef struct shared {
+    uint64_t view;    /* what MODE_BACKUP says; set before the fork */
+    uint32_t applied; /* creates answered OK for a request number not answered before */
+    uint64_t applied_request_last;
     uint32_t registers;
     uint32_t connections;
     uint32_t received; /* non-register requests */
@@ -51,11 +63,13 @@ typedef struct server {
     shared_t *shared;
 } server_t;
 
-static void server_reply(connection_t *c, const pc_header_t *request, int status,
-                         const void *body, uint32_t body_size, uint64_t request_number) {
+static void server_reply_op(connection_t *c, const pc_header_t *request, int status,
+                            const void *body, uint32_t body_size, uint64_t request_number,
+                            uint64_t op) {
     pc_header_t reply;
     memset(&reply, 0, sizeof(reply));
     reply.command = PC_COMMAND_reply;
+    reply.op = op;
     reply.operation = request->operation;
     reply.client = request->client;
     reply.cluster = request->cluster;
@@ -66,10 +80,36 @@ static void server_reply(connection_t *c, const pc_header_t *request, int status
     if (pc_writer_push(&c->writer, &reply, body, body_size) != PC_OK) _exit(3);
 }
 
+static void server_reply(connection_t *c, const pc_header_t *request, int status,
+                         const void *body, uint32_t body_size, uint64_t request_number) {
+    server_reply_op(c, request, status, body, body_size, request_number, 0);
+}
+
+/* A replica that does not serve: a backup names its view in op, as the real
+ * ones do; a replica in a view change just says it is not ready. */
+static bool server_refuses(server_mode_t mode) {
+    return mode == MODE_BACKUP || mode == MODE_NOT_READY;
+}
+
+static void server_refuse(server_mode_t mode, const shared_t *shared, connection_t *c,
+                          const pc_header_t *h) {
+    if (mode == MODE_BACKUP) {
+        server_reply_op(c, h, PC_ENOT_PRIMARY, NULL, 0, h->request, shared->view);
+    } else {
+        server_reply(c, h, PC_ENOTREADY, NULL, 0, h->request);
+    }
+}
+
 /* An OK reply shaped like the real one: no results for creates (all
  * created), one record per id for lookups, two transfers for a filter. */
-static void server_answer(connection_t *c, const pc_header_t *h, const void *body) {
+static void server_answer(shared_t *shared, connection_t *c, const pc_header_t *h,
+                          const void *body) {
     static pc_transfer_t records[PC_BATCH_EVENTS_MAX];
+    bool create = h->operation == PC_OP_create_accounts || h->operation == PC_OP_create_transfers;
+    if (create && h->request > shared->applied_request_last) {
+        shared->applied++;
+        shared->applied_request_last = h->request;
+    }
     uint32_t count = 0;
     if (h->operation == PC_OP_lookup_accounts || h->operation == PC_OP_lookup_transfers) {
         count = (h->size - PC_HEADER_SIZE) / 16;
@@ -95,7 +135,11 @@ static bool server_handle(server_mode_t mode, shared_t *shared, connection_t *c,
     if (pc_request_verify(h, body) != PC_OK) shared->errors++;
     if (h->operation == PC_OP_register) {
         shared->registers++;
-        server_reply(c, h, PC_OK, NULL, 0, h->request);
+        if (server_refuses(mode)) {
+            server_refuse(mode, shared, c, h);
+        } else {
+            server_reply(c, h, PC_OK, NULL, 0, h->request);
+        }
         return true;
     }
     if (h->session != SERVER_SESSION) shared->errors++;
@@ -111,6 +155,15 @@ static bool server_handle(server_mode_t mode, shared_t *shared, connection_t *c,
         shared->operations[n] = h->operation;
     }
     bool first = seen == 0 && h->request == 1;
+    if (server_refuses(mode)) {
+        server_refuse(mode, shared, c, h);
+        return true;
+    }
+    if (mode == MODE_NOT_READY_AFTER_REGISTER) {
+        server_reply(c, h, PC_ENOTREADY, NULL, 0, h->request);
+        return true;
+    }
+    if (mode == MODE_DROP_ALL) return false;
     if (mode == MODE_DROP_FIRST && first) return false;
     if (mode == MODE_SILENT) return true;
     if (mode == MODE_BUSY_ONCE && first) {
@@ -122,7 +175,7 @@ static bool server_handle(server_mode_t mode, shared_t *shared, connection_t *c,
         return true;
     }
     if (mode == MODE_STRAY_FIRST) server_reply(c, h, PC_EBUSY, NULL, 0, h->request + 100);
-    server_answer(c, h, body);
+    server_answer(shared, c, h, body);
     return true;
 }
 
@@ -184,13 +237,15 @@ static _Noreturn void server_run(int listen_fd, server_mode_t mode, shared_t *sh
     }
 }
 
-static server_t server_start(server_mode_t mode) {
+/* view: what a MODE_BACKUP server names as its view. */
+static server_t server_start_view(server_mode_t mode, uint64_t view) {
     server_t s;
     memset(&s, 0, sizeof(s));
     s.shared = mmap(NULL, sizeof(shared_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
                     -1, 0);
     ASSERT_TRUE(s.shared != MAP_FAILED);
     memset(s.shared, 0, sizeof(shared_t));
+    s.shared->view = view;
     int listen_fd = -1;
     ASSERT_EQ(pc_net_listen("127.0.0.1:0", &listen_fd), PC_OK);
     ASSERT_EQ(pc_net_local_port(listen_fd, &s.port), PC_OK);
@@ -205,6 +260,10 @@ static server_t server_start(server_mode_t mode) {
     }
     close(listen_fd);
     return s;
+}
+
+static server_t server_start(server_mode_t mode) {
+    return server_start_view(mode, 0);
 }
 
 static void server_stop(server_t *s) {
@@ -580,6 +639,274 @@ static void test_close_with_queued(void) {
     server_stop(&s);
 }
 
+/* ---- several replicas: finding the primary ---- */
+
+#define CLUSTER_REPLICAS_MAX 3
+
+typedef struct cluster {
+    server_t replicas[CLUSTER_REPLICAS_MAX];
+    uint32_t count;
+    char addresses[CLUSTER_REPLICAS_MAX * 64];
+} cluster_t;
+
+/* Starts count fake replicas and lists them in index order, as a client is
+ * given a real cluster's addresses. */
+static void cluster_start(cluster_t *cluster, uint32_t count, const server_mode_t *modes,
+                          const uint64_t *views) {
+    ASSERT_TRUE(count >= 1 && count <= CLUSTER_REPLICAS_MAX);
+    memset(cluster, 0, sizeof(*cluster));
+    cluster->count = count;
+    size_t used = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        cluster->replicas[i] = server_start_view(modes[i], views[i]);
+        int n = snprintf(cluster->addresses + used, sizeof(cluster->addresses) - used, "%s%s",
+                         i == 0 ? "" : ",", cluster->replicas[i].address);
+        ASSERT_TRUE(n > 0 && (size_t)n < sizeof(cluster->addresses) - used);
+        used += (size_t)n;
+    }
+}
+
+static void cluster_stop(cluster_t *cluster) {
+    for (uint32_t i = 0; i < cluster->count; i++) server_stop(&cluster->replicas[i]);
+}
+
+static shared_t *replica(const cluster_t *cluster, uint32_t index) {
+    ASSERT_TRUE(index < cluster->count);
+    return cluster->replicas[index].shared;
+}
+
+static uint64_t ms_since(uint64_t start_ns) {
+    return (pc_time_monotonic_ns() - start_ns) / 1000000;
+}
+
+static void test_err_not_primary(void) {
+    ASSERT_EQ(PC_ENOT_PRIMARY, -25);
+    ASSERT_STREQ(pc_err_name(PC_ENOT_PRIMARY), "PC_ENOT_PRIMARY");
+    ASSERT_STREQ(pc_strerror(PC_ENOT_PRIMARY), "not the primary replica: retry at the primary");
+    ASSERT_STREQ(pc_err_name(PC_ENOTREADY), "PC_ENOTREADY");
+}
+
+/* Replicas 0 and 2 are backups in view 4, so the primary is 4 % 3 = 1. The
+ * register and every request end at replica 1 and are applied once; after
+ * the one redirect the client goes straight there. No retries are allowed
+ * at all: following a redirect is not a failed attempt. */
+static void test_redirect_to_primary(void) {
+    alarm(30);
+    cluster_t cluster;
+    cluster_start(&cluster, 3, (server_mode_t[]){MODE_BACKUP, MODE_NORMAL, MODE_BACKUP},
+                  (uint64_t[]){4, 0, 4});
+    pc_client_options_t options = {.request_timeout_ms = 2000,
+                                   .retries_max = PC_CLIENT_RETRIES_NONE};
+    pc_client_t *client = NULL;
+    ASSERT_EQ(pc_client_open(cluster.addresses, &options, &client), PC_OK);
+    shared_t *r0 = replica(&cluster, 0), *r1 = replica(&cluster, 1), *r2 = replica(&cluster, 2);
+    ASSERT_EQ(r0->registers, 1);
+    ASSERT_EQ(r1->registers, 1);
+
+    pc_transfer_t transfers[2] = {transfer_make(1), transfer_make(2)};
+    pc_create_result_t results[1];
+    uint32_t results_count = 9;
+    ASSERT_EQ(pc_client_create_transfers(client, &transfers[0], 1, results, &results_count),
+              PC_OK);
+    ASSERT_EQ(results_count, 0);
+    pc_u128 ids[1] = {1};
+    pc_transfer_t found[1];
+    uint32_t found_count = 0;
+    ASSERT_EQ(pc_client_lookup_transfers(client, ids, 1, found, &found_count), PC_OK);
+    ASSERT_EQ(found_count, 1);
+    ASSERT_EQ(pc_client_create_transfers(client, &transfers[1], 1, results, &results_count),
+              PC_OK);
+
+    ASSERT_EQ(r1->received, 3);
+    for (uint32_t i = 0; i < 3; i++) {
+        ASSERT_EQ(r1->requests[i], i + 1);
+        ASSERT_EQ(r1->sessions[i], SERVER_SESSION);
+    }
+    ASSERT_EQ(r1->applied, 2);
+    ASSERT_EQ(r1->connections, 1); /* every request straight to the primary */
+    ASSERT_EQ(r0->received, 0);
+    ASSERT_EQ(r0->connections, 1);
+    ASSERT_EQ(r2->connections, 0);
+    ASSERT_EQ(r0->errors + r1->errors + r2->errors, 0);
+    pc_client_close(client);
+    cluster_stop(&cluster);
+}
+
+/* The primary (replica 0) closes the connection on a request it received.
+ * The client moves on to replica 1, a backup of the new view 2, which sends
+ * it to replica 2; every arrival is the same client, session and request
+ * number, and the request is applied once. The next request goes straight
+ * to replica 2. */
+static void test_primary_lost_mid_request(void) {
+    alarm(30);
+    cluster_t cluster;
+    cluster_start(&cluster, 3, (server_mode_t[]){MODE_DROP_ALL, MODE_BACKUP, MODE_NORMAL},
+                  (uint64_t[]){0, 2, 0});
+    pc_client_options_t options = {.request_timeout_ms = 2000};
+    pc_client_t *client = NULL;
+    ASSERT_EQ(pc_client_open(cluster.addresses, &options, &client), PC_OK);
+    shared_t *r0 = replica(&cluster, 0), *r1 = replica(&cluster, 1), *r2 = replica(&cluster, 2);
+    ASSERT_EQ(r0->registers, 1);
+
+    pc_transfer_t t = transfer_make(5);
+    pc_create_result_t results[1];
+    uint32_t results_count = 9;
+    ASSERT_EQ(pc_client_create_transfers(client, &t, 1, results, &results_count), PC_OK);
+    shared_t *all[3] = {r0, r1, r2};
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ(all[i]->received, 1);
+        ASSERT_EQ(all[i]->requests[0], 1);
+        ASSERT_EQ(all[i]->sessions[0], SERVER_SESSION);
+        ASSERT_EQ_U128(all[i]->clients[0], r0->clients[0]);
+        ASSERT_EQ(all[i]->errors, 0);
+    }
+    ASSERT_EQ(r0->applied + r1->applied + r2->applied, 1);
+    ASSERT_EQ(r2->applied, 1);
+
+    t = transfer_make(6);
+    ASSERT_EQ(pc_client_create_transfers(client, &t, 1, results, &results_count), PC_OK);
+    ASSERT_EQ(r2->received, 2);
+    ASSERT_EQ(r2->requests[1], 2);
+    ASSERT_EQ(r2->applied, 2);
+    ASSERT_EQ(r0->received, 1);
+    ASSERT_EQ(r1->received, 1);
+    ASSERT_EQ(r2->connections, 1);
+    pc_client_close(client);
+    cluster_stop(&cluster);
+}
+
+/* Every replica is in a view change. Opening gives up after 1 + retries_max
+ * registers, rotating over the replicas with a backoff (10+20+40+80 ms) and
+ * never waiting for a timeout, and says why: PC_ENOTREADY. */
+static void test_all_not_ready_open_gives_up(void) {
+    alarm(30);
+    cluster_t cluster;
+    cluster_start(&cluster, 3, (server_mode_t[]){MODE_NOT_READY, MODE_NOT_READY, MODE_NOT_READY},
+                  (uint64_t[]){0, 0, 0});
+    pc_client_options_t options = {.request_timeout_ms = 2000, .retries_max = 4};
+    pc_client_t *client = NULL;
+    uint64_t start_ns = pc_time_monotonic_ns();
+    ASSERT_EQ(pc_client_open(cluster.addresses, &options, &client), PC_ENOTREADY);
+    uint64_t elapsed_ms = ms_since(start_ns);
+    ASSERT_TRUE(client == NULL);
+    ASSERT_TRUE(elapsed_ms >= 150 && elapsed_ms < 2000);
+    ASSERT_EQ(replica(&cluster, 0)->registers, 2);
+    ASSERT_EQ(replica(&cluster, 1)->registers, 2);
+    ASSERT_EQ(replica(&cluster, 2)->registers, 1);
+    cluster_stop(&cluster);
+}
+
+/* The session is open, then every replica goes into a view change: the
+ * request fails with PC_ENOTREADY after 1 + retries_max attempts, each the
+ * same request number, none applied. */
+static void test_all_not_ready_request_gives_up(void) {
+    alarm(30);
+    cluster_t cluster;
+    server_mode_t mode = MODE_NOT_READY_AFTER_REGISTER;
+    cluster_start(&cluster, 3, (server_mode_t[]){mode, mode, mode}, (uint64_t[]){0, 0, 0});
+    pc_client_options_t options = {.request_timeout_ms = 2000, .retries_max = 3};
+    pc_client_t *client = NULL;
+    ASSERT_EQ(pc_client_open(cluster.addresses, &options, &client), PC_OK);
+    pc_transfer_t t = transfer_make(5);
+    outcome_t o = {0};
+    uint64_t start_ns = pc_time_monotonic_ns();
+    ASSERT_EQ(pc_client_submit(client, PC_OP_create_transfers, &t, 1, on_reply, &o), PC_OK);
+    poll_until(client, &o, 1);
+    uint64_t elapsed_ms = ms_since(start_ns);
+    ASSERT_EQ(o.calls, 1);
+    ASSERT_EQ(o.status, PC_ENOTREADY);
+    ASSERT_TRUE(elapsed_ms >= 70 && elapsed_ms < 2000);
+    uint32_t expected[3] = {2, 1, 1};
+    for (uint32_t i = 0; i < 3; i++) {
+        shared_t *r = replica(&cluster, i);
+        ASSERT_EQ(r->received, expected[i]);
+        for (uint32_t j = 0; j < r->received; j++) ASSERT_EQ(r->requests[j], 1);
+        ASSERT_EQ(r->applied, 0);
+    }
+    ASSERT_EQ(pc_client_poll(client, 0), 0);
+    pc_client_close(client);
+    cluster_stop(&cluster);
+}
+
+/* Two replicas each name the other as primary. Redirects are bounded per
+ * attempt (2 * count = 4), then the attempt fails: with retries_max 1 that
+ * is exactly 10 registers, 5 at each, and then PC_ENOT_PRIMARY. */
+static void test_redirect_ping_pong_bounded(void) {
+    alarm(30);
+    cluster_t cluster;
+    cluster_start(&cluster, 2, (server_mode_t[]){MODE_BACKUP, MODE_BACKUP}, (uint64_t[]){1, 0});
+    pc_client_options_t options = {.request_timeout_ms = 2000, .retries_max = 1};
+    pc_client_t *client = NULL;
+    uint64_t start_ns = pc_time_monotonic_ns();
+    ASSERT_EQ(pc_client_open(cluster.addresses, &options, &client), PC_ENOT_PRIMARY);
+    ASSERT_TRUE(ms_since(start_ns) < 2000);
+    ASSERT_TRUE(client == NULL);
+    ASSERT_EQ(replica(&cluster, 0)->registers, 5);
+    ASSERT_EQ(replica(&cluster, 1)->registers, 5);
+    cluster_stop(&cluster);
+}
+
+/* A replica that names itself as the primary but refuses is confused: that
+ * costs a retry and moves on (with no retries left it is the error). */
+static void test_redirect_to_self_is_a_failure(void) {
+    alarm(30);
+    cluster_t cluster;
+    cluster_start(&cluster, 2, (server_mode_t[]){MODE_BACKUP, MODE_NORMAL}, (uint64_t[]){0, 0});
+    pc_client_options_t options = {.request_timeout_ms = 2000,
+                                   .retries_max = PC_CLIENT_RETRIES_NONE};
+    pc_client_t *client = NULL;
+    ASSERT_EQ(pc_client_open(cluster.addresses, &options, &client), PC_ENOT_PRIMARY);
+    ASSERT_EQ(replica(&cluster, 0)->registers, 1);
+    ASSERT_EQ(replica(&cluster, 1)->registers, 0);
+    options.retries_max = 1;
+    ASSERT_EQ(pc_client_open(cluster.addresses, &options, &client), PC_OK);
+    ASSERT_EQ(replica(&cluster, 0)->registers, 2);
+    ASSERT_EQ(replica(&cluster, 1)->registers, 1);
+    pc_client_close(client);
+    cluster_stop(&cluster);
+}
+
+/* One address behaves as before there were replicas: PC_ENOT_PRIMARY is the
+ * caller's at once, and PC_ENOTREADY is retried on the same connection. */
+static void test_single_address_unchanged(void) {
+    alarm(30);
+    server_t backup = server_start_view(MODE_BACKUP, 1);
+    pc_client_t *client = NULL;
+    ASSERT_EQ(pc_client_open(backup.address, NULL, &client), PC_ENOT_PRIMARY);
+    ASSERT_EQ(backup.shared->registers, 1);
+    ASSERT_EQ(backup.shared->connections, 1);
+    server_stop(&backup);
+
+    server_t not_ready = server_start(MODE_NOT_READY);
+    pc_client_options_t options = {.request_timeout_ms = 2000, .retries_max = 2};
+    ASSERT_EQ(pc_client_open(not_ready.address, &options, &client), PC_ENOTREADY);
+    ASSERT_EQ(not_ready.shared->registers, 3);
+    ASSERT_EQ(not_ready.shared->connections, 1);
+    ASSERT_TRUE(client == NULL);
+    server_stop(&not_ready);
+}
+
+/* PC_CLIENT_RETRIES_NONE: one attempt, then the error. */
+static void test_retries_none(void) {
+    server_t s = server_start(MODE_SILENT);
+    pc_client_t *client = NULL;
+    pc_client_options_t options = {.request_timeout_ms = 50,
+                                   .retries_max = PC_CLIENT_RETRIES_NONE};
+    ASSERT_EQ(pc_client_open(s.address, &options, &client), PC_OK);
+    pc_transfer_t t = transfer_make(5);
+    outcome_t o = {0};
+    uint64_t start_ns = pc_time_monotonic_ns();
+    ASSERT_EQ(pc_client_submit(client, PC_OP_create_transfers, &t, 1, on_reply, &o), PC_OK);
+    poll_until(client, &o, 1);
+    uint64_t elapsed_ms = ms_since(start_ns);
+    ASSERT_EQ(o.calls, 1);
+    ASSERT_EQ(o.status, PC_ETIMEDOUT);
+    ASSERT_TRUE(elapsed_ms >= 45 && elapsed_ms < 1000);
+    ASSERT_EQ(s.shared->received, 1);
+    pc_client_close(client);
+    server_stop(&s);
+}
+
 #define TESTS(X)                                                                     \
     X(test_open_registers)                                                           \
     X(test_open_errors)                                                              \
@@ -594,5 +921,14 @@ static void test_close_with_queued(void) {
     X(test_evicted_fails_everything)                                                 \
     X(test_submit_invalid)                                                           \
     X(test_blocking_helpers)                                                         \
-    X(test_close_with_queued)
+    X(test_close_with_queued)                                                        \
+    X(test_err_not_primary)                                                          \
+    X(test_redirect_to_primary)                                                      \
+    X(test_primary_lost_mid_request)                                                 \
+    X(test_all_not_ready_open_gives_up)                                              \
+    X(test_all_not_ready_request_gives_up)                                           \
+    X(test_redirect_ping_pong_bounded)                                               \
+    X(test_redirect_to_self_is_a_failure)                                            \
+    X(test_single_address_unchanged)                                                 \
+    X(test_retries_none)
 PC_TEST_MAIN(TESTS)

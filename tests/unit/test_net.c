@@ -149,7 +149,7 @@ static void test_verify_size_bounds(void) {
 
 static void test_verify_unknown_command(void) {
     message_t m = request_make(PC_OP_create_transfers, 128);
-    uint8_t commands[] = {0, 3, 255};
+    uint8_t commands[] = {0, 4, 255};
     for (size_t i = 0; i < PC_ARRAY_LEN(commands); i++) {
         m.header->command = commands[i];
         reseal_header(m.header);
@@ -644,8 +644,49 @@ static void test_socket_errors(void) {
     close(lfd);
 }
 
+/* Replica frames may exceed a client message, up to their own bound, and a
+ * reader takes one only after pc_reader_grow. */
+static void test_replica_frame_size(void) {
+    uint32_t body = PC_MESSAGE_SIZE_MAX + 4096;
+    message_t m = message_make(PC_COMMAND_replica, 0, body, 0, 0);
+    ASSERT_EQ(pc_header_verify(m.header), PC_OK);
+    m.header->size = PC_REPLICA_MESSAGE_SIZE_MAX + 1;
+    reseal_header(m.header);
+    ASSERT_EQ(pc_header_verify(m.header), PC_ETOOBIG);
+    m.header->size = PC_HEADER_SIZE + body;
+    m.header->command = PC_COMMAND_request; /* a client frame that large is refused */
+    reseal_header(m.header);
+    ASSERT_EQ(pc_header_verify(m.header), PC_ETOOBIG);
+    m.header->command = PC_COMMAND_replica;
+    reseal_header(m.header);
+
+    pc_reader_t r;
+    ASSERT_EQ(pc_reader_init(&r), PC_OK);
+    ASSERT_EQ(pc_reader_feed(&r, m.bytes, PC_HEADER_SIZE), (int)PC_HEADER_SIZE);
+    const pc_header_t *h;
+    const void *b;
+    ASSERT_EQ(pc_reader_next(&r, &h, &b), PC_ETOOBIG); /* not grown: refused */
+    pc_reader_deinit(&r);
+
+    ASSERT_EQ(pc_reader_init(&r), PC_OK);
+    ASSERT_EQ(pc_reader_feed(&r, m.bytes, 64), 64); /* bytes buffered before growing stay */
+    ASSERT_EQ(pc_reader_grow(&r, PC_REPLICA_MESSAGE_SIZE_MAX), PC_OK);
+    uint32_t fed = 64, total = PC_HEADER_SIZE + body;
+    while (fed < total) {
+        int n = pc_reader_feed(&r, m.bytes + fed, total - fed);
+        ASSERT_TRUE(n > 0);
+        fed += (uint32_t)n;
+    }
+    ASSERT_EQ(pc_reader_next(&r, &h, &b), 1);
+    ASSERT_EQ(h->size, total);
+    ASSERT_EQ(memcmp(b, m.body, body), 0);
+    pc_reader_deinit(&r);
+    message_free(&m);
+}
+
 #define TESTS(X)                                                                     \
     X(test_header_layout)                                                            \
+    X(test_replica_frame_size)                                                            \
     X(test_seal_verify_roundtrip)                                                    \
     X(test_verify_bad_checksum)                                                      \
     X(test_verify_bad_body_checksum)                                                 \

@@ -1,7 +1,9 @@
 /* The simulator sweep (src/sim): hundreds of seeds across every fault kind
  * must pass every checker, and with the planted bug (commit before quorum)
- * switched on, the same checkers must fail on some seed. Under ASan the
- * sweep runs fewer seeds to stay within make test's time budget. */
+ * switched on, the same checkers must fail on some seed. Each sweep must
+ * also exercise checkpoints and state sync (journal rings of 16..128 slots
+ * wrap several times per seed). Under ASan the sweep runs fewer seeds to
+ * stay within make test's time budget. */
 #include <sys/wait.h>
 
 #include "../../src/sim/sim.h"
@@ -16,6 +18,7 @@
 
 static void sweep(uint64_t first) {
     int failed = 0;
+    uint64_t syncs = 0, checkpoints = 0;
     for (uint64_t seed = first; seed < first + SEEDS_PER_TEST; seed++) {
         pc_sim_options_t o = {.seed = seed};
         pc_sim_result_t r;
@@ -25,8 +28,15 @@ static void sweep(uint64_t first) {
                     (unsigned long long)seed, r.failure, (unsigned long long)seed);
             failed++;
         }
+        syncs += r.syncs;
+        checkpoints += r.checkpoints;
     }
+    printf("seeds %llu..%llu: %llu checkpoints, %llu state syncs\n", (unsigned long long)first,
+           (unsigned long long)(first + SEEDS_PER_TEST - 1), (unsigned long long)checkpoints,
+           (unsigned long long)syncs);
     ASSERT_EQ(failed, 0);
+    ASSERT_TRUE(checkpoints > 0);
+    ASSERT_TRUE(syncs > 0);
 }
 
 static void test_sim_seeds_1(void) { sweep(1); }
@@ -45,6 +55,8 @@ static void test_sim_replays_exactly(void) {
     ASSERT_EQ(a.ops_committed, b.ops_committed);
     ASSERT_EQ(a.crashes, b.crashes);
     ASSERT_EQ(a.corruptions, b.corruptions);
+    ASSERT_EQ(a.syncs, b.syncs);
+    ASSERT_EQ(a.checkpoints, b.checkpoints);
 }
 
 static void test_sim_calm_run_commits_everything(void) {
@@ -54,6 +66,20 @@ static void test_sim_calm_run_commits_everything(void) {
     ASSERT_TRUE(r.ok);
     ASSERT_TRUE(r.requests_acked > 0);
     ASSERT_EQ(r.view_max, 0);
+    ASSERT_TRUE(r.ops_committed > 2 * 128); /* every ring size wraps */
+    ASSERT_TRUE(r.checkpoints > 0);
+    ASSERT_EQ(r.sync_requests, 0); /* fault-free: state sync never asked for */
+}
+
+/* Calm runs over many seeds (hence every ring size): never a sync. */
+static void test_sim_calm_runs_never_sync(void) {
+    for (uint64_t seed = 1; seed <= 24; seed++) {
+        pc_sim_options_t o = {.seed = seed, .faults_off = true};
+        pc_sim_result_t r;
+        ASSERT_EQ(pc_sim_run(&o, &r), PC_OK);
+        ASSERT_TRUE(r.ok);
+        ASSERT_EQ(r.sync_requests, 0);
+    }
 }
 
 /* Each seed runs in a child: with the bug on, a protocol assertion may abort
@@ -83,6 +109,7 @@ static void test_sim_catches_planted_bug(void) {
 
 #define TESTS(X)                                                                     \
     X(test_sim_calm_run_commits_everything)                                          \
+    X(test_sim_calm_runs_never_sync)                                                 \
     X(test_sim_replays_exactly)                                                      \
     X(test_sim_catches_planted_bug)                                                  \
     X(test_sim_seeds_1)                                                              \

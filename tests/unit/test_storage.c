@@ -1,10 +1,12 @@
 /* Unit tests of src/storage: format/open/lock, the WAL (append, sync, replay,
  * torn tails versus corruption, hash chain, rotation, reserve), checkpoints
  * (fallback, pruning, empty WAL behind one), the transfer store (checksums,
- * misdirected writes) and the failure rules (failed stays failed, ENOSPC
- * leaves nothing half-written). Each test works in its own directory under
- * /tmp, removed at exit; tests that corrupt files on purpose reach into the
- * on-disk layout through storage_int.h. */
+ * misdirected writes), the failure rules (failed stays failed, ENOSPC
+ * leaves nothing half-written), and a replicated unit's VSR journal and view
+ * state (layout, bounds, alternating copies, checkpoints without a WAL).
+ * Each test works in its own directory under /tmp, removed at exit; tests
+ * that corrupt files on purpose reach into the on-disk layout through
+ * storage_int.h. */
 #include "test.h"
 
 #include <dirent.h>
@@ -44,8 +46,8 @@ static pc_storage_info_t info_default(void) {
     memset(&info, 0, sizeof info);
     info.cluster = 77;
     info.unit = 3;
-    info.replica = 1;
-    info.replica_count = 3;
+    info.replica = 0;
+    info.replica_count = 1; /* WAL mode; replicated units use info_replicated() */
     info.accounts_max = 1000;
     info.transfers_max = 100000;
     info.pending_max = 500;
@@ -937,6 +939,472 @@ static void test_skip_fsync_switch(void) {
     dir_remove();
 }
 
+/* ---- replicated units: the VSR journal and view state ---- */
+
+static pc_storage_info_t info_replicated(void) {
+    pc_storage_info_t info = info_default();
+    info.replica = 1;
+    info.replica_count = 3;
+    info.journal_slots = PC_JOURNAL_SLOTS_MIN; /* 16 slots of 2 MiB + 4 KiB */
+    return info;
+}
+
+static const char *formatted_replicated(void) {
+    const char *dir = data_dir();
+    pc_storage_info_t info = info_replicated();
+    ASSERT_EQ(pc_storage_format(dir, &info), PC_OK);
+    return dir;
+}
+
+static uint64_t file_size(const char *dir, const char *name) {
+    char path[256];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    ASSERT_EQ(stat(path, &st), 0);
+    return (uint64_t)st.st_size;
+}
+
+/* A prepare as VSR would hand it over: a header and body derived from a
+ * salt, so each slot's content is recognisable. */
+static void prepare_fill(uint8_t *header, uint8_t *body, uint32_t body_size, uint32_t salt) {
+    for (uint32_t i = 0; i < PC_HEADER_SIZE; i++)
+        header[i] = (uint8_t)(i * 13 + salt + 1);
+    for (uint32_t i = 0; i < body_size; i++)
+        body[i] = (uint8_t)(i * 31 + salt * 7 + (i >> 11));
+}
+
+/* Reads slot back through the API and checks header and body. */
+static void prepare_expect(pc_storage_t *storage, uint32_t slot, uint32_t body_size,
+                           uint32_t salt) {
+    static uint8_t header[PC_HEADER_SIZE], body[PC_VSR_PREPARE_BODY_MAX];
+    static uint8_t want_header[PC_HEADER_SIZE], want_body[PC_VSR_PREPARE_BODY_MAX];
+    prepare_fill(want_header, want_body, body_size, salt);
+    ASSERT_EQ(pc_storage_journal_read(storage, slot, 0, header, PC_HEADER_SIZE), PC_OK);
+    ASSERT_TRUE(memcmp(header, want_header, PC_HEADER_SIZE) == 0);
+    ASSERT_EQ(pc_storage_journal_read(storage, slot, PC_HEADER_SIZE, body, body_size), PC_OK);
+    ASSERT_TRUE(memcmp(body, want_body, body_size) == 0);
+}
+
+static void prepare_write(pc_storage_t *storage, uint32_t slot, uint32_t body_size, uint32_t salt) {
+    static uint8_t header[PC_HEADER_SIZE], body[PC_VSR_PREPARE_BODY_MAX];
+    prepare_fill(header, body, body_size, salt);
+    ASSERT_EQ(pc_storage_journal_write(storage, slot, header, body, body_size), PC_OK);
+}
+
+/* Whether the slot's header reads as never written. */
+static bool slot_header_zero(pc_storage_t *storage, uint32_t slot) {
+    uint8_t header[PC_HEADER_SIZE];
+    ASSERT_EQ(pc_storage_journal_read(storage, slot, 0, header, sizeof header), PC_OK);
+    for (size_t i = 0; i < sizeof header; i++) {
+        if (header[i] != 0) return false;
+    }
+    return true;
+}
+
+/* Format of a replicated unit makes a journal of exactly journal_slots slots
+ * and no view state; open checks the journal's presence and size; info
+ * keeps journal_slots; a second format refuses. */
+static void test_journal_format_open(void) {
+    setup(40, 1 << 20);
+    const char *dir = formatted_replicated();
+    uint64_t size = (uint64_t)PC_JOURNAL_SLOTS_MIN * PC_JOURNAL_SLOT_SIZE;
+    ASSERT_EQ(file_size(dir, "journal"), size);
+    ASSERT_TRUE(!file_exists(dir, "vsr-state"));
+    ASSERT_EQ(segments_count(dir), 0);
+    pc_storage_t *storage = NULL;
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    ASSERT_EQ(pc_storage_info(storage)->replica_count, 3);
+    ASSERT_EQ(pc_storage_info(storage)->replica, 1);
+    ASSERT_EQ(pc_storage_info(storage)->journal_slots, PC_JOURNAL_SLOTS_MIN);
+    ASSERT_TRUE(slot_header_zero(storage, PC_JOURNAL_SLOTS_MIN - 1));
+    pc_storage_close(storage);
+    pc_storage_info_t info = info_replicated();
+    ASSERT_EQ(pc_storage_format(dir, &info), PC_EEXIST);
+
+    char path[256];
+    snprintf(path, sizeof path, "%s/journal", dir);
+    ASSERT_EQ(truncate(path, (off_t)(size - PC_JOURNAL_SLOT_SIZE)), 0);
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_ECORRUPT);
+    ASSERT_TRUE(storage == NULL);
+    ASSERT_EQ(truncate(path, (off_t)(size + 1)), 0);
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_ECORRUPT);
+    ASSERT_EQ(unlink(path), 0);
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_ECORRUPT);
+    dir_remove();
+}
+
+/* Only 1 or 3 replicas, and a journal size only (and always) with 3. */
+static void test_journal_format_invalid(void) {
+    setup(41, 1 << 20);
+    const char *dir = data_dir();
+    pc_storage_info_t info = info_replicated();
+    info.replica_count = 2;
+    info.replica = 0;
+    ASSERT_EQ(pc_storage_format(dir, &info), PC_EINVAL);
+    info = info_replicated();
+    info.replica_count = 4;
+    ASSERT_EQ(pc_storage_format(dir, &info), PC_EINVAL);
+    info = info_replicated();
+    uint32_t bad_slots[] = {0, 1, PC_JOURNAL_SLOTS_MIN - 1, PC_JOURNAL_SLOTS_LIMIT + 1, UINT32_MAX};
+    for (size_t i = 0; i < PC_ARRAY_LEN(bad_slots); i++) {
+        info.journal_slots = bad_slots[i];
+        ASSERT_EQ(pc_storage_format(dir, &info), PC_EINVAL);
+    }
+    info = info_default(); /* one replica: no journal */
+    info.journal_slots = PC_JOURNAL_SLOTS_MIN;
+    ASSERT_EQ(pc_storage_format(dir, &info), PC_EINVAL);
+    struct stat st;
+    ASSERT_TRUE(stat(dir, &st) != 0); /* refused before creating anything */
+    info = info_replicated();
+    info.journal_slots = PC_JOURNAL_SLOTS_MIN + 1;
+    ASSERT_EQ(pc_storage_format(dir, &info), PC_OK);
+    ASSERT_EQ(file_size(dir, "journal"),
+              (uint64_t)(PC_JOURNAL_SLOTS_MIN + 1) * PC_JOURNAL_SLOT_SIZE);
+    dir_remove();
+}
+
+/* A full disk while format preallocates the journal leaves nothing behind
+ * and a later format works; an unwritten journal left without a superblock
+ * (a crashed format) is formatted over, a written one is data and is not;
+ * nor is a directory with a view state. */
+static void test_journal_format_leftovers(void) {
+    setup(42, 1 << 20);
+    const char *dir = data_dir();
+    pc_storage_info_t info = info_replicated();
+    pc__storage_fail_next_alloc = true;
+    ASSERT_EQ(pc_storage_format(dir, &info), PC_ENOSPC);
+    ASSERT_TRUE(!pc__storage_fail_next_alloc);
+    ASSERT_TRUE(!file_exists(dir, "journal"));
+    ASSERT_TRUE(!file_exists(dir, "superblock"));
+    ASSERT_EQ(pc_storage_format(dir, &info), PC_OK);
+
+    char superblock[256];
+    snprintf(superblock, sizeof superblock, "%s/superblock", dir);
+    ASSERT_EQ(unlink(superblock), 0); /* as if format crashed before it */
+    ASSERT_EQ(pc_storage_format(dir, &info), PC_OK);
+
+    pc_storage_t *storage = NULL;
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    prepare_write(storage, 9, 10, 9);
+    ASSERT_EQ(pc_storage_journal_sync(storage), PC_OK);
+    pc_storage_close(storage);
+    ASSERT_EQ(unlink(superblock), 0);
+    ASSERT_EQ(pc_storage_format(dir, &info), PC_EEXIST); /* slot 9 holds a prepare */
+
+    char path[256];
+    snprintf(path, sizeof path, "%s/journal", dir);
+    ASSERT_EQ(unlink(path), 0);
+    snprintf(path, sizeof path, "%s/vsr-state", dir);
+    int fd = open(path, O_WRONLY | O_CREAT, 0644);
+    ASSERT_TRUE(fd >= 0);
+    close(fd);
+    ASSERT_EQ(pc_storage_format(dir, &info), PC_EEXIST); /* a view state is data */
+    ASSERT_EQ(unlink(path), 0);
+    ASSERT_EQ(pc_storage_format(dir, &info), PC_OK);
+    dir_remove();
+}
+
+/* Writes land at slot * PC_JOURNAL_SLOT_SIZE (header, then body), read back
+ * exactly, in the first and last slot and with the largest body, survive a
+ * reopen, and leave the other slots alone. */
+static void test_journal_roundtrip(void) {
+    setup(43, 1 << 20);
+    const char *dir = formatted_replicated();
+    const uint32_t last = PC_JOURNAL_SLOTS_MIN - 1;
+    pc_storage_t *storage = NULL;
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    prepare_write(storage, 0, 1000, 1);
+    prepare_write(storage, 5, 0, 2); /* an empty body */
+    uint8_t header[PC_HEADER_SIZE];
+    prepare_fill(header, NULL, 0, 3);
+    ASSERT_EQ(pc_storage_journal_write(storage, 6, header, NULL, 0), PC_OK);
+    prepare_write(storage, last, PC_VSR_PREPARE_BODY_MAX, 4);
+    prepare_write(storage, 7, 4096, 5);
+    prepare_write(storage, 7, 300, 6); /* a ring: slots are overwritten */
+    ASSERT_EQ(pc_storage_journal_sync(storage), PC_OK);
+    prepare_expect(storage, 0, 1000, 1);
+    prepare_expect(storage, last, PC_VSR_PREPARE_BODY_MAX, 4);
+    pc_storage_close(storage);
+
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    prepare_expect(storage, 0, 1000, 1);
+    prepare_expect(storage, 5, 0, 2);
+    prepare_expect(storage, 6, 0, 3);
+    prepare_expect(storage, 7, 300, 6);
+    prepare_expect(storage, last, PC_VSR_PREPARE_BODY_MAX, 4);
+    for (uint32_t slot = 1; slot < last; slot++) {
+        if (slot != 5 && slot != 6 && slot != 7) ASSERT_TRUE(slot_header_zero(storage, slot));
+    }
+    /* The very end of the last slot is readable (and unwritten). */
+    uint8_t tail[16] = {1};
+    ASSERT_EQ(pc_storage_journal_read(storage, last, PC_JOURNAL_SLOT_SIZE - 16, tail, 16), PC_OK);
+    ASSERT_EQ(tail[0], 0);
+    ASSERT_EQ(pc_storage_journal_read(storage, last, PC_JOURNAL_SLOT_SIZE, NULL, 0), PC_OK);
+    pc_storage_close(storage);
+
+    /* The documented layout, seen from outside. */
+    char path[256];
+    uint8_t raw[PC_HEADER_SIZE + 8], want[PC_HEADER_SIZE + 8];
+    snprintf(path, sizeof path, "%s/journal", dir);
+    file_read(path, (uint64_t)last * PC_JOURNAL_SLOT_SIZE, raw, sizeof raw);
+    prepare_fill(want, want + PC_HEADER_SIZE, 8, 4);
+    ASSERT_TRUE(memcmp(raw, want, sizeof raw) == 0);
+    ASSERT_EQ(file_size(dir, "journal"), (uint64_t)PC_JOURNAL_SLOTS_MIN * PC_JOURNAL_SLOT_SIZE);
+    dir_remove();
+}
+
+/* Out-of-range slots, offsets and sizes are PC_EINVAL, write nothing and
+ * leave the storage working; a single-replica storage has no journal. */
+static void test_journal_bounds(void) {
+    setup(44, 1 << 20);
+    const char *dir = formatted_replicated();
+    const uint32_t slots = PC_JOURNAL_SLOTS_MIN;
+    pc_storage_t *storage = NULL;
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    prepare_write(storage, 2, 500, 7);
+    prepare_write(storage, slots - 1, 500, 8);
+    static uint8_t header[PC_HEADER_SIZE], body[PC_VSR_PREPARE_BODY_MAX + 1], buf[64];
+    prepare_fill(header, body, sizeof body, 9);
+    ASSERT_EQ(pc_storage_journal_write(storage, slots, header, body, 10), PC_EINVAL);
+    ASSERT_EQ(pc_storage_journal_write(storage, UINT32_MAX, header, body, 10), PC_EINVAL);
+    ASSERT_EQ(pc_storage_journal_write(storage, 2, header, body, PC_VSR_PREPARE_BODY_MAX + 1),
+              PC_EINVAL);
+    ASSERT_EQ(pc_storage_journal_write(storage, 3, header, body, UINT32_MAX), PC_EINVAL);
+    ASSERT_EQ(pc_storage_journal_write(storage, 3, NULL, body, 10), PC_EINVAL);
+    ASSERT_EQ(pc_storage_journal_write(storage, 3, header, NULL, 10), PC_EINVAL);
+    ASSERT_EQ(pc_storage_journal_read(storage, slots, 0, buf, 16), PC_EINVAL);
+    ASSERT_EQ(pc_storage_journal_read(storage, 0, PC_JOURNAL_SLOT_SIZE - 15, buf, 16), PC_EINVAL);
+    ASSERT_EQ(pc_storage_journal_read(storage, 0, PC_JOURNAL_SLOT_SIZE + 1, buf, 0), PC_EINVAL);
+    ASSERT_EQ(pc_storage_journal_read(storage, 0, UINT32_MAX, buf, 16), PC_EINVAL);
+    ASSERT_EQ(pc_storage_journal_read(storage, 0, 16, buf, UINT32_MAX), PC_EINVAL);
+    ASSERT_EQ(pc_storage_journal_read(storage, 0, 0, NULL, 16), PC_EINVAL);
+    ASSERT_EQ(pc_storage_journal_sync(storage), PC_OK); /* not failed */
+    prepare_expect(storage, 2, 500, 7);
+    prepare_expect(storage, slots - 1, 500, 8);
+    ASSERT_TRUE(slot_header_zero(storage, 3));
+    pc_storage_close(storage);
+    ASSERT_EQ(file_size(dir, "journal"), (uint64_t)slots * PC_JOURNAL_SLOT_SIZE);
+    dir_remove();
+
+    const char *single = formatted();
+    ASSERT_TRUE(!file_exists(single, "journal"));
+    ASSERT_EQ(pc_storage_open(single, &storage), PC_OK);
+    ASSERT_EQ(pc_storage_journal_write(storage, 0, header, body, 10), PC_EINVAL);
+    ASSERT_EQ(pc_storage_journal_read(storage, 0, 0, buf, 16), PC_EINVAL);
+    ASSERT_EQ(pc_storage_journal_sync(storage), PC_EINVAL);
+    ASSERT_EQ(pc_storage_vsr_state_write(storage, buf, 16), PC_EINVAL);
+    ASSERT_EQ(pc_storage_vsr_state_read(storage, buf, 16), PC_EINVAL);
+    pc_storage_close(storage);
+    ASSERT_TRUE(!file_exists(single, "vsr-state"));
+    dir_remove();
+}
+
+/* A recognisable view state for round n. */
+static void state_fill(uint8_t *state, uint32_t size, uint32_t n) {
+    for (uint32_t i = 0; i < size; i++)
+        state[i] = (uint8_t)(i * 5 + n * 17 + 3);
+}
+
+static void state_expect(pc_storage_t *storage, uint32_t size, uint32_t n) {
+    uint8_t got[PC_VSR_STATE_MAX], want[PC_VSR_STATE_MAX];
+    state_fill(want, size, n);
+    memset(got, 0xee, sizeof got);
+    ASSERT_EQ(pc_storage_vsr_state_read(storage, got, size), PC_OK);
+    ASSERT_TRUE(memcmp(got, want, size) == 0);
+}
+
+static void state_write(pc_storage_t *storage, uint32_t size, uint32_t n) {
+    uint8_t state[PC_VSR_STATE_MAX];
+    state_fill(state, size, n);
+    ASSERT_EQ(pc_storage_vsr_state_write(storage, state, size), PC_OK);
+}
+
+/* Never written reads PC_ENOTFOUND; a written state reads back, also after
+ * a reopen; sizes over the limit are refused; a read of another size than
+ * was written finds no valid copy. */
+static void test_vsr_state_roundtrip(void) {
+    setup(45, 1 << 20);
+    const char *dir = formatted_replicated();
+    pc_storage_t *storage = NULL;
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    uint8_t state[PC_VSR_STATE_MAX + 1];
+    ASSERT_EQ(pc_storage_vsr_state_read(storage, state, 200), PC_ENOTFOUND);
+    ASSERT_TRUE(!file_exists(dir, "vsr-state")); /* reading creates nothing */
+    ASSERT_EQ(pc_storage_vsr_state_write(storage, state, PC_VSR_STATE_MAX + 1), PC_EINVAL);
+    ASSERT_EQ(pc_storage_vsr_state_write(storage, NULL, 10), PC_EINVAL);
+    ASSERT_EQ(pc_storage_vsr_state_read(storage, state, PC_VSR_STATE_MAX + 1), PC_EINVAL);
+    ASSERT_TRUE(!file_exists(dir, "vsr-state"));
+    state_write(storage, 200, 1);
+    ASSERT_EQ(file_size(dir, "vsr-state"), 2 * PC_VSR_STATE_COPY_SIZE);
+    state_expect(storage, 200, 1);
+    pc_storage_close(storage);
+
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    state_expect(storage, 200, 1);
+    ASSERT_EQ(pc_storage_vsr_state_read(storage, state, 199), PC_ECORRUPT);
+    state_write(storage, PC_VSR_STATE_MAX, 2); /* the largest */
+    state_expect(storage, PC_VSR_STATE_MAX, 2);
+    state_expect(storage, 200, 1); /* the older copy still holds the first */
+    pc_storage_close(storage);
+    dir_remove();
+}
+
+/* Writes alternate between the copies; a damaged newest copy falls back to
+ * the previous state, and the next write goes over the damaged copy, never
+ * over the one still valid; both damaged is corruption; both zero or no file
+ * is "never written". */
+static void test_vsr_state_alternate(void) {
+    setup(46, 1 << 20);
+    const char *dir = formatted_replicated();
+    char path[256];
+    snprintf(path, sizeof path, "%s/vsr-state", dir);
+    const uint32_t size = 300;
+    pc_storage_t *storage = NULL;
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    state_write(storage, size, 1); /* copy 0, sequence 1 */
+    state_write(storage, size, 2); /* copy 1, sequence 2 */
+    state_write(storage, size, 3); /* copy 0, sequence 3 */
+    state_expect(storage, size, 3);
+    pc_vsr_state_header_t header;
+    file_read(path, 0, &header, sizeof header);
+    ASSERT_EQ(header.sequence, 3);
+    ASSERT_EQ(header.magic, PC_VSR_STATE_MAGIC);
+    file_read(path, PC_VSR_STATE_COPY_SIZE, &header, sizeof header);
+    ASSERT_EQ(header.sequence, 2);
+
+    file_flip(path, PC_VSR_STATE_HEADER_SIZE + 77); /* rot in the newest state */
+    state_expect(storage, size, 2);
+    state_write(storage, size, 4); /* must go over copy 0, keeping copy 1 */
+    state_expect(storage, size, 4);
+    file_read(path, PC_VSR_STATE_COPY_SIZE, &header, sizeof header);
+    ASSERT_EQ(header.sequence, 2);
+    pc_storage_close(storage);
+
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    state_expect(storage, size, 4);
+    file_flip(path, 40); /* the newest copy's header this time */
+    state_expect(storage, size, 2);
+    file_flip(path, PC_VSR_STATE_COPY_SIZE + PC_VSR_STATE_COPY_SIZE - 1); /* padding counts */
+    uint8_t state[PC_VSR_STATE_MAX];
+    ASSERT_EQ(pc_storage_vsr_state_read(storage, state, size), PC_ECORRUPT);
+    pc_storage_close(storage);
+
+    /* Writing over two damaged copies works again (and reopened: the copy
+     * choice comes from disk, not memory). */
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    state_write(storage, size, 5);
+    state_expect(storage, size, 5);
+    pc_storage_close(storage);
+
+    file_zero(path, 0, 2 * PC_VSR_STATE_COPY_SIZE);
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    ASSERT_EQ(pc_storage_vsr_state_read(storage, state, size), PC_ENOTFOUND);
+    pc_storage_close(storage);
+    ASSERT_EQ(unlink(path), 0);
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    ASSERT_EQ(pc_storage_vsr_state_read(storage, state, size), PC_ENOTFOUND);
+    state_write(storage, size, 6);
+    state_expect(storage, size, 6);
+    pc_storage_close(storage);
+    dir_remove();
+}
+
+/* A replicated unit checkpoints at VSR ops with no WAL at all (any
+ * wal_checksum is recorded as given), never backwards, prunes nothing, and
+ * refuses the WAL calls; a single replica still checks its WAL. */
+static void test_replicated_checkpoint(void) {
+    setup(47, 1 << 20);
+    const char *dir = formatted_replicated();
+    pc_storage_t *storage = NULL;
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    pc_checkpoint_info_t info;
+    void *blob = (void *)1;
+    ASSERT_EQ(pc_storage_checkpoint_load(storage, &info, &blob), PC_OK);
+    ASSERT_EQ(info.op, 0);
+    ASSERT_TRUE(blob == NULL);
+    ASSERT_EQ(pc_storage_wal_replay(storage, &info, NULL, NULL), PC_EINVAL);
+    uint8_t body[10] = {0};
+    struct iovec iov = {body, sizeof body};
+    ASSERT_EQ(pc_storage_wal_append(storage, 1, &iov, 1, NULL), PC_EINVAL);
+    ASSERT_EQ(pc_storage_wal_sync(storage), PC_EINVAL);
+    ASSERT_EQ(pc_storage_reserve(storage, 10, 0), PC_EINVAL);
+    ASSERT_EQ(pc_storage_reserve(storage, 0, 100), PC_OK);
+    static uint8_t slots[4 * PC_SLOT_SIZE];
+    slots_fill(slots, 4, 4);
+    ASSERT_EQ(pc_storage_slots_write(storage, 0, slots, 4), PC_OK);
+
+    const char *text = "vsr state at 100";
+    pc_checkpoint_info_t at = {
+        .op = 100, .wal_checksum = 0xabcdef, .slots_count = 4, .blob_size = strlen(text) + 1};
+    ASSERT_EQ(pc_storage_checkpoint_write(storage, &at, text), PC_OK);
+    at.op = 250;
+    ASSERT_EQ(pc_storage_checkpoint_write(storage, &at, text), PC_OK);
+    at.op = 249;
+    ASSERT_EQ(pc_storage_checkpoint_write(storage, &at, text), PC_EINVAL); /* backwards */
+    at.op = 300;
+    at.slots_count = 5;
+    ASSERT_EQ(pc_storage_checkpoint_write(storage, &at, text), PC_EINVAL); /* past the store */
+    pc_storage_close(storage);
+    ASSERT_EQ(segments_count(dir), 0);
+    checkpoint_expect(dir, 250, text);
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    ASSERT_EQ(pc_storage_checkpoint_load(storage, &info, &blob), PC_OK);
+    ASSERT_EQ_U128(info.wal_checksum, 0xabcdef);
+    ASSERT_EQ(info.slots_count, 4);
+    free(blob);
+    at.op = 250; /* the same op again is allowed */
+    at.slots_count = 4;
+    ASSERT_EQ(pc_storage_checkpoint_write(storage, &at, text), PC_OK);
+    pc_storage_close(storage);
+    dir_remove();
+
+    /* A single replica's checkpoint must still match its WAL. */
+    dir = formatted();
+    replayed_t seen;
+    ASSERT_EQ(open_replay(dir, &storage, &seen), PC_OK);
+    at.op = 5;
+    at.slots_count = 0;
+    ASSERT_EQ(pc_storage_checkpoint_write(storage, &at, text), PC_EINVAL);
+    pc_storage_close(storage);
+    dir_remove();
+}
+
+/* A failed journal or view state sync fails the storage: every later call
+ * answers PC_ESTATE. The skip switch makes journal_sync skip the sync. */
+static void test_journal_fsync_failure(void) {
+    setup(48, 1 << 20);
+    const char *dir = formatted_replicated();
+    pc_storage_t *storage = NULL;
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    prepare_write(storage, 1, 100, 1);
+    pc__storage_skip_fsync = true;
+    pc__storage_fail_next_fsync = true; /* would fire if journal_sync synced */
+    ASSERT_EQ(pc_storage_journal_sync(storage), PC_OK);
+    ASSERT_TRUE(pc__storage_fail_next_fsync);
+    pc__storage_skip_fsync = false;
+    ASSERT_EQ(pc_storage_journal_sync(storage), PC_EIO);
+    ASSERT_TRUE(!pc__storage_fail_next_fsync);
+    ASSERT_EQ(pc_storage_journal_sync(storage), PC_ESTATE); /* never retried */
+    uint8_t header[PC_HEADER_SIZE] = {1}, state[16] = {2};
+    ASSERT_EQ(pc_storage_journal_write(storage, 1, header, NULL, 0), PC_ESTATE);
+    ASSERT_EQ(pc_storage_journal_read(storage, 1, 0, header, sizeof header), PC_ESTATE);
+    ASSERT_EQ(pc_storage_vsr_state_write(storage, state, sizeof state), PC_ESTATE);
+    ASSERT_EQ(pc_storage_vsr_state_read(storage, state, sizeof state), PC_ESTATE);
+    pc_checkpoint_info_t info = {.op = 1};
+    ASSERT_EQ(pc_storage_checkpoint_write(storage, &info, NULL), PC_ESTATE);
+    pc_storage_close(storage);
+    ASSERT_TRUE(!file_exists(dir, "vsr-state"));
+
+    /* The same through the view state: its sync fails, the storage fails. */
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    pc__storage_fail_next_fsync = true;
+    ASSERT_EQ(pc_storage_vsr_state_write(storage, state, sizeof state), PC_EIO);
+    ASSERT_EQ(pc_storage_vsr_state_read(storage, state, sizeof state), PC_ESTATE);
+    ASSERT_EQ(pc_storage_journal_sync(storage), PC_ESTATE);
+    pc_storage_close(storage);
+    dir_remove();
+}
+
 // clang-format off
 #define TESTS(X) \
     X(test_format_open_info) \
@@ -964,6 +1432,15 @@ static void test_skip_fsync_switch(void) {
     X(test_fsync_failure_sticks) \
     X(test_checkpoint_fsync_failure) \
     X(test_enospc_changes_nothing) \
-    X(test_skip_fsync_switch)
+    X(test_skip_fsync_switch) \
+    X(test_journal_format_open) \
+    X(test_journal_format_invalid) \
+    X(test_journal_format_leftovers) \
+    X(test_journal_roundtrip) \
+    X(test_journal_bounds) \
+    X(test_vsr_state_roundtrip) \
+    X(test_vsr_state_alternate) \
+    X(test_replicated_checkpoint) \
+    X(test_journal_fsync_failure)
 // clang-format on
 PC_TEST_MAIN(TESTS)
