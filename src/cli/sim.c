@@ -36,6 +36,8 @@ static bool json; /* --json: one JSON object per line instead of text */
 
 /* Runs one seed; prints a line if it fails, or always with `summary` (a
  * single replayed seed) or verbose. Returns true if it passed. */
+static uint64_t total_syncs, total_checkpoints;
+
 static bool run_seed(uint64_t seed, uint64_t ticks, bool verbose, bool summary) {
     PC_ASSERT(ticks <= 10000000);
     current_seed = seed;
@@ -46,25 +48,27 @@ static bool run_seed(uint64_t seed, uint64_t ticks, bool verbose, bool summary) 
         printf("FAIL seed=%llu: out of memory\n", (unsigned long long)seed);
         return false;
     }
+    total_syncs += r.syncs;
+    total_checkpoints += r.checkpoints;
     if (json && (!r.ok || verbose || summary)) {
         /* r.failure is our own text (no quotes or control characters). */
         printf("{\"seed\":\"%llu\",\"ok\":%s,\"failure\":\"%s\",\"ticks\":%llu,\"ops\":%llu,"
                "\"acked\":%llu,\"view_max\":%u,\"crashes\":%u,\"partitions\":%u,"
-               "\"corruptions\":%u}\n",
+               "\"corruptions\":%u,\"checkpoints\":%u,\"sync_requests\":%u,\"syncs\":%u}\n",
                (unsigned long long)seed, r.ok ? "true" : "false", r.ok ? "" : r.failure,
                (unsigned long long)r.ticks, (unsigned long long)r.ops_committed,
                (unsigned long long)r.requests_acked, r.view_max, r.crashes, r.partitions,
-               r.corruptions);
+               r.corruptions, r.checkpoints, r.sync_requests, r.syncs);
     } else if (!r.ok) {
         printf("FAIL seed=%llu: %s  replay: paycell sim --seed %llu\n", (unsigned long long)seed,
                r.failure, (unsigned long long)seed);
     } else if (verbose || summary) {
         printf("ok seed=%llu ticks=%llu ops=%llu acked=%llu (before heal %llu) view_max=%u "
-               "crashes=%u partitions=%u corruptions=%u\n",
+               "crashes=%u partitions=%u corruptions=%u checkpoints=%u syncs=%u\n",
                (unsigned long long)seed, (unsigned long long)r.ticks,
                (unsigned long long)r.ops_committed, (unsigned long long)r.requests_acked,
                (unsigned long long)r.requests_acked_before_heal,
-               r.view_max, r.crashes, r.partitions, r.corruptions);
+               r.view_max, r.crashes, r.partitions, r.corruptions, r.checkpoints, r.syncs);
     }
     fflush(stdout);
     PC_ASSERT(r.ok || r.failure[0] != 0);
@@ -108,8 +112,10 @@ int cli_sim(int argc, char **argv) {
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    printf(json ? "{\"seeds\":%llu,\"failed\":%llu,\"seconds\":%.1f}\n"
-                : "sim seeds=%llu failed=%llu seconds=%.1f\n",
-           (unsigned long long)ran, (unsigned long long)failed, secs);
+    printf(json ? "{\"seeds\":%llu,\"failed\":%llu,\"seconds\":%.1f,\"checkpoints\":%llu,"
+                  "\"syncs\":%llu}\n"
+                : "sim seeds=%llu failed=%llu seconds=%.1f checkpoints=%llu syncs=%llu\n",
+           (unsigned long long)ran, (unsigned long long)failed, secs,
+           (unsigned long long)total_checkpoints, (unsigned long long)total_syncs);
     return failed ? CLI_EXIT_RESULT : CLI_EXIT_OK;
 }

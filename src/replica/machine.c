@@ -178,6 +178,7 @@ void pc__machine_serve_read(replica_t *r, conn_t *c, const pc_header_t *h, const
 }
 
 int pc__machine_checkpoint(replica_t *r, uint64_t op, pc_u128 checksum) {
+    uint64_t start_ns = pc_time_monotonic_ns();
     size_t ledger_size = pc_ledger_snapshot_size(r->ledger);
     size_t size = 8 + ledger_size + pc_sessions_snapshot_size(r->sessions);
     uint8_t *blob = malloc(size);
@@ -195,7 +196,10 @@ int pc__machine_checkpoint(replica_t *r, uint64_t op, pc_u128 checksum) {
     };
     int rc = pc_storage_checkpoint_write(r->storage, &info, blob);
     free(blob);
-    if (rc == PC_OK) replica_log(r, "checkpoint at op %llu", (unsigned long long)info.op);
+    if (rc == PC_OK)
+        replica_log(r, "checkpoint at op %llu (%.1f ms, %zu bytes of state)",
+                    (unsigned long long)info.op,
+                    (double)(pc_time_monotonic_ns() - start_ns) / 1e6, size);
     else replica_log(r, "checkpoint failed (will retry): %s", pc_strerror(rc));
     return rc;
 }
