@@ -180,7 +180,8 @@ typedef struct pc_create_result {
     X(exists_with_different_ledger, 19)                                              \
     X(exists_with_different_code, 20)                                                \
     X(exists, 21)                                                                    \
-    X(accounts_full, 22)
+    X(accounts_full, 22)                                                             \
+    X(wrong_unit, 23)
 
 enum pc_create_account_result {
 #define PC__RESULT_ENUM(name, value) PC_ACCOUNT_RESULT_##name = (value),
@@ -248,7 +249,8 @@ enum pc_create_account_result {
     X(exceeds_credits, 55)                                                           \
     X(exceeds_debits, 56)                                                            \
     X(transfers_full, 57)                                                            \
-    X(pending_transfers_full, 58)
+    X(pending_transfers_full, 58)                                                    \
+    X(wrong_unit, 59)
 
 enum pc_create_transfer_result {
 #define PC__RESULT_ENUM(name, value) PC_TRANSFER_RESULT_##name = (value),
@@ -256,12 +258,59 @@ enum pc_create_transfer_result {
 #undef PC__RESULT_ENUM
 };
 
+/* ------------------------------------------------------------------------
+ * Routing: accounts are sharded into PC_ROUTING_BUCKETS buckets by id
+ * (bucket = id mod 100), and each unit owns a set of buckets. A unit creates
+ * accounts, and runs transfers, only in buckets it owns; anything else is
+ * answered `wrong_unit`. Which buckets a unit owns is replicated state,
+ * changed by the set_routing operation and versioned by an epoch that every
+ * reply carries back (header field `epoch`), so a gateway holding an older
+ * table sees that it must refresh.
+ * ---------------------------------------------------------------------- */
+#define PC_ROUTING_BUCKETS 100u
+
+/* The bucket of an account id, without a 128-bit division: with
+ * id = hi * 2^64 + lo and 2^64 mod 100 = 16,
+ * id mod 100 = (hi mod 100 * 16 + lo mod 100) mod 100 (each u64 mod is a
+ * multiply by a constant). */
+static inline uint32_t pc_bucket_of(pc_u128 id) {
+    uint64_t hi = (uint64_t)(id >> 64), lo = (uint64_t)id;
+    return (uint32_t)(((hi % 100u) * 16u + lo % 100u) % 100u);
+}
+
+/* The body of set_routing: exactly one record, 128 bytes. Bucket b is owned
+ * when bit (b mod 64) of buckets[b / 64] is set (in bytes: bit b mod 8 of
+ * byte b / 8). */
+typedef struct pc_routing {
+    uint64_t epoch;       /* must be above the unit's (equal: an idempotent repeat) */
+    uint64_t buckets[2];  /* owned-bucket bitmap; bits 100..127 must be zero */
+    uint8_t reserved[104]; /* must be zero */
+} pc_routing_t;
+
+/* Result codes of set_routing (one event; `created` is not sent, as for the
+ * other creates). */
+#define PC_SET_ROUTING_RESULT_TABLE(X)                                               \
+    X(created, 0)                                                                    \
+    X(reserved_field, 1)                                                             \
+    X(routing_epoch_stale, 2)                                                        \
+    X(routing_epoch_conflict, 3)                                                     \
+    X(bucket_not_empty, 4)                                                           \
+    X(exists, 5)
+
+enum pc_set_routing_result {
+#define PC__RESULT_ENUM(name, value) PC_ROUTING_RESULT_##name = (value),
+    PC_SET_ROUTING_RESULT_TABLE(PC__RESULT_ENUM)
+#undef PC__RESULT_ENUM
+};
+
 /* Names of result codes and flags ("exceeds_credits"); NULL when unknown.
  * pc_*_result_parse returns the code or -1. */
 const char *pc_account_result_name(uint32_t result);
 const char *pc_transfer_result_name(uint32_t result);
+const char *pc_routing_result_name(uint32_t result);
 int pc_account_result_parse(const char *name);
 int pc_transfer_result_parse(const char *name);
+int pc_routing_result_parse(const char *name);
 const char *pc_account_flag_name(uint16_t single_bit);
 const char *pc_transfer_flag_name(uint16_t single_bit);
 
@@ -272,7 +321,8 @@ const char *pc_transfer_flag_name(uint16_t single_bit);
     X(create_transfers, 3)                                                           \
     X(lookup_accounts, 4)                                                            \
     X(lookup_transfers, 5)                                                           \
-    X(get_account_transfers, 6)
+    X(get_account_transfers, 6)                                                      \
+    X(set_routing, 7)
 
 typedef enum pc_operation {
     PC_OP_none = 0,
@@ -371,6 +421,18 @@ int pc_client_lookup_transfers(pc_client_t *client, const pc_u128 *ids, uint32_t
 /* out must hold filter->limit transfers. */
 int pc_client_get_account_transfers(pc_client_t *client, const pc_account_filter_t *filter,
                                     pc_transfer_t *out, uint32_t *out_count);
+/* Sends one set_routing record (an operator action: a unit's owned buckets
+ * and their epoch). *result receives its result: index 0 and a
+ * pc_set_routing_result (PC_ROUTING_RESULT_created when the reply is empty).
+ * Returns PC_OK or a negative pc_err, as the other helpers. */
+int pc_client_set_routing(pc_client_t *client, const pc_routing_t *routing,
+                          pc_create_result_t *result);
+
+/* The routing epoch carried by the last successful reply this client
+ * received (0 before any): the unit's epoch after the request applied. A
+ * gateway compares it with its own table's epoch and refreshes when the
+ * unit is ahead. */
+uint64_t pc_client_last_epoch(const pc_client_t *client);
 
 #ifdef __cplusplus
 }

@@ -20,6 +20,12 @@ PC_STATIC_ASSERT(sizeof(pc_account_t) == 128, "account is 128 bytes");
 PC_STATIC_ASSERT(sizeof(pc_transfer_t) == 128, "transfer is 128 bytes");
 PC_STATIC_ASSERT(sizeof(pc_account_filter_t) == 64, "filter is 64 bytes");
 PC_STATIC_ASSERT(sizeof(pc_create_result_t) == 8, "result is 8 bytes");
+PC_STATIC_ASSERT(sizeof(pc_routing_t) == 128, "routing record is 128 bytes");
+PC_STATIC_ASSERT(offsetof(pc_routing_t, buckets) == 8, "routing layout");
+PC_STATIC_ASSERT(offsetof(pc_routing_t, reserved) == 24, "routing layout");
+PC_STATIC_ASSERT(PC_ROUTING_BUCKETS == PC_BUCKETS, "the public bucket count is the limit");
+PC_STATIC_ASSERT(PC_BUCKETS <= 8 * sizeof(((pc_routing_t *)0)->buckets), "bitmap holds them");
+PC_STATIC_ASSERT((((pc_u128)1 << 64) % 100u) == 16u, "pc_bucket_of's constant");
 PC_STATIC_ASSERT(offsetof(pc_account_t, timestamp) == 120, "account layout");
 PC_STATIC_ASSERT(offsetof(pc_transfer_t, timestamp) == 120, "transfer layout");
 PC_STATIC_ASSERT(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "wire format is little-endian");
@@ -103,6 +109,11 @@ const char *pc_transfer_result_name(uint32_t result) {
     return NULL;
 }
 
+const char *pc_routing_result_name(uint32_t result) {
+    switch (result) { PC_SET_ROUTING_RESULT_TABLE(PC__NAME_CASE) }
+    return NULL;
+}
+
 const char *pc_account_flag_name(uint16_t bit) {
     switch (bit) { PC_ACCOUNT_FLAGS_TABLE(PC__NAME_CASE) }
     return NULL;
@@ -128,6 +139,11 @@ int pc_account_result_parse(const char *text) {
 
 int pc_transfer_result_parse(const char *text) {
     PC_CREATE_TRANSFER_RESULT_TABLE(PC__PARSE_IF)
+    return -1;
+}
+
+int pc_routing_result_parse(const char *text) {
+    PC_SET_ROUTING_RESULT_TABLE(PC__PARSE_IF)
     return -1;
 }
 

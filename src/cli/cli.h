@@ -58,6 +58,7 @@ int cli_account(int argc, char **argv);
 int cli_transfer(int argc, char **argv);
 int cli_lookup(int argc, char **argv);
 int cli_history(int argc, char **argv);
+int cli_unit(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_demo(int argc, char **argv);
 int cli_sim(int argc, char **argv);

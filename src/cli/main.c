@@ -25,6 +25,8 @@ static void usage(FILE *out) {
           "  paycell lookup transfer ID --addresses A\n"
           "  paycell history ACCOUNT --addresses A [--limit N] [--oldest-first] [--debits]\n"
           "                 [--credits] [--timestamp-min NS] [--timestamp-max NS]\n"
+          "  paycell unit routing --addresses A --epoch E --buckets LIST   (LIST: 0-49,60 or\n"
+          "                 none; the buckets this unit owns from routing epoch E on)\n"
           "  paycell bench [--addresses A] [--accounts N] [--transfers N] [--batch N]\n"
           "                 [--clients N] [--hot-accounts N --hot-share P] [--seed N] [--json]\n"
           "                 [--replicas 1|3] [--kill-primary-at SECONDS]\n"
@@ -51,6 +53,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "transfer") == 0) return cli_transfer(rest_argc, rest);
     if (strcmp(cmd, "lookup") == 0) return cli_lookup(rest_argc, rest);
     if (strcmp(cmd, "history") == 0) return cli_history(rest_argc, rest);
+    if (strcmp(cmd, "unit") == 0) return cli_unit(rest_argc, rest);
     if (strcmp(cmd, "bench") == 0) return cli_bench(rest_argc, rest);
     if (strcmp(cmd, "demo") == 0) return cli_demo(rest_argc, rest);
     if (strcmp(cmd, "sim") == 0) return cli_sim(rest_argc, rest);

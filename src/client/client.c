@@ -98,6 +98,7 @@ struct pc_client {
     int evicted;        /* sticky PC_ESESSION_EVICTED once the server says so */
     uint64_t completed; /* callbacks made, so a poll can return once one ran */
     int register_status;
+    uint64_t epoch_last; /* routing epoch of the last successful reply */
 };
 
 static const pc_header_t *request_header(const request_t *request) {
@@ -440,6 +441,7 @@ static void reply_handle(pc_client_t *client, const pc_header_t *reply, const vo
         return;
     }
     status = reply_check(client->inflight, reply);
+    if (status == PC_OK) client->epoch_last = reply->epoch;
     if (status == PC_OK && reply->operation == PC_OP_register) {
         if (reply->session == 0) status = PC_EPROTO;
         client->session = reply->session;
@@ -556,6 +558,7 @@ static int submit_check(pc_operation_t operation, const void *events, uint32_t c
     if (operation == PC_OP_register || event_size == 0) return PC_EINVAL;
     if (events == NULL || count == 0) return PC_EINVAL;
     if (operation == PC_OP_get_account_transfers && count != 1) return PC_EINVAL;
+    if (operation == PC_OP_set_routing && count != 1) return PC_EINVAL;
     if (count > PC_BATCH_EVENTS_MAX) return PC_ETOOBIG;
     if ((uint64_t)count * event_size > PC_MESSAGE_BODY_MAX) return PC_ETOOBIG;
     PC_ASSERT(count >= 1 && count <= PC_BATCH_EVENTS_MAX);
@@ -776,4 +779,20 @@ int pc_client_get_account_transfers(pc_client_t *client, const pc_account_filter
     if (filter == NULL) return PC_EINVAL;
     return call_run(client, PC_OP_get_account_transfers, filter, 1, out, filter->limit,
                     out_count);
+}
+
+int pc_client_set_routing(pc_client_t *client, const pc_routing_t *routing,
+                          pc_create_result_t *result) {
+    if (routing == NULL || result == NULL) return PC_EINVAL;
+    uint32_t n = 0;
+    int rc = call_run(client, PC_OP_set_routing, routing, 1, result, 1, &n);
+    PC_ASSERT(n <= 1);
+    /* An empty reply means created, as for every create. */
+    if (rc == PC_OK && n == 0) *result = (pc_create_result_t){0, PC_ROUTING_RESULT_created};
+    return rc;
+}
+
+uint64_t pc_client_last_epoch(const pc_client_t *client) {
+    PC_ASSERT(client != NULL);
+    return client->epoch_last;
 }

@@ -55,6 +55,11 @@ uint32_t pc__account_create(pc_ledger_t *ledger, const pc_account_t *account, ui
     PC_ASSERT(ledger->accounts_count <= ledger->config.accounts_max);
     uint32_t result = account_validate(account);
     if (result != PC_ACCOUNT_RESULT_created) return result;
+    /* After the stateless checks, which any unit answers alike; before the
+     * lookup, which only the owning unit can answer. */
+    if (!ledger->routing_all && !pc__routing_owns(ledger, account->id)) {
+        return PC_ACCOUNT_RESULT_wrong_unit;
+    }
 
     uint64_t pos = 0;
     uint32_t slot = pc__account_find(ledger, account->id, &pos);

@@ -53,7 +53,7 @@ typedef struct pc_transfer_slot {
 
 #define PC_SLOT_FAILED 0x8000u
 
-/* Allocates every table at its bound (memory is touched lazily by the OS).
+/* Allocates every table at its bound, resident at once (MAP_POPULATE).
  * Errors: PC_EINVAL (zero or over-limit config), PC_ENOMEM. */
 int pc_ledger_init(const pc_ledger_config_t *config, pc_ledger_t **out);
 void pc_ledger_deinit(pc_ledger_t *ledger);
@@ -78,8 +78,9 @@ uint32_t pc_ledger_prefetch(pc_ledger_t *ledger, pc_operation_t operation, const
 void pc_ledger_prefetch_put(pc_ledger_t *ledger, uint64_t loc, const pc_transfer_t *transfer);
 
 /* Phase 2. Applies one create_accounts or create_transfers batch (count
- * 1..PC_BATCH_EVENTS_MAX) at cluster time `timestamp` (ns, from the WAL
- * entry). First expires every pending transfer whose timeout has passed.
+ * 1..PC_BATCH_EVENTS_MAX), or one set_routing record (count 1), at cluster
+ * time `timestamp` (ns, from the WAL entry). First expires every pending
+ * transfer whose timeout has passed.
  * Writes a result for each event that was not created, in order, to results
  * (capacity count) and returns how many. Event timestamps are
  * max(timestamp, last + 1) + i. Never fails: every rejection is a result. */
@@ -131,9 +132,9 @@ int pc_ledger_get_account_transfers(const pc_ledger_t *ledger, const pc_account_
 
 /* Bytes pc_ledger_snapshot_write will write for the current state. */
 size_t pc_ledger_snapshot_size(const pc_ledger_t *ledger);
-/* Serializes accounts, pending transfers and counters (not the transfer
- * index, which pc_ledger_rebuild_slot derives from the store). Requires no
- * unflushed slots. Returns bytes written. */
+/* Serializes routing, accounts, pending transfers and counters (not the
+ * transfer index, which pc_ledger_rebuild_slot derives from the store).
+ * Requires no unflushed slots. Returns bytes written. */
 size_t pc_ledger_snapshot_write(const pc_ledger_t *ledger, void *buf, size_t size);
 /* Loads a snapshot into an empty ledger. Errors: PC_ECORRUPT, PC_EFULL
  * (snapshot larger than this ledger's config). After an error the ledger is
@@ -148,11 +149,22 @@ uint64_t pc_ledger_slots_count(const pc_ledger_t *ledger);
 int pc_ledger_rebuild_slot(pc_ledger_t *ledger, uint64_t loc, const pc_transfer_slot_t *slot);
 int pc_ledger_rebuild_finish(pc_ledger_t *ledger);
 
+/* ---- routing ---- */
+
+/* The unit's routing state: epoch and owned-bucket bitmap (reserved bytes
+ * zero). A fresh ledger owns all PC_BUCKETS buckets at epoch 0. Accounts of
+ * unowned buckets are refused (wrong_unit) and never exist here, so a lookup
+ * of one finds nothing. */
+void pc_ledger_routing(const pc_ledger_t *ledger, pc_routing_t *out);
+uint64_t pc_ledger_routing_epoch(const pc_ledger_t *ledger);
+/* Accounts held in one bucket (bucket < PC_BUCKETS). */
+uint32_t pc_ledger_bucket_accounts(const pc_ledger_t *ledger, uint32_t bucket);
+
 /* ---- invariants and inspection ---- */
 
 /* A checksum over all state (accounts, pending set, id index contents,
- * counters) that is equal on two ledgers exactly when they hold the same
- * state. O(state); for tests, the simulator and audits. */
+ * counters, routing) that is equal on two ledgers exactly when they hold
+ * the same state. O(state); for tests, the simulator and audits. */
 pc_u128 pc_ledger_state_checksum(const pc_ledger_t *ledger);
 
 /* Per-ledger sums over all accounts. */

@@ -141,6 +141,16 @@ struct pc_ledger {
 
     uint64_t timestamp_last;
 
+    /* Routing (replicated, in snapshots and the state checksum): the epoch
+     * and the owned-bucket bitmap of the last set_routing. routing_all
+     * caches "owns every bucket", so the hot path skips bucket checks while
+     * a unit is alone. bucket_accounts is derived (counted as accounts are
+     * inserted, also at snapshot load). */
+    uint64_t routing_epoch;
+    uint64_t routing_owned[2];
+    bool routing_all;
+    uint32_t bucket_accounts[PC_BUCKETS];
+
     /* Recovery (between snapshot_read and rebuild_finish). */
     bool rebuilding;
     uint64_t rebuild_next;            /* next loc expected */
@@ -221,6 +231,28 @@ static inline uint32_t pc__account_find(const pc_ledger_t *ledger, pc_u128 id, u
 }
 
 void pc__account_insert(pc_ledger_t *ledger, uint64_t pos, const pc_account_t *account);
+
+/* ---- routing (routing.c) ---- */
+
+/* Bits 0..PC_BUCKETS-1 of a routing bitmap. */
+#define PC__ROUTING_LOW_MASK UINT64_MAX
+#define PC__ROUTING_HIGH_MASK ((1ull << (PC_BUCKETS - 64)) - 1)
+PC_STATIC_ASSERT(PC_BUCKETS > 64 && PC_BUCKETS <= 128, "routing bitmap is two words");
+
+static inline bool pc__routing_has(const uint64_t owned[2], uint32_t bucket) {
+    return (owned[bucket >> 6] >> (bucket & 63)) & 1;
+}
+
+/* Whether the unit owns the account id's bucket. Call only when
+ * !ledger->routing_all: callers test that first, so a unit owning every
+ * bucket pays one predictable branch per event and no arithmetic. */
+static inline bool pc__routing_owns(const pc_ledger_t *ledger, pc_u128 id) {
+    return pc__routing_has(ledger->routing_owned, pc_bucket_of(id));
+}
+
+/* Sets the routing state (owned bitmap already validated). */
+void pc__routing_install(pc_ledger_t *ledger, uint64_t epoch, const uint64_t owned[2]);
+uint32_t pc__routing_set(pc_ledger_t *ledger, const pc_routing_t *routing);
 /* Logs the account's balances and head before a change (inside a chain). */
 void pc__account_save(pc_ledger_t *ledger, uint32_t slot);
 

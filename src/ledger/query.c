@@ -224,7 +224,7 @@ pc_u128 pc_ledger_state_checksum(const pc_ledger_t *ledger) {
     struct {
         pc_u128 accounts, heads, index, pending;
         uint64_t accounts_count, transfers_count, pending_count, slots_count, timestamp_last;
-        uint64_t padding;
+        uint64_t routing_epoch, routing_owned[2];
     } s;
     memset(&s, 0, sizeof(s));
     s.accounts = pc_checksum(ledger->accounts, ledger->accounts_count * sizeof(pc_account_t), 13);
@@ -236,5 +236,8 @@ pc_u128 pc_ledger_state_checksum(const pc_ledger_t *ledger) {
     s.pending_count = ledger->pending_count;
     s.slots_count = ledger->slots_count;
     s.timestamp_last = ledger->timestamp_last;
+    s.routing_epoch = ledger->routing_epoch;
+    s.routing_owned[0] = ledger->routing_owned[0];
+    s.routing_owned[1] = ledger->routing_owned[1];
     return pc_checksum(&s, sizeof(s), 15);
 }

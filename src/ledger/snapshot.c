@@ -12,14 +12,19 @@
  *
  * Layout: an 80-byte header (magic, version, counts, timestamp_last,
  * slots_count, transfers_count, body size, checksum over header and body),
- * then accounts_count accounts, then pending_count pending entries.
+ * then (version 2) a 32-byte routing block (epoch, owned-bucket bitmap),
+ * then accounts_count accounts, then pending_count pending entries. A
+ * version 1 snapshot, written before routing existed, loads as owning every
+ * bucket at epoch 0. The per-bucket account counts are not stored: loading
+ * the accounts recounts them.
  */
 #include "ledger_int.h"
 
 #include <string.h>
 
 #define SNAPSHOT_MAGIC 0x31524744454c4350ull /* "PCLEDGR1" */
-#define SNAPSHOT_VERSION 1u
+#define SNAPSHOT_VERSION 2u
+#define SNAPSHOT_VERSION_NO_ROUTING 1u
 
 typedef struct snapshot_header {
     uint64_t magic;
@@ -41,17 +46,31 @@ typedef struct snapshot_pending {
     uint64_t expires_at;
 } snapshot_pending_t;
 
+typedef struct snapshot_routing {
+    uint64_t epoch;
+    uint64_t owned[2];
+    uint64_t reserved;
+} snapshot_routing_t;
+
 PC_STATIC_ASSERT(sizeof(snapshot_header_t) == 80, "snapshot header layout");
 PC_STATIC_ASSERT(sizeof(snapshot_pending_t) == 144, "snapshot pending layout");
+PC_STATIC_ASSERT(sizeof(snapshot_routing_t) == 32, "snapshot routing layout");
 
-static uint64_t body_size(uint64_t accounts, uint64_t pending) {
-    return accounts * sizeof(pc_account_t) + pending * sizeof(snapshot_pending_t);
+static uint64_t routing_size(uint32_t version) {
+    PC_ASSERT(version == SNAPSHOT_VERSION || version == SNAPSHOT_VERSION_NO_ROUTING);
+    return version == SNAPSHOT_VERSION_NO_ROUTING ? 0 : sizeof(snapshot_routing_t);
+}
+
+static uint64_t body_size(uint32_t version, uint64_t accounts, uint64_t pending) {
+    return routing_size(version) + accounts * sizeof(pc_account_t) +
+           pending * sizeof(snapshot_pending_t);
 }
 
 size_t pc_ledger_snapshot_size(const pc_ledger_t *ledger) {
     PC_ASSERT(ledger->accounts_count <= ledger->config.accounts_max);
     PC_ASSERT(ledger->pending_count <= ledger->config.pending_max);
-    return sizeof(snapshot_header_t) + body_size(ledger->accounts_count, ledger->pending_count);
+    return sizeof(snapshot_header_t) +
+           body_size(SNAPSHOT_VERSION, ledger->accounts_count, ledger->pending_count);
 }
 
 static pc_u128 snapshot_checksum(const snapshot_header_t *header, const uint8_t *body) {
@@ -72,12 +91,18 @@ size_t pc_ledger_snapshot_write(const pc_ledger_t *ledger, void *buf, size_t siz
         .timestamp_last = ledger->timestamp_last,
         .slots_count = ledger->slots_count,
         .transfers_count = ledger->transfers_count,
-        .body_size = body_size(ledger->accounts_count, ledger->pending_count),
+        .body_size = body_size(SNAPSHOT_VERSION, ledger->accounts_count, ledger->pending_count),
     };
     uint8_t *body = (uint8_t *)buf + sizeof(header);
-    memcpy(body, ledger->accounts, ledger->accounts_count * sizeof(pc_account_t));
+    snapshot_routing_t routing = {
+        .epoch = ledger->routing_epoch,
+        .owned = {ledger->routing_owned[0], ledger->routing_owned[1]},
+    };
+    memcpy(body, &routing, sizeof(routing));
+    uint8_t *accounts = body + sizeof(routing);
+    memcpy(accounts, ledger->accounts, ledger->accounts_count * sizeof(pc_account_t));
     snapshot_pending_t *out =
-        (snapshot_pending_t *)(body + ledger->accounts_count * sizeof(pc_account_t));
+        (snapshot_pending_t *)(accounts + ledger->accounts_count * sizeof(pc_account_t));
     uint32_t n = 0;
     for (uint32_t i = 0; i < ledger->pool_used; i++) {
         const pc__pending_t *p = &ledger->pool[i];
@@ -118,6 +143,37 @@ static int accounts_load(pc_ledger_t *ledger, const pc_account_t *accounts, uint
     return PC_OK;
 }
 
+/* Version 1 predates routing: such a unit owned every bucket at epoch 0,
+ * which is what a fresh ledger holds already. */
+static int routing_load(pc_ledger_t *ledger, uint32_t version, const uint8_t *body) {
+    PC_ASSERT(ledger->accounts_count == 0);
+    PC_ASSERT(ledger->routing_epoch == 0 && ledger->routing_all);
+    if (version == SNAPSHOT_VERSION_NO_ROUTING) return PC_OK;
+    snapshot_routing_t routing;
+    memcpy(&routing, body, sizeof(routing));
+    if (routing.reserved != 0 || (routing.owned[1] & ~PC__ROUTING_HIGH_MASK) != 0) {
+        return PC_CORRUPT("snapshot routing reserved bits");
+    }
+    pc__routing_install(ledger, routing.epoch, routing.owned);
+    return PC_OK;
+}
+
+/* Every account lives in a bucket the unit owns (set_routing refuses to give
+ * up a bucket that holds accounts, and creates refuse unowned buckets). */
+static int routing_check_accounts(const pc_ledger_t *ledger) {
+    PC_ASSERT(!ledger->rebuilding);
+    uint64_t total = 0;
+    for (uint32_t bucket = 0; bucket < PC_BUCKETS; bucket++) {
+        total += ledger->bucket_accounts[bucket];
+        if (ledger->bucket_accounts[bucket] != 0 &&
+            !pc__routing_has(ledger->routing_owned, bucket)) {
+            return PC_CORRUPT("snapshot account in a bucket the unit does not own");
+        }
+    }
+    PC_ASSERT(total == ledger->accounts_count);
+    return PC_OK;
+}
+
 static int pending_load_one(pc_ledger_t *ledger, const snapshot_pending_t *e, uint64_t slots) {
     const pc_transfer_t *t = &e->transfer;
     PC_ASSERT(ledger->pending_count < ledger->config.pending_max);
@@ -144,9 +200,11 @@ static int pending_load_one(pc_ledger_t *ledger, const snapshot_pending_t *e, ui
 static int header_check(const pc_ledger_t *ledger, const snapshot_header_t *h, size_t size) {
     PC_ASSERT(size >= sizeof(*h));
     if (h->magic != SNAPSHOT_MAGIC) return PC_CORRUPT("snapshot magic");
-    if (h->version != SNAPSHOT_VERSION) return PC_CORRUPT("snapshot version");
+    if (h->version != SNAPSHOT_VERSION && h->version != SNAPSHOT_VERSION_NO_ROUTING) {
+        return PC_CORRUPT("snapshot version");
+    }
     if (h->reserved != 0 || h->reserved_2 != 0) return PC_CORRUPT("snapshot reserved");
-    if (h->body_size != body_size(h->accounts_count, h->pending_count) ||
+    if (h->body_size != body_size(h->version, h->accounts_count, h->pending_count) ||
         h->body_size != size - sizeof(*h)) {
         return PC_CORRUPT("snapshot size");
     }
@@ -172,8 +230,11 @@ int pc_ledger_snapshot_read(pc_ledger_t *ledger, const void *buf, size_t size) {
     const uint8_t *body = (const uint8_t *)buf + sizeof(h);
     if (snapshot_checksum(&h, body) != h.checksum) return PC_CORRUPT("snapshot checksum");
 
-    rc = accounts_load(ledger, (const pc_account_t *)body, h.accounts_count);
-    const uint8_t *pending = body + (size_t)h.accounts_count * sizeof(pc_account_t);
+    rc = routing_load(ledger, h.version, body);
+    const uint8_t *accounts = body + routing_size(h.version);
+    if (rc == PC_OK) rc = accounts_load(ledger, (const pc_account_t *)accounts, h.accounts_count);
+    if (rc == PC_OK) rc = routing_check_accounts(ledger);
+    const uint8_t *pending = accounts + (size_t)h.accounts_count * sizeof(pc_account_t);
     for (uint32_t i = 0; rc == PC_OK && i < h.pending_count; i++) {
         snapshot_pending_t e;
         memcpy(&e, pending + (size_t)i * sizeof(e), sizeof(e));

@@ -45,6 +45,7 @@ void pc__account_insert(pc_ledger_t *ledger, uint64_t pos, const pc_account_t *a
     ledger->accounts[slot] = *account;
     ledger->heads[slot] = 0;
     ledger->account_index[pos] = slot + 1;
+    ledger->bucket_accounts[pc_bucket_of(account->id)]++;
     if (ledger->undo_on) pc__undo_push(ledger, PC__UNDO_ACCOUNT_INSERT)->pos = pos;
 }
 
@@ -320,12 +321,16 @@ static void undo_pending_remove(pc_ledger_t *ledger, const pc__undo_t *undo) {
 
 static void undo_one(pc_ledger_t *ledger, const pc__undo_t *undo) {
     switch (undo->kind) {
-    case PC__UNDO_ACCOUNT_INSERT:
+    case PC__UNDO_ACCOUNT_INSERT: {
         PC_ASSERT(ledger->account_index[undo->pos] == ledger->accounts_count);
         ledger->account_index[undo->pos] = 0;
         ledger->accounts_count--;
+        uint32_t bucket = pc_bucket_of(ledger->accounts[ledger->accounts_count].id);
+        PC_ASSERT(ledger->bucket_accounts[bucket] > 0);
+        ledger->bucket_accounts[bucket]--;
         memset(&ledger->accounts[ledger->accounts_count], 0, sizeof(pc_account_t));
         break;
+    }
     case PC__UNDO_ACCOUNT_BALANCE: {
         pc_account_t *account = &ledger->accounts[undo->index];
         account->debits_pending = undo->u.balances.debits_pending;

@@ -197,10 +197,31 @@ static void single_commit(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t 
     }
 }
 
+/* Both accounts must live in buckets this unit owns; an account id of 0
+ * (a post or void leaving it to the pending transfer) is not checked. A
+ * transfer with one side in another unit is a cross-unit transfer, which
+ * this unit cannot run alone: wrong_unit too. Not transient: the event
+ * belongs elsewhere, so it leaves no tombstone here. */
+static uint32_t check_routing(const pc_ledger_t *ledger, const pc_transfer_t *t) {
+    PC_ASSERT(!ledger->routing_all);
+    PC_ASSERT(!pc__transfer_result_transient(R(wrong_unit)));
+    if (t->debit_account_id != 0 && !pc__routing_owns(ledger, t->debit_account_id)) {
+        return R(wrong_unit);
+    }
+    if (t->credit_account_id != 0 && !pc__routing_owns(ledger, t->credit_account_id)) {
+        return R(wrong_unit);
+    }
+    return R(created);
+}
+
 /* A single-phase or pending transfer. */
 static uint32_t transfer_single(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t timestamp) {
     uint32_t result = validate_single(t);
     if (result != R(created)) return result;
+    if (!ledger->routing_all) {
+        result = check_routing(ledger, t);
+        if (result != R(created)) return result;
+    }
     uint64_t pos = 0;
     result = id_check(ledger, t, &pos);
     if (result != R(created)) return result;
@@ -297,6 +318,10 @@ static uint32_t transfer_post_void(pc_ledger_t *ledger, const pc_transfer_t *t,
                                    uint64_t timestamp) {
     uint32_t result = validate_post_void(t);
     if (result != R(created)) return result;
+    if (!ledger->routing_all) {
+        result = check_routing(ledger, t);
+        if (result != R(created)) return result;
+    }
     uint64_t pos = 0;
     result = id_check(ledger, t, &pos);
     if (result != R(created)) return result;

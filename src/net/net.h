@@ -56,17 +56,26 @@ typedef struct pc_header {
     uint8_t operation;     /* pc_operation_t */
     uint16_t flags;        /* pc_header_flags */
     int16_t status;        /* reply: PC_OK or a negative pc_err (then no body) */
-    uint8_t reserved[24];  /* must be zero */
+    uint64_t epoch;        /* reply: the unit's routing epoch; must be zero otherwise */
+    uint8_t reserved[16];  /* must be zero */
 } pc_header_t;
 
 PC_STATIC_ASSERT(sizeof(pc_header_t) == PC_HEADER_SIZE, "the header is 128 bytes");
 PC_STATIC_ASSERT(offsetof(pc_header_t, client) == 32, "header layout: checksums first");
-PC_STATIC_ASSERT(offsetof(pc_header_t, reserved) == 104, "header layout: reserved last");
+PC_STATIC_ASSERT(offsetof(pc_header_t, epoch) == 104, "header layout: epoch after status");
+PC_STATIC_ASSERT(offsetof(pc_header_t, reserved) == 112, "header layout: reserved last");
+PC_STATIC_ASSERT(offsetof(pc_header_t, reserved) + sizeof(((pc_header_t *)0)->reserved) ==
+                     PC_HEADER_SIZE,
+                 "header layout: reserved runs to the end");
 
 /* Size in bytes of one event of an operation's request body, and of one
  * record of its reply body (0 for register). */
 uint32_t pc_operation_event_size(pc_operation_t operation);
 uint32_t pc_operation_reply_record_size(pc_operation_t operation);
+/* Whether an operation changes state, so it goes through the log (and the
+ * session table) rather than being served as a read: register and the
+ * creates, set_routing included. */
+bool pc_operation_is_write(pc_operation_t operation);
 
 /* Sets size, magic, version, checksum_body and then checksum. */
 void pc_header_seal(pc_header_t *header, const void *body, uint32_t body_size);
@@ -76,7 +85,8 @@ void pc_header_seal(pc_header_t *header, const void *body, uint32_t body_size);
  * (PC_ETOOBIG above PC_MESSAGE_SIZE_MAX, or PC_REPLICA_MESSAGE_SIZE_MAX for a
  * replica frame; PC_EPROTO below PC_HEADER_SIZE),
  * command (PC_EPROTO), flags and reserved bytes (PC_EPROTO), status (PC_EPROTO:
- * non-zero in a request; positive, or an error reply with a body).
+ * non-zero in a request; positive, or an error reply with a body), epoch
+ * (PC_EPROTO: non-zero in anything but a reply).
  * Checks nothing beyond the header itself. */
 int pc_header_verify(const pc_header_t *header);
 
@@ -87,7 +97,8 @@ int pc_body_verify(const pc_header_t *header, const void *body);
  * empty body, session 0 and request 0; other operations a non-zero session, a
  * non-zero request number and a body that is a whole number
  * (1..PC_BATCH_EVENTS_MAX) of events (exactly one filter for
- * get_account_transfers). A reply (command != request) is PC_EPROTO.
+ * get_account_transfers, exactly one routing record for set_routing). A
+ * reply (command != request) is PC_EPROTO.
  * Errors: PC_EOPERATION, PC_EPROTO (zero events, a partial event, bad session
  * or request number), PC_ETOOBIG (more than PC_BATCH_EVENTS_MAX events). */
 int pc_request_verify(const pc_header_t *header, const void *body);

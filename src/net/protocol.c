@@ -23,6 +23,7 @@ PC_STATIC_ASSERT(offsetof(pc_header_t, checksum_body) == HEADER_CHECKSUMMED_OFFS
                  "the header checksum starts right after itself");
 PC_STATIC_ASSERT(sizeof(pc_account_t) == PC_RECORD_SIZE, "account events are records");
 PC_STATIC_ASSERT(sizeof(pc_transfer_t) == PC_RECORD_SIZE, "transfer events are records");
+PC_STATIC_ASSERT(sizeof(pc_routing_t) == PC_RECORD_SIZE, "a routing event is a record");
 PC_STATIC_ASSERT(PC_BATCH_EVENTS_MAX * sizeof(pc_u128) <= PC_MESSAGE_BODY_MAX, "ids fit");
 
 static pc_u128 header_checksum(const pc_header_t *header) {
@@ -47,6 +48,7 @@ uint32_t pc_operation_event_size(pc_operation_t operation) {
     case PC_OP_lookup_accounts: return sizeof(pc_u128);
     case PC_OP_lookup_transfers: return sizeof(pc_u128);
     case PC_OP_get_account_transfers: return sizeof(pc_account_filter_t);
+    case PC_OP_set_routing: return sizeof(pc_routing_t);
     }
     return 0;
 }
@@ -59,8 +61,19 @@ uint32_t pc_operation_reply_record_size(pc_operation_t operation) {
     case PC_OP_lookup_accounts: return sizeof(pc_account_t);
     case PC_OP_lookup_transfers: return sizeof(pc_transfer_t);
     case PC_OP_get_account_transfers: return sizeof(pc_transfer_t);
+    case PC_OP_set_routing: return sizeof(pc_create_result_t);
     }
     return 0;
+}
+
+bool pc_operation_is_write(pc_operation_t operation) {
+    switch ((int)operation) {
+    case PC_OP_register:
+    case PC_OP_create_accounts:
+    case PC_OP_create_transfers:
+    case PC_OP_set_routing: return true;
+    }
+    return false;
 }
 
 void pc_header_seal(pc_header_t *header, const void *body, uint32_t body_size) {
@@ -83,10 +96,13 @@ static bool reserved_zero(const pc_header_t *header) {
     return true;
 }
 
-/* The status field: a request carries none; a reply carries PC_OK or a
- * negative error, and an error reply has no body to misread as results. */
+/* The status and epoch fields: a request carries neither; a reply carries
+ * PC_OK or a negative error, and an error reply has no body to misread as
+ * results. Any epoch is fine in a reply: it is the unit's. */
 static int status_verify(const pc_header_t *header) {
-    if (header->command != PC_COMMAND_reply) return header->status == 0 ? PC_OK : PC_EPROTO;
+    if (header->command != PC_COMMAND_reply) {
+        return header->status == 0 && header->epoch == 0 ? PC_OK : PC_EPROTO;
+    }
     PC_ASSERT(header->command == PC_COMMAND_reply);
     if (header->status > 0) return PC_EPROTO;
     if (header->status < 0 && header->size != PC_HEADER_SIZE) return PC_EPROTO;
@@ -162,6 +178,10 @@ int pc_request_verify(const pc_header_t *header, const void *body) {
     if (header->session == 0 || header->request == 0) return PC_EPROTO;
     if (operation == PC_OP_get_account_transfers) {
         return body_size == sizeof(pc_account_filter_t) ? PC_OK : PC_EPROTO;
+    }
+    if (operation == PC_OP_set_routing) {
+        /* One unit, one table: a batch of routing records means nothing. */
+        return body_size == sizeof(pc_routing_t) ? PC_OK : PC_EPROTO;
     }
     return events_verify(body_size, pc_operation_event_size(operation));
 }

@@ -83,7 +83,11 @@ static void commit_request(replica_t *r, uint64_t op, uint64_t timestamp, const 
         else *status = PC_EREQUEST_STALE;
         return;
     }
+    /* A create or set_routing (pc_request_verify let nothing else into the
+     * log): whole records, and set_routing exactly one. */
+    PC_ASSERT(pc_operation_is_write((pc_operation_t)h->operation));
     uint32_t count = (h->size - PC_HEADER_SIZE) / PC_RECORD_SIZE;
+    PC_ASSERT(h->operation != PC_OP_set_routing || count == 1);
     uint32_t n = apply_batch(r, (pc_operation_t)h->operation, timestamp, body, count);
     pc_ledger_stats_t stats;
     pc_ledger_stats(r->ledger, &stats);

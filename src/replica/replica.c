@@ -52,6 +52,10 @@ void pc__replica_send_reply(replica_t *r, conn_t *c, const pc_header_t *req, int
     h.operation = req->operation;
     h.flags = req->flags;
     h.status = (int16_t)status;
+    /* The routing epoch after everything applied so far (for a create on
+     * the live path: after that very request), so a gateway with an older
+     * table learns it must refresh. Error replies carry none. */
+    h.epoch = status == PC_OK && r->ledger ? pc_ledger_routing_epoch(r->ledger) : 0;
     if (status != PC_OK) body_size = 0;
     pc_header_seal(&h, body, body_size);
     if (pc_writer_push(&c->writer, &h, body, body_size) != PC_OK) {
@@ -99,8 +103,7 @@ static void on_request(replica_t *r, uint32_t ci, const pc_header_t *h, const vo
             return;
         }
     }
-    if (h->operation != PC_OP_register && h->operation != PC_OP_create_accounts &&
-        h->operation != PC_OP_create_transfers) {
+    if (!pc_operation_is_write((pc_operation_t)h->operation)) {
         pc__machine_serve_read(r, c, h, body);
         return;
     }
@@ -149,10 +152,14 @@ void pc__replica_conn_close(replica_t *r, uint32_t ci) {
 static void conn_parse(replica_t *r, uint32_t ci) {
     conn_t *c = &r->conns[ci];
     c->parse_again = false;
-    while (c->fd >= 0 && c->peer) {
-        /* A peer's link: buffered frames go to VSR now, as long as their
-         * journal writes fit this turn's sync. */
-        if (!pc__unit_can_take_frames(r)) {
+    while (c->fd >= 0 && (c->peer || !c->busy)) {
+        /* Backpressure. A peer's frames wait while this turn's journal
+         * writes are full. A client's next request waits for room in the
+         * prepare and for its previous reply to leave, so one connection
+         * holds at most one reply and its writer can never overflow. */
+        bool room = c->peer ? pc__unit_can_take_frames(r)
+                            : prepare_has_room(r) && pc_writer_pending(&c->writer) == 0;
+        if (!room) {
             c->parse_again = true;
             return;
         }
@@ -161,35 +168,17 @@ static void conn_parse(replica_t *r, uint32_t ci) {
         int rc = pc_reader_next(&c->reader, &h, &body);
         if (rc == 0) return;
         if (rc < 0) {
-            replica_log(r, "closing a replica link: %s", pc_strerror(rc));
+            replica_log(r, "closing a %s: %s", c->peer ? "replica link" : "connection",
+                        pc_strerror(rc));
             conn_close(r, ci);
             return;
         }
-        pc__unit_on_frame(r, ci, h, body);
-    }
-    while (c->fd >= 0 && !c->busy) {
-        /* Backpressure: a new request only when the prepare has room and the
-         * previous replies have left, so one connection holds at most one
-         * reply and the writer can never overflow. */
-        if (!prepare_has_room(r) || pc_writer_pending(&c->writer) > 0) {
-            c->parse_again = true;
-            return;
-        }
-        const pc_header_t *h;
-        const void *body;
-        int rc = pc_reader_next(&c->reader, &h, &body);
-        if (rc == 0) return;
-        if (rc < 0) {
-            replica_log(r, "closing a connection: %s", pc_strerror(rc));
-            conn_close(r, ci);
-            return;
-        }
-        if (h->command == PC_COMMAND_replica) {
-            /* A peer introduces itself: its link becomes a peer link. */
+        if (c->peer || h->command == PC_COMMAND_replica) {
+            /* A peer's frame (its first one, a hello, makes this a peer
+             * link); a single replica has no peers. */
             if (r->vsr) pc__unit_on_frame(r, ci, h, body);
             else conn_close(r, ci);
-            if (r->conns[ci].peer) conn_parse(r, ci);
-            return;
+            continue;
         }
         on_request(r, ci, h, body);
     }

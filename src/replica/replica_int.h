@@ -96,12 +96,14 @@ typedef struct replica {
 
     /* Replicated units only (vsr != NULL). */
     pc_vsr_t *vsr;
+    size_t vsr_size;
     pc_vsr_output_t *out;
     char addresses[PC_VSR_REPLICAS][64];
     peer_t peers[PC_VSR_REPLICAS];
     inflight_t inflight[REPLICA_INFLIGHT_MAX];
     uint64_t checkpoint_op;
     uint64_t tick_next_ns;
+    uint32_t logged_view, logged_status; /* last view/status put in the log */
     /* State sync: serving a peer that fell behind, and being served. */
     struct {
         bool active;

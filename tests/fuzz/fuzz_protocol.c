@@ -68,7 +68,7 @@ static uint32_t build_one(uint8_t *out, const uint8_t *d, const uint8_t **rest,
     pc_header_t header;
     memset(&header, 0, sizeof(header));
     header.command = (d[0] & 3) == 3 ? d[0] >> 2 : 1 + (d[0] & 1);
-    header.operation = d[1] % 8;
+    header.operation = d[1] % 9; /* every operation, and 8: unknown */
     header.flags = d[2] & 0x80 ? d[2] & 0x7f : d[2] & 1;
     header.session = d[3] & 1 ? 0 : 7 + (d[3] >> 1);
     header.request = d[6] & 1 ? 0 : 1 + (d[6] >> 1);
@@ -97,9 +97,10 @@ static uint32_t build_one(uint8_t *out, const uint8_t *d, const uint8_t **rest,
     case 5: header.version += 1 + (d[7] >> 4); break;
     case 6: header.reserved[(d[7] >> 4) % sizeof(header.reserved)] = 1; break;
     case 7: header.size -= header.size > PC_HEADER_SIZE ? 1 : 0; break;
+    case 8: header.epoch = 1ull << (d[7] >> 4); break; /* fine in a reply only */
     default: break;
     }
-    if ((d[7] & 15) >= 3 && (d[7] & 15) <= 7) {
+    if ((d[7] & 15) >= 3 && (d[7] & 15) <= 8) {
         header.checksum = pc_checksum((uint8_t *)&header + 16, PC_HEADER_SIZE - 16, 0);
     }
     memcpy(out, &header, sizeof(header));
@@ -123,6 +124,8 @@ static void check_message(const pc_header_t *header, const void *body) {
     CHECK((uintptr_t)header % 16 == 0);
     CHECK((const uint8_t *)body == (const uint8_t *)header + PC_HEADER_SIZE);
     CHECK(pc_header_verify(header) == PC_OK);
+    /* Only a reply may carry a routing epoch. */
+    CHECK(header->command == PC_COMMAND_reply || header->epoch == 0);
     /* The reader verified the body; re-hashing large ones only slows runs. */
     CHECK(header->size > 4096 || pc_body_verify(header, body) == PC_OK);
     int rc = pc_request_verify(header, body);

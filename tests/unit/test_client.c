@@ -48,7 +48,12 @@ typedef struct shared {
     uint64_t sessions[RECORDS_MAX];
     uint64_t requests[RECORDS_MAX];
     uint8_t operations[RECORDS_MAX];
+    uint64_t routing_epoch; /* the epoch of the last set_routing received */
 } shared_t;
+
+/* The routing epoch a fake server puts in an OK reply: distinct per request,
+ * so a test sees which reply the client kept. */
+#define SERVER_EPOCH(request) (40u + (request))
 
 typedef struct connection {
     int fd;
@@ -76,6 +81,7 @@ static void server_reply_op(connection_t *c, const pc_header_t *request, int sta
     reply.request = request_number;
     reply.session = request->operation == PC_OP_register ? SERVER_SESSION : request->session;
     reply.status = (int16_t)status;
+    reply.epoch = status == PC_OK ? SERVER_EPOCH(request_number) : 0;
     pc_header_seal(&reply, body, body_size);
     if (pc_writer_push(&c->writer, &reply, body, body_size) != PC_OK) _exit(3);
 }
@@ -124,6 +130,16 @@ static void server_answer(shared_t *shared, connection_t *c, const pc_header_t *
         for (uint32_t i = 0; i < count; i++) {
             memset(&records[i], 0, sizeof(records[i]));
             records[i].id = 100 + i;
+        }
+    } else if (h->operation == PC_OP_set_routing) {
+        /* Below epoch 5 the fake unit answers stale; else created (empty). */
+        pc_routing_t routing;
+        memcpy(&routing, body, sizeof(routing));
+        shared->routing_epoch = routing.epoch;
+        if (routing.epoch < 5) {
+            pc_create_result_t result = {0, PC_ROUTING_RESULT_routing_epoch_stale};
+            server_reply(c, h, PC_OK, &result, sizeof(result), h->request);
+            return;
         }
     }
     server_reply(c, h, PC_OK, records, count * 128, h->request);
@@ -622,6 +638,47 @@ static void test_blocking_helpers(void) {
     server_stop(&s);
 }
 
+/* set_routing is one record with one result (created when the reply is
+ * empty); every OK reply's epoch is kept for pc_client_last_epoch, and an
+ * error reply leaves it alone. */
+static void test_set_routing_and_epoch(void) {
+    server_t s = server_start(MODE_BUSY_ONCE);
+    pc_client_t *client = NULL;
+    pc_client_options_t options = {.retries_max = PC_CLIENT_RETRIES_NONE};
+    ASSERT_EQ(pc_client_open(s.address, &options, &client), PC_OK);
+    ASSERT_EQ(pc_client_last_epoch(client), SERVER_EPOCH(0)); /* the register reply */
+
+    pc_routing_t routing;
+    memset(&routing, 0, sizeof(routing));
+    routing.epoch = 9;
+    routing.buckets[0] = 0xff;
+    pc_create_result_t result = {7, 7};
+    /* Request 1 is answered busy, and not retried: the error reply's epoch
+     * is not kept. */
+    ASSERT_EQ(pc_client_set_routing(client, &routing, &result), PC_EBUSY);
+    ASSERT_EQ(pc_client_last_epoch(client), SERVER_EPOCH(0));
+    ASSERT_EQ(pc_client_set_routing(client, &routing, &result), PC_OK);
+    ASSERT_EQ(result.index, 0);
+    ASSERT_EQ(result.result, PC_ROUTING_RESULT_created);
+    ASSERT_EQ(pc_client_last_epoch(client), SERVER_EPOCH(2));
+    ASSERT_EQ(s.shared->routing_epoch, 9);
+    ASSERT_EQ(s.shared->operations[0], PC_OP_set_routing);
+
+    routing.epoch = 2;
+    ASSERT_EQ(pc_client_set_routing(client, &routing, &result), PC_OK);
+    ASSERT_STREQ(pc_routing_result_name(result.result), "routing_epoch_stale");
+    ASSERT_EQ(pc_client_last_epoch(client), SERVER_EPOCH(3));
+
+    ASSERT_EQ(pc_client_set_routing(client, NULL, &result), PC_EINVAL);
+    ASSERT_EQ(pc_client_set_routing(client, &routing, NULL), PC_EINVAL);
+    pc_routing_t two[2];
+    memset(two, 0, sizeof(two));
+    ASSERT_EQ(pc_client_submit(client, PC_OP_set_routing, two, 2, NULL, NULL), PC_EINVAL);
+    ASSERT_EQ(s.shared->errors, 0);
+    pc_client_close(client);
+    server_stop(&s);
+}
+
 /* close with requests still queued: no callback runs, nothing leaks. */
 static void test_close_with_queued(void) {
     server_t s = server_start(MODE_SILENT);
@@ -930,5 +987,6 @@ static void test_retries_none(void) {
     X(test_redirect_ping_pong_bounded)                                               \
     X(test_redirect_to_self_is_a_failure)                                            \
     X(test_single_address_unchanged)                                                 \
-    X(test_retries_none)
+    X(test_retries_none)                                                            \
+    X(test_set_routing_and_epoch)
 PC_TEST_MAIN(TESTS)

@@ -1157,6 +1157,346 @@ static void test_snapshot_corrupt(void) {
     fx_free(fx);
 }
 
+/* ---- routing ---- */
+
+static const char *rt_name(fx_t *fx, pc_routing_t r) {
+    const char *name = pc_routing_result_name(fx_one(fx, PC_OP_set_routing, &r));
+    return name ? name : "(unknown)";
+}
+
+#define EXPECT_R(fx, r, name) ASSERT_STREQ(rt_name((fx), (r)), #name)
+
+/* A routing record owning buckets first..last (inclusive) plus `extra`
+ * (a bucket number, or -1 for none). */
+static pc_routing_t routing(uint64_t epoch, uint32_t first, uint32_t last, int extra) {
+    pc_routing_t r;
+    memset(&r, 0, sizeof(r));
+    r.epoch = epoch;
+    for (uint32_t b = first; b <= last && b < PC_BUCKETS; b++)
+        r.buckets[b / 64] |= 1ull << (b % 64);
+    if (extra >= 0) r.buckets[extra / 64] |= 1ull << (extra % 64);
+    return r;
+}
+
+static pc_routing_t routing_of(fx_t *fx) {
+    pc_routing_t r;
+    pc_ledger_routing(fx->ledger, &r);
+    return r;
+}
+
+/* An id whose high word is set lands in (hi mod 100 * 16 + lo mod 100) mod
+ * 100; pc_bucket_of must agree with a real 128-bit division everywhere. */
+static void test_bucket_of(void) {
+    ASSERT_EQ(pc_bucket_of(0), 0);
+    ASSERT_EQ(pc_bucket_of(99), 99);
+    ASSERT_EQ(pc_bucket_of(100), 0);
+    ASSERT_EQ(pc_bucket_of(12345), 45);
+    ASSERT_EQ(pc_bucket_of((pc_u128)1 << 64), 16);
+    ASSERT_EQ(pc_bucket_of(PC_U128_MAX), (uint32_t)(PC_U128_MAX % 100));
+    pc_prng_t prng;
+    pc_prng_init(&prng, 4);
+    for (int i = 0; i < 100000; i++) {
+        pc_u128 id = ((pc_u128)pc_prng_next(&prng) << 64) | pc_prng_next(&prng);
+        if (i % 3 == 0) id >>= (uint32_t)(i % 128);
+        ASSERT_EQ(pc_bucket_of(id), (uint32_t)(id % 100));
+    }
+}
+
+/* A fresh ledger owns every bucket at epoch 0, and behaves as it always
+ * did: accounts anywhere, transfers between any of them. */
+static void test_routing_default(void) {
+    fx_t *fx = fx_new_config(256, 256, 16);
+    pc_routing_t r = routing_of(fx);
+    pc_routing_t all = routing(0, 0, PC_BUCKETS - 1, -1);
+    ASSERT_EQ(memcmp(&r, &all, sizeof(r)), 0);
+    ASSERT_EQ(pc_ledger_routing_epoch(fx->ledger), 0);
+    ASSERT_EQ(r.buckets[1], (1ull << 36) - 1);
+    for (uint32_t i = 1; i <= 200; i++) EXPECT_A(fx, mkacct(i, 1, 0), created);
+    EXPECT_A(fx, mkacct(((pc_u128)7 << 64) | 3, 1, 0), created);
+    for (uint32_t b = 0; b < PC_BUCKETS; b++)
+        ASSERT_EQ(pc_ledger_bucket_accounts(fx->ledger, b), b == (7 * 16 + 3) % 100 ? 3 : 2);
+    EXPECT_T(fx, tr(1000, 1, 199, 5), created);
+    EXPECT_T(fx, tr(1001, ((pc_u128)7 << 64) | 3, 2, 5), created);
+    /* Repeating the default is an idempotent no-op, changing it at the
+     * same epoch a conflict. */
+    EXPECT_R(fx, all, exists);
+    EXPECT_R(fx, routing(0, 0, 98, -1), routing_epoch_conflict);
+    fx_free(fx);
+}
+
+static void test_set_routing_results(void) {
+    fx_t *fx = fx_new_config(64, 64, 4);
+    pc_routing_t r = routing(5, 0, 49, -1);
+    r.reserved[0] = 1;
+    EXPECT_R(fx, r, reserved_field);
+    r = routing(5, 0, 49, -1);
+    r.reserved[103] = 0x80;
+    EXPECT_R(fx, r, reserved_field);
+    r = routing(5, 0, 49, -1);
+    r.buckets[1] |= 1ull << (100 - 64); /* bucket 100 does not exist */
+    EXPECT_R(fx, r, reserved_field);
+    r = routing(5, 0, 49, -1);
+    r.buckets[1] |= 1ull << 63; /* nor does 127 */
+    EXPECT_R(fx, r, reserved_field);
+    ASSERT_EQ(pc_ledger_routing_epoch(fx->ledger), 0);
+
+    EXPECT_R(fx, routing(5, 0, 49, -1), created);
+    ASSERT_EQ(pc_ledger_routing_epoch(fx->ledger), 5);
+    pc_routing_t now = routing_of(fx), want = routing(5, 0, 49, -1);
+    ASSERT_EQ(memcmp(&now, &want, sizeof(now)), 0);
+    /* An idempotent repeat, a conflicting one, an older one. */
+    EXPECT_R(fx, routing(5, 0, 49, -1), exists);
+    EXPECT_R(fx, routing(5, 0, 50, -1), routing_epoch_conflict);
+    EXPECT_R(fx, routing(5, 1, 49, -1), routing_epoch_conflict);
+    EXPECT_R(fx, routing(4, 0, 49, -1), routing_epoch_stale);
+    EXPECT_R(fx, routing(0, 0, 99, -1), routing_epoch_stale);
+    /* Reserved fields are checked before the epoch. */
+    r = routing(4, 0, 49, -1);
+    r.reserved[50] = 1;
+    EXPECT_R(fx, r, reserved_field);
+    now = routing_of(fx);
+    ASSERT_EQ(memcmp(&now, &want, sizeof(now)), 0);
+    /* A later epoch replaces the set: nothing owned, then everything. */
+    EXPECT_R(fx, routing(6, 1, 0, -1), created);
+    now = routing_of(fx);
+    ASSERT_EQ(now.buckets[0] | now.buckets[1], 0);
+    EXPECT_R(fx, routing(UINT64_MAX, 0, 99, -1), created);
+    EXPECT_A(fx, mkacct(77, 1, 0), created);
+    ASSERT_EQ(pc_ledger_routing_epoch(fx->ledger), UINT64_MAX);
+    fx_free(fx);
+}
+
+/* Accounts of buckets the unit does not own are refused; an unowned id is
+ * never found by a lookup; a broken chain gives its bucket counts back. */
+static void test_routing_wrong_unit_accounts(void) {
+    fx_t *fx = fx_new_config(64, 64, 4);
+    EXPECT_R(fx, routing(1, 0, 49, 77), created);
+    EXPECT_A(fx, mkacct(10, 1, 0), created);
+    EXPECT_A(fx, mkacct(177, 1, 0), created);
+    EXPECT_A(fx, mkacct(60, 1, 0), wrong_unit);
+    EXPECT_A(fx, mkacct(150, 1, 0), wrong_unit);
+    EXPECT_A(fx, mkacct(99, 1, 0), wrong_unit);
+    EXPECT_A(fx, mkacct(((pc_u128)1 << 64) | 34, 1, 0), wrong_unit); /* bucket 50 */
+    EXPECT_A(fx, mkacct(((pc_u128)1 << 64) | 33, 1, 0), created);    /* bucket 49 */
+    /* Stateless checks come first: they answer alike on every unit. */
+    EXPECT_A(fx, mkacct(60, 0, 0), ledger_must_not_be_zero);
+    /* An existing account in an owned bucket is still a retry. */
+    EXPECT_A(fx, mkacct(10, 1, 0), exists);
+    pc_u128 ids[3] = {10, 60, 150};
+    pc_account_t out[3];
+    ASSERT_EQ(pc_ledger_lookup_accounts(fx->ledger, ids, 3, out), 1);
+    ASSERT_EQ_U128(out[0].id, 10);
+    ASSERT_EQ(pc_ledger_bucket_accounts(fx->ledger, 10), 1);
+    ASSERT_EQ(pc_ledger_bucket_accounts(fx->ledger, 49), 1);
+    ASSERT_EQ(pc_ledger_bucket_accounts(fx->ledger, 60), 0);
+
+    pc_account_t chain[2] = {mkacct(20, 1, PC_ACCOUNT_linked), mkacct(61, 1, 0)};
+    pc_create_result_t results[2];
+    ASSERT_EQ(fx_apply(fx, PC_OP_create_accounts, chain, 2, results), 2);
+    ASSERT_STREQ(pc_account_result_name(results[0].result), "linked_event_failed");
+    ASSERT_STREQ(pc_account_result_name(results[1].result), "wrong_unit");
+    ASSERT_EQ(pc_ledger_bucket_accounts(fx->ledger, 20), 0);
+    /* Bucket 20 is empty again, so it may be given up. */
+    EXPECT_R(fx, routing(2, 0, 19, 77), bucket_not_empty); /* bucket 49 holds one */
+    EXPECT_R(fx, routing(2, 0, 49, 77), created);
+    fx_free(fx);
+}
+
+/* A transfer runs only when both of its accounts are in owned buckets; one
+ * side elsewhere (a cross-unit transfer) is wrong_unit too, and leaves no
+ * tombstone: the same id succeeds once the unit owns both sides. */
+static void test_routing_wrong_unit_transfers(void) {
+    fx_t *fx = fx_new_config(64, 64, 8);
+    EXPECT_R(fx, routing(1, 0, 49, -1), created);
+    EXPECT_A(fx, mkacct(1, 1, 0), created);
+    EXPECT_A(fx, mkacct(2, 1, 0), created);
+    EXPECT_T(fx, tr(100, 1, 60, 5), wrong_unit);
+    EXPECT_T(fx, tr(101, 60, 1, 5), wrong_unit);
+    EXPECT_T(fx, tr(102, 61, 62, 5), wrong_unit);
+    EXPECT_T(fx, pend(103, 1, 160, 5, 0), wrong_unit);
+    /* Stateless checks first. */
+    EXPECT_T(fx, tr(104, 60, 60, 5), accounts_must_be_different);
+    EXPECT_T(fx, tr(105, 1, 2, 5), created);
+    EXPECT_T(fx, pend(106, 1, 2, 7, 0), created);
+    /* A post or void naming an account of another unit; one that leaves the
+     * accounts to its pending transfer is found by the pending's id. */
+    pc_transfer_t post = pv(107, 106, PC_TRANSFER_post_pending_transfer, 0);
+    post.credit_account_id = 70;
+    EXPECT_T(fx, post, wrong_unit);
+    post.credit_account_id = 0;
+    post.debit_account_id = 80;
+    EXPECT_T(fx, post, wrong_unit);
+    post.debit_account_id = 0;
+    EXPECT_T(fx, post, created);
+    ASSERT_BAL(fx, 1, 0, 12, 0, 0);
+    pc_ledger_stats_t stats;
+    pc_ledger_stats(fx->ledger, &stats);
+    ASSERT_EQ(stats.transfers_count, 3); /* 105, 106, 107: no tombstones */
+    /* Once the unit owns bucket 60 and the account exists, 100 runs. */
+    EXPECT_R(fx, routing(2, 0, 99, -1), created);
+    EXPECT_A(fx, mkacct(60, 1, 0), created);
+    EXPECT_T(fx, tr(100, 1, 60, 5), created);
+    EXPECT_T(fx, tr(101, 60, 1, 5), created);
+    ASSERT_BAL(fx, 60, 0, 5, 0, 5);
+    fx_free(fx);
+}
+
+static void test_routing_bucket_not_empty(void) {
+    fx_t *fx = fx_new_config(64, 64, 4);
+    EXPECT_A(fx, mkacct(7, 1, 0), created);
+    EXPECT_A(fx, mkacct(107, 1, 0), created);
+    /* Giving up bucket 7, which holds two accounts, is refused whole. */
+    pc_routing_t r = routing(1, 8, 99, -1);
+    EXPECT_R(fx, r, bucket_not_empty);
+    ASSERT_EQ(pc_ledger_routing_epoch(fx->ledger), 0);
+    pc_routing_t now = routing_of(fx), all = routing(0, 0, 99, -1);
+    ASSERT_EQ(memcmp(&now, &all, sizeof(now)), 0);
+    /* Empty buckets may go; bucket 7 stays. */
+    EXPECT_R(fx, routing(1, 7, 7, -1), created);
+    EXPECT_A(fx, mkacct(8, 1, 0), wrong_unit);
+    EXPECT_A(fx, mkacct(207, 1, 0), created);
+    EXPECT_R(fx, routing(2, 1, 0, -1), bucket_not_empty);
+    ASSERT_EQ(pc_ledger_bucket_accounts(fx->ledger, 7), 3);
+    fx_free(fx);
+}
+
+/* Routing is state: in the snapshot (restored exactly, counts recounted) and
+ * in the state checksum. */
+static void test_routing_snapshot(void) {
+    fx_t *fx = fx_std();
+    EXPECT_R(fx, routing(4, 0, 49, 77), created);
+    EXPECT_A(fx, mkacct(177, 1, 0), created);
+    EXPECT_T(fx, tr(100, 1, 177, 5), created);
+    int rc = 0;
+    fx_t *copy = fx_restore(fx, &rc);
+    ASSERT_EQ(rc, PC_OK);
+    pc_routing_t a = routing_of(fx), b = routing_of(copy);
+    ASSERT_EQ(memcmp(&a, &b, sizeof(a)), 0);
+    ASSERT_EQ(b.epoch, 4);
+    ASSERT_EQ_U128(fx_checksum(copy), fx_checksum(fx));
+    for (uint32_t k = 0; k < PC_BUCKETS; k++)
+        ASSERT_EQ(pc_ledger_bucket_accounts(copy->ledger, k),
+                  pc_ledger_bucket_accounts(fx->ledger, k));
+    ASSERT_EQ(pc_ledger_bucket_accounts(copy->ledger, 77), 1);
+    /* Both continue alike. */
+    fx_t *both[2] = {fx, copy};
+    for (int i = 0; i < 2; i++) {
+        EXPECT_A(both[i], mkacct(60, 1, 0), wrong_unit);
+        EXPECT_T(both[i], tr(101, 1, 60, 5), wrong_unit);
+        EXPECT_R(both[i], routing(4, 0, 49, 77), exists);
+        EXPECT_R(both[i], routing(5, 0, 49, -1), bucket_not_empty);
+        EXPECT_R(both[i], routing(5, 0, 49, 78), bucket_not_empty);
+        EXPECT_R(both[i], routing(5, 0, 60, 77), created);
+        EXPECT_A(both[i], mkacct(60, 1, 0), created);
+    }
+    ASSERT_EQ_U128(fx_checksum(copy), fx_checksum(fx));
+    fx_free(copy);
+    fx_free(fx);
+}
+
+/* Recomputes a snapshot's checksum after a test edited it (the layout of
+ * snapshot.c: an 80-byte header, body_size at 48, the checksum at 64 over
+ * the header with the checksum zero, seed 21, then the body). */
+static void snapshot_reseal(uint8_t *buf) {
+    uint64_t body_size;
+    memcpy(&body_size, buf + 48, 8);
+    memset(buf + 64, 0, 16);
+    pc_u128 seed = pc_checksum(buf, 80, 21);
+    pc_u128 sum = pc_checksum(buf + 80, body_size, (uint64_t)seed);
+    memcpy(buf + 64, &sum, 16);
+}
+
+/* A routing block naming a bucket past 99, or an account in a bucket the
+ * unit does not own, is corruption even under a valid checksum. */
+static void test_routing_snapshot_corrupt(void) {
+    fx_t *fx = fx_std();
+    EXPECT_R(fx, routing(3, 0, 49, -1), created);
+    pc__corrupt_quiet = true;
+    size_t size = pc_ledger_snapshot_size(fx->ledger);
+    uint8_t *buf = malloc(size);
+    ASSERT_EQ(pc_ledger_snapshot_write(fx->ledger, buf, size), size);
+    uint64_t high;
+    memcpy(&high, buf + 80 + 16, 8);
+    uint64_t bad_high = high | (1ull << 40); /* bucket 104 */
+    memcpy(buf + 80 + 16, &bad_high, 8);
+    snapshot_reseal(buf);
+    fx_t *copy = fx_new_config(64, 256, 16);
+    ASSERT_EQ(pc_ledger_snapshot_read(copy->ledger, buf, size), PC_ECORRUPT);
+    fx_free(copy);
+    memcpy(buf + 80 + 16, &high, 8);
+    uint64_t low;
+    memcpy(&low, buf + 80 + 8, 8);
+    uint64_t without_1 = low & ~2ull; /* account 1 lives in bucket 1 */
+    memcpy(buf + 80 + 8, &without_1, 8);
+    snapshot_reseal(buf);
+    copy = fx_new_config(64, 256, 16);
+    ASSERT_EQ(pc_ledger_snapshot_read(copy->ledger, buf, size), PC_ECORRUPT);
+    fx_free(copy);
+    memcpy(buf + 80 + 8, &low, 8);
+    snapshot_reseal(buf);
+    copy = fx_new_config(64, 256, 16);
+    ASSERT_EQ(pc_ledger_snapshot_read(copy->ledger, buf, size), PC_OK);
+    ASSERT_EQ(pc_ledger_routing_epoch(copy->ledger), 3);
+    fx_free(copy);
+    free(buf);
+    fx_free(fx);
+}
+
+/* A snapshot from before routing (version 1: no routing block) loads as
+ * owning every bucket at epoch 0. Built by hand from a version 2 one. */
+static void test_routing_snapshot_v1(void) {
+    fx_t *fx = fx_std();
+    size_t size = pc_ledger_snapshot_size(fx->ledger);
+    uint8_t *buf = malloc(size);
+    ASSERT_EQ(pc_ledger_snapshot_write(fx->ledger, buf, size), size);
+    uint32_t version;
+    memcpy(&version, buf + 8, 4);
+    ASSERT_EQ(version, 2);
+    /* Drop the 32-byte routing block after the 80-byte header. */
+    memmove(buf + 80, buf + 80 + 32, size - 80 - 32);
+    size -= 32;
+    version = 1;
+    memcpy(buf + 8, &version, 4);
+    uint64_t body_size;
+    memcpy(&body_size, buf + 48, 8);
+    body_size -= 32;
+    memcpy(buf + 48, &body_size, 8);
+    snapshot_reseal(buf);
+    fx_t *copy = fx_new_config(64, 256, 16);
+    ASSERT_EQ(pc_ledger_snapshot_read(copy->ledger, buf, size), PC_OK);
+    ASSERT_EQ(pc_ledger_rebuild_finish(copy->ledger), PC_OK);
+    ASSERT_EQ(pc_ledger_routing_epoch(copy->ledger), 0);
+    ASSERT_EQ_U128(fx_checksum(copy), fx_checksum(fx));
+    ASSERT_EQ(pc_ledger_bucket_accounts(copy->ledger, 1), 1);
+    free(buf);
+    fx_free(copy);
+    fx_free(fx);
+}
+
+/* The checksum covers the epoch and the set: two ledgers that differ only
+ * in routing differ in checksum. */
+static void test_routing_checksum(void) {
+    fx_t *a = fx_new_config(16, 16, 4), *b = fx_new_config(16, 16, 4);
+    fx_t *c = fx_new_config(16, 16, 4), *d = fx_new_config(16, 16, 4);
+    fx_t *e = fx_new_config(16, 16, 4);
+    ASSERT_EQ_U128(fx_checksum(a), fx_checksum(b));
+    EXPECT_R(a, routing(0, 0, 99, -1), exists);  /* same time used, nothing changed */
+    EXPECT_R(b, routing(1, 0, 99, -1), created); /* epoch only */
+    EXPECT_R(c, routing(1, 0, 98, -1), created); /* epoch and set */
+    EXPECT_R(d, routing(1, 0, 99, -1), created);
+    EXPECT_R(e, routing(1, 1, 99, -1), created); /* bucket 0, in the low word */
+    ASSERT_TRUE(fx_checksum(a) != fx_checksum(b));
+    ASSERT_TRUE(fx_checksum(b) != fx_checksum(c));
+    ASSERT_TRUE(fx_checksum(a) != fx_checksum(c));
+    ASSERT_TRUE(fx_checksum(b) != fx_checksum(e));
+    ASSERT_EQ_U128(fx_checksum(b), fx_checksum(d));
+    fx_free(e);
+    fx_free(a);
+    fx_free(b);
+    fx_free(c);
+    fx_free(d);
+}
+
 static void test_init_config(void) {
     pc_ledger_t *l = NULL;
     pc_ledger_config_t c = {0, 10, 10};
@@ -1206,5 +1546,15 @@ static void test_init_config(void) {
     X(test_prefetch_resolved_in_batch)                                                             \
     X(test_totals)                                                                                 \
     X(test_snapshot_rebuild)                                                                       \
-    X(test_snapshot_corrupt)
+    X(test_snapshot_corrupt)                                                                       \
+    X(test_bucket_of)                                                                              \
+    X(test_routing_default)                                                                        \
+    X(test_set_routing_results)                                                                    \
+    X(test_routing_wrong_unit_accounts)                                                            \
+    X(test_routing_wrong_unit_transfers)                                                           \
+    X(test_routing_bucket_not_empty)                                                               \
+    X(test_routing_snapshot)                                                                       \
+    X(test_routing_snapshot_v1)                                                                    \
+    X(test_routing_snapshot_corrupt)                                                               \
+    X(test_routing_checksum)
 PC_TEST_MAIN(TESTS)

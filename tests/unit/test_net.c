@@ -64,6 +64,25 @@ static void test_header_layout(void) {
     ASSERT_EQ(pc_operation_reply_record_size(PC_OP_lookup_transfers), 128);
     ASSERT_EQ(pc_operation_reply_record_size(PC_OP_get_account_transfers), 128);
     ASSERT_EQ(pc_operation_reply_record_size(PC_OP_register), 0);
+    ASSERT_EQ(pc_operation_event_size(PC_OP_set_routing), 128);
+    ASSERT_EQ(pc_operation_reply_record_size(PC_OP_set_routing), 8);
+    ASSERT_EQ(offsetof(pc_header_t, epoch), 104);
+    ASSERT_EQ(sizeof(((pc_header_t *)0)->reserved), 16);
+}
+
+/* Writes go through the log and the session table; everything else is a
+ * read served at once. */
+static void test_operation_is_write(void) {
+    ASSERT_TRUE(pc_operation_is_write(PC_OP_register));
+    ASSERT_TRUE(pc_operation_is_write(PC_OP_create_accounts));
+    ASSERT_TRUE(pc_operation_is_write(PC_OP_create_transfers));
+    ASSERT_TRUE(pc_operation_is_write(PC_OP_set_routing));
+    ASSERT_TRUE(!pc_operation_is_write(PC_OP_lookup_accounts));
+    ASSERT_TRUE(!pc_operation_is_write(PC_OP_lookup_transfers));
+    ASSERT_TRUE(!pc_operation_is_write(PC_OP_get_account_transfers));
+    ASSERT_TRUE(!pc_operation_is_write(PC_OP_none));
+    ASSERT_TRUE(!pc_operation_is_write((pc_operation_t)99));
+    ASSERT_STREQ(pc_operation_name(PC_OP_set_routing), "set_routing");
 }
 
 static void test_seal_verify_roundtrip(void) {
@@ -194,13 +213,58 @@ static void test_verify_status(void) {
 }
 
 static void test_request_unknown_operation(void) {
-    uint8_t ops[] = {0, 7, 200};
+    uint8_t ops[] = {0, 8, 200};
     for (size_t i = 0; i < PC_ARRAY_LEN(ops); i++) {
         message_t m = message_make(PC_COMMAND_request, ops[i], 128, 7, 1);
         ASSERT_EQ(pc_header_verify(m.header), PC_OK);
         ASSERT_EQ(pc_request_verify(m.header, m.body), PC_EOPERATION);
         message_free(&m);
     }
+}
+
+/* The epoch field belongs to replies: a request (or a replica frame) with
+ * one is malformed, a reply may carry any. */
+static void test_verify_epoch(void) {
+    message_t m = request_make(PC_OP_create_transfers, 128);
+    m.header->epoch = 1;
+    reseal_header(m.header);
+    ASSERT_EQ(pc_header_verify(m.header), PC_EPROTO);
+    m.header->epoch = UINT64_MAX;
+    reseal_header(m.header);
+    ASSERT_EQ(pc_header_verify(m.header), PC_EPROTO);
+    m.header->epoch = 0;
+    reseal_header(m.header);
+    ASSERT_EQ(pc_header_verify(m.header), PC_OK);
+    message_free(&m);
+
+    message_t f = message_make(PC_COMMAND_replica, 1, 16, 0, 0);
+    f.header->epoch = 3;
+    reseal_header(f.header);
+    ASSERT_EQ(pc_header_verify(f.header), PC_EPROTO);
+    message_free(&f);
+
+    message_t r = message_make(PC_COMMAND_reply, PC_OP_create_transfers, 8, 7, 1);
+    r.header->epoch = 12345;
+    reseal_header(r.header);
+    ASSERT_EQ(pc_header_verify(r.header), PC_OK);
+    message_free(&r);
+}
+
+/* set_routing carries exactly one 128-byte record. */
+static void test_request_set_routing(void) {
+    message_t one = request_make(PC_OP_set_routing, 128);
+    ASSERT_EQ(pc_header_verify(one.header), PC_OK);
+    ASSERT_EQ(pc_request_verify(one.header, one.body), PC_OK);
+    message_free(&one);
+    uint32_t bad[] = {0, 64, 127, 129, 256, 128 * 3};
+    for (size_t i = 0; i < PC_ARRAY_LEN(bad); i++) {
+        message_t m = request_make(PC_OP_set_routing, bad[i]);
+        ASSERT_EQ(pc_request_verify(m.header, m.body), PC_EPROTO);
+        message_free(&m);
+    }
+    message_t nosession = message_make(PC_COMMAND_request, PC_OP_set_routing, 128, 0, 1);
+    ASSERT_EQ(pc_request_verify(nosession.header, nosession.body), PC_EPROTO);
+    message_free(&nosession);
 }
 
 static void test_request_body_not_multiple(void) {
@@ -695,6 +759,9 @@ static void test_replica_frame_size(void) {
     X(test_verify_size_bounds)                                                       \
     X(test_verify_unknown_command)                                                   \
     X(test_verify_reserved_nonzero)                                                  \
+    X(test_verify_epoch)                                                             \
+    X(test_request_set_routing)                                                      \
+    X(test_operation_is_write)                                                       \
     X(test_verify_status)                                                            \
     X(test_request_unknown_operation)                                                \
     X(test_request_body_not_multiple)                                                \
