@@ -5,9 +5,9 @@
  * durable after a delay. A crash drops every queued write; writes complete
  * in order, so a replica never holds op n durably without every write it
  * issued before. The faults (torn writes at a crash, bit flips at rest,
- * misdirected writes) are applied by sim.c, only to the seed's one
- * faulty-disk replica, so an intact copy of every committed entry always
- * exists on another replica. The superblock is not damaged: production
+ * misdirected writes, on any entry, committed or not) are applied by sim.c,
+ * only to the seed's one faulty-disk replica, and never to the last intact
+ * copy of an entry (see may_damage in sim.c). The superblock is not damaged: production
  * keeps redundant copies of it (storage/), which the simulator assumes.
  */
 #include <stdlib.h>

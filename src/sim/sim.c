@@ -363,6 +363,65 @@ static void replica_crash(sim_world_t *w, uint8_t i) {
     PC_ASSERT(!w->up[i]);
 }
 
+/* ---- the storage fault model ---- */
+
+/* Whether disk slot s holds an intact entry (what a restart would load). */
+static bool slot_intact(const sim_world_t *w, const sim_disk_slot_t *s, uint64_t slot) {
+    PC_ASSERT(slot < w->slots);
+    const pc_vsr_header_t *h = &s->header;
+    return s->written && h->checksum == pc_vsr_header_checksum(h) && h->op > 0 &&
+           h->op % w->slots == slot && h->body_size <= SIM_BODY_MAX &&
+           pc_checksum(s->body, h->body_size, 0) == h->body_checksum;
+}
+
+/* Whether a replica other than i holds entry h intact on its disk. The
+ * fault model: a disk fault may destroy a copy only while another intact
+ * copy exists, so an op some replica holds is never lost everywhere. */
+static bool intact_elsewhere(const sim_world_t *w, uint8_t i, const pc_vsr_header_t *h) {
+    PC_ASSERT(i < SIM_REPLICAS && h->op > 0);
+    uint64_t slot = h->op % w->slots;
+    for (uint8_t j = 0; j < SIM_REPLICAS; j++) {
+        if (j == i) continue;
+        const sim_disk_slot_t *s = &w->disks[j].slots[slot];
+        if (slot_intact(w, s, slot) && s->header.checksum == h->checksum) return true;
+    }
+    return false;
+}
+
+/* Whether damaging slot `slot` of replica i's disk keeps the fault model:
+ * what it holds is already damaged, or intact on another replica too. */
+static bool may_damage(const sim_world_t *w, uint8_t i, uint64_t slot) {
+    const sim_disk_slot_t *s = &w->disks[i].slots[slot];
+    PC_ASSERT(slot < w->slots);
+    return !slot_intact(w, s, slot) || intact_elsewhere(w, i, &s->header);
+}
+
+/* A misdirected write: the entry lands in a random other slot, destroying
+ * what that slot held, and its own slot keeps its old content, although VSR
+ * is told the write is durable (a durable claim that is now false). Any
+ * entry, committed or not, may be hit, on the primary as on a backup, as
+ * long as both the entry overwritten and the entry written stay intact on
+ * another replica's disk. The second condition matters: a write that fails
+ * to store the only copy of an op (say, the primary's own new prepare) and
+ * is followed by a crash loses the op everywhere, while the replica's true
+ * durable claims on the ops above it (whose writes landed) keep them alive
+ * in view changes with a parent nobody knows — see "Not done yet" in
+ * docs/DESIGN.md. Returns the slot the write lands in. */
+static uint64_t misdirect(sim_world_t *w, uint8_t i, const pc_vsr_header_t *h, uint64_t slot) {
+    PC_ASSERT((int)i == w->faulty && slot == h->op % w->slots);
+    uint64_t target = pc_prng_below(&w->prng, w->slots);
+    if (target == slot || !intact_elsewhere(w, i, h) || !may_damage(w, i, target)) return slot;
+    w->res->corruptions++;
+    w->res->misdirects++;
+    const sim_disk_slot_t *t = &w->disks[i].slots[target];
+    if (h->op > w->res->ops_committed || (t->written && t->header.op > w->res->ops_committed))
+        w->res->uncommitted_hits++;
+    sim_log(w, "replica %u: write of op %llu misdirected to slot %llu", i,
+            (unsigned long long)h->op, (unsigned long long)target);
+    PC_ASSERT(target < w->slots);
+    return target;
+}
+
 static void disk_tick(sim_world_t *w, uint8_t i) {
     PC_ASSERT(i < SIM_REPLICAS);
     sim_disk_t *d = &w->disks[i];
@@ -379,18 +438,8 @@ static void disk_tick(sim_world_t *w, uint8_t i) {
             pc_vsr_on_persist_done(w->vsr[i], q->view, q->log_view, w->out);
         } else {
             uint64_t slot = q->header.op % w->slots;
-            /* Only committed entries are misdirected, onto slots holding
-             * committed entries: see bitflip(). */
-            uint64_t committed = w->res->ops_committed;
-            if ((int)i == w->faulty && !w->healed && q->header.op <= committed &&
-                chance(w, w->misdirect_per_mille, 1000)) {
-                uint64_t target = pc_prng_below(&w->prng, w->slots);
-                const sim_disk_slot_t *t = &d->slots[target];
-                if (t->written && t->header.op <= committed && t->header.op % w->slots == target) {
-                    slot = target;
-                    w->res->corruptions++;
-                }
-            }
+            if ((int)i == w->faulty && !w->healed && chance(w, w->misdirect_per_mille, 1000))
+                slot = misdirect(w, i, &q->header, slot);
             d->slots[slot].written = true;
             d->slots[slot].header = q->header;
             memcpy(d->slots[slot].body, q->body, q->header.body_size);
@@ -539,21 +588,22 @@ static void partition_start(sim_world_t *w) {
     sim_log(w, "partition (kind %llu, replica %u)", (unsigned long long)kind, x);
 }
 
+/* Damage at rest: one bit of a random journal slot of the faulty disk, in
+ * its header or body, whatever entry it holds (committed or not), unless
+ * that would destroy the last intact copy of the entry (see may_damage). */
 static void bitflip(sim_world_t *w) {
     PC_ASSERT(w->faulty >= 0 && !w->healed);
-    sim_disk_t *d = &w->disks[w->faulty];
-    /* Damage at rest hits committed entries only. A replica's claim that an
-     * uncommitted entry is durable is taken at its word in a view change;
-     * without a nack protocol, losing that entry on the only disk that
-     * claimed it could block the view change from cutting it (liveness). */
-    if (w->res->ops_committed == 0) return;
-    sim_disk_slot_t *s = &d->slots[pc_prng_below(&w->prng, w->slots)];
-    if (!s->written || s->header.op > w->res->ops_committed) return;
+    uint8_t i = (uint8_t)w->faulty;
+    uint64_t slot = pc_prng_below(&w->prng, w->slots);
+    sim_disk_slot_t *s = &w->disks[i].slots[slot];
+    if (!s->written || !may_damage(w, i, slot)) return;
     uint64_t byte = pc_prng_below(&w->prng, sizeof(pc_vsr_header_t) + 64);
     uint8_t bit = (uint8_t)(1u << pc_prng_below(&w->prng, 8));
     if (byte < sizeof(pc_vsr_header_t)) ((uint8_t *)&s->header)[byte] ^= bit;
     else s->body[byte - sizeof(pc_vsr_header_t)] ^= bit;
     w->res->corruptions++;
+    w->res->bitflips++;
+    if (s->header.op > w->res->ops_committed) w->res->uncommitted_hits++;
     PC_ASSERT(w->faulty >= 0);
 }
 

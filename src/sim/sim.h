@@ -39,6 +39,8 @@ typedef struct pc_sim_result {
     uint64_t requests_acked_before_heal; /* how much traffic met the faults */
     uint32_t view_max;
     uint32_t crashes, partitions, corruptions;
+    uint32_t bitflips, misdirects; /* of the corruptions: damage at rest, misdirected writes */
+    uint32_t uncommitted_hits; /* of those: hit an entry above every replica's commit */
     uint32_t checkpoints;   /* state-machine checkpoints taken (all replicas) */
     uint32_t sync_requests; /* state-sync copies sent on a replica's request */
     uint32_t syncs;         /* state syncs completed (pc_vsr_on_sync_done) */

@@ -16,15 +16,43 @@
 
 #include "vsr_int.h"
 
-static void request_prepare(pc_vsr_t *r, pc_vsr_output_t *out, uint64_t op, pc_u128 checksum) {
+/* Asks a peer for (op, checksum) unless that request is still outstanding
+ * or the in-flight bound is reached (`body`: a missing body, which must
+ * leave VSR_REPAIR_RESERVED entries for the requests that extend the chain). */
+static void request_prepare(pc_vsr_t *r, pc_vsr_output_t *out, uint64_t op, pc_u128 checksum,
+                            bool body) {
     PC_ASSERT(op > 0);
     PC_ASSERT(checksum != 0);
+    vsr_repair_t *free_entry = NULL;
+    unsigned busy = 0;
+    for (uint32_t i = 0; i < VSR_REPAIR_INFLIGHT_MAX; i++) {
+        vsr_repair_t *e = &r->repairs[i];
+        bool live = e->checksum != 0 && r->ticks - e->tick < VSR_REPAIR_TIMEOUT_TICKS;
+        if (live && e->op == op && e->checksum == checksum) return; /* outstanding */
+        if (live) busy++;
+        else if (!free_entry) free_entry = e;
+    }
+    if (!free_entry || (body && busy + VSR_REPAIR_RESERVED >= VSR_REPAIR_INFLIGHT_MAX)) return;
     /* Alternate between the two peers: either may hold the only intact copy. */
     uint8_t to = (uint8_t)((r->config.replica + 1 + (r->repair_rr++ % 2)) % PC_VSR_REPLICAS);
     pc_vsr_message_t *m = pc__vsr_send(r, out, to, PC_VSR_REQUEST_PREPARE);
     if (!m) return;
     m->op = op;
     m->checksum = checksum;
+    free_entry->op = op;
+    free_entry->checksum = checksum;
+    free_entry->tick = r->ticks;
+    PC_ASSERT(busy < VSR_REPAIR_INFLIGHT_MAX);
+}
+
+/* An answer to (op, checksum) arrived: that request is no longer in flight. */
+static void repair_answered(pc_vsr_t *r, uint64_t op, pc_u128 checksum) {
+    PC_ASSERT(checksum != 0);
+    for (uint32_t i = 0; i < VSR_REPAIR_INFLIGHT_MAX; i++) {
+        vsr_repair_t *e = &r->repairs[i];
+        if (e->op == op && e->checksum == checksum) memset(e, 0, sizeof *e);
+    }
+    PC_ASSERT(r->repairs[0].checksum != checksum || r->repairs[0].op != op);
 }
 
 /* Walks the chain from the head down to the last applied op. Sets
@@ -35,11 +63,11 @@ void pc__vsr_chain_walk(pc_vsr_t *r, pc_vsr_output_t *out, bool request) {
     PC_ASSERT(r->commit_min <= r->op || r->status != PC_VSR_NORMAL);
     if (request && r->status == PC_VSR_NORMAL && r->commit_max > r->op &&
         r->commit_max_checksum != 0 && pc__vsr_in_window(r, r->commit_max))
-        request_prepare(r, out, r->commit_max, r->commit_max_checksum);
+        request_prepare(r, out, r->commit_max, r->commit_max_checksum, false);
     /* A head that is the checkpoint known only by checksum: fetch its header
      * (needed to vote, to lead and to persist a head). */
     if (request && !r->anchor_known && r->op == r->checkpoint_op)
-        request_prepare(r, out, r->checkpoint_op, r->checkpoint_checksum);
+        request_prepare(r, out, r->checkpoint_op, r->checkpoint_checksum, false);
     pc_u128 expected = pc__vsr_checksum(r, r->op);
     if (expected == 0 || r->commit_min > r->op) {
         r->verified_low = r->op + 1;
@@ -47,19 +75,17 @@ void pc__vsr_chain_walk(pc_vsr_t *r, pc_vsr_output_t *out, bool request) {
         return;
     }
     uint64_t op = r->op;
-    uint32_t requests = 0;
     r->complete = true;
     for (; op > r->commit_min; op--) {
         vsr_slot_t *s = pc__vsr_entry(r, op);
         if (!s || s->header.checksum != expected) {
-            if (request) request_prepare(r, out, op, expected);
+            if (request) request_prepare(r, out, op, expected, false);
             r->complete = false;
             break;
         }
         if (!s->body_ok) {
             r->complete = false;
-            if (request && requests++ < VSR_REPAIR_REQUESTS_MAX)
-                request_prepare(r, out, op, expected);
+            if (request) request_prepare(r, out, op, expected, true);
         }
         expected = s->header.parent;
     }
@@ -178,12 +204,38 @@ static void on_canonical_prepare(pc_vsr_t *r, const pc_vsr_message_t *m, const u
     pc__vsr_commit_apply(r, out);
 }
 
+/* A repair answer carries the headers chained below its entry. Once the
+ * entry sits on this replica's verified chain (the walk from a head of the
+ * current view reached it), each header whose checksum is its child's
+ * parent link is proven to belong to the log, exactly as if the walk had
+ * asked for it: install it (header only; its body is asked for next), down
+ * to the first link that does not match or the last applied op. Only in
+ * normal status, where the head comes from the current view's primary. */
+static void install_headers_below(pc_vsr_t *r, const pc_vsr_message_t *m) {
+    const pc_vsr_header_t *h = &m->header;
+    PC_ASSERT(m->headers_count <= PC_VSR_VIEW_HEADERS_MAX);
+    if (r->status != PC_VSR_NORMAL || m->headers_count == 0) return;
+    pc__vsr_chain_walk(r, NULL, false);
+    if (h->op < r->verified_low || h->op > r->op) return;
+    pc_u128 expected = h->parent;
+    for (uint8_t i = 0; i < m->headers_count; i++) {
+        const pc_vsr_header_t *x = &m->headers[i];
+        if (x->op + 1 + i != h->op || x->checksum != expected) break;
+        if (x->checksum != pc_vsr_header_checksum(x)) break;
+        if (x->op <= r->commit_min || !pc__vsr_in_window(r, x->op)) break;
+        pc__vsr_install(r, x, NULL);
+        expected = x->parent;
+    }
+    PC_ASSERT(r->op >= r->commit_min);
+}
+
 /* Anything else is a repair answer: accept only what the chain asks for. */
 static void on_repair_prepare(pc_vsr_t *r, const pc_vsr_message_t *m, const uint8_t *body,
                               pc_vsr_output_t *out) {
     PC_ASSERT(m->header.checksum == pc_vsr_header_checksum(&m->header));
     const pc_vsr_header_t *h = &m->header;
     PC_ASSERT(h->op == m->op);
+    repair_answered(r, h->op, h->checksum);
     if (h->op == r->checkpoint_op && h->checksum == r->checkpoint_checksum && !r->anchor_known) {
         pc__vsr_install(r, h, NULL); /* the anchor's header */
         return;
@@ -202,7 +254,10 @@ static void on_repair_prepare(pc_vsr_t *r, const pc_vsr_message_t *m, const uint
     s = pc__vsr_entry(r, h->op);
     if (!s || !s->body_ok) return;
     if (target) r->op = h->op;
-    pc__vsr_flush(r, out);
+    install_headers_below(r, m);
+    /* Pipelined: ask for what is still missing right away (and journal
+     * what arrived), not only on the next repair tick. */
+    pc__vsr_chain_walk(r, out, true);
     pc__vsr_commit_apply(r, out);
 }
 
@@ -270,8 +325,18 @@ void pc__vsr_on_request_prepare(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_o
     if (m->op == 0) return;
     const vsr_slot_t *s = pc__vsr_entry(r, m->op);
     /* A corrupt body is never served: body_ok was checked against the header. */
-    if (s && s->body_ok && s->header.checksum == m->checksum)
-        pc__vsr_send_prepare(r, out, m->from, m->op, true);
+    if (!s || !s->body_ok || s->header.checksum != m->checksum) return;
+    pc_vsr_message_t *a = pc__vsr_send_prepare(r, out, m->from, m->op, true);
+    if (!a) return;
+    /* The headers chained below it (see install_headers_below). */
+    pc_u128 expected = s->header.parent;
+    for (uint64_t op = m->op - 1; op > 0 && a->headers_count < PC_VSR_VIEW_HEADERS_MAX; op--) {
+        const pc_vsr_header_t *h = pc__vsr_header(r, op);
+        if (!h || h->checksum != expected) break;
+        a->headers[a->headers_count] = *h;
+        a->durable[a->headers_count++] = 0;
+        expected = h->parent;
+    }
     PC_ASSERT(m->from < PC_VSR_REPLICAS);
 }
 

@@ -287,10 +287,12 @@ void pc__vsr_on_start_view(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_output
     } else if (m->op != m->checkpoint_op) {
         return;
     }
-    if (m->op < r->commit_min) {
-        r->diverged = true;
-        return;
-    }
+    /* A head below what this replica applied: a start_view sent before the
+     * primary took the checkpoint this replica has since synced to (a
+     * delayed answer to its request_start_view). Stale, not a
+     * contradiction: its log is a prefix of the committed one. Ignored;
+     * the replica asks again. */
+    if (m->op < r->commit_min) return;
     /* A head beyond the window cannot be held, and a head that is the
      * primary's checkpoint (sent without headers) can only be adopted by a
      * replica that holds it: otherwise this replica catches up by state sync

@@ -209,18 +209,19 @@ pc_vsr_message_t *pc__vsr_send(pc_vsr_t *r, pc_vsr_output_t *out, uint8_t to,
     return m;
 }
 
-void pc__vsr_send_prepare(pc_vsr_t *r, pc_vsr_output_t *out, uint8_t to, uint64_t op,
-                          bool repair) {
+pc_vsr_message_t *pc__vsr_send_prepare(pc_vsr_t *r, pc_vsr_output_t *out, uint8_t to,
+                                       uint64_t op, bool repair) {
     const vsr_slot_t *s = pc__vsr_entry(r, op);
     PC_ASSERT(s != NULL && s->body_ok);
     pc_vsr_message_t *m = pc__vsr_send(r, out, to, PC_VSR_PREPARE);
-    if (!m) return;
+    if (!m) return NULL;
     m->op = op;
     m->repair = repair;
     m->checksum = s->header.checksum;
     m->header = s->header;
     PC_ASSERT(s->header.body_size <= r->config.body_max);
     out->sends[out->sends_count - 1].body = pc__vsr_body(r, op);
+    return m;
 }
 
 void pc__vsr_write(pc_vsr_t *r, pc_vsr_output_t *out, uint64_t op) {

@@ -14,8 +14,22 @@
 #define VSR_PRIMARY_TIMEOUT_TICKS 40u
 #define VSR_VIEW_CHANGE_TIMEOUT_TICKS 50u
 #define VSR_RESEND_TICKS 8u
+/* Repair is pipelined: every accepted repair answer walks the chain again
+ * and asks for what is still missing, so a replica catching up moves at
+ * network round-trip pace, not at the pace of the VSR_REPAIR_TICKS timer
+ * (which only retries). At most VSR_REPAIR_INFLIGHT_MAX requests are
+ * outstanding, spread over both peers; one unanswered for
+ * VSR_REPAIR_TIMEOUT_TICKS may be asked again (of the other peer). Body
+ * requests leave VSR_REPAIR_RESERVED entries free for the requests that
+ * extend the chain itself (the first broken link, the commit target). Each
+ * repair answer also carries up to PC_VSR_VIEW_HEADERS_MAX headers chained
+ * below it, so the chain is learned 24 ops per round trip. In production an
+ * answer may be a 2 MiB body: 16 of them fit the 24 MiB link queue. */
 #define VSR_REPAIR_TICKS 4u
-#define VSR_REPAIR_REQUESTS_MAX 4u
+#define VSR_REPAIR_INFLIGHT_MAX 16u
+#define VSR_REPAIR_RESERVED 4u
+#define VSR_REPAIR_TIMEOUT_TICKS 8u
+PC_STATIC_ASSERT(VSR_REPAIR_RESERVED < VSR_REPAIR_INFLIGHT_MAX, "room for body requests");
 /* State sync: asked for when a peer's checkpoint is half a ring ahead of
  * what this replica applied, or when a peer's checkpoint is ahead at all and
  * nothing has been applied for VSR_SYNC_STALL_TICKS (the next op may be gone
@@ -33,6 +47,13 @@ typedef struct vsr_slot {
     uint8_t acks;  /* primary: replicas with a durable copy (bit per replica) */
     uint32_t canonical_view; /* view + 1 if it came from that view's primary */
 } vsr_slot_t;
+
+/* An outstanding request_prepare (checksum 0: a free entry). */
+typedef struct vsr_repair {
+    uint64_t op;
+    pc_u128 checksum;
+    uint64_t tick; /* when it was sent */
+} vsr_repair_t;
 
 /* A do_view_change as received (the new primary keeps one per replica). */
 typedef struct vsr_dvc {
@@ -81,6 +102,7 @@ struct pc_vsr {
     uint8_t sync_rr;
     uint8_t svc_from;     /* bitmask of start_view_change votes for view */
     uint8_t repair_rr;    /* round-robin peer for repair requests */
+    vsr_repair_t repairs[VSR_REPAIR_INFLIGHT_MAX]; /* outstanding requests */
     bool diverged;        /* saw its applied log contradicted: a protocol bug */
     vsr_dvc_t dvcs[PC_VSR_REPLICAS];
     /* In the caller's memory right after the struct (pc_vsr_size). */
@@ -123,8 +145,9 @@ pc_u128 pc__vsr_checksum(const pc_vsr_t *r, uint64_t op);
 bool pc__vsr_head_known(const pc_vsr_t *r);
 pc_vsr_message_t *pc__vsr_send(pc_vsr_t *r, pc_vsr_output_t *out, uint8_t to,
                                pc_vsr_command_t command);
-void pc__vsr_send_prepare(pc_vsr_t *r, pc_vsr_output_t *out, uint8_t to, uint64_t op,
-                          bool repair);
+/* Returns the message (to attach headers to), or NULL if the output is full. */
+pc_vsr_message_t *pc__vsr_send_prepare(pc_vsr_t *r, pc_vsr_output_t *out, uint8_t to,
+                                       uint64_t op, bool repair);
 void pc__vsr_write(pc_vsr_t *r, pc_vsr_output_t *out, uint64_t op);
 /* Issues journal writes in op order (see repair.c). */
 void pc__vsr_flush(pc_vsr_t *r, pc_vsr_output_t *out);

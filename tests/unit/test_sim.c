@@ -2,7 +2,9 @@
  * must pass every checker, and with the planted bug (commit before quorum)
  * switched on, the same checkers must fail on some seed. Each sweep must
  * also exercise checkpoints and state sync (journal rings of 16..128 slots
- * wrap several times per seed). Under ASan the sweep runs fewer seeds to
+ * wrap several times per seed) and the disk faults the model allows (bit
+ * flips and misdirected writes on committed and uncommitted entries alike,
+ * counted and printed). Under ASan the sweep runs fewer seeds to
  * stay within make test's time budget. */
 #include <sys/wait.h>
 
@@ -18,7 +20,7 @@
 
 static void sweep(uint64_t first) {
     int failed = 0;
-    uint64_t syncs = 0, checkpoints = 0;
+    uint64_t syncs = 0, checkpoints = 0, bitflips = 0, misdirects = 0, uncommitted = 0;
     for (uint64_t seed = first; seed < first + SEEDS_PER_TEST; seed++) {
         pc_sim_options_t o = {.seed = seed};
         pc_sim_result_t r;
@@ -30,13 +32,20 @@ static void sweep(uint64_t first) {
         }
         syncs += r.syncs;
         checkpoints += r.checkpoints;
+        bitflips += r.bitflips;
+        misdirects += r.misdirects;
+        uncommitted += r.uncommitted_hits;
     }
-    printf("seeds %llu..%llu: %llu checkpoints, %llu state syncs\n", (unsigned long long)first,
-           (unsigned long long)(first + SEEDS_PER_TEST - 1), (unsigned long long)checkpoints,
-           (unsigned long long)syncs);
+    printf("seeds %llu..%llu: %llu checkpoints, %llu state syncs, %llu bit flips, %llu "
+           "misdirected writes (%llu on uncommitted entries)\n",
+           (unsigned long long)first, (unsigned long long)(first + SEEDS_PER_TEST - 1),
+           (unsigned long long)checkpoints, (unsigned long long)syncs,
+           (unsigned long long)bitflips, (unsigned long long)misdirects,
+           (unsigned long long)uncommitted);
     ASSERT_EQ(failed, 0);
     ASSERT_TRUE(checkpoints > 0);
     ASSERT_TRUE(syncs > 0);
+    ASSERT_TRUE(bitflips + misdirects > 0);
 }
 
 static void test_sim_seeds_1(void) { sweep(1); }

@@ -555,6 +555,59 @@ static void test_large_body_replicates(void) {
     cluster_free(c);
 }
 
+/* Repair is pipelined: replica 2 misses 2 x journal_slots / 4 ops (32 on a
+ * 64-slot ring, its peers' checkpoints stay within half a ring of it, so
+ * state sync is not due) while the unit keeps committing one op per tick.
+ * It learns the chain 24 headers per repair answer and asks for the next
+ * bodies as soon as an answer arrives, so it catches up by repair alone
+ * within a few ticks (the old pace, 4 prepares per 4-tick repair timer with
+ * one broken link per walk, needed over 100 ticks and fell back to sync). */
+static void test_repair_is_pipelined(void) {
+    const uint32_t slots = 64;
+    cluster_t *c = cluster_new_sized(slots, 640);
+    c->checkpoint_every = slots / 4;
+    uint64_t n = 0;
+    while (n < 8) {
+        ASSERT_EQ(request(c, 0, ++n), PC_OK);
+        settle(c);
+    }
+    tick(c, 10);
+    ASSERT_EQ(c->commits[2], 8);
+    c->down[2] = true;
+    while (n < 8 + 2 * (slots / 4)) {
+        ASSERT_EQ(request(c, 0, ++n), PC_OK);
+        settle(c);
+    }
+    tick(c, 5);
+    ASSERT_EQ(c->commits[0], 40);
+    ASSERT_EQ(c->commits[2], 8);
+    ASSERT_EQ(info(c, 0).checkpoint_op, 32);
+    c->down[2] = false;
+    uint64_t behind = c->commits[0];
+    uint32_t ticks = 0;
+    for (; ticks < 40 && c->commits[2] < behind; ticks++) {
+        ASSERT_EQ(request(c, 0, ++n), PC_OK); /* a busy unit: one op per tick */
+        settle(c);
+        tick(c, 1);
+    }
+    printf("caught up %llu ops in %u ticks (the first heartbeat, then round trips)\n",
+           (unsigned long long)(behind - 8), ticks);
+    ASSERT_TRUE(c->commits[2] >= behind);
+    ASSERT_TRUE(ticks <= 8); /* heartbeats come every 5 ticks */
+    for (uint32_t t = 0; t < 10; t++) { /* and it keeps up */
+        ASSERT_EQ(request(c, 0, ++n), PC_OK);
+        settle(c);
+        tick(c, 1);
+        ASSERT_TRUE(c->commits[2] + 1 >= c->commits[0]);
+    }
+    tick(c, 10);
+    ASSERT_EQ(c->commits[2], c->commits[0]);
+    ASSERT_EQ(c->syncs_asked[2], 0);
+    ASSERT_TRUE(!info(c, 2).diverged);
+    ASSERT_TRUE(info(c, 2).checkpoint_op >= 32); /* it applied and checkpointed itself */
+    cluster_free(c);
+}
+
 static void test_planted_bug_commits_without_quorum(void) {
     cluster_t *c = cluster_new();
     pc__vsr_bug_commit_without_quorum = true;
@@ -578,5 +631,6 @@ static void test_planted_bug_commits_without_quorum(void) {
     X(test_lagging_replica_syncs)                                                    \
     X(test_restart_at_checkpoint_without_headers)                                    \
     X(test_large_body_replicates)                                                    \
+    X(test_repair_is_pipelined)                                                      \
     X(test_planted_bug_commits_without_quorum)
 PC_TEST_MAIN(TESTS)
