@@ -65,6 +65,13 @@ uint64_t pc__storage_entry_size(uint64_t body_size) {
 static pc_u128 body_checksum(const struct iovec *iov, int iov_count) {
     XXH3_state_t state;
     PC_ASSERT(iov_count >= 0);
+    /* A state on the stack must be initialised before its first reset:
+     * reset_withSeed skips deriving the secret when the state's seed field
+     * already equals the seed, so stack garbage left by an earlier call (its
+     * seed intact, its secret overwritten since) gave a wrong checksum — a
+     * valid entry then read as damaged at replay, about one run in four
+     * under ASan's stack layout. */
+    XXH3_INITSTATE(&state);
     XXH_errorcode reset = XXH3_128bits_reset_withSeed(&state, PC_SEED_WAL_BODY);
     PC_ASSERT(reset == XXH_OK);
     for (int i = 0; i < iov_count; i++) {
