@@ -99,9 +99,10 @@ static int start_replicas(bench_t *b) {
         if (port < 0) return PC_EIO;
         snprintf(b->replica_addresses[i], sizeof b->replica_addresses[i], "127.0.0.1:%d", port);
     }
-    snprintf(b->addresses, sizeof b->addresses, "%s%s%s%s%s", b->replica_addresses[0],
-             b->replicas > 1 ? "," : "", b->replicas > 1 ? b->replica_addresses[1] : "",
-             b->replicas > 1 ? "," : "", b->replicas > 1 ? b->replica_addresses[2] : "");
+    size_t used = 0;
+    for (uint32_t i = 0; i < b->replicas; i++)
+        used += (size_t)snprintf(b->addresses + used, sizeof b->addresses - used, "%s%s",
+                                 i ? "," : "", b->replica_addresses[i]);
     for (uint32_t i = 0; i < b->replicas; i++) {
         b->replica_pids[i] = fork();
         if (b->replica_pids[i] == 0) {

@@ -254,17 +254,16 @@ int pc__machine_recover(replica_t *r, pc_checkpoint_info_t *ck) {
 }
 
 int pc__machine_reset(replica_t *r) {
-    pc_ledger_deinit(r->ledger);
+    if (r->ledger) pc_ledger_deinit(r->ledger);
     pc_sessions_deinit(r->sessions);
     r->ledger = NULL;
     r->sessions = NULL;
+    r->applied_op = 0;
     pc_ledger_config_t config = {
         .accounts_max = r->info->accounts_max,
         .transfers_max = r->info->transfers_max,
         .pending_max = r->info->pending_max,
     };
     int rc = pc_ledger_init(&config, &r->ledger);
-    if (rc == PC_OK) rc = pc_sessions_init(&r->sessions);
-    r->applied_op = 0;
-    return rc;
+    return rc == PC_OK ? pc_sessions_init(&r->sessions) : rc;
 }

@@ -293,14 +293,7 @@ static int replica_init(replica_t *r, const pc_replica_options_t *options) {
     int rc = pc_storage_open(options->data_dir, &r->storage);
     if (rc != PC_OK) return rc;
     r->info = pc_storage_info(r->storage);
-    pc_ledger_config_t config = {
-        .accounts_max = r->info->accounts_max,
-        .transfers_max = r->info->transfers_max,
-        .pending_max = r->info->pending_max,
-    };
-    rc = pc_ledger_init(&config, &r->ledger);
-    if (rc != PC_OK) return rc;
-    rc = pc_sessions_init(&r->sessions);
+    rc = pc__machine_reset(r); /* an empty ledger and session table */
     if (rc != PC_OK) return rc;
     r->conns = calloc(PC_CONNECTIONS_MAX, sizeof *r->conns);
     r->prepare_size_max =

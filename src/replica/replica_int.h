@@ -154,8 +154,9 @@ void pc__machine_serve_read(replica_t *r, conn_t *c, const pc_header_t *h, const
 int pc__machine_checkpoint(replica_t *r, uint64_t op, pc_u128 checksum);
 /* Loads the newest checkpoint and rebuilds the transfer index. */
 int pc__machine_recover(replica_t *r, pc_checkpoint_info_t *ck);
-/* Replaces the in-memory state with a fresh ledger and session table (before
- * loading a checkpoint received by state sync). */
+/* Gives the replica a fresh, empty ledger and session table sized from the
+ * superblock, replacing any it had (at start, and before loading a checkpoint
+ * received by state sync). */
 int pc__machine_reset(replica_t *r);
 int pc__machine_replay_entry(void *ctx, const pc_wal_header_t *header, const void *body);
 

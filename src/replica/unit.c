@@ -75,25 +75,35 @@ static void peer_close(replica_t *r, uint32_t i) {
     pc_writer_reset(&p->writer);
 }
 
+/* Seals a replica frame of the given kind around body. */
+static void frame_seal(const replica_t *r, uint8_t kind, uint64_t op, uint64_t request,
+                       const void *body, uint32_t body_size, pc_header_t *h) {
+    memset(h, 0, sizeof *h);
+    h->client = (pc_u128)r->info->replica + 1;
+    h->cluster = r->info->cluster;
+    h->command = PC_COMMAND_replica;
+    h->operation = kind;
+    h->op = op;
+    h->request = request;
+    pc_header_seal(h, body, body_size);
+}
+
+/* Queues a sealed frame on the link to peer i. A message to a down link is
+ * lost, and so is one that does not fit the queue: VSR retransmits what
+ * matters. */
+static void peer_push_sealed(replica_t *r, uint32_t i, const pc_header_t *h, const void *body) {
+    peer_t *p = &r->peers[i];
+    if (p->fd < 0 || p->connecting) return;
+    (void)pc_writer_push(&p->writer, h, body, h->size - PC_HEADER_SIZE);
+}
+
 static void peer_push_kind(replica_t *r, uint32_t i, uint8_t kind, uint64_t op, uint64_t request,
                            const void *body, uint32_t body_size) {
     peer_t *p = &r->peers[i];
-    if (p->fd < 0 || p->connecting) return; /* a message to a down link is lost */
+    if (p->fd < 0 || p->connecting) return;
     pc_header_t h;
-    memset(&h, 0, sizeof h);
-    h.client = (pc_u128)r->info->replica + 1;
-    h.cluster = r->info->cluster;
-    h.command = PC_COMMAND_replica;
-    h.operation = kind;
-    h.op = op;
-    h.request = request;
-    pc_header_seal(&h, body, body_size);
-    /* A full queue drops the message: VSR retransmits what matters. */
-    (void)pc_writer_push(&p->writer, &h, body, body_size);
-}
-
-static void peer_push(replica_t *r, uint32_t i, const void *body, uint32_t body_size) {
-    peer_push_kind(r, i, FRAME_VSR, 0, 0, body, body_size);
+    frame_seal(r, kind, op, request, body, body_size, &h);
+    peer_push_sealed(r, i, &h, body);
 }
 
 static void peer_connected(replica_t *r, uint32_t i) {
@@ -101,7 +111,7 @@ static void peer_connected(replica_t *r, uint32_t i) {
     p->connecting = false;
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = REPLICA_TAG_PEER + i};
     epoll_ctl(r->epoll_fd, EPOLL_CTL_MOD, p->fd, &ev);
-    peer_push(r, i, NULL, 0); /* hello */
+    peer_push_kind(r, i, FRAME_VSR, 0, 0, NULL, 0); /* hello: an empty VSR frame */
 }
 
 static void peers_connect(replica_t *r, uint64_t now) {
@@ -164,12 +174,27 @@ void pc__unit_peer_event(replica_t *r, uint32_t i, uint32_t events) {
     }
 }
 
-static void send_message(replica_t *r, const pc_vsr_send_t *s) {
-    uint32_t body_size = s->message.command == PC_VSR_PREPARE ? s->message.header.body_size : 0;
-    PC_ASSERT(body_size <= PC_VSR_PREPARE_BODY_MAX);
-    memcpy(unit_frame, &s->message, sizeof s->message);
-    if (body_size > 0) memcpy(unit_frame + sizeof s->message, s->body, body_size);
-    peer_push(r, s->to, unit_frame, (uint32_t)sizeof s->message + body_size);
+/* Sends one output's messages. The same message to several peers (a
+ * PREPARE to both backups) is framed and checksummed once. */
+static void send_messages(replica_t *r, const pc_vsr_output_t *out) {
+    bool sent[PC_VSR_OUT_MESSAGES_MAX] = {false};
+    for (uint32_t i = 0; i < out->sends_count; i++) {
+        if (sent[i]) continue;
+        const pc_vsr_send_t *s = &out->sends[i];
+        uint32_t body_size = s->message.command == PC_VSR_PREPARE ? s->message.header.body_size : 0;
+        PC_ASSERT(body_size <= PC_VSR_PREPARE_BODY_MAX);
+        memcpy(unit_frame, &s->message, sizeof s->message);
+        if (body_size > 0) memcpy(unit_frame + sizeof s->message, s->body, body_size);
+        pc_header_t h;
+        frame_seal(r, FRAME_VSR, 0, 0, unit_frame, (uint32_t)sizeof s->message + body_size, &h);
+        for (uint32_t j = i; j < out->sends_count; j++) {
+            if (sent[j] || (j != i && memcmp(&out->sends[j].message, &s->message,
+                                             sizeof s->message) != 0))
+                continue;
+            peer_push_sealed(r, out->sends[j].to, &h, unit_frame);
+            sent[j] = true;
+        }
+    }
 }
 
 /* ---- state sync ----
@@ -470,7 +495,7 @@ static void write_entry(replica_t *r, const pc_vsr_write_t *w) {
 static void process(replica_t *r) {
     for (;;) {
         pc_vsr_output_t *out = r->out;
-        for (uint32_t i = 0; i < out->sends_count; i++) send_message(r, &out->sends[i]);
+        send_messages(r, out);
         for (uint32_t i = 0; i < out->writes_count; i++) write_entry(r, &out->writes[i]);
         for (uint32_t i = 0; i < out->commits_count; i++) apply_commit(r, &out->commits[i]);
         bool persist = out->persist;
