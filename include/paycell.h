@@ -181,7 +181,8 @@ typedef struct pc_create_result {
     X(exists_with_different_code, 20)                                                \
     X(exists, 21)                                                                    \
     X(accounts_full, 22)                                                             \
-    X(wrong_unit, 23)
+    X(wrong_unit, 23)                                                                \
+    X(id_reserved, 24)
 
 enum pc_create_account_result {
 #define PC__RESULT_ENUM(name, value) PC_ACCOUNT_RESULT_##name = (value),
@@ -250,7 +251,16 @@ enum pc_create_account_result {
     X(exceeds_debits, 56)                                                            \
     X(transfers_full, 57)                                                            \
     X(pending_transfers_full, 58)                                                    \
-    X(wrong_unit, 59)
+    X(wrong_unit, 59)                                                                \
+    X(linked_chain_spans_units, 60)                                                  \
+    X(xts_same_unit, 61)                                                             \
+    X(xts_aborted, 62)                                                               \
+    X(xts_committed, 63)                                                             \
+    X(xts_not_found, 64)                                                             \
+    X(xts_outbox_full, 65)                                                           \
+    X(xts_flags_invalid, 66)                                                         \
+    X(xts_timeout_must_not_be_zero, 67)                                              \
+    X(clearing_account_unavailable, 68)
 
 enum pc_create_transfer_result {
 #define PC__RESULT_ENUM(name, value) PC_TRANSFER_RESULT_##name = (value),
@@ -303,11 +313,106 @@ enum pc_set_routing_result {
 #undef PC__RESULT_ENUM
 };
 
+/* ------------------------------------------------------------------------
+ * Cross-unit transfers (XTS): TCC inside the two units' ledgers, the
+ * decision in the payer's unit. A transfer whose debit account lives in unit
+ * P (payer) and credit account in unit Q (payee) runs as:
+ *
+ *   1. xts_try on P     reserve: debits_pending of the debit account, and
+ *                       credits_pending of P's clearing account
+ *   2. xts_try on Q     pending credit: credits_pending of the credit account,
+ *                       debits_pending of Q's clearing account
+ *   3. xts_resolve on P the decision (post_pending_transfer = commit,
+ *                       void_pending_transfer = abort), the point of no
+ *                       return; P's side is posted or voided at once and
+ *                       the gtid enters P's outbox
+ *   4. xts_resolve on Q confirm or cancel Q's side
+ *   5. xts_finish on P  the outbox entry is done
+ *
+ * Each unit stays balanced on its own: the remote side of every leg is the
+ * unit's clearing account for the transfer's ledger, id
+ * PC_CLEARING_ACCOUNT_ID(ledger), created on first use; account ids whose
+ * high 64 bits are all ones are reserved for it (create_accounts answers
+ * id_reserved). After step 5 the payer's clearing account has credits and
+ * the payee's clearing account has debits of the same amount: across units
+ * they cancel, which paycell audit balances checks.
+ *
+ * The transfer id is the global transaction id (gtid). Every step is
+ * idempotent; a resolve(abort) of an unknown gtid leaves a tombstone (empty
+ * rollback), so a later try is refused with xts_aborted (suspension). A try
+ * on P carries the timeout (seconds): a decision not made by then is an
+ * abort, made by P's ledger itself. Q's side never expires on its own: it
+ * waits for P's decision, which P's recovery loop delivers.
+ * ---------------------------------------------------------------------- */
+#define PC_CLEARING_ACCOUNT_ID(ledger) ((((pc_u128)UINT64_MAX) << 64) | (pc_u128)(uint32_t)(ledger))
+static inline int pc_account_id_is_reserved(pc_u128 id) {
+    return (uint64_t)(id >> 64) == UINT64_MAX;
+}
+
+/* get_xts_outbox takes one pc_account_filter_t: account_id 0, limit,
+ * timestamp_max (only entries decided at or before it; 0 = all) and flags:
+ * PC_FILTER_XTS_TRYING adds the legs still undecided in this unit (payer or
+ * payee side). Reply: pc_transfer_t records as the client sent them, with
+ * flags pending (trying), post_pending_transfer (decided commit, not yet
+ * finished) or void_pending_transfer (decided abort, not yet finished);
+ * timestamp: when the leg was tried or decided. */
+#define PC_FILTER_XTS_TRYING (1u << 3)
+
+/* ------------------------------------------------------------------------
+ * GZone: the cluster map. One record, held by the GZone unit: which unit owns
+ * each bucket, the units' replica addresses, and the epoch that versions it
+ * all. set_cluster replaces it (compare-and-set: epoch must be the current
+ * epoch + 1; the same record again answers exists); get_cluster (one zero
+ * u128 as its event) returns it.
+ * ---------------------------------------------------------------------- */
+#define PC_UNITS_MAX 64u
+#define PC_UNIT_ADDRESSES_MAX 128u /* "HOST:PORT,HOST:PORT,HOST:PORT" and a NUL */
+
+typedef struct pc_cluster {
+    uint64_t epoch;
+    uint32_t units_count;                   /* 1..PC_UNITS_MAX (0 only before the first set) */
+    uint32_t reserved;                      /* must be zero */
+    uint8_t bucket_unit[PC_ROUTING_BUCKETS]; /* owning unit of each bucket, < units_count */
+    uint8_t reserved_2[12];                 /* must be zero */
+    char unit_addresses[PC_UNITS_MAX][PC_UNIT_ADDRESSES_MAX]; /* NUL-terminated, NUL-padded;
+                                                                units >= units_count all zero */
+} pc_cluster_t;
+
+#define PC_SET_CLUSTER_RESULT_TABLE(X)                                               \
+    X(created, 0)                                                                    \
+    X(reserved_field, 1)                                                             \
+    X(cluster_epoch_stale, 2)                                                        \
+    X(cluster_epoch_gap, 3)                                                          \
+    X(units_count_invalid, 4)                                                        \
+    X(bucket_unit_invalid, 5)                                                        \
+    X(unit_address_invalid, 6)                                                       \
+    X(exists, 7)
+
+enum pc_set_cluster_result {
+#define PC__RESULT_ENUM(name, value) PC_CLUSTER_RESULT_##name = (value),
+    PC_SET_CLUSTER_RESULT_TABLE(PC__RESULT_ENUM)
+#undef PC__RESULT_ENUM
+};
+
+/* get_totals (one zero u128 as its event): per ledger of this unit, sorted
+ * by ledger. 128 bytes. */
+typedef struct pc_totals {
+    pc_u128 debits_pending, debits_posted, credits_pending, credits_posted;
+    pc_u128 clearing_debits_posted;  /* of this unit's clearing account */
+    pc_u128 clearing_credits_posted;
+    uint32_t ledger;
+    uint32_t accounts_count;   /* accounts of the ledger, the clearing account included */
+    uint64_t xts_trying;       /* undecided cross-unit legs in this unit */
+    uint64_t xts_outbox;       /* decided, not yet finished (payer side) */
+    uint8_t reserved[8];
+} pc_totals_t;
+
 /* Names of result codes and flags ("exceeds_credits"); NULL when unknown.
  * pc_*_result_parse returns the code or -1. */
 const char *pc_account_result_name(uint32_t result);
 const char *pc_transfer_result_name(uint32_t result);
 const char *pc_routing_result_name(uint32_t result);
+const char *pc_cluster_result_name(uint32_t result);
 int pc_account_result_parse(const char *name);
 int pc_transfer_result_parse(const char *name);
 int pc_routing_result_parse(const char *name);
@@ -322,7 +427,14 @@ const char *pc_transfer_flag_name(uint16_t single_bit);
     X(lookup_accounts, 4)                                                            \
     X(lookup_transfers, 5)                                                           \
     X(get_account_transfers, 6)                                                      \
-    X(set_routing, 7)
+    X(set_routing, 7)                                                                \
+    X(xts_try, 8)                                                                    \
+    X(xts_resolve, 9)                                                                \
+    X(xts_finish, 10)                                                                \
+    X(get_xts_outbox, 11)                                                            \
+    X(set_cluster, 12)                                                               \
+    X(get_cluster, 13)                                                               \
+    X(get_totals, 14)
 
 typedef enum pc_operation {
     PC_OP_none = 0,
@@ -427,6 +539,18 @@ int pc_client_get_account_transfers(pc_client_t *client, const pc_account_filter
  * Returns PC_OK or a negative pc_err, as the other helpers. */
 int pc_client_set_routing(pc_client_t *client, const pc_routing_t *routing,
                           pc_create_result_t *result);
+
+/* Any operation, blocking: sends count events and copies the reply body
+ * into reply (capacity reply_cap bytes; *reply_size receives its size).
+ * Errors as the helpers above, and PC_ETOOBIG when the reply does not fit. */
+int pc_client_call(pc_client_t *client, pc_operation_t operation, const void *events,
+                   uint32_t count, void *reply, uint32_t reply_cap, uint32_t *reply_size);
+
+/* For event loops that drive many clients: the descriptor the client waits
+ * on (fd -1 when none, e.g. while backing off) with the poll events it wants,
+ * and the most milliseconds the caller may wait before calling
+ * pc_client_poll(client, 0) again (-1: no deadline, only fd readiness). */
+int pc_client_pollfd(const pc_client_t *client, int *fd, short *events);
 
 /* The routing epoch carried by the last successful reply this client
  * received (0 before any): the unit's epoch after the request applied. A

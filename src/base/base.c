@@ -114,6 +114,11 @@ const char *pc_routing_result_name(uint32_t result) {
     return NULL;
 }
 
+const char *pc_cluster_result_name(uint32_t result) {
+    switch (result) { PC_SET_CLUSTER_RESULT_TABLE(PC__NAME_CASE) }
+    return NULL;
+}
+
 const char *pc_account_flag_name(uint16_t bit) {
     switch (bit) { PC_ACCOUNT_FLAGS_TABLE(PC__NAME_CASE) }
     return NULL;

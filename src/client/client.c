@@ -515,15 +515,32 @@ static int wait_ms(const pc_client_t *client, uint64_t now_ns, int limit_ms) {
     return (int)ms;
 }
 
-static void poll_once(pc_client_t *client, int timeout_ms) {
-    struct pollfd pfd = {.fd = -1, .events = 0, .revents = 0};
+static void wanted_events(const pc_client_t *client, struct pollfd *pfd) {
+    pfd->fd = -1;
+    pfd->events = 0;
+    pfd->revents = 0;
     if (client->fd >= 0 && client->state == STATE_CONNECTING) {
-        pfd.fd = client->fd;
-        pfd.events = POLLOUT;
+        pfd->fd = client->fd;
+        pfd->events = POLLOUT;
     } else if (client->fd >= 0 && client->state == STATE_SENT) {
-        pfd.fd = client->fd;
-        pfd.events = POLLIN | (pc_writer_pending(&client->writer) > 0 ? POLLOUT : 0);
+        pfd->fd = client->fd;
+        pfd->events = POLLIN | (pc_writer_pending(&client->writer) > 0 ? POLLOUT : 0);
     }
+}
+
+int pc_client_pollfd(const pc_client_t *client, int *fd, short *events) {
+    PC_ASSERT(client != NULL && fd != NULL && events != NULL);
+    struct pollfd pfd;
+    wanted_events(client, &pfd);
+    *fd = pfd.fd;
+    *events = pfd.events;
+    if (client->evicted != PC_OK) return 0;
+    return wait_ms(client, pc_time_monotonic_ns(), -1);
+}
+
+static void poll_once(pc_client_t *client, int timeout_ms) {
+    struct pollfd pfd;
+    wanted_events(client, &pfd);
     int n = poll(&pfd, 1, timeout_ms);
     PC_ASSERT(n >= 0 || errno == EINTR || errno == ENOMEM);
     uint64_t now_ns = pc_time_monotonic_ns();
@@ -719,7 +736,7 @@ static void call_done(void *user, int status, pc_operation_t operation, const vo
     PC_ASSERT(!call->done && call->record_size > 0);
     PC_ASSERT(reply_size % call->record_size == 0);
     uint32_t records = reply_size / call->record_size;
-    if (status == PC_OK && records > call->records_max) status = PC_EPROTO;
+    if (status == PC_OK && records > call->records_max) status = PC_ETOOBIG;
     if (status == PC_OK && records > 0) {
         memcpy(call->out, reply, (size_t)records * call->record_size);
         call->records = records;
@@ -748,6 +765,18 @@ static int call_run(pc_client_t *client, pc_operation_t operation, const void *e
     PC_ASSERT(call.records <= records_max);
     *out_count = call.records;
     return call.status;
+}
+
+int pc_client_call(pc_client_t *client, pc_operation_t operation, const void *events,
+                   uint32_t count, void *reply, uint32_t reply_cap, uint32_t *reply_size) {
+    PC_ASSERT(reply_size != NULL);
+    *reply_size = 0;
+    uint32_t record_size = pc_operation_reply_record_size(operation);
+    if (record_size == 0) return PC_EINVAL;
+    uint32_t records = 0;
+    int rc = call_run(client, operation, events, count, reply, reply_cap / record_size, &records);
+    *reply_size = records * record_size;
+    return rc;
 }
 
 int pc_client_create_accounts(pc_client_t *client, const pc_account_t *accounts,

@@ -21,6 +21,8 @@
 #ifndef PC_GATEWAY_H
 #define PC_GATEWAY_H
 
+#include <poll.h>
+
 #include "../base/base.h"
 
 /* ---- rejection reasons ---------------------------------------------------- */
@@ -265,5 +267,75 @@ pc_flow_reason_t pc_flow_queue_push(pc_flow_queue_t *queue, uint64_t now_ns, pc_
 bool pc_flow_queue_pop(pc_flow_queue_t *queue, uint64_t now_ns, pc_flow_item_t *out,
                        pc_flow_reason_t *reason);
 uint32_t pc_flow_queue_count(const pc_flow_queue_t *queue);
+
+/* ---- 6. the gateway process ------------------------------------------------
+ *
+ * `paycell gateway --gzone ADDRS --listen-binary A --listen-http B` runs one
+ * single-threaded poll loop (gateway.c): binary clients, HTTP clients
+ * (http_api.c) and a pool of libpaycell sessions to every unit. It keeps a
+ * copy of the GZone cluster map (the CZone table), refreshed when a unit
+ * answers with a newer epoch or wrong_unit. Each client batch is split by
+ * unit, sub-batches go out in parallel, cross-unit transfers run the XTS
+ * steps (xts.c), and results come back in the client's order. */
+
+typedef struct pc_gateway pc_gateway_t;
+
+/* Completion of one pc_gateway_submit: status PC_OK or a negative pc_err
+ * (then the outcome of a create is unknown: resend the same ids); reply is
+ * the binary reply body the unit protocol defines for the operation
+ * (pc_create_result_t[] for creates, records for lookups), valid only during
+ * the call. */
+typedef void (*pc_gateway_done_t)(void *user, int status, pc_operation_t operation,
+                                  const void *reply, uint32_t reply_size);
+
+/* Runs one client request: create_accounts, create_transfers,
+ * lookup_accounts, lookup_transfers, get_account_transfers (count 1..
+ * PC_BATCH_EVENTS_MAX; events copied). shadow marks stress-test traffic.
+ * done is called later from the loop, never from inside submit.
+ * Errors (done is then not called): PC_EINVAL, PC_EOPERATION, PC_EBUSY (too
+ * many requests in flight: answer 503 / retry later). */
+int pc_gateway_submit(pc_gateway_t *gateway, pc_operation_t operation, const void *events,
+                      uint32_t count, bool shadow, pc_gateway_done_t done, void *user);
+
+/* The gateway's current copy of the cluster map. */
+void pc_gateway_cluster(const pc_gateway_t *gateway, pc_cluster_t *out);
+
+/* Counters since start, for /metrics (Prometheus text) and the dashboard. */
+typedef struct pc_gateway_metrics {
+    uint64_t requests[16];         /* by pc_operation_t (index = operation) */
+    uint64_t requests_failed;      /* answered with an error status */
+    uint64_t requests_rejected;    /* PC_EBUSY from submit: overload */
+    uint64_t events;               /* events received */
+    uint64_t events_shadow;        /* of which shadow traffic */
+    uint64_t transfers_created;    /* create_transfers events that were created */
+    uint64_t transfers_failed;     /* create_transfers events with another result */
+    uint64_t xts_started;          /* cross-unit transfers tried */
+    uint64_t xts_committed;
+    uint64_t xts_aborted;
+    uint64_t routing_refreshes;    /* cluster map fetched from the GZone */
+    uint64_t routing_epoch;
+    uint64_t inflight;             /* requests being served now */
+    uint64_t unit_requests;        /* sub-requests sent to units */
+} pc_gateway_metrics_t;
+void pc_gateway_metrics(const pc_gateway_t *gateway, pc_gateway_metrics_t *out);
+
+/* ---- 7. the HTTP/JSON API (http_api.c) ---------------------------------------
+ *
+ * The gateway loop owns the listening socket and calls these; the API owns
+ * its connections. All bounded: at most PC_HTTP_CONNS_MAX connections, one
+ * request in flight per connection, bodies up to PC_HTTP_BODY_MAX. */
+#define PC_HTTP_CONNS_MAX 256u
+
+typedef struct pc_http_api pc_http_api_t;
+
+/* Takes ownership of listen_fd (a non-blocking listening socket).
+ * Errors: PC_ENOMEM. */
+int pc_http_api_init(pc_gateway_t *gateway, int listen_fd, pc_http_api_t **out);
+void pc_http_api_deinit(pc_http_api_t *api);
+/* Fills fds[0 .. n) with the descriptors to poll (the listener and every
+ * connection, with POLLIN / POLLOUT as needed) and returns n (<= cap). */
+uint32_t pc_http_api_pollfds(pc_http_api_t *api, struct pollfd *fds, uint32_t cap);
+/* Handles the revents of the fds filled by the last pollfds call. */
+void pc_http_api_on_events(pc_http_api_t *api, const struct pollfd *fds, uint32_t n);
 
 #endif /* PC_GATEWAY_H */

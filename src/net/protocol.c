@@ -24,6 +24,9 @@ PC_STATIC_ASSERT(offsetof(pc_header_t, checksum_body) == HEADER_CHECKSUMMED_OFFS
 PC_STATIC_ASSERT(sizeof(pc_account_t) == PC_RECORD_SIZE, "account events are records");
 PC_STATIC_ASSERT(sizeof(pc_transfer_t) == PC_RECORD_SIZE, "transfer events are records");
 PC_STATIC_ASSERT(sizeof(pc_routing_t) == PC_RECORD_SIZE, "a routing event is a record");
+PC_STATIC_ASSERT(sizeof(pc_totals_t) == PC_RECORD_SIZE, "a totals reply is a record");
+PC_STATIC_ASSERT(sizeof(pc_cluster_t) == 128 + PC_UNITS_MAX * PC_UNIT_ADDRESSES_MAX, "cluster layout");
+PC_STATIC_ASSERT(sizeof(pc_cluster_t) <= PC_MESSAGE_BODY_MAX, "a cluster record fits a message");
 PC_STATIC_ASSERT(PC_BATCH_EVENTS_MAX * sizeof(pc_u128) <= PC_MESSAGE_BODY_MAX, "ids fit");
 
 static pc_u128 header_checksum(const pc_header_t *header) {
@@ -49,6 +52,13 @@ uint32_t pc_operation_event_size(pc_operation_t operation) {
     case PC_OP_lookup_transfers: return sizeof(pc_u128);
     case PC_OP_get_account_transfers: return sizeof(pc_account_filter_t);
     case PC_OP_set_routing: return sizeof(pc_routing_t);
+    case PC_OP_xts_try: return sizeof(pc_transfer_t);
+    case PC_OP_xts_resolve: return sizeof(pc_transfer_t);
+    case PC_OP_xts_finish: return sizeof(pc_u128);
+    case PC_OP_get_xts_outbox: return sizeof(pc_account_filter_t);
+    case PC_OP_set_cluster: return sizeof(pc_cluster_t);
+    case PC_OP_get_cluster: return sizeof(pc_u128);
+    case PC_OP_get_totals: return sizeof(pc_u128);
     }
     return 0;
 }
@@ -62,6 +72,13 @@ uint32_t pc_operation_reply_record_size(pc_operation_t operation) {
     case PC_OP_lookup_transfers: return sizeof(pc_transfer_t);
     case PC_OP_get_account_transfers: return sizeof(pc_transfer_t);
     case PC_OP_set_routing: return sizeof(pc_create_result_t);
+    case PC_OP_xts_try: return sizeof(pc_create_result_t);
+    case PC_OP_xts_resolve: return sizeof(pc_create_result_t);
+    case PC_OP_xts_finish: return sizeof(pc_create_result_t);
+    case PC_OP_get_xts_outbox: return sizeof(pc_transfer_t);
+    case PC_OP_set_cluster: return sizeof(pc_create_result_t);
+    case PC_OP_get_cluster: return sizeof(pc_cluster_t);
+    case PC_OP_get_totals: return sizeof(pc_totals_t);
     }
     return 0;
 }
@@ -71,7 +88,11 @@ bool pc_operation_is_write(pc_operation_t operation) {
     case PC_OP_register:
     case PC_OP_create_accounts:
     case PC_OP_create_transfers:
-    case PC_OP_set_routing: return true;
+    case PC_OP_set_routing:
+    case PC_OP_xts_try:
+    case PC_OP_xts_resolve:
+    case PC_OP_xts_finish:
+    case PC_OP_set_cluster: return true;
     }
     return false;
 }
@@ -176,12 +197,15 @@ int pc_request_verify(const pc_header_t *header, const void *body) {
         return PC_OK;
     }
     if (header->session == 0 || header->request == 0) return PC_EPROTO;
-    if (operation == PC_OP_get_account_transfers) {
-        return body_size == sizeof(pc_account_filter_t) ? PC_OK : PC_EPROTO;
-    }
-    if (operation == PC_OP_set_routing) {
-        /* One unit, one table: a batch of routing records means nothing. */
-        return body_size == sizeof(pc_routing_t) ? PC_OK : PC_EPROTO;
+    switch (operation) {
+    case PC_OP_get_account_transfers:
+    case PC_OP_get_xts_outbox:
+    case PC_OP_set_routing: /* one unit, one table: a batch of them means nothing */
+    case PC_OP_set_cluster:
+    case PC_OP_get_cluster:
+    case PC_OP_get_totals:
+        return body_size == pc_operation_event_size(operation) ? PC_OK : PC_EPROTO;
+    default: break;
     }
     return events_verify(body_size, pc_operation_event_size(operation));
 }
