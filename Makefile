@@ -75,8 +75,9 @@ $(BUILD)/example-transfer: examples/transfer.c $(BUILD)/libpaycell.a
 	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -Iinclude -o $@ $< $(BUILD)/libpaycell.a $(LDLIBS)
 
 # Each unit test links only the layers it tests (test_ledger*: base+ledger,
-# test_storage*: base+storage, test_net*/test_client*: base+net+client); the
-# rest link the core (everything but the CLI's main).
+# test_storage*: base+storage, test_net*/test_client*: base+net+client,
+# test_gateway_http*: base+net+http_api.c, with a fake gateway core in the
+# test itself); the rest link the core (everything but the CLI's main).
 define unit_test_rules
 $(1)_TESTS := $$(filter $(1)%,$$(UNIT_TESTS))
 $$(addprefix $(BUILD)/tests/,$$($(1)_TESTS)): $(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h $(call obj,$(BUILD),$(2))
@@ -86,11 +87,12 @@ $$(addprefix $(BUILD)/asan/tests/,$$($(1)_TESTS)): $(BUILD)/asan/tests/%: tests/
 	@mkdir -p $$(dir $$@)
 	$(CC) $(CFLAGS) $(SANFLAGS) -o $$@ $$< $(call obj,$(BUILD)/asan,$(2)) $(LDLIBS)
 endef
-LAYERED_PREFIXES := test_ledger test_storage test_net test_client
+LAYERED_PREFIXES := test_ledger test_storage test_net test_client test_gateway_http
 $(eval $(call unit_test_rules,test_ledger,$(BASE_SRC) $(LEDGER_SRC)))
 $(eval $(call unit_test_rules,test_storage,$(BASE_SRC) $(STORAGE_SRC)))
 $(eval $(call unit_test_rules,test_net,$(BASE_SRC) $(NET_SRC) $(CLIENT_SRC)))
 $(eval $(call unit_test_rules,test_client,$(BASE_SRC) $(NET_SRC) $(CLIENT_SRC)))
+$(eval $(call unit_test_rules,test_gateway_http,$(BASE_SRC) $(NET_SRC) src/gateway/http_api.c))
 CORE_TESTS := $(filter-out $(addsuffix %,$(LAYERED_PREFIXES)),$(UNIT_TESTS))
 $(addprefix $(BUILD)/tests/,$(CORE_TESTS)): $(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h $(call obj,$(BUILD),$(CORE_SRC))
 	@mkdir -p $(dir $@)

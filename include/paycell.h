@@ -182,7 +182,8 @@ typedef struct pc_create_result {
     X(exists, 21)                                                                    \
     X(accounts_full, 22)                                                             \
     X(wrong_unit, 23)                                                                \
-    X(id_reserved, 24)
+    X(id_reserved, 24)                                                               \
+    X(linked_chain_spans_units, 25)
 
 enum pc_create_account_result {
 #define PC__RESULT_ENUM(name, value) PC_ACCOUNT_RESULT_##name = (value),

@@ -50,6 +50,7 @@ typedef struct bench {
     uint64_t start_ns;
     double *latencies_ms; /* per batch */
     pc_u128 *amounts;     /* per client thread: acknowledged amount */
+    pc_cluster_t map;     /* --cross-unit: the gateway's routing table */
     _Atomic uint64_t per_second[600];
 } bench_t;
 
@@ -63,6 +64,7 @@ void pc_bench_defaults(pc_bench_options_t *o) {
     o->duration_s = 20;
     o->progress = true;
     o->replicas = 1;
+    o->cross_unit = -1;
 }
 
 /* ---- the replica we start ourselves ---- */
@@ -206,10 +208,30 @@ static void shape_at(double t, uint32_t batch_max, uint32_t *batch, uint32_t *sl
     else { *batch = batch_max / 16 + 1; *sleep_us = 10000; }                  /* decay */
 }
 
+static uint32_t unit_of(const bench_t *b, uint64_t id) {
+    return b->map.bucket_unit[pc_bucket_of(id)];
+}
+
+/* --cross-unit: redraws the credit account (among the ordinary accounts)
+ * until it is in another unit than the debit account with probability
+ * cross_unit, else in the same one. Bounded: after 64 draws the last one
+ * stands (a table where one side is impossible). */
+static uint64_t cross_pick(const bench_t *b, pc_prng_t *prng, uint64_t dr, uint64_t cr,
+                           uint64_t cross_cut) {
+    const pc_bench_options_t *o = b->options;
+    bool cross = pc_prng_below(prng, 1000000) < cross_cut;
+    for (int tries = 0; tries < 64; tries++) {
+        if (cr != dr && (unit_of(b, dr) != unit_of(b, cr)) == cross) return cr;
+        cr = o->hot_accounts + 1 + pc_prng_below(prng, o->accounts);
+    }
+    return cr != dr ? cr : (dr == o->hot_accounts + 1 ? dr + 1 : dr - 1);
+}
+
 static void fill_batch(bench_t *b, pc_prng_t *prng, uint64_t first_seq, uint32_t n,
                        pc_transfer_t *out) {
     const pc_bench_options_t *o = b->options;
     uint64_t hot_cut = (uint64_t)(o->hot_share * 1e6);
+    uint64_t cross_cut = (uint64_t)(PC_MAX(o->cross_unit, 0.0) * 1e6);
     for (uint32_t i = 0; i < n; i++) {
         uint64_t dr = o->hot_accounts + 1 + pc_prng_below(prng, o->accounts);
         uint64_t cr;
@@ -218,6 +240,7 @@ static void fill_batch(bench_t *b, pc_prng_t *prng, uint64_t first_seq, uint32_t
         else
             do cr = o->hot_accounts + 1 + pc_prng_below(prng, o->accounts);
             while (cr == dr && o->accounts > 1);
+        if (o->cross_unit >= 0) cr = cross_pick(b, prng, dr, cr, cross_cut);
         out[i] = (pc_transfer_t){
             .id = ((pc_u128)b->id_base << 64) | (first_seq + i),
             .debit_account_id = dr,
@@ -405,6 +428,20 @@ static void summarize(bench_t *b, pc_bench_report_t *report) {
         report->amount_acknowledged += b->amounts[i];
 }
 
+/* --cross-unit routes by the gateway's table (get_cluster answered from its
+ * CZone copy); a single unit, or a unit replica, has none to give. */
+static int map_fetch(bench_t *b, pc_client_t *client) {
+    pc_u128 zero = 0;
+    uint32_t size = 0;
+    int rc = pc_client_call(client, PC_OP_get_cluster, &zero, 1, &b->map, sizeof b->map, &size);
+    if (rc == PC_OK && (size != sizeof b->map || b->map.units_count < 2)) rc = PC_EINVAL;
+    if (rc != PC_OK) {
+        fprintf(stderr, "paycell: bench --cross-unit needs --addresses of a gateway in front of "
+                        "two or more units\n");
+    }
+    return rc;
+}
+
 int pc_bench_run(const pc_bench_options_t *o, pc_bench_report_t *report) {
     memset(report, 0, sizeof *report);
     if (o->accounts < 2 || o->transfers == 0 || o->batch == 0 || o->batch > PC_BATCH_EVENTS_MAX ||
@@ -427,6 +464,7 @@ int pc_bench_run(const pc_bench_options_t *o, pc_bench_report_t *report) {
     else if (rc == PC_OK) rc = start_replicas(b);
     pc_client_t *client = NULL;
     if (rc == PC_OK) rc = open_client(b->addresses, &client);
+    if (rc == PC_OK && o->cross_unit >= 0) rc = map_fetch(b, client);
     if (rc == PC_OK) rc = create_accounts(b, client);
     if (rc == PC_OK) rc = run_load(b, report);
     if (rc == PC_OK) {

@@ -27,6 +27,9 @@ typedef struct pc_bench_options {
     uint32_t clients;           /* default 1 */
     uint32_t hot_accounts;      /* hot merchants (credit side), default 0 */
     double hot_share;           /* share of transfers crediting a hot account */
+    double cross_unit;          /* >= 0: share of transfers whose accounts live in two
+                                   units (needs a gateway: the map comes from it);
+                                   < 0: accounts drawn regardless of units */
     uint64_t seed;
     pc_bench_shape_t shape;
     double duration_s;          /* double11 shape: length of the curve */

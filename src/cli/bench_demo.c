@@ -14,7 +14,7 @@ int cli_bench(int argc, char **argv) {
     static const char *const values[] = {"addresses", "accounts",        "transfers",
                                          "batch",     "clients",         "hot-accounts",
                                          "hot-share", "seed",            "replicas",
-                                         "kill-primary-at",              NULL};
+                                         "kill-primary-at", "cross-unit", NULL};
     static const char *const bools[] = {"json", "quiet", NULL};
     cli_args_t args;
     if (!cli_parse(argc, argv, values, bools, &args)) return CLI_EXIT_ERROR;
@@ -30,8 +30,12 @@ int cli_bench(int argc, char **argv) {
         !cli_get_double(&args, "hot-share", &o.hot_share) ||
         !cli_get_u64(&args, "seed", false, UINT64_MAX, &o.seed) ||
         !cli_get_u64(&args, "replicas", false, 3, &replicas) ||
-        !cli_get_double(&args, "kill-primary-at", &o.kill_primary_at_s))
+        !cli_get_double(&args, "kill-primary-at", &o.kill_primary_at_s) ||
+        !cli_get_double(&args, "cross-unit", &o.cross_unit))
         return CLI_EXIT_ERROR;
+    if (cli_get(&args, "cross-unit") && (o.cross_unit < 0 || o.cross_unit > 1 || !o.addresses))
+        return cli_usage_error("bench: --cross-unit P needs P in [0,1] and --addresses GATEWAY"),
+               CLI_EXIT_ERROR;
     o.replicas = (uint32_t)replicas;
     if (o.replicas != 1 && o.replicas != 3)
         return cli_usage_error("bench: --replicas is 1 or 3"), CLI_EXIT_ERROR;

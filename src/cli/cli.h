@@ -58,7 +58,13 @@ int cli_account(int argc, char **argv);
 int cli_transfer(int argc, char **argv);
 int cli_lookup(int argc, char **argv);
 int cli_history(int argc, char **argv);
+int cli_start(int argc, char **argv);
+int cli_stop(int argc, char **argv);
+int cli_gateway(int argc, char **argv);
 int cli_unit(int argc, char **argv);
+int cli_route(int argc, char **argv);   /* route.c */
+int cli_cluster(int argc, char **argv); /* route.c */
+int cli_audit(int argc, char **argv);   /* route.c */
 int cli_bench(int argc, char **argv);
 int cli_demo(int argc, char **argv);
 int cli_sim(int argc, char **argv);

@@ -27,6 +27,15 @@ static void usage(FILE *out) {
           "                 [--credits] [--timestamp-min NS] [--timestamp-max NS]\n"
           "  paycell unit routing --addresses A --epoch E --buckets LIST   (LIST: 0-49,60 or\n"
           "                 none; the buckets this unit owns from routing epoch E on)\n"
+          "  paycell cluster init --gzone ADDRS --units \"A0,A1,A2;B0,B1,B2\"   (the cluster\n"
+          "                 map at epoch 1: the units split the buckets in contiguous ranges)\n"
+          "  paycell route show --gzone ADDRS [--json]   (the GZone's cluster map)\n"
+          "  paycell route set BUCKETS UNIT --gzone ADDRS [--json]   (moves empty buckets,\n"
+          "                 e.g. 0-9,42, to unit UNIT)\n"
+          "  paycell audit balances --gzone ADDRS [--json]   (debits = credits across units)\n"
+          "  paycell start --data DIR [--units N] [--replicas 1|3] [--port P] [--xts-timeout S]\n"
+          "                 (a local cluster: GZone, N units, a gateway; paycell stop --data DIR)\n"
+          "  paycell gateway --gzone ADDRS [--listen-binary A] [--listen-http A] [--xts-timeout S]\n"
           "  paycell bench [--addresses A] [--accounts N] [--transfers N] [--batch N]\n"
           "                 [--clients N] [--hot-accounts N --hot-share P] [--seed N] [--json]\n"
           "                 [--replicas 1|3] [--kill-primary-at SECONDS]\n"
@@ -54,6 +63,12 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "lookup") == 0) return cli_lookup(rest_argc, rest);
     if (strcmp(cmd, "history") == 0) return cli_history(rest_argc, rest);
     if (strcmp(cmd, "unit") == 0) return cli_unit(rest_argc, rest);
+    if (strcmp(cmd, "start") == 0) return cli_start(rest_argc, rest);
+    if (strcmp(cmd, "stop") == 0) return cli_stop(rest_argc, rest);
+    if (strcmp(cmd, "gateway") == 0) return cli_gateway(rest_argc, rest);
+    if (strcmp(cmd, "route") == 0) return cli_route(rest_argc, rest);
+    if (strcmp(cmd, "cluster") == 0) return cli_cluster(rest_argc, rest);
+    if (strcmp(cmd, "audit") == 0) return cli_audit(rest_argc, rest);
     if (strcmp(cmd, "bench") == 0) return cli_bench(rest_argc, rest);
     if (strcmp(cmd, "demo") == 0) return cli_demo(rest_argc, rest);
     if (strcmp(cmd, "sim") == 0) return cli_sim(rest_argc, rest);

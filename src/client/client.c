@@ -396,8 +396,10 @@ static int reply_check(const request_t *request, const pc_header_t *reply) {
     if (record_size == 0) return body_size == 0 ? PC_OK : PC_EPROTO;
     if (body_size % record_size != 0) return PC_EPROTO;
     uint32_t records_max;
-    if (operation == PC_OP_get_account_transfers) {
+    if (operation == PC_OP_get_account_transfers || operation == PC_OP_get_xts_outbox) {
         records_max = ((const pc_account_filter_t *)request_body(request))->limit;
+    } else if (operation == PC_OP_get_totals) {
+        records_max = PC_MESSAGE_BODY_MAX / record_size; /* one per ledger */
     } else {
         uint32_t event_size = pc_operation_event_size(operation);
         PC_ASSERT(event_size > 0);

@@ -280,6 +280,22 @@ uint32_t pc_flow_queue_count(const pc_flow_queue_t *queue);
 
 typedef struct pc_gateway pc_gateway_t;
 
+typedef struct pc_gateway_options {
+    const char *gzone;         /* the GZone's replica addresses, "A0,A1,A2" */
+    const char *listen_binary; /* HOST:PORT for libpaycell clients, or NULL */
+    const char *listen_http;   /* HOST:PORT for the HTTP/JSON API, or NULL */
+    uint64_t cluster;          /* cluster id the units were formatted with */
+    uint32_t xts_timeout_s;    /* timeout of a payer's try (default 10 s) */
+    uint32_t refresh_ms;       /* background refresh of the table (default 2,000) */
+    bool quiet;                /* no log lines */
+    bool json;                 /* log lines as JSON */
+} pc_gateway_options_t;
+
+/* Runs a gateway until SIGINT or SIGTERM: fetches the cluster map, listens,
+ * serves. Returns 0 after a clean stop, or a negative pc_err when it could
+ * not start (the GZone unreachable, an address in use). */
+int pc_gateway_run(const pc_gateway_options_t *options);
+
 /* Completion of one pc_gateway_submit: status PC_OK or a negative pc_err
  * (then the outcome of a create is unknown: resend the same ids); reply is
  * the binary reply body the unit protocol defines for the operation
@@ -331,11 +347,18 @@ typedef struct pc_http_api pc_http_api_t;
 /* Takes ownership of listen_fd (a non-blocking listening socket).
  * Errors: PC_ENOMEM. */
 int pc_http_api_init(pc_gateway_t *gateway, int listen_fd, pc_http_api_t **out);
+/* Closes every connection and the listener. Call it only once the gateway
+ * will call no more done callbacks for its requests (they are completed or
+ * dropped): a callback after deinit would touch freed memory. */
 void pc_http_api_deinit(pc_http_api_t *api);
 /* Fills fds[0 .. n) with the descriptors to poll (the listener and every
  * connection, with POLLIN / POLLOUT as needed) and returns n (<= cap). */
 uint32_t pc_http_api_pollfds(pc_http_api_t *api, struct pollfd *fds, uint32_t cap);
 /* Handles the revents of the fds filled by the last pollfds call. */
 void pc_http_api_on_events(pc_http_api_t *api, const struct pollfd *fds, uint32_t n);
+
+/* Idle connections (no whole request, or no response progress, for this
+ * long) are closed: 60,000 ms. A variable only so tests can shorten it. */
+extern uint32_t pc__http_api_idle_ms;
 
 #endif /* PC_GATEWAY_H */

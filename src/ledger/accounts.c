@@ -17,6 +17,8 @@ static uint32_t account_validate(const pc_account_t *a) {
     if (a->flags & ~PC_ACCOUNT_FLAGS_KNOWN) return PC_ACCOUNT_RESULT_reserved_flag;
     if (a->id == 0) return PC_ACCOUNT_RESULT_id_must_not_be_zero;
     if (a->id == PC_U128_MAX) return PC_ACCOUNT_RESULT_id_must_not_be_int_max;
+    /* Reserved for the clearing accounts of cross-unit transfers. */
+    if (pc_account_id_is_reserved(a->id)) return PC_ACCOUNT_RESULT_id_reserved;
     if ((a->flags & limits) == limits) return PC_ACCOUNT_RESULT_flags_are_mutually_exclusive;
     if (a->debits_pending != 0) return PC_ACCOUNT_RESULT_debits_pending_must_be_zero;
     if (a->debits_posted != 0) return PC_ACCOUNT_RESULT_debits_posted_must_be_zero;

@@ -33,6 +33,8 @@ typedef struct pc_ledger_config {
     uint32_t accounts_max;  /* accounts the table holds */
     uint64_t transfers_max; /* transfer ids (incl. failed ones) the index holds */
     uint32_t pending_max;   /* unresolved pending transfers held at once */
+    uint32_t outbox_max;    /* xts outbox entries (payer decisions not yet finished) plus
+                               undecided payer legs; 0 = PC_OUTBOX_MAX_DEFAULT */
 } pc_ledger_config_t;
 
 /* A stored transfer: the record, plus the history links, plus a checksum the
@@ -53,6 +55,17 @@ typedef struct pc_transfer_slot {
 
 #define PC_SLOT_FAILED 0x8000u
 
+/* Cross-unit transfers (xts.c). A slot with PC_SLOT_XTS is an xts leg (with
+ * PC_TRANSFER_pending: the try, the record as the client sent it), its
+ * resolution (post or void, pending_id = id = the gtid, no index entry of its
+ * own) or, with PC_SLOT_FAILED, the tombstone of an empty rollback. The leg
+ * moves money between this unit's account and its clearing account: without
+ * PC_SLOT_XTS_PAYEE the local account is the debit side (payer), with it the
+ * credit side (payee). Lookups and history return records with these bits
+ * (and a leg's pending bit) cleared: see pc_ledger_transfer_public. */
+#define PC_SLOT_XTS 0x4000u
+#define PC_SLOT_XTS_PAYEE 0x2000u
+
 /* Allocates every table at its bound, resident at once (MAP_POPULATE).
  * Errors: PC_EINVAL (zero or over-limit config), PC_ENOMEM. */
 int pc_ledger_init(const pc_ledger_config_t *config, pc_ledger_t **out);
@@ -62,9 +75,9 @@ void pc_ledger_deinit(pc_ledger_t *ledger);
 
 /* Phase 1. Writes to locs_out (capacity count) the locations of stored
  * records this batch needs and returns how many (distinct, at most one per
- * event; never a loc still in the unflushed slot buffer). For any operation
- * other than create_transfers it returns 0. Call it before every
- * create_transfers apply, even when it lists nothing: it also marks the
+ * event; never a loc still in the unflushed slot buffer). For operations
+ * other than create_transfers, xts_try and xts_resolve it returns 0. Call it
+ * before every apply of those three, even when it lists nothing: it also marks the
  * unresolved pending transfers the batch refers to, so that apply keeps their
  * records when it resolves them (expiry, an earlier post in the batch). It
  * empties the prefetch cache. */
@@ -77,8 +90,10 @@ uint32_t pc_ledger_prefetch(pc_ledger_t *ledger, pc_operation_t operation, const
  * over. */
 void pc_ledger_prefetch_put(pc_ledger_t *ledger, uint64_t loc, const pc_transfer_t *transfer);
 
-/* Phase 2. Applies one create_accounts or create_transfers batch (count
- * 1..PC_BATCH_EVENTS_MAX), or one set_routing record (count 1), at cluster
+/* Phase 2. Applies one create_accounts, create_transfers, xts_try,
+ * xts_resolve (pc_transfer_t events) or xts_finish (pc_u128 gtids) batch
+ * (count 1..PC_BATCH_EVENTS_MAX; xts events are never linked: each stands
+ * alone), or one set_routing record (count 1), at cluster
  * time `timestamp` (ns, from the WAL entry). First expires every pending
  * transfer whose timeout has passed.
  * Writes a result for each event that was not created, in order, to results
@@ -106,14 +121,37 @@ uint32_t pc_ledger_slots(const pc_ledger_t *ledger, const pc_transfer_slot_t **s
                          uint64_t *first_loc);
 void pc_ledger_slots_flushed(pc_ledger_t *ledger);
 
+/* Whether pc_ledger_apply takes this operation (create_accounts,
+ * create_transfers, set_routing, xts_try, xts_resolve, xts_finish). */
+bool pc_ledger_handles(pc_operation_t operation);
+
 /* ---- reads (not on the apply path; may be called between applies) ---- */
+
+/* Turns a stored record into what lookups and history return: the internal
+ * xts bits are cleared, so an xts leg reads back as the client sent it. */
+void pc_ledger_transfer_public(pc_transfer_t *transfer);
+
+/* get_xts_outbox: the decided, unfinished payer legs (flags post or void,
+ * timestamp = decision time; oldest decision first), then with
+ * PC_FILTER_XTS_TRYING the undecided legs of this unit (flags pending,
+ * timestamp = try time, oldest first), at most filter->limit, all with
+ * timestamp in [timestamp_min, timestamp_max] (0 = unbounded). Returns the
+ * count or PC_EINVAL (account_id not 0, limit not 1..PC_BATCH_EVENTS_MAX,
+ * unknown flags, reserved bytes, min > max). out holds filter->limit. */
+int pc_ledger_xts_outbox(const pc_ledger_t *ledger, const pc_account_filter_t *filter,
+                         pc_transfer_t *out);
+
+/* get_totals: per-ledger totals with the clearing account and xts counts,
+ * sorted by ledger; writes up to cap, returns how many ledgers exist. */
+uint32_t pc_ledger_xts_totals(const pc_ledger_t *ledger, pc_totals_t *out, uint32_t cap);
 
 /* For each id, the account if it exists. Writes found accounts to out in id
  * order (capacity count) and returns how many. */
 uint32_t pc_ledger_lookup_accounts(const pc_ledger_t *ledger, const pc_u128 *ids, uint32_t count,
                                    pc_account_t *out);
 
-/* Location of a created (not failed) transfer, or PC_ENOTFOUND. Records not
+/* Location of a created (not failed, not an xts abort tombstone) transfer,
+ * or PC_ENOTFOUND. For an xts gtid: its leg, as tried. Records not
  * yet flushed are returned through *unflushed (else it is set NULL). */
 int pc_ledger_transfer_loc(const pc_ledger_t *ledger, pc_u128 id, uint64_t *loc,
                            const pc_transfer_t **unflushed);
@@ -132,8 +170,9 @@ int pc_ledger_get_account_transfers(const pc_ledger_t *ledger, const pc_account_
 
 /* Bytes pc_ledger_snapshot_write will write for the current state. */
 size_t pc_ledger_snapshot_size(const pc_ledger_t *ledger);
-/* Serializes routing, accounts, pending transfers and counters (not the
- * transfer index, which pc_ledger_rebuild_slot derives from the store).
+/* Serializes routing, accounts, pending transfers, the xts outbox and
+ * counters (not the transfer index, which pc_ledger_rebuild_slot derives
+ * from the store).
  * Requires no unflushed slots. Returns bytes written. */
 size_t pc_ledger_snapshot_write(const pc_ledger_t *ledger, void *buf, size_t size);
 /* Loads a snapshot into an empty ledger. Errors: PC_ECORRUPT, PC_EFULL
@@ -163,7 +202,7 @@ uint32_t pc_ledger_bucket_accounts(const pc_ledger_t *ledger, uint32_t bucket);
 /* ---- invariants and inspection ---- */
 
 /* A checksum over all state (accounts, pending set, id index contents,
- * counters, routing) that is equal on two ledgers exactly when they hold
+ * xts outbox, counters, routing) that is equal on two ledgers exactly when they hold
  * the same state. O(state); for tests, the simulator and audits. */
 pc_u128 pc_ledger_state_checksum(const pc_ledger_t *ledger);
 

@@ -14,11 +14,14 @@
  *   prefetch cache  stored records handed over for the next apply, keyed by
  *                   loc;
  *   undo log        what a linked chain changed, so a broken chain can be
- *                   rolled back exactly.
+ *                   rolled back exactly;
+ *   xts outbox      the payer's decided, unfinished cross-unit legs, a list
+ *                   in decision order (xts.c).
  *
  * loc_status layout: bits 0..31 the slot loc (a loc is below transfers_max,
  * at most 2^32), bits 32..60 the pending pool index (meaningful only while
- * the status is PENDING), bits 61..63 the status. Keeping the pool index in
+ * the status is PENDING; for an xts gtid decided on the payer side and still in
+ * the outbox: the outbox entry + 1), bits 61..63 the status. Keeping the pool index in
  * the id index makes a post or void one probe sequence: the pending record is
  * reached without a second hash table.
  */
@@ -35,6 +38,7 @@ enum pc__status {
     PC__ST_POSTED = 4,
     PC__ST_VOIDED = 5,
     PC__ST_EXPIRED = 6,
+    PC__ST_XTS_ABORTED = 7, /* tombstone of an xts empty rollback (abort of an unknown gtid) */
 };
 
 #define PC__LS_STATUS_SHIFT 61
@@ -79,6 +83,14 @@ enum pc__undo_kind {
     PC__UNDO_PENDING_ADD,        /* index: pool index */
     PC__UNDO_PENDING_REMOVE,     /* index: pool index, u.pending: the entry */
 };
+
+/* A decided payer leg waiting for xts_finish: the record as the client sent
+ * it with flags post or void (the decision) and timestamp the decision time;
+ * id 0 while the entry is free. Entries form a list in decision order. */
+typedef struct pc__outbox_entry {
+    pc_transfer_t transfer;
+    uint32_t prev, next; /* PC__NONE at the ends */
+} pc__outbox_entry_t;
 
 typedef struct pc__balances {
     pc_u128 debits_pending, debits_posted, credits_pending, credits_posted;
@@ -140,6 +152,22 @@ struct pc_ledger {
     uint64_t chain_slots_count;
 
     uint64_t timestamp_last;
+
+    /* XTS (xts.c). The outbox: a list in decision order over a bounded
+     * array, with a free stack; an entry is found from its gtid through the
+     * pool bits of the gtid's index entry. xts_payer_trying (undecided payer
+     * legs) and clearing_accounts are derived. */
+    pc__outbox_entry_t *outbox;
+    uint32_t *outbox_free;
+    uint32_t outbox_free_count;
+    uint32_t outbox_used; /* high-water mark, as pool_used */
+    uint32_t outbox_count;
+    uint32_t outbox_head, outbox_tail; /* oldest, newest; PC__NONE when empty */
+    uint32_t xts_payer_trying;
+    uint32_t xts_legs_open; /* undecided legs (either side): each holds one slot of
+                               the store for its resolution, so a decision made
+                               can always be applied (pc__store_full) */
+    uint32_t clearing_accounts;
 
     /* Routing (replicated, in snapshots and the state checksum): the epoch
      * and the owned-bucket bitmap of the last set_routing. routing_all
@@ -256,6 +284,41 @@ uint32_t pc__routing_set(pc_ledger_t *ledger, const pc_routing_t *routing);
 /* Logs the account's balances and head before a change (inside a chain). */
 void pc__account_save(pc_ledger_t *ledger, uint32_t slot);
 
+/* ---- xts (xts.c) ---- */
+
+static inline bool pc__is_xts(const pc_transfer_t *t) {
+    return (t->flags & PC_SLOT_XTS) != 0;
+}
+
+/* The two accounts of this unit a stored record moves money between: its own
+ * for an ordinary transfer; for an xts slot the local account and the unit's
+ * clearing account of the ledger (see PC_SLOT_XTS in ledger.h). */
+static inline void pc__slot_accounts(const pc_transfer_t *t, pc_u128 *dr, pc_u128 *cr) {
+    *dr = t->debit_account_id;
+    *cr = t->credit_account_id;
+    if (!pc__is_xts(t)) return;
+    if (t->flags & PC_SLOT_XTS_PAYEE) *dr = PC_CLEARING_ACCOUNT_ID(t->ledger);
+    else *cr = PC_CLEARING_ACCOUNT_ID(t->ledger);
+}
+
+static inline bool pc__is_xts_payer_leg(const pc_transfer_t *t) {
+    return pc__is_xts(t) && !(t->flags & PC_SLOT_XTS_PAYEE);
+}
+
+uint32_t pc__xts_try(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t timestamp);
+uint32_t pc__xts_resolve(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t timestamp);
+uint32_t pc__xts_finish(pc_ledger_t *ledger, pc_u128 gtid);
+/* Appends a payer decision to the outbox and points the gtid's index entry
+ * (at pos, already POSTED, VOIDED or EXPIRED) at it. */
+void pc__outbox_add(pc_ledger_t *ledger, const pc_transfer_t *leg, uint16_t decision,
+                    uint64_t timestamp, uint64_t pos);
+/* Re-links the loaded outbox to the rebuilt index (rebuild_finish). */
+int pc__outbox_link(pc_ledger_t *ledger);
+/* Snapshot support: appends a loaded entry (PC_ECORRUPT, PC_EFULL); the
+ * digest for the state checksum. */
+int pc__outbox_load(pc_ledger_t *ledger, const pc_transfer_t *entry);
+pc_u128 pc__outbox_digest(const pc_ledger_t *ledger);
+
 /* ---- pending pool and expiry (tables.c) ---- */
 
 uint32_t pc__pending_add(pc_ledger_t *ledger, const pc_transfer_t *transfer, uint64_t index_pos);
@@ -295,6 +358,24 @@ uint32_t pc__transfer_create(pc_ledger_t *ledger, const pc_transfer_t *transfer,
                              uint64_t timestamp);
 /* True for results that depend on state and leave a tombstone. */
 bool pc__transfer_result_transient(uint32_t result);
+/* Shared with xts.c: a retry's comparison, the overflow and limit checks. */
+uint32_t pc__transfer_exists(const pc_transfer_t *t, const pc_transfer_t *e);
+uint32_t pc__transfer_check_overflows(const pc_account_t *dr, const pc_account_t *cr,
+                                      pc_u128 amount, bool pending);
+uint32_t pc__transfer_check_limits(const pc_account_t *dr, const pc_account_t *cr,
+                                   pc_u128 amount);
+/* No room for another stored slot (resolutions take slots without ids).
+ * Every undecided xts leg keeps one slot in reserve for its resolution, so
+ * nothing else may take those: a unit that agreed to a try can always apply
+ * the decision, even when the store is otherwise full. */
+static inline bool pc__store_full(const pc_ledger_t *ledger) {
+    return ledger->slots_count + ledger->xts_legs_open >= ledger->config.transfers_max ||
+           ledger->transfers_count >= ledger->config.transfers_max;
+}
+/* Room for a resolution slot: always, by the reserve above. */
+static inline bool pc__store_has_reserved(const pc_ledger_t *ledger) {
+    return ledger->slots_count < ledger->config.transfers_max;
+}
 /* Writes the tombstone of a standalone event that failed transiently. */
 void pc__transfer_tombstone(pc_ledger_t *ledger, const pc_transfer_t *transfer, uint64_t timestamp);
 

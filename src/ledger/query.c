@@ -32,7 +32,9 @@ int pc_ledger_transfer_loc(const pc_ledger_t *ledger, pc_u128 id, uint64_t *loc,
     uint64_t pos = pc__index_find(ledger, id);
     if (!pc__index_has(ledger, pos, id)) return PC_ENOTFOUND;
     uint64_t ls = ledger->loc_status[pos];
-    if (pc__ls_status(ls) == PC__ST_FAILED) return PC_ENOTFOUND;
+    if (pc__ls_status(ls) == PC__ST_FAILED || pc__ls_status(ls) == PC__ST_XTS_ABORTED) {
+        return PC_ENOTFOUND;
+    }
     *loc = pc__ls_loc(ls);
     PC_ASSERT(*loc < ledger->slots_count);
     if (*loc >= pc__slots_first_loc(ledger)) {
@@ -104,9 +106,10 @@ static int history_walk(const pc_ledger_t *ledger, const pc_account_filter_t *f,
         pc_transfer_slot_t slot;
         int rc = slot_read(ledger, reader, ctx, loc, &slot);
         if (rc != PC_OK) return rc;
-        const pc_transfer_t *t = &slot.transfer;
-        bool debit = t->debit_account_id == f->account_id;
-        bool credit = t->credit_account_id == f->account_id;
+        pc_transfer_t *t = &slot.transfer;
+        pc_u128 dr, cr; /* an xts slot's local accounts (see pc__slot_accounts) */
+        pc__slot_accounts(t, &dr, &cr);
+        bool debit = dr == f->account_id, credit = cr == f->account_id;
         if ((t->flags & PC_SLOT_FAILED) || debit == credit) {
             return PC_CORRUPT("history slot not of this account");
         }
@@ -114,6 +117,7 @@ static int history_walk(const pc_ledger_t *ledger, const pc_account_filter_t *f,
         if (next > loc) return PC_CORRUPT("history link not backward");
         if (f->timestamp_max != 0 && t->timestamp > f->timestamp_max) continue;
         if (f->timestamp_min != 0 && t->timestamp < f->timestamp_min) break;
+        pc_ledger_transfer_public(t);
         if (!((debit && (f->flags & PC_FILTER_DEBITS)) ||
               (credit && (f->flags & PC_FILTER_CREDITS)))) {
             continue;
@@ -222,7 +226,7 @@ static pc_u128 pending_digest(const pc_ledger_t *ledger) {
 pc_u128 pc_ledger_state_checksum(const pc_ledger_t *ledger) {
     PC_ASSERT(!ledger->undo_on);
     struct {
-        pc_u128 accounts, heads, index, pending;
+        pc_u128 accounts, heads, index, pending, outbox;
         uint64_t accounts_count, transfers_count, pending_count, slots_count, timestamp_last;
         uint64_t routing_epoch, routing_owned[2];
     } s;
@@ -231,6 +235,7 @@ pc_u128 pc_ledger_state_checksum(const pc_ledger_t *ledger) {
     s.heads = pc_checksum(ledger->heads, ledger->accounts_count * sizeof(uint64_t), 14);
     s.index = index_digest(ledger);
     s.pending = pending_digest(ledger);
+    s.outbox = pc__outbox_digest(ledger);
     s.accounts_count = ledger->accounts_count;
     s.transfers_count = ledger->transfers_count;
     s.pending_count = ledger->pending_count;

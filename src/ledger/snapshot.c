@@ -17,13 +17,20 @@
  * version 1 snapshot, written before routing existed, loads as owning every
  * bucket at epoch 0. The per-bucket account counts are not stored: loading
  * the accounts recounts them.
+ *
+ * Version 3 adds cross-unit transfers: the header's `reserved` word holds
+ * the outbox entry count and the outbox entries (pc_transfer_t, decision
+ * order) follow the pending entries. Resolution slots of xts legs have no id
+ * of their own, so slots_count may exceed transfers_count. Versions 1 and 2
+ * still load (no outbox, no xts slots).
  */
 #include "ledger_int.h"
 
 #include <string.h>
 
 #define SNAPSHOT_MAGIC 0x31524744454c4350ull /* "PCLEDGR1" */
-#define SNAPSHOT_VERSION 2u
+#define SNAPSHOT_VERSION 3u
+#define SNAPSHOT_VERSION_NO_XTS 2u
 #define SNAPSHOT_VERSION_NO_ROUTING 1u
 
 typedef struct snapshot_header {
@@ -31,7 +38,7 @@ typedef struct snapshot_header {
     uint32_t version;
     uint32_t accounts_count;
     uint32_t pending_count;
-    uint32_t reserved;
+    uint32_t reserved; /* version 3: outbox_count; before: zero */
     uint64_t timestamp_last;
     uint64_t slots_count;
     uint64_t transfers_count;
@@ -57,20 +64,22 @@ PC_STATIC_ASSERT(sizeof(snapshot_pending_t) == 144, "snapshot pending layout");
 PC_STATIC_ASSERT(sizeof(snapshot_routing_t) == 32, "snapshot routing layout");
 
 static uint64_t routing_size(uint32_t version) {
-    PC_ASSERT(version == SNAPSHOT_VERSION || version == SNAPSHOT_VERSION_NO_ROUTING);
+    PC_ASSERT(version >= SNAPSHOT_VERSION_NO_ROUTING && version <= SNAPSHOT_VERSION);
     return version == SNAPSHOT_VERSION_NO_ROUTING ? 0 : sizeof(snapshot_routing_t);
 }
 
-static uint64_t body_size(uint32_t version, uint64_t accounts, uint64_t pending) {
+static uint64_t body_size(uint32_t version, uint64_t accounts, uint64_t pending,
+                          uint64_t outbox) {
+    PC_ASSERT(version == SNAPSHOT_VERSION || outbox == 0);
     return routing_size(version) + accounts * sizeof(pc_account_t) +
-           pending * sizeof(snapshot_pending_t);
+           pending * sizeof(snapshot_pending_t) + outbox * sizeof(pc_transfer_t);
 }
 
 size_t pc_ledger_snapshot_size(const pc_ledger_t *ledger) {
     PC_ASSERT(ledger->accounts_count <= ledger->config.accounts_max);
     PC_ASSERT(ledger->pending_count <= ledger->config.pending_max);
-    return sizeof(snapshot_header_t) +
-           body_size(SNAPSHOT_VERSION, ledger->accounts_count, ledger->pending_count);
+    return sizeof(snapshot_header_t) + body_size(SNAPSHOT_VERSION, ledger->accounts_count,
+                                                 ledger->pending_count, ledger->outbox_count);
 }
 
 static pc_u128 snapshot_checksum(const snapshot_header_t *header, const uint8_t *body) {
@@ -88,10 +97,12 @@ size_t pc_ledger_snapshot_write(const pc_ledger_t *ledger, void *buf, size_t siz
         .version = SNAPSHOT_VERSION,
         .accounts_count = ledger->accounts_count,
         .pending_count = ledger->pending_count,
+        .reserved = ledger->outbox_count,
         .timestamp_last = ledger->timestamp_last,
         .slots_count = ledger->slots_count,
         .transfers_count = ledger->transfers_count,
-        .body_size = body_size(SNAPSHOT_VERSION, ledger->accounts_count, ledger->pending_count),
+        .body_size = body_size(SNAPSHOT_VERSION, ledger->accounts_count, ledger->pending_count,
+                               ledger->outbox_count),
     };
     uint8_t *body = (uint8_t *)buf + sizeof(header);
     snapshot_routing_t routing = {
@@ -115,6 +126,14 @@ size_t pc_ledger_snapshot_write(const pc_ledger_t *ledger, void *buf, size_t siz
         memcpy(&out[n++], &e, sizeof(e));
     }
     PC_ASSERT(n == ledger->pending_count);
+    /* The outbox in decision order; the buffer may be unaligned for it. */
+    uint8_t *outbox = (uint8_t *)out + (size_t)n * sizeof(snapshot_pending_t);
+    uint32_t k = 0;
+    for (uint32_t i = ledger->outbox_head; i != PC__NONE; i = ledger->outbox[i].next) {
+        memcpy(outbox + (size_t)k++ * sizeof(pc_transfer_t), &ledger->outbox[i].transfer,
+               sizeof(pc_transfer_t));
+    }
+    PC_ASSERT(k == ledger->outbox_count);
     header.checksum = snapshot_checksum(&header, body);
     memcpy(buf, &header, sizeof(header));
     return sizeof(header) + header.body_size;
@@ -129,6 +148,9 @@ static int accounts_load(pc_ledger_t *ledger, const pc_account_t *accounts, uint
         pc_u128 sum;
         if (a.id == 0 || a.id == PC_U128_MAX || a.timestamp == 0 || a.ledger == 0) {
             return PC_CORRUPT("snapshot account invalid");
+        }
+        if (pc_account_id_is_reserved(a.id) && a.id != PC_CLEARING_ACCOUNT_ID(a.ledger)) {
+            return PC_CORRUPT("snapshot account id reserved");
         }
         if (pc_u128_add_overflows(a.debits_pending, a.debits_posted, &sum) ||
             pc_u128_add_overflows(a.credits_pending, a.credits_posted, &sum)) {
@@ -170,23 +192,27 @@ static int routing_check_accounts(const pc_ledger_t *ledger) {
             return PC_CORRUPT("snapshot account in a bucket the unit does not own");
         }
     }
-    PC_ASSERT(total == ledger->accounts_count);
+    PC_ASSERT(total + ledger->clearing_accounts == ledger->accounts_count);
     return PC_OK;
 }
 
 static int pending_load_one(pc_ledger_t *ledger, const snapshot_pending_t *e, uint64_t slots) {
     const pc_transfer_t *t = &e->transfer;
     PC_ASSERT(ledger->pending_count < ledger->config.pending_max);
+    const uint32_t known = PC_TRANSFER_FLAGS_KNOWN | PC_SLOT_XTS | PC_SLOT_XTS_PAYEE;
+    bool payee_alone = (t->flags & PC_SLOT_XTS_PAYEE) && !pc__is_xts(t);
     if (t->id == 0 || t->id == PC_U128_MAX || !(t->flags & PC_TRANSFER_pending) ||
-        (t->flags & ~PC_TRANSFER_FLAGS_KNOWN) || t->timestamp == 0 || e->loc >= slots) {
+        (t->flags & ~known) || payee_alone || t->timestamp == 0 || e->loc >= slots) {
         return PC_CORRUPT("snapshot pending invalid");
     }
+    pc_u128 dr, cr;
+    pc__slot_accounts(t, &dr, &cr);
     if (t->timeout != 0 && (t->timestamp > UINT64_MAX - (uint64_t)t->timeout * PC__NS_PER_S ||
                             e->expires_at != t->timestamp + (uint64_t)t->timeout * PC__NS_PER_S)) {
         return PC_CORRUPT("snapshot pending expiry inconsistent");
     }
-    if (pc__account_find(ledger, t->debit_account_id, NULL) == PC__NONE ||
-        pc__account_find(ledger, t->credit_account_id, NULL) == PC__NONE) {
+    if (pc__account_find(ledger, dr, NULL) == PC__NONE ||
+        pc__account_find(ledger, cr, NULL) == PC__NONE) {
         return PC_CORRUPT("snapshot pending account missing");
     }
     uint64_t pos = pc__index_find(ledger, t->id);
@@ -200,20 +226,22 @@ static int pending_load_one(pc_ledger_t *ledger, const snapshot_pending_t *e, ui
 static int header_check(const pc_ledger_t *ledger, const snapshot_header_t *h, size_t size) {
     PC_ASSERT(size >= sizeof(*h));
     if (h->magic != SNAPSHOT_MAGIC) return PC_CORRUPT("snapshot magic");
-    if (h->version != SNAPSHOT_VERSION && h->version != SNAPSHOT_VERSION_NO_ROUTING) {
+    if (h->version < SNAPSHOT_VERSION_NO_ROUTING || h->version > SNAPSHOT_VERSION) {
         return PC_CORRUPT("snapshot version");
     }
-    if (h->reserved != 0 || h->reserved_2 != 0) return PC_CORRUPT("snapshot reserved");
-    if (h->body_size != body_size(h->version, h->accounts_count, h->pending_count) ||
+    bool xts = h->version == SNAPSHOT_VERSION;
+    if ((!xts && h->reserved != 0) || h->reserved_2 != 0) return PC_CORRUPT("snapshot reserved");
+    if (h->body_size != body_size(h->version, h->accounts_count, h->pending_count, h->reserved) ||
         h->body_size != size - sizeof(*h)) {
         return PC_CORRUPT("snapshot size");
     }
-    if (h->pending_count > h->transfers_count || h->transfers_count != h->slots_count) {
+    if (h->pending_count > h->transfers_count || h->transfers_count > h->slots_count ||
+        (!xts && h->transfers_count != h->slots_count)) {
         return PC_CORRUPT("snapshot counters");
     }
     const pc_ledger_config_t *c = &ledger->config;
     if (h->accounts_count > c->accounts_max || h->pending_count > c->pending_max ||
-        h->transfers_count > c->transfers_max) {
+        h->slots_count > c->transfers_max || h->reserved > c->outbox_max) {
         return PC_EFULL;
     }
     return PC_OK;
@@ -239,6 +267,12 @@ int pc_ledger_snapshot_read(pc_ledger_t *ledger, const void *buf, size_t size) {
         snapshot_pending_t e;
         memcpy(&e, pending + (size_t)i * sizeof(e), sizeof(e));
         rc = pending_load_one(ledger, &e, h.slots_count);
+    }
+    const uint8_t *outbox = pending + (size_t)h.pending_count * sizeof(snapshot_pending_t);
+    for (uint32_t i = 0; rc == PC_OK && i < h.reserved; i++) {
+        pc_transfer_t entry;
+        memcpy(&entry, outbox + (size_t)i * sizeof(entry), sizeof(entry));
+        rc = pc__outbox_load(ledger, &entry);
     }
     if (rc != PC_OK) return rc;
     ledger->timestamp_last = h.timestamp_last;
@@ -294,29 +328,47 @@ static int rebuild_resolve(pc_ledger_t *ledger, const pc_transfer_t *t) {
     return PC_OK;
 }
 
+/* The resolution of an xts leg: no id of its own (id = pending_id = gtid);
+ * it turns the leg's status into POSTED or VOIDED. */
+static bool xts_resolution(const pc_transfer_t *t) {
+    const uint16_t post_void =
+        PC_TRANSFER_post_pending_transfer | PC_TRANSFER_void_pending_transfer;
+    return pc__is_xts(t) && (t->flags & post_void) != 0 && !(t->flags & PC_TRANSFER_pending);
+}
+
+static int rebuild_not_pending(pc_ledger_t *ledger, uint64_t loc, const pc_transfer_t *t,
+                               uint64_t pos) {
+    PC_ASSERT(!(t->flags & PC_TRANSFER_pending));
+    if (xts_resolution(t)) {
+        if (t->pending_id != t->id) return PC_CORRUPT("rebuild: xts resolution of another id");
+        return rebuild_resolve(ledger, t);
+    }
+    if (pc__is_xts(t)) return PC_CORRUPT("rebuild: xts slot without a leg or decision");
+    if (pc__index_has(ledger, pos, t->id)) return PC_CORRUPT("rebuild: id duplicated");
+    int rc = PC_OK;
+    if (t->flags & (PC_TRANSFER_post_pending_transfer | PC_TRANSFER_void_pending_transfer)) {
+        rc = rebuild_resolve(ledger, t);
+    }
+    if (rc == PC_OK) pc__index_insert(ledger, pos, t->id, pc__ls_make(loc, 0, PC__ST_CREATED));
+    return rc;
+}
+
 static int rebuild_created(pc_ledger_t *ledger, uint64_t loc, const pc_transfer_slot_t *slot,
                            uint64_t pos) {
     const pc_transfer_t *t = &slot->transfer;
-    uint32_t dr = pc__account_find(ledger, t->debit_account_id, NULL);
-    uint32_t cr = pc__account_find(ledger, t->credit_account_id, NULL);
+    pc_u128 dr_id, cr_id;
+    pc__slot_accounts(t, &dr_id, &cr_id);
+    uint32_t dr = pc__account_find(ledger, dr_id, NULL);
+    uint32_t cr = pc__account_find(ledger, cr_id, NULL);
     if (dr == PC__NONE || cr == PC__NONE || dr == cr) {
         return PC_CORRUPT("rebuild: slot accounts unknown");
     }
     if (slot->prev_debit != ledger->heads[dr] || slot->prev_credit != ledger->heads[cr]) {
         return PC_CORRUPT("rebuild: history link differs from head");
     }
-    int rc = PC_OK;
-    if (t->flags & PC_TRANSFER_pending) {
-        rc = rebuild_pending(ledger, loc, t, pos);
-    } else {
-        if (pc__index_has(ledger, pos, t->id)) return PC_CORRUPT("rebuild: id duplicated");
-        if (t->flags & (PC_TRANSFER_post_pending_transfer | PC_TRANSFER_void_pending_transfer)) {
-            rc = rebuild_resolve(ledger, t);
-        }
-        if (rc == PC_OK) {
-            pc__index_insert(ledger, pos, t->id, pc__ls_make(loc, 0, PC__ST_CREATED));
-        }
-    }
+    int rc;
+    if (t->flags & PC_TRANSFER_pending) rc = rebuild_pending(ledger, loc, t, pos);
+    else rc = rebuild_not_pending(ledger, loc, t, pos);
     if (rc != PC_OK) return rc;
     ledger->heads[dr] = loc + 1;
     ledger->heads[cr] = loc + 1;
@@ -333,17 +385,18 @@ int pc_ledger_rebuild_slot(pc_ledger_t *ledger, uint64_t loc, const pc_transfer_
         return PC_CORRUPT("rebuild: slot id or timestamp invalid");
     }
     uint64_t pos = pc__index_find(ledger, t->id);
-    bool pending_known = (t->flags & PC_TRANSFER_pending) && pc__index_has(ledger, pos, t->id);
-    if (!pending_known && ledger->transfers_count == ledger->config.transfers_max) {
-        return PC_EFULL;
-    }
+    bool known = ((t->flags & PC_TRANSFER_pending) || xts_resolution(t)) &&
+                 pc__index_has(ledger, pos, t->id);
+    if (!known && ledger->transfers_count == ledger->config.transfers_max) return PC_EFULL;
     int rc;
     if (t->flags & PC_SLOT_FAILED) {
         if (pc__index_has(ledger, pos, t->id)) return PC_CORRUPT("rebuild: id duplicated");
         if (slot->prev_debit != 0 || slot->prev_credit != 0) {
             return PC_CORRUPT("rebuild: tombstone linked into history");
         }
-        pc__index_insert(ledger, pos, t->id, pc__ls_make(loc, 0, PC__ST_FAILED));
+        /* With PC_SLOT_XTS: the tombstone of an empty rollback. */
+        uint32_t status = pc__is_xts(t) ? PC__ST_XTS_ABORTED : PC__ST_FAILED;
+        pc__index_insert(ledger, pos, t->id, pc__ls_make(loc, 0, status));
         rc = PC_OK;
     } else {
         rc = rebuild_created(ledger, loc, slot, pos);
@@ -364,6 +417,8 @@ int pc_ledger_rebuild_finish(pc_ledger_t *ledger) {
     if (ledger->transfers_count != ledger->rebuild_transfers_count) {
         return PC_CORRUPT("rebuild: transfer count differs from the snapshot");
     }
+    int rc = pc__outbox_link(ledger);
+    if (rc != PC_OK) return rc;
     ledger->rebuilding = false;
     return PC_OK;
 }

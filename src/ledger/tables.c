@@ -45,7 +45,9 @@ void pc__account_insert(pc_ledger_t *ledger, uint64_t pos, const pc_account_t *a
     ledger->accounts[slot] = *account;
     ledger->heads[slot] = 0;
     ledger->account_index[pos] = slot + 1;
-    ledger->bucket_accounts[pc_bucket_of(account->id)]++;
+    /* A clearing account (reserved id) belongs to the unit, not a bucket. */
+    if (pc_account_id_is_reserved(account->id)) ledger->clearing_accounts++;
+    else ledger->bucket_accounts[pc_bucket_of(account->id)]++;
     if (ledger->undo_on) pc__undo_push(ledger, PC__UNDO_ACCOUNT_INSERT)->pos = pos;
 }
 
@@ -147,7 +149,10 @@ static void pool_give(pc_ledger_t *ledger, uint32_t index) {
 static void pending_link(pc_ledger_t *ledger, uint32_t index) {
     PC_ASSERT(ledger->pool[index].transfer.id != 0);
     ledger->pool[index].heap_pos = PC__NONE;
-    if (ledger->pool[index].transfer.timeout != 0) heap_insert(ledger, index);
+    /* A payee leg never expires on its own: it waits for the payer's
+     * decision, whatever its timeout field says. */
+    const pc_transfer_t *t = &ledger->pool[index].transfer;
+    if (t->timeout != 0 && !(t->flags & PC_SLOT_XTS_PAYEE)) heap_insert(ledger, index);
 }
 
 uint32_t pc__pending_add(pc_ledger_t *ledger, const pc_transfer_t *transfer, uint64_t index_pos) {
@@ -160,6 +165,8 @@ uint32_t pc__pending_add(pc_ledger_t *ledger, const pc_transfer_t *transfer, uin
     pending->index_pos = index_pos;
     pending->wanted_epoch = 0;
     pending_link(ledger, index);
+    if (pc__is_xts_payer_leg(transfer)) ledger->xts_payer_trying++;
+    if (pc__is_xts(transfer)) ledger->xts_legs_open++;
     if (ledger->undo_on) pc__undo_push(ledger, PC__UNDO_PENDING_ADD)->index = index;
     return index;
 }
@@ -181,12 +188,22 @@ void pc__pending_resolve(pc_ledger_t *ledger, uint32_t pool_index, uint32_t stat
         undo->u.pending = *pending;
     }
     if (pending->heap_pos != PC__NONE) heap_remove(ledger, pool_index);
+    if (pc__is_xts_payer_leg(&pending->transfer)) {
+        PC_ASSERT(ledger->xts_payer_trying > 0);
+        ledger->xts_payer_trying--;
+    }
+    if (pc__is_xts(&pending->transfer)) {
+        PC_ASSERT(ledger->xts_legs_open > 0);
+        ledger->xts_legs_open--;
+    }
     pool_give(ledger, pool_index);
 }
 
 /* Expiry runs outside any chain and is never rolled back: it releases the
  * reserved amounts and marks the id EXPIRED; no slot is written, because
- * recovery derives expiry from the snapshot's pending set. */
+ * recovery derives expiry from the snapshot's pending set. The expiry of an
+ * xts payer leg is the payer's abort decision: it enters the outbox (at the
+ * leg's expiry time), for which the try kept room. */
 uint32_t pc__expire_until(pc_ledger_t *ledger, uint64_t timestamp) {
     PC_ASSERT(!ledger->undo_on);
     uint32_t expired = 0;
@@ -194,14 +211,21 @@ uint32_t pc__expire_until(pc_ledger_t *ledger, uint64_t timestamp) {
         uint32_t index = ledger->heap[0];
         const pc_transfer_t *t = &ledger->pool[index].transfer;
         if (ledger->pool[index].expires_at > timestamp) break;
-        uint32_t dr = pc__account_find(ledger, t->debit_account_id, NULL);
-        uint32_t cr = pc__account_find(ledger, t->credit_account_id, NULL);
+        pc_u128 dr_id, cr_id;
+        pc__slot_accounts(t, &dr_id, &cr_id);
+        uint32_t dr = pc__account_find(ledger, dr_id, NULL);
+        uint32_t cr = pc__account_find(ledger, cr_id, NULL);
         PC_ASSERT(dr != PC__NONE && cr != PC__NONE);
         PC_ASSERT(ledger->accounts[dr].debits_pending >= t->amount);
         PC_ASSERT(ledger->accounts[cr].credits_pending >= t->amount);
         ledger->accounts[dr].debits_pending -= t->amount;
         ledger->accounts[cr].credits_pending -= t->amount;
+        const pc_transfer_t leg = *t;
+        uint64_t pos = ledger->pool[index].index_pos, expires_at = ledger->pool[index].expires_at;
         pc__pending_resolve(ledger, index, PC__ST_EXPIRED);
+        if (pc__is_xts_payer_leg(&leg)) {
+            pc__outbox_add(ledger, &leg, PC_TRANSFER_void_pending_transfer, expires_at, pos);
+        }
         expired++;
     }
     return expired;
@@ -325,6 +349,8 @@ static void undo_one(pc_ledger_t *ledger, const pc__undo_t *undo) {
         PC_ASSERT(ledger->account_index[undo->pos] == ledger->accounts_count);
         ledger->account_index[undo->pos] = 0;
         ledger->accounts_count--;
+        /* Clearing accounts are created outside chains only. */
+        PC_ASSERT(!pc_account_id_is_reserved(ledger->accounts[ledger->accounts_count].id));
         uint32_t bucket = pc_bucket_of(ledger->accounts[ledger->accounts_count].id);
         PC_ASSERT(ledger->bucket_accounts[bucket] > 0);
         ledger->bucket_accounts[bucket]--;

@@ -98,7 +98,9 @@ static uint32_t id_check(const pc_ledger_t *ledger, const pc_transfer_t *t, uint
     if (!pc__index_has(ledger, *pos, t->id)) return R(created);
     uint64_t ls = ledger->loc_status[*pos];
     PC_ASSERT(pc__ls_status(ls) != 0);
-    if (pc__ls_status(ls) == PC__ST_FAILED) return R(id_already_failed);
+    if (pc__ls_status(ls) == PC__ST_FAILED || pc__ls_status(ls) == PC__ST_XTS_ABORTED) {
+        return R(id_already_failed);
+    }
     return exists_result(t, pc__record_get(ledger, t->id, ls));
 }
 
@@ -205,10 +207,12 @@ static void single_commit(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t 
 static uint32_t check_routing(const pc_ledger_t *ledger, const pc_transfer_t *t) {
     PC_ASSERT(!ledger->routing_all);
     PC_ASSERT(!pc__transfer_result_transient(R(wrong_unit)));
-    if (t->debit_account_id != 0 && !pc__routing_owns(ledger, t->debit_account_id)) {
+    /* A clearing account id (reserved) is in no bucket: it is not found. */
+    pc_u128 dr = t->debit_account_id, cr = t->credit_account_id;
+    if (dr != 0 && !pc_account_id_is_reserved(dr) && !pc__routing_owns(ledger, dr)) {
         return R(wrong_unit);
     }
-    if (t->credit_account_id != 0 && !pc__routing_owns(ledger, t->credit_account_id)) {
+    if (cr != 0 && !pc_account_id_is_reserved(cr) && !pc__routing_owns(ledger, cr)) {
         return R(wrong_unit);
     }
     return R(created);
@@ -226,10 +230,16 @@ static uint32_t transfer_single(pc_ledger_t *ledger, const pc_transfer_t *t, uin
     result = id_check(ledger, t, &pos);
     if (result != R(created)) return result;
 
+    /* Clearing accounts move only through xts legs: to users they do not
+     * exist. */
     uint32_t dr = pc__account_find(ledger, t->debit_account_id, NULL);
-    if (dr == PC__NONE) return R(debit_account_not_found);
+    if (dr == PC__NONE || pc_account_id_is_reserved(t->debit_account_id)) {
+        return R(debit_account_not_found);
+    }
     uint32_t cr = pc__account_find(ledger, t->credit_account_id, NULL);
-    if (cr == PC__NONE) return R(credit_account_not_found);
+    if (cr == PC__NONE || pc_account_id_is_reserved(t->credit_account_id)) {
+        return R(credit_account_not_found);
+    }
     const pc_account_t *d = &ledger->accounts[dr], *c = &ledger->accounts[cr];
     if (d->ledger != c->ledger) return R(accounts_must_have_the_same_ledger);
     if (t->ledger != d->ledger) return R(transfer_must_have_the_same_ledger_as_accounts);
@@ -243,7 +253,7 @@ static uint32_t transfer_single(pc_ledger_t *ledger, const pc_transfer_t *t, uin
     }
     result = check_limits(d, c, amount);
     if (result != R(created)) return result;
-    if (ledger->transfers_count == ledger->config.transfers_max) return R(transfers_full);
+    if (pc__store_full(ledger)) return R(transfers_full);
     if (pending && ledger->pending_count == ledger->config.pending_max) {
         return R(pending_transfers_full);
     }
@@ -330,11 +340,16 @@ static uint32_t transfer_post_void(pc_ledger_t *ledger, const pc_transfer_t *t,
     if (!pc__index_has(ledger, pending_pos, t->pending_id)) return R(pending_transfer_not_found);
     uint64_t ls = ledger->loc_status[pending_pos];
     uint32_t status = pc__ls_status(ls);
-    if (status == PC__ST_FAILED) return R(pending_transfer_not_found);
+    if (status == PC__ST_FAILED || status == PC__ST_XTS_ABORTED) {
+        return R(pending_transfer_not_found);
+    }
     if (status == PC__ST_CREATED) return R(pending_transfer_not_pending);
+    /* An xts leg is resolved by xts_resolve only. */
+    const pc_transfer_t *p = pc__record_get(ledger, t->pending_id, ls);
+    if (pc__is_xts(p)) return R(pending_transfer_not_found);
 
     pc_u128 amount = 0;
-    result = pending_compare(t, pc__record_get(ledger, t->pending_id, ls), &amount);
+    result = pending_compare(t, p, &amount);
     if (result != R(created)) return result;
     if (status == PC__ST_POSTED) return R(pending_transfer_already_posted);
     if (status == PC__ST_VOIDED) return R(pending_transfer_already_voided);
@@ -344,7 +359,7 @@ static uint32_t transfer_post_void(pc_ledger_t *ledger, const pc_transfer_t *t,
     /* The batch expired everything due by its last event before it began. */
     PC_ASSERT(pending->transfer.timeout == 0 || pending->expires_at > timestamp);
 
-    if (ledger->transfers_count == ledger->config.transfers_max) return R(transfers_full);
+    if (pc__store_full(ledger)) return R(transfers_full);
     post_void_commit(ledger, t, timestamp, pos, pc__ls_pool(ls), amount);
     return R(created);
 }
@@ -384,10 +399,24 @@ void pc__transfer_tombstone(pc_ledger_t *ledger, const pc_transfer_t *transfer,
     PC_ASSERT(!ledger->undo_on);
     uint64_t pos = pc__index_find(ledger, transfer->id);
     PC_ASSERT(!pc__index_has(ledger, pos, transfer->id));
-    if (ledger->transfers_count == ledger->config.transfers_max) return;
+    if (pc__store_full(ledger)) return;
     pc_transfer_t record = *transfer;
     record.timestamp = timestamp;
     record.flags |= PC_SLOT_FAILED;
     uint64_t loc = pc__slot_append(ledger, &record, 0, 0);
     pc__index_insert(ledger, pos, transfer->id, pc__ls_make(loc, 0, PC__ST_FAILED));
+}
+
+uint32_t pc__transfer_exists(const pc_transfer_t *t, const pc_transfer_t *e) {
+    return exists_result(t, e);
+}
+
+uint32_t pc__transfer_check_overflows(const pc_account_t *dr, const pc_account_t *cr,
+                                      pc_u128 amount, bool pending) {
+    return check_overflows(dr, cr, amount, pending);
+}
+
+uint32_t pc__transfer_check_limits(const pc_account_t *dr, const pc_account_t *cr,
+                                   pc_u128 amount) {
+    return check_limits(dr, cr, amount);
 }

@@ -6,8 +6,10 @@
  * state, so WAL replay, VSR commits on a backup and the primary's live path
  * all reach the same state. Each request applies at most once per session;
  * a duplicate that reached the log twice is answered like the first time.
- * Checkpoints hold the ledger snapshot and the session table; the transfer
- * store is synced first and the checkpoint records how many slots it covers.
+ * set_cluster and get_cluster go to the cluster map (cluster.c) instead.
+ * Checkpoints hold the ledger snapshot, the cluster map and the session
+ * table; the transfer store is synced first and the checkpoint records how
+ * many slots it covers.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,7 @@ static void flush_slots(replica_t *r) {
     uint64_t first;
     uint32_t n = pc_ledger_slots(r->ledger, &slots, &first);
     if (n == 0) return;
+    if (r->vsr) pc__unit_sync_yield(r, first);
     PC_ASSERT(first == pc_storage_slots_count(r->storage));
     /* The checksum field of a slot is storage-owned (ledger.h), so storage
      * fills it in place in the ledger's buffer. */
@@ -54,6 +57,29 @@ static uint32_t apply_batch(replica_t *r, pc_operation_t operation, uint64_t tim
     uint32_t results = pc_ledger_apply(r->ledger, operation, timestamp, events, count, r->results);
     flush_slots(r);
     return results;
+}
+
+/* set_cluster: the cluster map lives beside the ledger, not in it. Its reply
+ * is a create reply like set_routing's: empty when created, else one result.
+ * Returns the number of results in r->results. */
+static uint32_t commit_cluster(replica_t *r, const void *body) {
+    pc_cluster_t record; /* the body sits at any offset of the entry: copy it */
+    memcpy(&record, body, sizeof record);
+    uint32_t result = pc_cluster_apply(&r->cluster, &record);
+    PC_ASSERT(pc_cluster_result_name(result) != NULL);
+    if (result == PC_CLUSTER_RESULT_created) return 0;
+    r->results[0] = (pc_create_result_t){.index = 0, .result = result};
+    return 1;
+}
+
+/* get_cluster: a read, answered from this replica's state (not logged). */
+static void serve_cluster(replica_t *r, conn_t *c, const pc_header_t *h, const void *body) {
+    PC_ASSERT(h->size - PC_HEADER_SIZE == sizeof(pc_u128));
+    PC_STATIC_ASSERT(sizeof(pc_cluster_t) <= PC_MESSAGE_BODY_MAX, "the map fits a reply");
+    int status = pc_cluster_get(&r->cluster, body, (pc_cluster_t *)r->reply_body);
+    pc_session_reply_t reply = {.session = h->session};
+    uint32_t size = status == PC_OK ? (uint32_t)sizeof(pc_cluster_t) : 0;
+    pc__replica_send_reply(r, c, h, status, &reply, r->reply_body, size);
 }
 
 /* Commits one request of a committed WAL entry. Deterministic: it depends
@@ -86,9 +112,15 @@ static void commit_request(replica_t *r, uint64_t op, uint64_t timestamp, const 
     /* A create or set_routing (pc_request_verify let nothing else into the
      * log): whole records, and set_routing exactly one. */
     PC_ASSERT(pc_operation_is_write((pc_operation_t)h->operation));
-    uint32_t count = (h->size - PC_HEADER_SIZE) / PC_RECORD_SIZE;
+    uint32_t count = (h->size - PC_HEADER_SIZE) / pc_operation_event_size(h->operation);
     PC_ASSERT(h->operation != PC_OP_set_routing || count == 1);
-    uint32_t n = apply_batch(r, (pc_operation_t)h->operation, timestamp, body, count);
+    if (h->operation != PC_OP_set_cluster && !pc_ledger_handles((pc_operation_t)h->operation)) {
+        *status = PC_EOPERATION; /* a write this build cannot apply: refused, never asserted */
+        return;
+    }
+    uint32_t n = h->operation == PC_OP_set_cluster
+                     ? commit_cluster(r, body)
+                     : apply_batch(r, (pc_operation_t)h->operation, timestamp, body, count);
     pc_ledger_stats_t stats;
     pc_ledger_stats(r->ledger, &stats);
     reply->session = h->session;
@@ -148,7 +180,29 @@ int pc__machine_replay_entry(void *ctx, const pc_wal_header_t *header, const voi
     return pc__machine_commit(r, header->op, header->timestamp, body, header->body_size, NULL, 0);
 }
 
+/* get_xts_outbox and get_totals: reads of the ledger's xts state into the
+ * reply body (records of PC_RECORD_SIZE). Returns the count or a pc_err. */
+static int serve_xts(replica_t *r, const pc_header_t *h, const void *body) {
+    PC_STATIC_ASSERT(sizeof(pc_totals_t) == PC_RECORD_SIZE, "totals are records");
+    PC_ASSERT(h->size > PC_HEADER_SIZE);
+    if (h->operation == PC_OP_get_xts_outbox) {
+        pc_account_filter_t filter;
+        memcpy(&filter, body, sizeof filter);
+        return pc_ledger_xts_outbox(r->ledger, &filter, (pc_transfer_t *)r->reply_body);
+    }
+    pc_u128 zero;
+    memcpy(&zero, body, sizeof zero);
+    if (zero != 0) return PC_EINVAL;
+    uint32_t n = pc_ledger_xts_totals(r->ledger, (pc_totals_t *)r->reply_body,
+                                      PC_BATCH_EVENTS_MAX);
+    return (int)PC_MIN(n, PC_BATCH_EVENTS_MAX);
+}
+
 void pc__machine_serve_read(replica_t *r, conn_t *c, const pc_header_t *h, const void *body) {
+    if (h->operation == PC_OP_get_cluster) {
+        serve_cluster(r, c, h, body);
+        return;
+    }
     uint32_t count = (h->size - PC_HEADER_SIZE) / pc_operation_event_size(h->operation);
     uint32_t n = 0;
     int status = PC_OK;
@@ -163,35 +217,56 @@ void pc__machine_serve_read(replica_t *r, conn_t *c, const pc_header_t *h, const
             const pc_transfer_t *unflushed;
             if (pc_ledger_transfer_loc(r->ledger, id, &loc, &unflushed) != PC_OK) continue;
             if (unflushed) {
-                out[n++] = *unflushed;
+                out[n] = *unflushed;
+                pc_ledger_transfer_public(&out[n++]);
                 continue;
             }
             status = pc_storage_slots_read(r->storage, loc, r->slot_buf, 1);
-            if (status == PC_OK) out[n++] = r->slot_buf[0].transfer;
+            if (status == PC_OK) {
+                out[n] = r->slot_buf[0].transfer;
+                pc_ledger_transfer_public(&out[n++]);
+            }
         }
-    } else {
+    } else if (h->operation == PC_OP_get_xts_outbox || h->operation == PC_OP_get_totals) {
+        int rc = serve_xts(r, h, body);
+        if (rc < 0) status = rc;
+        else n = (uint32_t)rc;
+    } else if (h->operation == PC_OP_get_account_transfers) {
         pc_account_filter_t filter;
         memcpy(&filter, body, sizeof filter);
         int rc = pc_ledger_get_account_transfers(r->ledger, &filter, slot_reader, r,
                                                  (pc_transfer_t *)r->reply_body);
         if (rc < 0) status = rc;
         else n = (uint32_t)rc;
+    } else {
+        status = PC_EOPERATION; /* a read this build does not serve */
     }
     pc_session_reply_t reply = {.session = h->session};
     pc__replica_send_reply(r, c, h, status, &reply, r->reply_body, n * PC_RECORD_SIZE);
 }
 
+/* The checkpoint blob, version 2: the tag, the ledger snapshot's size, the
+ * ledger snapshot, the cluster map, the session table. Version 1 (before the
+ * cluster map) began with the ledger snapshot's size, which is always below
+ * the tag, so a version 1 blob still loads (with an empty map). */
+#define BLOB_TAG_V2 0x7063626c6f620002ull /* "pcblob" and 2 */
+#define BLOB_HEAD_SIZE 16u
+
 int pc__machine_checkpoint(replica_t *r, uint64_t op, pc_u128 checksum) {
     uint64_t start_ns = pc_time_monotonic_ns();
     size_t ledger_size = pc_ledger_snapshot_size(r->ledger);
-    size_t size = 8 + ledger_size + pc_sessions_snapshot_size(r->sessions);
+    size_t cluster_at = BLOB_HEAD_SIZE + ledger_size;
+    size_t sessions_at = cluster_at + sizeof r->cluster;
+    size_t size = sessions_at + pc_sessions_snapshot_size(r->sessions);
     uint8_t *blob = malloc(size);
     if (!blob) return PC_ENOMEM;
-    uint64_t ledger_size_u64 = ledger_size;
-    memcpy(blob, &ledger_size_u64, 8);
-    size_t written = pc_ledger_snapshot_write(r->ledger, blob + 8, ledger_size);
+    uint64_t head[2] = {BLOB_TAG_V2, ledger_size};
+    memcpy(blob, head, sizeof head);
+    size_t written = pc_ledger_snapshot_write(r->ledger, blob + BLOB_HEAD_SIZE, ledger_size);
     PC_ASSERT(written == ledger_size);
-    pc_sessions_snapshot_write(r->sessions, blob + 8 + ledger_size, size - 8 - ledger_size);
+    PC_ASSERT(pc_cluster_state_verify(&r->cluster) == PC_OK);
+    memcpy(blob + cluster_at, &r->cluster, sizeof r->cluster);
+    pc_sessions_snapshot_write(r->sessions, blob + sessions_at, size - sessions_at);
     pc_checkpoint_info_t info = {
         .op = op,
         .wal_checksum = checksum,
@@ -210,20 +285,46 @@ int pc__machine_checkpoint(replica_t *r, uint64_t op, pc_u128 checksum) {
 
 /* ---- recovery ---- */
 
+/* Splits a checkpoint blob (either version) into its parts: where the
+ * ledger snapshot starts and its size, where the cluster map is (0: none, a
+ * version 1 blob), where the session table starts. */
+static int blob_parts(const uint8_t *blob, uint64_t size, uint64_t *ledger_at,
+                      uint64_t *ledger_size, uint64_t *cluster_at, uint64_t *sessions_at) {
+    uint64_t first = 0;
+    if (size >= 8) memcpy(&first, blob, 8);
+    if (size < 8) return PC_CORRUPT("checkpoint blob sizes");
+    if (first != BLOB_TAG_V2) { /* version 1 */
+        if (first > size - 8) return PC_CORRUPT("checkpoint blob sizes");
+        *ledger_at = 8, *ledger_size = first, *cluster_at = 0, *sessions_at = 8 + first;
+        return PC_OK;
+    }
+    if (size < BLOB_HEAD_SIZE) return PC_CORRUPT("checkpoint blob sizes");
+    memcpy(ledger_size, blob + 8, 8);
+    if (*ledger_size > size - BLOB_HEAD_SIZE ||
+        size - BLOB_HEAD_SIZE - *ledger_size < sizeof(pc_cluster_t))
+        return PC_CORRUPT("checkpoint blob sizes");
+    *ledger_at = BLOB_HEAD_SIZE;
+    *cluster_at = BLOB_HEAD_SIZE + *ledger_size;
+    *sessions_at = *cluster_at + sizeof(pc_cluster_t);
+    PC_ASSERT(*sessions_at <= size);
+    return PC_OK;
+}
+
 static int load_checkpoint(replica_t *r, pc_checkpoint_info_t *ck) {
     void *blob = NULL;
     int rc = pc_storage_checkpoint_load(r->storage, ck, &blob);
     if (rc != PC_OK || blob == NULL) return rc;
-    uint64_t ledger_size;
-    memcpy(&ledger_size, blob, 8);
-    if (ck->blob_size < 8 || ledger_size > ck->blob_size - 8) {
-        rc = PC_CORRUPT("checkpoint blob sizes");
-    } else {
-        rc = pc_ledger_snapshot_read(r->ledger, (uint8_t *)blob + 8, ledger_size);
-        if (rc == PC_OK)
-            rc = pc_sessions_snapshot_read(r->sessions, (uint8_t *)blob + 8 + ledger_size,
-                                           ck->blob_size - 8 - ledger_size);
+    const uint8_t *b = blob;
+    uint64_t ledger_at = 0, ledger_size = 0, cluster_at = 0, sessions_at = 0;
+    rc = blob_parts(b, ck->blob_size, &ledger_at, &ledger_size, &cluster_at, &sessions_at);
+    if (rc == PC_OK) rc = pc_ledger_snapshot_read(r->ledger, b + ledger_at, ledger_size);
+    memset(&r->cluster, 0, sizeof r->cluster);
+    if (rc == PC_OK && cluster_at != 0) {
+        memcpy(&r->cluster, b + cluster_at, sizeof r->cluster);
+        rc = pc_cluster_state_verify(&r->cluster);
     }
+    if (rc == PC_OK)
+        rc = pc_sessions_snapshot_read(r->sessions, b + sessions_at, ck->blob_size - sessions_at);
     free(blob);
     return rc;
 }
@@ -258,6 +359,7 @@ int pc__machine_reset(replica_t *r) {
     pc_sessions_deinit(r->sessions);
     r->ledger = NULL;
     r->sessions = NULL;
+    memset(&r->cluster, 0, sizeof r->cluster);
     r->applied_op = 0;
     pc_ledger_config_t config = {
         .accounts_max = r->info->accounts_max,

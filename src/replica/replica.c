@@ -406,7 +406,8 @@ int pc_replica_inspect(const char *data_dir, const char *ids_path,
         if (!buf) rc = PC_ENOMEM;
         if (buf) {
             pc_sessions_snapshot_write(r->sessions, buf, size);
-            pc_u128 parts[2] = {pc_ledger_state_checksum(r->ledger), pc_checksum(buf, size, 0)};
+            pc_u128 parts[3] = {pc_ledger_state_checksum(r->ledger), pc_checksum(buf, size, 0),
+                                pc_checksum(&r->cluster, sizeof r->cluster, 0)};
             out->state_checksum = pc_checksum(parts, sizeof parts, 0);
             free(buf);
         }
@@ -465,7 +466,13 @@ int pc_replica_run(const pc_replica_options_t *options) {
                 (unsigned long long)r->applied_op);
     struct epoll_event *events = malloc(REPLICA_EPOLL_EVENTS_MAX * sizeof *events);
     PC_ASSERT(events != NULL);
+    pc_xts_recovery_t *recovery = NULL;
+    if (options->gzone) {
+        rc = pc_xts_recovery_start(options->gzone, listen, r->info->cluster, &recovery);
+        if (rc != PC_OK) pc_log("replica", "error", "xts recovery: %s", pc_strerror(rc));
+    }
     while (!stop_requested) loop_turn(r, events);
+    pc_xts_recovery_stop(recovery);
     free(events);
     if (r->vsr) {
         if (r->applied_op > r->checkpoint_op)

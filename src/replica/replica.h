@@ -45,6 +45,26 @@ size_t pc_sessions_snapshot_write(const pc_sessions_t *sessions, void *buf, size
 int pc_sessions_snapshot_read(pc_sessions_t *sessions, const void *buf, size_t size);
 uint32_t pc_sessions_count(const pc_sessions_t *sessions);
 
+/* The cluster map (cluster.c): one pc_cluster_t per replica, zeroed (epoch 0,
+ * no units) until the first set_cluster. Replicated like the session table:
+ * changed only by committed entries, saved in checkpoints. Only the GZone's
+ * map is used; any unit may hold one. */
+
+/* Stateless checks of a set_cluster record, in order: reserved fields,
+ * units_count, bucket owners, unit addresses. Returns the first failing
+ * pc_set_cluster_result, or PC_CLUSTER_RESULT_created when all pass. */
+uint32_t pc_cluster_check(const pc_cluster_t *record);
+/* set_cluster: the checks above, then exists (same epoch, same record),
+ * cluster_epoch_stale (epoch <= state's), cluster_epoch_gap (epoch > state's
+ * + 1), else installs the record in *state and returns created. */
+uint32_t pc_cluster_apply(pc_cluster_t *state, const pc_cluster_t *record);
+/* get_cluster: event is its 16-byte body, which must be zero.
+ * Errors: PC_EINVAL (nonzero event). */
+int pc_cluster_get(const pc_cluster_t *state, const void *event, pc_cluster_t *out);
+/* A state loaded from a checkpoint: all zero, or a valid record at an epoch
+ * above 0. Errors: PC_ECORRUPT. */
+int pc_cluster_state_verify(const pc_cluster_t *state);
+
 typedef struct pc_replica_options {
     const char *data_dir;
     const char *listen; /* "HOST:PORT" (a single-replica unit) */
@@ -52,13 +72,24 @@ typedef struct pc_replica_options {
      * order; it listens on its own. */
     const char *addresses;
     bool quiet;         /* no log lines except errors */
+    /* The GZone's addresses: run the XTS recovery loop (xts_recovery.c)
+     * next to this replica. NULL: none (a unit alone, or the GZone). */
+    const char *gzone;
 } pc_replica_options_t;
+
+/* The payer unit's XTS recovery loop: a thread that, while the replica at
+ * `own` is the primary, delivers outbox decisions older than a grace period
+ * to the payee units and finishes them. Errors: PC_EINVAL, PC_ENOMEM. */
+typedef struct pc_xts_recovery pc_xts_recovery_t;
+int pc_xts_recovery_start(const char *gzone, const char *own, uint64_t cluster,
+                          pc_xts_recovery_t **out);
+void pc_xts_recovery_stop(pc_xts_recovery_t *recovery);
 
 /* What `paycell inspect` reports about a stopped replica's data directory. */
 typedef struct pc_replica_inspection {
     uint32_t unit, replica, replica_count;
     uint64_t op;            /* the state's op: its checkpoint (plus the WAL, one replica) */
-    pc_u128 state_checksum; /* over the ledger state and the session table */
+    pc_u128 state_checksum; /* over the ledger state, the session table and the cluster map */
     uint32_t accounts;
     uint64_t transfers;
     uint64_t ids_checked, ids_missing; /* transfer ids read from ids_path */

@@ -307,6 +307,18 @@ static void sync_fail(replica_t *r, const char *why) {
     sync_reset(r);
 }
 
+void pc__unit_sync_yield(replica_t *r, uint64_t first) {
+    if (pc_storage_slots_count(r->storage) <= first) return;
+    PC_ASSERT(r->sync.active);
+    sync_fail(r, "the replica committed on its own meanwhile");
+    int rc = pc_storage_slots_truncate(r->storage, first);
+    if (rc != PC_OK) {
+        pc_log("replica", "fatal", "state sync: truncating the transfer store: %s",
+               pc_strerror(rc));
+        exit(1);
+    }
+}
+
 /* The whole checkpoint arrived: make it ours and restart the state from it. */
 static void sync_finish(replica_t *r, const pc_checkpoint_info_t *info) {
     if (info->op <= r->applied_op || info->blob_size != r->sync.blob_received ||

@@ -34,6 +34,11 @@ static const char *const fragments[] = {
     "Connection: close", "Connection: keep-alive", "Authorization: Bearer x",
     "X-Paycell-Shadow: 1", "X-Paycell-Shadow: maybe", "Content-Type: application/json", ":",
     "\t", "hello", "\x01", "\x7f", "\xc3\xa9", "X: y",
+    /* The gateway API's own paths, queries and headers (src/gateway/http_api.c). */
+    "/v1/accounts/", "/v1/accounts/7/transfers", "?limit=8189&reversed=true", "DELETE ",
+    "X-Paycell-Shadow: true", "X-Paycell-Shadow: 1\r\nX-Paycell-Shadow: 0",
+    "Content-Type: application/json; charset=utf-8", "Content-Length: 1048577",
+    "Content-Length: 2\r\nContent-Length: 2",
 };
 
 static size_t build(char *out, const uint8_t *in, size_t in_size) {
@@ -64,6 +69,10 @@ static void check_complete(const pc_http_request_t *req, const char *buf, size_t
     CHECK(inside(req->method, buf, len) && inside(req->path, buf, len));
     CHECK(inside(req->query, buf, len) && inside(req->body, buf, len));
     CHECK(inside(req->authorization, buf, len) && inside(req->content_type, buf, len));
+    CHECK(inside(req->shadow, buf, len));
+    /* The API passes is_shadow to the gateway: only "1" or "true" set it. */
+    CHECK(!req->is_shadow || (req->shadow.at != NULL && (req->shadow.len == 1 ||
+                                                         req->shadow.len == 4)));
     for (uint32_t i = 0; i < req->path.len; i++)
         CHECK((uint8_t)req->path.at[i] > 0x20 && (uint8_t)req->path.at[i] < 0x7f);
     for (uint32_t i = 0; i < req->headers_count; i++) {

@@ -630,7 +630,7 @@ static void test_blocking_helpers(void) {
      * copied: the fake server sends two transfers, the filter allows one. */
     filter.limit = 1;
     ASSERT_EQ(pc_client_get_account_transfers(client, &filter, history, &history_count),
-              PC_ETOOBIG);
+              PC_EPROTO);
     ASSERT_EQ(history_count, 0);
     ASSERT_EQ(s.shared->errors, 0);
     ASSERT_EQ(s.shared->requests[4], 5);

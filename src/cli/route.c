@@ -1,0 +1,794 @@
+/*
+ * route.c — operator commands on the cluster map the GZone holds:
+ *
+ *   paycell cluster init --gzone ADDRS --units "A0,A1,A2;B0,B1,B2;..."
+ *   paycell route show --gzone ADDRS [--json]
+ *   paycell route set BUCKETS UNIT --gzone ADDRS [--json]
+ *   paycell audit balances --gzone ADDRS [--json]
+ *
+ * The GZone is a unit like any other that holds one pc_cluster_t (epoch,
+ * owner of each bucket, every unit's replica addresses); the units enforce
+ * their own share of it through set_routing. These commands keep the two in
+ * step: every change goes to the units first (the ones giving buckets up,
+ * then the one receiving them) and to the GZone last, so a unit never
+ * accepts accounts of a bucket the map says another unit still owns longer
+ * than the move takes. A step that fails is undone on the units already
+ * changed. Moving a bucket that holds accounts (live migration) is not
+ * supported yet: the giving unit answers bucket_not_empty and nothing moves.
+ *
+ * `audit balances` sums every unit's per-ledger totals: debits must equal
+ * credits (pending and posted each), and across units the clearing accounts
+ * must cancel once no cross-unit transfer is in flight.
+ *
+ * Exit status: 0 success (created or exists; balanced), 1 a refusal or an
+ * imbalance, 2 usage, connection or server error.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../replica/replica.h"
+#include "cli.h"
+
+#define ROUTE_LIST_TEXT_MAX 512u /* "0,2,4,…,98" is the longest bucket list */
+
+typedef struct route_ctx {
+    const char *gzone;
+    pc_client_options_t options;
+    bool json;
+} route_ctx_t;
+
+/* ---- bucket sets ---- */
+
+static bool set_has(const uint64_t set[2], uint32_t bucket) {
+    PC_ASSERT(bucket < PC_ROUTING_BUCKETS);
+    return (set[bucket / 64] >> (bucket % 64)) & 1u;
+}
+
+static void set_add(uint64_t set[2], uint32_t bucket) {
+    PC_ASSERT(bucket < PC_ROUTING_BUCKETS);
+    set[bucket / 64] |= 1ull << (bucket % 64);
+}
+
+static uint32_t set_count(const uint64_t set[2]) {
+    return (uint32_t)(__builtin_popcountll(set[0]) + __builtin_popcountll(set[1]));
+}
+
+/* The buckets a map gives a unit. */
+static void unit_set(const pc_cluster_t *map, uint32_t unit, uint64_t out[2]) {
+    PC_ASSERT(unit < PC_UNITS_MAX);
+    out[0] = out[1] = 0;
+    for (uint32_t b = 0; b < PC_ROUTING_BUCKETS; b++)
+        if (map->bucket_unit[b] == unit) set_add(out, b);
+}
+
+/* "0-9,42" (or "none") into buf of ROUTE_LIST_TEXT_MAX bytes. */
+static const char *set_format(const uint64_t set[2], char *buf) {
+    size_t used = 0;
+    buf[0] = '\0';
+    for (uint32_t b = 0; b < PC_ROUTING_BUCKETS; b++) {
+        if (!set_has(set, b)) continue;
+        uint32_t last = b;
+        while (last + 1 < PC_ROUTING_BUCKETS && set_has(set, last + 1)) last++;
+        int n = last == b ? snprintf(buf + used, ROUTE_LIST_TEXT_MAX - used, "%s%u",
+                                     used ? "," : "", b)
+                          : snprintf(buf + used, ROUTE_LIST_TEXT_MAX - used, "%s%u-%u",
+                                     used ? "," : "", b, last);
+        PC_ASSERT(n > 0 && (size_t)n < ROUTE_LIST_TEXT_MAX - used);
+        used += (size_t)n;
+        b = last;
+    }
+    if (used == 0) snprintf(buf, ROUTE_LIST_TEXT_MAX, "none");
+    return buf;
+}
+
+/* One decimal number below limit; *end past it. */
+static bool number_parse(const char *text, const char **end, uint32_t limit, uint32_t *out) {
+    uint32_t value = 0;
+    const char *p = text;
+    while (*p >= '0' && *p <= '9' && p - text < 4) value = value * 10 + (uint32_t)(*p++ - '0');
+    if (p == text || (*p >= '0' && *p <= '9') || value >= limit) return false;
+    *end = p;
+    *out = value;
+    return true;
+}
+
+/* "0-9,42" into a set (at least one bucket). Prints a usage error. */
+static bool set_parse(const char *text, uint64_t set[2]) {
+    set[0] = set[1] = 0;
+    const char *p = text;
+    for (uint32_t parts = 0; parts <= PC_ROUTING_BUCKETS * 4; parts++) {
+        uint32_t first = 0, last = 0;
+        if (!number_parse(p, &p, PC_ROUTING_BUCKETS, &first)) break;
+        last = first;
+        if (*p == '-' && (!number_parse(p + 1, &p, PC_ROUTING_BUCKETS, &last) || last < first))
+            break;
+        for (uint32_t b = first; b <= last; b++) set_add(set, b);
+        if (*p == '\0') return true;
+        if (*p != ',') break;
+        p++;
+    }
+    cli_usage_error("route set: BUCKETS '%s': expected a list like 0-9,42 of buckets 0..%u",
+                    text, PC_ROUTING_BUCKETS - 1);
+    return false;
+}
+
+/* A JSON string of printable ASCII (the map's addresses are validated so). */
+static void json_string(const char *text) {
+    putchar('"');
+    for (const char *p = text; *p; p++) {
+        if (*p == '"' || *p == '\\') putchar('\\');
+        putchar(*p);
+    }
+    putchar('"');
+}
+
+/* ---- talking to the GZone and the units ---- */
+
+static int connect_to(const route_ctx_t *ctx, const char *what, const char *addresses,
+                      pc_client_t **out) {
+    PC_ASSERT(addresses != NULL);
+    int rc = pc_client_open(addresses, &ctx->options, out);
+    if (rc != PC_OK)
+        fprintf(stderr, "paycell: cannot reach %s at %s: %s (%s)\n", what, addresses,
+                pc_strerror(rc), pc_err_name(rc));
+    return rc;
+}
+
+/* A map as a GZone answers it: empty, or one set_cluster would accept. It
+ * is printed and its addresses dialled, so it is never used unchecked. */
+static bool map_valid(const pc_cluster_t *map) {
+    if (map->epoch == 0) return map->units_count == 0;
+    return pc_cluster_check(map) == PC_CLUSTER_RESULT_created;
+}
+
+/* Reads the GZone's map. Prints the error. */
+static int map_fetch(const route_ctx_t *ctx, pc_cluster_t *map) {
+    pc_client_t *client = NULL;
+    int rc = connect_to(ctx, "the GZone", ctx->gzone, &client);
+    if (rc != PC_OK) return rc;
+    pc_u128 zero = 0;
+    uint32_t size = 0;
+    rc = pc_client_call(client, PC_OP_get_cluster, &zero, 1, map, sizeof *map, &size);
+    pc_client_close(client);
+    if (rc == PC_OK && size != sizeof *map) rc = PC_EPROTO;
+    if (rc == PC_OK && !map_valid(map)) rc = PC_EPROTO;
+    if (rc != PC_OK)
+        fprintf(stderr, "paycell: get_cluster at the GZone (%s) failed: %s (%s)\n", ctx->gzone,
+                pc_strerror(rc), pc_err_name(rc));
+    return rc;
+}
+
+/* Sends set_cluster to the GZone; *result gets its pc_set_cluster_result. */
+static int map_store(const route_ctx_t *ctx, const pc_cluster_t *map, uint32_t *result) {
+    pc_client_t *client = NULL;
+    int rc = connect_to(ctx, "the GZone", ctx->gzone, &client);
+    if (rc != PC_OK) return rc;
+    pc_create_result_t reply[1] = {{0, 0}};
+    uint32_t size = 0;
+    rc = pc_client_call(client, PC_OP_set_cluster, map, 1, reply, sizeof reply, &size);
+    pc_client_close(client);
+    *result = size == 0 ? PC_CLUSTER_RESULT_created : reply[0].result;
+    if (rc != PC_OK)
+        fprintf(stderr, "paycell: set_cluster at the GZone (%s) failed: %s (%s)\n", ctx->gzone,
+                pc_strerror(rc), pc_err_name(rc));
+    return rc;
+}
+
+/* *result of a set_routing that failed before it was sent (no session with
+ * the unit), and of one sent without an answer, which may still have applied
+ * (a lost reply): the unit is put back then too. */
+#define ROUTING_NOT_SENT UINT32_MAX
+#define ROUTING_UNKNOWN (UINT32_MAX - 1)
+
+/* Sends set_routing (epoch, set) to a unit; *result gets its result. */
+static int routing_send(const route_ctx_t *ctx, const pc_cluster_t *map, uint32_t unit,
+                        uint64_t epoch, const uint64_t set[2], uint32_t *result) {
+    PC_ASSERT(unit < map->units_count);
+    *result = ROUTING_NOT_SENT;
+    char what[32];
+    snprintf(what, sizeof what, "unit %u", unit);
+    pc_client_t *client = NULL;
+    int rc = connect_to(ctx, what, map->unit_addresses[unit], &client);
+    if (rc != PC_OK) return rc;
+    pc_routing_t routing;
+    memset(&routing, 0, sizeof routing);
+    routing.epoch = epoch;
+    routing.buckets[0] = set[0];
+    routing.buckets[1] = set[1];
+    pc_create_result_t reply = {0, 0};
+    rc = pc_client_set_routing(client, &routing, &reply);
+    pc_client_close(client);
+    *result = rc == PC_OK ? reply.result : ROUTING_UNKNOWN;
+    if (rc != PC_OK)
+        fprintf(stderr, "paycell: set_routing at unit %u (%s) failed: %s (%s)\n", unit,
+                map->unit_addresses[unit], pc_strerror(rc), pc_err_name(rc));
+    return rc;
+}
+
+static bool routing_ok(uint32_t result) {
+    return result == PC_ROUTING_RESULT_created || result == PC_ROUTING_RESULT_exists;
+}
+
+static bool cluster_ok(uint32_t result) {
+    return result == PC_CLUSTER_RESULT_created || result == PC_CLUSTER_RESULT_exists;
+}
+
+static const char *routing_name(uint32_t result) {
+    const char *name = pc_routing_result_name(result);
+    return name ? name : "unknown";
+}
+
+static const char *cluster_name(uint32_t result) {
+    const char *name = pc_cluster_result_name(result);
+    return name ? name : "unknown";
+}
+
+/* The options every command here takes; false (usage printed) on bad input. */
+static bool ctx_parse(const char *command, int argc, char **argv, const char *const *values,
+                      cli_args_t *args, route_ctx_t *ctx) {
+    static const char *const bools[] = {"json", NULL};
+    if (!cli_parse(argc, argv, values, bools, args)) return false;
+    memset(ctx, 0, sizeof *ctx);
+    ctx->options = (pc_client_options_t){.request_timeout_ms = 3000, .retries_max = 3};
+    ctx->json = cli_has(args, "json");
+    ctx->gzone = cli_get(args, "gzone");
+    if (ctx->gzone == NULL)
+        return cli_usage_error("%s: --gzone ADDRS is required", command), false;
+    return cli_get_u64(args, "cluster", false, UINT64_MAX, &ctx->options.cluster);
+}
+
+/* ---- route show ---- */
+
+static void map_print(const pc_cluster_t *map, bool json) {
+    char list[ROUTE_LIST_TEXT_MAX];
+    uint64_t set[2];
+    if (json) {
+        printf("{\"epoch\":\"%llu\",\"units_count\":%u,\"units\":[",
+               (unsigned long long)map->epoch, map->units_count);
+        for (uint32_t u = 0; u < map->units_count; u++) {
+            unit_set(map, u, set);
+            printf("%s{\"unit\":%u,\"addresses\":", u ? "," : "", u);
+            json_string(map->unit_addresses[u]);
+            printf(",\"buckets\":\"%s\",\"buckets_count\":%u}", set_format(set, list),
+                   set_count(set));
+        }
+        printf("]}\n");
+        return;
+    }
+    if (map->epoch == 0) {
+        printf("cluster map: not initialised (epoch 0); see 'paycell cluster init'\n");
+        return;
+    }
+    printf("cluster map epoch %llu, %u unit%s\n", (unsigned long long)map->epoch,
+           map->units_count, map->units_count == 1 ? "" : "s");
+    for (uint32_t u = 0; u < map->units_count; u++) {
+        unit_set(map, u, set);
+        printf("  unit %u  %s  buckets %s (%u)\n", u, map->unit_addresses[u],
+               set_format(set, list), set_count(set));
+    }
+}
+
+static int route_show(int argc, char **argv) {
+    static const char *const values[] = {"gzone", "cluster", NULL};
+    cli_args_t args;
+    route_ctx_t ctx;
+    if (!ctx_parse("route show", argc, argv, values, &args, &ctx)) return CLI_EXIT_ERROR;
+    if (args.positional_count != 0)
+        return cli_usage_error("route show: unexpected argument '%s'", args.positional[0]),
+               CLI_EXIT_ERROR;
+    pc_cluster_t map;
+    if (map_fetch(&ctx, &map) != PC_OK) return CLI_EXIT_ERROR;
+    map_print(&map, ctx.json);
+    return CLI_EXIT_OK;
+}
+
+/* ---- route set ---- */
+
+/* Gives each unit in `changed` its set in `map` back, at epoch; then, if any
+ * unit changed, moves the GZone's map (unchanged) up to that epoch, so the
+ * next change starts above every unit's epoch. Best effort: reports what it
+ * could not undo. */
+static void route_undo(const route_ctx_t *ctx, const pc_cluster_t *map, const bool *changed,
+                       uint64_t epoch) {
+    bool all = true, any = false;
+    for (uint32_t u = 0; u < map->units_count; u++) {
+        if (!changed[u]) continue;
+        any = true;
+        uint64_t set[2];
+        char list[ROUTE_LIST_TEXT_MAX];
+        unit_set(map, u, set);
+        uint32_t result = 0;
+        int rc = routing_send(ctx, map, u, epoch, set, &result);
+        if (rc == PC_OK && routing_ok(result)) {
+            fprintf(stderr, "paycell: unit %u put back to buckets %s (routing epoch %llu)\n", u,
+                    set_format(set, list), (unsigned long long)epoch);
+            continue;
+        }
+        all = false;
+        fprintf(stderr, "paycell: could not put unit %u back to buckets %s at epoch %llu (%s); "
+                        "retry with 'paycell unit routing'\n",
+                u, set_format(set, list), (unsigned long long)epoch,
+                rc == PC_OK ? routing_name(result) : pc_err_name(rc));
+    }
+    pc_cluster_t next = *map;
+    for (uint64_t e = map->epoch + 1; any && all && e <= epoch; e++) {
+        next.epoch = e;
+        uint32_t result = 0;
+        int rc = map_store(ctx, &next, &result);
+        if (rc == PC_OK && cluster_ok(result)) continue;
+        if (rc == PC_OK)
+            fprintf(stderr, "paycell: the GZone refused epoch %llu of the unchanged map: %s\n",
+                    (unsigned long long)e, cluster_name(result));
+        return;
+    }
+    if (any && all)
+        fprintf(stderr, "paycell: nothing moved; the cluster map is unchanged, now at epoch "
+                        "%llu\n",
+                (unsigned long long)epoch);
+}
+
+/* Buckets of `moving` a unit gives up (the bucket_not_empty message). */
+static void report_not_empty(const pc_cluster_t *map, uint32_t unit, const uint64_t moving[2]) {
+    uint64_t given[2] = {0, 0};
+    char list[ROUTE_LIST_TEXT_MAX];
+    for (uint32_t b = 0; b < PC_ROUTING_BUCKETS; b++)
+        if (set_has(moving, b) && map->bucket_unit[b] == unit) set_add(given, b);
+    PC_ASSERT(set_count(given) > 0);
+    if (set_count(given) == 1)
+        fprintf(stderr, "paycell: bucket %s holds accounts in unit %u; moving a bucket with "
+                        "accounts (live migration) is not supported yet\n",
+                set_format(given, list), unit);
+    else
+        fprintf(stderr, "paycell: buckets %s: at least one holds accounts in unit %u; moving a "
+                        "bucket with accounts (live migration) is not supported yet\n",
+                set_format(given, list), unit);
+}
+
+static void move_print(const route_ctx_t *ctx, const pc_cluster_t *map, const pc_cluster_t *next,
+                       const uint64_t moving[2], uint32_t to, uint32_t result);
+
+/* Moves `moving` to unit `to`: the giving units, the receiving unit, then the
+ * GZone, each at epoch e + 1. Returns the exit status. */
+static int route_move(const route_ctx_t *ctx, const pc_cluster_t *map, const uint64_t moving[2],
+                      uint32_t to) {
+    PC_ASSERT(to < map->units_count && map->epoch > 0);
+    pc_cluster_t next = *map;
+    next.epoch = map->epoch + 1;
+    for (uint32_t b = 0; b < PC_ROUTING_BUCKETS; b++)
+        if (set_has(moving, b)) next.bucket_unit[b] = (uint8_t)to;
+    bool changed[PC_UNITS_MAX] = {false};
+    uint64_t set[2];
+    uint32_t result = 0;
+    int rc = PC_OK;
+    for (uint32_t u = 0; u < map->units_count; u++) {
+        uint64_t old[2];
+        unit_set(map, u, old);
+        unit_set(&next, u, set);
+        if (u == to || (old[0] == set[0] && old[1] == set[1])) continue;
+        rc = routing_send(ctx, map, u, next.epoch, set, &result);
+        changed[u] = rc == PC_OK ? routing_ok(result) : result != ROUTING_NOT_SENT;
+        if (rc == PC_OK && routing_ok(result)) continue;
+        if (rc == PC_OK && result == PC_ROUTING_RESULT_bucket_not_empty)
+            report_not_empty(map, u, moving);
+        else if (rc == PC_OK)
+            fprintf(stderr, "paycell: unit %u refused routing epoch %llu: %s\n", u,
+                    (unsigned long long)next.epoch, routing_name(result));
+        route_undo(ctx, map, changed, map->epoch + 2);
+        return rc == PC_OK ? CLI_EXIT_RESULT : CLI_EXIT_ERROR;
+    }
+    unit_set(&next, to, set);
+    rc = routing_send(ctx, map, to, next.epoch, set, &result);
+    if (rc != PC_OK || !routing_ok(result)) {
+        changed[to] = rc != PC_OK && result != ROUTING_NOT_SENT;
+        if (rc == PC_OK)
+            fprintf(stderr, "paycell: unit %u refused routing epoch %llu: %s\n", to,
+                    (unsigned long long)next.epoch, routing_name(result));
+        route_undo(ctx, map, changed, map->epoch + 2);
+        return rc == PC_OK ? CLI_EXIT_RESULT : CLI_EXIT_ERROR;
+    }
+    rc = map_store(ctx, &next, &result);
+    if (rc != PC_OK) {
+        fprintf(stderr, "paycell: the units already follow map epoch %llu; run the same "
+                        "command again to finish the move\n",
+                (unsigned long long)next.epoch);
+        return CLI_EXIT_ERROR;
+    }
+    if (!cluster_ok(result)) {
+        fprintf(stderr, "paycell: the GZone refused map epoch %llu: %s (the units already "
+                        "follow it; run 'paycell route show' and retry)\n",
+                (unsigned long long)next.epoch, cluster_name(result));
+        return CLI_EXIT_RESULT;
+    }
+    move_print(ctx, map, &next, moving, to, result);
+    return CLI_EXIT_OK;
+}
+
+/* What a move changed: the epochs and, per giving unit, its buckets. */
+static void move_print(const route_ctx_t *ctx, const pc_cluster_t *map, const pc_cluster_t *next,
+                       const uint64_t moving[2], uint32_t to, uint32_t result) {
+    PC_ASSERT(next->epoch == map->epoch + 1);
+    char list[ROUTE_LIST_TEXT_MAX];
+    if (ctx->json) {
+        printf("{\"epoch\":\"%llu\",\"previous_epoch\":\"%llu\",\"unit\":%u,\"buckets\":\"%s\","
+               "\"from\":[",
+               (unsigned long long)next->epoch, (unsigned long long)map->epoch, to,
+               set_format(moving, list));
+    } else {
+        printf("cluster map epoch %llu -> %llu\n", (unsigned long long)map->epoch,
+               (unsigned long long)next->epoch);
+    }
+    bool first = true;
+    for (uint32_t u = 0; u < map->units_count; u++) {
+        uint64_t given[2] = {0, 0};
+        for (uint32_t b = 0; b < PC_ROUTING_BUCKETS; b++)
+            if (set_has(moving, b) && map->bucket_unit[b] == u && u != to) set_add(given, b);
+        if (set_count(given) == 0) continue;
+        if (ctx->json) printf("%s{\"unit\":%u,\"buckets\":\"%s\"}", first ? "" : ",", u,
+                              set_format(given, list));
+        else printf("  moved buckets %s from unit %u to unit %u\n", set_format(given, list), u,
+                    to);
+        first = false;
+    }
+    if (ctx->json) printf("],\"result\":\"%s\"}\n", cluster_name(result));
+}
+
+static int route_set(int argc, char **argv) {
+    static const char *const values[] = {"gzone", "cluster", NULL};
+    cli_args_t args;
+    route_ctx_t ctx;
+    if (!ctx_parse("route set", argc, argv, values, &args, &ctx)) return CLI_EXIT_ERROR;
+    if (args.positional_count != 2)
+        return cli_usage_error("usage: paycell route set BUCKETS UNIT --gzone ADDRS"),
+               CLI_EXIT_ERROR;
+    uint64_t moving[2];
+    uint32_t to = 0;
+    const char *end = NULL;
+    if (!set_parse(args.positional[0], moving)) return CLI_EXIT_ERROR;
+    if (!number_parse(args.positional[1], &end, PC_UNITS_MAX, &to) || *end != '\0')
+        return cli_usage_error("route set: UNIT '%s' is not a unit number", args.positional[1]),
+               CLI_EXIT_ERROR;
+    pc_cluster_t map;
+    if (map_fetch(&ctx, &map) != PC_OK) return CLI_EXIT_ERROR;
+    if (map.epoch == 0) {
+        fprintf(stderr, "paycell: the GZone holds no cluster map yet; run 'paycell cluster "
+                        "init' first\n");
+        return CLI_EXIT_RESULT;
+    }
+    if (to >= map.units_count) {
+        fprintf(stderr, "paycell: unit %u does not exist (the map has units 0..%u)\n", to,
+                map.units_count - 1);
+        return CLI_EXIT_RESULT;
+    }
+    bool moves = false;
+    for (uint32_t b = 0; b < PC_ROUTING_BUCKETS; b++)
+        moves |= set_has(moving, b) && map.bucket_unit[b] != to;
+    if (!moves) {
+        char list[ROUTE_LIST_TEXT_MAX];
+        if (ctx.json)
+            printf("{\"epoch\":\"%llu\",\"unit\":%u,\"buckets\":\"%s\",\"result\":\"exists\"}\n",
+                   (unsigned long long)map.epoch, to, set_format(moving, list));
+        else printf("buckets %s already belong to unit %u (cluster map epoch %llu)\n",
+                    set_format(moving, list), to, (unsigned long long)map.epoch);
+        return CLI_EXIT_OK;
+    }
+    return route_move(&ctx, &map, moving, to);
+}
+
+int cli_route(int argc, char **argv) {
+    if (argc >= 1 && strcmp(argv[0], "show") == 0) return route_show(argc - 1, argv + 1);
+    if (argc >= 1 && strcmp(argv[0], "set") == 0) return route_set(argc - 1, argv + 1);
+    cli_usage_error("usage: paycell route show --gzone ADDRS | paycell route set BUCKETS UNIT "
+                    "--gzone ADDRS");
+    return CLI_EXIT_ERROR;
+}
+
+/* ---- cluster init ---- */
+
+/* "A0,A1,A2;B0,B1,B2" into a map at epoch 1 with contiguous bucket ranges:
+ * unit i owns [i*100/N, (i+1)*100/N). Prints a usage error. */
+static bool units_parse(const char *text, pc_cluster_t *map) {
+    memset(map, 0, sizeof *map);
+    map->epoch = 1;
+    const char *p = text;
+    for (;;) {
+        const char *semi = strchr(p, ';');
+        size_t len = semi ? (size_t)(semi - p) : strlen(p);
+        if (map->units_count == PC_UNITS_MAX)
+            return cli_usage_error("cluster init: more than %u units", PC_UNITS_MAX), false;
+        if (len == 0 || len >= PC_UNIT_ADDRESSES_MAX)
+            return cli_usage_error("cluster init: unit %u: expected 1 to 3 HOST:PORT "
+                                   "separated by commas (at most %u characters)",
+                                   map->units_count, PC_UNIT_ADDRESSES_MAX - 1),
+                   false;
+        memcpy(map->unit_addresses[map->units_count++], p, len);
+        if (semi == NULL) break;
+        p = semi + 1;
+    }
+    uint32_t n = map->units_count;
+    for (uint32_t u = 0; u < n; u++)
+        for (uint32_t b = u * PC_ROUTING_BUCKETS / n; b < (u + 1) * PC_ROUTING_BUCKETS / n; b++)
+            map->bucket_unit[b] = (uint8_t)u;
+    return true;
+}
+
+/* Whether the GZone's map lists the same units as the one asked for. */
+static bool same_units(const pc_cluster_t *a, const pc_cluster_t *b) {
+    return a->units_count == b->units_count &&
+           memcmp(a->unit_addresses, b->unit_addresses, sizeof a->unit_addresses) == 0;
+}
+
+static int cluster_init(int argc, char **argv) {
+    static const char *const values[] = {"gzone", "cluster", "units", NULL};
+    cli_args_t args;
+    route_ctx_t ctx;
+    if (!ctx_parse("cluster init", argc, argv, values, &args, &ctx)) return CLI_EXIT_ERROR;
+    const char *units = cli_get(&args, "units");
+    if (units == NULL || args.positional_count != 0)
+        return cli_usage_error("usage: paycell cluster init --gzone ADDRS --units "
+                               "\"A0,A1,A2;B0,B1,B2\""),
+               CLI_EXIT_ERROR;
+    pc_cluster_t want;
+    if (!units_parse(units, &want)) return CLI_EXIT_ERROR;
+    uint32_t check = pc_cluster_check(&want);
+    if (check != PC_CLUSTER_RESULT_created)
+        return cli_usage_error("cluster init: --units '%s': %s", units, cluster_name(check)),
+               CLI_EXIT_ERROR;
+    pc_cluster_t map;
+    if (map_fetch(&ctx, &map) != PC_OK) return CLI_EXIT_ERROR;
+    if (map.epoch != 0) {
+        if (!same_units(&map, &want)) {
+            fprintf(stderr, "paycell: the GZone already holds a different cluster map (epoch "
+                            "%llu, %u units); see 'paycell route show'\n",
+                    (unsigned long long)map.epoch, map.units_count);
+            return CLI_EXIT_RESULT;
+        }
+        if (!ctx.json) printf("cluster already initialised\n");
+        map_print(&map, ctx.json);
+        return CLI_EXIT_OK;
+    }
+    for (uint32_t u = 0; u < want.units_count; u++) {
+        uint64_t set[2];
+        char list[ROUTE_LIST_TEXT_MAX];
+        uint32_t result = 0;
+        unit_set(&want, u, set);
+        if (routing_send(&ctx, &want, u, want.epoch, set, &result) != PC_OK)
+            return CLI_EXIT_ERROR;
+        if (!routing_ok(result)) {
+            fprintf(stderr, "paycell: unit %u (%s) refused buckets %s at routing epoch 1: %s\n",
+                    u, want.unit_addresses[u], set_format(set, list), routing_name(result));
+            return CLI_EXIT_RESULT;
+        }
+    }
+    uint32_t result = 0;
+    if (map_store(&ctx, &want, &result) != PC_OK) return CLI_EXIT_ERROR;
+    if (!cluster_ok(result)) {
+        fprintf(stderr, "paycell: the GZone refused the cluster map: %s\n", cluster_name(result));
+        return CLI_EXIT_RESULT;
+    }
+    map_print(&want, ctx.json);
+    return CLI_EXIT_OK;
+}
+
+int cli_cluster(int argc, char **argv) {
+    if (argc >= 1 && strcmp(argv[0], "init") == 0) return cluster_init(argc - 1, argv + 1);
+    cli_usage_error("usage: paycell cluster init --gzone ADDRS --units \"A0,A1,A2;B0,B1,B2\"");
+    return CLI_EXIT_ERROR;
+}
+
+/* ---- audit balances ---- */
+
+typedef struct audit_ledger {
+    uint32_t ledger;
+    uint64_t accounts;
+    pc_u128 debits_pending, debits_posted, credits_pending, credits_posted;
+    pc_u128 clearing_debits_posted, clearing_credits_posted;
+    uint32_t in_flight; /* cross-unit legs of this ledger not finished */
+} audit_ledger_t;
+
+typedef struct audit_leg {
+    pc_transfer_t transfer;
+    uint32_t unit;
+} audit_leg_t;
+
+typedef struct audit {
+    audit_ledger_t *ledgers;
+    uint32_t ledgers_count, ledgers_cap;
+    audit_leg_t *legs;
+    uint32_t legs_count, legs_cap;
+    bool overflow; /* a sum passed 2^128: reported, never wrapped silently */
+} audit_t;
+
+static audit_ledger_t *audit_ledger(audit_t *a, uint32_t ledger) {
+    for (uint32_t i = 0; i < a->ledgers_count; i++)
+        if (a->ledgers[i].ledger == ledger) return &a->ledgers[i];
+    if (a->ledgers_count == a->ledgers_cap) {
+        uint32_t cap = a->ledgers_cap ? a->ledgers_cap * 2 : 16;
+        audit_ledger_t *grown = realloc(a->ledgers, cap * sizeof *grown);
+        PC_ASSERT(grown != NULL); /* a CLI run: out of memory is fatal */
+        a->ledgers = grown;
+        a->ledgers_cap = cap;
+    }
+    audit_ledger_t *l = &a->ledgers[a->ledgers_count++];
+    memset(l, 0, sizeof *l);
+    l->ledger = ledger;
+    return l;
+}
+
+static void add(audit_t *a, pc_u128 *sum, pc_u128 value) {
+    a->overflow |= pc_u128_add_overflows(*sum, value, sum);
+}
+
+static void audit_totals(audit_t *a, const pc_totals_t *t) {
+    audit_ledger_t *l = audit_ledger(a, t->ledger);
+    l->accounts += t->accounts_count;
+    add(a, &l->debits_pending, t->debits_pending);
+    add(a, &l->debits_posted, t->debits_posted);
+    add(a, &l->credits_pending, t->credits_pending);
+    add(a, &l->credits_posted, t->credits_posted);
+    add(a, &l->clearing_debits_posted, t->clearing_debits_posted);
+    add(a, &l->clearing_credits_posted, t->clearing_credits_posted);
+}
+
+static void audit_leg(audit_t *a, uint32_t unit, const pc_transfer_t *t) {
+    if (a->legs_count == a->legs_cap) {
+        uint32_t cap = a->legs_cap ? a->legs_cap * 2 : 64;
+        audit_leg_t *grown = realloc(a->legs, cap * sizeof *grown);
+        PC_ASSERT(grown != NULL);
+        a->legs = grown;
+        a->legs_cap = cap;
+    }
+    a->legs[a->legs_count++] = (audit_leg_t){.transfer = *t, .unit = unit};
+    audit_ledger(a, t->ledger)->in_flight++;
+}
+
+/* One unit's totals and unfinished cross-unit legs. Prints the error. */
+static int audit_unit(const route_ctx_t *ctx, const pc_cluster_t *map, uint32_t unit,
+                      audit_t *a, void *buf, uint32_t buf_size) {
+    char what[32];
+    snprintf(what, sizeof what, "unit %u", unit);
+    pc_client_t *client = NULL;
+    int rc = connect_to(ctx, what, map->unit_addresses[unit], &client);
+    if (rc != PC_OK) return rc;
+    pc_u128 zero = 0;
+    uint32_t size = 0;
+    const char *op = "get_totals";
+    rc = pc_client_call(client, PC_OP_get_totals, &zero, 1, buf, buf_size, &size);
+    for (uint32_t i = 0; rc == PC_OK && i < size / sizeof(pc_totals_t); i++) {
+        pc_totals_t t;
+        memcpy(&t, (const uint8_t *)buf + i * sizeof t, sizeof t);
+        audit_totals(a, &t);
+    }
+    if (rc == PC_OK) {
+        op = "get_xts_outbox";
+        pc_account_filter_t filter;
+        memset(&filter, 0, sizeof filter);
+        filter.limit = PC_BATCH_EVENTS_MAX;
+        filter.flags = PC_FILTER_XTS_TRYING;
+        rc = pc_client_call(client, PC_OP_get_xts_outbox, &filter, 1, buf, buf_size, &size);
+    }
+    for (uint32_t i = 0; rc == PC_OK && i < size / sizeof(pc_transfer_t); i++) {
+        pc_transfer_t t;
+        memcpy(&t, (const uint8_t *)buf + i * sizeof t, sizeof t);
+        audit_leg(a, unit, &t);
+    }
+    pc_client_close(client);
+    if (rc != PC_OK)
+        fprintf(stderr, "paycell: %s at unit %u (%s) failed: %s (%s)\n", op, unit,
+                map->unit_addresses[unit], pc_strerror(rc), pc_err_name(rc));
+    return rc;
+}
+
+static const char *leg_state(uint16_t flags) {
+    if (flags & PC_TRANSFER_post_pending_transfer) return "commit";
+    if (flags & PC_TRANSFER_void_pending_transfer) return "abort";
+    return "trying";
+}
+
+static int ledger_cmp(const void *x, const void *y) {
+    const audit_ledger_t *a = x, *b = y;
+    return a->ledger < b->ledger ? -1 : a->ledger > b->ledger;
+}
+
+/* Prints the audit; returns whether everything balances. */
+static bool audit_print(const audit_t *a, const pc_cluster_t *map, bool json) {
+    char s[6][48];
+    bool balanced = !a->overflow;
+    if (json) printf("{\"epoch\":\"%llu\",\"units_count\":%u,\"ledgers\":[",
+                     (unsigned long long)map->epoch, map->units_count);
+    else printf("cluster map epoch %llu, %u units, %u ledger%s\n",
+                (unsigned long long)map->epoch, map->units_count, a->ledgers_count,
+                a->ledgers_count == 1 ? "" : "s");
+    for (uint32_t i = 0; i < a->ledgers_count; i++) {
+        const audit_ledger_t *l = &a->ledgers[i];
+        bool pending = l->debits_pending == l->credits_pending;
+        bool posted = l->debits_posted == l->credits_posted;
+        bool clearing = l->clearing_credits_posted == l->clearing_debits_posted;
+        /* In flight, the clearing accounts legitimately differ. */
+        balanced &= pending && posted && (clearing || l->in_flight > 0);
+        pc_u128_format(l->debits_pending, s[0]);
+        pc_u128_format(l->debits_posted, s[1]);
+        pc_u128_format(l->credits_pending, s[2]);
+        pc_u128_format(l->credits_posted, s[3]);
+        pc_u128_format(l->clearing_credits_posted, s[4]);
+        pc_u128_format(l->clearing_debits_posted, s[5]);
+        const char *clearing_text = clearing ? "equal" : l->in_flight ? "in flight" : "NOT EQUAL";
+        if (json) {
+            printf("%s{\"ledger\":%u,\"accounts\":%llu,\"debits_pending\":\"%s\","
+                   "\"debits_posted\":\"%s\",\"credits_pending\":\"%s\",\"credits_posted\":\"%s\","
+                   "\"pending\":\"%s\",\"posted\":\"%s\",\"clearing_credits_posted\":\"%s\","
+                   "\"clearing_debits_posted\":\"%s\",\"clearing\":\"%s\",\"in_flight\":%u}",
+                   i ? "," : "", l->ledger, (unsigned long long)l->accounts, s[0], s[1], s[2],
+                   s[3], pending ? "equal" : "NOT EQUAL", posted ? "equal" : "NOT EQUAL", s[4],
+                   s[5], clearing_text, l->in_flight);
+            continue;
+        }
+        printf("ledger %u (%llu accounts)\n", l->ledger, (unsigned long long)l->accounts);
+        printf("  pending  debits %s  credits %s  %s\n", s[0], s[2],
+               pending ? "equal" : "NOT EQUAL");
+        printf("  posted   debits %s  credits %s  %s\n", s[1], s[3],
+               posted ? "equal" : "NOT EQUAL");
+        printf("  clearing credits posted %s  debits posted %s  %s\n", s[4], s[5],
+               clearing_text);
+    }
+    if (json) printf("],\"in_flight\":[");
+    else printf("in flight: %u cross-unit leg%s\n", a->legs_count, a->legs_count == 1 ? "" : "s");
+    for (uint32_t i = 0; i < a->legs_count; i++) {
+        const audit_leg_t *leg = &a->legs[i];
+        pc_u128_format(leg->transfer.id, s[0]);
+        pc_u128_format(leg->transfer.amount, s[1]);
+        if (json)
+            printf("%s{\"gtid\":\"%s\",\"unit\":%u,\"state\":\"%s\",\"amount\":\"%s\","
+                   "\"ledger\":%u}",
+                   i ? "," : "", s[0], leg->unit, leg_state(leg->transfer.flags), s[1],
+                   leg->transfer.ledger);
+        else printf("  gtid %s  unit %u  %-6s  amount %s  ledger %u\n", s[0], leg->unit,
+                    leg_state(leg->transfer.flags), s[1], leg->transfer.ledger);
+    }
+    if (json) printf("],\"overflow\":%s,\"balanced\":%s}\n", a->overflow ? "true" : "false",
+                     balanced ? "true" : "false");
+    else {
+        if (a->overflow) printf("a sum passed 2^128: the totals above are wrong\n");
+        printf("%s\n", balanced ? "balanced" : "NOT BALANCED");
+    }
+    return balanced;
+}
+
+static int audit_balances(int argc, char **argv) {
+    static const char *const values[] = {"gzone", "cluster", NULL};
+    cli_args_t args;
+    route_ctx_t ctx;
+    if (!ctx_parse("audit balances", argc, argv, values, &args, &ctx)) return CLI_EXIT_ERROR;
+    if (args.positional_count != 0)
+        return cli_usage_error("audit balances: unexpected argument '%s'", args.positional[0]),
+               CLI_EXIT_ERROR;
+    pc_cluster_t map;
+    if (map_fetch(&ctx, &map) != PC_OK) return CLI_EXIT_ERROR;
+    if (map.epoch == 0) {
+        fprintf(stderr, "paycell: the GZone holds no cluster map yet; run 'paycell cluster "
+                        "init' first\n");
+        return CLI_EXIT_ERROR;
+    }
+    uint32_t buf_size = PC_BATCH_EVENTS_MAX * PC_RECORD_SIZE;
+    void *buf = malloc(buf_size);
+    if (buf == NULL) return fprintf(stderr, "paycell: out of memory\n"), CLI_EXIT_ERROR;
+    audit_t a;
+    memset(&a, 0, sizeof a);
+    int rc = PC_OK;
+    for (uint32_t u = 0; rc == PC_OK && u < map.units_count; u++)
+        rc = audit_unit(&ctx, &map, u, &a, buf, buf_size);
+    free(buf);
+    int status = CLI_EXIT_ERROR;
+    if (rc == PC_OK) {
+        if (a.ledgers_count > 1) qsort(a.ledgers, a.ledgers_count, sizeof *a.ledgers, ledger_cmp);
+        status = audit_print(&a, &map, ctx.json) ? CLI_EXIT_OK : CLI_EXIT_RESULT;
+    }
+    free(a.ledgers);
+    free(a.legs);
+    return status;
+}
+
+int cli_audit(int argc, char **argv) {
+    if (argc >= 1 && strcmp(argv[0], "balances") == 0) return audit_balances(argc - 1, argv + 1);
+    cli_usage_error("usage: paycell audit balances --gzone ADDRS [--json]");
+    return CLI_EXIT_ERROR;
+}

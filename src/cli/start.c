@@ -1,0 +1,364 @@
+/*
+ * start.c — a whole local cluster from one command, and the gateway process.
+ *
+ *   paycell start --data DIR [--units N] [--replicas 1|3] [--port P]
+ *                 [--accounts-max N] [--transfers-max N] [--xts-timeout S]
+ *                 [--journal-slots N] [--json]
+ *   paycell stop --data DIR
+ *   paycell gateway --gzone ADDRS [--listen-binary A] [--listen-http A]
+ *                 [--cluster N] [--xts-timeout S] [--refresh-ms N] [--quiet] [--json]
+ *
+ * start formats (first time only) and launches, on loopback: a GZone and N
+ * units of --replicas replicas each, then writes the cluster map to the
+ * GZone (`paycell cluster init`: units split the 100 buckets in contiguous
+ * ranges) and starts one gateway. Ports, from P (default 7300): gateway
+ * binary P, HTTP P+1, GZone P+10.., unit u P+20+3u... Every process is a
+ * daemon whose pid is in DIR/pids and whose log is DIR/logs/NAME.log; stop
+ * sends them SIGTERM (SIGKILL after 10 s). DIR/cluster.env holds the
+ * addresses as shell variables for scripts.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../gateway/gateway.h"
+#include "../storage/storage.h"
+#include "cli.h"
+
+#define START_PATH_MAX 512
+
+typedef struct start_plan {
+    const char *dir;
+    uint32_t units;
+    uint32_t replicas;
+    uint32_t port;
+    uint64_t accounts_max, transfers_max;
+    uint32_t xts_timeout_s;
+    uint32_t journal_slots;
+    char gzone[PC_UNIT_ADDRESSES_MAX];
+    char unit_addresses[PC_UNITS_MAX][PC_UNIT_ADDRESSES_MAX];
+    char gateway[64], http[64];
+} start_plan_t;
+
+static void addresses_make(char *out, size_t cap, uint32_t port, uint32_t replicas) {
+    size_t used = 0;
+    for (uint32_t r = 0; r < replicas; r++) {
+        used += (size_t)snprintf(out + used, cap - used, "%s127.0.0.1:%u", r ? "," : "", port + r);
+    }
+}
+
+static int format_one(const start_plan_t *p, const char *path, uint32_t unit, uint32_t replica,
+                      bool gzone) {
+    struct stat st;
+    char probe[START_PATH_MAX + 16];
+    snprintf(probe, sizeof probe, "%s/superblock", path);
+    if (stat(probe, &st) == 0) return PC_OK; /* formatted by an earlier start */
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) return PC_EIO;
+    pc_storage_info_t info = {
+        .unit = unit,
+        .replica = replica,
+        .replica_count = p->replicas,
+        .journal_slots = p->replicas == 1 ? 0 : gzone ? PC_JOURNAL_SLOTS_MIN : p->journal_slots,
+        .accounts_max = gzone ? 1024u : (uint32_t)p->accounts_max,
+        .transfers_max = gzone ? 1024u : p->transfers_max,
+        .pending_max = gzone ? 1024u : (uint32_t)PC_MIN(p->transfers_max, PC_PENDING_MAX_DEFAULT),
+        .checkpoint_wal_bytes = gzone ? (16u << 20) : PC_CHECKPOINT_WAL_BYTES_DEFAULT,
+    };
+    int rc = pc_storage_format(path, &info);
+    if (rc != PC_OK) fprintf(stderr, "paycell: format %s: %s\n", path, pc_strerror(rc));
+    return rc;
+}
+
+/* Forks a daemon running this binary with argv, logging to DIR/logs/NAME.log,
+ * and records its pid. */
+static int spawn(const start_plan_t *p, const char *name, char *const argv[]) {
+    char log[START_PATH_MAX + 64], pids[START_PATH_MAX + 16];
+    snprintf(log, sizeof log, "%s/logs/%s.log", p->dir, name);
+    snprintf(pids, sizeof pids, "%s/pids", p->dir);
+    pid_t pid = fork();
+    if (pid < 0) return PC_EIO;
+    if (pid == 0) {
+        setsid();
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        int null = open("/dev/null", O_RDONLY);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        if (null >= 0) dup2(null, 0);
+        execv("/proc/self/exe", argv);
+        _exit(127);
+    }
+    FILE *f = fopen(pids, "a");
+    if (f == NULL) return PC_EIO;
+    fprintf(f, "%d %s\n", (int)pid, name);
+    fclose(f);
+    return PC_OK;
+}
+
+static int start_unit(const start_plan_t *p, const char *name, uint32_t unit,
+                      const char *addresses, bool gzone) {
+    for (uint32_t r = 0; r < p->replicas; r++) {
+        char path[START_PATH_MAX], proc[96];
+        snprintf(path, sizeof path, "%s/%s-r%u", p->dir, name, r);
+        int rc = format_one(p, path, unit, r, gzone);
+        if (rc != PC_OK) return rc;
+        snprintf(proc, sizeof proc, "%s-r%u", name, r);
+        char *argv[12];
+        int n = 0;
+        argv[n++] = (char *)"paycell";
+        argv[n++] = (char *)"replica";
+        argv[n++] = (char *)"--data";
+        argv[n++] = path;
+        argv[n++] = (char *)(p->replicas > 1 ? "--addresses" : "--listen");
+        argv[n++] = (char *)addresses;
+        if (!gzone) {
+            argv[n++] = (char *)"--gzone";
+            argv[n++] = (char *)p->gzone;
+        }
+        argv[n] = NULL;
+        rc = spawn(p, proc, argv);
+        if (rc != PC_OK) return rc;
+    }
+    return PC_OK;
+}
+
+/* Runs `paycell ARGS` and waits; returns its exit status. */
+static int run_self(char *const argv[], bool quiet) {
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        if (quiet) {
+            int null = open("/dev/null", O_WRONLY);
+            if (null >= 0) {
+                dup2(null, 1);
+                dup2(null, 2);
+            }
+        }
+        execv("/proc/self/exe", argv);
+        _exit(127);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int cluster_init(const start_plan_t *p) {
+    char units[PC_UNITS_MAX * PC_UNIT_ADDRESSES_MAX];
+    size_t used = 0;
+    for (uint32_t u = 0; u < p->units; u++) {
+        used += (size_t)snprintf(units + used, sizeof units - used, "%s%s", u ? ";" : "",
+                                 p->unit_addresses[u]);
+    }
+    char *argv[] = {(char *)"paycell", (char *)"cluster", (char *)"init", (char *)"--gzone",
+                    (char *)p->gzone, (char *)"--units", units, NULL};
+    /* Replicas that just started elect a primary and recover first. */
+    for (int attempt = 0; attempt < 100; attempt++) {
+        if (run_self(argv, attempt < 99) == 0) return PC_OK;
+        usleep(200 * 1000);
+    }
+    return PC_ETIMEDOUT;
+}
+
+static int gateway_wait(const start_plan_t *p) {
+    for (int attempt = 0; attempt < 100; attempt++) {
+        pc_client_t *c = NULL;
+        pc_client_options_t o = {.request_timeout_ms = 500, .retries_max = PC_CLIENT_RETRIES_NONE};
+        if (pc_client_open(p->gateway, &o, &c) == PC_OK) {
+            pc_client_close(c);
+            return PC_OK;
+        }
+        usleep(100 * 1000);
+    }
+    return PC_ETIMEDOUT;
+}
+
+static int env_write(const start_plan_t *p) {
+    char path[START_PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/cluster.env", p->dir);
+    FILE *f = fopen(path, "w");
+    if (f == NULL) return PC_EIO;
+    fprintf(f, "PAYCELL_GATEWAY=%s\nPAYCELL_HTTP=%s\nPAYCELL_GZONE=%s\nPAYCELL_UNITS=%u\n",
+            p->gateway, p->http, p->gzone, p->units);
+    for (uint32_t u = 0; u < p->units; u++) fprintf(f, "PAYCELL_UNIT%u=%s\n", u, p->unit_addresses[u]);
+    fclose(f);
+    return PC_OK;
+}
+
+static void start_print(const start_plan_t *p, bool json) {
+    if (json) {
+        printf("{\"data\":\"%s\",\"gateway\":\"%s\",\"http\":\"%s\",\"gzone\":\"%s\",\"units\":[",
+               p->dir, p->gateway, p->http, p->gzone);
+        for (uint32_t u = 0; u < p->units; u++) {
+            printf("%s{\"unit\":%u,\"addresses\":\"%s\",\"buckets\":\"%u-%u\"}", u ? "," : "", u,
+                   p->unit_addresses[u], u * PC_BUCKETS / p->units,
+                   (u + 1) * PC_BUCKETS / p->units - 1);
+        }
+        printf("]}\n");
+        return;
+    }
+    printf("paycell cluster running (data %s)\n", p->dir);
+    printf("  gateway  binary %s   http http://%s/\n", p->gateway, p->http);
+    printf("  gzone    %s\n", p->gzone);
+    for (uint32_t u = 0; u < p->units; u++) {
+        printf("  unit %-3u %s   buckets %u-%u\n", u, p->unit_addresses[u],
+               u * PC_BUCKETS / p->units, (u + 1) * PC_BUCKETS / p->units - 1);
+    }
+    printf("  logs     %s/logs/   addresses for scripts: %s/cluster.env\n", p->dir, p->dir);
+    printf("stop with: paycell stop --data %s\n", p->dir);
+}
+
+static int start_all(start_plan_t *p) {
+    char path[START_PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/logs", p->dir);
+    if ((mkdir(p->dir, 0755) != 0 && errno != EEXIST) || (mkdir(path, 0755) != 0 && errno != EEXIST)) {
+        fprintf(stderr, "paycell: start: cannot create %s: %s\n", p->dir, strerror(errno));
+        return PC_EIO;
+    }
+    snprintf(path, sizeof path, "%s/pids", p->dir);
+    if (access(path, F_OK) == 0) {
+        fprintf(stderr, "paycell: start: %s already exists: is the cluster running? "
+                        "(paycell stop --data %s)\n", path, p->dir);
+        return PC_EEXIST;
+    }
+    addresses_make(p->gzone, sizeof p->gzone, p->port + 10, p->replicas);
+    int rc = start_unit(p, "gzone", PC_UNITS_MAX - 1, p->gzone, true);
+    for (uint32_t u = 0; rc == PC_OK && u < p->units; u++) {
+        char name[32];
+        snprintf(name, sizeof name, "unit%u", u);
+        addresses_make(p->unit_addresses[u], sizeof p->unit_addresses[u], p->port + 20 + 3 * u,
+                       p->replicas);
+        rc = start_unit(p, name, u, p->unit_addresses[u], false);
+    }
+    if (rc == PC_OK) rc = cluster_init(p);
+    if (rc != PC_OK) return rc;
+    snprintf(p->gateway, sizeof p->gateway, "127.0.0.1:%u", p->port);
+    snprintf(p->http, sizeof p->http, "127.0.0.1:%u", p->port + 1);
+    char timeout[16];
+    snprintf(timeout, sizeof timeout, "%u", p->xts_timeout_s);
+    char *argv[] = {(char *)"paycell", (char *)"gateway", (char *)"--gzone", p->gzone,
+                    (char *)"--listen-binary", p->gateway, (char *)"--listen-http", p->http,
+                    (char *)"--xts-timeout", timeout, NULL};
+    rc = spawn(p, "gateway", argv);
+    if (rc == PC_OK) rc = gateway_wait(p);
+    if (rc == PC_OK) rc = env_write(p);
+    return rc;
+}
+
+int cli_start(int argc, char **argv) {
+    static const char *const values[] = {"data", "units", "replicas", "port", "accounts-max",
+                                         "transfers-max", "xts-timeout", "journal-slots", NULL};
+    static const char *const bools[] = {"json", NULL};
+    cli_args_t args;
+    if (!cli_parse(argc, argv, values, bools, &args)) return CLI_EXIT_ERROR;
+    start_plan_t p = {.dir = cli_get(&args, "data")};
+    uint64_t units = 2, replicas = 3, port = 7300, accounts = 1u << 20, transfers = 4000000,
+             timeout = 10, slots = PC_JOURNAL_SLOTS_DEFAULT;
+    if (!p.dir) return cli_usage_error("start: --data DIR is required"), CLI_EXIT_ERROR;
+    if (strlen(p.dir) > 200) return cli_usage_error("start: --data path too long"), CLI_EXIT_ERROR;
+    if (!cli_get_u64(&args, "units", false, PC_UNITS_MAX, &units) ||
+        !cli_get_u64(&args, "replicas", false, 3, &replicas) ||
+        !cli_get_u64(&args, "port", false, 65535 - 20 - 3 * PC_UNITS_MAX, &port) ||
+        !cli_get_u64(&args, "accounts-max", false, PC_ACCOUNTS_MAX_LIMIT, &accounts) ||
+        !cli_get_u64(&args, "transfers-max", false, PC_TRANSFERS_MAX_LIMIT, &transfers) ||
+        !cli_get_u64(&args, "xts-timeout", false, 3600, &timeout) ||
+        !cli_get_u64(&args, "journal-slots", false, PC_JOURNAL_SLOTS_LIMIT, &slots))
+        return CLI_EXIT_ERROR;
+    if (slots < PC_JOURNAL_SLOTS_MIN)
+        return cli_usage_error("start: --journal-slots must be at least 16"), CLI_EXIT_ERROR;
+    if (units == 0) return cli_usage_error("start: --units is 1..64"), CLI_EXIT_ERROR;
+    if (replicas != 1 && replicas != 3) return cli_usage_error("start: --replicas is 1 or 3"), CLI_EXIT_ERROR;
+    if (port < 1024 || accounts == 0 || transfers == 0 || timeout == 0)
+        return cli_usage_error("start: --port >= 1024 and positive limits"), CLI_EXIT_ERROR;
+    p.units = (uint32_t)units;
+    p.replicas = (uint32_t)replicas;
+    p.port = (uint32_t)port;
+    p.accounts_max = accounts;
+    p.transfers_max = transfers;
+    p.xts_timeout_s = (uint32_t)timeout;
+    p.journal_slots = (uint32_t)slots;
+    int rc = start_all(&p);
+    if (rc != PC_OK) {
+        fprintf(stderr, "paycell: start: %s (%s); logs in %s/logs; paycell stop --data %s "
+                        "cleans up\n", pc_strerror(rc), pc_err_name(rc), p.dir, p.dir);
+        return CLI_EXIT_ERROR;
+    }
+    start_print(&p, cli_has(&args, "json"));
+    return CLI_EXIT_OK;
+}
+
+int cli_stop(int argc, char **argv) {
+    static const char *const values[] = {"data", NULL};
+    static const char *const bools[] = {"json", NULL};
+    cli_args_t args;
+    if (!cli_parse(argc, argv, values, bools, &args)) return CLI_EXIT_ERROR;
+    const char *dir = cli_get(&args, "data");
+    if (!dir) return cli_usage_error("stop: --data DIR is required"), CLI_EXIT_ERROR;
+    char path[START_PATH_MAX];
+    snprintf(path, sizeof path, "%s/pids", dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "paycell: stop: no %s: nothing running\n", path);
+        return CLI_EXIT_OK;
+    }
+    pid_t pids[1 + PC_UNITS_MAX * 3 + 8];
+    uint32_t n = 0;
+    int pid;
+    char name[64];
+    while (n < PC_ARRAY_LEN(pids) && fscanf(f, "%d %63s", &pid, name) == 2) {
+        if (pid > 1 && kill(pid, SIGTERM) == 0) pids[n++] = pid;
+    }
+    fclose(f);
+    for (int waited = 0; waited < 100; waited++) {
+        uint32_t alive = 0;
+        for (uint32_t i = 0; i < n; i++) alive += kill(pids[i], 0) == 0;
+        if (alive == 0) break;
+        usleep(100 * 1000);
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (kill(pids[i], 0) == 0) kill(pids[i], SIGKILL);
+    }
+    unlink(path);
+    if (cli_has(&args, "json")) printf("{\"data\":\"%s\",\"stopped\":%u}\n", dir, n);
+    else printf("stopped %u processes (data %s)\n", n, dir);
+    return CLI_EXIT_OK;
+}
+
+int cli_gateway(int argc, char **argv) {
+    static const char *const values[] = {"gzone", "listen-binary", "listen-http", "cluster",
+                                         "xts-timeout", "refresh-ms", NULL};
+    static const char *const bools[] = {"json", "quiet", NULL};
+    cli_args_t args;
+    if (!cli_parse(argc, argv, values, bools, &args)) return CLI_EXIT_ERROR;
+    pc_gateway_options_t o = {
+        .gzone = cli_get(&args, "gzone"),
+        .listen_binary = cli_get(&args, "listen-binary"),
+        .listen_http = cli_get(&args, "listen-http"),
+        .quiet = cli_has(&args, "quiet"),
+        .json = cli_has(&args, "json"),
+    };
+    uint64_t cluster = 0, timeout = 10, refresh = 2000;
+    if (!o.gzone) return cli_usage_error("gateway: --gzone ADDRS is required"), CLI_EXIT_ERROR;
+    if (!o.listen_binary && !o.listen_http)
+        return cli_usage_error("gateway: --listen-binary and/or --listen-http"), CLI_EXIT_ERROR;
+    if (!cli_get_u64(&args, "cluster", false, UINT64_MAX, &cluster) ||
+        !cli_get_u64(&args, "xts-timeout", false, 3600, &timeout) ||
+        !cli_get_u64(&args, "refresh-ms", false, 3600000, &refresh))
+        return CLI_EXIT_ERROR;
+    if (timeout == 0 || refresh == 0) return cli_usage_error("gateway: --xts-timeout and --refresh-ms must be positive"),
+                                        CLI_EXIT_ERROR;
+    o.cluster = cluster;
+    o.xts_timeout_s = (uint32_t)timeout;
+    o.refresh_ms = (uint32_t)refresh;
+    int rc = pc_gateway_run(&o);
+    if (rc != PC_OK) {
+        fprintf(stderr, "paycell: gateway: %s (%s)\n", pc_strerror(rc), pc_err_name(rc));
+        return CLI_EXIT_ERROR;
+    }
+    return CLI_EXIT_OK;
+}

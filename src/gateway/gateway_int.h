@@ -1,0 +1,92 @@
+/*
+ * gateway_int.h — the private body of the gateway process, shared by
+ * gateway.c (the loop, unit sessions, the CZone table, binary clients) and
+ * job.c (one client request: split by unit, XTS steps, reassembly).
+ */
+#ifndef PC_GATEWAY_INT_H
+#define PC_GATEWAY_INT_H
+
+#include "../net/net.h"
+#include "gateway.h"
+
+/* Sessions per unit: sub-requests spread over them, each pipelines its own
+ * queue, so one slow sub-request does not hold up the rest. */
+#define GW_SESSIONS_PER_UNIT 16u
+/* Client requests served at once; more answer PC_EBUSY at once. */
+#define GW_JOBS_MAX 128u
+/* Binary client connections. */
+#define GW_CONNS_MAX 256u
+/* Attempts of one event after wrong_unit (the table refreshed in between). */
+#define GW_ATTEMPTS_MAX 4u
+/* The CZone table is fetched at most this often on demand (and in the
+ * background every options.refresh_ms). */
+#define GW_REFRESH_MIN_NS (50ull * 1000 * 1000)
+
+typedef struct gw_job gw_job_t;
+
+typedef struct gw_unit {
+    pc_client_t *sessions[GW_SESSIONS_PER_UNIT];
+    char addresses[PC_UNIT_ADDRESSES_MAX]; /* what the sessions were opened to */
+    uint32_t next;                         /* round robin */
+    uint64_t open_failed_ns;               /* last failed open: back off 200 ms */
+} gw_unit_t;
+
+typedef struct gw_conn {
+    int fd; /* -1 when free */
+    pc_reader_t reader;
+    pc_writer_t writer;
+    uint64_t generation;
+    bool busy; /* a request in flight: read no further until it is answered */
+    pc_header_t request;
+} gw_conn_t;
+
+struct pc_gateway {
+    pc_gateway_options_t options;
+    pc_cluster_t cluster; /* the CZone table */
+    gw_unit_t units[PC_UNITS_MAX];
+    pc_client_t *gzone;
+    bool refresh_inflight;
+    bool refresh_wanted;
+    uint64_t refresh_last_ns;
+
+    gw_job_t *jobs_free;
+    uint32_t jobs_inflight;
+    gw_job_t *parked;    /* waiting for a fresher table */
+    gw_job_t *completed; /* done: their callbacks run from the loop */
+
+    int binary_fd;
+    gw_conn_t *conns;
+    uint64_t session_next;
+    pc_http_api_t *http;
+
+    uint8_t *scratch; /* one sub-batch being built: PC_MESSAGE_BODY_MAX */
+    pc_gateway_metrics_t metrics;
+    bool quiet;
+};
+
+/* ---- gateway.c ---- */
+
+/* Submits a sub-request to a unit; done gets (user, status, op, reply).
+ * Errors: as pc_client_submit, PC_ECONNREFUSED when the unit has no session. */
+int gw_unit_submit(pc_gateway_t *gw, uint32_t unit, pc_operation_t op, const void *events,
+                   uint32_t count, pc_client_callback_t done, void *user,
+                   pc_client_t **session_out);
+/* Asks for a fresher table (rate-limited); parked jobs resume when it lands. */
+void gw_refresh_request(pc_gateway_t *gw);
+/* The unit replied with this epoch: refresh when it is ahead of the table. */
+void gw_epoch_seen(pc_gateway_t *gw, uint64_t epoch);
+
+static inline uint32_t gw_unit_of(const pc_gateway_t *gw, pc_u128 id) {
+    return gw->cluster.bucket_unit[pc_bucket_of(id)];
+}
+
+/* ---- job.c ---- */
+
+void gw_jobs_init(pc_gateway_t *gw);
+void gw_jobs_deinit(pc_gateway_t *gw);
+/* Resumes parked jobs after the table changed (or gave up changing). */
+void gw_jobs_resume(pc_gateway_t *gw);
+/* Runs the callbacks of completed jobs and frees them. */
+void gw_jobs_reap(pc_gateway_t *gw);
+
+#endif /* PC_GATEWAY_INT_H */

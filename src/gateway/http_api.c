@@ -1,0 +1,1101 @@
+/*
+ * http_api.c — the gateway's HTTP/JSON API: JSON in, pc_gateway_submit, the
+ * binary reply back out as JSON.
+ *
+ * It exists so that anything that speaks HTTP (curl, a browser, a load
+ * balancer's health check, Prometheus) can use the ledger without
+ * libpaycell. The work is split so that nothing here decides a money
+ * question: src/net/http.c frames requests (strictly, so no smuggling),
+ * src/net/json.c decodes and encodes records (strictly, so nothing malformed
+ * reaches pc_gateway_submit), and the gateway core routes. This file only
+ * owns connections, maps paths to operations and turns the binary replies
+ * into the API's JSON shapes (a create reply lists only failed events; the
+ * API lists every event, "created" included, in request order).
+ *
+ * Connections live in a fixed table of PC_HTTP_CONNS_MAX slots (nginx's
+ * preallocated connections); a slot's buffers are allocated when first
+ * needed and freed with the connection. One request per connection is in
+ * flight; pipelined bytes wait in the buffer until its reply is written. A
+ * slot whose client vanished while its request is at the gateway stays
+ * reserved (an orphan) until the done callback arrives, so the callback never
+ * touches freed memory.
+ */
+#include "gateway.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../net/net.h"
+
+/* Input buffer: starts small enough for any head plus a modest body and grows
+ * once to a whole request when Content-Length asks for more. */
+#define CONN_IN_INITIAL (PC_HTTP_HEAD_MAX + (16u << 10))
+#define CONN_IN_MAX (PC_HTTP_HEAD_MAX + PC_HTTP_BODY_MAX)
+/* Room for the status line and headers pc_http_response_write adds. */
+#define RESPONSE_HEAD_MAX 512u
+/* One encoded account or transfer (at most ~700 bytes: six 39-digit u128s,
+ * every flag name), and one {"id","result"} entry, each with its comma. */
+#define RECORD_JSON_MAX 1024u
+#define RESULT_JSON_MAX 192u
+/* One unit of /v1/cluster: its addresses escaped (at most 6 bytes per byte),
+ * its bucket ranges ("0,2,4,…": at most 4 bytes per bucket) and the keys. */
+#define UNIT_JSON_MAX (PC_UNIT_ADDRESSES_MAX * 6u + PC_ROUTING_BUCKETS * 4u + 64u)
+#define METRICS_TEXT_MAX (16u << 10)
+/* A connection keeps its response buffer between requests up to this size. */
+#define OUT_KEEP_MAX (64u << 10)
+#define BODY_MAX ((size_t)PC_BATCH_EVENTS_MAX * RECORD_JSON_MAX + 64u)
+#define LIMIT_DEFAULT 100u
+/* After answering with Connection: close, unread request bytes are drained
+ * for at most this long (or this many bytes) so the close does not reset the
+ * connection under the client before it read the answer. */
+#define LINGER_MS 2000u
+#define LINGER_BYTES_MAX PC_HTTP_BODY_MAX
+/* Work done per connection per on_events call, so one busy client cannot
+ * starve the others. */
+#define READS_PER_EVENT 8u
+#define ACCEPTS_PER_EVENT 64u
+
+PC_STATIC_ASSERT(CONN_IN_INITIAL > PC_HTTP_HEAD_MAX, "a whole head fits the first buffer");
+PC_STATIC_ASSERT(CONN_IN_MAX <= UINT32_MAX / 2, "buffer offsets fit u32");
+PC_STATIC_ASSERT(BODY_MAX < INT32_MAX - RESPONSE_HEAD_MAX, "a response size fits int");
+PC_STATIC_ASSERT(sizeof(pc_account_t) == sizeof(pc_transfer_t), "one scratch fits both");
+PC_STATIC_ASSERT(PC_HTTP_CONNS_MAX < UINT16_MAX, "slot indexes fit u16");
+
+uint32_t pc__http_api_idle_ms = 60000;
+
+typedef enum conn_state {
+    CONN_FREE = 0,
+    CONN_READING, /* waiting for (the rest of) a request */
+    CONN_BUSY,    /* its request is at the gateway */
+    CONN_WRITING, /* a response is being sent */
+    CONN_LINGER,  /* answered with close: draining, then close */
+    CONN_ORPHAN,  /* the client is gone while busy: waits for done, then free */
+} conn_state_t;
+
+typedef struct conn {
+    pc_http_api_t *api;
+    int fd;
+    conn_state_t state;
+    uint32_t generation; /* bumped on free: stale pollfds are recognised */
+    char *in;
+    uint32_t in_cap;
+    uint32_t in_len;
+    uint32_t consumed;   /* bytes of the request being served */
+    uint32_t drained;    /* bytes discarded while lingering */
+    bool in_pending;     /* buffered bytes not parsed yet (after a reply) */
+    bool peer_eof;       /* the client shut its side */
+    bool close_after;    /* close once the response is out */
+    bool say_keep_alive; /* HTTP/1.0 keep-alive: say so in the response */
+    bool continued;      /* "100 Continue" already sent for this request */
+    pc_http_request_t req;
+    char *out;
+    uint32_t out_cap;
+    uint32_t out_len;
+    uint32_t out_sent;
+    pc_u128 *ids; /* ids of the create in flight, to expand its results */
+    uint32_t ids_count;
+    bool single; /* the body was one object, not an array: a refusal is a 422 */
+    uint32_t limit; /* get_account_transfers: the limit asked for */
+    uint64_t deadline_ns;
+} conn_t;
+
+struct pc_http_api {
+    pc_gateway_t *gateway;
+    int listen_fd;
+    uint32_t conns_used;
+    uint64_t refused;
+    void *events; /* decode scratch: PC_BATCH_EVENTS_MAX records (submit copies) */
+    char *body;   /* response body scratch, grown on demand up to BODY_MAX */
+    size_t body_cap;
+    uint32_t poll_count; /* the last pollfds call: fds[1 ..] map to these slots */
+    uint16_t poll_slot[PC_HTTP_CONNS_MAX];
+    uint32_t poll_generation[PC_HTTP_CONNS_MAX];
+    char refuse[RESPONSE_HEAD_MAX + 128];
+    uint32_t refuse_len;
+    conn_t conns[PC_HTTP_CONNS_MAX];
+};
+
+static void conn_flush(conn_t *c);
+static void conn_parse(conn_t *c);
+
+/* ---- connection lifetime ---- */
+
+static uint64_t deadline_after_ms(uint32_t ms) {
+    return pc_time_monotonic_ns() + (uint64_t)ms * 1000000ull;
+}
+
+/* Releases everything a slot holds and returns it to the table. */
+static void conn_free(conn_t *c) {
+    PC_ASSERT(c->state != CONN_FREE);
+    PC_ASSERT(c->api->conns_used > 0);
+    if (c->fd >= 0) close(c->fd);
+    free(c->in);
+    free(c->out);
+    free(c->ids);
+    pc_http_api_t *api = c->api;
+    uint32_t generation = c->generation + 1;
+    memset(c, 0, sizeof(*c));
+    c->api = api;
+    c->fd = -1;
+    c->generation = generation;
+    api->conns_used--;
+}
+
+/* Closes the socket. A request still at the gateway keeps the slot (an
+ * orphan) until its done callback, which then frees it. */
+static void conn_close(conn_t *c) {
+    PC_ASSERT(c->state != CONN_FREE && c->state != CONN_ORPHAN);
+    if (c->state != CONN_BUSY) {
+        conn_free(c);
+        return;
+    }
+    PC_ASSERT(c->fd >= 0);
+    close(c->fd);
+    c->fd = -1;
+    c->state = CONN_ORPHAN;
+}
+
+/* After a response that ends the connection: send FIN, then drain what the
+ * client still sends (bounded), so closing with unread bytes does not turn
+ * into a reset that could destroy the response before the client read it. */
+static void conn_linger(conn_t *c) {
+    PC_ASSERT(c->fd >= 0);
+    PC_ASSERT(c->out_sent == c->out_len);
+    if (c->peer_eof || shutdown(c->fd, SHUT_WR) != 0) {
+        conn_close(c);
+        return;
+    }
+    c->state = CONN_LINGER;
+    c->deadline_ns = deadline_after_ms(PC_MIN(LINGER_MS, pc__http_api_idle_ms));
+}
+
+static void conn_drain(conn_t *c) {
+    PC_ASSERT(c->state == CONN_LINGER);
+    PC_ASSERT(c->fd >= 0);
+    char scratch[16384];
+    for (uint32_t i = 0; i < READS_PER_EVENT; i++) {
+        ssize_t n = recv(c->fd, scratch, sizeof(scratch), 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (n <= 0) break; /* end of stream or an error: done */
+        c->drained += (uint32_t)n;
+        if (c->drained > LINGER_BYTES_MAX) break;
+    }
+    conn_close(c);
+}
+
+/* ---- responses ---- */
+
+static bool grow(char **buf, size_t *cap, size_t need) {
+    PC_ASSERT(buf != NULL && cap != NULL);
+    if (*cap >= need) return true;
+    char *p = realloc(*buf, need);
+    if (p == NULL) return false;
+    *buf = p;
+    *cap = need;
+    return true;
+}
+
+/* Queues one whole response and starts sending it. Adds Connection: close
+ * when the connection ends after it, and Connection: keep-alive for an
+ * HTTP/1.0 client that asked to keep it (1.0 closes otherwise). */
+static void respond(conn_t *c, uint16_t status, const char *content_type, const char *extra,
+                    const char *body, size_t body_len) {
+    PC_ASSERT(c->state == CONN_READING || c->state == CONN_BUSY);
+    PC_ASSERT(body_len <= BODY_MAX && c->fd >= 0);
+    char headers[128];
+    snprintf(headers, sizeof(headers), "%s%s", extra ? extra : "",
+             c->close_after      ? "Connection: close\r\n"
+             : c->say_keep_alive ? "Connection: keep-alive\r\n"
+                                 : "");
+    size_t cap = c->out_cap;
+    if (!grow(&c->out, &cap, body_len + RESPONSE_HEAD_MAX)) {
+        conn_close(c);
+        return;
+    }
+    c->out_cap = (uint32_t)cap;
+    int n = pc_http_response_write(c->out, c->out_cap, status, content_type, headers, body,
+                                   body_len);
+    PC_ASSERT(n > 0); /* sized above; a bad status or header here is a bug */
+    c->out_len = (uint32_t)n;
+    c->out_sent = 0;
+    c->state = CONN_WRITING;
+    c->deadline_ns = deadline_after_ms(pc__http_api_idle_ms);
+    conn_flush(c);
+}
+
+static void respond_json(conn_t *c, uint16_t status, const char *extra, const char *body,
+                         size_t len) {
+    respond(c, status, "application/json", extra, body, len);
+}
+
+static void respond_error(conn_t *c, uint16_t status, const char *code, const char *message,
+                          const char *field) {
+    PC_ASSERT(status >= 400 && status <= 599);
+    PC_ASSERT(code != NULL && message != NULL);
+    char body[1024];
+    int n = pc_json_encode_error(code, message, field, body, sizeof(body));
+    PC_ASSERT(n > 0); /* codes, messages and fields here are short */
+    const char *extra = status == 503 ? "Retry-After: 1\r\n" : NULL;
+    respond_json(c, status, extra, body, (size_t)n);
+}
+
+/* The response body scratch, at least need bytes; NULL when out of memory
+ * (the caller answers 500). */
+static char *body_scratch(pc_http_api_t *api, size_t need) {
+    PC_ASSERT(need <= BODY_MAX);
+    if (!grow(&api->body, &api->body_cap, need)) return NULL;
+    PC_ASSERT(api->body_cap >= need);
+    return api->body;
+}
+
+static void respond_no_memory(conn_t *c) {
+    respond_error(c, 500, "PC_ENOMEM", pc_strerror(PC_ENOMEM), NULL);
+}
+
+/* Sends what the socket takes; once all is out, either ends the connection
+ * or gets ready for the next (possibly already buffered) request. */
+static void conn_flush(conn_t *c) {
+    PC_ASSERT(c->state == CONN_WRITING && c->fd >= 0);
+    PC_ASSERT(c->out_sent <= c->out_len);
+    while (c->out_sent < c->out_len) {
+        ssize_t n = send(c->fd, c->out + c->out_sent, c->out_len - c->out_sent, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->out_sent += (uint32_t)n;
+            c->deadline_ns = deadline_after_ms(pc__http_api_idle_ms);
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        conn_close(c); /* the client is gone */
+        return;
+    }
+    if (c->close_after || c->peer_eof) {
+        conn_linger(c);
+        return;
+    }
+    if (c->out_cap > OUT_KEEP_MAX) { /* a rare big answer: do not hold megabytes idle */
+        free(c->out);
+        c->out = NULL;
+        c->out_cap = 0;
+    }
+    PC_ASSERT(c->consumed <= c->in_len);
+    memmove(c->in, c->in + c->consumed, c->in_len - c->consumed);
+    c->in_len -= c->consumed;
+    c->consumed = 0;
+    c->out_len = c->out_sent = 0;
+    c->ids_count = 0;
+    c->continued = false;
+    pc_http_request_init(&c->req);
+    c->in_pending = c->in_len > 0;
+    c->state = CONN_READING;
+}
+
+/* ---- routes ---- */
+
+typedef enum route {
+    ROUTE_NONE = 0,
+    ROUTE_ROOT,
+    ROUTE_METRICS,
+    ROUTE_CLUSTER,
+    ROUTE_ACCOUNTS,          /* POST /v1/accounts */
+    ROUTE_TRANSFERS,         /* POST /v1/transfers */
+    ROUTE_ACCOUNT,           /* GET /v1/accounts/{id} */
+    ROUTE_TRANSFER,          /* GET /v1/transfers/{id} */
+    ROUTE_ACCOUNT_TRANSFERS, /* GET /v1/accounts/{id}/transfers */
+} route_t;
+
+static bool slice_is(pc_http_slice_t s, const char *text) {
+    PC_ASSERT(text != NULL);
+    return s.at != NULL && s.len == strlen(text) && memcmp(s.at, text, s.len) == 0;
+}
+
+/* Strips prefix from *s if s starts with it. */
+static bool take_prefix(pc_http_slice_t *s, const char *prefix) {
+    size_t n = strlen(prefix);
+    PC_ASSERT(s->at != NULL);
+    if (s->len < n || memcmp(s->at, prefix, n) != 0) return false;
+    s->at += n;
+    s->len -= (uint32_t)n;
+    return true;
+}
+
+/* Maps a path to a route; *id receives the {id} segment (not yet checked). */
+static route_t route_of(pc_http_slice_t path, pc_http_slice_t *id) {
+    PC_ASSERT(path.at != NULL && id != NULL);
+    *id = (pc_http_slice_t){NULL, 0};
+    if (slice_is(path, "/")) return ROUTE_ROOT;
+    if (slice_is(path, "/metrics")) return ROUTE_METRICS;
+    if (slice_is(path, "/v1/cluster")) return ROUTE_CLUSTER;
+    if (slice_is(path, "/v1/accounts")) return ROUTE_ACCOUNTS;
+    if (slice_is(path, "/v1/transfers")) return ROUTE_TRANSFERS;
+    pc_http_slice_t rest = path;
+    bool account = take_prefix(&rest, "/v1/accounts/");
+    if (!account && !take_prefix(&rest, "/v1/transfers/")) return ROUTE_NONE;
+    const char *slash = memchr(rest.at, '/', rest.len);
+    uint32_t id_len = slash ? (uint32_t)(slash - rest.at) : rest.len;
+    if (id_len == 0) return ROUTE_NONE;
+    *id = (pc_http_slice_t){rest.at, id_len};
+    rest.at += id_len;
+    rest.len -= id_len;
+    if (rest.len == 0) return account ? ROUTE_ACCOUNT : ROUTE_TRANSFER;
+    if (account && slice_is(rest, "/transfers")) return ROUTE_ACCOUNT_TRANSFERS;
+    return ROUTE_NONE;
+}
+
+/* A decimal u128 of digits only; leading zeros allowed, as in the JSON
+ * codec's decimal strings. */
+static bool parse_u128(pc_http_slice_t s, pc_u128 *out) {
+    PC_ASSERT(out != NULL);
+    char text[48];
+    if (s.at == NULL || s.len == 0) return false;
+    while (s.len > 1 && s.at[0] == '0') {
+        s.at++;
+        s.len--;
+    }
+    if (s.len >= sizeof(text)) return false;
+    memcpy(text, s.at, s.len);
+    text[s.len] = '\0';
+    return pc_u128_parse(text, out) == PC_OK;
+}
+
+/* application/json, any case, optionally followed by parameters
+ * ("; charset=utf-8"). */
+static bool is_json(pc_http_slice_t content_type) {
+    if (content_type.at == NULL) return false;
+    const char *semi = memchr(content_type.at, ';', content_type.len);
+    uint32_t len = semi ? (uint32_t)(semi - content_type.at) : content_type.len;
+    while (len > 0 && (content_type.at[len - 1] == ' ' || content_type.at[len - 1] == '\t'))
+        len--;
+    return len == 16 && strncasecmp(content_type.at, "application/json", 16) == 0;
+}
+
+/* Hands a validated request to the gateway. */
+static void submit(conn_t *c, pc_operation_t operation, const void *events, uint32_t count);
+
+static void serve_create(conn_t *c, pc_operation_t operation) {
+    PC_ASSERT(operation == PC_OP_create_accounts || operation == PC_OP_create_transfers);
+    PC_ASSERT(c->state == CONN_READING);
+    pc_http_api_t *api = c->api;
+    if (!is_json(c->req.content_type)) {
+        respond_error(c, 415, "unsupported_media_type", "Content-Type must be application/json",
+                      "Content-Type");
+        return;
+    }
+    pc_json_error_t error;
+    uint32_t count = 0;
+    int rc = operation == PC_OP_create_accounts
+                 ? pc_json_decode_accounts(c->req.body.at, c->req.body.len, api->events,
+                                           PC_BATCH_EVENTS_MAX, &count, &error)
+                 : pc_json_decode_transfers(c->req.body.at, c->req.body.len, api->events,
+                                            PC_BATCH_EVENTS_MAX, &count, &error);
+    if (rc != PC_OK) {
+        char body[1024];
+        int n = pc_json_encode_decode_error(&error, body, sizeof(body));
+        PC_ASSERT(n > 0);
+        respond_json(c, 400, NULL, body, (size_t)n);
+        return;
+    }
+    PC_ASSERT(count >= 1 && count <= PC_BATCH_EVENTS_MAX);
+    if (c->ids == NULL && (c->ids = malloc(PC_BATCH_EVENTS_MAX * sizeof(pc_u128))) == NULL) {
+        respond_no_memory(c);
+        return;
+    }
+    for (uint32_t i = 0; i < count; i++)
+        c->ids[i] = operation == PC_OP_create_accounts ? ((const pc_account_t *)api->events)[i].id
+                                                       : ((const pc_transfer_t *)api->events)[i].id;
+    c->ids_count = count;
+    const char *first = c->req.body.at;
+    size_t left = c->req.body.len;
+    while (left > 0 && (*first == ' ' || *first == '\t' || *first == '\r' || *first == '\n')) {
+        first++;
+        left--;
+    }
+    c->single = left > 0 && *first == '{';
+    submit(c, operation, api->events, count);
+}
+
+static void serve_lookup(conn_t *c, pc_operation_t operation, pc_http_slice_t id_text) {
+    PC_ASSERT(operation == PC_OP_lookup_accounts || operation == PC_OP_lookup_transfers);
+    pc_u128 id = 0;
+    if (!parse_u128(id_text, &id) || id == 0) {
+        respond_error(c, 400, "invalid_id", "the id in the path must be a non-zero decimal u128",
+                      "id");
+        return;
+    }
+    submit(c, operation, &id, 1);
+}
+
+/* One query parameter value as u64 (digits only) within [min, max]. */
+static bool parse_u64(pc_http_slice_t s, uint64_t min, uint64_t max, uint64_t *out) {
+    PC_ASSERT(out != NULL && min <= max);
+    pc_u128 v = 0;
+    if (!parse_u128(s, &v) || v < min || v > max) return false;
+    *out = (uint64_t)v;
+    return true;
+}
+
+/* ?limit=N&reversed=true&timestamp_min=T&timestamp_max=T into the filter;
+ * false with *bad set to the offending parameter name. */
+static bool parse_filter_query(pc_http_slice_t query, pc_account_filter_t *filter,
+                               const char **bad) {
+    PC_ASSERT(filter != NULL && bad != NULL);
+    static const char *const names[] = {"limit", "reversed", "timestamp_min", "timestamp_max"};
+    uint32_t seen = 0;
+    const char *at = query.at, *end = query.at ? query.at + query.len : NULL;
+    while (at != NULL && at < end) {
+        const char *amp = memchr(at, '&', (size_t)(end - at));
+        const char *stop = amp ? amp : end;
+        const char *eq = memchr(at, '=', (size_t)(stop - at));
+        pc_http_slice_t key = {at, (uint32_t)((eq ? eq : stop) - at)};
+        pc_http_slice_t value = {eq ? eq + 1 : stop, eq ? (uint32_t)(stop - eq - 1) : 0};
+        at = stop + 1;
+        if (key.len == 0 && value.len == 0) continue; /* "a=1&&b=2" */
+        uint32_t k = 0;
+        while (k < PC_ARRAY_LEN(names) && !slice_is(key, names[k])) k++;
+        *bad = k < PC_ARRAY_LEN(names) ? names[k] : "query";
+        if (k == PC_ARRAY_LEN(names) || (seen & (1u << k))) return false;
+        seen |= 1u << k;
+        uint64_t v = 0;
+        if (k == 0) {
+            if (!parse_u64(value, 1, PC_BATCH_EVENTS_MAX, &v)) return false;
+            filter->limit = (uint32_t)v;
+        } else if (k == 1) {
+            bool on = slice_is(value, "true") || slice_is(value, "1");
+            if (!on && !slice_is(value, "false") && !slice_is(value, "0")) return false;
+            if (on) filter->flags |= PC_FILTER_REVERSED;
+        } else {
+            if (!parse_u64(value, 0, UINT64_MAX, &v)) return false;
+            if (k == 2) filter->timestamp_min = v;
+            else filter->timestamp_max = v;
+        }
+    }
+    return true;
+}
+
+static void serve_account_transfers(conn_t *c, pc_http_slice_t id_text) {
+    PC_ASSERT(c->state == CONN_READING);
+    pc_account_filter_t filter;
+    memset(&filter, 0, sizeof(filter));
+    filter.limit = LIMIT_DEFAULT;
+    filter.flags = PC_FILTER_DEBITS | PC_FILTER_CREDITS;
+    if (!parse_u128(id_text, &filter.account_id) || filter.account_id == 0) {
+        respond_error(c, 400, "invalid_id", "the id in the path must be a non-zero decimal u128",
+                      "id");
+        return;
+    }
+    const char *bad = NULL;
+    if (!parse_filter_query(c->req.query, &filter, &bad)) {
+        respond_error(c, 400, "invalid_query",
+                      "query parameters: limit=1..8189, reversed=true|false, "
+                      "timestamp_min=N, timestamp_max=N, each at most once",
+                      bad);
+        return;
+    }
+    PC_ASSERT(filter.limit >= 1 && filter.limit <= PC_BATCH_EVENTS_MAX);
+    c->limit = filter.limit;
+    submit(c, PC_OP_get_account_transfers, &filter, 1);
+}
+
+/* "0-49" style ranges of the buckets a unit owns, comma-separated. */
+static void bucket_ranges(const pc_cluster_t *cluster, uint32_t unit, char *out, size_t cap) {
+    PC_ASSERT(out != NULL && cap >= PC_ROUTING_BUCKETS * 4u);
+    PC_ASSERT(unit < PC_UNITS_MAX);
+    size_t len = 0;
+    out[0] = '\0';
+    for (uint32_t b = 0; b < PC_ROUTING_BUCKETS; b++) {
+        if (cluster->bucket_unit[b] != unit) continue;
+        uint32_t last = b;
+        while (last + 1 < PC_ROUTING_BUCKETS && cluster->bucket_unit[last + 1] == unit) last++;
+        int n = last == b ? snprintf(out + len, cap - len, "%s%u", len ? "," : "", b)
+                          : snprintf(out + len, cap - len, "%s%u-%u", len ? "," : "", b, last);
+        PC_ASSERT(n > 0 && (size_t)n < cap - len);
+        len += (size_t)n;
+        b = last;
+    }
+}
+
+/* A bounded appender for the text bodies built here (cluster, metrics). */
+typedef struct text {
+    char *buf;
+    size_t cap;
+    size_t len;
+} text_t;
+
+__attribute__((format(printf, 2, 3))) static void text_put(text_t *t, const char *format, ...) {
+    PC_ASSERT(t->len < t->cap);
+    va_list ap;
+    va_start(ap, format);
+    int n = vsnprintf(t->buf + t->len, t->cap - t->len, format, ap);
+    va_end(ap);
+    /* Every body is sized for its worst case up front. */
+    PC_ASSERT(n >= 0 && (size_t)n < t->cap - t->len);
+    t->len += (size_t)n;
+}
+
+/* A JSON string of bytes from the cluster map (addresses: printable, but
+ * escaped anyway rather than trusted). */
+static void text_put_string(text_t *t, const char *s, size_t n) {
+    PC_ASSERT(s != NULL);
+    text_put(t, "\"");
+    for (size_t i = 0; i < n; i++) {
+        uint8_t ch = (uint8_t)s[i];
+        if (ch == '"' || ch == '\\') text_put(t, "\\%c", ch);
+        else if (ch < 0x20 || ch >= 0x7f) text_put(t, "\\u%04x", ch);
+        else text_put(t, "%c", ch);
+    }
+    text_put(t, "\"");
+}
+
+static void serve_cluster(conn_t *c) {
+    pc_cluster_t cluster;
+    memset(&cluster, 0, sizeof(cluster));
+    pc_gateway_cluster(c->api->gateway, &cluster);
+    uint32_t units = PC_MIN(cluster.units_count, PC_UNITS_MAX);
+    char *body = body_scratch(c->api, 64u + (size_t)units * UNIT_JSON_MAX);
+    if (body == NULL) {
+        respond_no_memory(c);
+        return;
+    }
+    text_t t = {body, 64u + (size_t)units * UNIT_JSON_MAX, 0};
+    text_put(&t, "{\"epoch\":\"%llu\",\"units\":[", (unsigned long long)cluster.epoch);
+    for (uint32_t u = 0; u < units; u++) {
+        char buckets[PC_ROUTING_BUCKETS * 4u + 1];
+        bucket_ranges(&cluster, u, buckets, sizeof(buckets));
+        text_put(&t, "%s{\"unit\":%u,\"addresses\":", u ? "," : "", u);
+        text_put_string(&t, cluster.unit_addresses[u],
+                        strnlen(cluster.unit_addresses[u], PC_UNIT_ADDRESSES_MAX));
+        text_put(&t, ",\"buckets\":\"%s\"}", buckets);
+    }
+    text_put(&t, "]}");
+    respond_json(c, 200, NULL, body, t.len);
+}
+
+static void metric(text_t *t, const char *name, const char *type, const char *help,
+                   uint64_t value) {
+    PC_ASSERT(name != NULL && type != NULL && help != NULL);
+    text_put(t, "# HELP paycell_gateway_%s %s\n# TYPE paycell_gateway_%s %s\n", name, help, name,
+             type);
+    text_put(t, "paycell_gateway_%s %llu\n", name, (unsigned long long)value);
+}
+
+static void serve_metrics(conn_t *c) {
+    pc_http_api_t *api = c->api;
+    pc_gateway_metrics_t m;
+    memset(&m, 0, sizeof(m));
+    pc_gateway_metrics(api->gateway, &m);
+    char *body = body_scratch(api, METRICS_TEXT_MAX);
+    if (body == NULL) {
+        respond_no_memory(c);
+        return;
+    }
+    text_t t = {body, METRICS_TEXT_MAX, 0};
+    text_put(&t, "# HELP paycell_gateway_requests_total Client requests, by operation.\n"
+                 "# TYPE paycell_gateway_requests_total counter\n");
+    for (uint32_t op = 0; op < PC_ARRAY_LEN(m.requests); op++) {
+        const char *name = pc_operation_name((pc_operation_t)op);
+        if (name == NULL) continue;
+        text_put(&t, "paycell_gateway_requests_total{operation=\"%s\"} %llu\n", name,
+                 (unsigned long long)m.requests[op]);
+    }
+    metric(&t, "requests_failed_total", "counter", "Requests answered with an error status.",
+           m.requests_failed);
+    metric(&t, "requests_rejected_total", "counter", "Requests refused as overload (busy).",
+           m.requests_rejected);
+    metric(&t, "events_total", "counter", "Events received.", m.events);
+    metric(&t, "events_shadow_total", "counter", "Events of shadow (stress-test) traffic.",
+           m.events_shadow);
+    metric(&t, "transfers_created_total", "counter", "Transfers created.", m.transfers_created);
+    metric(&t, "transfers_failed_total", "counter", "Transfers answered with another result.",
+           m.transfers_failed);
+    metric(&t, "xts_started_total", "counter", "Cross-unit transfers tried.", m.xts_started);
+    metric(&t, "xts_committed_total", "counter", "Cross-unit transfers committed.",
+           m.xts_committed);
+    metric(&t, "xts_aborted_total", "counter", "Cross-unit transfers aborted.", m.xts_aborted);
+    metric(&t, "routing_refreshes_total", "counter", "Cluster map fetches from the GZone.",
+           m.routing_refreshes);
+    metric(&t, "routing_epoch", "gauge", "Epoch of the gateway's cluster map.", m.routing_epoch);
+    metric(&t, "inflight", "gauge", "Requests being served now.", m.inflight);
+    metric(&t, "unit_requests_total", "counter", "Sub-requests sent to units.", m.unit_requests);
+    metric(&t, "http_connections", "gauge", "Open HTTP connections.", api->conns_used);
+    metric(&t, "http_connections_refused_total", "counter",
+           "HTTP connections refused at the connection limit.", api->refused);
+    respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, body, t.len);
+}
+
+static void serve_root(conn_t *c) {
+    static const char page[] =
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>paycell gateway</title>"
+        "</head>\n<body><h1>paycell gateway</h1>\n<p>HTTP/JSON API (ids and amounts are "
+        "decimal strings):</p>\n<ul>\n"
+        "<li>POST /v1/accounts</li>\n<li>POST /v1/transfers</li>\n"
+        "<li>GET /v1/accounts/{id}</li>\n<li>GET /v1/transfers/{id}</li>\n"
+        "<li>GET /v1/accounts/{id}/transfers?limit=N&amp;reversed=true</li>\n"
+        "<li>GET /v1/cluster</li>\n<li>GET /metrics</li>\n</ul>\n"
+        "<p>The dashboard comes here later.</p>\n</body></html>\n";
+    respond(c, 200, "text/html; charset=utf-8", NULL, page, sizeof(page) - 1);
+}
+
+/* Serves one complete, well-framed request. */
+static void serve(conn_t *c) {
+    PC_ASSERT(c->state == CONN_READING);
+    PC_ASSERT(c->req.size > 0 && c->req.size <= c->in_len);
+    pc_http_slice_t id;
+    route_t route = route_of(c->req.path, &id);
+    if (route == ROUTE_NONE) {
+        respond_error(c, 404, "not_found", "no such path", NULL);
+        return;
+    }
+    bool post = route == ROUTE_ACCOUNTS || route == ROUTE_TRANSFERS;
+    if (!slice_is(c->req.method, post ? "POST" : "GET")) {
+        char body[256];
+        int n = pc_json_encode_error("method_not_allowed", post ? "use POST" : "use GET", NULL,
+                                     body, sizeof(body));
+        PC_ASSERT(n > 0);
+        respond_json(c, 405, post ? "Allow: POST\r\n" : "Allow: GET\r\n", body, (size_t)n);
+        return;
+    }
+    switch (route) {
+    case ROUTE_ROOT: serve_root(c); break;
+    case ROUTE_METRICS: serve_metrics(c); break;
+    case ROUTE_CLUSTER: serve_cluster(c); break;
+    case ROUTE_ACCOUNTS: serve_create(c, PC_OP_create_accounts); break;
+    case ROUTE_TRANSFERS: serve_create(c, PC_OP_create_transfers); break;
+    case ROUTE_ACCOUNT: serve_lookup(c, PC_OP_lookup_accounts, id); break;
+    case ROUTE_TRANSFER: serve_lookup(c, PC_OP_lookup_transfers, id); break;
+    case ROUTE_ACCOUNT_TRANSFERS: serve_account_transfers(c, id); break;
+    case ROUTE_NONE: PC_ASSERT(false);
+    }
+}
+
+/* ---- the gateway's answers ---- */
+
+static void on_done(void *user, int status, pc_operation_t operation, const void *reply,
+                    uint32_t reply_size);
+
+static void submit(conn_t *c, pc_operation_t operation, const void *events, uint32_t count) {
+    PC_ASSERT(c->state == CONN_READING);
+    PC_ASSERT(count >= 1 && count <= PC_BATCH_EVENTS_MAX);
+    c->state = CONN_BUSY; /* before the call: done may never see READING */
+    int rc = pc_gateway_submit(c->api->gateway, operation, events, count, c->req.is_shadow,
+                               on_done, c);
+    if (rc == PC_OK) return;
+    c->state = CONN_READING;
+    if (rc == PC_EBUSY)
+        respond_error(c, 503, "overloaded", "too many requests in flight: retry later", NULL);
+    else respond_error(c, 500, pc_err_name(rc), pc_strerror(rc), NULL);
+}
+
+static void bad_reply(conn_t *c) {
+    respond_error(c, 502, "bad_reply", "the gateway's reply does not fit the request", NULL);
+}
+
+static uint32_t r_last(const uint8_t *reply) {
+    pc_create_result_t r;
+    memcpy(&r, reply, sizeof r);
+    return r.result;
+}
+
+/* Expands a create reply (only non-created events, with their index) into
+ * one {"id","result"} per event in request order. */
+static void reply_results(conn_t *c, pc_operation_t operation, const uint8_t *reply,
+                          uint32_t reply_size) {
+    PC_ASSERT(c->ids != NULL && c->ids_count >= 1);
+    uint32_t results = reply_size / (uint32_t)sizeof(pc_create_result_t);
+    if (reply_size % sizeof(pc_create_result_t) != 0 || results > c->ids_count) {
+        bad_reply(c);
+        return;
+    }
+    size_t cap = 32u + (size_t)c->ids_count * RESULT_JSON_MAX;
+    char *body = body_scratch(c->api, cap);
+    if (body == NULL) {
+        respond_no_memory(c);
+        return;
+    }
+    size_t len = (size_t)snprintf(body, cap, "{\"results\":[");
+    uint32_t next = 0; /* the next entry of the reply */
+    for (uint32_t i = 0; i < c->ids_count; i++) {
+        pc_create_result_t r = {i, 0};
+        if (next < results) memcpy(&r, reply + (size_t)next * sizeof(r), sizeof(r));
+        if (next < results && r.index < i) { /* out of order or repeated */
+            bad_reply(c);
+            return;
+        }
+        uint32_t code = 0;
+        if (next < results && r.index == i) {
+            code = r.result;
+            next++;
+        }
+        const char *name = operation == PC_OP_create_accounts ? pc_account_result_name(code)
+                                                              : pc_transfer_result_name(code);
+        if (i > 0) body[len++] = ',';
+        int n = pc_json_encode_result(c->ids[i], name ? name : "unknown", body + len, cap - len);
+        PC_ASSERT(n > 0);
+        len += (size_t)n;
+    }
+    if (next != results) { /* an index at or past the event count */
+        bad_reply(c);
+        return;
+    }
+    PC_ASSERT(len + 3 <= cap);
+    memcpy(body + len, "]}", 3);
+    /* One object sent, one refused: the request failed, so the status says
+     * so (422, the result's name as the error code) and the body carries
+     * both the error and the usual results. A batch always answers 200:
+     * its events succeed or fail one by one. */
+    bool exists = results == 1 && ((operation == PC_OP_create_accounts &&
+                                    r_last(reply) == PC_ACCOUNT_RESULT_exists) ||
+                                   (operation == PC_OP_create_transfers &&
+                                    r_last(reply) == PC_TRANSFER_RESULT_exists));
+    if (c->single && c->ids_count == 1 && results == 1 && !exists) {
+        uint32_t code = r_last(reply);
+        const char *name = operation == PC_OP_create_accounts ? pc_account_result_name(code)
+                                                              : pc_transfer_result_name(code);
+        char *wrapped = malloc(len + 512);
+        if (wrapped == NULL) {
+            respond_no_memory(c);
+            return;
+        }
+        int n = snprintf(wrapped, len + 512,
+                         "{\"error\":{\"code\":\"%s\",\"message\":\"the %s was refused\"},%s",
+                         name ? name : "unknown",
+                         operation == PC_OP_create_accounts ? "account" : "transfer", body + 1);
+        PC_ASSERT(n > 0 && (size_t)n < len + 512);
+        respond_json(c, 422, NULL, wrapped, (size_t)n);
+        free(wrapped);
+        return;
+    }
+    respond_json(c, 200, NULL, body, len + 2);
+}
+
+/* One looked-up record, or 404 when the reply holds none. */
+static void reply_record(conn_t *c, pc_operation_t operation, const void *reply,
+                         uint32_t reply_size) {
+    PC_ASSERT(operation == PC_OP_lookup_accounts || operation == PC_OP_lookup_transfers);
+    bool account = operation == PC_OP_lookup_accounts;
+    if (reply_size == 0) {
+        respond_error(c, 404, "not_found", account ? "no such account" : "no such transfer",
+                      NULL);
+        return;
+    }
+    if (reply_size != PC_RECORD_SIZE) {
+        bad_reply(c);
+        return;
+    }
+    char body[RECORD_JSON_MAX];
+    int n;
+    if (account) {
+        pc_account_t a;
+        memcpy(&a, reply, sizeof(a));
+        n = pc_json_encode_account(&a, body, sizeof(body));
+    } else {
+        pc_transfer_t t;
+        memcpy(&t, reply, sizeof(t));
+        n = pc_json_encode_transfer(&t, body, sizeof(body));
+    }
+    PC_ASSERT(n > 0);
+    respond_json(c, 200, NULL, body, (size_t)n);
+}
+
+static void reply_transfers(conn_t *c, const uint8_t *reply, uint32_t reply_size) {
+    PC_ASSERT(c->limit >= 1 && c->limit <= PC_BATCH_EVENTS_MAX);
+    uint32_t count = reply_size / (uint32_t)sizeof(pc_transfer_t);
+    if (reply_size % sizeof(pc_transfer_t) != 0 || count > c->limit) {
+        bad_reply(c);
+        return;
+    }
+    size_t cap = 32u + (size_t)count * RECORD_JSON_MAX;
+    char *body = body_scratch(c->api, cap);
+    if (body == NULL) {
+        respond_no_memory(c);
+        return;
+    }
+    size_t len = (size_t)snprintf(body, cap, "{\"transfers\":[");
+    for (uint32_t i = 0; i < count; i++) {
+        pc_transfer_t t;
+        memcpy(&t, reply + (size_t)i * sizeof(t), sizeof(t));
+        if (i > 0) body[len++] = ',';
+        int n = pc_json_encode_transfer(&t, body + len, cap - len);
+        PC_ASSERT(n > 0);
+        len += (size_t)n;
+    }
+    PC_ASSERT(len + 3 <= cap);
+    memcpy(body + len, "]}", 3);
+    respond_json(c, 200, NULL, body, len + 2);
+}
+
+/* The gateway's completion: called from the loop, possibly long after the
+ * client left (then the slot is an orphan and is freed here). */
+static void on_done(void *user, int status, pc_operation_t operation, const void *reply,
+                    uint32_t reply_size) {
+    conn_t *c = user;
+    PC_ASSERT(c != NULL && c->api != NULL);
+    PC_ASSERT(c->state == CONN_BUSY || c->state == CONN_ORPHAN);
+    PC_ASSERT(reply != NULL || reply_size == 0);
+    if (c->state == CONN_ORPHAN) {
+        conn_free(c);
+        return;
+    }
+    c->state = CONN_READING; /* respond() expects a connection ready to answer */
+    if (status != PC_OK) {
+        uint16_t http = status == PC_ETIMEDOUT ? 504 : status == PC_EBUSY ? 503 : 502;
+        respond_error(c, http, pc_err_name(status), pc_strerror(status), NULL);
+        return;
+    }
+    switch (operation) {
+    case PC_OP_create_accounts:
+    case PC_OP_create_transfers: reply_results(c, operation, reply, reply_size); break;
+    case PC_OP_lookup_accounts:
+    case PC_OP_lookup_transfers: reply_record(c, operation, reply, reply_size); break;
+    case PC_OP_get_account_transfers: reply_transfers(c, reply, reply_size); break;
+    default: bad_reply(c); break;
+    }
+}
+
+/* ---- reading ---- */
+
+static const char *parse_error_code(uint16_t status) {
+    switch (status) {
+    case 411: return "length_required";
+    case 413: return "body_too_large";
+    case 431: return "head_too_large";
+    case 501: return "not_implemented";
+    case 505: return "http_version_not_supported";
+    default: return "bad_request";
+    }
+}
+
+/* A client that sent "Expect: 100-continue" (curl does for bodies over
+ * 1 KiB) waits for this interim answer before sending the body, or for a
+ * second without it. Sent once the head passed the parser, so a refused head
+ * gets its final status instead. Best effort: a full socket buffer only
+ * costs the client that second. */
+static void send_continue(conn_t *c) {
+    PC_ASSERT(c->req.head_size > 0 && !c->continued);
+    PC_ASSERT(c->fd >= 0);
+    c->continued = true;
+    if (c->req.version_minor == 0) return; /* 1.0 has no interim responses */
+    bool expect = false;
+    for (uint32_t i = 0; i < c->req.headers_count; i++) {
+        const pc_http_header_t *h = &c->req.headers[i];
+        if (h->name.len == 6 && strncasecmp(h->name.at, "expect", 6) == 0 &&
+            h->value.len == 12 && strncasecmp(h->value.at, "100-continue", 12) == 0)
+            expect = true;
+    }
+    static const char interim[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    if (expect) (void)send(c->fd, interim, sizeof(interim) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* Parses what is buffered; serves a complete request, answers a malformed
+ * one (and closes: framing is lost), or grows the buffer for a large body. */
+static void conn_parse(conn_t *c) {
+    PC_ASSERT(c->state == CONN_READING && c->in != NULL);
+    PC_ASSERT(c->in_len <= c->in_cap);
+    c->in_pending = false;
+    int rc = pc_http_parse(&c->req, c->in, c->in_len);
+    if (rc == PC_HTTP_ERROR) {
+        c->close_after = true;
+        respond_error(c, c->req.status, parse_error_code(c->req.status), c->req.error, NULL);
+        return;
+    }
+    if (rc == PC_HTTP_NEED_MORE) {
+        if (c->req.head_size > 0 && !c->continued) send_continue(c);
+        uint64_t need = (uint64_t)c->req.head_size + c->req.content_length;
+        if (c->req.head_size > 0 && need > c->in_cap) {
+            PC_ASSERT(need <= CONN_IN_MAX); /* the parser bounds Content-Length */
+            char *p = realloc(c->in, CONN_IN_MAX);
+            if (p == NULL) {
+                conn_close(c);
+                return;
+            }
+            c->in = p;
+            c->in_cap = CONN_IN_MAX;
+            /* The parser's slices pointed into the old buffer: parse afresh. */
+            pc_http_request_init(&c->req);
+            rc = pc_http_parse(&c->req, c->in, c->in_len);
+            PC_ASSERT(rc == PC_HTTP_NEED_MORE);
+        }
+        PC_ASSERT(c->in_len < c->in_cap); /* a head or body that cannot fit was refused */
+        return;
+    }
+    PC_ASSERT(rc == PC_HTTP_COMPLETE);
+    c->consumed = c->req.size;
+    c->close_after = !c->req.keep_alive;
+    c->say_keep_alive = c->req.keep_alive && c->req.version_minor == 0;
+    serve(c);
+}
+
+/* Reads what the socket has (bounded), parsing after each read. */
+static void conn_read(conn_t *c) {
+    PC_ASSERT(c->state == CONN_READING && c->fd >= 0);
+    if (c->in == NULL) {
+        if ((c->in = malloc(CONN_IN_INITIAL)) == NULL) {
+            conn_close(c);
+            return;
+        }
+        c->in_cap = CONN_IN_INITIAL;
+    }
+    for (uint32_t i = 0; i < READS_PER_EVENT && c->state == CONN_READING; i++) {
+        PC_ASSERT(c->in_len < c->in_cap);
+        ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (n <= 0) { /* end of stream mid-request or between requests, or an error */
+            conn_close(c);
+            return;
+        }
+        c->in_len += (uint32_t)n;
+        conn_parse(c);
+    }
+}
+
+/* ---- accepting ---- */
+
+static void accept_all(pc_http_api_t *api) {
+    PC_ASSERT(api->listen_fd >= 0);
+    for (uint32_t i = 0; i < ACCEPTS_PER_EVENT; i++) {
+        int fd = pc_net_accept(api->listen_fd);
+        if (fd < 0) return; /* none waiting (PC_EBUSY) or a transient error */
+        if (api->conns_used == PC_HTTP_CONNS_MAX) {
+            /* Best effort: a fresh socket's buffer takes this small answer. */
+            (void)send(fd, api->refuse, api->refuse_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+            close(fd);
+            api->refused++;
+            continue;
+        }
+        conn_t *c = NULL;
+        for (uint32_t s = 0; s < PC_HTTP_CONNS_MAX && c == NULL; s++)
+            if (api->conns[s].state == CONN_FREE) c = &api->conns[s];
+        PC_ASSERT(c != NULL && c->fd == -1);
+        c->fd = fd;
+        c->state = CONN_READING;
+        c->deadline_ns = deadline_after_ms(pc__http_api_idle_ms);
+        pc_http_request_init(&c->req);
+        api->conns_used++;
+    }
+}
+
+/* ---- the public interface ---- */
+
+int pc_http_api_init(pc_gateway_t *gateway, int listen_fd, pc_http_api_t **out) {
+    PC_ASSERT(listen_fd >= 0 && out != NULL);
+    PC_ASSERT(gateway != NULL);
+    pc_http_api_t *api = calloc(1, sizeof(*api));
+    if (api == NULL) goto fail;
+    api->events = malloc((size_t)PC_BATCH_EVENTS_MAX * sizeof(pc_transfer_t));
+    if (api->events == NULL) goto fail;
+    api->gateway = gateway;
+    api->listen_fd = listen_fd;
+    for (uint32_t s = 0; s < PC_HTTP_CONNS_MAX; s++) {
+        api->conns[s].api = api;
+        api->conns[s].fd = -1;
+    }
+    static const char body[] = "{\"error\":{\"code\":\"overloaded\",\"message\":"
+                               "\"too many connections: retry later\"}}";
+    int n = pc_http_response_write(api->refuse, sizeof(api->refuse), 503, "application/json",
+                                   "Retry-After: 1\r\nConnection: close\r\n", body,
+                                   sizeof(body) - 1);
+    PC_ASSERT(n > 0);
+    api->refuse_len = (uint32_t)n;
+    *out = api;
+    return PC_OK;
+fail:
+    if (api) free(api->events);
+    free(api);
+    return PC_ENOMEM;
+}
+
+void pc_http_api_deinit(pc_http_api_t *api) {
+    if (api == NULL) return;
+    PC_ASSERT(api->conns_used <= PC_HTTP_CONNS_MAX);
+    for (uint32_t s = 0; s < PC_HTTP_CONNS_MAX; s++)
+        if (api->conns[s].state != CONN_FREE) conn_free(&api->conns[s]);
+    PC_ASSERT(api->conns_used == 0);
+    close(api->listen_fd);
+    free(api->events);
+    free(api->body);
+    free(api);
+}
+
+uint32_t pc_http_api_pollfds(pc_http_api_t *api, struct pollfd *fds, uint32_t cap) {
+    PC_ASSERT(api != NULL);
+    PC_ASSERT(fds != NULL || cap == 0);
+    api->poll_count = 0;
+    if (cap == 0) return 0;
+    fds[0] = (struct pollfd){.fd = api->listen_fd, .events = POLLIN};
+    uint32_t n = 1;
+    uint64_t now_ns = pc_time_monotonic_ns();
+    for (uint32_t s = 0; s < PC_HTTP_CONNS_MAX; s++) {
+        conn_t *c = &api->conns[s];
+        if (c->state == CONN_FREE || c->state == CONN_ORPHAN) continue;
+        bool timed = c->state == CONN_READING || c->state == CONN_WRITING ||
+                     c->state == CONN_LINGER;
+        if (timed && now_ns >= c->deadline_ns) { /* idle, stalled or done lingering */
+            conn_close(c);
+            continue;
+        }
+        if (n == cap) continue;
+        short events = 0;
+        switch (c->state) {
+        case CONN_READING: events = (short)(POLLIN | (c->in_pending ? POLLOUT : 0)); break;
+        case CONN_BUSY: events = c->peer_eof ? 0 : POLLRDHUP; break;
+        case CONN_WRITING: events = POLLOUT; break;
+        case CONN_LINGER: events = POLLIN; break;
+        default: PC_ASSERT(false);
+        }
+        fds[n] = (struct pollfd){.fd = c->fd, .events = events};
+        api->poll_slot[n - 1] = (uint16_t)s;
+        api->poll_generation[n - 1] = c->generation;
+        n++;
+    }
+    api->poll_count = n;
+    PC_ASSERT(n <= cap && n <= PC_HTTP_CONNS_MAX + 1);
+    return n;
+}
+
+/* One connection's readiness. State may have moved since pollfds (a done
+ * callback ran in between): act only on what fits the state now. */
+static void conn_on_events(conn_t *c, short revents) {
+    PC_ASSERT(c->state != CONN_FREE && c->state != CONN_ORPHAN);
+    PC_ASSERT(c->fd >= 0);
+    switch (c->state) {
+    case CONN_READING:
+        if (c->in_pending) conn_parse(c);
+        if (c->state == CONN_READING && (revents & (POLLIN | POLLHUP | POLLERR))) conn_read(c);
+        break;
+    case CONN_BUSY:
+        /* A reset: nobody will read the answer. A FIN only: the client may
+         * have half-closed and still read, so answer, then close. */
+        if (revents & (POLLHUP | POLLERR | POLLNVAL)) conn_close(c);
+        else if (revents & POLLRDHUP) c->peer_eof = true;
+        break;
+    case CONN_WRITING:
+        if (revents & (POLLOUT | POLLHUP | POLLERR)) conn_flush(c);
+        break;
+    case CONN_LINGER:
+        if (revents & (POLLIN | POLLHUP | POLLERR)) conn_drain(c);
+        break;
+    default: PC_ASSERT(false);
+    }
+}
+
+void pc_http_api_on_events(pc_http_api_t *api, const struct pollfd *fds, uint32_t n) {
+    PC_ASSERT(api != NULL);
+    PC_ASSERT(n <= api->poll_count && (fds != NULL || n == 0));
+    for (uint32_t i = 1; i < n; i++) {
+        if (fds[i].revents == 0) continue;
+        conn_t *c = &api->conns[api->poll_slot[i - 1]];
+        /* Freed (or freed and reused) since pollfds: the revents are stale. */
+        if (c->generation != api->poll_generation[i - 1] || c->fd != fds[i].fd) continue;
+        if (c->state == CONN_FREE || c->state == CONN_ORPHAN) continue;
+        conn_on_events(c, fds[i].revents);
+    }
+    /* Accept last, so a slot freed above is reusable at once. */
+    if (n > 0 && (fds[0].revents & POLLIN)) accept_all(api);
+}

@@ -1,0 +1,866 @@
+/*
+ * job.c — one client request through the gateway.
+ *
+ * A job splits the client's batch by unit, sends the sub-batches in
+ * parallel and puts the per-event results back in the client's order.
+ * create_transfers runs in phases; every phase sends at most one sub-request
+ * per unit and step, so a batch of thousands of cross-unit transfers costs a
+ * handful of round trips, not thousands:
+ *
+ *   A  local transfers to their unit (create_transfers), and the payer side
+ *      of every cross-unit transfer (xts_try), all units in parallel
+ *   B  the payee side (xts_try) of those whose payer side took
+ *   C  the decision at the payer (xts_resolve: commit when both sides took,
+ *      else abort) — the point of no return; the client is answered here
+ *   D  confirm or cancel at the payee (xts_resolve)
+ *   E  xts_finish at the payer, which empties its outbox entry
+ *
+ * D and E run after the client has its answer; when the gateway dies before
+ * them the payer unit's recovery loop delivers the decision instead.
+ *
+ * An event a unit answers wrong_unit was applied nowhere (a chain it
+ * belonged to was rolled back): the job parks until the table is refreshed
+ * and runs those events again, at most GW_ATTEMPTS_MAX times. Transport
+ * errors (a unit unreachable after the session's retries) fail the whole
+ * request with that status: the client resends the same ids, which are
+ * idempotency keys.
+ */
+#include "gateway_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define RESULT_OPEN UINT32_MAX
+#define R(name) PC_TRANSFER_RESULT_##name
+
+enum step { STEP_LOCAL = 1, STEP_TRY_PAYER, STEP_TRY_PAYEE, STEP_DECIDE, STEP_RESOLVE,
+            STEP_FINISH, STEP_LOOKUP, STEP_FIND_PENDING };
+
+enum phase { PHASE_FIND = 1, PHASE_A, PHASE_B, PHASE_C, PHASE_D, PHASE_E, PHASE_END,
+             PHASE_PARKED };
+
+/* Cross-unit state of one event. */
+enum xs { XS_NONE = 0, XS_PAYER_OK, XS_COMMIT, XS_ABORT, XS_COMMITTED, XS_ABORTED,
+          XS_RESOLVED };
+
+typedef struct gw_part {
+    gw_job_t *job;
+    pc_client_t *session;
+    uint32_t unit;
+    uint32_t step;
+    uint32_t count;
+    uint32_t index[]; /* original event index of each sub-event */
+} gw_part_t;
+
+struct gw_job {
+    gw_job_t *next;
+    pc_gateway_t *gw;
+    pc_operation_t op;
+    uint32_t count;
+    uint32_t event_size;
+    bool shadow;
+    pc_gateway_done_t done;
+    void *user;
+    uint8_t *events;
+    uint32_t *results;   /* final result per event, RESULT_OPEN until known */
+    uint32_t *step;      /* the current step's result per event */
+    uint32_t *payee;     /* the payee try's result per event */
+    uint8_t *xs;         /* enum xs */
+    uint8_t *unit_dr;    /* unit of the debit side (or of the account) */
+    uint8_t *unit_cr;
+    uint32_t parts;      /* sub-requests in flight */
+    uint32_t phase;
+    uint32_t attempt;
+    bool retry;          /* some event needs a fresher table */
+    bool replied;
+    bool reap_queued;
+    int status;          /* first transport error, PC_OK if none */
+    uint8_t *out;        /* lookups: gathered records, then the reply */
+    uint32_t out_count;
+    uint32_t out_cap;
+    uint8_t *out_unit;   /* lookups: unit each gathered record came from */
+    uint8_t *reply;
+    uint32_t reply_size;
+};
+
+static void phase_done(gw_job_t *job);
+
+/* ---- helpers ---- */
+
+static const pc_transfer_t *transfer_at(const gw_job_t *job, uint32_t i) {
+    PC_ASSERT(job->op == PC_OP_create_transfers && i < job->count);
+    return (const pc_transfer_t *)(job->events + (size_t)i * sizeof(pc_transfer_t));
+}
+
+static uint16_t event_flags(const gw_job_t *job, uint32_t i) {
+    if (job->op == PC_OP_create_accounts) {
+        return ((const pc_account_t *)job->events)[i].flags;
+    }
+    return transfer_at(job, i)->flags;
+}
+
+static bool result_ok(uint32_t result) {
+    return result == R(created) || result == R(exists);
+}
+
+static void job_free(gw_job_t *job) {
+    pc_gateway_t *gw = job->gw;
+    free(job->events);
+    free(job->results);
+    free(job->step);
+    free(job->payee);
+    free(job->xs);
+    free(job->unit_dr);
+    free(job->unit_cr);
+    free(job->out);
+    free(job->out_unit);
+    free(job->reply);
+    free(job);
+    PC_ASSERT(gw->jobs_inflight > 0);
+    gw->jobs_inflight--;
+}
+
+static void reap_queue(gw_job_t *job) {
+    if (job->reap_queued) return;
+    job->reap_queued = true;
+    job->next = job->gw->completed;
+    job->gw->completed = job;
+}
+
+/* ---- sub-requests ---- */
+
+static void part_done(void *user, int status, pc_operation_t operation, const void *reply,
+                      uint32_t reply_size);
+
+/* Sends events idx[0..n) (the transformed events are in gw->scratch) to a
+ * unit. A send that fails at once counts as a transport error. */
+static void part_send(gw_job_t *job, uint32_t unit, uint32_t step, pc_operation_t op,
+                      const void *events, const uint32_t *idx, uint32_t n) {
+    PC_ASSERT(n > 0 && n <= PC_BATCH_EVENTS_MAX);
+    gw_part_t *part = malloc(sizeof *part + (size_t)n * sizeof(uint32_t));
+    if (part == NULL) {
+        if (job->status == PC_OK) job->status = PC_ENOMEM;
+        return;
+    }
+    *part = (gw_part_t){.job = job, .unit = unit, .step = step, .count = n};
+    memcpy(part->index, idx, (size_t)n * sizeof(uint32_t));
+    int rc = gw_unit_submit(job->gw, unit, op, events, n, part_done, part, &part->session);
+    if (rc != PC_OK) {
+        free(part);
+        if (job->status == PC_OK) job->status = rc;
+        return;
+    }
+    job->parts++;
+}
+
+/* Maps a create reply (only non-created events listed) onto out[]. */
+static bool create_results_map(const gw_part_t *part, const void *reply, uint32_t size,
+                               uint32_t *out) {
+    if (size % sizeof(pc_create_result_t) != 0) return false;
+    for (uint32_t k = 0; k < part->count; k++) out[part->index[k]] = 0;
+    const pc_create_result_t *r = reply;
+    for (uint32_t k = 0; k < size / sizeof(pc_create_result_t); k++) {
+        if (r[k].index >= part->count) return false;
+        out[part->index[r[k].index]] = r[k].result;
+    }
+    return true;
+}
+
+static bool gather_records(gw_job_t *job, const gw_part_t *part, const void *reply,
+                           uint32_t size) {
+    uint32_t record = pc_operation_reply_record_size(job->op);
+    if (size % record != 0) return false;
+    uint32_t n = size / record;
+    if (job->out_count + n > job->out_cap) return false;
+    memcpy(job->out + (size_t)job->out_count * record, reply, size);
+    memset(job->out_unit + job->out_count, (int)part->unit, n);
+    job->out_count += n;
+    return true;
+}
+
+/* Phase FIND: a post or void naming no account is routed to the unit whose
+ * lookup found its pending transfer. */
+static bool pending_found(gw_job_t *job, const gw_part_t *part, const void *reply,
+                          uint32_t size) {
+    if (size % sizeof(pc_transfer_t) != 0) return false;
+    const pc_transfer_t *found = reply;
+    for (uint32_t k = 0; k < size / sizeof(pc_transfer_t); k++) {
+        for (uint32_t j = 0; j < part->count; j++) {
+            uint32_t i = part->index[j];
+            if (transfer_at(job, i)->pending_id == found[k].id) {
+                job->unit_dr[i] = job->unit_cr[i] = (uint8_t)part->unit;
+            }
+        }
+    }
+    return true;
+}
+
+static void part_done(void *user, int status, pc_operation_t operation, const void *reply,
+                      uint32_t reply_size) {
+    gw_part_t *part = user;
+    gw_job_t *job = part->job;
+    (void)operation;
+    PC_ASSERT(job->parts > 0);
+    job->parts--;
+    if (status == PC_OK) gw_epoch_seen(job->gw, pc_client_last_epoch(part->session));
+    bool ok = status == PC_OK;
+    if (ok) {
+        switch (part->step) {
+        case STEP_LOCAL: ok = create_results_map(part, reply, reply_size, job->results); break;
+        case STEP_LOOKUP: ok = gather_records(job, part, reply, reply_size); break;
+        case STEP_FIND_PENDING: ok = pending_found(job, part, reply, reply_size); break;
+        default: ok = create_results_map(part, reply, reply_size, job->step); break;
+        }
+        if (!ok) status = PC_EPROTO;
+    }
+    if (!ok && job->status == PC_OK && part->step != STEP_RESOLVE && part->step != STEP_FINISH) {
+        job->status = status;
+    }
+    free(part);
+    if (job->parts == 0) phase_done(job);
+}
+
+/* Per unit, the events of idx[] whose unit[] is u, transformed by make into
+ * gw->scratch, in one sub-request per unit. */
+typedef void (*make_event_t)(const gw_job_t *job, uint32_t i, void *out);
+
+static void send_by_unit(gw_job_t *job, const uint32_t *idx, uint32_t n, const uint8_t *unit,
+                         uint32_t step, pc_operation_t op, make_event_t make) {
+    pc_gateway_t *gw = job->gw;
+    uint32_t size = pc_operation_event_size(op);
+    uint32_t *sub = malloc((size_t)PC_MAX(n, 1u) * sizeof(uint32_t));
+    if (sub == NULL) {
+        if (job->status == PC_OK) job->status = PC_ENOMEM;
+        return;
+    }
+    for (uint32_t u = 0; u < gw->cluster.units_count; u++) {
+        uint32_t m = 0;
+        for (uint32_t k = 0; k < n; k++) {
+            uint32_t i = idx[k];
+            if (unit[i] != u) continue;
+            make(job, i, gw->scratch + (size_t)m * size);
+            sub[m++] = i;
+        }
+        if (m > 0) part_send(job, u, step, op, gw->scratch, sub, m);
+    }
+    free(sub);
+}
+
+static void make_copy(const gw_job_t *job, uint32_t i, void *out) {
+    memcpy(out, job->events + (size_t)i * job->event_size, job->event_size);
+}
+
+static void make_try(const gw_job_t *job, uint32_t i, void *out) {
+    pc_transfer_t t = *transfer_at(job, i);
+    t.timeout = job->gw->options.xts_timeout_s;
+    memcpy(out, &t, sizeof t);
+}
+
+static void make_resolve(const gw_job_t *job, uint32_t i, void *out) {
+    pc_transfer_t t;
+    memset(&t, 0, sizeof t);
+    t.id = transfer_at(job, i)->id;
+    bool commit = job->xs[i] == XS_COMMIT || job->xs[i] == XS_COMMITTED;
+    t.flags = commit ? PC_TRANSFER_post_pending_transfer : PC_TRANSFER_void_pending_transfer;
+    memcpy(out, &t, sizeof t);
+}
+
+static void make_id(const gw_job_t *job, uint32_t i, void *out) {
+    pc_u128 id = transfer_at(job, i)->id;
+    memcpy(out, &id, sizeof id);
+}
+
+static void make_pending_id(const gw_job_t *job, uint32_t i, void *out) {
+    pc_u128 id = transfer_at(job, i)->pending_id;
+    memcpy(out, &id, sizeof id);
+}
+
+/* The events of the job matching pred, into idx; returns how many. */
+typedef bool (*pred_t)(const gw_job_t *job, uint32_t i);
+
+static uint32_t select_events(const gw_job_t *job, pred_t pred, uint32_t *idx) {
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < job->count; i++) {
+        if (pred(job, i)) idx[n++] = i;
+    }
+    return n;
+}
+
+/* ---- classification ---- */
+
+static bool is_cross(const gw_job_t *job, uint32_t i) {
+    return job->op == PC_OP_create_transfers && job->unit_dr[i] != job->unit_cr[i];
+}
+
+static void units_assign(gw_job_t *job, uint32_t i) {
+    const pc_gateway_t *gw = job->gw;
+    if (job->op == PC_OP_create_accounts) {
+        job->unit_dr[i] = job->unit_cr[i] =
+            (uint8_t)gw_unit_of(gw, ((const pc_account_t *)job->events)[i].id);
+        return;
+    }
+    const pc_transfer_t *t = transfer_at(job, i);
+    pc_u128 dr = t->debit_account_id, cr = t->credit_account_id;
+    if (dr == 0 && cr == 0) {
+        job->unit_dr[i] = job->unit_cr[i] = 0; /* FIND may place it */
+        return;
+    }
+    job->unit_dr[i] = (uint8_t)gw_unit_of(gw, dr != 0 ? dr : cr);
+    job->unit_cr[i] = (uint8_t)gw_unit_of(gw, cr != 0 ? cr : dr);
+    /* A post or void names the pending transfer's accounts (or none): it
+     * runs where the pending transfer lives, never as a cross-unit step. */
+    if (t->flags & (PC_TRANSFER_post_pending_transfer | PC_TRANSFER_void_pending_transfer)) {
+        job->unit_cr[i] = job->unit_dr[i];
+    }
+}
+
+/* A cross-unit event that cannot run as XTS gets its result now. */
+static uint32_t cross_check(const gw_job_t *job, uint32_t i) {
+    const pc_transfer_t *t = transfer_at(job, i);
+    if (t->flags & PC_TRANSFER_linked) return R(linked_chain_spans_units);
+    if (t->flags != 0) return R(xts_flags_invalid);
+    if (t->timeout != 0) return R(timeout_reserved_for_pending_transfer);
+    return R(created);
+}
+
+PC_STATIC_ASSERT((uint32_t)PC_ACCOUNT_RESULT_linked_event_failed ==
+                     (uint32_t)PC_TRANSFER_RESULT_linked_event_failed,
+                 "one code for a failed chain's other events");
+
+static uint32_t chain_spans_result(const gw_job_t *job) {
+    return job->op == PC_OP_create_accounts ? PC_ACCOUNT_RESULT_linked_chain_spans_units
+                                            : R(linked_chain_spans_units);
+}
+
+/* Refuses chains (open events only) that would span units or contain a
+ * cross-unit transfer: the first offending event gets
+ * linked_chain_spans_units, the others linked_event_failed. */
+static void chains_check(gw_job_t *job) {
+    uint32_t start = 0;
+    for (uint32_t i = 0; i < job->count; i++) {
+        bool linked = event_flags(job, i) & PC_TRANSFER_linked;
+        if (linked && i + 1 < job->count) continue;
+        uint32_t bad = UINT32_MAX;
+        for (uint32_t k = start; k <= i && i > start; k++) {
+            if (job->results[k] != RESULT_OPEN) continue;
+            if (is_cross(job, k) || job->unit_dr[k] != job->unit_dr[start]) {
+                bad = k;
+                break;
+            }
+        }
+        if (bad != UINT32_MAX) {
+            for (uint32_t k = start; k <= i; k++) {
+                job->results[k] = k == bad ? chain_spans_result(job)
+                                           : PC_TRANSFER_RESULT_linked_event_failed;
+            }
+        }
+        start = i + 1;
+    }
+}
+
+static bool pred_open_local(const gw_job_t *job, uint32_t i) {
+    return job->results[i] == RESULT_OPEN && !is_cross(job, i);
+}
+static bool pred_open_cross(const gw_job_t *job, uint32_t i) {
+    return job->results[i] == RESULT_OPEN && is_cross(job, i);
+}
+static bool pred_find(const gw_job_t *job, uint32_t i) {
+    if (job->results[i] != RESULT_OPEN || job->op != PC_OP_create_transfers) return false;
+    const pc_transfer_t *t = transfer_at(job, i);
+    return t->debit_account_id == 0 && t->credit_account_id == 0 &&
+           (t->flags & (PC_TRANSFER_post_pending_transfer | PC_TRANSFER_void_pending_transfer));
+}
+static bool pred_payer_ok(const gw_job_t *job, uint32_t i) {
+    return job->results[i] == RESULT_OPEN && job->xs[i] == XS_PAYER_OK;
+}
+static bool pred_deciding(const gw_job_t *job, uint32_t i) {
+    return job->xs[i] == XS_COMMIT || job->xs[i] == XS_ABORT;
+}
+static bool pred_decided(const gw_job_t *job, uint32_t i) {
+    return job->xs[i] == XS_COMMITTED || job->xs[i] == XS_ABORTED;
+}
+static bool pred_resolved(const gw_job_t *job, uint32_t i) {
+    return job->xs[i] == XS_RESOLVED;
+}
+
+/* ---- phases ---- */
+
+static void phase_a(gw_job_t *job) {
+    job->phase = PHASE_A;
+    uint32_t *idx = malloc((size_t)job->count * sizeof(uint32_t));
+    if (idx == NULL) {
+        job->status = PC_ENOMEM;
+        return;
+    }
+    if (job->op == PC_OP_create_transfers) {
+        for (uint32_t i = 0; i < job->count; i++) {
+            if (job->results[i] != RESULT_OPEN || !is_cross(job, i)) continue;
+            uint32_t refused = cross_check(job, i);
+            if (refused != R(created)) job->results[i] = refused;
+        }
+    }
+    chains_check(job);
+    pc_operation_t op = job->op;
+    uint32_t n = select_events(job, pred_open_local, idx);
+    send_by_unit(job, idx, n, job->unit_dr, STEP_LOCAL, op, make_copy);
+    if (op == PC_OP_create_transfers) {
+        n = select_events(job, pred_open_cross, idx);
+        for (uint32_t k = 0; k < n; k++) job->step[idx[k]] = RESULT_OPEN;
+        job->gw->metrics.xts_started += n;
+        send_by_unit(job, idx, n, job->unit_dr, STEP_TRY_PAYER, PC_OP_xts_try, make_try);
+    }
+    free(idx);
+}
+
+static void attempt_start(gw_job_t *job) {
+    job->retry = false;
+    for (uint32_t i = 0; i < job->count; i++) {
+        if (job->results[i] == RESULT_OPEN) units_assign(job, i);
+    }
+    job->phase = PHASE_FIND;
+    if (job->op == PC_OP_create_transfers && job->gw->cluster.units_count > 1) {
+        uint32_t *idx = malloc((size_t)job->count * sizeof(uint32_t));
+        if (idx == NULL) {
+            job->status = PC_ENOMEM;
+            phase_done(job);
+            return;
+        }
+        uint32_t n = select_events(job, pred_find, idx);
+        for (uint32_t u = 0; n > 0 && u < job->gw->cluster.units_count; u++) {
+            for (uint32_t k = 0; k < n; k++) make_pending_id(job, idx[k], job->gw->scratch + k * 16u);
+            part_send(job, u, STEP_FIND_PENDING, PC_OP_lookup_transfers, job->gw->scratch, idx, n);
+        }
+        free(idx);
+    }
+    if (job->parts == 0) phase_done(job);
+}
+
+/* After A: local results are in results[]; the payer tries' in step[]. */
+static void after_a(gw_job_t *job) {
+    uint32_t wrong_unit = job->op == PC_OP_create_accounts ? PC_ACCOUNT_RESULT_wrong_unit
+                                                           : R(wrong_unit);
+    for (uint32_t i = 0; i < job->count; i++) {
+        if (job->results[i] == wrong_unit) {
+            job->results[i] = RESULT_OPEN; /* applied nowhere: run again */
+            job->retry = true;
+        }
+        if (job->results[i] != RESULT_OPEN || !is_cross(job, i)) continue;
+        uint32_t r = job->step[i];
+        if (r == RESULT_OPEN) continue; /* transport error: status says so */
+        if (result_ok(r)) {
+            job->xs[i] = XS_PAYER_OK;
+        } else if (r == R(wrong_unit)) {
+            job->retry = true;
+        } else {
+            job->results[i] = r;
+        }
+    }
+    /* A chain with a wrong_unit event was rolled back: run it all again. */
+    uint32_t start = 0;
+    for (uint32_t i = 0; i < job->count; i++) {
+        if ((event_flags(job, i) & PC_TRANSFER_linked) && i + 1 < job->count) continue;
+        bool reopen = false;
+        for (uint32_t k = start; k <= i; k++) reopen |= job->results[k] == RESULT_OPEN;
+        for (uint32_t k = start; reopen && k <= i; k++) {
+            if (job->results[k] == PC_TRANSFER_RESULT_linked_event_failed)
+                job->results[k] = RESULT_OPEN;
+        }
+        start = i + 1;
+    }
+}
+
+static void phase_b(gw_job_t *job) {
+    job->phase = PHASE_B;
+    uint32_t *idx = malloc((size_t)job->count * sizeof(uint32_t));
+    if (idx == NULL) {
+        job->status = PC_ENOMEM;
+        return;
+    }
+    uint32_t n = select_events(job, pred_payer_ok, idx);
+    for (uint32_t k = 0; k < n; k++) job->step[idx[k]] = RESULT_OPEN;
+    send_by_unit(job, idx, n, job->unit_cr, STEP_TRY_PAYEE, PC_OP_xts_try, make_try);
+    free(idx);
+}
+
+static void after_b(gw_job_t *job) {
+    bool last = job->attempt + 1 >= GW_ATTEMPTS_MAX;
+    for (uint32_t i = 0; i < job->count; i++) {
+        if (!pred_payer_ok(job, i)) continue;
+        uint32_t r = job->step[i];
+        job->payee[i] = r;
+        if (result_ok(r)) {
+            job->xs[i] = XS_COMMIT;
+        } else if (r == R(wrong_unit) && !last) {
+            job->retry = true; /* the payer side stays reserved; tried again */
+        } else {
+            job->xs[i] = XS_ABORT; /* a refusal, or unknown (transport) */
+        }
+    }
+}
+
+static void phase_c(gw_job_t *job) {
+    job->phase = PHASE_C;
+    uint32_t *idx = malloc((size_t)job->count * sizeof(uint32_t));
+    if (idx == NULL) {
+        job->status = PC_ENOMEM;
+        return;
+    }
+    uint32_t n = select_events(job, pred_deciding, idx);
+    for (uint32_t k = 0; k < n; k++) job->step[idx[k]] = RESULT_OPEN;
+    send_by_unit(job, idx, n, job->unit_dr, STEP_DECIDE, PC_OP_xts_resolve, make_resolve);
+    free(idx);
+}
+
+static void after_c(gw_job_t *job) {
+    pc_gateway_metrics_t *m = &job->gw->metrics;
+    for (uint32_t i = 0; i < job->count; i++) {
+        if (!pred_deciding(job, i)) continue;
+        uint32_t r = job->step[i];
+        bool commit = job->xs[i] == XS_COMMIT;
+        if (r == RESULT_OPEN) continue; /* unknown: the payer's recovery decides */
+        if (commit && result_ok(r)) {
+            job->xs[i] = XS_COMMITTED;
+            job->results[i] = r;
+        } else if (!commit && r == R(xts_committed)) {
+            job->xs[i] = XS_COMMITTED; /* a concurrent retry committed it */
+            job->results[i] = R(exists);
+        } else {
+            job->xs[i] = XS_ABORTED;
+            job->results[i] = commit ? r : job->payee[i];
+            if (job->results[i] == RESULT_OPEN) job->results[i] = R(xts_aborted);
+        }
+        if (job->xs[i] == XS_COMMITTED) m->xts_committed++;
+        else m->xts_aborted++;
+    }
+}
+
+static void reply_build_creates(gw_job_t *job) {
+    uint32_t failed = 0;
+    for (uint32_t i = 0; i < job->count; i++) failed += job->results[i] != 0;
+    job->reply = malloc((size_t)PC_MAX(failed, 1u) * sizeof(pc_create_result_t));
+    if (job->reply == NULL) {
+        job->status = PC_ENOMEM;
+        return;
+    }
+    pc_create_result_t *out = (pc_create_result_t *)job->reply;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < job->count; i++) {
+        if (job->results[i] == 0) continue;
+        out[n++] = (pc_create_result_t){.index = i, .result = job->results[i]};
+    }
+    job->reply_size = n * (uint32_t)sizeof(pc_create_result_t);
+    if (job->op == PC_OP_create_transfers) {
+        job->gw->metrics.transfers_failed += n;
+        job->gw->metrics.transfers_created += job->count - n;
+    }
+}
+
+static int id_compare(const void *a, const void *b) {
+    pc_u128 x, y;
+    memcpy(&x, a, sizeof x);
+    memcpy(&y, b, sizeof y);
+    return x < y ? -1 : x > y;
+}
+
+/* Lookups: the gathered records in the order of the request's ids, one per
+ * id found (a transfer found in two units, the two sides of a cross-unit
+ * transfer, is reported once: the payer's record). */
+static void reply_build_lookups(gw_job_t *job) {
+    uint32_t record = pc_operation_reply_record_size(job->op);
+    if (job->op == PC_OP_get_account_transfers) {
+        job->reply = job->out;
+        job->out = NULL;
+        job->reply_size = job->out_count * record;
+        return;
+    }
+    job->reply = malloc((size_t)PC_MAX(job->count, 1u) * record);
+    if (job->reply == NULL) {
+        job->status = PC_ENOMEM;
+        return;
+    }
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < job->count; i++) {
+        pc_u128 id;
+        memcpy(&id, job->events + (size_t)i * sizeof id, sizeof id);
+        const uint8_t *best = NULL;
+        for (uint32_t k = 0; k < job->out_count; k++) {
+            const uint8_t *rec = job->out + (size_t)k * record;
+            if (id_compare(rec, &id) != 0) continue;
+            if (best == NULL) best = rec;
+            if (job->op == PC_OP_lookup_transfers &&
+                gw_unit_of(job->gw, ((const pc_transfer_t *)(const void *)rec)->debit_account_id) ==
+                    job->out_unit[k]) {
+                best = rec;
+            }
+        }
+        if (best) memcpy(job->reply + (size_t)n++ * record, best, record);
+    }
+    job->reply_size = n * record;
+}
+
+static void reply_queue(gw_job_t *job) {
+    PC_ASSERT(!job->replied);
+    if (job->status == PC_OK) {
+        if (job->op == PC_OP_create_accounts || job->op == PC_OP_create_transfers) {
+            for (uint32_t i = 0; i < job->count; i++) {
+                if (job->results[i] == RESULT_OPEN) {
+                    job->results[i] = job->op == PC_OP_create_accounts
+                                          ? PC_ACCOUNT_RESULT_wrong_unit
+                                          : R(wrong_unit);
+                }
+            }
+            reply_build_creates(job);
+        } else {
+            reply_build_lookups(job);
+        }
+    }
+    job->replied = true;
+    reap_queue(job);
+}
+
+static void phase_d(gw_job_t *job) {
+    job->phase = PHASE_D;
+    uint32_t *idx = malloc((size_t)job->count * sizeof(uint32_t));
+    if (idx == NULL) return;
+    uint32_t n = select_events(job, pred_decided, idx);
+    for (uint32_t k = 0; k < n; k++) job->step[idx[k]] = RESULT_OPEN;
+    send_by_unit(job, idx, n, job->unit_cr, STEP_RESOLVE, PC_OP_xts_resolve, make_resolve);
+    free(idx);
+}
+
+static void after_d(gw_job_t *job) {
+    uint32_t refused = 0, example = 0;
+    for (uint32_t i = 0; i < job->count; i++) {
+        if (!pred_decided(job, i)) continue;
+        uint32_t r = job->step[i];
+        if (result_ok(r)) {
+            job->xs[i] = XS_RESOLVED;
+        } else if (r != RESULT_OPEN) {
+            refused++;
+            example = r;
+        }
+    }
+    /* The payee refusing a decision means a unit lost state (the ledger
+     * keeps room for every decision it agreed to). Left in the payer's
+     * outbox for the operator: paycell audit balances lists it. One line per
+     * request, not per transfer. */
+    if (refused > 0) {
+        pc_log("gateway", "error", "%u cross-unit decisions refused by the payee unit (%s)",
+               refused, pc_transfer_result_name(example) ? pc_transfer_result_name(example) : "?");
+    }
+}
+
+static void phase_e(gw_job_t *job) {
+    job->phase = PHASE_E;
+    uint32_t *idx = malloc((size_t)job->count * sizeof(uint32_t));
+    if (idx == NULL) return;
+    uint32_t n = select_events(job, pred_resolved, idx);
+    send_by_unit(job, idx, n, job->unit_dr, STEP_FINISH, PC_OP_xts_finish, make_id);
+    free(idx);
+}
+
+static void phase_lookup(gw_job_t *job) {
+    job->phase = PHASE_A;
+    pc_gateway_t *gw = job->gw;
+    uint32_t *idx = malloc((size_t)job->count * sizeof(uint32_t));
+    if (idx == NULL) {
+        job->status = PC_ENOMEM;
+        return;
+    }
+    for (uint32_t i = 0; i < job->count; i++) idx[i] = i;
+    if (job->op == PC_OP_lookup_transfers) {
+        /* A transfer id says nothing about its unit: ask every unit. */
+        for (uint32_t u = 0; u < gw->cluster.units_count; u++) {
+            part_send(job, u, STEP_LOOKUP, job->op, job->events, idx, job->count);
+        }
+    } else if (job->op == PC_OP_get_account_transfers) {
+        pc_account_filter_t filter;
+        memcpy(&filter, job->events, sizeof filter);
+        part_send(job, gw_unit_of(gw, filter.account_id), STEP_LOOKUP, job->op, job->events,
+                  idx, 1);
+    } else {
+        for (uint32_t i = 0; i < job->count; i++) {
+            pc_u128 id;
+            memcpy(&id, job->events + (size_t)i * sizeof id, sizeof id);
+            job->unit_dr[i] = (uint8_t)gw_unit_of(gw, id);
+        }
+        send_by_unit(job, idx, job->count, job->unit_dr, STEP_LOOKUP, job->op, make_copy);
+    }
+    free(idx);
+}
+
+/* Runs when a phase's last sub-request completed (or none was sent). */
+static void phase_done(gw_job_t *job) {
+    PC_ASSERT(job->parts == 0);
+    bool creates = job->op == PC_OP_create_accounts || job->op == PC_OP_create_transfers;
+    switch (job->phase) {
+    case PHASE_FIND: phase_a(job); break;
+    case PHASE_A:
+        if (!creates) {
+            job->phase = PHASE_END;
+            reply_queue(job);
+            return;
+        }
+        after_a(job);
+        if (job->op == PC_OP_create_transfers) phase_b(job);
+        else job->phase = PHASE_B;
+        break;
+    case PHASE_B:
+        if (job->op == PC_OP_create_transfers) after_b(job);
+        phase_c(job);
+        break;
+    case PHASE_C:
+        if (job->op == PC_OP_create_transfers) after_c(job);
+        if (job->retry && job->status == PC_OK && job->attempt + 1 < GW_ATTEMPTS_MAX) {
+            job->attempt++;
+            job->phase = PHASE_PARKED;
+            job->next = job->gw->parked;
+            job->gw->parked = job;
+            gw_refresh_request(job->gw);
+            return;
+        }
+        reply_queue(job);
+        phase_d(job);
+        break;
+    case PHASE_D:
+        after_d(job);
+        phase_e(job);
+        break;
+    case PHASE_E: job->phase = PHASE_END; break;
+    default: PC_ASSERT(!"phase_done in a phase without sub-requests");
+    }
+    if (job->parts == 0 && job->phase != PHASE_END && job->phase != PHASE_PARKED) {
+        phase_done(job);
+        return;
+    }
+    if (job->phase == PHASE_END && job->parts == 0) reap_queue(job);
+}
+
+/* ---- the API ---- */
+
+static bool operation_served(pc_operation_t op) {
+    switch (op) {
+    case PC_OP_create_accounts:
+    case PC_OP_create_transfers:
+    case PC_OP_lookup_accounts:
+    case PC_OP_lookup_transfers:
+    case PC_OP_get_account_transfers:
+    case PC_OP_get_cluster: return true;
+    default: return false;
+    }
+}
+
+static int job_alloc(gw_job_t *job) {
+    uint32_t n = job->count;
+    job->events = malloc((size_t)n * job->event_size);
+    job->results = malloc((size_t)n * sizeof(uint32_t));
+    job->step = malloc((size_t)n * sizeof(uint32_t));
+    job->payee = malloc((size_t)n * sizeof(uint32_t));
+    job->xs = calloc(n, 1);
+    job->unit_dr = calloc(n, 1);
+    job->unit_cr = calloc(n, 1);
+    if (!job->events || !job->results || !job->step || !job->payee || !job->xs ||
+        !job->unit_dr || !job->unit_cr) {
+        return PC_ENOMEM;
+    }
+    if (job->op != PC_OP_create_accounts && job->op != PC_OP_create_transfers &&
+        job->op != PC_OP_get_cluster) {
+        /* lookup_transfers gathers up to one record per id from every unit;
+         * get_account_transfers up to the filter's limit. */
+        job->out_cap = PC_BATCH_EVENTS_MAX * (job->op == PC_OP_lookup_transfers
+                                                  ? job->gw->cluster.units_count : 1u);
+        job->out = malloc((size_t)job->out_cap * pc_operation_reply_record_size(job->op));
+        job->out_unit = malloc(job->out_cap);
+        if (!job->out || !job->out_unit) return PC_ENOMEM;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        job->results[i] = RESULT_OPEN;
+        job->payee[i] = RESULT_OPEN;
+    }
+    return PC_OK;
+}
+
+int pc_gateway_submit(pc_gateway_t *gw, pc_operation_t operation, const void *events,
+                      uint32_t count, bool shadow, pc_gateway_done_t done, void *user) {
+    PC_ASSERT(gw != NULL && done != NULL);
+    if (!operation_served(operation)) return PC_EOPERATION;
+    if (count == 0 || count > PC_BATCH_EVENTS_MAX || events == NULL) return PC_EINVAL;
+    if ((operation == PC_OP_get_account_transfers || operation == PC_OP_get_cluster) &&
+        count != 1) {
+        return PC_EINVAL;
+    }
+    if (gw->jobs_inflight >= GW_JOBS_MAX) {
+        gw->metrics.requests_rejected++;
+        return PC_EBUSY;
+    }
+    gw_job_t *job = calloc(1, sizeof *job);
+    if (job == NULL) return PC_EBUSY;
+    gw->jobs_inflight++;
+    *job = (gw_job_t){.gw = gw, .op = operation, .count = count, .shadow = shadow,
+                      .done = done, .user = user,
+                      .event_size = pc_operation_event_size(operation)};
+    if (job_alloc(job) != PC_OK) {
+        job_free(job);
+        return PC_EBUSY;
+    }
+    memcpy(job->events, events, (size_t)count * job->event_size);
+    gw->metrics.requests[operation < 16 ? operation : 0]++;
+    gw->metrics.events += count;
+    if (shadow) gw->metrics.events_shadow += count;
+    gw->metrics.inflight = gw->jobs_inflight;
+    if (operation == PC_OP_create_accounts || operation == PC_OP_create_transfers) {
+        attempt_start(job);
+    } else if (operation == PC_OP_get_cluster) {
+        /* The gateway's own table (CZone): clients such as bench route
+         * their load by it. */
+        pc_u128 zero = 0;
+        job->status = memcmp(events, &zero, sizeof zero) == 0 ? PC_OK : PC_EINVAL;
+        job->reply = malloc(sizeof(pc_cluster_t));
+        if (job->reply == NULL) job->status = PC_ENOMEM;
+        else memcpy(job->reply, &gw->cluster, sizeof(pc_cluster_t));
+        job->reply_size = job->status == PC_OK ? (uint32_t)sizeof(pc_cluster_t) : 0;
+        job->phase = PHASE_END;
+        job->replied = true;
+        reap_queue(job);
+    } else {
+        phase_lookup(job);
+        if (job->parts == 0) phase_done(job);
+    }
+    return PC_OK;
+}
+
+void gw_jobs_init(pc_gateway_t *gw) {
+    gw->parked = NULL;
+    gw->completed = NULL;
+}
+
+void gw_jobs_deinit(pc_gateway_t *gw) {
+    (void)gw; /* jobs still in flight at exit die with the process */
+}
+
+void gw_jobs_resume(pc_gateway_t *gw) {
+    gw_job_t *list = gw->parked;
+    gw->parked = NULL;
+    while (list) {
+        gw_job_t *job = list;
+        list = job->next;
+        job->next = NULL;
+        attempt_start(job);
+    }
+}
+
+void gw_jobs_reap(pc_gateway_t *gw) {
+    while (gw->completed) {
+        gw_job_t *job = gw->completed;
+        gw->completed = job->next;
+        job->next = NULL;
+        job->reap_queued = false;
+        if (job->done) {
+            if (job->status != PC_OK) gw->metrics.requests_failed++;
+            job->done(job->user, job->status, job->op, job->reply, job->reply_size);
+            job->done = NULL;
+        }
+        if (job->phase == PHASE_END && job->parts == 0) job_free(job);
+    }
+    gw->metrics.inflight = gw->jobs_inflight;
+}

@@ -1,0 +1,567 @@
+/*
+ * xts.c — cross-unit transfers (XTS) inside one unit's ledger: the try,
+ * resolve and finish steps of the TCC protocol described in paycell.h, the
+ * payer's outbox of decisions, and the reads get_xts_outbox and get_totals.
+ *
+ * A leg is an ordinary pending transfer of this unit between its local
+ * account and the unit's clearing account of the ledger, so conservation
+ * holds inside every unit at every instant. It is stored as the client sent
+ * it (debit A, credit B) with PC_SLOT_XTS (and PC_SLOT_XTS_PAYEE on the
+ * payee side) so that a retry compares against exactly what was sent;
+ * pc__slot_accounts maps the record to the two local accounts wherever
+ * balances or history are touched.
+ *
+ * A resolution needs no new transfer id: its slot carries id = pending_id =
+ * the gtid, is linked into both accounts' histories, and gets no index entry;
+ * the gtid's entry keeps pointing at the leg with status POSTED or VOIDED. An
+ * abort of an unknown gtid (empty rollback) writes a tombstone slot (status
+ * XTS_ABORTED) so that a late try is refused (suspension). On the payer side
+ * each decision — commit, abort, or the leg's expiry — enters the outbox,
+ * which the snapshot carries; a try is refused while the undecided payer
+ * legs plus the outbox would not leave room for its decision.
+ */
+#include "ledger_int.h"
+
+#include <string.h>
+
+#define R(name) PC_TRANSFER_RESULT_##name
+
+static const uint16_t FLAG_POST = PC_TRANSFER_post_pending_transfer;
+static const uint16_t FLAG_VOID = PC_TRANSFER_void_pending_transfer;
+static const uint16_t XTS_BITS = PC_SLOT_XTS | PC_SLOT_XTS_PAYEE;
+
+enum { ROLE_PAYER = 1, ROLE_PAYEE = 2 };
+
+/* The record as the client sent it (flags 0), from a stored leg. */
+static pc_transfer_t leg_as_sent(const pc_transfer_t *stored) {
+    PC_ASSERT(pc__is_xts(stored));
+    pc_transfer_t t = *stored;
+    t.flags &= (uint16_t)~(XTS_BITS | PC_TRANSFER_pending);
+    PC_ASSERT(!(t.flags & PC_SLOT_FAILED));
+    return t;
+}
+
+void pc_ledger_transfer_public(pc_transfer_t *transfer) {
+    PC_ASSERT(transfer != NULL);
+    PC_ASSERT(!(transfer->flags & PC_SLOT_FAILED));
+    if (pc__is_xts(transfer)) transfer->flags &= (uint16_t)~(XTS_BITS | PC_TRANSFER_pending);
+}
+
+/* Writes a slot linked into both accounts' histories. */
+static uint64_t slot_commit(pc_ledger_t *ledger, const pc_transfer_t *record, uint32_t dr,
+                            uint32_t cr) {
+    PC_ASSERT(dr != cr && record->timestamp != 0);
+    PC_ASSERT(!ledger->undo_on);
+    uint64_t loc = pc__slot_append(ledger, record, ledger->heads[dr], ledger->heads[cr]);
+    ledger->heads[dr] = loc + 1;
+    ledger->heads[cr] = loc + 1;
+    return loc;
+}
+
+/* ---- outbox ---- */
+
+static uint32_t outbox_take(pc_ledger_t *ledger) {
+    PC_ASSERT(ledger->outbox_count < ledger->config.outbox_max);
+    uint32_t index;
+    if (ledger->outbox_free_count > 0) index = ledger->outbox_free[--ledger->outbox_free_count];
+    else index = ledger->outbox_used++;
+    PC_ASSERT(index < ledger->config.outbox_max);
+    ledger->outbox_count++;
+    return index;
+}
+
+/* Appends an entry at the newest end; returns its index. */
+static uint32_t outbox_append(pc_ledger_t *ledger, const pc_transfer_t *entry) {
+    PC_ASSERT(entry->id != 0);
+    uint32_t index = outbox_take(ledger);
+    pc__outbox_entry_t *e = &ledger->outbox[index];
+    e->transfer = *entry;
+    e->prev = ledger->outbox_tail;
+    e->next = PC__NONE;
+    if (ledger->outbox_tail != PC__NONE) ledger->outbox[ledger->outbox_tail].next = index;
+    else ledger->outbox_head = index;
+    ledger->outbox_tail = index;
+    return index;
+}
+
+static void outbox_remove(pc_ledger_t *ledger, uint32_t index) {
+    PC_ASSERT(index < ledger->outbox_used && ledger->outbox_count > 0);
+    pc__outbox_entry_t *e = &ledger->outbox[index];
+    PC_ASSERT(e->transfer.id != 0);
+    if (e->prev != PC__NONE) ledger->outbox[e->prev].next = e->next;
+    else ledger->outbox_head = e->next;
+    if (e->next != PC__NONE) ledger->outbox[e->next].prev = e->prev;
+    else ledger->outbox_tail = e->prev;
+    e->transfer.id = 0;
+    ledger->outbox_free[ledger->outbox_free_count++] = index;
+    ledger->outbox_count--;
+}
+
+void pc__outbox_add(pc_ledger_t *ledger, const pc_transfer_t *leg, uint16_t decision,
+                    uint64_t timestamp, uint64_t pos) {
+    PC_ASSERT(pc__is_xts_payer_leg(leg) && (decision == FLAG_POST || decision == FLAG_VOID));
+    uint64_t ls = ledger->loc_status[pos];
+    PC_ASSERT(ledger->ids[pos] == leg->id && pc__ls_pool(ls) == 0);
+    pc_transfer_t entry = leg_as_sent(leg);
+    entry.flags = decision;
+    entry.timestamp = timestamp;
+    uint32_t index = outbox_append(ledger, &entry);
+    pc__index_set(ledger, pos, pc__ls_make(pc__ls_loc(ls), index + 1, pc__ls_status(ls)));
+}
+
+/* The status an outbox entry's gtid must have in the index. */
+static bool outbox_status_matches(const pc_transfer_t *entry, uint32_t status) {
+    if (entry->flags == FLAG_POST) return status == PC__ST_POSTED;
+    return status == PC__ST_VOIDED || status == PC__ST_EXPIRED;
+}
+
+int pc__outbox_link(pc_ledger_t *ledger) {
+    PC_ASSERT(ledger->rebuilding);
+    uint32_t seen = 0;
+    for (uint32_t i = ledger->outbox_head; i != PC__NONE; i = ledger->outbox[i].next) {
+        const pc_transfer_t *entry = &ledger->outbox[i].transfer;
+        uint64_t pos = pc__index_find(ledger, entry->id);
+        if (!pc__index_has(ledger, pos, entry->id)) return PC_CORRUPT("outbox gtid unknown");
+        uint64_t ls = ledger->loc_status[pos];
+        if (!outbox_status_matches(entry, pc__ls_status(ls)) || pc__ls_pool(ls) != 0) {
+            return PC_CORRUPT("outbox entry disagrees with the store");
+        }
+        pc__index_set(ledger, pos, pc__ls_make(pc__ls_loc(ls), i + 1, pc__ls_status(ls)));
+        seen++;
+    }
+    PC_ASSERT(seen == ledger->outbox_count);
+    return PC_OK;
+}
+
+int pc__outbox_load(pc_ledger_t *ledger, const pc_transfer_t *entry) {
+    PC_ASSERT(ledger->outbox_count <= ledger->config.outbox_max);
+    if (entry->id == 0 || entry->id == PC_U128_MAX || entry->timestamp == 0 ||
+        entry->ledger == 0 || (entry->flags != FLAG_POST && entry->flags != FLAG_VOID)) {
+        return PC_CORRUPT("snapshot outbox entry invalid");
+    }
+    if (ledger->outbox_count == ledger->config.outbox_max) return PC_EFULL;
+    outbox_append(ledger, entry);
+    return PC_OK;
+}
+
+/* Order-dependent: the list order is the decision order, which is state. */
+pc_u128 pc__outbox_digest(const pc_ledger_t *ledger) {
+    pc_u128 digest = ledger->outbox_count;
+    uint32_t seen = 0;
+    for (uint32_t i = ledger->outbox_head; i != PC__NONE; i = ledger->outbox[i].next) {
+        digest = pc_checksum(&ledger->outbox[i].transfer, sizeof(pc_transfer_t),
+                             (uint64_t)digest ^ (uint64_t)(digest >> 64));
+        seen++;
+    }
+    PC_ASSERT(seen == ledger->outbox_count);
+    return digest;
+}
+
+/* ---- xts_try ---- */
+
+/* Stateless checks, as create_transfers' for a pending transfer. */
+static uint32_t try_validate(const pc_transfer_t *t) {
+    if (t->timestamp != 0) return R(timestamp_must_be_zero);
+    if (t->flags != 0) return R(xts_flags_invalid);
+    if (t->id == 0) return R(id_must_not_be_zero);
+    if (t->id == PC_U128_MAX) return R(id_must_not_be_int_max);
+    if (t->debit_account_id == 0) return R(debit_account_id_must_not_be_zero);
+    if (t->debit_account_id == PC_U128_MAX) return R(debit_account_id_must_not_be_int_max);
+    if (t->credit_account_id == 0) return R(credit_account_id_must_not_be_zero);
+    if (t->credit_account_id == PC_U128_MAX) return R(credit_account_id_must_not_be_int_max);
+    if (t->debit_account_id == t->credit_account_id) return R(accounts_must_be_different);
+    if (t->pending_id != 0) return R(pending_id_must_be_zero);
+    if (t->amount == 0) return R(amount_must_not_be_zero);
+    if (t->ledger == 0) return R(ledger_must_not_be_zero);
+    if (t->code == 0) return R(code_must_not_be_zero);
+    return R(created);
+}
+
+/* Which side of the transfer this unit holds. A clearing account is never a
+ * user's account: naming one finds nothing. */
+static uint32_t try_role(const pc_ledger_t *ledger, const pc_transfer_t *t, uint32_t *role) {
+    if (pc_account_id_is_reserved(t->debit_account_id)) return R(debit_account_not_found);
+    if (pc_account_id_is_reserved(t->credit_account_id)) return R(credit_account_not_found);
+    if (ledger->routing_all) return R(xts_same_unit);
+    bool debit = pc__routing_owns(ledger, t->debit_account_id);
+    bool credit = pc__routing_owns(ledger, t->credit_account_id);
+    if (debit && credit) return R(xts_same_unit);
+    if (!debit && !credit) return R(wrong_unit);
+    *role = debit ? ROLE_PAYER : ROLE_PAYEE;
+    if (*role == ROLE_PAYER && t->timeout == 0) return R(xts_timeout_must_not_be_zero);
+    return R(created);
+}
+
+/* A repeat of a try: compared with the leg as sent; a tombstone of an abort
+ * is the suspension. */
+static uint32_t try_exists(const pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t *pos) {
+    *pos = pc__index_find(ledger, t->id);
+    if (!pc__index_has(ledger, *pos, t->id)) return R(created);
+    uint64_t ls = ledger->loc_status[*pos];
+    if (pc__ls_status(ls) == PC__ST_XTS_ABORTED) return R(xts_aborted);
+    if (pc__ls_status(ls) == PC__ST_FAILED) return R(id_already_failed);
+    const pc_transfer_t *e = pc__record_get(ledger, t->id, ls);
+    if (!pc__is_xts(e)) return R(exists_with_different_flags);
+    pc_transfer_t sent = leg_as_sent(e);
+    return pc__transfer_exists(t, &sent);
+}
+
+/* Capacity checks; nothing has changed yet. */
+static uint32_t try_capacity(const pc_ledger_t *ledger, uint32_t role, bool clearing_missing) {
+    const pc_ledger_config_t *c = &ledger->config;
+    PC_ASSERT(ledger->xts_payer_trying + ledger->outbox_count <= c->outbox_max);
+    if (clearing_missing && ledger->accounts_count == c->accounts_max) {
+        return R(clearing_account_unavailable);
+    }
+    /* The leg's own slot and the one it reserves for its resolution. */
+    if (pc__store_full(ledger) ||
+        ledger->slots_count + ledger->xts_legs_open + 2 > c->transfers_max) {
+        return R(transfers_full);
+    }
+    if (ledger->pending_count == c->pending_max) return R(pending_transfers_full);
+    if (role == ROLE_PAYER && ledger->xts_payer_trying + ledger->outbox_count == c->outbox_max) {
+        return R(xts_outbox_full);
+    }
+    return R(created);
+}
+
+/* Account, balance and capacity checks of the local side and the clearing
+ * account (a missing one counts as all zero: it is created on commit). */
+static uint32_t try_check(const pc_ledger_t *ledger, const pc_transfer_t *t, uint32_t role,
+                          uint64_t timestamp, uint32_t *local_out) {
+    bool payer = role == ROLE_PAYER;
+    pc_u128 local_id = payer ? t->debit_account_id : t->credit_account_id;
+    uint32_t local = pc__account_find(ledger, local_id, NULL);
+    if (local == PC__NONE) return payer ? R(debit_account_not_found) : R(credit_account_not_found);
+    const pc_account_t *a = &ledger->accounts[local];
+    if (a->ledger != t->ledger) return R(transfer_must_have_the_same_ledger_as_accounts);
+    uint32_t clearing = pc__account_find(ledger, PC_CLEARING_ACCOUNT_ID(t->ledger), NULL);
+    const pc_account_t zero = {0};
+    const pc_account_t *c = clearing == PC__NONE ? &zero : &ledger->accounts[clearing];
+    const pc_account_t *dr = payer ? a : c, *cr = payer ? c : a;
+    uint32_t result = pc__transfer_check_overflows(dr, cr, t->amount, true);
+    if (result != R(created)) return result;
+    if (timestamp > UINT64_MAX - (uint64_t)t->timeout * PC__NS_PER_S) {
+        return R(overflows_timeout);
+    }
+    result = pc__transfer_check_limits(dr, cr, t->amount);
+    if (result != R(created)) return result;
+    *local_out = local;
+    return try_capacity(ledger, role, clearing == PC__NONE);
+}
+
+/* The unit's clearing account of a ledger, created on first use. */
+static uint32_t clearing_get(pc_ledger_t *ledger, uint32_t ledger_id, uint64_t timestamp) {
+    uint64_t pos = 0;
+    uint32_t slot = pc__account_find(ledger, PC_CLEARING_ACCOUNT_ID(ledger_id), &pos);
+    if (slot != PC__NONE) return slot;
+    PC_ASSERT(ledger->accounts_count < ledger->config.accounts_max);
+    pc_account_t a;
+    memset(&a, 0, sizeof(a));
+    a.id = PC_CLEARING_ACCOUNT_ID(ledger_id);
+    a.ledger = ledger_id;
+    a.code = 1;
+    a.timestamp = timestamp;
+    pc__account_insert(ledger, pos, &a);
+    return ledger->accounts_count - 1;
+}
+
+static void try_commit(pc_ledger_t *ledger, const pc_transfer_t *t, uint32_t role,
+                       uint64_t timestamp, uint64_t pos, uint32_t local) {
+    uint32_t clearing = clearing_get(ledger, t->ledger, timestamp);
+    uint32_t dr = role == ROLE_PAYER ? local : clearing;
+    uint32_t cr = role == ROLE_PAYER ? clearing : local;
+    PC_ASSERT(dr != cr);
+    ledger->accounts[dr].debits_pending += t->amount;
+    ledger->accounts[cr].credits_pending += t->amount;
+    pc_transfer_t record = *t;
+    record.timestamp = timestamp;
+    record.flags = PC_TRANSFER_pending | PC_SLOT_XTS;
+    if (role == ROLE_PAYEE) record.flags |= PC_SLOT_XTS_PAYEE;
+    uint64_t loc = slot_commit(ledger, &record, dr, cr);
+    uint32_t index = pc__pending_add(ledger, &record, pos);
+    pc__index_insert(ledger, pos, t->id, pc__ls_make(loc, index, PC__ST_PENDING));
+}
+
+uint32_t pc__xts_try(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t timestamp) {
+    PC_ASSERT(timestamp != 0);
+    PC_ASSERT(!ledger->undo_on);
+    uint32_t role = 0, local = PC__NONE;
+    uint64_t pos = 0;
+    uint32_t result = try_validate(t);
+    if (result == R(created)) result = try_role(ledger, t, &role);
+    if (result == R(created)) result = try_exists(ledger, t, &pos);
+    if (result == R(created)) result = try_check(ledger, t, role, timestamp, &local);
+    if (result != R(created)) return result;
+    try_commit(ledger, t, role, timestamp, pos, local);
+    return R(created);
+}
+
+/* ---- xts_resolve ---- */
+
+static uint32_t resolve_validate(const pc_transfer_t *t) {
+    if (t->timestamp != 0) return R(timestamp_must_be_zero);
+    if (t->flags != FLAG_POST && t->flags != FLAG_VOID) return R(xts_flags_invalid);
+    if (t->id == 0) return R(id_must_not_be_zero);
+    if (t->id == PC_U128_MAX) return R(id_must_not_be_int_max);
+    if (t->pending_id != 0) return R(pending_id_must_be_zero);
+    return R(created);
+}
+
+/* Fields other than id and flags are zero or equal to the leg's. */
+static uint32_t resolve_compare(const pc_transfer_t *t, const pc_transfer_t *leg) {
+    PC_ASSERT(t->id == leg->id);
+    PC_ASSERT(pc__is_xts(leg));
+    if (t->debit_account_id != 0 && t->debit_account_id != leg->debit_account_id) {
+        return R(pending_transfer_has_different_debit_account_id);
+    }
+    if (t->credit_account_id != 0 && t->credit_account_id != leg->credit_account_id) {
+        return R(pending_transfer_has_different_credit_account_id);
+    }
+    if (t->ledger != 0 && t->ledger != leg->ledger) return R(pending_transfer_has_different_ledger);
+    if (t->code != 0 && t->code != leg->code) return R(pending_transfer_has_different_code);
+    if (t->amount != 0 && t->amount != leg->amount) {
+        return R(pending_transfer_has_different_amount);
+    }
+    if (t->user_data_128 != 0 && t->user_data_128 != leg->user_data_128) {
+        return R(exists_with_different_user_data_128);
+    }
+    if (t->user_data_64 != 0 && t->user_data_64 != leg->user_data_64) {
+        return R(exists_with_different_user_data_64);
+    }
+    if (t->user_data_32 != 0 && t->user_data_32 != leg->user_data_32) {
+        return R(exists_with_different_user_data_32);
+    }
+    if (t->timeout != 0 && t->timeout != leg->timeout) return R(exists_with_different_timeout);
+    return R(created);
+}
+
+/* Abort of an unknown gtid: nothing to roll back, but the tombstone makes a
+ * late try answer xts_aborted. */
+static uint32_t empty_rollback(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t timestamp,
+                               uint64_t pos) {
+    PC_ASSERT(t->flags == FLAG_VOID);
+    PC_ASSERT(!pc__index_has(ledger, pos, t->id));
+    if (pc__store_full(ledger)) return R(transfers_full);
+    pc_transfer_t record = *t;
+    record.timestamp = timestamp;
+    record.flags = FLAG_VOID | PC_SLOT_XTS | PC_SLOT_FAILED;
+    uint64_t loc = pc__slot_append(ledger, &record, 0, 0);
+    pc__index_insert(ledger, pos, t->id, pc__ls_make(loc, 0, PC__ST_XTS_ABORTED));
+    return R(created);
+}
+
+/* Posts or voids the leg on both local accounts and writes the resolution
+ * slot; a payer decision enters the outbox. */
+static void resolve_commit(pc_ledger_t *ledger, uint16_t decision, uint64_t timestamp,
+                           uint64_t pos, uint32_t pool_index) {
+    const pc_transfer_t leg = ledger->pool[pool_index].transfer;
+    PC_ASSERT(ledger->pool[pool_index].index_pos == pos);
+    pc_u128 dr_id, cr_id;
+    pc__slot_accounts(&leg, &dr_id, &cr_id);
+    uint32_t dr = pc__account_find(ledger, dr_id, NULL), cr = pc__account_find(ledger, cr_id, NULL);
+    PC_ASSERT(dr != PC__NONE && cr != PC__NONE);
+    pc_account_t *d = &ledger->accounts[dr], *c = &ledger->accounts[cr];
+    PC_ASSERT(d->debits_pending >= leg.amount && c->credits_pending >= leg.amount);
+    d->debits_pending -= leg.amount;
+    c->credits_pending -= leg.amount;
+    if (decision == FLAG_POST) {
+        d->debits_posted += leg.amount;
+        c->credits_posted += leg.amount;
+    }
+    pc_transfer_t record = leg;
+    record.flags = decision | (leg.flags & XTS_BITS);
+    record.pending_id = leg.id;
+    record.timestamp = timestamp;
+    slot_commit(ledger, &record, dr, cr);
+    pc__pending_resolve(ledger, pool_index, decision == FLAG_POST ? PC__ST_POSTED : PC__ST_VOIDED);
+    if (pc__is_xts_payer_leg(&leg)) pc__outbox_add(ledger, &leg, decision, timestamp, pos);
+}
+
+/* The answer for a leg decided earlier (or expired). */
+static uint32_t resolve_decided(uint32_t status, bool commit) {
+    if (status == PC__ST_POSTED) return commit ? R(exists) : R(xts_committed);
+    PC_ASSERT(status == PC__ST_VOIDED || status == PC__ST_EXPIRED);
+    return commit ? R(xts_aborted) : R(exists);
+}
+
+uint32_t pc__xts_resolve(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t timestamp) {
+    PC_ASSERT(timestamp != 0);
+    PC_ASSERT(!ledger->undo_on);
+    uint32_t result = resolve_validate(t);
+    if (result != R(created)) return result;
+    bool commit = t->flags == FLAG_POST;
+    uint64_t pos = pc__index_find(ledger, t->id);
+    if (!pc__index_has(ledger, pos, t->id)) {
+        return commit ? R(xts_not_found) : empty_rollback(ledger, t, timestamp, pos);
+    }
+    uint64_t ls = ledger->loc_status[pos];
+    uint32_t status = pc__ls_status(ls);
+    if (status == PC__ST_XTS_ABORTED) return commit ? R(xts_aborted) : R(exists);
+    if (status == PC__ST_FAILED || status == PC__ST_CREATED) return R(xts_not_found);
+    const pc_transfer_t *leg = pc__record_get(ledger, t->id, ls);
+    if (!pc__is_xts(leg)) return R(xts_not_found);
+    result = resolve_compare(t, leg);
+    if (result != R(created)) return result;
+    if (status != PC__ST_PENDING) return resolve_decided(status, commit);
+    PC_ASSERT(pc__store_has_reserved(ledger)); /* the leg's reserve */
+    resolve_commit(ledger, t->flags, timestamp, pos, pc__ls_pool(ls));
+    return R(created);
+}
+
+/* ---- xts_finish ---- */
+
+uint32_t pc__xts_finish(pc_ledger_t *ledger, pc_u128 gtid) {
+    PC_ASSERT(!ledger->undo_on);
+    if (gtid == 0) return R(id_must_not_be_zero);
+    if (gtid == PC_U128_MAX) return R(id_must_not_be_int_max);
+    uint64_t pos = pc__index_find(ledger, gtid);
+    if (!pc__index_has(ledger, pos, gtid)) return R(xts_not_found);
+    uint64_t ls = ledger->loc_status[pos];
+    uint32_t status = pc__ls_status(ls);
+    bool decided = status == PC__ST_POSTED || status == PC__ST_VOIDED || status == PC__ST_EXPIRED;
+    if (!decided || pc__ls_pool(ls) == 0) return R(xts_not_found);
+    uint32_t index = pc__ls_pool(ls) - 1;
+    PC_ASSERT(ledger->outbox[index].transfer.id == gtid);
+    outbox_remove(ledger, index);
+    pc__index_set(ledger, pos, pc__ls_make(pc__ls_loc(ls), 0, status));
+    return R(created);
+}
+
+/* ---- reads ---- */
+
+static bool outbox_filter_valid(const pc_account_filter_t *f) {
+    static const uint8_t zero[sizeof(f->reserved)] = {0};
+    if (memcmp(f->reserved, zero, sizeof(zero)) != 0) return false;
+    if (f->account_id != 0) return false;
+    if (f->limit == 0 || f->limit > PC_BATCH_EVENTS_MAX) return false;
+    if (f->flags & ~PC_FILTER_XTS_TRYING) return false;
+    return f->timestamp_max == 0 || f->timestamp_min <= f->timestamp_max;
+}
+
+static bool in_range(const pc_account_filter_t *f, uint64_t timestamp) {
+    if (f->timestamp_max != 0 && timestamp > f->timestamp_max) return false;
+    return timestamp >= f->timestamp_min;
+}
+
+/* A max-heap by timestamp over out[0..n), to keep the oldest legs. */
+static void heap_down(pc_transfer_t *h, uint32_t n, uint32_t i) {
+    PC_ASSERT(i < n || n == 0);
+    for (;;) {
+        uint32_t l = 2 * i + 1, r = l + 1, top = i;
+        if (l < n && h[l].timestamp > h[top].timestamp) top = l;
+        if (r < n && h[r].timestamp > h[top].timestamp) top = r;
+        if (top == i) return;
+        pc_transfer_t tmp = h[i];
+        h[i] = h[top];
+        h[top] = tmp;
+        i = top;
+    }
+}
+
+static void heap_up(pc_transfer_t *h, uint32_t i) {
+    while (i > 0) {
+        uint32_t parent = (i - 1) / 2;
+        if (h[parent].timestamp >= h[i].timestamp) return;
+        pc_transfer_t tmp = h[i];
+        h[i] = h[parent];
+        h[parent] = tmp;
+        i = parent;
+    }
+}
+
+/* The oldest undecided legs in range, oldest first. Pool positions are not
+ * state, so the order comes from the try timestamps (unique per event). */
+static uint32_t trying_list(const pc_ledger_t *ledger, const pc_account_filter_t *f,
+                            pc_transfer_t *out, uint32_t cap) {
+    PC_ASSERT(cap > 0);
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < ledger->pool_used; i++) {
+        const pc_transfer_t *p = &ledger->pool[i].transfer;
+        if (p->id == 0 || !pc__is_xts(p) || !in_range(f, p->timestamp)) continue;
+        pc_transfer_t t = leg_as_sent(p);
+        t.flags = PC_TRANSFER_pending;
+        if (n < cap) {
+            out[n] = t;
+            heap_up(out, n++);
+        } else if (t.timestamp < out[0].timestamp) {
+            out[0] = t;
+            heap_down(out, n, 0);
+        }
+    }
+    for (uint32_t end = n; end > 1; end--) {
+        pc_transfer_t tmp = out[0];
+        out[0] = out[end - 1];
+        out[end - 1] = tmp;
+        heap_down(out, end - 1, 0);
+    }
+    return n;
+}
+
+int pc_ledger_xts_outbox(const pc_ledger_t *ledger, const pc_account_filter_t *filter,
+                         pc_transfer_t *out) {
+    PC_ASSERT(filter != NULL && out != NULL);
+    PC_ASSERT(!ledger->undo_on);
+    if (!outbox_filter_valid(filter)) return PC_EINVAL;
+    uint32_t n = 0;
+    for (uint32_t i = ledger->outbox_head; i != PC__NONE && n < filter->limit;
+         i = ledger->outbox[i].next) {
+        const pc_transfer_t *entry = &ledger->outbox[i].transfer;
+        if (in_range(filter, entry->timestamp)) out[n++] = *entry;
+    }
+    if ((filter->flags & PC_FILTER_XTS_TRYING) && n < filter->limit) {
+        n += trying_list(ledger, filter, out + n, filter->limit - n);
+    }
+    PC_ASSERT(n <= filter->limit);
+    return (int)n;
+}
+
+/* The smallest ledger id above `after`, or 0 when none. */
+static uint32_t ledger_next(const pc_ledger_t *ledger, uint32_t after) {
+    uint64_t next = UINT64_MAX;
+    for (uint32_t i = 0; i < ledger->accounts_count; i++) {
+        uint32_t l = ledger->accounts[i].ledger;
+        if (l > after && l < next) next = l;
+    }
+    return next == UINT64_MAX ? 0 : (uint32_t)next;
+}
+
+static void totals_one(const pc_ledger_t *ledger, uint32_t ledger_id, pc_totals_t *t) {
+    PC_ASSERT(ledger_id != 0);
+    memset(t, 0, sizeof(*t));
+    t->ledger = ledger_id;
+    for (uint32_t i = 0; i < ledger->accounts_count; i++) {
+        const pc_account_t *a = &ledger->accounts[i];
+        if (a->ledger != ledger_id) continue;
+        t->debits_pending += a->debits_pending;
+        t->debits_posted += a->debits_posted;
+        t->credits_pending += a->credits_pending;
+        t->credits_posted += a->credits_posted;
+        t->accounts_count++;
+    }
+    uint32_t clearing = pc__account_find(ledger, PC_CLEARING_ACCOUNT_ID(ledger_id), NULL);
+    if (clearing != PC__NONE) {
+        t->clearing_debits_posted = ledger->accounts[clearing].debits_posted;
+        t->clearing_credits_posted = ledger->accounts[clearing].credits_posted;
+    }
+    for (uint32_t i = 0; i < ledger->pool_used; i++) {
+        const pc_transfer_t *p = &ledger->pool[i].transfer;
+        if (p->id != 0 && pc__is_xts(p) && p->ledger == ledger_id) t->xts_trying++;
+    }
+    for (uint32_t i = ledger->outbox_head; i != PC__NONE; i = ledger->outbox[i].next) {
+        if (ledger->outbox[i].transfer.ledger == ledger_id) t->xts_outbox++;
+    }
+}
+
+/* Not hot and allocates nothing: one pass per ledger, as pc_ledger_totals. */
+uint32_t pc_ledger_xts_totals(const pc_ledger_t *ledger, pc_totals_t *out, uint32_t cap) {
+    PC_ASSERT(out != NULL || cap == 0);
+    PC_ASSERT(!ledger->undo_on);
+    uint32_t n = 0;
+    for (uint32_t l = ledger_next(ledger, 0); l != 0; l = ledger_next(ledger, l)) {
+        if (n < cap) totals_one(ledger, l, &out[n]);
+        n++;
+    }
+    PC_ASSERT(n <= ledger->accounts_count);
+    return n;
+}

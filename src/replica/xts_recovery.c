@@ -1,0 +1,209 @@
+/*
+ * xts_recovery.c — the payer unit's recovery loop for cross-unit transfers.
+ *
+ * A decision (commit or abort, including the abort the ledger itself makes
+ * when an undecided payer leg times out) enters the payer unit's outbox and
+ * stays there until xts_finish. Normally the gateway that ran the transfer
+ * delivers the decision to the payee unit and finishes it within
+ * milliseconds; when that gateway died, this loop does it. It runs as one
+ * thread next to every replica started with --gzone, and acts only while its
+ * replica is the primary: it talks to its own replica's address alone, and a
+ * backup answers PC_ENOT_PRIMARY, so at most one replica of a unit works at a
+ * time (two would only repeat idempotent steps).
+ *
+ * Each round (every RECOVERY_PERIOD_MS): read the cluster map from the GZone,
+ * list outbox entries decided more than RECOVERY_GRACE_NS ago (younger ones
+ * are a live gateway's business), send each payee unit its decisions in one
+ * xts_resolve batch, then finish the ones the payee confirmed.
+ */
+#include "replica_int.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define RECOVERY_PERIOD_MS 1000u
+#define RECOVERY_GRACE_NS (2000ull * 1000 * 1000)
+
+struct pc_xts_recovery {
+    pthread_t thread;
+    atomic_int stop;
+    char own[64];
+    char gzone[PC_UNIT_ADDRESSES_MAX];
+    uint64_t cluster;
+    pc_client_t *self;
+    pc_client_t *gz;
+    pc_client_t *units[PC_UNITS_MAX];
+    char unit_addresses[PC_UNITS_MAX][PC_UNIT_ADDRESSES_MAX];
+    pc_cluster_t map;
+    pc_transfer_t *records;
+    pc_transfer_t *batch;
+    pc_u128 *ids;
+    pc_create_result_t *results;
+    uint32_t *index;
+    uint64_t delivered;
+};
+
+static void client_drop(pc_client_t **c) {
+    if (*c) pc_client_close(*c);
+    *c = NULL;
+}
+
+static int client_ensure(pc_xts_recovery_t *x, pc_client_t **c, const char *addresses) {
+    if (*c) return PC_OK;
+    pc_client_options_t o = {.cluster = x->cluster, .request_timeout_ms = 2000, .retries_max = 2};
+    return pc_client_open(addresses, &o, c);
+}
+
+static int map_refresh(pc_xts_recovery_t *x) {
+    int rc = client_ensure(x, &x->gz, x->gzone);
+    if (rc != PC_OK) return rc;
+    pc_u128 zero = 0;
+    uint32_t size = 0;
+    rc = pc_client_call(x->gz, PC_OP_get_cluster, &zero, 1, &x->map, sizeof x->map, &size);
+    if (rc != PC_OK) client_drop(&x->gz);
+    if (rc == PC_OK && (size != sizeof x->map || x->map.units_count == 0)) rc = PC_ENOTREADY;
+    return rc;
+}
+
+static pc_client_t *unit_client(pc_xts_recovery_t *x, uint32_t unit) {
+    const char *want = x->map.unit_addresses[unit];
+    if (x->units[unit] && strcmp(x->unit_addresses[unit], want) != 0) client_drop(&x->units[unit]);
+    if (client_ensure(x, &x->units[unit], want) != PC_OK) return NULL;
+    memcpy(x->unit_addresses[unit], want, PC_UNIT_ADDRESSES_MAX);
+    return x->units[unit];
+}
+
+/* Delivers the decisions of records[idx[0..n)] to one payee unit; writes
+ * the gtids it confirmed to x->ids and returns how many. */
+static uint32_t deliver(pc_xts_recovery_t *x, uint32_t unit, const uint32_t *idx, uint32_t n) {
+    pc_client_t *c = unit_client(x, unit);
+    if (c == NULL) return 0;
+    for (uint32_t k = 0; k < n; k++) {
+        const pc_transfer_t *rec = &x->records[idx[k]];
+        memset(&x->batch[k], 0, sizeof x->batch[k]);
+        x->batch[k].id = rec->id;
+        x->batch[k].flags = rec->flags & (PC_TRANSFER_post_pending_transfer |
+                                          PC_TRANSFER_void_pending_transfer);
+    }
+    uint32_t size = 0;
+    int rc = pc_client_call(c, PC_OP_xts_resolve, x->batch, n, x->results,
+                            n * (uint32_t)sizeof(pc_create_result_t), &size);
+    if (rc != PC_OK) {
+        client_drop(&x->units[unit]);
+        return 0;
+    }
+    /* Results list only events that were not created. */
+    for (uint32_t k = 0; k < n; k++) x->index[k] = 0;
+    for (uint32_t k = 0; k < size / sizeof(pc_create_result_t); k++) {
+        if (x->results[k].index < n) x->index[x->results[k].index] = x->results[k].result;
+    }
+    uint32_t done = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t r = x->index[k];
+        if (r == PC_TRANSFER_RESULT_created || r == PC_TRANSFER_RESULT_exists) {
+            x->ids[done++] = x->batch[k].id;
+        } else {
+            const char *name = pc_transfer_result_name(r);
+            pc_log("xts", "error", "payee unit %u refused a delivered decision: %s", unit,
+                   name ? name : "?");
+        }
+    }
+    return done;
+}
+
+static void round_run(pc_xts_recovery_t *x) {
+    if (client_ensure(x, &x->self, x->own) != PC_OK) return; /* not the primary */
+    if (map_refresh(x) != PC_OK) return;
+    pc_account_filter_t filter;
+    memset(&filter, 0, sizeof filter);
+    filter.limit = PC_BATCH_EVENTS_MAX;
+    filter.timestamp_max = pc_time_realtime_ns() - RECOVERY_GRACE_NS;
+    uint32_t size = 0;
+    int rc = pc_client_call(x->self, PC_OP_get_xts_outbox, &filter, 1, x->records,
+                            PC_BATCH_EVENTS_MAX * (uint32_t)sizeof(pc_transfer_t), &size);
+    if (rc != PC_OK) {
+        client_drop(&x->self);
+        return;
+    }
+    uint32_t n = size / (uint32_t)sizeof(pc_transfer_t);
+    uint32_t *idx = malloc((size_t)PC_MAX(n, 1u) * sizeof(uint32_t));
+    if (idx == NULL) return;
+    uint64_t finished = 0;
+    for (uint32_t unit = 0; unit < x->map.units_count && n > 0; unit++) {
+        uint32_t m = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            if (x->map.bucket_unit[pc_bucket_of(x->records[i].credit_account_id)] == unit) {
+                idx[m++] = i;
+            }
+        }
+        if (m == 0) continue;
+        uint32_t done = deliver(x, unit, idx, m);
+        if (done == 0) continue;
+        rc = pc_client_call(x->self, PC_OP_xts_finish, x->ids, done, x->results,
+                            done * (uint32_t)sizeof(pc_create_result_t), &size);
+        if (rc == PC_OK) finished += done;
+    }
+    free(idx);
+    if (finished > 0) {
+        x->delivered += finished;
+        pc_log("xts", "info", "recovery delivered %llu decisions (%llu since start)",
+               (unsigned long long)finished, (unsigned long long)x->delivered);
+    }
+}
+
+static void *recovery_main(void *arg) {
+    pc_xts_recovery_t *x = arg;
+    while (!x->stop) {
+        for (uint32_t waited = 0; waited < RECOVERY_PERIOD_MS && !x->stop; waited += 50) {
+            usleep(50 * 1000);
+        }
+        if (!x->stop) round_run(x);
+    }
+    return NULL;
+}
+
+int pc_xts_recovery_start(const char *gzone, const char *own, uint64_t cluster,
+                          pc_xts_recovery_t **out) {
+    *out = NULL;
+    if (strlen(gzone) >= PC_UNIT_ADDRESSES_MAX || strlen(own) >= 64) return PC_EINVAL;
+    pc_xts_recovery_t *x = calloc(1, sizeof *x);
+    if (x == NULL) return PC_ENOMEM;
+    strcpy(x->gzone, gzone);
+    strcpy(x->own, own);
+    x->cluster = cluster;
+    x->records = malloc(PC_BATCH_EVENTS_MAX * sizeof(pc_transfer_t));
+    x->batch = malloc(PC_BATCH_EVENTS_MAX * sizeof(pc_transfer_t));
+    x->ids = malloc(PC_BATCH_EVENTS_MAX * sizeof(pc_u128));
+    x->results = malloc(PC_BATCH_EVENTS_MAX * sizeof(pc_create_result_t));
+    x->index = malloc(PC_BATCH_EVENTS_MAX * sizeof(uint32_t));
+    if (!x->records || !x->batch || !x->ids || !x->results || !x->index ||
+        pthread_create(&x->thread, NULL, recovery_main, x) != 0) {
+        free(x->records);
+        free(x->batch);
+        free(x->ids);
+        free(x->results);
+        free(x->index);
+        free(x);
+        return PC_ENOMEM;
+    }
+    *out = x;
+    return PC_OK;
+}
+
+void pc_xts_recovery_stop(pc_xts_recovery_t *x) {
+    if (x == NULL) return;
+    x->stop = 1;
+    pthread_join(x->thread, NULL);
+    client_drop(&x->self);
+    client_drop(&x->gz);
+    for (uint32_t u = 0; u < PC_UNITS_MAX; u++) client_drop(&x->units[u]);
+    free(x->records);
+    free(x->batch);
+    free(x->ids);
+    free(x->results);
+    free(x->index);
+    free(x);
+}

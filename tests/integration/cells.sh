@@ -1,0 +1,135 @@
+# cells.sh — a whole cluster from `paycell start`: a GZone and two units of
+# three replicas, and a gateway. Transfers within and across units through
+# the binary protocol (the CLI) and HTTP; balances; the audit across units;
+# chains that would span units refused; buckets moved online; a second
+# gateway with a stale table corrected by wrong_unit without applying
+# anything twice; bad HTTP input answered 4xx and changing nothing.
+source "$(dirname "$0")/lib.sh"
+PORT=$(free_port)
+D=$TMP/cluster
+stop_cluster() { "$PAYCELL" stop --data "$D" >/dev/null 2>&1; cleanup; }
+trap stop_cluster EXIT
+
+step "paycell start: GZone + 2 units x 3 replicas + gateway"
+"$PAYCELL" start --data "$D" --units 2 --replicas 3 --port "$PORT" --accounts-max 4096 \
+    --transfers-max 100000 --journal-slots 32 --xts-timeout 3 >"$TMP/start.out" 2>&1 ||
+    { cat "$TMP/start.out" "$D"/logs/*.log >&2; fail "paycell start"; }
+source "$D/cluster.env"
+G=$PAYCELL_GATEWAY
+H=http://$PAYCELL_HTTP
+
+account() { expect_exit 0 "$PAYCELL" account create --addresses "$G" --id "$1" --ledger 1 --code 1; }
+transfer() { # ID DEBIT CREDIT AMOUNT: prints the result
+    "$PAYCELL" transfer --addresses "$G" --id "$1" --debit "$2" --credit "$3" --amount "$4" \
+        --ledger 1 --code 1 --json 2>&1
+}
+posted() { # ACCOUNT: "debits_posted credits_posted debits_pending credits_pending"
+    "$PAYCELL" lookup account "$1" --addresses "$G" --json |
+        sed -E 's/.*"debits_pending":"([0-9]+)".*"debits_posted":"([0-9]+)".*"credits_pending":"([0-9]+)".*"credits_posted":"([0-9]+)".*/\2 \4 \1 \3/'
+}
+
+step "accounts in both units (buckets 0-49: unit 0, 50-99: unit 1)"
+for id in 1 2 60 61; do account $id; done
+expect_exit 0 "$PAYCELL" route show --gzone "$PAYCELL_GZONE"
+expect_in "$OUT" "0-49"
+expect_in "$OUT" "50-99"
+
+step "a local transfer and cross-unit transfers, with retries"
+expect_in "$(transfer 100 1 2 10)" '"created"'
+expect_in "$(transfer 101 1 60 7)" '"created"'
+expect_in "$(transfer 101 1 60 7)" '"exists"'
+expect_in "$(transfer 102 61 2 5)" '"created"'
+expect_in "$(transfer 103 61 9 5)" '"credit_account_not_found"'
+r=$(transfer 103 61 9 5); case "$r" in *created*|*exists*) fail "retry of a refused cross-unit transfer: $r" ;; esac
+[ "$(posted 1)" = "17 0 0 0" ] || fail "account 1: $(posted 1)"
+[ "$(posted 2)" = "0 15 0 0" ] || fail "account 2: $(posted 2)"
+[ "$(posted 60)" = "0 7 0 0" ] || fail "account 60: $(posted 60)"
+[ "$(posted 61)" = "5 0 0 0" ] || fail "account 61: $(posted 61) (the aborted transfer released)"
+expect_exit 0 "$PAYCELL" lookup transfer 101 --addresses "$G"
+expect_in "$OUT" "1 -> 60"
+
+step "HTTP: accounts and transfers within and across units"
+post() { curl -s -o "$TMP/body" -w '%{http_code}' -H 'Content-Type: application/json' \
+    -X POST --data-binary "$2" "$H$1"; }
+code=$(post /v1/accounts '[{"id":"3","ledger":1,"code":1},{"id":"70","ledger":1,"code":1}]')
+[ "$code" = 200 ] || fail "POST accounts: $code $(cat "$TMP/body")"
+code=$(post /v1/transfers '[{"id":"200","debit_account_id":"3","credit_account_id":"1","amount":"4","ledger":1,"code":1},
+  {"id":"201","debit_account_id":"70","credit_account_id":"3","amount":"9","ledger":1,"code":1}]')
+[ "$code" = 200 ] || fail "POST transfers: $code $(cat "$TMP/body")"
+expect_in "$(cat "$TMP/body")" '"created"'
+[ "$(posted 3)" = "4 9 0 0" ] || fail "account 3: $(posted 3)"
+[ "$(posted 70)" = "9 0 0 0" ] || fail "account 70: $(posted 70)"
+body=$(curl -s "$H/v1/accounts/70")
+expect_in "$body" '"debits_posted":"9"'
+body=$(curl -s "$H/v1/transfers/201")
+expect_in "$body" '"credit_account_id":"3"'
+body=$(curl -s "$H/v1/cluster")
+expect_in "$body" '"epoch":"1"'
+body=$(curl -s "$H/metrics")
+expect_in "$body" 'paycell_gateway_xts_committed'
+
+step "a linked chain spanning units is refused, and changes nothing"
+code=$(post /v1/transfers '[{"id":"300","debit_account_id":"1","credit_account_id":"2","amount":"1","ledger":1,"code":1,"flags":["linked"]},
+  {"id":"301","debit_account_id":"2","credit_account_id":"60","amount":"1","ledger":1,"code":1}]')
+expect_in "$(cat "$TMP/body")" 'linked_chain_spans_units'
+expect_in "$(cat "$TMP/body")" 'linked_event_failed'
+[ "$(posted 1)" = "17 4 0 0" ] || fail "account 1 after the refused chain: $(posted 1)"
+
+step "bad HTTP input: 4xx JSON errors, nothing changes"
+before=$("$PAYCELL" audit balances --gzone "$PAYCELL_GZONE" --json)
+for body in '{"id":"400",' '{"id":400,"debit_account_id":"1","credit_account_id":"2","amount":"1","ledger":1,"code":1}' \
+    '{"id":"400","debit_account_id":"1","credit_account_id":"2","amount":"-5","ledger":1,"code":1}' \
+    '{"id":"400","debit_account_id":"1","credit_account_id":"2","amount":"340282366920938463463374607431768211456","ledger":1,"code":1}' \
+    '{"id":"400","debit_account_id":"1","credit_account_id":"2","amount":"1","ledger":1,"code":1,"colour":"red"}'; do
+    code=$(post /v1/transfers "$body")
+    case "$code" in 4??) ;; *) fail "expected 4xx for $body, got $code" ;; esac
+    expect_in "$(cat "$TMP/body")" '"error"'
+done
+head -c 10485760 /dev/zero | tr '\0' ' ' >"$TMP/big"
+code=$(curl -s -o "$TMP/body" -w '%{http_code}' -H 'Content-Type: application/json' \
+    -X POST --data-binary @"$TMP/big" "$H/v1/transfers")
+[ "$code" = 413 ] || fail "10 MiB body: expected 413, got $code"
+code=$(curl -s -o "$TMP/body" -w '%{http_code}' "$H/v1/accounts/12345")
+[ "$code" = 404 ] || fail "unknown account: expected 404, got $code"
+code=$(post /v1/transfers '{"id":"401","debit_account_id":"4444","credit_account_id":"2","amount":"1","ledger":1,"code":1}')
+case "$code" in 4??) ;; *) fail "unknown account in a transfer: expected 4xx, got $code" ;; esac
+expect_in "$(cat "$TMP/body")" 'debit_account_not_found'
+after=$("$PAYCELL" audit balances --gzone "$PAYCELL_GZONE" --json)
+[ "$before" = "$after" ] || fail "bad input changed balances: $before -> $after"
+
+step "audit balances across units: equal, nothing in flight"
+sleep 1
+expect_exit 0 "$PAYCELL" audit balances --gzone "$PAYCELL_GZONE" --json
+expect_in "$OUT" '"balanced":true'
+expect_in "$OUT" '"in_flight":[]'
+
+step "a second gateway keeps its table; a bucket moves; wrong_unit corrects it"
+P2=$(free_port)
+"$PAYCELL" gateway --gzone "$PAYCELL_GZONE" --listen-binary "127.0.0.1:$P2" --refresh-ms 3600000 \
+    >"$TMP/gw2.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$P2") 2>/dev/null && break; sleep 0.1; done
+expect_exit 0 "$PAYCELL" route set 40-44 1 --gzone "$PAYCELL_GZONE"
+expect_exit 0 "$PAYCELL" route show --gzone "$PAYCELL_GZONE" --json
+expect_in "$OUT" '"epoch":"2"'
+expect_exit 0 "$PAYCELL" account create --addresses "127.0.0.1:$P2" --id 140 --ledger 1 --code 1
+expect_in "$OUT" "created"
+expect_exit 0 "$PAYCELL" lookup account 140 --addresses "$PAYCELL_UNIT1"
+expect_exit 1 "$PAYCELL" lookup account 140 --addresses "$PAYCELL_UNIT0"
+expect_exit 0 "$PAYCELL" account create --addresses "$G" --id 140 --ledger 1 --code 1
+expect_in "$OUT" "exists"
+expect_in "$(transfer 500 1 140 3)" '"created"'
+[ "$(posted 140)" = "0 3 0 0" ] || fail "account 140: $(posted 140)"
+
+step "moving a bucket that holds accounts is refused, the map unchanged"
+expect_exit 1 "$PAYCELL" route set 1 1 --gzone "$PAYCELL_GZONE"
+expect_in "$OUT" "holds accounts"
+expect_exit 0 "$PAYCELL" route show --gzone "$PAYCELL_GZONE" --json
+expect_in "$OUT" '"epoch":"2"'
+expect_in "$(transfer 501 1 2 1)" '"created"'
+
+step "final audit"
+sleep 1
+expect_exit 0 "$PAYCELL" audit balances --gzone "$PAYCELL_GZONE"
+expect_in "$OUT" "balanced"
+echo "cells: ok"

@@ -1,0 +1,1150 @@
+/* Unit tests of src/gateway/http_api.c through real loopback sockets, with a
+ * FAKE gateway core defined here (pc_gateway_submit, pc_gateway_cluster,
+ * pc_gateway_metrics), so they do not depend on gateway.c: the fake records
+ * each submit, answers canned replies (create results, one stored account
+ * and transfer, a list for get_account_transfers, an error status, PC_EBUSY
+ * on demand) and completes requests later, from the test's loop, never from
+ * inside submit. Client and server run in one thread: every client step
+ * pumps the server's poll loop. */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "../../src/gateway/gateway.h"
+#include "../../src/net/net.h"
+#include "test.h"
+
+/* ---- the fake gateway ---- */
+
+#define FAKE_PENDING_MAX 16u
+#define FAKE_EVENTS_KEPT 8u
+
+typedef struct fake_pending {
+    pc_gateway_done_t done;
+    void *user;
+    pc_operation_t operation;
+    uint32_t count;
+    pc_u128 first_id;           /* lookups: the id asked for */
+    pc_account_filter_t filter; /* get_account_transfers */
+} fake_pending_t;
+
+struct pc_gateway {
+    uint32_t calls;  /* submits that reached the fake, including refused ones */
+    bool busy;       /* submit answers PC_EBUSY */
+    bool hold;       /* completions wait for fake_complete_all */
+    int status;      /* status of the completions */
+    pc_operation_t last_operation;
+    uint32_t last_count;
+    bool last_shadow;
+    uint8_t last_events[FAKE_EVENTS_KEPT][PC_RECORD_SIZE];
+    pc_create_result_t results[8]; /* canned create reply (non-created events) */
+    uint32_t results_count;
+    pc_account_t account; /* found by lookup_accounts of its id */
+    pc_transfer_t transfer;
+    uint32_t transfers_listed; /* records answered to get_account_transfers */
+    pc_cluster_t cluster;
+    pc_gateway_metrics_t metrics;
+    fake_pending_t pending[FAKE_PENDING_MAX];
+    uint32_t pending_count;
+};
+
+static pc_gateway_t fake;
+
+int pc_gateway_submit(pc_gateway_t *gateway, pc_operation_t operation, const void *events,
+                      uint32_t count, bool shadow, pc_gateway_done_t done, void *user) {
+    ASSERT_TRUE(gateway == &fake);
+    ASSERT_TRUE(count >= 1 && count <= PC_BATCH_EVENTS_MAX && done != NULL);
+    gateway->calls++;
+    gateway->last_operation = operation;
+    gateway->last_count = count;
+    gateway->last_shadow = shadow;
+    uint32_t size = pc_operation_event_size(operation);
+    ASSERT_TRUE(size > 0 && size <= PC_RECORD_SIZE);
+    for (uint32_t i = 0; i < PC_MIN(count, FAKE_EVENTS_KEPT); i++)
+        memcpy(gateway->last_events[i], (const uint8_t *)events + (size_t)i * size, size);
+    if (gateway->busy) return PC_EBUSY;
+    ASSERT_TRUE(gateway->pending_count < FAKE_PENDING_MAX);
+    fake_pending_t *p = &gateway->pending[gateway->pending_count++];
+    memset(p, 0, sizeof(*p));
+    *p = (fake_pending_t){.done = done, .user = user, .operation = operation, .count = count};
+    if (operation == PC_OP_lookup_accounts || operation == PC_OP_lookup_transfers)
+        memcpy(&p->first_id, events, sizeof(p->first_id));
+    if (operation == PC_OP_get_account_transfers) memcpy(&p->filter, events, sizeof(p->filter));
+    return PC_OK;
+}
+
+void pc_gateway_cluster(const pc_gateway_t *gateway, pc_cluster_t *out) {
+    ASSERT_TRUE(gateway == &fake);
+    *out = gateway->cluster;
+}
+
+void pc_gateway_metrics(const pc_gateway_t *gateway, pc_gateway_metrics_t *out) {
+    ASSERT_TRUE(gateway == &fake);
+    *out = gateway->metrics;
+}
+
+/* Answers one queued request with the canned reply for its operation. */
+static void fake_complete(const fake_pending_t *p) {
+    static uint8_t reply[PC_BATCH_EVENTS_MAX * PC_RECORD_SIZE];
+    uint32_t size = 0;
+    if (fake.status != PC_OK) {
+        p->done(p->user, fake.status, p->operation, NULL, 0);
+        return;
+    }
+    switch (p->operation) {
+    case PC_OP_create_accounts:
+    case PC_OP_create_transfers:
+        for (uint32_t i = 0; i < fake.results_count; i++) {
+            if (fake.results[i].index >= p->count) continue;
+            memcpy(reply + size, &fake.results[i], sizeof(pc_create_result_t));
+            size += sizeof(pc_create_result_t);
+        }
+        break;
+    case PC_OP_lookup_accounts:
+        if (fake.account.id != 0 && fake.account.id == p->first_id) {
+            memcpy(reply, &fake.account, sizeof(fake.account));
+            size = sizeof(fake.account);
+        }
+        break;
+    case PC_OP_lookup_transfers:
+        if (fake.transfer.id != 0 && fake.transfer.id == p->first_id) {
+            memcpy(reply, &fake.transfer, sizeof(fake.transfer));
+            size = sizeof(fake.transfer);
+        }
+        break;
+    case PC_OP_get_account_transfers:
+        for (uint32_t i = 0; i < PC_MIN(fake.transfers_listed, p->filter.limit); i++) {
+            pc_transfer_t t = fake.transfer;
+            t.id += i;
+            memcpy(reply + size, &t, sizeof(t));
+            size += sizeof(t);
+        }
+        break;
+    default: ASSERT_TRUE(false);
+    }
+    p->done(p->user, PC_OK, p->operation, size ? reply : NULL, size);
+}
+
+static void fake_complete_all(void) {
+    fake_pending_t batch[FAKE_PENDING_MAX];
+    uint32_t n = fake.pending_count;
+    memcpy(batch, fake.pending, sizeof(batch));
+    fake.pending_count = 0;
+    for (uint32_t i = 0; i < n; i++) fake_complete(&batch[i]);
+}
+
+/* ---- the server under test and its loop ---- */
+
+static pc_http_api_t *api;
+static uint16_t port;
+static struct pollfd fds[PC_HTTP_CONNS_MAX + 1];
+static uint32_t fds_count;
+
+static void server_start(void) {
+    signal(SIGPIPE, SIG_IGN);
+    memset(&fake, 0, sizeof(fake));
+    int fd = -1;
+    ASSERT_EQ(pc_net_listen("127.0.0.1:0", &fd), PC_OK);
+    ASSERT_EQ(pc_net_local_port(fd, &port), PC_OK);
+    ASSERT_EQ(pc_http_api_init(&fake, fd, &api), PC_OK);
+}
+
+static void server_stop(void) {
+    ASSERT_EQ(fake.pending_count, 0);
+    pc_http_api_deinit(api);
+    api = NULL;
+}
+
+/* One loop turn: poll the API's fds up to wait_ms, handle them, then (unless
+ * held) complete what the fake gateway queued, as the real loop would. */
+static void pump(int wait_ms) {
+    fds_count = pc_http_api_pollfds(api, fds, PC_ARRAY_LEN(fds));
+    ASSERT_TRUE(fds_count >= 1);
+    int n = poll(fds, fds_count, wait_ms);
+    ASSERT_TRUE(n >= 0 || errno == EINTR);
+    pc_http_api_on_events(api, fds, fds_count);
+    if (!fake.hold) fake_complete_all();
+}
+
+static uint64_t now_ms(void) { return pc_time_monotonic_ns() / 1000000u; }
+
+/* ---- a client ---- */
+
+#define CLIENT_BUF_MAX (4u << 20)
+
+typedef struct client {
+    int fd;
+    char *buf;
+    size_t len;
+} client_t;
+
+typedef struct response {
+    int status;
+    char head[4096];
+    char *body; /* NUL-terminated; freed by response_free */
+    size_t body_len;
+} response_t;
+
+static client_t client_open(void) {
+    client_t c = {-1, malloc(CLIENT_BUF_MAX), 0};
+    ASSERT_TRUE(c.buf != NULL);
+    char address[32];
+    snprintf(address, sizeof(address), "127.0.0.1:%u", port);
+    ASSERT_EQ(pc_net_connect(address, 2000, &c.fd), PC_OK);
+    return c;
+}
+
+static void client_close(client_t *c) {
+    if (c->fd >= 0) close(c->fd);
+    c->fd = -1;
+    free(c->buf);
+    c->buf = NULL;
+}
+
+static void client_send(client_t *c, const char *data, size_t len) {
+    size_t sent = 0;
+    uint64_t deadline = now_ms() + 5000;
+    while (sent < len) {
+        ssize_t n = send(c->fd, data + sent, len - sent, MSG_NOSIGNAL);
+        if (n > 0) sent += (size_t)n;
+        else ASSERT_TRUE(n < 0 && (errno == EAGAIN || errno == EINTR));
+        if (sent < len) pump(1);
+        ASSERT_TRUE(now_ms() < deadline);
+    }
+}
+
+/* Length of the first whole response buffered, or 0. */
+static size_t response_length(const client_t *c) {
+    const char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
+    if (end == NULL) return 0;
+    size_t head = (size_t)(end - c->buf) + 4;
+    const char *cl = memmem(c->buf, head, "Content-Length: ", 16);
+    ASSERT_TRUE(cl != NULL);
+    size_t body = strtoull(cl + 16, NULL, 10);
+    return c->len >= head + body ? head + body : 0;
+}
+
+/* Reads one response, pumping the server meanwhile; false if the connection
+ * closed first. */
+static bool client_read(client_t *c, response_t *r) {
+    memset(r, 0, sizeof(*r));
+    uint64_t deadline = now_ms() + 5000;
+    size_t total;
+    while ((total = response_length(c)) == 0) {
+        ASSERT_TRUE(now_ms() < deadline);
+        ASSERT_TRUE(c->len < CLIENT_BUF_MAX);
+        ssize_t n = recv(c->fd, c->buf + c->len, CLIENT_BUF_MAX - c->len, MSG_DONTWAIT);
+        if (n > 0) {
+            c->len += (size_t)n;
+            continue;
+        }
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) return false;
+        ASSERT_TRUE(errno == EAGAIN || errno == EINTR);
+        pump(1);
+    }
+    const char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
+    size_t head = (size_t)(end - c->buf) + 4;
+    ASSERT_TRUE(head < sizeof(r->head));
+    memcpy(r->head, c->buf, head);
+    r->head[head] = '\0';
+    ASSERT_TRUE(sscanf(r->head, "HTTP/1.1 %d ", &r->status) == 1);
+    r->body_len = total - head;
+    r->body = malloc(r->body_len + 1);
+    ASSERT_TRUE(r->body != NULL);
+    memcpy(r->body, c->buf + head, r->body_len);
+    r->body[r->body_len] = '\0';
+    memmove(c->buf, c->buf + total, c->len - total);
+    c->len -= total;
+    return true;
+}
+
+static void response_free(response_t *r) {
+    free(r->body);
+    r->body = NULL;
+}
+
+/* True once the server closed the connection (EOF or reset) within ms. */
+static bool client_sees_close(client_t *c, uint32_t ms) {
+    uint64_t deadline = now_ms() + ms;
+    while (now_ms() < deadline) {
+        char scratch[4096];
+        ssize_t n = recv(c->fd, scratch, sizeof(scratch), MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) return true;
+        pump(1);
+    }
+    return false;
+}
+
+static bool has_header(const response_t *r, const char *line) {
+    return strstr(r->head, line) != NULL;
+}
+
+/* A request with Host, the extra header lines and, when body is not NULL,
+ * Content-Length (and Content-Type application/json unless extra sets one). */
+static char *request_text(const char *method, const char *target, const char *extra,
+                          const char *body, size_t *len) {
+    size_t body_len = body ? strlen(body) : 0;
+    size_t cap = body_len + 1024;
+    char *text = malloc(cap);
+    ASSERT_TRUE(text != NULL);
+    int n = snprintf(text, cap, "%s %s HTTP/1.1\r\nHost: test\r\n%s", method, target,
+                     extra ? extra : "");
+    if (body) {
+        bool typed = extra && strstr(extra, "Content-Type") != NULL;
+        n += snprintf(text + n, cap - (size_t)n, "%sContent-Length: %zu\r\n",
+                      typed ? "" : "Content-Type: application/json\r\n", body_len);
+    }
+    n += snprintf(text + n, cap - (size_t)n, "\r\n");
+    memcpy(text + n, body ? body : "", body_len);
+    *len = (size_t)n + body_len;
+    return text;
+}
+
+/* One request on a fresh connection; the response in *r. */
+static void exchange_on(client_t *c, const char *method, const char *target, const char *extra,
+                        const char *body, response_t *r) {
+    size_t len = 0;
+    char *text = request_text(method, target, extra, body, &len);
+    client_send(c, text, len);
+    free(text);
+    ASSERT_TRUE(client_read(c, r));
+}
+
+static void exchange(const char *method, const char *target, const char *extra,
+                     const char *body, response_t *r) {
+    client_t c = client_open();
+    exchange_on(&c, method, target, extra, body, r);
+    client_close(&c);
+}
+
+#define ASSERT_RESPONSE(r, status_want, body_want)                                   \
+    do {                                                                             \
+        if ((r)->status != (status_want) || strcmp((r)->body, (body_want)) != 0)      \
+            PC__TEST_FAIL("response %d %s, want %d %s", (r)->status, (r)->body,      \
+                          (status_want), (body_want));                               \
+    } while (0)
+
+/* Expects status and an error object with this code (and field, if any). */
+static void expect_error(const response_t *r, int status, const char *code, const char *field) {
+    char want[160];
+    snprintf(want, sizeof(want), "{\"error\":{\"code\":\"%s\"", code);
+    if (r->status != status || strncmp(r->body, want, strlen(want)) != 0)
+        PC__TEST_FAIL("response %d %s, want %d with code %s", r->status, r->body, status, code);
+    ASSERT_TRUE(has_header(r, "Content-Type: application/json\r\n"));
+    if (field) {
+        snprintf(want, sizeof(want), "\"field\":\"%s\"}}", field);
+        if (strstr(r->body, want) == NULL)
+            PC__TEST_FAIL("response %s: want field %s", r->body, field);
+    }
+}
+
+static void expect_exchange_error(const char *method, const char *target, const char *extra,
+                                  const char *body, int status, const char *code,
+                                  const char *field) {
+    response_t r;
+    exchange(method, target, extra, body, &r);
+    expect_error(&r, status, code, field);
+    response_free(&r);
+}
+
+/* ---- endpoints ---- */
+
+static void test_http_create_accounts(void) {
+    server_start();
+    fake.results[0] = (pc_create_result_t){1, PC_ACCOUNT_RESULT_exists};
+    fake.results_count = 1;
+    response_t r;
+    exchange("POST", "/v1/accounts", NULL,
+             "[{\"id\":\"1\",\"ledger\":7,\"code\":1},{\"id\":\"2\",\"ledger\":7,\"code\":1},"
+             "{\"id\":\"340282366920938463463374607431768211455\",\"ledger\":7,\"code\":1}]",
+             &r);
+    ASSERT_RESPONSE(&r, 200,
+                    "{\"results\":[{\"id\":\"1\",\"result\":\"created\"},"
+                    "{\"id\":\"2\",\"result\":\"exists\"},"
+                    "{\"id\":\"340282366920938463463374607431768211455\",\"result\":\"created\"}]}");
+    ASSERT_TRUE(has_header(&r, "Content-Type: application/json\r\n"));
+    response_free(&r);
+    ASSERT_EQ(fake.calls, 1);
+    ASSERT_EQ(fake.last_operation, PC_OP_create_accounts);
+    ASSERT_EQ(fake.last_count, 3);
+    ASSERT_TRUE(!fake.last_shadow);
+    pc_account_t a;
+    memcpy(&a, fake.last_events[1], sizeof(a));
+    ASSERT_EQ_U128(a.id, 2);
+    ASSERT_EQ(a.ledger, 7);
+    ASSERT_EQ(a.code, 1);
+    /* One object (not an array) is a batch of one. */
+    exchange("POST", "/v1/accounts", NULL, "{\"id\":\"9\",\"ledger\":1,\"code\":1}", &r);
+    ASSERT_RESPONSE(&r, 200, "{\"results\":[{\"id\":\"9\",\"result\":\"created\"}]}");
+    response_free(&r);
+    ASSERT_EQ(fake.last_count, 1);
+    server_stop();
+}
+
+/* Mixed created/failed results come back one per event, in request order. */
+static void test_http_create_transfers_results_order(void) {
+    server_start();
+    fake.results[0] = (pc_create_result_t){0, PC_TRANSFER_RESULT_exceeds_credits};
+    fake.results[1] = (pc_create_result_t){2, PC_TRANSFER_RESULT_linked_event_failed};
+    fake.results[2] = (pc_create_result_t){4, PC_TRANSFER_RESULT_debit_account_not_found};
+    fake.results_count = 3;
+    char body[2048];
+    size_t len = (size_t)snprintf(body, sizeof(body), "[");
+    for (int i = 0; i < 5; i++)
+        len += (size_t)snprintf(body + len, sizeof(body) - len,
+                                "%s{\"id\":\"%d\",\"debit_account_id\":\"1\",\"credit_account_id\":"
+                                "\"2\",\"amount\":\"100\",\"ledger\":1,\"code\":1}",
+                                i ? "," : "", 10 + i);
+    snprintf(body + len, sizeof(body) - len, "]");
+    response_t r;
+    exchange("POST", "/v1/transfers", NULL, body, &r);
+    ASSERT_RESPONSE(&r, 200,
+                    "{\"results\":[{\"id\":\"10\",\"result\":\"exceeds_credits\"},"
+                    "{\"id\":\"11\",\"result\":\"created\"},"
+                    "{\"id\":\"12\",\"result\":\"linked_event_failed\"},"
+                    "{\"id\":\"13\",\"result\":\"created\"},"
+                    "{\"id\":\"14\",\"result\":\"debit_account_not_found\"}]}");
+    response_free(&r);
+    ASSERT_EQ(fake.last_operation, PC_OP_create_transfers);
+    ASSERT_EQ(fake.last_count, 5);
+    pc_transfer_t t;
+    memcpy(&t, fake.last_events[3], sizeof(t));
+    ASSERT_EQ_U128(t.id, 13);
+    ASSERT_EQ_U128(t.amount, 100);
+    ASSERT_EQ_U128(t.credit_account_id, 2);
+    server_stop();
+}
+
+/* One object refused answers 422 with the result as the error code; one
+ * object that exists, and a one-element array refused, answer 200. */
+static void test_http_create_single_refused(void) {
+    server_start();
+    const char *one = "{\"id\":\"10\",\"debit_account_id\":\"1\",\"credit_account_id\":"
+                      "\"2\",\"amount\":\"100\",\"ledger\":1,\"code\":1}";
+    fake.results[0] = (pc_create_result_t){0, PC_TRANSFER_RESULT_debit_account_not_found};
+    fake.results_count = 1;
+    response_t r;
+    exchange("POST", "/v1/transfers", NULL, one, &r);
+    ASSERT_RESPONSE(&r, 422,
+                    "{\"error\":{\"code\":\"debit_account_not_found\",\"message\":\"the "
+                    "transfer was refused\"},\"results\":[{\"id\":\"10\",\"result\":"
+                    "\"debit_account_not_found\"}]}");
+    response_free(&r);
+    fake.results[0] = (pc_create_result_t){0, PC_TRANSFER_RESULT_exists};
+    exchange("POST", "/v1/transfers", NULL, one, &r);
+    ASSERT_RESPONSE(&r, 200, "{\"results\":[{\"id\":\"10\",\"result\":\"exists\"}]}");
+    response_free(&r);
+    char array[512];
+    snprintf(array, sizeof array, "[%s]", one);
+    fake.results[0] = (pc_create_result_t){0, PC_TRANSFER_RESULT_debit_account_not_found};
+    exchange("POST", "/v1/transfers", NULL, array, &r);
+    ASSERT_RESPONSE(&r, 200,
+                    "{\"results\":[{\"id\":\"10\",\"result\":\"debit_account_not_found\"}]}");
+    response_free(&r);
+    server_stop();
+}
+
+/* A full batch of 8,189 events (the buffer grows past its first size) and
+ * one more is too_many_events. */
+static void test_http_create_batch_max(void) {
+    server_start();
+    size_t cap = (PC_BATCH_EVENTS_MAX + 1) * 48 + 16;
+    char *body = malloc(cap);
+    ASSERT_TRUE(body != NULL);
+    size_t len = (size_t)snprintf(body, cap, "[");
+    for (uint32_t i = 0; i < PC_BATCH_EVENTS_MAX; i++)
+        len += (size_t)snprintf(body + len, cap - len, "%s{\"id\":\"%u\",\"ledger\":1,\"code\":1}",
+                                i ? "," : "", i + 1);
+    snprintf(body + len, cap - len, "]");
+    fake.results[0] = (pc_create_result_t){PC_BATCH_EVENTS_MAX - 1, PC_ACCOUNT_RESULT_exists};
+    fake.results_count = 1;
+    response_t r;
+    exchange("POST", "/v1/accounts", NULL, body, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_EQ(fake.last_count, PC_BATCH_EVENTS_MAX);
+    uint32_t entries = 0;
+    for (const char *p = r.body; (p = strstr(p, "\"result\":")) != NULL; p++) entries++;
+    ASSERT_EQ(entries, PC_BATCH_EVENTS_MAX);
+    ASSERT_TRUE(strstr(r.body, "{\"id\":\"8189\",\"result\":\"exists\"}]}") != NULL);
+    ASSERT_TRUE(strstr(r.body, "{\"id\":\"8188\",\"result\":\"created\"},") != NULL);
+    response_free(&r);
+    snprintf(body + len, cap - len, ",{\"id\":\"99999\",\"ledger\":1,\"code\":1}]");
+    uint32_t calls = fake.calls;
+    expect_exchange_error("POST", "/v1/accounts", NULL, body, 400, "too_many_events", NULL);
+    ASSERT_EQ(fake.calls, calls);
+    free(body);
+    server_stop();
+}
+
+static void test_http_lookup_account(void) {
+    server_start();
+    fake.account = (pc_account_t){.id = 7, .credits_posted = 500, .ledger = 1, .code = 2,
+                                  .flags = PC_ACCOUNT_linked, .timestamp = 99};
+    char want[1024];
+    ASSERT_TRUE(pc_json_encode_account(&fake.account, want, sizeof(want)) > 0);
+    response_t r;
+    exchange("GET", "/v1/accounts/7", NULL, NULL, &r);
+    ASSERT_RESPONSE(&r, 200, want);
+    response_free(&r);
+    ASSERT_EQ(fake.last_operation, PC_OP_lookup_accounts);
+    ASSERT_EQ(fake.last_count, 1);
+    pc_u128 id;
+    memcpy(&id, fake.last_events[0], sizeof(id));
+    ASSERT_EQ_U128(id, 7);
+    expect_exchange_error("GET", "/v1/accounts/8", NULL, NULL, 404, "not_found", NULL);
+    /* Leading zeros are still the same decimal number. */
+    exchange("GET", "/v1/accounts/007", NULL, NULL, &r);
+    ASSERT_RESPONSE(&r, 200, want);
+    response_free(&r);
+    server_stop();
+}
+
+static void test_http_lookup_transfer(void) {
+    server_start();
+    fake.transfer = (pc_transfer_t){.id = (pc_u128)1 << 100, .debit_account_id = 1,
+                                    .credit_account_id = 2, .amount = 42, .ledger = 1,
+                                    .code = 1, .timestamp = 5};
+    char want[1024], target[96], id[48];
+    ASSERT_TRUE(pc_json_encode_transfer(&fake.transfer, want, sizeof(want)) > 0);
+    snprintf(target, sizeof(target), "/v1/transfers/%s", pc_u128_format(fake.transfer.id, id));
+    response_t r;
+    exchange("GET", target, NULL, NULL, &r);
+    ASSERT_RESPONSE(&r, 200, want);
+    response_free(&r);
+    ASSERT_EQ(fake.last_operation, PC_OP_lookup_transfers);
+    expect_exchange_error("GET", "/v1/transfers/12", NULL, NULL, 404, "not_found", NULL);
+    server_stop();
+}
+
+static void test_http_account_transfers(void) {
+    server_start();
+    fake.transfer = (pc_transfer_t){.id = 100, .debit_account_id = 7, .credit_account_id = 8,
+                                    .amount = 3, .ledger = 1, .code = 1};
+    fake.transfers_listed = 2;
+    char one[1024], two[1024], want[2200];
+    pc_transfer_t second = fake.transfer;
+    second.id = 101;
+    ASSERT_TRUE(pc_json_encode_transfer(&fake.transfer, one, sizeof(one)) > 0);
+    ASSERT_TRUE(pc_json_encode_transfer(&second, two, sizeof(two)) > 0);
+    snprintf(want, sizeof(want), "{\"transfers\":[%s,%s]}", one, two);
+    response_t r;
+    exchange("GET", "/v1/accounts/7/transfers", NULL, NULL, &r);
+    ASSERT_RESPONSE(&r, 200, want);
+    response_free(&r);
+    pc_account_filter_t f;
+    memcpy(&f, fake.last_events[0], sizeof(f));
+    ASSERT_EQ(fake.last_operation, PC_OP_get_account_transfers);
+    ASSERT_EQ_U128(f.account_id, 7);
+    ASSERT_EQ(f.limit, 100);
+    ASSERT_EQ(f.flags, PC_FILTER_DEBITS | PC_FILTER_CREDITS);
+    ASSERT_EQ(f.timestamp_min, 0);
+    /* limit and reversed; the reply is cut to the limit by the fake. */
+    exchange("GET", "/v1/accounts/7/transfers?limit=1&reversed=true", NULL, NULL, &r);
+    snprintf(want, sizeof(want), "{\"transfers\":[%s]}", one);
+    ASSERT_RESPONSE(&r, 200, want);
+    response_free(&r);
+    memcpy(&f, fake.last_events[0], sizeof(f));
+    ASSERT_EQ(f.limit, 1);
+    ASSERT_EQ(f.flags, PC_FILTER_DEBITS | PC_FILTER_CREDITS | PC_FILTER_REVERSED);
+    exchange("GET", "/v1/accounts/7/transfers?limit=8189&reversed=false&timestamp_min=5", NULL,
+             NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    response_free(&r);
+    memcpy(&f, fake.last_events[0], sizeof(f));
+    ASSERT_EQ(f.limit, PC_BATCH_EVENTS_MAX);
+    ASSERT_EQ(f.flags, PC_FILTER_DEBITS | PC_FILTER_CREDITS);
+    ASSERT_EQ(f.timestamp_min, 5);
+    /* No transfers: an empty list, not a 404. */
+    fake.transfers_listed = 0;
+    exchange("GET", "/v1/accounts/7/transfers", NULL, NULL, &r);
+    ASSERT_RESPONSE(&r, 200, "{\"transfers\":[]}");
+    response_free(&r);
+    uint32_t calls = fake.calls;
+    expect_exchange_error("GET", "/v1/accounts/7/transfers?limit=0", NULL, NULL, 400,
+                          "invalid_query", "limit");
+    expect_exchange_error("GET", "/v1/accounts/7/transfers?limit=8190", NULL, NULL, 400,
+                          "invalid_query", "limit");
+    expect_exchange_error("GET", "/v1/accounts/7/transfers?limit=-1", NULL, NULL, 400,
+                          "invalid_query", "limit");
+    expect_exchange_error("GET", "/v1/accounts/7/transfers?reversed=maybe", NULL, NULL, 400,
+                          "invalid_query", "reversed");
+    expect_exchange_error("GET", "/v1/accounts/7/transfers?limit=1&limit=2", NULL, NULL, 400,
+                          "invalid_query", "limit");
+    expect_exchange_error("GET", "/v1/accounts/7/transfers?colour=blue", NULL, NULL, 400,
+                          "invalid_query", "query");
+    ASSERT_EQ(fake.calls, calls);
+    server_stop();
+}
+
+static void test_http_cluster(void) {
+    server_start();
+    fake.cluster.epoch = 12;
+    fake.cluster.units_count = 2;
+    for (uint32_t b = 0; b < PC_ROUTING_BUCKETS; b++)
+        fake.cluster.bucket_unit[b] = b < 50 ? 0 : 1;
+    fake.cluster.bucket_unit[70] = 0;
+    strcpy(fake.cluster.unit_addresses[0], "127.0.0.1:3001,127.0.0.1:3002");
+    strcpy(fake.cluster.unit_addresses[1], "127.0.0.1:3011");
+    response_t r;
+    exchange("GET", "/v1/cluster", NULL, NULL, &r);
+    ASSERT_RESPONSE(&r, 200,
+                    "{\"epoch\":\"12\",\"units\":["
+                    "{\"unit\":0,\"addresses\":\"127.0.0.1:3001,127.0.0.1:3002\","
+                    "\"buckets\":\"0-49,70\"},"
+                    "{\"unit\":1,\"addresses\":\"127.0.0.1:3011\",\"buckets\":\"50-69,71-99\"}]}");
+    response_free(&r);
+    ASSERT_EQ(fake.calls, 0);
+    server_stop();
+}
+
+static void test_http_metrics(void) {
+    server_start();
+    fake.metrics.requests[PC_OP_create_transfers] = 42;
+    fake.metrics.events_shadow = 7;
+    fake.metrics.routing_epoch = 3;
+    response_t r;
+    exchange("GET", "/metrics", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_TRUE(has_header(&r, "Content-Type: text/plain; version=0.0.4"));
+    const char *want[] = {
+        "# HELP paycell_gateway_requests_total ",
+        "# TYPE paycell_gateway_requests_total counter\n",
+        "paycell_gateway_requests_total{operation=\"create_transfers\"} 42\n",
+        "paycell_gateway_requests_total{operation=\"create_accounts\"} 0\n",
+        "# TYPE paycell_gateway_events_shadow_total counter\npaycell_gateway_events_shadow_total 7\n",
+        "# TYPE paycell_gateway_routing_epoch gauge\npaycell_gateway_routing_epoch 3\n",
+        "paycell_gateway_http_connections 1\n",
+    };
+    for (size_t i = 0; i < PC_ARRAY_LEN(want); i++)
+        if (strstr(r.body, want[i]) == NULL) PC__TEST_FAIL("metrics lack %s:\n%s", want[i], r.body);
+    /* Every sample line names a metric with the gateway prefix. */
+    for (const char *line = r.body; *line; line = strchr(line, '\n') + 1) {
+        ASSERT_TRUE(line[0] == '#' || strncmp(line, "paycell_gateway_", 16) == 0);
+        ASSERT_TRUE(strchr(line, '\n') != NULL);
+    }
+    response_free(&r);
+    server_stop();
+}
+
+static void test_http_root(void) {
+    server_start();
+    response_t r;
+    exchange("GET", "/", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_TRUE(has_header(&r, "Content-Type: text/html; charset=utf-8\r\n"));
+    ASSERT_TRUE(strstr(r.body, "paycell") != NULL && strstr(r.body, "/v1/transfers") != NULL);
+    response_free(&r);
+    server_stop();
+}
+
+/* ---- bad requests: none reaches the gateway ---- */
+
+static void test_http_bad_json(void) {
+    server_start();
+    const char *t = "\"debit_account_id\":\"1\",\"credit_account_id\":\"2\",\"ledger\":1,\"code\":1";
+    char body[512];
+    expect_exchange_error("POST", "/v1/accounts", NULL, "{\"id\":\"1\",", 400, "malformed_json",
+                          NULL);
+    expect_exchange_error("POST", "/v1/accounts", NULL, "{\"id\":\"1\"} x", 400,
+                          "trailing_garbage", NULL);
+    expect_exchange_error("POST", "/v1/accounts", NULL, "{\"id\":\"1\",\"ledger\":\"1\"}", 400,
+                          "wrong_type", "ledger");
+    expect_exchange_error("POST", "/v1/accounts", NULL, "{\"id\":1}", 400, "wrong_type", "id");
+    expect_exchange_error("POST", "/v1/accounts", NULL, "{\"id\":\"1\",\"colour\":\"red\"}", 400,
+                          "unknown_field", "colour");
+    snprintf(body, sizeof(body), "{\"id\":\"5\",%s,\"amount\":\"-5\"}", t);
+    expect_exchange_error("POST", "/v1/transfers", NULL, body, 400, "negative_number", "amount");
+    snprintf(body, sizeof(body), "{\"id\":\"5\",%s,\"amount\":\"%s\"}", t,
+             "340282366920938463463374607431768211456"); /* 2^128 */
+    expect_exchange_error("POST", "/v1/transfers", NULL, body, 400, "number_overflow", "amount");
+    expect_exchange_error("POST", "/v1/transfers", NULL, "[]", 400, "empty_batch", NULL);
+    /* A batch error names the event. */
+    snprintf(body, sizeof(body), "[{\"id\":\"5\",%s},{\"id\":\"6\",%s,\"amount\":\"1.5\"}]", t, t);
+    response_t r;
+    exchange("POST", "/v1/transfers", NULL, body, &r);
+    expect_error(&r, 400, "not_an_integer", "amount");
+    ASSERT_TRUE(strstr(r.body, "event 1") != NULL);
+    response_free(&r);
+    /* Missing body: Content-Length 0 is empty JSON; no Content-Length is 411. */
+    expect_exchange_error("POST", "/v1/accounts", NULL, "", 400, "malformed_json", NULL);
+    expect_exchange_error("POST", "/v1/accounts", "Content-Type: application/json\r\n", NULL, 411,
+                          "length_required", NULL);
+    ASSERT_EQ(fake.calls, 0);
+    server_stop();
+}
+
+/* A 10 MiB Content-Length is answered 413 as soon as the head is in, and the
+ * connection closes without the body being read. */
+static void test_http_body_too_large(void) {
+    server_start();
+    client_t c = client_open();
+    uint64_t start = now_ms();
+    const char *head = "POST /v1/accounts HTTP/1.1\r\nHost: t\r\nContent-Type: application/json"
+                       "\r\nContent-Length: 10485760\r\n\r\n";
+    client_send(&c, head, strlen(head));
+    char chunk[65536];
+    memset(chunk, ' ', sizeof(chunk));
+    /* Some of the body, as a client that does not wait would send. */
+    (void)send(c.fd, chunk, sizeof(chunk), MSG_NOSIGNAL | MSG_DONTWAIT);
+    response_t r;
+    ASSERT_TRUE(client_read(&c, &r));
+    expect_error(&r, 413, "body_too_large", NULL);
+    ASSERT_TRUE(has_header(&r, "Connection: close\r\n"));
+    response_free(&r);
+    ASSERT_TRUE(client_sees_close(&c, 3000));
+    ASSERT_TRUE(now_ms() - start < 2500);
+    /* The rest of the body cannot go anywhere now. */
+    bool refused = false;
+    for (int i = 0; i < 200 && !refused; i++) {
+        if (send(c.fd, chunk, sizeof(chunk), MSG_NOSIGNAL | MSG_DONTWAIT) < 0 &&
+            (errno == EPIPE || errno == ECONNRESET))
+            refused = true;
+        pump(1);
+    }
+    ASSERT_TRUE(refused);
+    client_close(&c);
+    ASSERT_EQ(fake.calls, 0);
+    server_stop();
+}
+
+static void test_http_unknown_path(void) {
+    server_start();
+    expect_exchange_error("GET", "/v2/accounts", NULL, NULL, 404, "not_found", NULL);
+    expect_exchange_error("GET", "/v1/accounts/", NULL, NULL, 404, "not_found", NULL);
+    expect_exchange_error("GET", "/v1/accounts/1/", NULL, NULL, 404, "not_found", NULL);
+    expect_exchange_error("GET", "/v1/accounts/1/debits", NULL, NULL, 404, "not_found", NULL);
+    expect_exchange_error("GET", "/v1/transfers/1/transfers", NULL, NULL, 404, "not_found", NULL);
+    expect_exchange_error("GET", "/metrics/", NULL, NULL, 404, "not_found", NULL);
+    ASSERT_EQ(fake.calls, 0);
+    server_stop();
+}
+
+static void test_http_wrong_method(void) {
+    server_start();
+    response_t r;
+    exchange("GET", "/v1/accounts", NULL, NULL, &r);
+    expect_error(&r, 405, "method_not_allowed", NULL);
+    ASSERT_TRUE(has_header(&r, "Allow: POST\r\n"));
+    response_free(&r);
+    exchange("POST", "/v1/accounts/5", NULL, "{}", &r);
+    expect_error(&r, 405, "method_not_allowed", NULL);
+    ASSERT_TRUE(has_header(&r, "Allow: GET\r\n"));
+    response_free(&r);
+    expect_exchange_error("DELETE", "/v1/transfers", NULL, NULL, 405, "method_not_allowed", NULL);
+    expect_exchange_error("PUT", "/metrics", NULL, "", 405, "method_not_allowed", NULL);
+    expect_exchange_error("get", "/", NULL, NULL, 405, "method_not_allowed", NULL);
+    ASSERT_EQ(fake.calls, 0);
+    server_stop();
+}
+
+static void test_http_content_type(void) {
+    server_start();
+    const char *body = "{\"id\":\"1\",\"ledger\":1,\"code\":1}";
+    expect_exchange_error("POST", "/v1/accounts", "Content-Type: text/plain\r\n", body, 415,
+                          "unsupported_media_type", NULL);
+    expect_exchange_error("POST", "/v1/accounts", "Content-Type: application/jsonx\r\n", body,
+                          415, "unsupported_media_type", NULL);
+    /* No Content-Type at all. */
+    size_t len = 0;
+    char *text = request_text("POST", "/v1/accounts", "Content-Type: x\r\n", body, &len);
+    char *line = strstr(text, "Content-Type: x\r\n");
+    memcpy(line, "X-Nothing-At: x\r\n", 17); /* same length: renamed */
+    client_t c = client_open();
+    client_send(&c, text, len);
+    free(text);
+    response_t r;
+    ASSERT_TRUE(client_read(&c, &r));
+    expect_error(&r, 415, "unsupported_media_type", NULL);
+    response_free(&r);
+    client_close(&c);
+    ASSERT_EQ(fake.calls, 0);
+    exchange("POST", "/v1/accounts", "Content-Type: application/json; charset=utf-8\r\n", body,
+             &r);
+    ASSERT_EQ(r.status, 200);
+    response_free(&r);
+    exchange("POST", "/v1/accounts", "Content-Type: Application/JSON ;charset=UTF-8\r\n", body,
+             &r);
+    ASSERT_EQ(r.status, 200);
+    response_free(&r);
+    ASSERT_EQ(fake.calls, 2);
+    server_stop();
+}
+
+static void test_http_bad_id(void) {
+    server_start();
+    expect_exchange_error("GET", "/v1/accounts/abc", NULL, NULL, 400, "invalid_id", "id");
+    expect_exchange_error("GET", "/v1/accounts/0", NULL, NULL, 400, "invalid_id", "id");
+    expect_exchange_error("GET", "/v1/accounts/-1", NULL, NULL, 400, "invalid_id", "id");
+    expect_exchange_error("GET", "/v1/accounts/1e3", NULL, NULL, 400, "invalid_id", "id");
+    expect_exchange_error("GET", "/v1/accounts/%31", NULL, NULL, 400, "invalid_id", "id");
+    expect_exchange_error("GET", "/v1/transfers/340282366920938463463374607431768211456", NULL,
+                          NULL, 400, "invalid_id", "id");
+    expect_exchange_error("GET", "/v1/transfers/1000000000000000000000000000000000000000000000",
+                          NULL, NULL, 400, "invalid_id", "id");
+    expect_exchange_error("GET", "/v1/accounts/0000000000000000000000000000000000000000000000000",
+                          NULL, NULL, 400, "invalid_id", "id");
+    ASSERT_EQ(fake.calls, 0);
+    /* Zero padding of any length is still the number. */
+    expect_exchange_error("GET", "/v1/transfers/0000000000000000000000000000000000000000000000001",
+                          NULL, NULL, 404, "not_found", NULL);
+    ASSERT_EQ(fake.calls, 1);
+    fake.calls = 0;
+    expect_exchange_error("GET", "/v1/accounts/x1/transfers", NULL, NULL, 400, "invalid_id",
+                          "id");
+    ASSERT_EQ(fake.calls, 0);
+    server_stop();
+}
+
+/* Malformed HTTP: the parser's status, and the connection closes. */
+static void test_http_malformed_request(void) {
+    server_start();
+    client_t c = client_open();
+    const char *text = "GET /\r\n\r\n";
+    client_send(&c, text, strlen(text));
+    response_t r;
+    ASSERT_TRUE(client_read(&c, &r));
+    expect_error(&r, 400, "bad_request", NULL);
+    ASSERT_TRUE(has_header(&r, "Connection: close\r\n"));
+    response_free(&r);
+    ASSERT_TRUE(client_sees_close(&c, 3000));
+    client_close(&c);
+    expect_exchange_error("POST", "/v1/accounts", "Transfer-Encoding: chunked\r\n", NULL, 501,
+                          "not_implemented", NULL);
+    server_stop();
+}
+
+/* ---- the gateway's answers ---- */
+
+static void test_http_overload(void) {
+    server_start();
+    fake.busy = true;
+    response_t r;
+    exchange("POST", "/v1/accounts", NULL, "{\"id\":\"1\",\"ledger\":1,\"code\":1}", &r);
+    expect_error(&r, 503, "overloaded", NULL);
+    ASSERT_TRUE(has_header(&r, "Retry-After: 1\r\n"));
+    response_free(&r);
+    ASSERT_EQ(fake.calls, 1);
+    expect_exchange_error("GET", "/v1/transfers/4", NULL, NULL, 503, "overloaded", NULL);
+    /* The connection survives an overload answer. */
+    fake.busy = false;
+    client_t c = client_open();
+    fake.busy = true;
+    exchange_on(&c, "GET", "/v1/accounts/1", NULL, NULL, &r);
+    expect_error(&r, 503, "overloaded", NULL);
+    response_free(&r);
+    fake.busy = false;
+    exchange_on(&c, "GET", "/v1/accounts/1", NULL, NULL, &r);
+    expect_error(&r, 404, "not_found", NULL);
+    response_free(&r);
+    client_close(&c);
+    server_stop();
+}
+
+static void test_http_gateway_errors(void) {
+    server_start();
+    fake.status = PC_ETIMEDOUT;
+    expect_exchange_error("POST", "/v1/accounts", NULL, "{\"id\":\"1\",\"ledger\":1,\"code\":1}",
+                          504, "PC_ETIMEDOUT", NULL);
+    fake.status = PC_EIO;
+    expect_exchange_error("GET", "/v1/accounts/3", NULL, NULL, 502, "PC_EIO", NULL);
+    fake.status = PC_ENOTREADY;
+    expect_exchange_error("GET", "/v1/accounts/3/transfers", NULL, NULL, 502, "PC_ENOTREADY",
+                          NULL);
+    /* A create reply whose indexes do not fit the request is the gateway's
+     * fault, not the client's. */
+    fake.status = PC_OK;
+    fake.results[0] = (pc_create_result_t){0, PC_ACCOUNT_RESULT_exists};
+    fake.results[1] = (pc_create_result_t){0, PC_ACCOUNT_RESULT_exists};
+    fake.results_count = 2;
+    expect_exchange_error("POST", "/v1/accounts", NULL, "{\"id\":\"1\",\"ledger\":1,\"code\":1}",
+                          502, "bad_reply", NULL);
+    server_stop();
+}
+
+static void test_http_shadow(void) {
+    server_start();
+    response_t r;
+    exchange("POST", "/v1/accounts", "X-Paycell-Shadow: 1\r\n",
+             "{\"id\":\"1\",\"ledger\":1,\"code\":1}", &r);
+    ASSERT_EQ(r.status, 200);
+    response_free(&r);
+    ASSERT_TRUE(fake.last_shadow);
+    exchange("GET", "/v1/accounts/1", "X-Paycell-Shadow: true\r\n", NULL, &r);
+    response_free(&r);
+    ASSERT_TRUE(fake.last_shadow);
+    exchange("GET", "/v1/accounts/1", "X-Paycell-Shadow: 0\r\n", NULL, &r);
+    response_free(&r);
+    ASSERT_TRUE(!fake.last_shadow);
+    exchange("GET", "/v1/accounts/1", NULL, NULL, &r);
+    response_free(&r);
+    ASSERT_TRUE(!fake.last_shadow);
+    uint32_t calls = fake.calls;
+    expect_exchange_error("GET", "/v1/accounts/1", "X-Paycell-Shadow: maybe\r\n", NULL, 400,
+                          "bad_request", NULL);
+    ASSERT_EQ(fake.calls, calls);
+    server_stop();
+}
+
+/* ---- connections ---- */
+
+static void test_http_keep_alive(void) {
+    server_start();
+    fake.account = (pc_account_t){.id = 1, .ledger = 1, .code = 1};
+    client_t c = client_open();
+    response_t r;
+    exchange_on(&c, "GET", "/v1/accounts/1", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_TRUE(!has_header(&r, "Connection: close"));
+    response_free(&r);
+    exchange_on(&c, "POST", "/v1/accounts", NULL, "{\"id\":\"2\",\"ledger\":1,\"code\":1}", &r);
+    ASSERT_RESPONSE(&r, 200, "{\"results\":[{\"id\":\"2\",\"result\":\"created\"}]}");
+    response_free(&r);
+    /* Two pipelined in one write: answered in order, one at a time. */
+    size_t l1, l2;
+    char *a = request_text("GET", "/v1/accounts/1", NULL, NULL, &l1);
+    char *b = request_text("GET", "/v1/accounts/5", NULL, NULL, &l2);
+    char both[2048];
+    ASSERT_TRUE(l1 + l2 <= sizeof(both));
+    memcpy(both, a, l1);
+    memcpy(both + l1, b, l2);
+    free(a);
+    free(b);
+    client_send(&c, both, l1 + l2);
+    ASSERT_TRUE(client_read(&c, &r));
+    ASSERT_EQ(r.status, 200);
+    response_free(&r);
+    ASSERT_TRUE(client_read(&c, &r));
+    expect_error(&r, 404, "not_found", NULL);
+    response_free(&r);
+    ASSERT_EQ(fake.calls, 4);
+    /* Connection: close is honoured. */
+    exchange_on(&c, "GET", "/", "Connection: close\r\n", NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_TRUE(has_header(&r, "Connection: close\r\n"));
+    response_free(&r);
+    ASSERT_TRUE(client_sees_close(&c, 3000));
+    client_close(&c);
+    /* HTTP/1.0 closes unless it asks to keep alive. */
+    c = client_open();
+    const char *old = "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+    client_send(&c, old, strlen(old));
+    ASSERT_TRUE(client_read(&c, &r));
+    ASSERT_TRUE(has_header(&r, "Connection: keep-alive\r\n"));
+    response_free(&r);
+    old = "GET / HTTP/1.0\r\n\r\n";
+    client_send(&c, old, strlen(old));
+    ASSERT_TRUE(client_read(&c, &r));
+    ASSERT_TRUE(has_header(&r, "Connection: close\r\n"));
+    response_free(&r);
+    ASSERT_TRUE(client_sees_close(&c, 3000));
+    client_close(&c);
+    server_stop();
+}
+
+/* curl's "Expect: 100-continue": the interim answer comes once the head is
+ * in, then the final one after the body. */
+static void test_http_expect_continue(void) {
+    server_start();
+    const char *body = "{\"id\":\"1\",\"ledger\":1,\"code\":1}";
+    char head[256];
+    snprintf(head, sizeof(head),
+             "POST /v1/accounts HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+             "Expect: 100-continue\r\nContent-Length: %zu\r\n\r\n",
+             strlen(body));
+    client_t c = client_open();
+    client_send(&c, head, strlen(head));
+    const char *interim = "HTTP/1.1 100 Continue\r\n\r\n";
+    uint64_t deadline = now_ms() + 3000;
+    while (c.len < strlen(interim)) {
+        ASSERT_TRUE(now_ms() < deadline);
+        ssize_t n = recv(c.fd, c.buf + c.len, CLIENT_BUF_MAX - c.len, MSG_DONTWAIT);
+        if (n > 0) c.len += (size_t)n;
+        pump(1);
+    }
+    ASSERT_EQ(c.len, strlen(interim));
+    ASSERT_TRUE(memcmp(c.buf, interim, c.len) == 0);
+    c.len = 0;
+    ASSERT_EQ(fake.calls, 0);
+    client_send(&c, body, strlen(body));
+    response_t r;
+    ASSERT_TRUE(client_read(&c, &r));
+    ASSERT_RESPONSE(&r, 200, "{\"results\":[{\"id\":\"1\",\"result\":\"created\"}]}");
+    response_free(&r);
+    /* A head refused outright gets its final status, no interim one. */
+    snprintf(head, sizeof(head),
+             "POST /v1/accounts HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+             "Expect: 100-continue\r\nContent-Length: 2000000\r\n\r\n");
+    client_send(&c, head, strlen(head));
+    ASSERT_TRUE(client_read(&c, &r));
+    ASSERT_EQ(r.status, 413);
+    response_free(&r);
+    client_close(&c);
+    server_stop();
+}
+
+/* Waits until the fake holds n requests. */
+static void pump_until_pending(uint32_t n) {
+    uint64_t deadline = now_ms() + 3000;
+    while (fake.pending_count < n) {
+        ASSERT_TRUE(now_ms() < deadline);
+        pump(1);
+    }
+}
+
+static uint32_t polled_fds(void) {
+    pump(0);
+    return fds_count;
+}
+
+/* The client leaves while its request is at the gateway: the late done
+ * callback must find the connection object alive, then free it. Both a
+ * plain close (FIN) and a reset. */
+static void test_http_client_closes_early(void) {
+    server_start();
+    fake.hold = true;
+    for (int reset = 0; reset < 2; reset++) {
+        client_t c = client_open();
+        size_t len;
+        char *text =
+            request_text("POST", "/v1/accounts", NULL, "{\"id\":\"1\",\"ledger\":1,\"code\":1}",
+                         &len);
+        client_send(&c, text, len);
+        free(text);
+        pump_until_pending(1);
+        if (reset) {
+            struct linger lg = {1, 0};
+            ASSERT_EQ(setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+        }
+        client_close(&c);
+        for (int i = 0; i < 20; i++) pump(1);
+        /* A reset drops the socket at once; a FIN keeps it for the answer. */
+        ASSERT_EQ(polled_fds(), reset ? 1 : 2);
+        fake_complete_all();
+        for (int i = 0; i < 20; i++) pump(1);
+        ASSERT_EQ(polled_fds(), 1);
+    }
+    /* Serving goes on. */
+    fake.hold = false;
+    response_t r;
+    exchange("GET", "/", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    response_free(&r);
+    server_stop();
+}
+
+/* A half-closed client (FIN after its request) still gets its answer. */
+static void test_http_half_close(void) {
+    server_start();
+    fake.hold = true;
+    client_t c = client_open();
+    size_t len;
+    char *text = request_text("GET", "/v1/accounts/3", NULL, NULL, &len);
+    client_send(&c, text, len);
+    free(text);
+    ASSERT_EQ(shutdown(c.fd, SHUT_WR), 0);
+    pump_until_pending(1);
+    for (int i = 0; i < 10; i++) pump(1);
+    fake.hold = false;
+    response_t r;
+    ASSERT_TRUE(client_read(&c, &r));
+    expect_error(&r, 404, "not_found", NULL);
+    response_free(&r);
+    ASSERT_TRUE(client_sees_close(&c, 3000));
+    client_close(&c);
+    server_stop();
+}
+
+static void test_http_connection_limit(void) {
+    server_start();
+    static client_t clients[PC_HTTP_CONNS_MAX];
+    for (uint32_t i = 0; i < PC_HTTP_CONNS_MAX; i++) {
+        clients[i] = client_open();
+        pump(0);
+    }
+    for (int i = 0; i < 20; i++) pump(1);
+    ASSERT_EQ(polled_fds(), PC_HTTP_CONNS_MAX + 1);
+    client_t extra = client_open();
+    response_t r;
+    ASSERT_TRUE(client_read(&extra, &r));
+    expect_error(&r, 503, "overloaded", NULL);
+    ASSERT_TRUE(has_header(&r, "Connection: close\r\n"));
+    response_free(&r);
+    ASSERT_TRUE(client_sees_close(&extra, 3000));
+    client_close(&extra);
+    /* The admitted ones still work; closing one makes room again. */
+    exchange_on(&clients[0], "GET", "/", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    response_free(&r);
+    client_close(&clients[0]);
+    uint64_t deadline = now_ms() + 3000;
+    while (polled_fds() != PC_HTTP_CONNS_MAX) ASSERT_TRUE(now_ms() < deadline);
+    exchange("GET", "/", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    response_free(&r);
+    for (uint32_t i = 1; i < PC_HTTP_CONNS_MAX; i++) client_close(&clients[i]);
+    server_stop();
+}
+
+static void test_http_idle_timeout(void) {
+    server_start();
+    pc__http_api_idle_ms = 100;
+    client_t idle = client_open();
+    client_t partial = client_open();
+    client_send(&partial, "GET / HTTP/1.1\r\nHo", 18); /* a request that never ends */
+    uint64_t start = now_ms();
+    ASSERT_TRUE(client_sees_close(&idle, 3000));
+    ASSERT_TRUE(client_sees_close(&partial, 3000));
+    ASSERT_TRUE(now_ms() - start >= 90);
+    client_close(&idle);
+    client_close(&partial);
+    ASSERT_EQ(polled_fds(), 1);
+    /* A request held at the gateway is not idle. */
+    fake.hold = true;
+    client_t busy = client_open();
+    size_t len;
+    char *text = request_text("GET", "/v1/accounts/3", NULL, NULL, &len);
+    client_send(&busy, text, len);
+    free(text);
+    pump_until_pending(1);
+    start = now_ms();
+    while (now_ms() - start < 300) pump(5);
+    ASSERT_EQ(polled_fds(), 2);
+    fake.hold = false;
+    response_t r;
+    ASSERT_TRUE(client_read(&busy, &r));
+    ASSERT_EQ(r.status, 404);
+    response_free(&r);
+    client_close(&busy);
+    server_stop();
+}
+
+#define TESTS(X)                                                                     \
+    X(test_http_create_accounts)                                                     \
+    X(test_http_create_transfers_results_order)                                      \
+    X(test_http_create_single_refused)                                               \
+    X(test_http_create_batch_max)                                                    \
+    X(test_http_lookup_account)                                                      \
+    X(test_http_lookup_transfer)                                                     \
+    X(test_http_account_transfers)                                                   \
+    X(test_http_cluster)                                                             \
+    X(test_http_metrics)                                                             \
+    X(test_http_root)                                                                \
+    X(test_http_bad_json)                                                            \
+    X(test_http_body_too_large)                                                      \
+    X(test_http_unknown_path)                                                        \
+    X(test_http_wrong_method)                                                        \
+    X(test_http_content_type)                                                        \
+    X(test_http_bad_id)                                                              \
+    X(test_http_malformed_request)                                                   \
+    X(test_http_overload)                                                            \
+    X(test_http_gateway_errors)                                                      \
+    X(test_http_shadow)                                                              \
+    X(test_http_keep_alive)                                                          \
+    X(test_http_expect_continue)                                                     \
+    X(test_http_client_closes_early)                                                 \
+    X(test_http_half_close)                                                          \
+    X(test_http_connection_limit)                                                    \
+    X(test_http_idle_timeout)
+PC_TEST_MAIN(TESTS)
