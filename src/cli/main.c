@@ -41,6 +41,7 @@ static void usage(FILE *out) {
           "                 [--replicas 1|3] [--kill-primary-at SECONDS]\n"
           "  paycell demo [--duration S] [--json]\n"
           "  paycell sim [--seed S | --seeds N] [--ticks N] [--verbose] [--bug NAME]\n"
+          "  paycell sim --xts [--seed S | --seeds N] [--verbose] [--bug xts-commit-without-payee]\n"
           "\n"
           "Every command takes --json (one JSON object per line). Exit status: 0 created or\n"
           "exists, 1 any other result code, 2 usage, connection or server error.\n",

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "../gateway/gateway.h"
+#include "../net/net.h"
 #include "../storage/storage.h"
 #include "cli.h"
 
@@ -76,7 +77,7 @@ static int format_one(const start_plan_t *p, const char *path, uint32_t unit, ui
 
 /* Forks a daemon running this binary with argv, logging to DIR/logs/NAME.log,
  * and records its pid. */
-static int spawn(const start_plan_t *p, const char *name, char *const argv[]) {
+static int spawn(const start_plan_t *p, const char *name, char *const argv[], pid_t *pid_out) {
     char log[START_PATH_MAX + 64], pids[START_PATH_MAX + 16];
     snprintf(log, sizeof log, "%s/logs/%s.log", p->dir, name);
     snprintf(pids, sizeof pids, "%s/pids", p->dir);
@@ -94,10 +95,35 @@ static int spawn(const start_plan_t *p, const char *name, char *const argv[]) {
         execv("/proc/self/exe", argv);
         _exit(127);
     }
+    if (pid_out) *pid_out = pid;
     FILE *f = fopen(pids, "a");
     if (f == NULL) return PC_EIO;
     fprintf(f, "%d %s\n", (int)pid, name);
     fclose(f);
+    return PC_OK;
+}
+
+/* Every port the plan uses must be free now: a stale process holding one
+ * would otherwise answer in place of ours. */
+static int ports_check(const start_plan_t *p) {
+    uint32_t ports[4 + 3 + 3 * PC_UNITS_MAX], n = 0;
+    ports[n++] = p->port;
+    ports[n++] = p->port + 1;
+    for (uint32_t r = 0; r < p->replicas; r++) ports[n++] = p->port + 10 + r;
+    for (uint32_t u = 0; u < p->units; u++) {
+        for (uint32_t r = 0; r < p->replicas; r++) ports[n++] = p->port + 20 + 3 * u + r;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        char address[32];
+        int fd;
+        snprintf(address, sizeof address, "127.0.0.1:%u", ports[i]);
+        if (pc_net_listen(address, &fd) != PC_OK) {
+            fprintf(stderr, "paycell: start: port %u is in use (another cluster? --port)\n",
+                    ports[i]);
+            return PC_EEXIST;
+        }
+        close(fd);
+    }
     return PC_OK;
 }
 
@@ -122,7 +148,7 @@ static int start_unit(const start_plan_t *p, const char *name, uint32_t unit,
             argv[n++] = (char *)p->gzone;
         }
         argv[n] = NULL;
-        rc = spawn(p, proc, argv);
+        rc = spawn(p, proc, argv, NULL);
         if (rc != PC_OK) return rc;
     }
     return PC_OK;
@@ -165,8 +191,9 @@ static int cluster_init(const start_plan_t *p) {
     return PC_ETIMEDOUT;
 }
 
-static int gateway_wait(const start_plan_t *p) {
+static int gateway_wait(const start_plan_t *p, pid_t pid) {
     for (int attempt = 0; attempt < 100; attempt++) {
+        if (waitpid(pid, NULL, WNOHANG) == pid) return PC_ECONNREFUSED; /* it exited */
         pc_client_t *c = NULL;
         pc_client_options_t o = {.request_timeout_ms = 500, .retries_max = PC_CLIENT_RETRIES_NONE};
         if (pc_client_open(p->gateway, &o, &c) == PC_OK) {
@@ -226,8 +253,10 @@ static int start_all(start_plan_t *p) {
                         "(paycell stop --data %s)\n", path, p->dir);
         return PC_EEXIST;
     }
+    int rc = ports_check(p);
+    if (rc != PC_OK) return rc;
     addresses_make(p->gzone, sizeof p->gzone, p->port + 10, p->replicas);
-    int rc = start_unit(p, "gzone", PC_UNITS_MAX - 1, p->gzone, true);
+    rc = start_unit(p, "gzone", PC_UNITS_MAX - 1, p->gzone, true);
     for (uint32_t u = 0; rc == PC_OK && u < p->units; u++) {
         char name[32];
         snprintf(name, sizeof name, "unit%u", u);
@@ -244,8 +273,9 @@ static int start_all(start_plan_t *p) {
     char *argv[] = {(char *)"paycell", (char *)"gateway", (char *)"--gzone", p->gzone,
                     (char *)"--listen-binary", p->gateway, (char *)"--listen-http", p->http,
                     (char *)"--xts-timeout", timeout, NULL};
-    rc = spawn(p, "gateway", argv);
-    if (rc == PC_OK) rc = gateway_wait(p);
+    pid_t pid = 0;
+    rc = spawn(p, "gateway", argv, &pid);
+    if (rc == PC_OK) rc = gateway_wait(p, pid);
     if (rc == PC_OK) rc = env_write(p);
     return rc;
 }
@@ -283,6 +313,7 @@ int cli_start(int argc, char **argv) {
     p.xts_timeout_s = (uint32_t)timeout;
     p.journal_slots = (uint32_t)slots;
     int rc = start_all(&p);
+    if (rc == PC_EEXIST) return CLI_EXIT_ERROR; /* explained already */
     if (rc != PC_OK) {
         fprintf(stderr, "paycell: start: %s (%s); logs in %s/logs; paycell stop --data %s "
                         "cleans up\n", pc_strerror(rc), pc_err_name(rc), p.dir, p.dir);

@@ -41,7 +41,7 @@ enum phase { PHASE_FIND = 1, PHASE_A, PHASE_B, PHASE_C, PHASE_D, PHASE_E, PHASE_
 
 /* Cross-unit state of one event. */
 enum xs { XS_NONE = 0, XS_PAYER_OK, XS_COMMIT, XS_ABORT, XS_COMMITTED, XS_ABORTED,
-          XS_RESOLVED };
+          XS_RESOLVED, XS_LEFT_TO_PAYER };
 
 typedef struct gw_part {
     gw_job_t *job;
@@ -524,13 +524,20 @@ static void after_c(gw_job_t *job) {
         } else if (!commit && r == R(xts_committed)) {
             job->xs[i] = XS_COMMITTED; /* a concurrent retry committed it */
             job->results[i] = R(exists);
+        } else if (commit && r != R(xts_aborted)) {
+            /* Not committed, but not known aborted either (a refusal the
+             * ledger should never give): tell the payee nothing. The payer
+             * leg times out into an abort, which its recovery loop
+             * delivers. */
+            job->xs[i] = XS_LEFT_TO_PAYER;
+            job->results[i] = r;
         } else {
             job->xs[i] = XS_ABORTED;
             job->results[i] = commit ? r : job->payee[i];
             if (job->results[i] == RESULT_OPEN) job->results[i] = R(xts_aborted);
         }
         if (job->xs[i] == XS_COMMITTED) m->xts_committed++;
-        else m->xts_aborted++;
+        else if (job->xs[i] == XS_ABORTED) m->xts_aborted++;
     }
 }
 

@@ -64,8 +64,15 @@ void pc__account_save(pc_ledger_t *ledger, uint32_t slot) {
 
 /* ---- expiry heap ---- */
 
+/* By expiry time, then by the transfer's timestamp (unique in a ledger):
+ * pendings expiring in the same nanosecond must expire in one order on
+ * every replica, whatever shape the heap has (a heap rebuilt from a
+ * snapshot has another), because an xts payer leg's expiry enters the
+ * outbox, whose order is state. Found by `paycell sim --xts --seed 2981`. */
 static bool heap_less(const pc_ledger_t *ledger, uint32_t a, uint32_t b) {
-    return ledger->pool[ledger->heap[a]].expires_at < ledger->pool[ledger->heap[b]].expires_at;
+    const pc__pending_t *x = &ledger->pool[ledger->heap[a]], *y = &ledger->pool[ledger->heap[b]];
+    if (x->expires_at != y->expires_at) return x->expires_at < y->expires_at;
+    return x->transfer.timestamp < y->transfer.timestamp;
 }
 
 static void heap_swap(pc_ledger_t *ledger, uint32_t a, uint32_t b) {
