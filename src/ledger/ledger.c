@@ -201,7 +201,13 @@ static uint32_t xts_prefetch(pc_ledger_t *ledger, const pc_transfer_t *transfers
         if (id == 0 || id == PC_U128_MAX) continue;
         uint64_t pos = pc__index_find(ledger, id);
         if (!pc__index_has(ledger, pos, id)) continue;
-        n += prefetch_entry(ledger, ledger->loc_status[pos], &locs_out[n]);
+        uint64_t ls = ledger->loc_status[pos];
+        /* A resolve works on the leg's pool entry: bring it in now, while
+         * the rest of the batch is being looked up. */
+        if (pc__ls_status(ls) == PC__ST_PENDING) {
+            __builtin_prefetch(&ledger->pool[pc__ls_pool(ls)], 1);
+        }
+        n += prefetch_entry(ledger, ls, &locs_out[n]);
     }
     PC_ASSERT(n <= count);
     return n;
