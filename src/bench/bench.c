@@ -36,7 +36,8 @@ typedef struct bench {
     uint32_t replicas;
     pid_t replica_pids[3];
     char data_dirs[3][64];
-    char replica_addresses[3][32];
+    char replica_addresses[3][32]; /* the drill's unit: ours, or options->drill_addresses */
+    uint32_t drill_count;          /* how many of replica_addresses/pids the drill uses */
     atomic_uint_fast64_t kill_ns;     /* monotonic time of the kill, 0 before */
     atomic_uint_fast64_t failover_ns; /* first commit of a batch sent after it */
     uint64_t id_base;
@@ -147,7 +148,7 @@ static void stop_replicas(bench_t *b) {
 /* Which replica is the primary: the one that answers a register with a
  * session rather than "not the primary". -1 if none does. */
 static int find_primary(bench_t *b) {
-    for (uint32_t i = 0; i < b->replicas; i++) {
+    for (uint32_t i = 0; i < b->drill_count; i++) {
         pc_client_t *c = NULL;
         pc_client_options_t options = {.request_timeout_ms = 500, .retries_max = 1};
         if (pc_client_open(b->replica_addresses[i], &options, &c) == PC_OK) {
@@ -240,7 +241,7 @@ static void fill_batch(bench_t *b, pc_prng_t *prng, uint64_t first_seq, uint32_t
         else
             do cr = o->hot_accounts + 1 + pc_prng_below(prng, o->accounts);
             while (cr == dr && o->accounts > 1);
-        if (o->cross_unit >= 0) cr = cross_pick(b, prng, dr, cr, cross_cut);
+        if (o->cross_unit >= 0 && cr > o->hot_accounts) cr = cross_pick(b, prng, dr, cr, cross_cut);
         out[i] = (pc_transfer_t){
             .id = ((pc_u128)b->id_base << 64) | (first_seq + i),
             .debit_account_id = dr,
@@ -398,8 +399,10 @@ static int run_load(bench_t *b, pc_bench_report_t *report) {
                 report->killed_replica = -2;
             } else {
                 kill(b->replica_pids[primary], SIGKILL);
-                waitpid(b->replica_pids[primary], NULL, 0);
-                b->replica_pids[primary] = -1;
+                if (b->replicas > 0) {
+                    waitpid(b->replica_pids[primary], NULL, 0); /* ours: reap it */
+                    b->replica_pids[primary] = -1;
+                }
                 atomic_store(&b->kill_ns, pc_time_monotonic_ns());
                 report->killed_replica = primary;
                 if (o->progress) fprintf(stderr, "\nbench: killed the primary (replica %d)\n", primary);
@@ -443,6 +446,27 @@ static void summarize(bench_t *b, pc_bench_report_t *report) {
         report->amount_acknowledged += b->amounts[i];
 }
 
+/* The replicas the drill (and the RSS report) looks at: ours, or the unit
+ * the caller named. */
+static int drill_setup(bench_t *b) {
+    const pc_bench_options_t *o = b->options;
+    if (!o->addresses) {
+        b->drill_count = b->replicas;
+        return PC_OK;
+    }
+    if (!o->drill_addresses) return PC_OK;
+    const char *p = o->drill_addresses;
+    for (b->drill_count = 0; b->drill_count < 3 && *p; b->drill_count++) {
+        size_t n = strcspn(p, ",");
+        if (n == 0 || n >= sizeof b->replica_addresses[0]) return PC_EINVAL;
+        memcpy(b->replica_addresses[b->drill_count], p, n);
+        b->replica_addresses[b->drill_count][n] = '\0';
+        b->replica_pids[b->drill_count] = o->drill_pids[b->drill_count];
+        p += n + (p[n] == ',');
+    }
+    return PC_OK;
+}
+
 /* --cross-unit routes by the gateway's table (get_cluster answered from its
  * CZone copy); a single unit, or a unit replica, has none to give. */
 static int map_fetch(bench_t *b, pc_client_t *client) {
@@ -462,7 +486,8 @@ int pc_bench_run(const pc_bench_options_t *o, pc_bench_report_t *report) {
     if (o->accounts < 2 || o->transfers == 0 || o->batch == 0 || o->batch > PC_BATCH_EVENTS_MAX ||
         o->clients == 0 || o->clients > 64 || o->hot_share < 0 || o->hot_share > 1 ||
         (o->replicas != 1 && o->replicas != 3) ||
-        (o->kill_primary_at_s > 0 && (o->replicas != 3 || o->addresses)))
+        (o->kill_primary_at_s > 0 && !o->addresses && o->replicas != 3) ||
+        (o->kill_primary_at_s > 0 && o->addresses && !o->drill_addresses))
         return PC_EINVAL;
     bench_t *b = calloc(1, sizeof *b);
     if (!b) return PC_ENOMEM;
@@ -477,6 +502,7 @@ int pc_bench_run(const pc_bench_options_t *o, pc_bench_report_t *report) {
     int rc = b->latencies_ms && b->amounts ? PC_OK : PC_ENOMEM;
     if (rc == PC_OK && o->addresses) snprintf(b->addresses, sizeof b->addresses, "%s", o->addresses);
     else if (rc == PC_OK) rc = start_replicas(b);
+    if (rc == PC_OK) rc = drill_setup(b);
     pc_client_t *client = NULL;
     if (rc == PC_OK) rc = open_client(b->addresses, &client);
     if (rc == PC_OK && o->cross_unit >= 0) rc = map_fetch(b, client);
@@ -485,7 +511,7 @@ int pc_bench_run(const pc_bench_options_t *o, pc_bench_report_t *report) {
     if (rc == PC_OK) {
         summarize(b, report);
         report->rss_mib = -1;
-        for (uint32_t i = 0; i < b->replicas; i++)
+        for (uint32_t i = 0; i < b->drill_count; i++)
             if (b->replica_pids[i] > 0)
                 report->rss_mib = PC_MAX(report->rss_mib, replica_rss_mib(b->replica_pids[i]));
         /* Against a shared cluster other traffic moves balances too, so only

@@ -21,6 +21,12 @@ typedef struct pc_bench_options {
     const char *addresses;      /* NULL: format temp dirs and start the replicas */
     uint32_t replicas;          /* replicas we start: 1 (default) or 3 (a unit) */
     double kill_primary_at_s;   /* > 0: kill -9 the primary then (failover drill) */
+    /* The drill against a cluster we did not start (with addresses): the
+     * unit whose primary is killed, its replica addresses "A0,A1,A2" and
+     * their pids in the same order (the demo passes a unit of its own
+     * `paycell start` cluster). */
+    const char *drill_addresses;
+    int drill_pids[3];
     uint64_t accounts;          /* default 10,000 */
     uint64_t transfers;         /* default 10,000,000 */
     uint32_t batch;             /* default 8,189 */

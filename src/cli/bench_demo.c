@@ -1,11 +1,17 @@
 /*
  * bench_demo.c — `paycell bench` (the benchmark: one summary line) and
- * `paycell demo` (until the full cluster demo lands: a Double-11-shaped
- * load against a replica of its own, a per-second chart and the
- * debit/credit audit).
+ * `paycell demo`: a whole local cluster (`paycell start`: a GZone, two units
+ * of three replicas, a gateway), a Double-11-shaped load through the gateway
+ * with 30% of payments crossing units, one unit's primary killed at the
+ * peak, a per-second chart, the clients' audit and `paycell audit balances`
+ * across the units.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "../bench/bench.h"
 #include "cli.h"
@@ -82,6 +88,98 @@ static void print_chart(const pc_bench_report_t *r) {
     }
 }
 
+/* The cluster the demo runs on, from `paycell start` in a temp directory. */
+typedef struct demo_cluster {
+    char dir[64];  /* the temp directory */
+    char data[96]; /* dir/cluster: the cluster's --data */
+    char gateway[64];
+    char gzone[PC_UNIT_ADDRESSES_MAX];
+    char unit0[PC_UNIT_ADDRESSES_MAX];
+    int unit0_pids[3];
+} demo_cluster_t;
+
+/* Runs this binary with argv; output to log (NULL: inherit). Exit status or -1. */
+static int demo_run(char *const argv[], const char *log) {
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        if (log) {
+            int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+            if (fd >= 0) {
+                dup2(fd, 1);
+                dup2(fd, 2);
+            }
+        }
+        execv("/proc/self/exe", argv);
+        _exit(127);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static bool env_value(const char *path, const char *key, char *out, size_t cap) {
+    FILE *f = fopen(path, "r");
+    char line[512];
+    size_t n = strlen(key);
+    bool found = false;
+    while (f && !found && fgets(line, sizeof line, f)) {
+        if (strncmp(line, key, n) != 0 || line[n] != '=') continue;
+        line[strcspn(line, "\n")] = '\0';
+        found = strlen(line + n + 1) < cap;
+        if (found) strcpy(out, line + n + 1);
+    }
+    if (f) fclose(f);
+    return found;
+}
+
+static int demo_cluster_start(demo_cluster_t *c) {
+    strcpy(c->dir, "/tmp/paycell-demo-XXXXXX");
+    if (!mkdtemp(c->dir)) return PC_EIO;
+    snprintf(c->data, sizeof c->data, "%s/cluster", c->dir);
+    char log[128], port[16], path[160];
+    snprintf(log, sizeof log, "%s/start.log", c->dir);
+    int rc = -1;
+    for (int attempt = 0; attempt < 8 && rc != 0; attempt++) {
+        /* A base port below the ephemeral range; another if it is taken. */
+        snprintf(port, sizeof port, "%u", 20000u + (unsigned)((getpid() * 7919u + attempt * 331u) % 9000u));
+        char *argv[] = {(char *)"paycell", (char *)"start", (char *)"--data", c->data,
+                        (char *)"--units", (char *)"2", (char *)"--replicas", (char *)"3",
+                        (char *)"--port", port, (char *)"--accounts-max", (char *)"200000",
+                        (char *)"--transfers-max", (char *)"8000000", NULL};
+        rc = demo_run(argv, log);
+    }
+    if (rc != 0) return PC_EIO;
+    snprintf(path, sizeof path, "%s/cluster.env", c->data);
+    if (!env_value(path, "PAYCELL_GATEWAY", c->gateway, sizeof c->gateway) ||
+        !env_value(path, "PAYCELL_GZONE", c->gzone, sizeof c->gzone) ||
+        !env_value(path, "PAYCELL_UNIT0", c->unit0, sizeof c->unit0)) {
+        return PC_EIO;
+    }
+    snprintf(path, sizeof path, "%s/pids", c->data);
+    FILE *f = fopen(path, "r");
+    int pid;
+    char name[64];
+    while (f && fscanf(f, "%d %63s", &pid, name) == 2) {
+        for (int r = 0; r < 3; r++) {
+            char want[16];
+            snprintf(want, sizeof want, "unit0-r%d", r);
+            if (strcmp(name, want) == 0) c->unit0_pids[r] = pid;
+        }
+    }
+    if (f) fclose(f);
+    return c->unit0_pids[0] > 0 && c->unit0_pids[1] > 0 && c->unit0_pids[2] > 0 ? PC_OK : PC_EIO;
+}
+
+static void demo_cluster_stop(demo_cluster_t *c) {
+    char *argv[] = {(char *)"paycell", (char *)"stop", (char *)"--data", c->data, NULL};
+    char log[128], cmd[160];
+    snprintf(log, sizeof log, "%s/start.log", c->dir);
+    demo_run(argv, log);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", c->dir);
+    if (system(cmd) != 0) fprintf(stderr, "paycell: demo: could not remove %s\n", c->dir);
+}
+
 int cli_demo(int argc, char **argv) {
     static const char *const values[] = {"duration", NULL};
     static const char *const bools[] = {"json", NULL};
@@ -98,26 +196,44 @@ int cli_demo(int argc, char **argv) {
     o.accounts = 100000;
     o.hot_accounts = 5;     /* the merchants everybody pays at midnight */
     o.hot_share = 0.3;
-    o.clients = 2;
+    o.clients = 8; /* through a gateway, and 30% cross-unit: longer batches, more in flight */
     o.transfers = 11000000; /* a cap: the curve normally ends the run first */
     o.progress = !o.json;
-    /* A unit of three replicas, and a machine dies mid-peak: the primary is
-     * killed just after the midnight spike. */
-    o.replicas = 3;
+    /* Users split over two units (LDC), 30% of payments between units (XTS),
+     * and a machine dies mid-peak: unit 0's primary is killed just after the
+     * midnight spike. */
+    o.cross_unit = 0.3;
     o.kill_primary_at_s = o.duration_s * 0.3;
     if (!o.json)
-        printf("paycell demo: a Double-11 midnight against a unit of three replicas\n"
-               "  %llu users, %u hot merchants taking %.0f%% of payments, %.0f s curve;\n"
-               "  the primary replica is killed (kill -9) at %.0f s, in the peak\n",
+        printf("paycell demo: a Double-11 midnight against a cluster: a GZone, two units of\n"
+               "  three replicas and a gateway; %llu users, %u hot merchants taking %.0f%% of\n"
+               "  payments, 30%% of payments between units, %.0f s curve; unit 0's primary\n"
+               "  replica is killed (kill -9) at %.0f s, in the peak\n",
                (unsigned long long)o.accounts, o.hot_accounts, o.hot_share * 100, o.duration_s,
                o.kill_primary_at_s);
+    demo_cluster_t cluster;
+    memset(&cluster, 0, sizeof cluster);
+    if (!o.json) printf("starting the cluster...\n");
+    fflush(stdout);
+    int rc = demo_cluster_start(&cluster);
+    if (rc != PC_OK) {
+        fprintf(stderr, "paycell: demo: the cluster did not start (%s/start.log, %s/logs)\n",
+                cluster.dir, cluster.data);
+        demo_cluster_stop(&cluster);
+        return CLI_EXIT_ERROR;
+    }
+    o.addresses = cluster.gateway;
+    o.drill_addresses = cluster.unit0;
+    memcpy(o.drill_pids, cluster.unit0_pids, sizeof o.drill_pids);
     pc_bench_report_t *report = malloc(sizeof *report);
-    int rc = report ? pc_bench_run(&o, report) : PC_ENOMEM;
+    rc = report ? pc_bench_run(&o, report) : PC_ENOMEM;
     if (rc != PC_OK) {
         fprintf(stderr, "paycell: demo failed: %s (%s)\n", pc_strerror(rc), pc_err_name(rc));
         free(report);
+        demo_cluster_stop(&cluster);
         return CLI_EXIT_ERROR;
     }
+
     char d[48], c[48];
     pc_u128_format(report->audit_debits, d);
     pc_u128_format(report->audit_credits, c);
@@ -127,16 +243,25 @@ int cli_demo(int argc, char **argv) {
         print_chart(report);
         printf("\nreport\n  payments acknowledged  %llu\n  average payments/s     %.0f\n"
                "  peak payments/s        %.0f\n  batch latency p50/p99  %.1f / %.1f ms\n"
-               "  replica peak RSS       %.0f MiB\n  audit (ledger 1)       debits %s  credits %s  %s\n",
+               "  unit 0 replica RSS     %.0f MiB (peak)\n  audit (ledger 1)       debits %s  credits %s  %s\n",
                (unsigned long long)report->transfers, report->transfers_per_s,
                report->peak_per_s, report->batch_p50_ms, report->batch_p99_ms, report->rss_mib,
                d, c, report->audit_equal ? "EQUAL" : "NOT EQUAL");
         if (report->killed_replica >= 0)
-            printf("  failover               primary (replica %d) killed; new primary committing "
-                   "%.0f ms later; nothing acknowledged was lost\n",
+            printf("  failover               unit 0's primary (replica %d) killed; the unit "
+                   "committed again %.0f ms later; nothing acknowledged was lost\n",
                    report->killed_replica, report->failover_ms);
     }
-    int status = report->audit_equal && report->transfers_failed == 0 ? CLI_EXIT_OK : CLI_EXIT_RESULT;
+    /* The cluster's own books, unit by unit, cross-unit clearing included. */
+    char *audit[] = {(char *)"paycell", (char *)"audit", (char *)"balances", (char *)"--gzone",
+                     cluster.gzone, o.json ? (char *)"--json" : NULL, NULL};
+    if (!o.json) printf("\npaycell audit balances (every unit, through the GZone's map):\n");
+    fflush(stdout);
+    int audit_status = demo_run(audit, NULL);
+    int status = report->audit_equal && report->transfers_failed == 0 && audit_status == 0
+                     ? CLI_EXIT_OK
+                     : CLI_EXIT_RESULT;
     free(report);
+    demo_cluster_stop(&cluster);
     return status;
 }
