@@ -8,6 +8,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -171,6 +174,81 @@ static int demo_cluster_start(demo_cluster_t *c) {
     return c->unit0_pids[0] > 0 && c->unit0_pids[1] > 0 && c->unit0_pids[2] > 0 ? PC_OK : PC_EIO;
 }
 
+/* The medic: once the drill has killed a replica of unit 0, it waits
+ * restart_after_s and starts that replica again (a daemon, like the rest of
+ * the cluster, recorded in its pids file so `paycell stop` stops it). The
+ * replica rejoins by repair or state sync from its peers. */
+typedef struct demo_medic {
+    demo_cluster_t *cluster;
+    double restart_after_s;
+    atomic_int stop;
+    int restarted; /* replica index, -1 none */
+    pthread_t thread;
+} demo_medic_t;
+
+static void demo_restart(demo_cluster_t *c, int r) {
+    char data[160], log[160], pids[160];
+    snprintf(data, sizeof data, "%s/unit0-r%d", c->data, r);
+    snprintf(log, sizeof log, "%s/logs/unit0-r%d.log", c->data, r);
+    snprintf(pids, sizeof pids, "%s/pids", c->data);
+    pid_t pid = fork();
+    if (pid < 0) return;
+    if (pid == 0) {
+        setsid();
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        char *argv[] = {(char *)"paycell", (char *)"replica", (char *)"--data", data,
+                        (char *)"--addresses", c->unit0, (char *)"--gzone", c->gzone, NULL};
+        execv("/proc/self/exe", argv);
+        _exit(127);
+    }
+    FILE *f = fopen(pids, "a");
+    if (f) {
+        fprintf(f, "%d unit0-r%d\n", (int)pid, r);
+        fclose(f);
+    }
+}
+
+static void *demo_medic_main(void *arg) {
+    demo_medic_t *m = arg;
+    int dead = -1;
+    uint64_t dead_ns = 0;
+    while (!atomic_load(&m->stop) && m->restarted < 0) {
+        usleep(50 * 1000);
+        for (int r = 0; dead < 0 && r < 3; r++) {
+            if (kill(m->cluster->unit0_pids[r], 0) != 0 && errno == ESRCH) {
+                dead = r;
+                dead_ns = pc_time_monotonic_ns();
+            }
+        }
+        if (dead >= 0 && pc_time_monotonic_ns() - dead_ns >= (uint64_t)(m->restart_after_s * 1e9)) {
+            demo_restart(m->cluster, dead);
+            m->restarted = dead;
+            fprintf(stderr, "\ndemo: restarted unit 0's replica %d; it catches up from its peers\n",
+                    dead);
+        }
+    }
+    return NULL;
+}
+
+/* Whether the restarted replica's log shows it back in normal status
+ * (after its last start). */
+static bool demo_rejoined(const demo_cluster_t *c, int r) {
+    char log[160], line[512];
+    snprintf(log, sizeof log, "%s/logs/unit0-r%d.log", c->data, r);
+    FILE *f = fopen(log, "r");
+    bool normal = false;
+    while (f && fgets(line, sizeof line, f)) {
+        if (strstr(line, "listening on")) normal = false;
+        if (strstr(line, ": normal, ")) normal = true;
+    }
+    if (f) fclose(f);
+    return normal;
+}
+
 static void demo_cluster_stop(demo_cluster_t *c) {
     char *argv[] = {(char *)"paycell", (char *)"stop", (char *)"--data", c->data, NULL};
     char log[128], cmd[160];
@@ -208,9 +286,9 @@ int cli_demo(int argc, char **argv) {
         printf("paycell demo: a Double-11 midnight against a cluster: a GZone, two units of\n"
                "  three replicas and a gateway; %llu users, %u hot merchants taking %.0f%% of\n"
                "  payments, 30%% of payments between units, %.0f s curve; unit 0's primary\n"
-               "  replica is killed (kill -9) at %.0f s, in the peak\n",
+               "  replica is killed (kill -9) at %.0f s, in the peak, and restarted %.0f s later\n",
                (unsigned long long)o.accounts, o.hot_accounts, o.hot_share * 100, o.duration_s,
-               o.kill_primary_at_s);
+               o.kill_primary_at_s, o.duration_s * 0.25);
     demo_cluster_t cluster;
     memset(&cluster, 0, sizeof cluster);
     if (!o.json) printf("starting the cluster...\n");
@@ -225,8 +303,13 @@ int cli_demo(int argc, char **argv) {
     o.addresses = cluster.gateway;
     o.drill_addresses = cluster.unit0;
     memcpy(o.drill_pids, cluster.unit0_pids, sizeof o.drill_pids);
+    demo_medic_t medic = {.cluster = &cluster, .restart_after_s = o.duration_s * 0.25,
+                          .restarted = -1};
+    bool medic_on = pthread_create(&medic.thread, NULL, demo_medic_main, &medic) == 0;
     pc_bench_report_t *report = malloc(sizeof *report);
     rc = report ? pc_bench_run(&o, report) : PC_ENOMEM;
+    atomic_store(&medic.stop, 1);
+    if (medic_on) pthread_join(medic.thread, NULL);
     if (rc != PC_OK) {
         fprintf(stderr, "paycell: demo failed: %s (%s)\n", pc_strerror(rc), pc_err_name(rc));
         free(report);
@@ -251,6 +334,12 @@ int cli_demo(int argc, char **argv) {
             printf("  failover               unit 0's primary (replica %d) killed; the unit "
                    "committed again %.0f ms later; nothing acknowledged was lost\n",
                    report->killed_replica, report->failover_ms);
+        if (medic.restarted >= 0)
+            printf("  recovery               replica %d restarted %.0f s after the kill; %s\n",
+                   medic.restarted, medic.restart_after_s,
+                   demo_rejoined(&cluster, medic.restarted)
+                       ? "back in its unit (normal status)"
+                       : "still catching up at the end");
     }
     /* The cluster's own books, unit by unit, cross-unit clearing included. */
     char *audit[] = {(char *)"paycell", (char *)"audit", (char *)"balances", (char *)"--gzone",
