@@ -434,6 +434,7 @@ static void summarize(bench_t *b, pc_bench_report_t *report) {
     if (n) {
         report->batch_p50_ms = b->latencies_ms[(n - 1) / 2];
         report->batch_p99_ms = b->latencies_ms[(uint64_t)((double)(n - 1) * 0.99)];
+        report->batch_p999_ms = b->latencies_ms[(uint64_t)((double)(n - 1) * 0.999)];
         report->batch_p100_ms = b->latencies_ms[n - 1];
     }
     report->per_second_count = (uint32_t)PC_MIN((uint64_t)report->seconds + 1, 600ull);
@@ -536,11 +537,12 @@ void pc_bench_print_summary(FILE *out, const pc_bench_report_t *r, bool json) {
     if (json) {
         fprintf(out, "{\"transfers\":%llu,\"failed\":%llu,\"seconds\":%.3f,"
                      "\"transfers_per_s\":%.0f,\"batch_p50_ms\":%.2f,\"batch_p99_ms\":%.2f,"
+                     "\"batch_p999_ms\":%.2f,"
                      "\"batch_p100_ms\":%.2f,\"rss_mib\":%.0f,\"audit_debits\":\"%s\","
                      "\"audit_credits\":\"%s\",\"audit_equal\":%s,\"killed_replica\":%d,"
                      "\"failover_ms\":%.1f}\n",
                 (unsigned long long)r->transfers, (unsigned long long)r->transfers_failed,
-                r->seconds, r->transfers_per_s, r->batch_p50_ms, r->batch_p99_ms,
+                r->seconds, r->transfers_per_s, r->batch_p50_ms, r->batch_p99_ms, r->batch_p999_ms,
                 r->batch_p100_ms, r->rss_mib, debits, credits, r->audit_equal ? "true" : "false",
                 r->killed_replica, r->failover_ms);
         return;

@@ -48,7 +48,7 @@ typedef struct pc_bench_report {
     uint64_t transfers_failed;   /* any other result */
     double seconds;
     double transfers_per_s;
-    double batch_p50_ms, batch_p99_ms, batch_p100_ms;
+    double batch_p50_ms, batch_p99_ms, batch_p999_ms, batch_p100_ms;
     double rss_mib;              /* largest replica peak RSS (VmHWM), -1 if not ours */
     int killed_replica;          /* failover drill: the primary killed, else -1 */
     double failover_ms;          /* kill to the first commit of a batch sent after it */

@@ -93,6 +93,8 @@ static void print_chart(const pc_bench_report_t *r) {
 
 /* The cluster the demo runs on, from `paycell start` in a temp directory. */
 typedef struct demo_cluster {
+    uint32_t units;
+    uint32_t port; /* 0: pick one */
     char dir[64];  /* the temp directory */
     char data[96]; /* dir/cluster: the cluster's --data */
     char gateway[64];
@@ -143,11 +145,15 @@ static int demo_cluster_start(demo_cluster_t *c) {
     char log[128], port[16], path[160];
     snprintf(log, sizeof log, "%s/start.log", c->dir);
     int rc = -1;
-    for (int attempt = 0; attempt < 8 && rc != 0; attempt++) {
+    char units[16];
+    snprintf(units, sizeof units, "%u", c->units);
+    for (int attempt = 0; attempt < (c->port ? 1 : 8) && rc != 0; attempt++) {
         /* A base port below the ephemeral range; another if it is taken. */
-        snprintf(port, sizeof port, "%u", 20000u + (unsigned)((getpid() * 7919u + attempt * 331u) % 9000u));
+        unsigned base = c->port ? c->port
+                                : 20000u + (unsigned)((getpid() * 7919u + attempt * 331u) % 9000u);
+        snprintf(port, sizeof port, "%u", base);
         char *argv[] = {(char *)"paycell", (char *)"start", (char *)"--data", c->data,
-                        (char *)"--units", (char *)"2", (char *)"--replicas", (char *)"3",
+                        (char *)"--units", units, (char *)"--replicas", (char *)"3",
                         (char *)"--port", port, (char *)"--accounts-max", (char *)"200000",
                         (char *)"--transfers-max", (char *)"8000000", NULL};
         rc = demo_run(argv, log);
@@ -259,7 +265,7 @@ static void demo_cluster_stop(demo_cluster_t *c) {
 }
 
 int cli_demo(int argc, char **argv) {
-    static const char *const values[] = {"duration", NULL};
+    static const char *const values[] = {"duration", "units", "port", NULL};
     static const char *const bools[] = {"json", NULL};
     cli_args_t args;
     if (!cli_parse(argc, argv, values, bools, &args)) return CLI_EXIT_ERROR;
@@ -270,6 +276,12 @@ int cli_demo(int argc, char **argv) {
     if (!cli_get_double(&args, "duration", &o.duration_s)) return CLI_EXIT_ERROR;
     if (o.duration_s < 2 || o.duration_s > 590)
         return cli_usage_error("demo: --duration must be 2..590 seconds"), CLI_EXIT_ERROR;
+    uint64_t units = 2, port = 0;
+    if (!cli_get_u64(&args, "units", false, 8, &units) ||
+        !cli_get_u64(&args, "port", false, 65535 - 20 - 3 * 8, &port))
+        return CLI_EXIT_ERROR;
+    if (units < 2) return cli_usage_error("demo: --units is 2..8"), CLI_EXIT_ERROR;
+    if (port != 0 && port < 1024) return cli_usage_error("demo: --port >= 1024"), CLI_EXIT_ERROR;
     o.json = cli_has(&args, "json");
     o.accounts = 100000;
     o.hot_accounts = 5;     /* the merchants everybody pays at midnight */
@@ -283,14 +295,16 @@ int cli_demo(int argc, char **argv) {
     o.cross_unit = 0.3;
     o.kill_primary_at_s = o.duration_s * 0.3;
     if (!o.json)
-        printf("paycell demo: a Double-11 midnight against a cluster: a GZone, two units of\n"
+        printf("paycell demo: a Double-11 midnight against a cluster: a GZone, %u units of\n"
                "  three replicas and a gateway; %llu users, %u hot merchants taking %.0f%% of\n"
                "  payments, 30%% of payments between units, %.0f s curve; unit 0's primary\n"
                "  replica is killed (kill -9) at %.0f s, in the peak, and restarted %.0f s later\n",
-               (unsigned long long)o.accounts, o.hot_accounts, o.hot_share * 100, o.duration_s,
-               o.kill_primary_at_s, o.duration_s * 0.25);
+               (unsigned)units, (unsigned long long)o.accounts, o.hot_accounts,
+               o.hot_share * 100, o.duration_s, o.kill_primary_at_s, o.duration_s * 0.25);
     demo_cluster_t cluster;
     memset(&cluster, 0, sizeof cluster);
+    cluster.units = (uint32_t)units;
+    cluster.port = (uint32_t)port;
     if (!o.json) printf("starting the cluster...\n");
     fflush(stdout);
     int rc = demo_cluster_start(&cluster);
@@ -325,10 +339,11 @@ int cli_demo(int argc, char **argv) {
     } else {
         print_chart(report);
         printf("\nreport\n  payments acknowledged  %llu\n  average payments/s     %.0f\n"
-               "  peak payments/s        %.0f\n  batch latency p50/p99  %.1f / %.1f ms\n"
+               "  peak payments/s        %.0f\n  batch latency p50/p99/p999  %.1f / %.1f / %.1f ms\n"
                "  unit 0 replica RSS     %.0f MiB (peak)\n  audit (ledger 1)       debits %s  credits %s  %s\n",
                (unsigned long long)report->transfers, report->transfers_per_s,
-               report->peak_per_s, report->batch_p50_ms, report->batch_p99_ms, report->rss_mib,
+               report->peak_per_s, report->batch_p50_ms, report->batch_p99_ms,
+               report->batch_p999_ms, report->rss_mib,
                d, c, report->audit_equal ? "EQUAL" : "NOT EQUAL");
         if (report->killed_replica >= 0)
             printf("  failover               unit 0's primary (replica %d) killed; the unit "

@@ -39,7 +39,7 @@ static void usage(FILE *out) {
           "  paycell bench [--addresses A] [--accounts N] [--transfers N] [--batch N]\n"
           "                 [--clients N] [--hot-accounts N --hot-share P] [--seed N] [--json]\n"
           "                 [--replicas 1|3] [--kill-primary-at SECONDS]\n"
-          "  paycell demo [--duration S] [--json]\n"
+          "  paycell demo [--duration S] [--units N] [--port P] [--json]\n"
           "  paycell sim [--seed S | --seeds N] [--ticks N] [--verbose] [--bug NAME]\n"
           "  paycell sim --xts [--seed S | --seeds N] [--verbose] [--bug xts-commit-without-payee]\n"
           "\n"
