@@ -132,15 +132,20 @@ int cli_inspect(int argc, char **argv) {
     if (cli_has(&args, "json"))
         printf("{\"data\":\"%s\",\"unit\":%u,\"replica\":%u,\"replica_count\":%u,"
                "\"op\":%llu,\"state_checksum\":\"%s\",\"accounts\":%u,\"transfers\":%llu,"
-               "\"ids_checked\":%llu,\"ids_missing\":%llu}\n",
+               "\"ids_checked\":%llu,\"ids_missing\":%llu,\"routing_epoch\":\"%llu\","
+               "\"cluster_epoch\":\"%llu\"}\n",
                dir, in.unit, in.replica, in.replica_count, (unsigned long long)in.op, sum,
                in.accounts, (unsigned long long)in.transfers,
-               (unsigned long long)in.ids_checked, (unsigned long long)in.ids_missing);
+               (unsigned long long)in.ids_checked, (unsigned long long)in.ids_missing,
+               (unsigned long long)in.routing_epoch, (unsigned long long)in.cluster_epoch);
     else
         printf("%s: unit %u replica %u of %u, op %llu, state checksum %s, %u accounts, "
-               "%llu transfers%s",
+               "%llu transfers, routing epoch %llu%s%s",
                dir, in.unit, in.replica, in.replica_count, (unsigned long long)in.op, sum,
-               in.accounts, (unsigned long long)in.transfers, cli_get(&args, "ids") ? "" : "\n");
+               in.accounts, (unsigned long long)in.transfers,
+               (unsigned long long)in.routing_epoch,
+               in.cluster_epoch ? ", holds the cluster map (GZone)" : "",
+               cli_get(&args, "ids") ? "" : "\n");
     if (!cli_has(&args, "json") && cli_get(&args, "ids"))
         printf(", %llu of %llu ids missing\n", (unsigned long long)in.ids_missing,
                (unsigned long long)in.ids_checked);

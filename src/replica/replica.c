@@ -401,6 +401,8 @@ int pc_replica_inspect(const char *data_dir, const char *ids_path,
         pc_ledger_stats(r->ledger, &stats);
         out->accounts = stats.accounts_count;
         out->transfers = stats.transfers_count;
+        out->routing_epoch = pc_ledger_routing_epoch(r->ledger);
+        out->cluster_epoch = r->cluster.epoch;
         size_t size = pc_sessions_snapshot_size(r->sessions);
         uint8_t *buf = malloc(size);
         if (!buf) rc = PC_ENOMEM;

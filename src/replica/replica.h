@@ -93,6 +93,8 @@ typedef struct pc_replica_inspection {
     uint32_t accounts;
     uint64_t transfers;
     uint64_t ids_checked, ids_missing; /* transfer ids read from ids_path */
+    uint64_t routing_epoch;            /* the unit's set_routing epoch */
+    uint64_t cluster_epoch;            /* the cluster map's epoch (a GZone; else 0) */
 } pc_replica_inspection_t;
 
 /* Recovers the state of a data directory (no replica may have it open) and
