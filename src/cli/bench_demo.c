@@ -171,7 +171,7 @@ static int demo_cluster_start(demo_cluster_t *c) {
     char name[64];
     while (f && fscanf(f, "%d %63s", &pid, name) == 2) {
         for (int r = 0; r < 3; r++) {
-            char want[16];
+            char want[32];
             snprintf(want, sizeof want, "unit0-r%d", r);
             if (strcmp(name, want) == 0) c->unit0_pids[r] = pid;
         }
