@@ -62,7 +62,8 @@ done
 # The same client/server paths once more with the ASan+UBSan binary: any
 # memory error or undefined behaviour in the replica or the CLI aborts it.
 if [ -x build/asan/paycell ]; then
-    for t in tests/integration/basic.sh tests/integration/badinput.sh tests/integration/cells.sh; do
+    for t in tests/integration/basic.sh tests/integration/badinput.sh tests/integration/cells.sh \
+        tests/integration/xts_faults.sh; do
         name=asan_$(basename "$t" .sh)
         if PAYCELL=$PWD/build/asan/paycell timeout 600 bash "$t" >"$logs/it_$name.log" 2>&1 &&
             ! grep -qE 'AddressSanitizer|runtime error|LeakSanitizer' "$logs/it_$name.log"; then
