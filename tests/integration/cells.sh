@@ -12,8 +12,8 @@ stop_cluster() {
     "$PAYCELL" stop --data "$D" >/dev/null 2>&1
     # The cluster's processes log to files: a sanitizer report there (the
     # ASan run of this script) fails the test like one on stdout would.
-    if grep -l -E "AddressSanitizer|runtime error:|LeakSanitizer" "$D"/logs/*.log "$TMP"/*.log \
-        2>/dev/null; then
+    if cat "$D"/logs/*.log "$TMP"/*.log 2>/dev/null |
+        grep -q -E "AddressSanitizer|runtime error:|LeakSanitizer"; then
         grep -h -E -A25 "AddressSanitizer|runtime error:|LeakSanitizer" "$D"/logs/*.log \
             "$TMP"/*.log 2>/dev/null | head -60
         echo "FAIL: a sanitizer report in a cluster process's log"
