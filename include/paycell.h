@@ -53,7 +53,8 @@ typedef unsigned __int128 pc_u128;
     X(PC_EADDRESS, -22, "bad address: expected HOST:PORT")                           \
     X(PC_ESTATE, -23, "object is in a failed state after an earlier I/O error")      \
     X(PC_ENOTREADY, -24, "server not ready")                                         \
-    X(PC_ENOT_PRIMARY, -25, "not the primary replica: retry at the primary")
+    X(PC_ENOT_PRIMARY, -25, "not the primary replica: retry at the primary")         \
+    X(PC_ETHROTTLED, -26, "throttled: over a flow-control limit, retry after the hint")
 
 typedef enum pc_err {
 #define PC__ERR_ENUM(name, value, text) name = (value),
@@ -261,7 +262,8 @@ enum pc_create_account_result {
     X(xts_outbox_full, 65)                                                           \
     X(xts_flags_invalid, 66)                                                         \
     X(xts_timeout_must_not_be_zero, 67)                                              \
-    X(clearing_account_unavailable, 68)
+    X(clearing_account_unavailable, 68)                                              \
+    X(throttled, 69)
 
 enum pc_create_transfer_result {
 #define PC__RESULT_ENUM(name, value) PC_TRANSFER_RESULT_##name = (value),
@@ -467,6 +469,12 @@ const char *pc_operation_name(pc_operation_t op);
  * a timeout) and each use one retry. The client stays with the replica that
  * last served it. With one address none of this applies: PC_ENOT_PRIMARY is
  * returned as is and PC_ENOTREADY is retried on the same connection.
+ *
+ * A gateway may refuse a whole request under a flow-control limit with
+ * PC_ETHROTTLED and a retry-after hint (milliseconds, in the reply header's
+ * op). Nothing of the request was applied. The client waits for the hint
+ * (at most 1 s) and resends on the same connection, each time using one
+ * retry; when the retries run out the request completes with PC_ETHROTTLED.
  * ---------------------------------------------------------------------- */
 typedef struct pc_client pc_client_t;
 
@@ -485,7 +493,8 @@ typedef struct pc_client_options {
 
 /* Called once per submitted request. status is PC_OK or a negative pc_err:
  * after the retries ran out, the status the cluster last answered
- * (PC_ENOTREADY, PC_EBUSY, PC_ENOSPC, PC_ENOT_PRIMARY) or PC_ETIMEDOUT when
+ * (PC_ENOTREADY, PC_EBUSY, PC_ENOSPC, PC_ENOT_PRIMARY, or PC_ETHROTTLED from a
+ * gateway: then nothing was applied) or PC_ETIMEDOUT when
  * the last attempt got no answer. Once a create was retried, its outcome is
  * unknown on any such error: resend the same ids (they are idempotency keys).
  * reply/reply_size: the reply body (create: pc_create_result_t[]; lookups:

@@ -36,6 +36,8 @@ static void usage(FILE *out) {
           "  paycell start --data DIR [--units N] [--replicas 1|3] [--port P] [--xts-timeout S]\n"
           "                 (a local cluster: GZone, N units, a gateway; paycell stop --data DIR)\n"
           "  paycell gateway --gzone ADDRS [--listen-binary A] [--listen-http A] [--xts-timeout S]\n"
+          "                 [--rate-limit N] [--lookup-rate-limit N] [--warmup-ms N] [--queue-ms N]\n"
+          "                 [--hot-key-rate N] [--refresh-ms N]   (flow control: docs/OPERATING.md)\n"
           "  paycell bench [--addresses A] [--accounts N] [--transfers N] [--batch N]\n"
           "                 [--clients N] [--hot-accounts N --hot-share P] [--seed N] [--json]\n"
           "                 [--replicas 1|3] [--kill-primary-at SECONDS]\n"

@@ -51,6 +51,9 @@
 #define CLIENT_QUEUE_REQUESTS_DEFAULT 64u
 #define CLIENT_BACKOFF_MS_MIN 10u
 #define CLIENT_BACKOFF_MS_MAX 200u
+/* The longest a gateway's retry-after hint makes a request wait per attempt:
+ * a hint is advice, and a client must not sleep for minutes on it. */
+#define CLIENT_THROTTLE_WAIT_MS_MAX 1000u
 /* Redirects allowed per attempt, per address: two rounds of the cluster are
  * enough to follow a view change that happens while we chase it. */
 #define REDIRECTS_PER_ADDRESS 2u
@@ -286,6 +289,23 @@ static void attempt_failed(pc_client_t *client, uint64_t now_ns, int status) {
     }
 }
 
+/* A gateway refused the request under a flow-control limit (PC_ETHROTTLED):
+ * nothing of it was applied. The connection is fine, so the same request is
+ * resent on it after the gateway's retry-after hint (1 ms .. 1 s), using one
+ * retry; past retries_max the caller gets PC_ETHROTTLED. */
+static void attempt_throttled(pc_client_t *client, uint64_t now_ns, uint64_t hint_ms) {
+    PC_ASSERT(client->inflight != NULL);
+    PC_ASSERT(client->fd >= 0);
+    client->attempts_failed++;
+    if (client->attempts_failed > client->options.retries_max) {
+        request_complete(client, PC_ETHROTTLED, NULL, 0);
+        return;
+    }
+    uint64_t wait_ms = PC_MIN(PC_MAX(hint_ms, 1u), (uint64_t)CLIENT_THROTTLE_WAIT_MS_MAX);
+    client->state = STATE_WAIT;
+    client->deadline_ns = now_ns + wait_ms * NS_PER_MS;
+}
+
 static void attempt_send(pc_client_t *client, uint64_t now_ns) {
     PC_ASSERT(client->fd >= 0 && client->inflight != NULL);
     const pc_header_t *header = request_header(client->inflight);
@@ -432,6 +452,10 @@ static void reply_handle(pc_client_t *client, const pc_header_t *reply, const vo
     }
     if (status_is_busy(status)) {
         attempt_failed(client, now_ns, status);
+        return;
+    }
+    if (status == PC_ETHROTTLED) {
+        attempt_throttled(client, now_ns, reply->op); /* op: the hint in ms */
         return;
     }
     if (status == PC_ESESSION_EVICTED) {

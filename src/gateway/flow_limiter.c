@@ -104,18 +104,35 @@ uint32_t pc_flow_limiter_limit_now(const pc_flow_limiter_t *limiter) {
 }
 
 bool pc_flow_limiter_acquire(pc_flow_limiter_t *limiter, uint64_t now_ns) {
-    PC_ASSERT(limiter->inflight <= limiter->config.limit_max);
+    PC_ASSERT(limiter->config.limit_max >= limiter->config.limit_min);
     if (limiter->probing) probe_check(limiter, now_ns);
     if (limiter->inflight >= pc_flow_limiter_limit_now(limiter)) return false;
     limiter->inflight++;
-    PC_ASSERT(limiter->inflight <= limiter->config.limit_max);
+    PC_ASSERT(limiter->inflight > 0);
     return true;
+}
+
+/* Work that must run whatever the limit (the later steps of a request that
+ * was admitted: refusing them could strand half-done work) is still counted,
+ * so the limit keeps seeing the load the target really has. */
+void pc_flow_limiter_acquire_force(pc_flow_limiter_t *limiter, uint64_t now_ns) {
+    PC_ASSERT(limiter->inflight < UINT32_MAX);
+    if (limiter->probing) probe_check(limiter, now_ns);
+    limiter->inflight++;
+    PC_ASSERT(limiter->inflight > 0);
+}
+
+bool pc_flow_limiter_admits(pc_flow_limiter_t *limiter, uint64_t now_ns, uint32_t pct) {
+    PC_ASSERT(pct >= 1 && pct <= 100);
+    if (limiter->probing) probe_check(limiter, now_ns);
+    uint64_t room = (uint64_t)pc_flow_limiter_limit_now(limiter) * pct / 100u;
+    PC_ASSERT(room <= limiter->config.limit_max);
+    return limiter->inflight < PC_MAX(room, 1u);
 }
 
 void pc_flow_limiter_release(pc_flow_limiter_t *limiter, uint64_t now_ns, uint64_t rtt_ns,
                              bool ok) {
     PC_ASSERT(limiter->inflight > 0); /* a release without an acquire is a caller bug */
-    PC_ASSERT(limiter->inflight <= limiter->config.limit_max);
     limiter->inflight--;
     if (ok) {
         limiter->sample_delivered++;

@@ -165,7 +165,15 @@ void pc_gateway_cluster(const pc_gateway_t *gateway, pc_cluster_t *out) {
 }
 
 void pc_gateway_metrics(const pc_gateway_t *gateway, pc_gateway_metrics_t *out) {
+    PC_ASSERT(gateway->cluster.units_count <= PC_UNITS_MAX);
     *out = gateway->metrics;
+    out->units_count = gateway->cluster.units_count;
+    for (uint32_t u = 0; u < gateway->cluster.units_count; u++) {
+        const gw_unit_t *unit = &gateway->units[u];
+        out->unit_limit[u] = pc_flow_limiter_limit_now(&unit->limiter);
+        out->unit_inflight[u] = unit->limiter.inflight;
+        out->unit_breaker[u] = (uint32_t)pc_flow_breaker_state(&unit->breaker);
+    }
 }
 
 /* ---- binary clients ---- */
@@ -195,6 +203,11 @@ static void conn_reply(pc_gateway_t *gw, gw_conn_t *c, const pc_header_t *req, i
     h.status = (int16_t)status;
     h.epoch = status == PC_OK ? gw->cluster.epoch : 0;
     h.timestamp = pc_time_realtime_ns();
+    if (status == PC_ETHROTTLED && body_size == sizeof(pc_gateway_throttle_t)) {
+        pc_gateway_throttle_t t;
+        memcpy(&t, body, sizeof t);
+        h.op = t.retry_after_ms; /* as PC_ENOT_PRIMARY carries its view here */
+    }
     if (status != PC_OK) body_size = 0;
     pc_header_seal(&h, body, body_size);
     if (pc_writer_push(&c->writer, &h, body, body_size) != PC_OK) conn_close(gw, c);
@@ -340,6 +353,11 @@ static void poll_build(pc_gateway_t *gw, poll_set_t *p) {
         p->http_count = pc_http_api_pollfds(gw->http, p->fds + p->count, POLL_MAX - p->count);
         p->count += p->http_count;
     }
+    /* Flow control's clock: queue deadlines and overdue sub-requests. */
+    if ((gw->parts_head != NULL || pc_flow_queue_count(&gw->queue) > 0) &&
+        (p->timeout_ms < 0 || p->timeout_ms > 10)) {
+        p->timeout_ms = 10;
+    }
 }
 
 static bool session_alive(const pc_gateway_t *gw, const pc_client_t *session) {
@@ -426,8 +444,13 @@ static int gateway_init(pc_gateway_t *gw, const pc_gateway_options_t *options) {
         }
     }
     gw_jobs_init(gw);
+    int rc = gw_flow_init(gw);
+    if (rc != PC_OK) {
+        pc_log("gateway", "error", "flow control settings out of range");
+        return rc;
+    }
     pc_client_options_t gz = {.cluster = options->cluster, .request_timeout_ms = 3000};
-    int rc = pc_client_open(options->gzone, &gz, &gw->gzone);
+    rc = pc_client_open(options->gzone, &gz, &gw->gzone);
     if (rc != PC_OK) {
         pc_log("gateway", "error", "GZone %s: %s", options->gzone, pc_strerror(rc));
         return rc;
@@ -487,7 +510,9 @@ int pc_gateway_run(const pc_gateway_options_t *options) {
         int n = poll(p->fds, p->count, p->timeout_ms);
         PC_ASSERT(n >= 0 || errno == EINTR || errno == ENOMEM);
         poll_dispatch(gw, p);
-        refresh_tick(gw, pc_time_monotonic_ns());
+        uint64_t now = pc_time_monotonic_ns();
+        refresh_tick(gw, now);
+        gw_flow_tick(gw, now);
         gw_jobs_reap(gw);
     }
     free(p);

@@ -123,6 +123,13 @@ bool pc_flow_limiter_acquire(pc_flow_limiter_t *limiter, uint64_t now_ns);
  * successes feed the RTT and delivery-rate estimates). */
 void pc_flow_limiter_release(pc_flow_limiter_t *limiter, uint64_t now_ns, uint64_t rtt_ns,
                              bool ok);
+/* Counts one request that must run whatever the limit (the later steps of
+ * admitted work); in-flight may then exceed the limit. Pair with a release. */
+void pc_flow_limiter_acquire_force(pc_flow_limiter_t *limiter, uint64_t now_ns);
+/* Would acquire admit now, with only pct (1..100) percent of the current
+ * limit usable? Counts nothing (admission of work sent later, force-acquired;
+ * pct < 100 sheds low-priority work before the limit is reached). */
+bool pc_flow_limiter_admits(pc_flow_limiter_t *limiter, uint64_t now_ns, uint32_t pct);
 /* The BDP-based limit (outside probes) and the limit acquire applies now
  * (half of it, at least limit_min, while probing for a fresh min RTT). */
 uint32_t pc_flow_limiter_limit(const pc_flow_limiter_t *limiter);
@@ -289,6 +296,12 @@ typedef struct pc_gateway_options {
     uint32_t refresh_ms;       /* background refresh of the table (default 2,000) */
     bool quiet;                /* no log lines */
     bool json;                 /* log lines as JSON */
+    /* Flow control (0 = off unless said otherwise). */
+    uint64_t rate_limit;        /* create events per second, all callers */
+    uint64_t lookup_rate_limit; /* lookup events per second */
+    uint32_t warmup_ms;         /* rate limits ramp from 1/3 over this (0 = none) */
+    uint32_t queue_ms;          /* wait for unit concurrency at most this (0 = reject) */
+    uint64_t hot_key_rate;      /* per hot credit account, transfers per second */
 } pc_gateway_options_t;
 
 /* Runs a gateway until SIGINT or SIGTERM: fetches the cluster map, listens,
@@ -296,8 +309,17 @@ typedef struct pc_gateway_options {
  * not start (the GZone unreachable, an address in use). */
 int pc_gateway_run(const pc_gateway_options_t *options);
 
+/* The reply of a request refused by flow control (status PC_ETHROTTLED):
+ * nothing of it was sent to any unit. */
+typedef struct pc_gateway_throttle {
+    uint32_t reason;         /* pc_flow_reason_t */
+    uint32_t retry_after_ms; /* the hint: >= 1 */
+} pc_gateway_throttle_t;
+
 /* Completion of one pc_gateway_submit: status PC_OK or a negative pc_err
- * (then the outcome of a create is unknown: resend the same ids); reply is
+ * (then the outcome of a create is unknown: resend the same ids; except
+ * PC_ETHROTTLED: nothing was applied, and reply is one pc_gateway_throttle_t
+ * naming the reason and the retry-after hint); reply is
  * the binary reply body the unit protocol defines for the operation
  * (pc_create_result_t[] for creates, records for lookups), valid only during
  * the call. */
@@ -307,7 +329,12 @@ typedef void (*pc_gateway_done_t)(void *user, int status, pc_operation_t operati
 /* Runs one client request: create_accounts, create_transfers,
  * lookup_accounts, lookup_transfers, get_account_transfers (count 1..
  * PC_BATCH_EVENTS_MAX; events copied). shadow marks stress-test traffic.
- * done is called later from the loop, never from inside submit.
+ * done is called later from the loop, never from inside submit. Flow
+ * control (rate limits, the units' circuit breakers and concurrency limits,
+ * a bounded wait for room) applies here, once per request, never to the
+ * later steps of an admitted one: a refusal completes with PC_ETHROTTLED.
+ * Shadow requests are shed first (refused at 80% of a unit's limit or of
+ * the rate bucket, never queued).
  * Errors (done is then not called): PC_EINVAL, PC_EOPERATION, PC_EBUSY (too
  * many requests in flight: answer 503 / retry later). */
 int pc_gateway_submit(pc_gateway_t *gateway, pc_operation_t operation, const void *events,
@@ -332,6 +359,15 @@ typedef struct pc_gateway_metrics {
     uint64_t routing_epoch;
     uint64_t inflight;             /* requests being served now */
     uint64_t unit_requests;        /* sub-requests sent to units */
+    /* Flow control: requests refused by reason (hot_key: events), and of
+     * them shadow traffic. */
+    uint64_t throttled[PC_FLOW_REASON_COUNT];
+    uint64_t throttled_shadow[PC_FLOW_REASON_COUNT];
+    uint64_t queued;               /* requests waiting for unit concurrency now */
+    uint32_t units_count;
+    uint32_t unit_limit[PC_UNITS_MAX];    /* adaptive concurrency limit */
+    uint32_t unit_inflight[PC_UNITS_MAX]; /* sub-requests in flight */
+    uint32_t unit_breaker[PC_UNITS_MAX];  /* pc_flow_breaker_state_t */
 } pc_gateway_metrics_t;
 void pc_gateway_metrics(const pc_gateway_t *gateway, pc_gateway_metrics_t *out);
 

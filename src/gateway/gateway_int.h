@@ -12,8 +12,26 @@
 /* Sessions per unit: sub-requests spread over them, each pipelines its own
  * queue, so one slow sub-request does not hold up the rest. */
 #define GW_SESSIONS_PER_UNIT 16u
-/* Client requests served at once; more answer PC_EBUSY at once. */
-#define GW_JOBS_MAX 128u
+/* Client requests served (or waiting for room) at once; more answer PC_EBUSY
+ * at once. Every binary and HTTP connection has at most one in flight. */
+#define GW_JOBS_MAX 512u
+/* Flow control. Per unit: an adaptive limit on sub-requests in flight (two
+ * per session at least, so an idle unit is never throttled), and a breaker
+ * that trips when half the calls in 3 s failed or took over a second. A
+ * sub-request still unanswered after GW_SLOW_CALL_NS counts as slow at once,
+ * so a unit that stopped answering trips its breaker within a few seconds
+ * (once its earlier successes leave the 3 s window), not after the
+ * sessions' retries (tens of seconds). A half-open probe not
+ * answered within GW_PROBE_LOST_NS counts as failed. */
+#define GW_LIMIT_MIN (2u * GW_SESSIONS_PER_UNIT)
+#define GW_LIMIT_MAX 4096u
+#define GW_LIMIT_INITIAL 256u
+#define GW_SLOW_CALL_NS (1000ull * 1000 * 1000)
+#define GW_BREAKER_WINDOW_NS (3000ull * 1000 * 1000)
+#define GW_BREAKER_OPEN_NS (2000ull * 1000 * 1000)
+#define GW_PROBE_LOST_NS (3 * GW_SLOW_CALL_NS)
+/* Shadow traffic is refused once this share of a limit is used. */
+#define GW_SHADOW_PCT 80u
 /* Binary client connections. */
 #define GW_CONNS_MAX 256u
 /* Attempts of one event after wrong_unit (the table refreshed in between). */
@@ -23,12 +41,16 @@
 #define GW_REFRESH_MIN_NS (50ull * 1000 * 1000)
 
 typedef struct gw_job gw_job_t;
+typedef struct gw_part gw_part_t;
 
 typedef struct gw_unit {
     pc_client_t *sessions[GW_SESSIONS_PER_UNIT];
     char addresses[PC_UNIT_ADDRESSES_MAX]; /* what the sessions were opened to */
     uint32_t next;                         /* round robin */
     uint64_t open_failed_ns;               /* last failed open: back off 200 ms */
+    pc_flow_limiter_t limiter;             /* sub-requests in flight, adaptive limit */
+    pc_flow_breaker_t breaker;
+    uint64_t probe_ns;                     /* when half-open admitted its probe */
 } gw_unit_t;
 
 typedef struct gw_conn {
@@ -59,6 +81,13 @@ struct pc_gateway {
     uint64_t session_next;
     pc_http_api_t *http;
 
+    /* Flow control (job.c). */
+    pc_flow_bucket_t rate_creates, rate_lookups;
+    pc_flow_hot_t hot;
+    pc_flow_queue_t queue; /* jobs waiting for unit concurrency, FIFO */
+    gw_part_t *parts_head, *parts_tail; /* sub-requests in flight, oldest first */
+    uint64_t watch_last_ns;
+
     uint8_t *scratch; /* one sub-batch being built: PC_MESSAGE_BODY_MAX */
     pc_gateway_metrics_t metrics;
     bool quiet;
@@ -88,5 +117,11 @@ void gw_jobs_deinit(pc_gateway_t *gw);
 void gw_jobs_resume(pc_gateway_t *gw);
 /* Runs the callbacks of completed jobs and frees them. */
 void gw_jobs_reap(pc_gateway_t *gw);
+/* Flow control set-up from the options. Errors: PC_EINVAL (a setting out of
+ * range). */
+int gw_flow_init(pc_gateway_t *gw);
+/* The clock-driven part of flow control: queued jobs past their deadline,
+ * sub-requests overdue (slow calls for the breakers), lost probes. */
+void gw_flow_tick(pc_gateway_t *gw, uint64_t now_ns);
 
 #endif /* PC_GATEWAY_INT_H */

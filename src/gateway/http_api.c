@@ -46,7 +46,7 @@
 /* One unit of /v1/cluster: its addresses escaped (at most 6 bytes per byte),
  * its bucket ranges ("0,2,4,…": at most 4 bytes per bucket) and the keys. */
 #define UNIT_JSON_MAX (PC_UNIT_ADDRESSES_MAX * 6u + PC_ROUTING_BUCKETS * 4u + 64u)
-#define METRICS_TEXT_MAX (16u << 10)
+#define METRICS_TEXT_MAX (64u << 10)
 /* A connection keeps its response buffer between requests up to this size. */
 #define OUT_KEEP_MAX (64u << 10)
 #define BODY_MAX ((size_t)PC_BATCH_EVENTS_MAX * RECORD_JSON_MAX + 64u)
@@ -577,6 +577,18 @@ static void serve_cluster(conn_t *c) {
     respond_json(c, 200, NULL, body, t.len);
 }
 
+/* The reason's label, as pc_flow_reason_name gives it (the table is the
+ * header's X-macro, so this file links without the flow primitives). */
+static const char *reason_label(uint32_t reason) {
+    switch (reason) {
+#define PC__FLOW_REASON_CASE(name, value, text) \
+    case value: return text;
+        PC_FLOW_REASONS(PC__FLOW_REASON_CASE)
+#undef PC__FLOW_REASON_CASE
+    default: return "unknown";
+    }
+}
+
 static void metric(text_t *t, const char *name, const char *type, const char *help,
                    uint64_t value) {
     PC_ASSERT(name != NULL && type != NULL && help != NULL);
@@ -623,6 +635,29 @@ static void serve_metrics(conn_t *c) {
     metric(&t, "routing_epoch", "gauge", "Epoch of the gateway's cluster map.", m.routing_epoch);
     metric(&t, "inflight", "gauge", "Requests being served now.", m.inflight);
     metric(&t, "unit_requests_total", "counter", "Sub-requests sent to units.", m.unit_requests);
+    text_put(&t, "# HELP paycell_gateway_throttled_total Requests refused by flow control, by "
+                 "reason (hot_key: events), and shadow traffic among them.\n"
+                 "# TYPE paycell_gateway_throttled_total counter\n");
+    for (uint32_t r = 1; r < PC_FLOW_REASON_COUNT; r++) {
+        const char *name = reason_label(r);
+        text_put(&t, "paycell_gateway_throttled_total{reason=\"%s\",shadow=\"false\"} %llu\n",
+                 name, (unsigned long long)(m.throttled[r] - m.throttled_shadow[r]));
+        text_put(&t, "paycell_gateway_throttled_total{reason=\"%s\",shadow=\"true\"} %llu\n",
+                 name, (unsigned long long)m.throttled_shadow[r]);
+    }
+    metric(&t, "queued", "gauge", "Requests waiting for room under a unit's limit.", m.queued);
+    static const char *const unit_gauges[3][2] = {
+        {"unit_limit", "Adaptive concurrency limit per unit (sub-requests)."},
+        {"unit_inflight", "Sub-requests in flight per unit."},
+        {"unit_breaker_state", "Circuit breaker per unit: 0 closed, 1 open, 2 half-open."}};
+    for (uint32_t g = 0; g < 3; g++) {
+        text_put(&t, "# HELP paycell_gateway_%s %s\n# TYPE paycell_gateway_%s gauge\n",
+                 unit_gauges[g][0], unit_gauges[g][1], unit_gauges[g][0]);
+        for (uint32_t u = 0; u < m.units_count && u < PC_UNITS_MAX; u++) {
+            uint32_t v = g == 0 ? m.unit_limit[u] : g == 1 ? m.unit_inflight[u] : m.unit_breaker[u];
+            text_put(&t, "paycell_gateway_%s{unit=\"%u\"} %u\n", unit_gauges[g][0], u, v);
+        }
+    }
     metric(&t, "http_connections", "gauge", "Open HTTP connections.", api->conns_used);
     metric(&t, "http_connections_refused_total", "counter",
            "HTTP connections refused at the connection limit.", api->refused);
@@ -690,6 +725,23 @@ static void submit(conn_t *c, pc_operation_t operation, const void *events, uint
     if (rc == PC_EBUSY)
         respond_error(c, 503, "overloaded", "too many requests in flight: retry later", NULL);
     else respond_error(c, 500, pc_err_name(rc), pc_strerror(rc), NULL);
+}
+
+/* 429: a flow-control limit refused the request; nothing was applied.
+ * Retry-After is whole seconds, rounded up from the gateway's hint. */
+static void respond_throttled(conn_t *c, const void *reply) {
+    pc_gateway_throttle_t t;
+    memcpy(&t, reply, sizeof t);
+    PC_ASSERT(t.reason < PC_FLOW_REASON_COUNT);
+    char body[512];
+    int n = pc_json_encode_error("throttled", pc_strerror(PC_ETHROTTLED),
+                                 reason_label(t.reason), body,
+                                 sizeof(body));
+    PC_ASSERT(n > 0);
+    char extra[64];
+    unsigned seconds = (unsigned)((PC_MAX(t.retry_after_ms, 1u) + 999u) / 1000u);
+    snprintf(extra, sizeof extra, "Retry-After: %u\r\n", seconds);
+    respond_json(c, 429, extra, body, (size_t)n);
 }
 
 static void bad_reply(conn_t *c) {
@@ -843,6 +895,10 @@ static void on_done(void *user, int status, pc_operation_t operation, const void
         return;
     }
     c->state = CONN_READING; /* respond() expects a connection ready to answer */
+    if (status == PC_ETHROTTLED && reply_size == sizeof(pc_gateway_throttle_t)) {
+        respond_throttled(c, reply);
+        return;
+    }
     if (status != PC_OK) {
         uint16_t http = status == PC_ETIMEDOUT ? 504 : status == PC_EBUSY ? 503 : 502;
         respond_error(c, http, pc_err_name(status), pc_strerror(status), NULL);

@@ -24,6 +24,17 @@
  * errors (a unit unreachable after the session's retries) fail the whole
  * request with that status: the client resends the same ids, which are
  * idempotency keys.
+ *
+ * Flow control happens once, when a request arrives (admission): the
+ * breakers of the units it touches, the rate limit of its class, and room
+ * under each unit's adaptive concurrency limit — or a bounded, FIFO wait for
+ * that room with a deadline. A refused request is answered PC_ETHROTTLED at
+ * once and nothing of it is sent. The later phases of an admitted job
+ * (B..E, and retries after wrong_unit) are never refused: an XTS half done
+ * must be finished, and holding it back could deadlock the units' room
+ * against itself. They are still counted in flight (force-acquired), so the
+ * limits see the real load. Hot credit accounts over --hot-key-rate get the
+ * per-event result `throttled`; the rest of the batch proceeds.
  */
 #include "gateway_int.h"
 
@@ -37,20 +48,28 @@ enum step { STEP_LOCAL = 1, STEP_TRY_PAYER, STEP_TRY_PAYEE, STEP_DECIDE, STEP_RE
             STEP_FINISH, STEP_LOOKUP, STEP_FIND_PENDING };
 
 enum phase { PHASE_FIND = 1, PHASE_A, PHASE_B, PHASE_C, PHASE_D, PHASE_E, PHASE_END,
-             PHASE_PARKED };
+             PHASE_PARKED, PHASE_QUEUED };
+
+/* The retry-after hint of a refusal for want of unit room: about what a
+ * unit takes to free some (its sub-requests take milliseconds). */
+#define GW_ROOM_RETRY_MS 50u
 
 /* Cross-unit state of one event. */
 enum xs { XS_NONE = 0, XS_PAYER_OK, XS_COMMIT, XS_ABORT, XS_COMMITTED, XS_ABORTED,
           XS_RESOLVED, XS_LEFT_TO_PAYER };
 
-typedef struct gw_part {
+struct gw_part {
     gw_job_t *job;
     pc_client_t *session;
+    gw_part_t *prev, *next; /* gw->parts_head..tail: in flight, oldest first */
+    uint64_t sent_ns;
+    uint64_t slow_next_ns;  /* overdue: counts as a slow call again then */
+    bool slow_recorded;     /* the breaker heard of it as slow already */
     uint32_t unit;
     uint32_t step;
     uint32_t count;
     uint32_t index[]; /* original event index of each sub-event */
-} gw_part_t;
+};
 
 struct gw_job {
     gw_job_t *next;
@@ -81,6 +100,7 @@ struct gw_job {
     uint8_t *out_unit;   /* lookups: unit each gathered record came from */
     uint8_t *reply;
     uint32_t reply_size;
+    uint64_t units;      /* flow control: bit u = the job touches unit u */
 };
 
 static void phase_done(gw_job_t *job);
@@ -144,13 +164,42 @@ static void part_send(gw_job_t *job, uint32_t unit, uint32_t step, pc_operation_
     }
     *part = (gw_part_t){.job = job, .unit = unit, .step = step, .count = n};
     memcpy(part->index, idx, (size_t)n * sizeof(uint32_t));
-    int rc = gw_unit_submit(job->gw, unit, op, events, n, part_done, part, &part->session);
+    pc_gateway_t *gw = job->gw;
+    uint64_t now = pc_time_monotonic_ns();
+    int rc = gw_unit_submit(gw, unit, op, events, n, part_done, part, &part->session);
     if (rc != PC_OK) {
         free(part);
         if (job->status == PC_OK) job->status = rc;
+        if (unit < PC_UNITS_MAX) pc_flow_breaker_record(&gw->units[unit].breaker, now, 0, false);
         return;
     }
     job->parts++;
+    part->sent_ns = now;
+    part->slow_next_ns = now + GW_SLOW_CALL_NS;
+    part->prev = gw->parts_tail;
+    if (gw->parts_tail) gw->parts_tail->next = part;
+    else gw->parts_head = part;
+    gw->parts_tail = part;
+    pc_flow_limiter_acquire_force(&gw->units[unit].limiter, now);
+}
+
+static void queue_drain(pc_gateway_t *gw, uint64_t now);
+
+/* A sub-request's outcome feeds its unit's limiter (latency, deliveries)
+ * and breaker (errors, slow calls; unless the watchdog counted it slow). */
+static void part_finish(gw_part_t *part, int status) {
+    pc_gateway_t *gw = part->job->gw;
+    PC_ASSERT(part->unit < PC_UNITS_MAX);
+    uint64_t now = pc_time_monotonic_ns();
+    if (part->prev) part->prev->next = part->next;
+    else gw->parts_head = part->next;
+    if (part->next) part->next->prev = part->prev;
+    else gw->parts_tail = part->prev;
+    gw_unit_t *u = &gw->units[part->unit];
+    uint64_t rtt = now > part->sent_ns ? now - part->sent_ns : 0;
+    pc_flow_limiter_release(&u->limiter, now, rtt, status == PC_OK);
+    if (!part->slow_recorded) pc_flow_breaker_record(&u->breaker, now, rtt, status == PC_OK);
+    if (pc_flow_breaker_state(&u->breaker) != PC_FLOW_BREAKER_half_open) u->probe_ns = 0;
 }
 
 /* Maps a create reply (only non-created events listed) onto out[]. */
@@ -199,9 +248,11 @@ static void part_done(void *user, int status, pc_operation_t operation, const vo
                       uint32_t reply_size) {
     gw_part_t *part = user;
     gw_job_t *job = part->job;
+    pc_gateway_t *gw = job->gw;
     (void)operation;
     PC_ASSERT(job->parts > 0);
     job->parts--;
+    part_finish(part, status);
     if (status == PC_OK) gw_epoch_seen(job->gw, pc_client_last_epoch(part->session));
     bool ok = status == PC_OK;
     if (ok) {
@@ -218,6 +269,8 @@ static void part_done(void *user, int status, pc_operation_t operation, const vo
     }
     free(part);
     if (job->parts == 0) phase_done(job);
+    /* Room freed at that unit: waiting jobs may start. */
+    queue_drain(gw, pc_time_monotonic_ns());
 }
 
 /* Per unit, the events of idx[] whose unit[] is u, transformed by make into
@@ -743,6 +796,300 @@ static void phase_done(gw_job_t *job) {
     if (job->phase == PHASE_END && job->parts == 0) reap_queue(job);
 }
 
+/* ---- flow control ---- */
+
+static bool op_creates(pc_operation_t op) {
+    return op == PC_OP_create_accounts || op == PC_OP_create_transfers;
+}
+
+/* The units a request touches, as a bit set (PC_UNITS_MAX is 64): both sides
+ * of every event, every unit for lookups by transfer id (and for a post or
+ * void naming no account, found by such a lookup). */
+static uint64_t job_units(gw_job_t *job) {
+    pc_gateway_t *gw = job->gw;
+    PC_STATIC_ASSERT(PC_UNITS_MAX <= 64, "a unit set fits a u64");
+    PC_ASSERT(gw->cluster.units_count >= 1 && gw->cluster.units_count <= PC_UNITS_MAX);
+    uint64_t all = gw->cluster.units_count == 64 ? UINT64_MAX
+                                                 : (1ull << gw->cluster.units_count) - 1;
+    uint64_t set = 0;
+    if (op_creates(job->op)) {
+        for (uint32_t i = 0; i < job->count; i++) {
+            units_assign(job, i);
+            set |= 1ull << job->unit_dr[i] | 1ull << job->unit_cr[i];
+            if (pred_find(job, i)) set = all;
+        }
+    } else if (job->op == PC_OP_lookup_transfers) {
+        set = all;
+    } else if (job->op == PC_OP_get_account_transfers) {
+        pc_account_filter_t filter;
+        memcpy(&filter, job->events, sizeof filter);
+        set = 1ull << gw_unit_of(gw, filter.account_id);
+    } else {
+        for (uint32_t i = 0; i < job->count; i++) {
+            pc_u128 id;
+            memcpy(&id, job->events + (size_t)i * sizeof id, sizeof id);
+            set |= 1ull << gw_unit_of(gw, id);
+        }
+    }
+    return set & all;
+}
+
+/* Answers the job PC_ETHROTTLED now (from the loop, like any reply). */
+static void job_throttle(gw_job_t *job, pc_flow_reason_t reason, uint64_t retry_ms) {
+    PC_ASSERT(reason != PC_FLOW_REASON_none && reason < PC_FLOW_REASON_COUNT);
+    PC_ASSERT(job->parts == 0 && !job->replied);
+    pc_gateway_metrics_t *m = &job->gw->metrics;
+    m->throttled[reason]++;
+    if (job->shadow) m->throttled_shadow[reason]++;
+    pc_gateway_throttle_t t = {.reason = reason,
+                               .retry_after_ms = (uint32_t)PC_MAX(PC_MIN(retry_ms, 60000u), 1u)};
+    job->reply = malloc(sizeof t);
+    if (job->reply == NULL) {
+        job->status = PC_EBUSY;
+    } else {
+        job->status = PC_ETHROTTLED;
+        memcpy(job->reply, &t, sizeof t);
+        job->reply_size = sizeof t;
+    }
+    job->phase = PHASE_END;
+    job->replied = true;
+    reap_queue(job);
+}
+
+/* Would the breaker refuse a call now? Like pc_flow_breaker_allow, but it
+ * takes no half-open probe: a request touching two units must not take one
+ * unit's probe and then be refused by the other. */
+static bool breaker_refuses(const pc_flow_breaker_t *b, uint64_t now, uint64_t *retry_ms) {
+    pc_flow_breaker_state_t state = pc_flow_breaker_state(b);
+    if (state == PC_FLOW_BREAKER_open && now < b->open_until_ns) {
+        *retry_ms = (b->open_until_ns - now + 999999u) / 1000000u;
+        return true;
+    }
+    if (state == PC_FLOW_BREAKER_half_open && b->probes_admitted >= b->config.probes) {
+        *retry_ms = GW_ROOM_RETRY_MS; /* the probe decides soon */
+        return true;
+    }
+    return false;
+}
+
+static bool units_refuse(gw_job_t *job, uint64_t now, uint64_t *retry_ms) {
+    for (uint32_t u = 0; u < PC_UNITS_MAX; u++) {
+        if ((job->units >> u & 1) && breaker_refuses(&job->gw->units[u].breaker, now, retry_ms)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Room under every touched unit's concurrency limit (shadow: 80% of it). */
+static bool units_have_room(gw_job_t *job, uint64_t now) {
+    uint32_t pct = job->shadow ? GW_SHADOW_PCT : 100u;
+    for (uint32_t u = 0; u < PC_UNITS_MAX; u++) {
+        if ((job->units >> u & 1) && !pc_flow_limiter_admits(&job->gw->units[u].limiter, now, pct)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The rate limit of the request's class: tokens = events (a batch larger
+ * than the burst needs a full bucket). Shadow traffic must leave 20% of the
+ * bucket for real traffic. */
+static bool rate_refuses(gw_job_t *job, uint64_t now, uint64_t *retry_ms) {
+    pc_gateway_t *gw = job->gw;
+    bool creates = op_creates(job->op);
+    uint64_t limit = creates ? gw->options.rate_limit : gw->options.lookup_rate_limit;
+    if (limit == 0) return false;
+    pc_flow_bucket_t *bucket = creates ? &gw->rate_creates : &gw->rate_lookups;
+    uint64_t burst = bucket->config.burst;
+    uint64_t cost = PC_MIN((uint64_t)job->count, burst);
+    uint64_t need = job->shadow ? PC_MIN(cost + burst * (100u - GW_SHADOW_PCT) / 100u, burst) : cost;
+    uint64_t wait = pc_flow_bucket_retry_after_ms(bucket, now, need);
+    if (wait != 0) {
+        *retry_ms = wait == UINT64_MAX ? 1000u : wait;
+        return true;
+    }
+    bool took = pc_flow_bucket_try(bucket, now, cost);
+    PC_ASSERT(took); /* need >= cost tokens were there a moment ago */
+    return false;
+}
+
+/* Hot credit accounts over their rate: those events get `throttled` and go
+ * nowhere; a linked chain with one fails whole. */
+static void hot_keys_apply(gw_job_t *job, uint64_t now) {
+    pc_gateway_t *gw = job->gw;
+    if (job->op != PC_OP_create_transfers || gw->options.hot_key_rate == 0) return;
+    uint32_t refused = 0;
+    for (uint32_t i = 0; i < job->count; i++) {
+        const pc_transfer_t *t = transfer_at(job, i);
+        if (job->results[i] != RESULT_OPEN || t->credit_account_id == 0) continue;
+        if (t->flags & (PC_TRANSFER_post_pending_transfer | PC_TRANSFER_void_pending_transfer))
+            continue;
+        if (pc_flow_hot_try(&gw->hot, t->credit_account_id, now)) continue;
+        job->results[i] = R(throttled);
+        refused++;
+    }
+    if (refused == 0) return;
+    gw->metrics.throttled[PC_FLOW_REASON_hot_key] += refused;
+    if (job->shadow) gw->metrics.throttled_shadow[PC_FLOW_REASON_hot_key] += refused;
+    uint32_t start = 0;
+    for (uint32_t i = 0; i < job->count; i++) {
+        if ((event_flags(job, i) & PC_TRANSFER_linked) && i + 1 < job->count) continue;
+        bool hit = false;
+        for (uint32_t k = start; k <= i; k++) hit |= job->results[k] == R(throttled);
+        for (uint32_t k = start; hit && k <= i; k++) {
+            if (job->results[k] == RESULT_OPEN) job->results[k] = R(linked_event_failed);
+        }
+        start = i + 1;
+    }
+}
+
+/* An admitted job starts: takes the breakers' half-open probes of its
+ * units, applies hot-key limits, sends its first phase. */
+static void job_start(gw_job_t *job, uint64_t now) {
+    pc_gateway_t *gw = job->gw;
+    uint64_t retry_ms = 0;
+    if (units_refuse(job, now, &retry_ms)) {
+        job_throttle(job, PC_FLOW_REASON_circuit_open, retry_ms);
+        return;
+    }
+    for (uint32_t u = 0; u < PC_UNITS_MAX; u++) {
+        if (!(job->units >> u & 1)) continue;
+        gw_unit_t *unit = &gw->units[u];
+        bool allowed = pc_flow_breaker_allow(&unit->breaker, now);
+        PC_ASSERT(allowed); /* units_refuse said so this instant */
+        if (pc_flow_breaker_state(&unit->breaker) == PC_FLOW_BREAKER_half_open && unit->probe_ns == 0)
+            unit->probe_ns = now;
+    }
+    if (op_creates(job->op)) {
+        hot_keys_apply(job, now);
+        attempt_start(job);
+    } else {
+        phase_lookup(job);
+        if (job->parts == 0) phase_done(job);
+    }
+}
+
+/* Starts waiting jobs in order while their units have room; answers those
+ * past their deadline. The head blocks the rest (FIFO: a big request is
+ * not starved by small ones behind it). */
+static void queue_drain(pc_gateway_t *gw, uint64_t now) {
+    for (uint32_t n = 0; n < GW_JOBS_MAX && pc_flow_queue_count(&gw->queue) > 0; n++) {
+        pc_flow_item_t head = gw->queue.items[gw->queue.head];
+        gw_job_t *job = (gw_job_t *)(uintptr_t)head.id;
+        PC_ASSERT(job->phase == PHASE_QUEUED);
+        if (head.deadline_ns > now && !units_have_room(job, now)) break;
+        pc_flow_item_t item;
+        pc_flow_reason_t reason;
+        bool popped = pc_flow_queue_pop(&gw->queue, now, &item, &reason);
+        PC_ASSERT(popped && item.id == head.id);
+        if (reason == PC_FLOW_REASON_deadline) job_throttle(job, reason, GW_ROOM_RETRY_MS);
+        else job_start(job, now);
+    }
+    gw->metrics.queued = pc_flow_queue_count(&gw->queue);
+}
+
+/* Admission of a new request: breakers, rate, then room or a place in the
+ * queue. Shadow requests never wait: they are the first to go. */
+static void job_admit(gw_job_t *job) {
+    pc_gateway_t *gw = job->gw;
+    uint64_t now = pc_time_monotonic_ns();
+    uint64_t retry_ms = 0;
+    job->units = job_units(job);
+    if (units_refuse(job, now, &retry_ms)) {
+        job_throttle(job, PC_FLOW_REASON_circuit_open, retry_ms);
+        return;
+    }
+    if (rate_refuses(job, now, &retry_ms)) {
+        job_throttle(job, PC_FLOW_REASON_rate, retry_ms);
+        return;
+    }
+    if (pc_flow_queue_count(&gw->queue) == 0 && units_have_room(job, now)) {
+        job_start(job, now);
+        return;
+    }
+    if (job->shadow || gw->options.queue_ms == 0) {
+        job_throttle(job, PC_FLOW_REASON_concurrency, GW_ROOM_RETRY_MS);
+        return;
+    }
+    pc_flow_item_t item = {.id = (uint64_t)(uintptr_t)job,
+                           .deadline_ns = now + (uint64_t)gw->options.queue_ms * 1000000u};
+    pc_flow_reason_t reason = pc_flow_queue_push(&gw->queue, now, item);
+    if (reason != PC_FLOW_REASON_none) {
+        job_throttle(job, reason, GW_ROOM_RETRY_MS);
+        return;
+    }
+    job->phase = PHASE_QUEUED;
+    gw->metrics.queued = pc_flow_queue_count(&gw->queue);
+}
+
+int gw_flow_init(pc_gateway_t *gw) {
+    const pc_gateway_options_t *o = &gw->options;
+    pc_flow_limiter_config_t lc = {
+        .limit_min = GW_LIMIT_MIN, .limit_max = GW_LIMIT_MAX, .limit_initial = GW_LIMIT_INITIAL,
+        .headroom_pct = 100, .sample_ns = 100ull * 1000 * 1000, .rate_samples = 10,
+        .rtt_window_ns = 10ull * 1000 * 1000 * 1000, .probe_ns = 200ull * 1000 * 1000};
+    pc_flow_breaker_config_t bc = {
+        .window_ns = GW_BREAKER_WINDOW_NS, .buckets = 10, .requests_min = 5,
+        .error_ratio_pct = 50, .slow_ratio_pct = 50, .slow_call_ns = GW_SLOW_CALL_NS,
+        .open_ns = GW_BREAKER_OPEN_NS, .probes = 1};
+    for (uint32_t u = 0; u < PC_UNITS_MAX; u++) {
+        if (pc_flow_limiter_init(&gw->units[u].limiter, &lc) != PC_OK ||
+            pc_flow_breaker_init(&gw->units[u].breaker, &bc) != PC_OK) {
+            return PC_EINVAL;
+        }
+    }
+    uint64_t cold_ms = PC_MAX((uint64_t)o->warmup_ms, 1000u);
+    if (o->rate_limit > 0) {
+        pc_flow_bucket_config_t c = {.rate_per_s = o->rate_limit, .burst = o->rate_limit,
+                                     .warmup_ms = o->warmup_ms, .cold_ms = cold_ms};
+        if (pc_flow_bucket_init(&gw->rate_creates, &c) != PC_OK) return PC_EINVAL;
+    }
+    if (o->lookup_rate_limit > 0) {
+        pc_flow_bucket_config_t c = {.rate_per_s = o->lookup_rate_limit,
+                                     .burst = o->lookup_rate_limit, .warmup_ms = o->warmup_ms,
+                                     .cold_ms = cold_ms};
+        if (pc_flow_bucket_init(&gw->rate_lookups, &c) != PC_OK) return PC_EINVAL;
+    }
+    if (o->hot_key_rate > 0) {
+        /* A key is hot when it is among the 8 busiest and over its rate:
+         * below the rate there is nothing to cap. */
+        pc_flow_hot_config_t hc = {
+            .sketch = {.counters = 64, .top_k = 8, .window_ns = 1000ull * 1000 * 1000,
+                       .hot_rate_min_per_s = o->hot_key_rate},
+            .key_rate_per_s = o->hot_key_rate, .key_burst = o->hot_key_rate, .buckets = 16};
+        if (pc_flow_hot_init(&gw->hot, &hc) != PC_OK) return PC_EINVAL;
+    }
+    return pc_flow_queue_init(&gw->queue, GW_JOBS_MAX);
+}
+
+void gw_flow_tick(pc_gateway_t *gw, uint64_t now) {
+    PC_ASSERT(gw->cluster.units_count <= PC_UNITS_MAX);
+    if (now - gw->watch_last_ns < 10ull * 1000 * 1000) return;
+    gw->watch_last_ns = now;
+    /* Overdue sub-requests are slow calls now, not when they finally end,
+     * and again for every further GW_SLOW_CALL_NS they stay unanswered: a
+     * unit that went silent gets no new calls to judge it by, and the
+     * successes from before it stopped must not outweigh it forever. */
+    for (gw_part_t *p = gw->parts_head; p && now - p->sent_ns > GW_SLOW_CALL_NS; p = p->next) {
+        if (now < p->slow_next_ns) continue;
+        p->slow_recorded = true;
+        p->slow_next_ns = now + GW_SLOW_CALL_NS;
+        pc_flow_breaker_record(&gw->units[p->unit].breaker, now, now - p->sent_ns, true);
+    }
+    for (uint32_t u = 0; u < gw->cluster.units_count; u++) {
+        gw_unit_t *unit = &gw->units[u];
+        if (pc_flow_breaker_state(&unit->breaker) != PC_FLOW_BREAKER_half_open) {
+            unit->probe_ns = 0;
+        } else if (unit->probe_ns != 0 && now - unit->probe_ns > GW_PROBE_LOST_NS) {
+            /* The probe's job sent nothing there, or its answer was lost. */
+            pc_flow_breaker_record(&unit->breaker, now, 0, false);
+            unit->probe_ns = 0;
+        }
+    }
+    queue_drain(gw, now);
+}
+
 /* ---- the API ---- */
 
 static bool operation_served(pc_operation_t op) {
@@ -815,9 +1162,9 @@ int pc_gateway_submit(pc_gateway_t *gw, pc_operation_t operation, const void *ev
     gw->metrics.events += count;
     if (shadow) gw->metrics.events_shadow += count;
     gw->metrics.inflight = gw->jobs_inflight;
-    if (operation == PC_OP_create_accounts || operation == PC_OP_create_transfers) {
-        attempt_start(job);
-    } else if (operation == PC_OP_get_cluster) {
+    if (operation != PC_OP_get_cluster) {
+        job_admit(job);
+    } else {
         /* The gateway's own table (CZone): clients such as bench route
          * their load by it. */
         pc_u128 zero = 0;
@@ -829,9 +1176,6 @@ int pc_gateway_submit(pc_gateway_t *gw, pc_operation_t operation, const void *ev
         job->phase = PHASE_END;
         job->replied = true;
         reap_queue(job);
-    } else {
-        phase_lookup(job);
-        if (job->parts == 0) phase_done(job);
     }
     return PC_OK;
 }
@@ -863,7 +1207,9 @@ void gw_jobs_reap(pc_gateway_t *gw) {
         job->next = NULL;
         job->reap_queued = false;
         if (job->done) {
-            if (job->status != PC_OK) gw->metrics.requests_failed++;
+            if (job->status != PC_OK && job->status != PC_ETHROTTLED) {
+                gw->metrics.requests_failed++;
+            }
             job->done(job->user, job->status, job->op, job->reply, job->reply_size);
             job->done = NULL;
         }

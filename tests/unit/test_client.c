@@ -33,6 +33,8 @@ typedef enum server_mode {
     MODE_NOT_READY,   /* answers everything, register too, PC_ENOTREADY */
     MODE_NOT_READY_AFTER_REGISTER, /* serves register, then answers PC_ENOTREADY */
     MODE_DROP_ALL,    /* serves register, then closes the connection on every request */
+    MODE_THROTTLED_TWICE, /* a gateway: PC_ETHROTTLED (op = 30 ms hint) twice, then serves */
+    MODE_THROTTLED_ALL,   /* a gateway: PC_ETHROTTLED (op = 5,000 ms hint) always */
 } server_mode_t;
 
 /* What the fake server saw, in memory shared with the test. */
@@ -182,6 +184,11 @@ static bool server_handle(server_mode_t mode, shared_t *shared, connection_t *c,
     if (mode == MODE_DROP_ALL) return false;
     if (mode == MODE_DROP_FIRST && first) return false;
     if (mode == MODE_SILENT) return true;
+    if ((mode == MODE_THROTTLED_TWICE && seen < 2) || mode == MODE_THROTTLED_ALL) {
+        server_reply_op(c, h, PC_ETHROTTLED, NULL, 0, h->request,
+                        mode == MODE_THROTTLED_ALL ? 5000 : 30);
+        return true;
+    }
     if (mode == MODE_BUSY_ONCE && first) {
         server_reply(c, h, PC_EBUSY, NULL, 0, h->request);
         return true;
@@ -517,6 +524,51 @@ static void test_busy_status_retried(void) {
     ASSERT_EQ(s.shared->requests[0], 1);
     ASSERT_EQ(s.shared->requests[1], 1);
     ASSERT_EQ(s.shared->connections, 1); /* busy keeps the connection */
+    pc_client_close(client);
+    server_stop(&s);
+}
+
+/* PC_ETHROTTLED: the client waits for the hint (op, in ms) on the same
+ * connection and resends the same request, using a retry each time. */
+static void test_throttled_waits_hint(void) {
+    server_t s = server_start(MODE_THROTTLED_TWICE);
+    pc_client_t *client = NULL;
+    ASSERT_EQ(pc_client_open(s.address, NULL, &client), PC_OK);
+    pc_transfer_t t = transfer_make(5);
+    outcome_t o = {0};
+    uint64_t start = pc_time_monotonic_ns();
+    ASSERT_EQ(pc_client_submit(client, PC_OP_create_transfers, &t, 1, on_reply, &o), PC_OK);
+    poll_until(client, &o, 1);
+    uint64_t took_ms = (pc_time_monotonic_ns() - start) / 1000000u;
+    ASSERT_EQ(o.calls, 1);
+    ASSERT_EQ(o.status, PC_OK);
+    ASSERT_TRUE(took_ms >= 60); /* two hints of 30 ms */
+    ASSERT_EQ(s.shared->received, 3);
+    for (uint32_t i = 0; i < 3; i++) ASSERT_EQ(s.shared->requests[i], 1);
+    ASSERT_EQ(s.shared->connections, 1);
+    pc_client_close(client);
+    server_stop(&s);
+}
+
+/* A hint is capped at 1 s per attempt, and past retries_max the caller gets
+ * PC_ETHROTTLED. */
+static void test_throttled_gives_up(void) {
+    server_t s = server_start(MODE_THROTTLED_ALL);
+    pc_client_t *client = NULL;
+    pc_client_options_t options = {.retries_max = 2};
+    ASSERT_EQ(pc_client_open(s.address, &options, &client), PC_OK);
+    pc_transfer_t t = transfer_make(5);
+    outcome_t o = {0};
+    uint64_t start = pc_time_monotonic_ns();
+    ASSERT_EQ(pc_client_submit(client, PC_OP_create_transfers, &t, 1, on_reply, &o), PC_OK);
+    poll_until(client, &o, 1);
+    uint64_t took_ms = (pc_time_monotonic_ns() - start) / 1000000u;
+    ASSERT_EQ(o.calls, 1);
+    ASSERT_EQ(o.status, PC_ETHROTTLED);
+    ASSERT_EQ(s.shared->received, 3);
+    ASSERT_TRUE(took_ms >= 2000 && took_ms < 4000); /* 2 waits of 1 s, not 5 s */
+    ASSERT_EQ(PC_ETHROTTLED, -26);
+    ASSERT_TRUE(strcmp(pc_err_name(PC_ETHROTTLED), "PC_ETHROTTLED") == 0);
     pc_client_close(client);
     server_stop(&s);
 }
@@ -974,6 +1026,8 @@ static void test_retries_none(void) {
     X(test_server_gone)                                                              \
     X(test_queue_full_ebusy)                                                         \
     X(test_busy_status_retried)                                                      \
+    X(test_throttled_waits_hint)                                                     \
+    X(test_throttled_gives_up)                                                       \
     X(test_stray_reply_ignored)                                                      \
     X(test_evicted_fails_everything)                                                 \
     X(test_submit_invalid)                                                           \

@@ -237,6 +237,27 @@ static void test_limiter_acquire_release(void) {
     ASSERT_EQ(l.rtt_min_ns, 2 * MS);
 }
 
+/* Admission without counting, the shadow share, and forced acquires for
+ * work that must run (the later steps of admitted requests): counted above
+ * the limit, released like any other. */
+static void test_limiter_admits_and_force(void) {
+    pc_flow_limiter_t l;
+    pc_flow_limiter_config_t c = limiter_config();
+    ASSERT_EQ(pc_flow_limiter_init(&l, &c), PC_OK);
+    for (int i = 0; i < 7; i++) pc_flow_limiter_acquire_force(&l, 0);
+    ASSERT_TRUE(pc_flow_limiter_admits(&l, 0, 100));
+    ASSERT_TRUE(!pc_flow_limiter_admits(&l, 0, 70)); /* 7 of 10: no room at 70% */
+    ASSERT_EQ(l.inflight, 7);
+    for (int i = 0; i < 8; i++) pc_flow_limiter_acquire_force(&l, 0);
+    ASSERT_EQ(l.inflight, 15); /* above the limit of 10 */
+    ASSERT_TRUE(!pc_flow_limiter_admits(&l, 0, 100));
+    ASSERT_TRUE(!pc_flow_limiter_acquire(&l, 0));
+    for (int i = 0; i < 6; i++) pc_flow_limiter_release(&l, 1 * MS, 1 * MS, true);
+    ASSERT_EQ(l.inflight, 9);
+    ASSERT_TRUE(pc_flow_limiter_admits(&l, 1 * MS, 100));
+    ASSERT_TRUE(pc_flow_limiter_acquire(&l, 1 * MS));
+}
+
 static void test_limiter_converges_to_knee(void) {
     pc_flow_limiter_t l;
     pc_flow_limiter_config_t c = limiter_config();
@@ -521,6 +542,7 @@ static void test_breaker_slow_trip_and_half_open(void) {
     X(test_queue_full_and_deadlines)                                                  \
     X(test_limiter_config_invalid)                                                    \
     X(test_limiter_acquire_release)                                                   \
+    X(test_limiter_admits_and_force)                                                  \
     X(test_limiter_converges_to_knee)                                                 \
     X(test_limiter_drops_when_latency_rises)                                          \
     X(test_hot_config_invalid)                                                        \

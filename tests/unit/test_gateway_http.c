@@ -47,6 +47,7 @@ struct pc_gateway {
     pc_cluster_t cluster;
     pc_gateway_metrics_t metrics;
     fake_pending_t pending[FAKE_PENDING_MAX];
+    pc_gateway_throttle_t throttle; /* the reply when status is PC_ETHROTTLED */
     uint32_t pending_count;
 };
 
@@ -89,6 +90,10 @@ void pc_gateway_metrics(const pc_gateway_t *gateway, pc_gateway_metrics_t *out) 
 static void fake_complete(const fake_pending_t *p) {
     static uint8_t reply[PC_BATCH_EVENTS_MAX * PC_RECORD_SIZE];
     uint32_t size = 0;
+    if (fake.status == PC_ETHROTTLED) {
+        p->done(p->user, fake.status, p->operation, &fake.throttle, sizeof fake.throttle);
+        return;
+    }
     if (fake.status != PC_OK) {
         p->done(p->user, fake.status, p->operation, NULL, 0);
         return;
@@ -604,6 +609,11 @@ static void test_http_metrics(void) {
     fake.metrics.requests[PC_OP_create_transfers] = 42;
     fake.metrics.events_shadow = 7;
     fake.metrics.routing_epoch = 3;
+    fake.metrics.throttled[PC_FLOW_REASON_rate] = 5;
+    fake.metrics.throttled_shadow[PC_FLOW_REASON_rate] = 2;
+    fake.metrics.units_count = 2;
+    fake.metrics.unit_limit[1] = 40;
+    fake.metrics.unit_breaker[0] = PC_FLOW_BREAKER_open;
     response_t r;
     exchange("GET", "/metrics", NULL, NULL, &r);
     ASSERT_EQ(r.status, 200);
@@ -616,6 +626,11 @@ static void test_http_metrics(void) {
         "# TYPE paycell_gateway_events_shadow_total counter\npaycell_gateway_events_shadow_total 7\n",
         "# TYPE paycell_gateway_routing_epoch gauge\npaycell_gateway_routing_epoch 3\n",
         "paycell_gateway_http_connections 1\n",
+        "paycell_gateway_throttled_total{reason=\"rate\",shadow=\"false\"} 3\n",
+        "paycell_gateway_throttled_total{reason=\"rate\",shadow=\"true\"} 2\n",
+        "paycell_gateway_throttled_total{reason=\"hot_key\",shadow=\"false\"} 0\n",
+        "paycell_gateway_unit_limit{unit=\"1\"} 40\n",
+        "paycell_gateway_unit_breaker_state{unit=\"0\"} 1\n",
     };
     for (size_t i = 0; i < PC_ARRAY_LEN(want); i++)
         if (strstr(r.body, want[i]) == NULL) PC__TEST_FAIL("metrics lack %s:\n%s", want[i], r.body);
@@ -839,6 +854,29 @@ static void test_http_overload(void) {
     expect_error(&r, 404, "not_found", NULL);
     response_free(&r);
     client_close(&c);
+    server_stop();
+}
+
+/* A flow-control refusal: 429, Retry-After in whole seconds rounded up,
+ * the reason in `field`; the connection stays usable. */
+static void test_http_throttled(void) {
+    server_start();
+    fake.status = PC_ETHROTTLED;
+    fake.throttle = (pc_gateway_throttle_t){.reason = PC_FLOW_REASON_rate, .retry_after_ms = 1500};
+    response_t r;
+    exchange("POST", "/v1/transfers", NULL,
+             "{\"id\":\"1\",\"debit_account_id\":\"1\",\"credit_account_id\":\"2\","
+             "\"amount\":\"1\",\"ledger\":1,\"code\":1}", &r);
+    expect_error(&r, 429, "throttled", "rate");
+    ASSERT_TRUE(has_header(&r, "Retry-After: 2\r\n"));
+    response_free(&r);
+    fake.throttle = (pc_gateway_throttle_t){.reason = PC_FLOW_REASON_circuit_open,
+                                            .retry_after_ms = 1};
+    exchange("GET", "/v1/accounts/3", NULL, NULL, &r);
+    expect_error(&r, 429, "throttled", "circuit_open");
+    ASSERT_TRUE(has_header(&r, "Retry-After: 1\r\n"));
+    response_free(&r);
+    ASSERT_EQ(fake.calls, 2);
     server_stop();
 }
 
@@ -1140,6 +1178,7 @@ static void test_http_idle_timeout(void) {
     X(test_http_malformed_request)                                                   \
     X(test_http_overload)                                                            \
     X(test_http_gateway_errors)                                                      \
+    X(test_http_throttled)                                                           \
     X(test_http_shadow)                                                              \
     X(test_http_keep_alive)                                                          \
     X(test_http_expect_continue)                                                     \
