@@ -34,6 +34,7 @@ static void usage(FILE *out) {
           "                 e.g. 0-9,42, to unit UNIT)\n"
           "  paycell audit balances --gzone ADDRS [--json]   (debits = credits across units)\n"
           "  paycell start --data DIR [--units N] [--replicas 1|3] [--port P] [--xts-timeout S]\n"
+          "                 [--rate-limit N] [--hot-key-rate N]\n"
           "                 (a local cluster: GZone, N units, a gateway; paycell stop --data DIR)\n"
           "  paycell gateway --gzone ADDRS [--listen-binary A] [--listen-http A] [--xts-timeout S]\n"
           "                 [--rate-limit N] [--lookup-rate-limit N] [--warmup-ms N] [--queue-ms N]\n"

@@ -3,7 +3,7 @@
  *
  *   paycell start --data DIR [--units N] [--replicas 1|3] [--port P]
  *                 [--accounts-max N] [--transfers-max N] [--xts-timeout S]
- *                 [--journal-slots N] [--json]
+ *                 [--journal-slots N] [--rate-limit N] [--hot-key-rate N] [--json]
  *   paycell stop --data DIR
  *   paycell gateway --gzone ADDRS [--listen-binary A] [--listen-http A]
  *                 [--cluster N] [--xts-timeout S] [--refresh-ms N] [--quiet] [--json]
@@ -43,6 +43,7 @@ typedef struct start_plan {
     uint64_t accounts_max, transfers_max;
     uint32_t xts_timeout_s;
     uint32_t journal_slots;
+    uint64_t rate_limit, hot_key_rate; /* the gateway's flow control (0: off) */
     char gzone[PC_UNIT_ADDRESSES_MAX];
     char unit_addresses[PC_UNITS_MAX][PC_UNIT_ADDRESSES_MAX];
     char gateway[64], http[64];
@@ -272,9 +273,13 @@ static int start_all(start_plan_t *p) {
     snprintf(p->http, sizeof p->http, "127.0.0.1:%u", p->port + 1);
     char timeout[16];
     snprintf(timeout, sizeof timeout, "%u", p->xts_timeout_s);
+    char rate[24], hot[24];
+    snprintf(rate, sizeof rate, "%llu", (unsigned long long)p->rate_limit);
+    snprintf(hot, sizeof hot, "%llu", (unsigned long long)p->hot_key_rate);
     char *argv[] = {(char *)"paycell", (char *)"gateway", (char *)"--gzone", p->gzone,
                     (char *)"--listen-binary", p->gateway, (char *)"--listen-http", p->http,
-                    (char *)"--xts-timeout", timeout, NULL};
+                    (char *)"--xts-timeout", timeout, (char *)"--rate-limit", rate,
+                    (char *)"--hot-key-rate", hot, NULL};
     pid_t pid = 0;
     rc = spawn(p, "gateway", argv, &pid);
     if (rc == PC_OK) rc = gateway_wait(p, pid);
@@ -284,7 +289,8 @@ static int start_all(start_plan_t *p) {
 
 int cli_start(int argc, char **argv) {
     static const char *const values[] = {"data", "units", "replicas", "port", "accounts-max",
-                                         "transfers-max", "xts-timeout", "journal-slots", NULL};
+                                         "transfers-max", "xts-timeout", "journal-slots",
+                                         "rate-limit", "hot-key-rate", NULL};
     static const char *const bools[] = {"json", NULL};
     cli_args_t args;
     if (!cli_parse(argc, argv, values, bools, &args)) return CLI_EXIT_ERROR;
@@ -299,7 +305,9 @@ int cli_start(int argc, char **argv) {
         !cli_get_u64(&args, "accounts-max", false, PC_ACCOUNTS_MAX_LIMIT, &accounts) ||
         !cli_get_u64(&args, "transfers-max", false, PC_TRANSFERS_MAX_LIMIT, &transfers) ||
         !cli_get_u64(&args, "xts-timeout", false, 3600, &timeout) ||
-        !cli_get_u64(&args, "journal-slots", false, PC_JOURNAL_SLOTS_LIMIT, &slots))
+        !cli_get_u64(&args, "journal-slots", false, PC_JOURNAL_SLOTS_LIMIT, &slots) ||
+        !cli_get_u64(&args, "rate-limit", false, PC_FLOW_BUCKET_RATE_MAX, &p.rate_limit) ||
+        !cli_get_u64(&args, "hot-key-rate", false, PC_FLOW_BUCKET_RATE_MAX, &p.hot_key_rate))
         return CLI_EXIT_ERROR;
     if (slots < PC_JOURNAL_SLOTS_MIN)
         return cli_usage_error("start: --journal-slots must be at least 16"), CLI_EXIT_ERROR;
