@@ -366,15 +366,19 @@ static inline int pc_account_id_is_reserved(pc_u128 id) {
  * each bucket, the units' replica addresses, and the epoch that versions it
  * all. set_cluster replaces it (compare-and-set: epoch must be the current
  * epoch + 1; the same record again answers exists); get_cluster (one zero
- * u128 as its event) returns it.
+ * u128 as its event) returns it. It also carries the cluster's global
+ * settings (today the XTS timeout).
  * ---------------------------------------------------------------------- */
 #define PC_UNITS_MAX 64u
 #define PC_UNIT_ADDRESSES_MAX 128u /* "HOST:PORT,HOST:PORT,HOST:PORT" and a NUL */
+#define PC_XTS_TIMEOUT_MAX_S 3600u
 
 typedef struct pc_cluster {
     uint64_t epoch;
     uint32_t units_count;                   /* 1..PC_UNITS_MAX (0 only before the first set) */
-    uint32_t reserved;                      /* must be zero */
+    uint32_t xts_timeout_s; /* global setting: how long a payer unit keeps a cross-unit
+                               try undecided (1..PC_XTS_TIMEOUT_MAX_S); 0 = each
+                               gateway's --xts-timeout */
     uint8_t bucket_unit[PC_ROUTING_BUCKETS]; /* owning unit of each bucket, < units_count */
     uint8_t reserved_2[12];                 /* must be zero */
     char unit_addresses[PC_UNITS_MAX][PC_UNIT_ADDRESSES_MAX]; /* NUL-terminated, NUL-padded;
@@ -389,7 +393,8 @@ typedef struct pc_cluster {
     X(units_count_invalid, 4)                                                        \
     X(bucket_unit_invalid, 5)                                                        \
     X(unit_address_invalid, 6)                                                       \
-    X(exists, 7)
+    X(exists, 7)                                                                     \
+    X(setting_invalid, 8)
 
 enum pc_set_cluster_result {
 #define PC__RESULT_ENUM(name, value) PC_CLUSTER_RESULT_##name = (value),

@@ -252,7 +252,7 @@ static void map_print(const pc_cluster_t *map, bool json) {
             printf(",\"buckets\":\"%s\",\"buckets_count\":%u}", set_format(set, list),
                    set_count(set));
         }
-        printf("]}\n");
+        printf("],\"xts_timeout_s\":%u}\n", map->xts_timeout_s);
         return;
     }
     if (map->epoch == 0) {
@@ -266,6 +266,8 @@ static void map_print(const pc_cluster_t *map, bool json) {
         printf("  unit %u  %s  buckets %s (%u)\n", u, map->unit_addresses[u],
                set_format(set, list), set_count(set));
     }
+    if (map->xts_timeout_s) printf("  xts timeout %u s (every gateway)\n", map->xts_timeout_s);
+    else printf("  xts timeout: each gateway's --xts-timeout\n");
 }
 
 static int route_show(int argc, char **argv) {
@@ -517,8 +519,53 @@ static bool same_units(const pc_cluster_t *a, const pc_cluster_t *b) {
            memcmp(a->unit_addresses, b->unit_addresses, sizeof a->unit_addresses) == 0;
 }
 
+/* --xts-timeout S (1..PC_XTS_TIMEOUT_MAX_S) into *out; absent keeps *out. */
+static bool xts_timeout_arg(const cli_args_t *args, uint32_t *out) {
+    uint64_t v = *out;
+    if (!cli_get_u64(args, "xts-timeout", false, PC_XTS_TIMEOUT_MAX_S, &v)) return false;
+    if (cli_get(args, "xts-timeout") && v == 0) {
+        cli_usage_error("--xts-timeout must be 1..%u seconds", PC_XTS_TIMEOUT_MAX_S);
+        return false;
+    }
+    *out = (uint32_t)v;
+    return true;
+}
+
+/* paycell cluster set --gzone ADDRS --xts-timeout S: the global settings,
+ * as a new epoch of the map. */
+static int cluster_set(int argc, char **argv) {
+    static const char *const values[] = {"gzone", "cluster", "xts-timeout", NULL};
+    cli_args_t args;
+    route_ctx_t ctx;
+    if (!ctx_parse("cluster set", argc, argv, values, &args, &ctx)) return CLI_EXIT_ERROR;
+    if (args.positional_count != 0 || !cli_get(&args, "xts-timeout"))
+        return cli_usage_error("usage: paycell cluster set --gzone ADDRS --xts-timeout S"),
+               CLI_EXIT_ERROR;
+    pc_cluster_t map;
+    if (map_fetch(&ctx, &map) != PC_OK) return CLI_EXIT_ERROR;
+    if (map.epoch == 0) {
+        fprintf(stderr, "paycell: the cluster map is not initialised (paycell cluster init)\n");
+        return CLI_EXIT_RESULT;
+    }
+    pc_cluster_t want = map;
+    if (!xts_timeout_arg(&args, &want.xts_timeout_s)) return CLI_EXIT_ERROR;
+    if (want.xts_timeout_s == map.xts_timeout_s) {
+        map_print(&map, ctx.json);
+        return CLI_EXIT_OK;
+    }
+    want.epoch = map.epoch + 1;
+    uint32_t result = 0;
+    if (map_store(&ctx, &want, &result) != PC_OK) return CLI_EXIT_ERROR;
+    if (!cluster_ok(result)) {
+        fprintf(stderr, "paycell: the GZone refused the settings: %s\n", cluster_name(result));
+        return CLI_EXIT_RESULT;
+    }
+    map_print(&want, ctx.json);
+    return CLI_EXIT_OK;
+}
+
 static int cluster_init(int argc, char **argv) {
-    static const char *const values[] = {"gzone", "cluster", "units", NULL};
+    static const char *const values[] = {"gzone", "cluster", "units", "xts-timeout", NULL};
     cli_args_t args;
     route_ctx_t ctx;
     if (!ctx_parse("cluster init", argc, argv, values, &args, &ctx)) return CLI_EXIT_ERROR;
@@ -529,6 +576,7 @@ static int cluster_init(int argc, char **argv) {
                CLI_EXIT_ERROR;
     pc_cluster_t want;
     if (!units_parse(units, &want)) return CLI_EXIT_ERROR;
+    if (!xts_timeout_arg(&args, &want.xts_timeout_s)) return CLI_EXIT_ERROR;
     uint32_t check = pc_cluster_check(&want);
     if (check != PC_CLUSTER_RESULT_created)
         return cli_usage_error("cluster init: --units '%s': %s", units, cluster_name(check)),
@@ -571,7 +619,9 @@ static int cluster_init(int argc, char **argv) {
 
 int cli_cluster(int argc, char **argv) {
     if (argc >= 1 && strcmp(argv[0], "init") == 0) return cluster_init(argc - 1, argv + 1);
-    cli_usage_error("usage: paycell cluster init --gzone ADDRS --units \"A0,A1,A2;B0,B1,B2\"");
+    if (argc >= 1 && strcmp(argv[0], "set") == 0) return cluster_set(argc - 1, argv + 1);
+    cli_usage_error("usage: paycell cluster init --gzone ADDRS --units \"A0,A1,A2;B0,B1,B2\" "
+                    "[--xts-timeout S] | paycell cluster set --gzone ADDRS --xts-timeout S");
     return CLI_EXIT_ERROR;
 }
 

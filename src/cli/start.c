@@ -184,8 +184,11 @@ static int cluster_init(const start_plan_t *p) {
         used += (size_t)snprintf(units + used, sizeof units - used, "%s%s", u ? ";" : "",
                                  p->unit_addresses[u]);
     }
+    char timeout[16];
+    snprintf(timeout, sizeof timeout, "%u", p->xts_timeout_s);
     char *argv[] = {(char *)"paycell", (char *)"cluster", (char *)"init", (char *)"--gzone",
-                    (char *)p->gzone, (char *)"--units", units, NULL};
+                    (char *)p->gzone, (char *)"--units", units, (char *)"--xts-timeout", timeout,
+                    NULL};
     /* Replicas that just started elect a primary and recover first. */
     for (int attempt = 0; attempt < 100; attempt++) {
         if (run_self(argv, attempt < 99) == 0) return PC_OK;

@@ -305,7 +305,11 @@ static void make_copy(const gw_job_t *job, uint32_t i, void *out) {
 
 static void make_try(const gw_job_t *job, uint32_t i, void *out) {
     pc_transfer_t t = *transfer_at(job, i);
-    t.timeout = job->gw->options.xts_timeout_s;
+    /* The cluster's setting (GZone) wins over this gateway's flag, so every
+     * gateway tries with the same timeout: a retry through another gateway
+     * then matches the first try (`exists`). */
+    const pc_gateway_t *gw = job->gw;
+    t.timeout = gw->cluster.xts_timeout_s ? gw->cluster.xts_timeout_s : gw->options.xts_timeout_s;
     memcpy(out, &t, sizeof t);
 }
 

@@ -68,8 +68,7 @@ static bool unit_address_valid(const char slot[PC_UNIT_ADDRESSES_MAX]) {
 
 uint32_t pc_cluster_check(const pc_cluster_t *record) {
     PC_ASSERT(record != NULL);
-    if (record->reserved != 0 || !all_zero(record->reserved_2, sizeof record->reserved_2))
-        return C(reserved_field);
+    if (!all_zero(record->reserved_2, sizeof record->reserved_2)) return C(reserved_field);
     if (record->units_count == 0 || record->units_count > PC_UNITS_MAX)
         return C(units_count_invalid);
     for (uint32_t b = 0; b < PC_ROUTING_BUCKETS; b++)
@@ -79,6 +78,7 @@ uint32_t pc_cluster_check(const pc_cluster_t *record) {
     size_t rest_size = (PC_UNITS_MAX - record->units_count) * (size_t)PC_UNIT_ADDRESSES_MAX;
     if (!all_zero(record->unit_addresses[record->units_count], rest_size))
         return C(unit_address_invalid);
+    if (record->xts_timeout_s > PC_XTS_TIMEOUT_MAX_S) return C(setting_invalid);
     return C(created);
 }
 

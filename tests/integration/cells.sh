@@ -142,6 +142,22 @@ expect_exit 0 "$PAYCELL" route show --gzone "$PAYCELL_GZONE" --json
 expect_in "$OUT" '"epoch":"2"'
 expect_in "$(transfer 501 1 2 1)" '"created"'
 
+step "a global setting in the GZone: the XTS timeout, seen by every gateway"
+expect_exit 0 "$PAYCELL" route show --gzone "$PAYCELL_GZONE" --json
+expect_in "$OUT" '"xts_timeout_s":3'
+expect_exit 0 "$PAYCELL" cluster set --gzone "$PAYCELL_GZONE" --xts-timeout 7 --json
+expect_in "$OUT" '"epoch":"3"'
+expect_in "$OUT" '"xts_timeout_s":7'
+expect_exit 2 "$PAYCELL" cluster set --gzone "$PAYCELL_GZONE" --xts-timeout 0
+for _ in $(seq 50); do
+    case "$(curl -s "$H/v1/cluster")" in *'"epoch":"3"'*) break ;; esac
+    sleep 0.1
+done
+expect_in "$(curl -s "$H/v1/cluster")" '"epoch":"3"'
+expect_in "$(transfer 502 1 60 1)" '"created"'
+expect_exit 0 "$PAYCELL" lookup transfer 502 --addresses "$G"
+expect_in "$OUT" "timeout 7s"
+
 step "final audit"
 sleep 1
 expect_exit 0 "$PAYCELL" audit balances --gzone "$PAYCELL_GZONE"

@@ -41,14 +41,26 @@ static void test_valid_maps(void) {
 static void test_reserved_fields(void) {
     pc_cluster_t c;
     map_init(&c, 1, 2);
-    c.reserved = 1;
-    ASSERT_EQ(pc_cluster_check(&c), R(reserved_field));
-    map_init(&c, 1, 2);
     c.reserved_2[11] = 1;
     ASSERT_EQ(pc_cluster_check(&c), R(reserved_field));
     /* First failure wins: reserved before units_count. */
     c.units_count = 0;
     ASSERT_EQ(pc_cluster_check(&c), R(reserved_field));
+}
+
+/* The global settings: the XTS timeout is 0 (each gateway's own) or
+ * 1..PC_XTS_TIMEOUT_MAX_S, checked last. */
+static void test_settings(void) {
+    pc_cluster_t c;
+    map_init(&c, 1, 2);
+    c.xts_timeout_s = 7;
+    ASSERT_EQ(pc_cluster_check(&c), R(created));
+    c.xts_timeout_s = PC_XTS_TIMEOUT_MAX_S;
+    ASSERT_EQ(pc_cluster_check(&c), R(created));
+    c.xts_timeout_s = PC_XTS_TIMEOUT_MAX_S + 1;
+    ASSERT_EQ(pc_cluster_check(&c), R(setting_invalid));
+    c.units_count = 0;
+    ASSERT_EQ(pc_cluster_check(&c), R(units_count_invalid));
 }
 
 static void test_units_count(void) {
@@ -160,6 +172,7 @@ static void test_get_and_state_verify(void) {
 #define TESTS(X)                                                                     \
     X(test_valid_maps)                                                               \
     X(test_reserved_fields)                                                          \
+    X(test_settings)                                                                 \
     X(test_units_count)                                                              \
     X(test_bucket_unit)                                                              \
     X(test_unit_addresses)                                                           \
