@@ -34,9 +34,12 @@ static const pc_client_options_t unit_session_options = {
 
 /* ---- unit sessions ---- */
 
-static void unit_close(gw_unit_t *u) {
+static void unit_close(pc_gateway_t *gw, gw_unit_t *u) {
     for (uint32_t i = 0; i < GW_SESSIONS_PER_UNIT; i++) {
-        if (u->sessions[i]) pc_client_close(u->sessions[i]);
+        if (u->sessions[i]) {
+            pc_client_close(u->sessions[i]);
+            gw->sessions_closed++;
+        }
         u->sessions[i] = NULL;
     }
     u->addresses[0] = '\0';
@@ -50,7 +53,7 @@ static int unit_ensure(pc_gateway_t *gw, uint32_t unit) {
     gw_unit_t *u = &gw->units[unit];
     const char *want = gw->cluster.unit_addresses[unit];
     if (u->sessions[0] && strcmp(u->addresses, want) == 0) return PC_OK;
-    unit_close(u);
+    unit_close(gw, u);
     if (want[0] == '\0') return PC_ECONNREFUSED;
     uint64_t now = pc_time_monotonic_ns();
     if (u->open_failed_ns != 0 && now - u->open_failed_ns < 200ull * 1000 * 1000) {
@@ -61,7 +64,7 @@ static int unit_ensure(pc_gateway_t *gw, uint32_t unit) {
     for (uint32_t i = 0; i < GW_SESSIONS_PER_UNIT; i++) {
         int rc = pc_client_open(want, &options, &u->sessions[i]);
         if (rc != PC_OK) {
-            unit_close(u);
+            unit_close(gw, u);
             u->open_failed_ns = now;
             if (!gw->quiet) pc_log("gateway", "warn", "unit %u (%s): %s", unit, want, pc_strerror(rc));
             return rc;
@@ -310,6 +313,7 @@ typedef struct poll_set {
     uint32_t count;
     uint32_t http_first, http_count;
     int timeout_ms;
+    uint64_t sessions_closed; /* gw->sessions_closed when the set was built */
 } poll_set_t;
 
 enum { KIND_LISTEN = 1, KIND_CONN, KIND_SESSION };
@@ -333,6 +337,7 @@ static void poll_session(poll_set_t *p, pc_client_t *session) {
 static void poll_build(pc_gateway_t *gw, poll_set_t *p) {
     p->count = 0;
     p->timeout_ms = 100;
+    p->sessions_closed = gw->sessions_closed;
     if (gw->binary_fd >= 0) poll_add(p, gw->binary_fd, POLLIN, KIND_LISTEN, NULL);
     for (uint32_t i = 0; i < GW_CONNS_MAX; i++) {
         gw_conn_t *c = &gw->conns[i];
@@ -360,24 +365,16 @@ static void poll_build(pc_gateway_t *gw, poll_set_t *p) {
     }
 }
 
-static bool session_alive(const pc_gateway_t *gw, const pc_client_t *session) {
-    if (session == gw->gzone) return true;
-    for (uint32_t u = 0; u < PC_UNITS_MAX; u++) {
-        for (uint32_t i = 0; i < GW_SESSIONS_PER_UNIT; i++) {
-            if (gw->units[u].sessions[i] == session) return true;
-        }
-    }
-    return false;
-}
-
 static void poll_dispatch(pc_gateway_t *gw, poll_set_t *p) {
     for (uint32_t i = 0; i < p->http_first; i++) {
         short re = p->fds[i].revents;
         if (p->kinds[i] == KIND_SESSION) {
             /* Every session is driven each turn: timers (backoff, timeouts)
              * advance even without readiness. A callback earlier in this
-             * turn may have replaced a unit's sessions (new addresses). */
-            if (session_alive(gw, p->owners[i])) pc_client_poll(p->owners[i], 0);
+             * turn may have replaced a unit's sessions (new addresses):
+             * then the set's pointers may be stale, and the next turn
+             * drives the new ones. */
+            if (gw->sessions_closed == p->sessions_closed) pc_client_poll(p->owners[i], 0);
             continue;
         }
         if (re == 0) continue;
@@ -476,7 +473,7 @@ static void gateway_deinit(pc_gateway_t *gw) {
         pc_reader_deinit(&gw->conns[i].reader);
         pc_writer_deinit(&gw->conns[i].writer);
     }
-    for (uint32_t u = 0; u < PC_UNITS_MAX; u++) unit_close(&gw->units[u]);
+    for (uint32_t u = 0; u < PC_UNITS_MAX; u++) unit_close(gw, &gw->units[u]);
     if (gw->gzone) pc_client_close(gw->gzone);
     gw_jobs_deinit(gw);
     free(gw->conns);

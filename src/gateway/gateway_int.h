@@ -70,6 +70,7 @@ struct pc_gateway {
     bool refresh_inflight;
     bool refresh_wanted;
     uint64_t refresh_last_ns;
+    uint64_t sessions_closed; /* bumped whenever unit sessions are closed */
 
     gw_job_t *jobs_free;
     uint32_t jobs_inflight;

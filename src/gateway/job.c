@@ -85,6 +85,8 @@ struct gw_job {
     uint32_t *step;      /* the current step's result per event */
     uint32_t *payee;     /* the payee try's result per event */
     uint8_t *xs;         /* enum xs */
+    uint32_t *idx;       /* scratch: the events a phase selected */
+    uint32_t *sub;       /* scratch: those of them bound for one unit */
     uint8_t *unit_dr;    /* unit of the debit side (or of the account) */
     uint8_t *unit_cr;
     uint32_t parts;      /* sub-requests in flight */
@@ -130,6 +132,8 @@ static void job_free(gw_job_t *job) {
     free(job->step);
     free(job->payee);
     free(job->xs);
+    free(job->idx);
+    free(job->sub);
     free(job->unit_dr);
     free(job->unit_cr);
     free(job->out);
@@ -281,11 +285,8 @@ static void send_by_unit(gw_job_t *job, const uint32_t *idx, uint32_t n, const u
                          uint32_t step, pc_operation_t op, make_event_t make) {
     pc_gateway_t *gw = job->gw;
     uint32_t size = pc_operation_event_size(op);
-    uint32_t *sub = malloc((size_t)PC_MAX(n, 1u) * sizeof(uint32_t));
-    if (sub == NULL) {
-        if (job->status == PC_OK) job->status = PC_ENOMEM;
-        return;
-    }
+    uint32_t *sub = job->sub;
+    PC_ASSERT(idx != sub && n <= job->count);
     for (uint32_t u = 0; u < gw->cluster.units_count; u++) {
         uint32_t m = 0;
         for (uint32_t k = 0; k < n; k++) {
@@ -296,7 +297,6 @@ static void send_by_unit(gw_job_t *job, const uint32_t *idx, uint32_t n, const u
         }
         if (m > 0) part_send(job, u, step, op, gw->scratch, sub, m);
     }
-    free(sub);
 }
 
 static void make_copy(const gw_job_t *job, uint32_t i, void *out) {
@@ -442,13 +442,18 @@ static bool pred_resolved(const gw_job_t *job, uint32_t i) {
 
 /* ---- phases ---- */
 
+/* One step for the events pred selects, each sent to unit[event]; with
+ * await, their step results are cleared first to tell "no answer" apart. */
+static uint32_t step_send(gw_job_t *job, pred_t pred, const uint8_t *unit, uint32_t step,
+                          pc_operation_t op, make_event_t make, bool await) {
+    uint32_t n = select_events(job, pred, job->idx);
+    for (uint32_t k = 0; await && k < n; k++) job->step[job->idx[k]] = RESULT_OPEN;
+    send_by_unit(job, job->idx, n, unit, step, op, make);
+    return n;
+}
+
 static void phase_a(gw_job_t *job) {
     job->phase = PHASE_A;
-    uint32_t *idx = malloc((size_t)job->count * sizeof(uint32_t));
-    if (idx == NULL) {
-        job->status = PC_ENOMEM;
-        return;
-    }
     if (job->op == PC_OP_create_transfers) {
         for (uint32_t i = 0; i < job->count; i++) {
             if (job->results[i] != RESULT_OPEN || !is_cross(job, i)) continue;
@@ -457,16 +462,11 @@ static void phase_a(gw_job_t *job) {
         }
     }
     chains_check(job);
-    pc_operation_t op = job->op;
-    uint32_t n = select_events(job, pred_open_local, idx);
-    send_by_unit(job, idx, n, job->unit_dr, STEP_LOCAL, op, make_copy);
-    if (op == PC_OP_create_transfers) {
-        n = select_events(job, pred_open_cross, idx);
-        for (uint32_t k = 0; k < n; k++) job->step[idx[k]] = RESULT_OPEN;
-        job->gw->metrics.xts_started += n;
-        send_by_unit(job, idx, n, job->unit_dr, STEP_TRY_PAYER, PC_OP_xts_try, make_try);
+    step_send(job, pred_open_local, job->unit_dr, STEP_LOCAL, job->op, make_copy, false);
+    if (job->op == PC_OP_create_transfers) {
+        job->gw->metrics.xts_started += step_send(job, pred_open_cross, job->unit_dr,
+                                                  STEP_TRY_PAYER, PC_OP_xts_try, make_try, true);
     }
-    free(idx);
 }
 
 static void attempt_start(gw_job_t *job) {
@@ -476,18 +476,12 @@ static void attempt_start(gw_job_t *job) {
     }
     job->phase = PHASE_FIND;
     if (job->op == PC_OP_create_transfers && job->gw->cluster.units_count > 1) {
-        uint32_t *idx = malloc((size_t)job->count * sizeof(uint32_t));
-        if (idx == NULL) {
-            job->status = PC_ENOMEM;
-            phase_done(job);
-            return;
-        }
+        uint32_t *idx = job->idx;
         uint32_t n = select_events(job, pred_find, idx);
         for (uint32_t u = 0; n > 0 && u < job->gw->cluster.units_count; u++) {
             for (uint32_t k = 0; k < n; k++) make_pending_id(job, idx[k], job->gw->scratch + k * 16u);
             part_send(job, u, STEP_FIND_PENDING, PC_OP_lookup_transfers, job->gw->scratch, idx, n);
         }
-        free(idx);
     }
     if (job->parts == 0) phase_done(job);
 }
@@ -528,15 +522,7 @@ static void after_a(gw_job_t *job) {
 
 static void phase_b(gw_job_t *job) {
     job->phase = PHASE_B;
-    uint32_t *idx = malloc((size_t)job->count * sizeof(uint32_t));
-    if (idx == NULL) {
-        job->status = PC_ENOMEM;
-        return;
-    }
-    uint32_t n = select_events(job, pred_payer_ok, idx);
-    for (uint32_t k = 0; k < n; k++) job->step[idx[k]] = RESULT_OPEN;
-    send_by_unit(job, idx, n, job->unit_cr, STEP_TRY_PAYEE, PC_OP_xts_try, make_try);
-    free(idx);
+    step_send(job, pred_payer_ok, job->unit_cr, STEP_TRY_PAYEE, PC_OP_xts_try, make_try, true);
 }
 
 static void after_b(gw_job_t *job) {
@@ -557,15 +543,8 @@ static void after_b(gw_job_t *job) {
 
 static void phase_c(gw_job_t *job) {
     job->phase = PHASE_C;
-    uint32_t *idx = malloc((size_t)job->count * sizeof(uint32_t));
-    if (idx == NULL) {
-        job->status = PC_ENOMEM;
-        return;
-    }
-    uint32_t n = select_events(job, pred_deciding, idx);
-    for (uint32_t k = 0; k < n; k++) job->step[idx[k]] = RESULT_OPEN;
-    send_by_unit(job, idx, n, job->unit_dr, STEP_DECIDE, PC_OP_xts_resolve, make_resolve);
-    free(idx);
+    step_send(job, pred_deciding, job->unit_dr, STEP_DECIDE, PC_OP_xts_resolve, make_resolve,
+              true);
 }
 
 static void after_c(gw_job_t *job) {
@@ -619,11 +598,28 @@ static void reply_build_creates(gw_job_t *job) {
     }
 }
 
-static int id_compare(const void *a, const void *b) {
-    pc_u128 x, y;
-    memcpy(&x, a, sizeof x);
-    memcpy(&y, b, sizeof y);
-    return x < y ? -1 : x > y;
+/* A gathered record's id and position, sorted by id so each requested id is
+ * found by binary search. */
+typedef struct found {
+    pc_u128 id;
+    uint32_t k;
+} found_t;
+
+static int found_compare(const void *a, const void *b) {
+    const found_t *x = a, *y = b;
+    if (x->id != y->id) return x->id < y->id ? -1 : 1;
+    return x->k < y->k ? -1 : x->k > y->k;
+}
+
+/* The first entry with id in sorted[0..n), or n. */
+static uint32_t found_first(const found_t *sorted, uint32_t n, pc_u128 id) {
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (sorted[mid].id < id) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
 }
 
 /* Lookups: the gathered records in the order of the request's ids, one per
@@ -638,18 +634,26 @@ static void reply_build_lookups(gw_job_t *job) {
         return;
     }
     job->reply = malloc((size_t)PC_MAX(job->count, 1u) * record);
-    if (job->reply == NULL) {
+    found_t *sorted = malloc((size_t)PC_MAX(job->out_count, 1u) * sizeof(found_t));
+    if (job->reply == NULL || sorted == NULL) {
+        free(sorted);
         job->status = PC_ENOMEM;
         return;
     }
+    for (uint32_t k = 0; k < job->out_count; k++) {
+        sorted[k].k = k;
+        memcpy(&sorted[k].id, job->out + (size_t)k * record, sizeof(pc_u128));
+    }
+    qsort(sorted, job->out_count, sizeof *sorted, found_compare);
     uint32_t n = 0;
     for (uint32_t i = 0; i < job->count; i++) {
         pc_u128 id;
         memcpy(&id, job->events + (size_t)i * sizeof id, sizeof id);
         const uint8_t *best = NULL;
-        for (uint32_t k = 0; k < job->out_count; k++) {
+        for (uint32_t f = found_first(sorted, job->out_count, id);
+             f < job->out_count && sorted[f].id == id; f++) {
+            uint32_t k = sorted[f].k;
             const uint8_t *rec = job->out + (size_t)k * record;
-            if (id_compare(rec, &id) != 0) continue;
             if (best == NULL) best = rec;
             if (job->op == PC_OP_lookup_transfers &&
                 gw_unit_of(job->gw, ((const pc_transfer_t *)(const void *)rec)->debit_account_id) ==
@@ -659,6 +663,7 @@ static void reply_build_lookups(gw_job_t *job) {
         }
         if (best) memcpy(job->reply + (size_t)n++ * record, best, record);
     }
+    free(sorted);
     job->reply_size = n * record;
 }
 
@@ -684,12 +689,8 @@ static void reply_queue(gw_job_t *job) {
 
 static void phase_d(gw_job_t *job) {
     job->phase = PHASE_D;
-    uint32_t *idx = malloc((size_t)job->count * sizeof(uint32_t));
-    if (idx == NULL) return;
-    uint32_t n = select_events(job, pred_decided, idx);
-    for (uint32_t k = 0; k < n; k++) job->step[idx[k]] = RESULT_OPEN;
-    send_by_unit(job, idx, n, job->unit_cr, STEP_RESOLVE, PC_OP_xts_resolve, make_resolve);
-    free(idx);
+    step_send(job, pred_decided, job->unit_cr, STEP_RESOLVE, PC_OP_xts_resolve, make_resolve,
+              true);
 }
 
 static void after_d(gw_job_t *job) {
@@ -716,21 +717,13 @@ static void after_d(gw_job_t *job) {
 
 static void phase_e(gw_job_t *job) {
     job->phase = PHASE_E;
-    uint32_t *idx = malloc((size_t)job->count * sizeof(uint32_t));
-    if (idx == NULL) return;
-    uint32_t n = select_events(job, pred_resolved, idx);
-    send_by_unit(job, idx, n, job->unit_dr, STEP_FINISH, PC_OP_xts_finish, make_id);
-    free(idx);
+    step_send(job, pred_resolved, job->unit_dr, STEP_FINISH, PC_OP_xts_finish, make_id, false);
 }
 
 static void phase_lookup(gw_job_t *job) {
     job->phase = PHASE_A;
     pc_gateway_t *gw = job->gw;
-    uint32_t *idx = malloc((size_t)job->count * sizeof(uint32_t));
-    if (idx == NULL) {
-        job->status = PC_ENOMEM;
-        return;
-    }
+    uint32_t *idx = job->idx;
     for (uint32_t i = 0; i < job->count; i++) idx[i] = i;
     if (job->op == PC_OP_lookup_transfers) {
         /* A transfer id says nothing about its unit: ask every unit. */
@@ -750,7 +743,6 @@ static void phase_lookup(gw_job_t *job) {
         }
         send_by_unit(job, idx, job->count, job->unit_dr, STEP_LOOKUP, job->op, make_copy);
     }
-    free(idx);
 }
 
 /* Runs when a phase's last sub-request completed (or none was sent). */
@@ -1117,8 +1109,10 @@ static int job_alloc(gw_job_t *job) {
     job->xs = calloc(n, 1);
     job->unit_dr = calloc(n, 1);
     job->unit_cr = calloc(n, 1);
+    job->idx = malloc((size_t)n * sizeof(uint32_t));
+    job->sub = malloc((size_t)n * sizeof(uint32_t));
     if (!job->events || !job->results || !job->step || !job->payee || !job->xs ||
-        !job->unit_dr || !job->unit_cr) {
+        !job->unit_dr || !job->unit_cr || !job->idx || !job->sub) {
         return PC_ENOMEM;
     }
     if (job->op != PC_OP_create_accounts && job->op != PC_OP_create_transfers &&
