@@ -7,13 +7,11 @@
  * across the units.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../bench/bench.h"
@@ -103,26 +101,6 @@ typedef struct demo_cluster {
     int unit0_pids[3];
 } demo_cluster_t;
 
-/* Runs this binary with argv; output to log (NULL: inherit). Exit status or -1. */
-static int demo_run(char *const argv[], const char *log) {
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        if (log) {
-            int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-            if (fd >= 0) {
-                dup2(fd, 1);
-                dup2(fd, 2);
-            }
-        }
-        execv("/proc/self/exe", argv);
-        _exit(127);
-    }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 static bool env_value(const char *path, const char *key, char *out, size_t cap) {
     FILE *f = fopen(path, "r");
     char line[512];
@@ -156,7 +134,7 @@ static int demo_cluster_start(demo_cluster_t *c) {
                         (char *)"--units", units, (char *)"--replicas", (char *)"3",
                         (char *)"--port", port, (char *)"--accounts-max", (char *)"200000",
                         (char *)"--transfers-max", (char *)"8000000", NULL};
-        rc = demo_run(argv, log);
+        rc = cli_run_self(argv, log);
     }
     if (rc != 0) return PC_EIO;
     snprintf(path, sizeof path, "%s/cluster.env", c->data);
@@ -193,29 +171,12 @@ typedef struct demo_medic {
 } demo_medic_t;
 
 static void demo_restart(demo_cluster_t *c, int r) {
-    char data[160], log[160], pids[160];
-    snprintf(data, sizeof data, "%s/unit0-r%d", c->data, r);
-    snprintf(log, sizeof log, "%s/logs/unit0-r%d.log", c->data, r);
-    snprintf(pids, sizeof pids, "%s/pids", c->data);
-    pid_t pid = fork();
-    if (pid < 0) return;
-    if (pid == 0) {
-        setsid();
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        char *argv[] = {(char *)"paycell", (char *)"replica", (char *)"--data", data,
-                        (char *)"--addresses", c->unit0, (char *)"--gzone", c->gzone, NULL};
-        execv("/proc/self/exe", argv);
-        _exit(127);
-    }
-    FILE *f = fopen(pids, "a");
-    if (f) {
-        fprintf(f, "%d unit0-r%d\n", (int)pid, r);
-        fclose(f);
-    }
+    char name[32], data[160];
+    snprintf(name, sizeof name, "unit0-r%d", r);
+    snprintf(data, sizeof data, "%s/%s", c->data, name);
+    char *argv[] = {(char *)"paycell", (char *)"replica", (char *)"--data", data,
+                    (char *)"--addresses", c->unit0, (char *)"--gzone", c->gzone, NULL};
+    cli_cluster_spawn(c->data, name, argv, NULL);
 }
 
 static void *demo_medic_main(void *arg) {
@@ -259,7 +220,7 @@ static void demo_cluster_stop(demo_cluster_t *c) {
     char *argv[] = {(char *)"paycell", (char *)"stop", (char *)"--data", c->data, NULL};
     char log[128], cmd[160];
     snprintf(log, sizeof log, "%s/start.log", c->dir);
-    demo_run(argv, log);
+    cli_run_self(argv, log);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", c->dir);
     if (system(cmd) != 0) fprintf(stderr, "paycell: demo: could not remove %s\n", c->dir);
 }
@@ -361,7 +322,7 @@ int cli_demo(int argc, char **argv) {
                      cluster.gzone, o.json ? (char *)"--json" : NULL, NULL};
     if (!o.json) printf("\npaycell audit balances (every unit, through the GZone's map):\n");
     fflush(stdout);
-    int audit_status = demo_run(audit, NULL);
+    int audit_status = cli_run_self(audit, NULL);
     int status = report->audit_equal && report->transfers_failed == 0 && audit_status == 0
                      ? CLI_EXIT_OK
                      : CLI_EXIT_RESULT;

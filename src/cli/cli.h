@@ -8,6 +8,7 @@
 #define PC_CLI_H
 
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "../base/base.h"
 
@@ -49,6 +50,14 @@ void cli_usage_error(const char *fmt, ...);
 void cli_print_account(FILE *out, const pc_account_t *a, bool json);
 void cli_print_transfer(FILE *out, const pc_transfer_t *t, bool json);
 void cli_print_result(FILE *out, const char *kind, pc_u128 id, const char *result, bool json);
+
+/* Processes of a local cluster (start.c). cli_run_self runs this binary
+ * with argv and waits: its exit status, or -1; output NULL inherits stdout
+ * and stderr, else they are appended to that file. cli_cluster_spawn starts
+ * this binary as a daemon of the cluster in dir: log dir/logs/NAME.log, pid
+ * appended to dir/pids (so `paycell stop` stops it). Errors: PC_EIO. */
+int cli_run_self(char *const argv[], const char *output);
+int cli_cluster_spawn(const char *dir, const char *name, char *const argv[], pid_t *pid_out);
 
 /* Subcommands. Each returns the process exit status. */
 int cli_format(int argc, char **argv);

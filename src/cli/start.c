@@ -78,12 +78,10 @@ static int format_one(const start_plan_t *p, const char *path, uint32_t unit, ui
     return rc;
 }
 
-/* Forks a daemon running this binary with argv, logging to DIR/logs/NAME.log,
- * and records its pid. */
-static int spawn(const start_plan_t *p, const char *name, char *const argv[], pid_t *pid_out) {
+int cli_cluster_spawn(const char *dir, const char *name, char *const argv[], pid_t *pid_out) {
     char log[START_PATH_MAX + 64], pids[START_PATH_MAX + 16];
-    snprintf(log, sizeof log, "%s/logs/%s.log", p->dir, name);
-    snprintf(pids, sizeof pids, "%s/pids", p->dir);
+    snprintf(log, sizeof log, "%s/logs/%s.log", dir, name);
+    snprintf(pids, sizeof pids, "%s/pids", dir);
     pid_t pid = fork();
     if (pid < 0) return PC_EIO;
     if (pid == 0) {
@@ -151,22 +149,22 @@ static int start_unit(const start_plan_t *p, const char *name, uint32_t unit,
             argv[n++] = (char *)p->gzone;
         }
         argv[n] = NULL;
-        rc = spawn(p, proc, argv, NULL);
+        rc = cli_cluster_spawn(p->dir, proc, argv, NULL);
         if (rc != PC_OK) return rc;
     }
     return PC_OK;
 }
 
 /* Runs `paycell ARGS` and waits; returns its exit status. */
-static int run_self(char *const argv[], bool quiet) {
+int cli_run_self(char *const argv[], const char *output) {
     pid_t pid = fork();
     if (pid < 0) return -1;
     if (pid == 0) {
-        if (quiet) {
-            int null = open("/dev/null", O_WRONLY);
-            if (null >= 0) {
-                dup2(null, 1);
-                dup2(null, 2);
+        if (output) {
+            int fd = open(output, O_WRONLY | O_CREAT | O_APPEND, 0644);
+            if (fd >= 0) {
+                dup2(fd, 1);
+                dup2(fd, 2);
             }
         }
         execv("/proc/self/exe", argv);
@@ -191,7 +189,7 @@ static int cluster_init(const start_plan_t *p) {
                     NULL};
     /* Replicas that just started elect a primary and recover first. */
     for (int attempt = 0; attempt < 100; attempt++) {
-        if (run_self(argv, attempt < 99) == 0) return PC_OK;
+        if (cli_run_self(argv, attempt < 99 ? "/dev/null" : NULL) == 0) return PC_OK;
         usleep(200 * 1000);
     }
     return PC_ETIMEDOUT;
@@ -284,7 +282,7 @@ static int start_all(start_plan_t *p) {
                     (char *)"--xts-timeout", timeout, (char *)"--rate-limit", rate,
                     (char *)"--hot-key-rate", hot, NULL};
     pid_t pid = 0;
-    rc = spawn(p, "gateway", argv, &pid);
+    rc = cli_cluster_spawn(p->dir, "gateway", argv, &pid);
     if (rc == PC_OK) rc = gateway_wait(p, pid);
     if (rc == PC_OK) rc = env_write(p);
     return rc;
