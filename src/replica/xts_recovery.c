@@ -165,6 +165,15 @@ static void *recovery_main(void *arg) {
     return NULL;
 }
 
+static void recovery_free(pc_xts_recovery_t *x) {
+    free(x->records);
+    free(x->batch);
+    free(x->ids);
+    free(x->results);
+    free(x->index);
+    free(x);
+}
+
 int pc_xts_recovery_start(const char *gzone, const char *own, uint64_t cluster,
                           pc_xts_recovery_t **out) {
     *out = NULL;
@@ -181,12 +190,7 @@ int pc_xts_recovery_start(const char *gzone, const char *own, uint64_t cluster,
     x->index = malloc(PC_BATCH_EVENTS_MAX * sizeof(uint32_t));
     if (!x->records || !x->batch || !x->ids || !x->results || !x->index ||
         pthread_create(&x->thread, NULL, recovery_main, x) != 0) {
-        free(x->records);
-        free(x->batch);
-        free(x->ids);
-        free(x->results);
-        free(x->index);
-        free(x);
+        recovery_free(x);
         return PC_ENOMEM;
     }
     *out = x;
@@ -200,10 +204,5 @@ void pc_xts_recovery_stop(pc_xts_recovery_t *x) {
     client_drop(&x->self);
     client_drop(&x->gz);
     for (uint32_t u = 0; u < PC_UNITS_MAX; u++) client_drop(&x->units[u]);
-    free(x->records);
-    free(x->batch);
-    free(x->ids);
-    free(x->results);
-    free(x->index);
-    free(x);
+    recovery_free(x);
 }
