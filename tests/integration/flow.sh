@@ -10,7 +10,6 @@
 source "$(dirname "$0")/lib.sh"
 PORT=$(free_port)
 D=$TMP/cluster
-stop_cluster() { "$PAYCELL" stop --data "$D" >/dev/null 2>&1; cleanup; }
 trap stop_cluster EXIT
 
 step "paycell start: GZone + 2 units x 1 replica + gateway"

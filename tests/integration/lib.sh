@@ -50,3 +50,21 @@ expect_exit() {
 
 # expect_in TEXT NEEDLE
 expect_in() { case "$1" in *"$2"*) ;; *) fail "expected '$2' in: $1" ;; esac; }
+
+# stop_cluster: the EXIT trap of a script that ran `paycell start --data $D`.
+# Stops the cluster, and fails the script on a sanitizer report in any of
+# its processes' logs (they log to files, not to the script's output, so
+# under the ASan binary this is where a memory error would show).
+stop_cluster() {
+    local status=$?
+    "$PAYCELL" stop --data "$D" >/dev/null 2>&1
+    if cat "$D"/logs/*.log "$TMP"/*.log 2>/dev/null |
+        grep -q -E "AddressSanitizer|runtime error:|LeakSanitizer"; then
+        grep -h -E -A25 "AddressSanitizer|runtime error:|LeakSanitizer" "$D"/logs/*.log \
+            "$TMP"/*.log 2>/dev/null | head -60
+        echo "FAIL: a sanitizer report in a cluster process's log"
+        status=1
+    fi
+    cleanup
+    exit $status
+}
