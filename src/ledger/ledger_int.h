@@ -356,6 +356,10 @@ void pc__chain_rollback(pc_ledger_t *ledger);
 uint32_t pc__account_create(pc_ledger_t *ledger, const pc_account_t *account, uint64_t timestamp);
 uint32_t pc__transfer_create(pc_ledger_t *ledger, const pc_transfer_t *transfer,
                              uint64_t timestamp);
+/* A post, void or xts resolve against its pending record: each of debit,
+ * credit, ledger and code is zero or equal (the first that differs is the
+ * result, else created). */
+uint32_t pc__pending_fields_compare(const pc_transfer_t *t, const pc_transfer_t *p);
 /* True for results that depend on state and leave a tombstone. */
 bool pc__transfer_result_transient(uint32_t result);
 /* Shared with xts.c: a retry's comparison, the overflow and limit checks. */

@@ -263,11 +263,7 @@ static uint32_t transfer_single(pc_ledger_t *ledger, const pc_transfer_t *t, uin
     return R(created);
 }
 
-/* Compares a post or void with its pending transfer; *amount receives what
- * the post moves (the whole pending amount for a void). */
-static uint32_t pending_compare(const pc_transfer_t *t, const pc_transfer_t *p, pc_u128 *amount) {
-    PC_ASSERT(p->flags & PC_TRANSFER_pending);
-    PC_ASSERT(p->id == t->pending_id);
+uint32_t pc__pending_fields_compare(const pc_transfer_t *t, const pc_transfer_t *p) {
     if (t->debit_account_id != 0 && t->debit_account_id != p->debit_account_id) {
         return R(pending_transfer_has_different_debit_account_id);
     }
@@ -276,6 +272,16 @@ static uint32_t pending_compare(const pc_transfer_t *t, const pc_transfer_t *p, 
     }
     if (t->ledger != 0 && t->ledger != p->ledger) return R(pending_transfer_has_different_ledger);
     if (t->code != 0 && t->code != p->code) return R(pending_transfer_has_different_code);
+    return R(created);
+}
+
+/* Compares a post or void with its pending transfer; *amount receives what
+ * the post moves (the whole pending amount for a void). */
+static uint32_t pending_compare(const pc_transfer_t *t, const pc_transfer_t *p, pc_u128 *amount) {
+    PC_ASSERT(p->flags & PC_TRANSFER_pending);
+    PC_ASSERT(p->id == t->pending_id);
+    uint32_t result = pc__pending_fields_compare(t, p);
+    if (result != R(created)) return result;
     if (t->flags & FLAG_POST) {
         *amount = t->amount != 0 ? t->amount : p->amount;
         if (*amount > p->amount) return R(exceeds_pending_transfer_amount);

@@ -312,14 +312,8 @@ static uint32_t resolve_validate(const pc_transfer_t *t) {
 static uint32_t resolve_compare(const pc_transfer_t *t, const pc_transfer_t *leg) {
     PC_ASSERT(t->id == leg->id);
     PC_ASSERT(pc__is_xts(leg));
-    if (t->debit_account_id != 0 && t->debit_account_id != leg->debit_account_id) {
-        return R(pending_transfer_has_different_debit_account_id);
-    }
-    if (t->credit_account_id != 0 && t->credit_account_id != leg->credit_account_id) {
-        return R(pending_transfer_has_different_credit_account_id);
-    }
-    if (t->ledger != 0 && t->ledger != leg->ledger) return R(pending_transfer_has_different_ledger);
-    if (t->code != 0 && t->code != leg->code) return R(pending_transfer_has_different_code);
+    uint32_t result = pc__pending_fields_compare(t, leg);
+    if (result != R(created)) return result;
     if (t->amount != 0 && t->amount != leg->amount) {
         return R(pending_transfer_has_different_amount);
     }
