@@ -748,7 +748,8 @@ static void bad_reply(conn_t *c) {
     respond_error(c, 502, "bad_reply", "the gateway's reply does not fit the request", NULL);
 }
 
-static uint32_t r_last(const uint8_t *reply) {
+/* The result code of a create reply's first entry. */
+static uint32_t first_result(const uint8_t *reply) {
     pc_create_result_t r;
     memcpy(&r, reply, sizeof r);
     return r.result;
@@ -801,12 +802,10 @@ static void reply_results(conn_t *c, pc_operation_t operation, const uint8_t *re
      * so (422, the result's name as the error code) and the body carries
      * both the error and the usual results. A batch always answers 200:
      * its events succeed or fail one by one. */
-    bool exists = results == 1 && ((operation == PC_OP_create_accounts &&
-                                    r_last(reply) == PC_ACCOUNT_RESULT_exists) ||
-                                   (operation == PC_OP_create_transfers &&
-                                    r_last(reply) == PC_TRANSFER_RESULT_exists));
-    if (c->single && c->ids_count == 1 && results == 1 && !exists) {
-        uint32_t code = r_last(reply);
+    uint32_t code = results == 1 ? first_result(reply) : 0;
+    uint32_t exists = operation == PC_OP_create_accounts ? PC_ACCOUNT_RESULT_exists
+                                                         : PC_TRANSFER_RESULT_exists;
+    if (c->single && c->ids_count == 1 && results == 1 && code != exists) {
         const char *name = operation == PC_OP_create_accounts ? pc_account_result_name(code)
                                                               : pc_transfer_result_name(code);
         char *wrapped = malloc(len + 512);
