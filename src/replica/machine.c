@@ -28,7 +28,6 @@ static void flush_slots(replica_t *r) {
     uint64_t first;
     uint32_t n = pc_ledger_slots(r->ledger, &slots, &first);
     if (n == 0) return;
-    if (r->vsr) pc__unit_sync_yield(r, first);
     PC_ASSERT(first == pc_storage_slots_count(r->storage));
     /* The checksum field of a slot is storage-owned (ledger.h), so storage
      * fills it in place in the ledger's buffer. */

@@ -172,10 +172,6 @@ void pc__unit_on_frame(replica_t *r, uint32_t ci, const pc_header_t *h, const vo
 bool pc__unit_can_take_frames(const replica_t *r);
 /* A client request reaching a replica that is not a normal primary:
  * returns the error to answer (PC_ENOT_PRIMARY / PC_ENOTREADY) or PC_OK. */
-/* A commit is about to append slots at `first` while a state sync already
- * appended received slots past it: the sync gives way (abandoned, the store
- * truncated back to `first`), since the applied state moved on without it. */
-void pc__unit_sync_yield(replica_t *r, uint64_t first);
 int pc__unit_request_gate(replica_t *r, uint64_t *hint);
 /* End of a loop turn: submit the gathered prepare, sync the journal, tick. */
 void pc__unit_turn(replica_t *r);

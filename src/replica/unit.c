@@ -307,7 +307,12 @@ static void sync_fail(replica_t *r, const char *why) {
     sync_reset(r);
 }
 
-void pc__unit_sync_yield(replica_t *r, uint64_t first) {
+/* A commit is about to be applied while a state sync already wrote received
+ * slots past what the ledger holds: the applied state moved on without the
+ * sync, so the sync gives way (abandoned, the store truncated back to the
+ * ledger's slots) and the commit appends where it must. */
+static void sync_yield(replica_t *r) {
+    uint64_t first = pc_ledger_slots_count(r->ledger);
     if (pc_storage_slots_count(r->storage) <= first) return;
     PC_ASSERT(r->sync.active);
     sync_fail(r, "the replica committed on its own meanwhile");
@@ -475,6 +480,7 @@ static void inflight_fail(replica_t *r, int status, uint64_t hint) {
 static void apply_commit(replica_t *r, const pc_vsr_commit_out_t *c) {
     const pc_vsr_header_t *h = &c->header;
     inflight_t *f = c->reply ? inflight_find(r, h->op, h->checksum) : NULL;
+    sync_yield(r);
     int rc = pc__machine_commit(r, h->op, h->timestamp, c->body, h->body_size,
                                 f ? f->prepared : NULL, f ? f->count : 0);
     if (rc != PC_OK) {
