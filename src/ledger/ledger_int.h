@@ -356,6 +356,10 @@ void pc__chain_rollback(pc_ledger_t *ledger);
 uint32_t pc__account_create(pc_ledger_t *ledger, const pc_account_t *account, uint64_t timestamp);
 uint32_t pc__transfer_create(pc_ledger_t *ledger, const pc_transfer_t *transfer,
                              uint64_t timestamp);
+/* Stateless checks of a single-phase or pending transfer (not a post or
+ * void), after the id checks: accounts, pending_id, timeout, amount, ledger,
+ * code, in create_transfers' order. */
+uint32_t pc__transfer_validate_single(const pc_transfer_t *t);
 /* A post, void or xts resolve against its pending record: each of debit,
  * credit, ledger and code is zero or equal (the first that differs is the
  * result, else created). */

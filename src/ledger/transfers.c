@@ -44,7 +44,7 @@ static uint32_t validate_post_void(const pc_transfer_t *t) {
     return R(created);
 }
 
-static uint32_t validate_single(const pc_transfer_t *t) {
+uint32_t pc__transfer_validate_single(const pc_transfer_t *t) {
     PC_ASSERT(!(t->flags & (FLAG_POST | FLAG_VOID)));
     PC_ASSERT(t->id != 0);
     if (t->debit_account_id == 0) return R(debit_account_id_must_not_be_zero);
@@ -220,7 +220,7 @@ static uint32_t check_routing(const pc_ledger_t *ledger, const pc_transfer_t *t)
 
 /* A single-phase or pending transfer. */
 static uint32_t transfer_single(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t timestamp) {
-    uint32_t result = validate_single(t);
+    uint32_t result = pc__transfer_validate_single(t);
     if (result != R(created)) return result;
     if (!ledger->routing_all) {
         result = check_routing(ledger, t);
