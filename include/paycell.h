@@ -184,7 +184,8 @@ typedef struct pc_create_result {
     X(accounts_full, 22)                                                             \
     X(wrong_unit, 23)                                                                \
     X(id_reserved, 24)                                                               \
-    X(linked_chain_spans_units, 25)
+    X(linked_chain_spans_units, 25)                                                  \
+    X(shadow_mismatch, 26)
 
 enum pc_create_account_result {
 #define PC__RESULT_ENUM(name, value) PC_ACCOUNT_RESULT_##name = (value),
@@ -263,7 +264,8 @@ enum pc_create_account_result {
     X(xts_flags_invalid, 66)                                                         \
     X(xts_timeout_must_not_be_zero, 67)                                              \
     X(clearing_account_unavailable, 68)                                              \
-    X(throttled, 69)
+    X(throttled, 69)                                                                 \
+    X(shadow_mismatch, 70)
 
 enum pc_create_transfer_result {
 #define PC__RESULT_ENUM(name, value) PC_TRANSFER_RESULT_##name = (value),
@@ -282,12 +284,35 @@ enum pc_create_transfer_result {
  * ---------------------------------------------------------------------- */
 #define PC_ROUTING_BUCKETS 100u
 
+/* ------------------------------------------------------------------------
+ * Shadow namespace (full-link stress testing): ids with bit 127 set belong to
+ * shadow accounts and transfers. A request flagged PC_REQUEST_SHADOW may name
+ * only shadow ids, any other request only real ones; an event that mixes the
+ * two is refused with shadow_mismatch and changes nothing. The shadow copy
+ * of a real id is that id with bit 127 set, and it lives in the same bucket
+ * (pc_bucket_of ignores bit 127), so shadow traffic takes the paths real
+ * traffic takes: the same units, the same cross-unit pairs. Real ids are
+ * therefore below 2^127. Ids 0 and 2^128 - 1 belong to neither namespace:
+ * they get their own results. Cross-unit legs of shadow transfers move
+ * through the unit's shadow clearing account, so no real balance changes.
+ *
+ * shadow_purge (operation 15; one zero u128 as its event; the request must
+ * be flagged PC_REQUEST_SHADOW, else the result is shadow_mismatch) removes
+ * every shadow account, transfer, pending leg and outbox entry of the unit
+ * in one step. Reads do not check namespaces: a lookup finds what it names.
+ * ---------------------------------------------------------------------- */
+#define PC_SHADOW_BIT (((pc_u128)1) << 127)
+#define PC_SHADOW_ID(id) ((pc_u128)(id) | PC_SHADOW_BIT)
+static inline int pc_id_is_shadow(pc_u128 id) {
+    return (id & PC_SHADOW_BIT) != 0;
+}
+
 /* The bucket of an account id, without a 128-bit division: with
- * id = hi * 2^64 + lo and 2^64 mod 100 = 16,
+ * id = hi * 2^64 + lo and 2^64 mod 100 = 16 (bit 127, the shadow bit, left out),
  * id mod 100 = (hi mod 100 * 16 + lo mod 100) mod 100 (each u64 mod is a
  * multiply by a constant). */
 static inline uint32_t pc_bucket_of(pc_u128 id) {
-    uint64_t hi = (uint64_t)(id >> 64), lo = (uint64_t)id;
+    uint64_t hi = (uint64_t)(id >> 64) & (UINT64_MAX >> 1), lo = (uint64_t)id; /* bit 127 aside */
     return (uint32_t)(((hi % 100u) * 16u + lo % 100u) % 100u);
 }
 
@@ -347,9 +372,11 @@ enum pc_set_routing_result {
  * abort, made by P's ledger itself. Q's side never expires on its own: it
  * waits for P's decision, which P's recovery loop delivers.
  * ---------------------------------------------------------------------- */
-#define PC_CLEARING_ACCOUNT_ID(ledger) ((((pc_u128)UINT64_MAX) << 64) | (pc_u128)(uint32_t)(ledger))
+#define PC_CLEARING_ACCOUNT_ID(ledger)                                               \
+    ((((pc_u128)(UINT64_MAX >> 1)) << 64) | (pc_u128)(uint32_t)(ledger))
+#define PC_SHADOW_CLEARING_ACCOUNT_ID(ledger) (PC_SHADOW_ID(PC_CLEARING_ACCOUNT_ID(ledger)))
 static inline int pc_account_id_is_reserved(pc_u128 id) {
-    return (uint64_t)(id >> 64) == UINT64_MAX;
+    return ((uint64_t)(id >> 64) & (UINT64_MAX >> 1)) == (UINT64_MAX >> 1);
 }
 
 /* get_xts_outbox takes one pc_account_filter_t: account_id 0, limit,
@@ -402,11 +429,18 @@ enum pc_set_cluster_result {
 #undef PC__RESULT_ENUM
 };
 
-/* get_totals (one zero u128 as its event): per ledger of this unit, sorted
- * by ledger. 128 bytes. */
+/* list_accounts takes one pc_account_filter_t: account_id 0, flags 0,
+ * limit, and timestamp_min/timestamp_max (0 = unbounded). Reply: the unit's
+ * accounts created in that time range, oldest first, at most limit (both
+ * namespaces, the clearing accounts included). Page on with timestamp_min =
+ * the last account's timestamp + 1. A read: served by the replica asked. */
+
+/* get_totals (one u128 as its event: 0 for the real namespace, 1 for the
+ * shadow namespace): per ledger of this unit with accounts of that
+ * namespace, sorted by ledger. 128 bytes. */
 typedef struct pc_totals {
     pc_u128 debits_pending, debits_posted, credits_pending, credits_posted;
-    pc_u128 clearing_debits_posted;  /* of this unit's clearing account */
+    pc_u128 clearing_debits_posted;  /* of this unit's clearing account (of the namespace) */
     pc_u128 clearing_credits_posted;
     uint32_t ledger;
     uint32_t accounts_count;   /* accounts of the ledger, the clearing account included */
@@ -442,7 +476,9 @@ const char *pc_transfer_flag_name(uint16_t single_bit);
     X(get_xts_outbox, 11)                                                            \
     X(set_cluster, 12)                                                               \
     X(get_cluster, 13)                                                               \
-    X(get_totals, 14)
+    X(get_totals, 14)                                                                \
+    X(shadow_purge, 15)                                                              \
+    X(list_accounts, 16)
 
 typedef enum pc_operation {
     PC_OP_none = 0,
@@ -527,6 +563,21 @@ void pc_client_close(pc_client_t *client);
 int pc_client_submit(pc_client_t *client, pc_operation_t operation, const void *events,
                      uint32_t count, pc_client_callback_t callback, void *user);
 
+/* Request flags (pc_client_submit_flags). PC_REQUEST_SHADOW marks stress-test
+ * traffic: every id its events name must be in the shadow namespace
+ * (pc_id_is_shadow), and every id of a request without it must not be. */
+#define PC_REQUEST_SHADOW 1u
+
+/* pc_client_submit with request flags (PC_REQUEST_SHADOW or 0).
+ * Errors as pc_client_submit, and PC_EINVAL for an unknown flag. */
+int pc_client_submit_flags(pc_client_t *client, pc_operation_t operation, uint32_t flags,
+                           const void *events, uint32_t count, pc_client_callback_t callback,
+                           void *user);
+
+/* The index (in the addresses given to pc_client_open) of the replica the
+ * next attempt goes to: the one that last served, normally the primary. */
+uint32_t pc_client_replica(const pc_client_t *client);
+
 /* Drives I/O for up to timeout_ms (0: do what is ready and return), calling
  * callbacks for completed requests. Returns the number of requests still
  * queued or in flight, or a negative pc_err on a client-level failure. */
@@ -560,6 +611,10 @@ int pc_client_set_routing(pc_client_t *client, const pc_routing_t *routing,
  * Errors as the helpers above, and PC_ETOOBIG when the reply does not fit. */
 int pc_client_call(pc_client_t *client, pc_operation_t operation, const void *events,
                    uint32_t count, void *reply, uint32_t reply_cap, uint32_t *reply_size);
+/* pc_client_call with request flags (PC_REQUEST_SHADOW or 0). */
+int pc_client_call_flags(pc_client_t *client, pc_operation_t operation, uint32_t flags,
+                         const void *events, uint32_t count, void *reply, uint32_t reply_cap,
+                         uint32_t *reply_size);
 
 /* For event loops that drive many clients: the descriptor the client waits
  * on (fd -1 when none, e.g. while backing off) with the poll events it wants,

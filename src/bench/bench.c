@@ -499,7 +499,7 @@ int pc_bench_run(const pc_bench_options_t *o, pc_bench_report_t *report) {
     b->amounts = calloc(64, sizeof(pc_u128));
     pc_prng_t prng;
     pc_prng_init(&prng, o->seed ^ pc_time_realtime_ns());
-    b->id_base = pc_prng_next(&prng) | 1;
+    b->id_base = (pc_prng_next(&prng) | 1) & (UINT64_MAX >> 1); /* real ids < 2^127 */
     int rc = b->latencies_ms && b->amounts ? PC_OK : PC_ENOMEM;
     if (rc == PC_OK && o->addresses) snprintf(b->addresses, sizeof b->addresses, "%s", o->addresses);
     else if (rc == PC_OK) rc = start_replicas(b);

@@ -74,6 +74,7 @@ int cli_unit(int argc, char **argv);
 int cli_route(int argc, char **argv);   /* route.c */
 int cli_cluster(int argc, char **argv); /* route.c */
 int cli_audit(int argc, char **argv);   /* route.c */
+int cli_shadow(int argc, char **argv);  /* route.c */
 int cli_bench(int argc, char **argv);
 int cli_demo(int argc, char **argv);
 int cli_sim(int argc, char **argv);

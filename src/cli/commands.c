@@ -157,11 +157,23 @@ static int create_exit(uint32_t result, uint32_t exists_code) {
     return (result == 0 || result == exists_code) ? CLI_EXIT_OK : CLI_EXIT_RESULT;
 }
 
+/* --shadow: stress-test traffic. The ids given are mapped into the shadow
+ * namespace (bit 127 set; include/paycell.h) and the request is flagged
+ * shadow. Returns the request flags. */
+static uint32_t shadow_map(const cli_args_t *args, pc_u128 *a, pc_u128 *b, pc_u128 *c,
+                           pc_u128 *d) {
+    if (!cli_has(args, "shadow")) return 0;
+    pc_u128 *ids[] = {a, b, c, d};
+    for (size_t i = 0; i < PC_ARRAY_LEN(ids); i++)
+        if (ids[i] != NULL && *ids[i] != 0) *ids[i] = PC_SHADOW_ID(*ids[i]);
+    return PC_REQUEST_SHADOW;
+}
+
 int cli_account(int argc, char **argv) {
     static const char *const values[] = {"addresses", "cluster", "id", "ledger", "code",
                                          "flags", "user-data-128", "user-data-64",
                                          "user-data-32", NULL};
-    static const char *const bools[] = {"json", NULL};
+    static const char *const bools[] = {"json", "shadow", NULL};
     cli_args_t args;
     if (argc < 1 || strcmp(argv[0], "create") != 0)
         return cli_usage_error("usage: paycell account create --addresses A --id N --ledger L "
@@ -182,12 +194,15 @@ int cli_account(int argc, char **argv) {
     a.code = (uint16_t)code;
     a.user_data_64 = ud64;
     a.user_data_32 = (uint32_t)ud32;
+    uint32_t flags = shadow_map(&args, &a.id, NULL, NULL, NULL);
     pc_client_t *client;
     int status = connect_or_fail(&args, &client);
     if (status != CLI_EXIT_OK) return status;
     pc_create_result_t results[1];
-    uint32_t n = 0;
-    int rc = pc_client_create_accounts(client, &a, 1, results, &n);
+    uint32_t size = 0;
+    int rc = pc_client_call_flags(client, PC_OP_create_accounts, flags, &a, 1, results,
+                                  sizeof results, &size);
+    uint32_t n = size / (uint32_t)sizeof results[0];
     pc_client_close(client);
     if (rc != PC_OK) return server_error(rc);
     uint32_t result = n ? results[0].result : 0;
@@ -232,17 +247,21 @@ int cli_transfer(int argc, char **argv) {
                                          "amount", "ledger", "code", "flags", "timeout", "post",
                                          "void", "user-data-128", "user-data-64",
                                          "user-data-32", NULL};
-    static const char *const bools[] = {"json", "pending", NULL};
+    static const char *const bools[] = {"json", "pending", "shadow", NULL};
     cli_args_t args;
     if (!cli_parse(argc, argv, values, bools, &args)) return CLI_EXIT_ERROR;
     pc_transfer_t t = {0};
     if (!transfer_from_args(&args, &t)) return CLI_EXIT_ERROR;
+    uint32_t flags =
+        shadow_map(&args, &t.id, &t.debit_account_id, &t.credit_account_id, &t.pending_id);
     pc_client_t *client;
     int status = connect_or_fail(&args, &client);
     if (status != CLI_EXIT_OK) return status;
     pc_create_result_t results[1];
-    uint32_t n = 0;
-    int rc = pc_client_create_transfers(client, &t, 1, results, &n);
+    uint32_t size = 0;
+    int rc = pc_client_call_flags(client, PC_OP_create_transfers, flags, &t, 1, results,
+                                  sizeof results, &size);
+    uint32_t n = size / (uint32_t)sizeof results[0];
     pc_client_close(client);
     if (rc != PC_OK) return server_error(rc);
     uint32_t result = n ? results[0].result : 0;
@@ -253,7 +272,7 @@ int cli_transfer(int argc, char **argv) {
 
 int cli_lookup(int argc, char **argv) {
     static const char *const values[] = {"addresses", "cluster", NULL};
-    static const char *const bools[] = {"json", NULL};
+    static const char *const bools[] = {"json", "shadow", NULL};
     cli_args_t args;
     if (!cli_parse(argc, argv, values, bools, &args)) return CLI_EXIT_ERROR;
     pc_u128 id = 0;
@@ -263,6 +282,7 @@ int cli_lookup(int argc, char **argv) {
         return cli_usage_error("usage: paycell lookup account|transfer ID --addresses A"),
                CLI_EXIT_ERROR;
     bool account = strcmp(args.positional[0], "account") == 0, json = cli_has(&args, "json");
+    (void)shadow_map(&args, &id, NULL, NULL, NULL); /* a read: no flag, just the id */
     pc_client_t *client;
     int status = connect_or_fail(&args, &client);
     if (status != CLI_EXIT_OK) return status;

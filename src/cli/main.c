@@ -18,6 +18,8 @@ static void usage(FILE *out) {
           "  paycell inspect --data DIR [--ids FILE] [--json]   (a stopped replica's state)\n"
           "  paycell account create --addresses A --id N --ledger L --code C [--flags f1,f2]\n"
           "                 [--user-data-128 N] [--user-data-64 N] [--user-data-32 N]\n"
+          "                 [--shadow]   (--shadow, also for transfer and lookup: the ids are\n"
+          "                 mapped into the shadow namespace and the request flagged shadow)\n"
           "  paycell transfer --addresses A --id N --debit ACCOUNT --credit ACCOUNT --amount N\n"
           "                 --ledger L --code C [--flags f1,f2] [--pending [--timeout SECONDS]]\n"
           "                 [--post PENDING_ID] [--void PENDING_ID]\n"
@@ -34,7 +36,11 @@ static void usage(FILE *out) {
           "  paycell route show --gzone ADDRS [--json]   (the GZone's cluster map)\n"
           "  paycell route set BUCKETS UNIT --gzone ADDRS [--json]   (moves empty buckets,\n"
           "                 e.g. 0-9,42, to unit UNIT)\n"
-          "  paycell audit balances --gzone ADDRS [--json]   (debits = credits across units)\n"
+          "  paycell audit balances --gzone ADDRS [--shadow] [--json]   (debits = credits\n"
+          "                 across units, real or shadow namespace)\n"
+          "  paycell shadow seed --from-real N --gzone ADDRS   (shadow copies of N real\n"
+          "                 accounts, balances kept, for stress tests)\n"
+          "  paycell shadow purge --gzone ADDRS   (removes every shadow record)\n"
           "  paycell start --data DIR [--units N] [--replicas 1|3] [--port P] [--xts-timeout S]\n"
           "                 [--rate-limit N] [--hot-key-rate N]\n"
           "                 (a local cluster: GZone, N units, a gateway; paycell stop --data DIR)\n"
@@ -75,6 +81,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "route") == 0) return cli_route(rest_argc, rest);
     if (strcmp(cmd, "cluster") == 0) return cli_cluster(rest_argc, rest);
     if (strcmp(cmd, "audit") == 0) return cli_audit(rest_argc, rest);
+    if (strcmp(cmd, "shadow") == 0) return cli_shadow(rest_argc, rest);
     if (strcmp(cmd, "bench") == 0) return cli_bench(rest_argc, rest);
     if (strcmp(cmd, "demo") == 0) return cli_demo(rest_argc, rest);
     if (strcmp(cmd, "sim") == 0) return cli_sim(rest_argc, rest);

@@ -4,7 +4,9 @@
  *   paycell cluster init --gzone ADDRS --units "A0,A1,A2;B0,B1,B2;..."
  *   paycell route show --gzone ADDRS [--json]
  *   paycell route set BUCKETS UNIT --gzone ADDRS [--json]
- *   paycell audit balances --gzone ADDRS [--json]
+ *   paycell audit balances --gzone ADDRS [--shadow] [--json]
+ *   paycell shadow seed --from-real N --gzone ADDRS [--json]
+ *   paycell shadow purge --gzone ADDRS [--json]
  *
  * The GZone is a unit like any other that holds one pc_cluster_t (epoch,
  * owner of each bucket, every unit's replica addresses); the units enforce
@@ -35,6 +37,7 @@ typedef struct route_ctx {
     const char *gzone;
     pc_client_options_t options;
     bool json;
+    bool shadow; /* audit: the shadow namespace instead of the real one */
 } route_ctx_t;
 
 /* ---- bucket sets ---- */
@@ -226,11 +229,12 @@ static const char *cluster_name(uint32_t result) {
 /* The options every command here takes; false (usage printed) on bad input. */
 static bool ctx_parse(const char *command, int argc, char **argv, const char *const *values,
                       cli_args_t *args, route_ctx_t *ctx) {
-    static const char *const bools[] = {"json", NULL};
+    static const char *const bools[] = {"json", "shadow", NULL};
     if (!cli_parse(argc, argv, values, bools, args)) return false;
     memset(ctx, 0, sizeof *ctx);
     ctx->options = (pc_client_options_t){.request_timeout_ms = 3000, .retries_max = 3};
     ctx->json = cli_has(args, "json");
+    ctx->shadow = cli_has(args, "shadow");
     ctx->gzone = cli_get(args, "gzone");
     if (ctx->gzone == NULL)
         return cli_usage_error("%s: --gzone ADDRS is required", command), false;
@@ -699,10 +703,10 @@ static int audit_unit(const route_ctx_t *ctx, const pc_cluster_t *map, uint32_t 
     pc_client_t *client = NULL;
     int rc = connect_to(ctx, what, map->unit_addresses[unit], &client);
     if (rc != PC_OK) return rc;
-    pc_u128 zero = 0;
+    pc_u128 space = ctx->shadow ? 1 : 0; /* get_totals' namespace */
     uint32_t size = 0;
     const char *op = "get_totals";
-    rc = pc_client_call(client, PC_OP_get_totals, &zero, 1, buf, buf_size, &size);
+    rc = pc_client_call(client, PC_OP_get_totals, &space, 1, buf, buf_size, &size);
     for (uint32_t i = 0; rc == PC_OK && i < size / sizeof(pc_totals_t); i++) {
         pc_totals_t t;
         memcpy(&t, (const uint8_t *)buf + i * sizeof t, sizeof t);
@@ -719,7 +723,7 @@ static int audit_unit(const route_ctx_t *ctx, const pc_cluster_t *map, uint32_t 
     for (uint32_t i = 0; rc == PC_OK && i < size / sizeof(pc_transfer_t); i++) {
         pc_transfer_t t;
         memcpy(&t, (const uint8_t *)buf + i * sizeof t, sizeof t);
-        audit_leg(a, unit, &t);
+        if ((bool)pc_id_is_shadow(t.id) == ctx->shadow) audit_leg(a, unit, &t);
     }
     pc_client_close(client);
     if (rc != PC_OK)
@@ -740,13 +744,14 @@ static int ledger_cmp(const void *x, const void *y) {
 }
 
 /* Prints the audit; returns whether everything balances. */
-static bool audit_print(const audit_t *a, const pc_cluster_t *map, bool json) {
+static bool audit_print(const audit_t *a, const pc_cluster_t *map, bool json, bool shadow) {
     char s[6][48];
     bool balanced = !a->overflow;
-    if (json) printf("{\"epoch\":\"%llu\",\"units_count\":%u,\"ledgers\":[",
-                     (unsigned long long)map->epoch, map->units_count);
-    else printf("cluster map epoch %llu, %u units, %u ledger%s\n",
-                (unsigned long long)map->epoch, map->units_count, a->ledgers_count,
+    const char *space = shadow ? "shadow" : "real";
+    if (json) printf("{\"epoch\":\"%llu\",\"units_count\":%u,\"namespace\":\"%s\",\"ledgers\":[",
+                     (unsigned long long)map->epoch, map->units_count, space);
+    else printf("cluster map epoch %llu, %u units, %s namespace, %u ledger%s\n",
+                (unsigned long long)map->epoch, map->units_count, space, a->ledgers_count,
                 a->ledgers_count == 1 ? "" : "s");
     for (uint32_t i = 0; i < a->ledgers_count; i++) {
         const audit_ledger_t *l = &a->ledgers[i];
@@ -830,7 +835,7 @@ static int audit_balances(int argc, char **argv) {
     int status = CLI_EXIT_ERROR;
     if (rc == PC_OK) {
         if (a.ledgers_count > 1) qsort(a.ledgers, a.ledgers_count, sizeof *a.ledgers, ledger_cmp);
-        status = audit_print(&a, &map, ctx.json) ? CLI_EXIT_OK : CLI_EXIT_RESULT;
+        status = audit_print(&a, &map, ctx.json, ctx.shadow) ? CLI_EXIT_OK : CLI_EXIT_RESULT;
     }
     free(a.ledgers);
     free(a.legs);
@@ -839,6 +844,257 @@ static int audit_balances(int argc, char **argv) {
 
 int cli_audit(int argc, char **argv) {
     if (argc >= 1 && strcmp(argv[0], "balances") == 0) return audit_balances(argc - 1, argv + 1);
-    cli_usage_error("usage: paycell audit balances --gzone ADDRS [--json]");
+    cli_usage_error("usage: paycell audit balances --gzone ADDRS [--shadow] [--json]");
+    return CLI_EXIT_ERROR;
+}
+
+/* ---- shadow seed and purge ----
+ *
+ * `shadow seed --from-real N` copies N real accounts (taken from the units
+ * in turn, oldest first) into the shadow namespace: same ledger, code,
+ * flags and user data, id with the shadow bit, and the same posted
+ * balances, made by two shadow transfers per copy from a shadow source
+ * account of the copy's ledger and bucket (so every seeding transfer stays
+ * inside its unit). Ids are derived from the copy's id, so running the
+ * seed again answers exists and changes nothing. Pending amounts are not
+ * copied. `shadow purge` sends shadow_purge to every unit. */
+
+#define SEED_PAGE 2048u /* accounts per page: two transfers each fit a batch */
+PC_STATIC_ASSERT(2 * SEED_PAGE <= PC_BATCH_EVENTS_MAX, "a page's transfers fit one batch");
+#define SEED_SOURCE_HI 0x5eed000000000000ull
+
+typedef struct seed_stats {
+    uint64_t accounts_created, accounts_existed, transfers_created, transfers_existed, refused;
+    uint32_t first_refusal; /* the first refusal's result, for the message */
+    bool refusal_is_account;
+} seed_stats_t;
+
+/* The shadow source account of a ledger in one bucket. */
+static pc_u128 seed_source_id(uint32_t ledger, uint32_t bucket) {
+    uint64_t hi = SEED_SOURCE_HI | ledger;
+    uint64_t lo = (bucket + 100u - (hi % 100u * 16u) % 100u) % 100u;
+    pc_u128 id = PC_SHADOW_ID(((pc_u128)hi << 64) | lo);
+    PC_ASSERT(pc_bucket_of(id) == bucket);
+    return id;
+}
+
+/* A seeding transfer's id: derived from the copy and the side. */
+static pc_u128 seed_transfer_id(pc_u128 copy, uint64_t side) {
+    pc_u128 id = pc_checksum(&copy, sizeof copy, 0x5eed0000u + side);
+    return PC_SHADOW_ID(id);
+}
+
+/* Sends one shadow create batch; counts its outcomes in *st (created and
+ * existed only when tally: the source accounts are not copies). */
+static int seed_call(pc_client_t *c, pc_operation_t op, const void *events, uint32_t count,
+                     pc_create_result_t *results, bool tally, seed_stats_t *st) {
+    uint32_t size = 0;
+    int rc = pc_client_call_flags(c, op, PC_REQUEST_SHADOW, events, count, results,
+                                  count * (uint32_t)sizeof *results, &size);
+    if (rc != PC_OK) return rc;
+    bool accounts = op == PC_OP_create_accounts;
+    uint32_t exists = accounts ? PC_ACCOUNT_RESULT_exists : PC_TRANSFER_RESULT_exists;
+    uint32_t n = size / (uint32_t)sizeof *results, existed = 0, refused = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (results[i].result == exists) {
+            existed++;
+            continue;
+        }
+        if (st->refused + refused == 0) {
+            st->first_refusal = results[i].result;
+            st->refusal_is_account = accounts;
+        }
+        refused++;
+    }
+    st->refused += refused;
+    if (!tally) return PC_OK;
+    if (accounts) {
+        st->accounts_created += count - n;
+        st->accounts_existed += existed;
+    } else {
+        st->transfers_created += count - n;
+        st->transfers_existed += existed;
+    }
+    return PC_OK;
+}
+
+/* Copies one page of a unit's real accounts. */
+static int seed_page(pc_client_t *c, const pc_account_t *real, uint32_t n, void *buf,
+                     pc_create_result_t *results, seed_stats_t *st) {
+    pc_account_t *accounts = buf;
+    uint32_t m = 0;
+    /* The sources of the page's (ledger, bucket) pairs, then the copies. */
+    for (uint32_t i = 0; i < n; i++) {
+        pc_u128 source = seed_source_id(real[i].ledger, pc_bucket_of(real[i].id));
+        bool seen = false;
+        for (uint32_t k = 0; k < m && !seen; k++) seen = accounts[k].id == source;
+        if (seen) continue;
+        accounts[m] = (pc_account_t){.id = source, .ledger = real[i].ledger, .code = 1};
+        m++;
+    }
+    int rc = seed_call(c, PC_OP_create_accounts, accounts, m, results, false, st);
+    if (rc != PC_OK) return rc;
+    for (uint32_t i = 0; i < n; i++) {
+        pc_account_t copy = real[i];
+        copy.id = PC_SHADOW_ID(real[i].id);
+        copy.flags &= (uint16_t)~PC_ACCOUNT_linked;
+        copy.debits_pending = copy.debits_posted = 0;
+        copy.credits_pending = copy.credits_posted = 0;
+        copy.timestamp = 0;
+        accounts[i] = copy;
+    }
+    rc = seed_call(c, PC_OP_create_accounts, accounts, n, results, true, st);
+    if (rc != PC_OK) return rc;
+    /* Balances: credit first, unless the account may not be credited past its
+     * debits, then debit first. */
+    pc_transfer_t *transfers = buf;
+    m = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        pc_u128 copy = PC_SHADOW_ID(real[i].id);
+        pc_u128 source = seed_source_id(real[i].ledger, pc_bucket_of(real[i].id));
+        pc_transfer_t credit = {.id = seed_transfer_id(copy, 1), .debit_account_id = source,
+                                .credit_account_id = copy, .amount = real[i].credits_posted,
+                                .ledger = real[i].ledger, .code = 1};
+        pc_transfer_t debit = {.id = seed_transfer_id(copy, 2), .debit_account_id = copy,
+                               .credit_account_id = source, .amount = real[i].debits_posted,
+                               .ledger = real[i].ledger, .code = 1};
+        bool debit_first = real[i].flags & PC_ACCOUNT_credits_must_not_exceed_debits;
+        const pc_transfer_t *order[2] = {debit_first ? &debit : &credit,
+                                         debit_first ? &credit : &debit};
+        for (uint32_t k = 0; k < 2; k++)
+            if (order[k]->amount != 0) transfers[m++] = *order[k];
+    }
+    if (m == 0) return PC_OK;
+    return seed_call(c, PC_OP_create_transfers, transfers, m, results, true, st);
+}
+
+/* Copies up to `quota` real accounts of one unit; *copied gets how many. */
+static int seed_unit(const route_ctx_t *ctx, const pc_cluster_t *map, uint32_t unit,
+                     uint64_t quota, uint64_t *copied, seed_stats_t *st) {
+    char what[32];
+    snprintf(what, sizeof what, "unit %u", unit);
+    pc_client_t *c = NULL;
+    int rc = connect_to(ctx, what, map->unit_addresses[unit], &c);
+    if (rc != PC_OK) return rc;
+    pc_account_t *page = malloc(SEED_PAGE * sizeof *page);
+    void *buf = malloc(PC_BATCH_EVENTS_MAX * PC_RECORD_SIZE);
+    pc_create_result_t *results = malloc(PC_BATCH_EVENTS_MAX * sizeof *results);
+    PC_ASSERT(page && buf && results); /* a CLI run: out of memory is fatal */
+    pc_account_filter_t filter;
+    memset(&filter, 0, sizeof filter);
+    *copied = 0;
+    while (rc == PC_OK && *copied < quota) {
+        filter.limit = SEED_PAGE;
+        uint32_t size = 0;
+        rc = pc_client_call(c, PC_OP_list_accounts, &filter, 1, buf,
+                            SEED_PAGE * (uint32_t)sizeof(pc_account_t), &size);
+        uint32_t listed = size / (uint32_t)sizeof(pc_account_t), n = 0;
+        if (rc != PC_OK || listed == 0) break;
+        const pc_account_t *list = buf;
+        for (uint32_t i = 0; i < listed && *copied + n < quota; i++) {
+            if (pc_id_is_shadow(list[i].id) || pc_account_id_is_reserved(list[i].id)) continue;
+            page[n++] = list[i];
+        }
+        filter.timestamp_min = list[listed - 1].timestamp + 1;
+        if (n > 0) rc = seed_page(c, page, n, buf, results, st);
+        *copied += n;
+    }
+    if (rc != PC_OK)
+        fprintf(stderr, "paycell: shadow seed at unit %u (%s) failed: %s (%s)\n", unit,
+                map->unit_addresses[unit], pc_strerror(rc), pc_err_name(rc));
+    free(page);
+    free(buf);
+    free(results);
+    pc_client_close(c);
+    return rc;
+}
+
+static int shadow_seed(int argc, char **argv) {
+    static const char *const values[] = {"gzone", "cluster", "from-real", NULL};
+    cli_args_t args;
+    route_ctx_t ctx;
+    if (!ctx_parse("shadow seed", argc, argv, values, &args, &ctx)) return CLI_EXIT_ERROR;
+    uint64_t want = 0;
+    if (!cli_get_u64(&args, "from-real", true, UINT32_MAX, &want)) return CLI_EXIT_ERROR;
+    pc_cluster_t map;
+    if (map_fetch(&ctx, &map) != PC_OK) return CLI_EXIT_ERROR;
+    if (map.epoch == 0) {
+        fprintf(stderr, "paycell: the GZone holds no cluster map yet\n");
+        return CLI_EXIT_ERROR;
+    }
+    seed_stats_t st;
+    memset(&st, 0, sizeof st);
+    uint64_t total = 0;
+    int rc = PC_OK;
+    for (uint32_t u = 0; rc == PC_OK && u < map.units_count; u++) {
+        /* An even share of what is still wanted, so a small unit's shortfall
+         * is made up by the units after it. */
+        uint64_t quota = (want - total + (map.units_count - u) - 1) / (map.units_count - u);
+        uint64_t copied = 0;
+        rc = seed_unit(&ctx, &map, u, quota, &copied, &st);
+        total += copied;
+    }
+    if (rc != PC_OK) return CLI_EXIT_ERROR;
+    const char *refusal = st.refused == 0 ? "" :
+                          st.refusal_is_account ? pc_account_result_name(st.first_refusal)
+                                                : pc_transfer_result_name(st.first_refusal);
+    if (ctx.json) {
+        printf("{\"copied\":%llu,\"accounts_created\":%llu,\"accounts_existed\":%llu,"
+               "\"transfers_created\":%llu,\"transfers_existed\":%llu,\"refused\":%llu,"
+               "\"first_refusal\":\"%s\"}\n",
+               (unsigned long long)total, (unsigned long long)st.accounts_created,
+               (unsigned long long)st.accounts_existed, (unsigned long long)st.transfers_created,
+               (unsigned long long)st.transfers_existed, (unsigned long long)st.refused,
+               refusal ? refusal : "?");
+    } else {
+        printf("shadow copies of %llu real account%s: %llu created, %llu already there; "
+               "%llu balance transfers created, %llu already there\n",
+               (unsigned long long)total, total == 1 ? "" : "s",
+               (unsigned long long)st.accounts_created, (unsigned long long)st.accounts_existed,
+               (unsigned long long)st.transfers_created, (unsigned long long)st.transfers_existed);
+        if (st.refused) printf("%llu refused (first: %s)\n", (unsigned long long)st.refused,
+                               refusal ? refusal : "?");
+    }
+    return st.refused == 0 ? CLI_EXIT_OK : CLI_EXIT_RESULT;
+}
+
+static int shadow_purge(int argc, char **argv) {
+    static const char *const values[] = {"gzone", "cluster", NULL};
+    cli_args_t args;
+    route_ctx_t ctx;
+    if (!ctx_parse("shadow purge", argc, argv, values, &args, &ctx)) return CLI_EXIT_ERROR;
+    pc_cluster_t map;
+    if (map_fetch(&ctx, &map) != PC_OK) return CLI_EXIT_ERROR;
+    int status = CLI_EXIT_OK;
+    for (uint32_t u = 0; u < map.units_count; u++) {
+        char what[32];
+        snprintf(what, sizeof what, "unit %u", u);
+        pc_client_t *c = NULL;
+        if (connect_to(&ctx, what, map.unit_addresses[u], &c) != PC_OK) return CLI_EXIT_ERROR;
+        pc_u128 zero = 0;
+        pc_create_result_t result[1] = {{0, 0}};
+        uint32_t size = 0;
+        int rc = pc_client_call_flags(c, PC_OP_shadow_purge, PC_REQUEST_SHADOW, &zero, 1, result,
+                                      sizeof result, &size);
+        pc_client_close(c);
+        if (rc != PC_OK) {
+            fprintf(stderr, "paycell: shadow_purge at unit %u failed: %s (%s)\n", u,
+                    pc_strerror(rc), pc_err_name(rc));
+            return CLI_EXIT_ERROR;
+        }
+        const char *name = size == 0 ? "created" : pc_transfer_result_name(result[0].result);
+        if (size != 0) status = CLI_EXIT_RESULT;
+        if (ctx.json) printf("%s{\"unit\":%u,\"result\":\"%s\"}", u ? "," : "[", u, name ? name : "?");
+        else printf("unit %u: %s\n", u, size == 0 ? "shadow namespace purged" : name);
+    }
+    if (ctx.json) printf("%s]\n", map.units_count ? "" : "[");
+    return status;
+}
+
+int cli_shadow(int argc, char **argv) {
+    if (argc >= 1 && strcmp(argv[0], "seed") == 0) return shadow_seed(argc - 1, argv + 1);
+    if (argc >= 1 && strcmp(argv[0], "purge") == 0) return shadow_purge(argc - 1, argv + 1);
+    cli_usage_error("usage: paycell shadow seed --from-real N --gzone ADDRS [--json]\n"
+                    "       paycell shadow purge --gzone ADDRS [--json]");
     return CLI_EXIT_ERROR;
 }

@@ -416,7 +416,8 @@ static int reply_check(const request_t *request, const pc_header_t *reply) {
     if (record_size == 0) return body_size == 0 ? PC_OK : PC_EPROTO;
     if (body_size % record_size != 0) return PC_EPROTO;
     uint32_t records_max;
-    if (operation == PC_OP_get_account_transfers || operation == PC_OP_get_xts_outbox) {
+    if (operation == PC_OP_get_account_transfers || operation == PC_OP_get_xts_outbox ||
+        operation == PC_OP_list_accounts) {
         records_max = ((const pc_account_filter_t *)request_body(request))->limit;
     } else if (operation == PC_OP_get_totals) {
         records_max = PC_MESSAGE_BODY_MAX / record_size; /* one per ledger */
@@ -600,7 +601,9 @@ static int submit_check(pc_operation_t operation, const void *events, uint32_t c
     uint32_t event_size = pc_operation_event_size(operation);
     if (operation == PC_OP_register || event_size == 0) return PC_EINVAL;
     if (events == NULL || count == 0) return PC_EINVAL;
-    if (operation == PC_OP_get_account_transfers && count != 1) return PC_EINVAL;
+    bool one_event = operation == PC_OP_get_account_transfers ||
+                     operation == PC_OP_list_accounts || operation == PC_OP_shadow_purge;
+    if (one_event && count != 1) return PC_EINVAL;
     if (operation == PC_OP_set_routing && count != 1) return PC_EINVAL;
     if (count > PC_BATCH_EVENTS_MAX) return PC_ETOOBIG;
     if ((uint64_t)count * event_size > PC_MESSAGE_BODY_MAX) return PC_ETOOBIG;
@@ -609,8 +612,9 @@ static int submit_check(pc_operation_t operation, const void *events, uint32_t c
 }
 
 /* Builds and seals the message once; every attempt resends these bytes. */
-static int enqueue(pc_client_t *client, pc_operation_t operation, const void *events,
-                   uint32_t body_size, pc_client_callback_t callback, void *user) {
+static int enqueue(pc_client_t *client, pc_operation_t operation, uint32_t flags,
+                   const void *events, uint32_t body_size, pc_client_callback_t callback,
+                   void *user) {
     PC_ASSERT(body_size <= PC_MESSAGE_BODY_MAX);
     request_t *request = NULL;
     int rc = request_acquire(client, &request);
@@ -621,6 +625,7 @@ static int enqueue(pc_client_t *client, pc_operation_t operation, const void *ev
     header->operation = (uint8_t)operation;
     header->client = client->id;
     header->cluster = client->options.cluster;
+    header->flags = (uint16_t)flags;
     if (operation != PC_OP_register) {
         header->session = client->session;
         header->request = ++client->request_last;
@@ -640,16 +645,30 @@ static int enqueue(pc_client_t *client, pc_operation_t operation, const void *ev
     return PC_OK;
 }
 
-int pc_client_submit(pc_client_t *client, pc_operation_t operation, const void *events,
-                     uint32_t count, pc_client_callback_t callback, void *user) {
+PC_STATIC_ASSERT(PC_REQUEST_SHADOW == PC_HEADER_SHADOW, "request flags are header flags");
+
+int pc_client_submit_flags(pc_client_t *client, pc_operation_t operation, uint32_t flags,
+                           const void *events, uint32_t count, pc_client_callback_t callback,
+                           void *user) {
     PC_ASSERT(client != NULL);
     PC_ASSERT(client->session != 0);
     if (client->evicted != PC_OK) return client->evicted;
+    if ((flags & ~(uint32_t)PC_REQUEST_SHADOW) != 0) return PC_EINVAL;
     int rc = submit_check(operation, events, count);
     if (rc != PC_OK) return rc;
     if (client->queue_count >= client->options.queue_requests_max) return PC_EBUSY;
-    return enqueue(client, operation, events, count * pc_operation_event_size(operation),
-                   callback, user);
+    return enqueue(client, operation, flags, events,
+                   count * pc_operation_event_size(operation), callback, user);
+}
+
+int pc_client_submit(pc_client_t *client, pc_operation_t operation, const void *events,
+                     uint32_t count, pc_client_callback_t callback, void *user) {
+    return pc_client_submit_flags(client, operation, 0, events, count, callback, user);
+}
+
+uint32_t pc_client_replica(const pc_client_t *client) {
+    PC_ASSERT(client != NULL);
+    return client->address_index;
 }
 
 static void register_done(void *user, int status, pc_operation_t operation, const void *reply,
@@ -683,7 +702,7 @@ static int client_connect_first(pc_client_t *client) {
 static int client_register(pc_client_t *client) {
     PC_ASSERT(client->session == 0 && client->queue_count == 0);
     client->register_status = 1; /* pending */
-    int rc = enqueue(client, PC_OP_register, NULL, 0, register_done, client);
+    int rc = enqueue(client, PC_OP_register, 0, NULL, 0, register_done, client);
     if (rc != PC_OK) return rc;
     /* Bounded: the register gives up after retries_max attempts. */
     while (client->register_status == 1) {
@@ -771,8 +790,9 @@ static void call_done(void *user, int status, pc_operation_t operation, const vo
     call->done = true;
 }
 
-static int call_run(pc_client_t *client, pc_operation_t operation, const void *events,
-                    uint32_t count, void *out, uint32_t records_max, uint32_t *out_count) {
+static int call_run(pc_client_t *client, pc_operation_t operation, uint32_t flags,
+                    const void *events, uint32_t count, void *out, uint32_t records_max,
+                    uint32_t *out_count) {
     PC_ASSERT(client != NULL && out_count != NULL);
     *out_count = 0;
     if (out == NULL && records_max > 0) return PC_EINVAL;
@@ -781,7 +801,7 @@ static int call_run(pc_client_t *client, pc_operation_t operation, const void *e
         .record_size = pc_operation_reply_record_size(operation),
         .records_max = records_max,
     };
-    int rc = pc_client_submit(client, operation, events, count, call_done, &call);
+    int rc = pc_client_submit_flags(client, operation, flags, events, count, call_done, &call);
     if (rc != PC_OK) return rc;
     /* Bounded: the request completes within its retries, whatever happens. */
     while (!call.done) {
@@ -793,46 +813,54 @@ static int call_run(pc_client_t *client, pc_operation_t operation, const void *e
     return call.status;
 }
 
-int pc_client_call(pc_client_t *client, pc_operation_t operation, const void *events,
-                   uint32_t count, void *reply, uint32_t reply_cap, uint32_t *reply_size) {
+int pc_client_call_flags(pc_client_t *client, pc_operation_t operation, uint32_t flags,
+                         const void *events, uint32_t count, void *reply, uint32_t reply_cap,
+                         uint32_t *reply_size) {
     PC_ASSERT(reply_size != NULL);
     *reply_size = 0;
     uint32_t record_size = pc_operation_reply_record_size(operation);
     if (record_size == 0) return PC_EINVAL;
     uint32_t records = 0;
-    int rc = call_run(client, operation, events, count, reply, reply_cap / record_size, &records);
+    int rc = call_run(client, operation, flags, events, count, reply, reply_cap / record_size,
+                      &records);
     *reply_size = records * record_size;
     return rc;
+}
+
+int pc_client_call(pc_client_t *client, pc_operation_t operation, const void *events,
+                   uint32_t count, void *reply, uint32_t reply_cap, uint32_t *reply_size) {
+    return pc_client_call_flags(client, operation, 0, events, count, reply, reply_cap,
+                                reply_size);
 }
 
 int pc_client_create_accounts(pc_client_t *client, const pc_account_t *accounts,
                               uint32_t count, pc_create_result_t *results,
                               uint32_t *results_count) {
-    return call_run(client, PC_OP_create_accounts, accounts, count, results, count,
+    return call_run(client, PC_OP_create_accounts, 0, accounts, count, results, count,
                     results_count);
 }
 
 int pc_client_create_transfers(pc_client_t *client, const pc_transfer_t *transfers,
                                uint32_t count, pc_create_result_t *results,
                                uint32_t *results_count) {
-    return call_run(client, PC_OP_create_transfers, transfers, count, results, count,
+    return call_run(client, PC_OP_create_transfers, 0, transfers, count, results, count,
                     results_count);
 }
 
 int pc_client_lookup_accounts(pc_client_t *client, const pc_u128 *ids, uint32_t count,
                               pc_account_t *out, uint32_t *out_count) {
-    return call_run(client, PC_OP_lookup_accounts, ids, count, out, count, out_count);
+    return call_run(client, PC_OP_lookup_accounts, 0, ids, count, out, count, out_count);
 }
 
 int pc_client_lookup_transfers(pc_client_t *client, const pc_u128 *ids, uint32_t count,
                                pc_transfer_t *out, uint32_t *out_count) {
-    return call_run(client, PC_OP_lookup_transfers, ids, count, out, count, out_count);
+    return call_run(client, PC_OP_lookup_transfers, 0, ids, count, out, count, out_count);
 }
 
 int pc_client_get_account_transfers(pc_client_t *client, const pc_account_filter_t *filter,
                                     pc_transfer_t *out, uint32_t *out_count) {
     if (filter == NULL) return PC_EINVAL;
-    return call_run(client, PC_OP_get_account_transfers, filter, 1, out, filter->limit,
+    return call_run(client, PC_OP_get_account_transfers, 0, filter, 1, out, filter->limit,
                     out_count);
 }
 
@@ -840,7 +868,7 @@ int pc_client_set_routing(pc_client_t *client, const pc_routing_t *routing,
                           pc_create_result_t *result) {
     if (routing == NULL || result == NULL) return PC_EINVAL;
     uint32_t n = 0;
-    int rc = call_run(client, PC_OP_set_routing, routing, 1, result, 1, &n);
+    int rc = call_run(client, PC_OP_set_routing, 0, routing, 1, result, 1, &n);
     PC_ASSERT(n <= 1);
     /* An empty reply means created, as for every create. */
     if (rc == PC_OK && n == 0) *result = (pc_create_result_t){0, PC_ROUTING_RESULT_created};

@@ -77,15 +77,15 @@ static int unit_ensure(pc_gateway_t *gw, uint32_t unit) {
     return PC_OK;
 }
 
-int gw_unit_submit(pc_gateway_t *gw, uint32_t unit, pc_operation_t op, const void *events,
-                   uint32_t count, pc_client_callback_t done, void *user,
+int gw_unit_submit(pc_gateway_t *gw, uint32_t unit, pc_operation_t op, uint32_t flags,
+                   const void *events, uint32_t count, pc_client_callback_t done, void *user,
                    pc_client_t **session_out) {
     if (unit >= gw->cluster.units_count) return PC_ECONNREFUSED;
     int rc = unit_ensure(gw, unit);
     if (rc != PC_OK) return rc;
     gw_unit_t *u = &gw->units[unit];
     pc_client_t *session = u->sessions[u->next++ % GW_SESSIONS_PER_UNIT];
-    rc = pc_client_submit(session, op, events, count, done, user);
+    rc = pc_client_submit_flags(session, op, flags, events, count, done, user);
     if (rc == PC_OK) {
         gw->metrics.unit_requests++;
         if (session_out) *session_out = session;

@@ -96,10 +96,11 @@ struct pc_gateway {
 
 /* ---- gateway.c ---- */
 
-/* Submits a sub-request to a unit; done gets (user, status, op, reply).
+/* Submits a sub-request to a unit with request flags (PC_REQUEST_SHADOW for
+ * shadow traffic); done gets (user, status, op, reply).
  * Errors: as pc_client_submit, PC_ECONNREFUSED when the unit has no session. */
-int gw_unit_submit(pc_gateway_t *gw, uint32_t unit, pc_operation_t op, const void *events,
-                   uint32_t count, pc_client_callback_t done, void *user,
+int gw_unit_submit(pc_gateway_t *gw, uint32_t unit, pc_operation_t op, uint32_t flags,
+                   const void *events, uint32_t count, pc_client_callback_t done, void *user,
                    pc_client_t **session_out);
 /* Asks for a fresher table (rate-limited); parked jobs resume when it lands. */
 void gw_refresh_request(pc_gateway_t *gw);

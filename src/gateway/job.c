@@ -170,7 +170,8 @@ static void part_send(gw_job_t *job, uint32_t unit, uint32_t step, pc_operation_
     memcpy(part->index, idx, (size_t)n * sizeof(uint32_t));
     pc_gateway_t *gw = job->gw;
     uint64_t now = pc_time_monotonic_ns();
-    int rc = gw_unit_submit(gw, unit, op, events, n, part_done, part, &part->session);
+    uint32_t flags = job->shadow ? PC_REQUEST_SHADOW : 0; /* every step keeps the namespace */
+    int rc = gw_unit_submit(gw, unit, op, flags, events, n, part_done, part, &part->session);
     if (rc != PC_OK) {
         free(part);
         if (job->status == PC_OK) job->status = rc;

@@ -263,6 +263,8 @@ void pc_ledger_prefetch_put(pc_ledger_t *ledger, uint64_t loc, const pc_transfer
 
 static uint32_t event_apply(pc_ledger_t *ledger, pc_operation_t operation, const void *events,
                             uint32_t i, uint64_t timestamp) {
+    uint32_t mismatch = pc__shadow_check(ledger, operation, events, i);
+    if (mismatch != 0) return mismatch;
     if (operation == PC_OP_create_accounts) {
         return pc__account_create(ledger, &((const pc_account_t *)events)[i], timestamp);
     }
@@ -271,6 +273,10 @@ static uint32_t event_apply(pc_ledger_t *ledger, pc_operation_t operation, const
         pc_routing_t routing;
         memcpy(&routing, events, sizeof(routing)); /* the body may be unaligned */
         return pc__routing_set(ledger, &routing);
+    }
+    if (operation == PC_OP_shadow_purge) {
+        PC_ASSERT(i == 0);
+        return pc__shadow_purge(ledger, events);
     }
     if (operation == PC_OP_xts_finish) {
         pc_u128 gtid;
@@ -355,16 +361,19 @@ bool pc_ledger_handles(pc_operation_t operation) {
     case PC_OP_xts_try:
     case PC_OP_xts_resolve:
     case PC_OP_xts_finish:
+    case PC_OP_shadow_purge:
         return true;
     default:
         return false;
     }
 }
 
-uint32_t pc_ledger_apply(pc_ledger_t *ledger, pc_operation_t operation, uint64_t timestamp,
-                         const void *events, uint32_t count, pc_create_result_t *results) {
+uint32_t pc_ledger_apply(pc_ledger_t *ledger, pc_operation_t operation, uint32_t flags,
+                         uint64_t timestamp, const void *events, uint32_t count,
+                         pc_create_result_t *results) {
     PC_ASSERT(pc_ledger_handles(operation));
-    PC_ASSERT(operation != PC_OP_set_routing || count == 1);
+    PC_ASSERT((operation != PC_OP_set_routing && operation != PC_OP_shadow_purge) || count == 1);
+    PC_ASSERT((flags & ~(uint32_t)PC_REQUEST_SHADOW) == 0);
     PC_ASSERT(count >= 1 && count <= PC_BATCH_EVENTS_MAX);
     PC_ASSERT(ledger->slots_n + count <= PC__SLOTS_CAP);
     PC_ASSERT(!ledger->rebuilding && !ledger->undo_on);
@@ -374,7 +383,9 @@ uint32_t pc_ledger_apply(pc_ledger_t *ledger, pc_operation_t operation, uint64_t
     uint64_t last = start + count - 1;
     pc__expire_until(ledger, last);
     ledger->timestamp_last = last;
+    ledger->shadow = (flags & PC_REQUEST_SHADOW) != 0;
     uint32_t n = batch_run(ledger, operation, events, count, start, results);
+    ledger->shadow = false;
     pc__cache_clear(ledger);
     ledger->epoch++;
     return n;

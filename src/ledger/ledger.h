@@ -93,14 +93,17 @@ void pc_ledger_prefetch_put(pc_ledger_t *ledger, uint64_t loc, const pc_transfer
 /* Phase 2. Applies one create_accounts, create_transfers, xts_try,
  * xts_resolve (pc_transfer_t events) or xts_finish (pc_u128 gtids) batch
  * (count 1..PC_BATCH_EVENTS_MAX; xts events are never linked: each stands
- * alone), or one set_routing record (count 1), at cluster
- * time `timestamp` (ns, from the WAL entry). First expires every pending
- * transfer whose timeout has passed.
+ * alone), or one set_routing record or shadow_purge event (count 1), at
+ * cluster time `timestamp` (ns, from the WAL entry). flags are the
+ * request's (PC_REQUEST_SHADOW: every id must be a shadow id, else none may
+ * be; see include/paycell.h). First expires every pending transfer whose
+ * timeout has passed.
  * Writes a result for each event that was not created, in order, to results
  * (capacity count) and returns how many. Event timestamps are
  * max(timestamp, last + 1) + i. Never fails: every rejection is a result. */
-uint32_t pc_ledger_apply(pc_ledger_t *ledger, pc_operation_t operation, uint64_t timestamp,
-                         const void *events, uint32_t count, pc_create_result_t *results);
+uint32_t pc_ledger_apply(pc_ledger_t *ledger, pc_operation_t operation, uint32_t flags,
+                         uint64_t timestamp, const void *events, uint32_t count,
+                         pc_create_result_t *results);
 
 /* Expires pending transfers whose timeout passed at `timestamp` without
  * applying a batch (the replica calls this on idle ticks so reserved money is
@@ -141,9 +144,11 @@ void pc_ledger_transfer_public(pc_transfer_t *transfer);
 int pc_ledger_xts_outbox(const pc_ledger_t *ledger, const pc_account_filter_t *filter,
                          pc_transfer_t *out);
 
-/* get_totals: per-ledger totals with the clearing account and xts counts,
- * sorted by ledger; writes up to cap, returns how many ledgers exist. */
-uint32_t pc_ledger_xts_totals(const pc_ledger_t *ledger, pc_totals_t *out, uint32_t cap);
+/* get_totals: per-ledger totals of one namespace (shadow or real) with its
+ * clearing account and xts counts, sorted by ledger; writes up to cap,
+ * returns how many ledgers that namespace has. */
+uint32_t pc_ledger_xts_totals(const pc_ledger_t *ledger, bool shadow, pc_totals_t *out,
+                              uint32_t cap);
 
 /* For each id, the account if it exists. Writes found accounts to out in id
  * order (capacity count) and returns how many. */
@@ -165,6 +170,27 @@ typedef int (*pc_slot_reader_t)(void *ctx, uint64_t loc, pc_transfer_slot_t *out
  * or the reader's error). */
 int pc_ledger_get_account_transfers(const pc_ledger_t *ledger, const pc_account_filter_t *filter,
                                     pc_slot_reader_t reader, void *reader_ctx, pc_transfer_t *out);
+
+/* A checksum of one namespace's records only: its accounts (in insertion
+ * order, balances and timestamps included), its transfers' records and
+ * statuses, its pending legs and outbox entries — but no slot positions,
+ * which the other namespace's records shift. A real load run alone and the
+ * same real load run beside shadow traffic (at the same timestamps) give
+ * the same real checksum. Reads the store through `reader` for records no
+ * longer in memory; returns PC_OK or the reader's error. */
+int pc_ledger_namespace_checksum(const pc_ledger_t *ledger, bool shadow, pc_slot_reader_t reader,
+                                 void *ctx, pc_u128 *out);
+
+/* list_accounts: accounts with timestamp in [timestamp_min, timestamp_max]
+ * (0 = unbounded), oldest first, at most filter->limit; returns the count or
+ * PC_EINVAL (account_id or flags not 0, limit not 1..PC_BATCH_EVENTS_MAX,
+ * reserved bytes, min > max). out holds filter->limit. */
+int pc_ledger_list_accounts(const pc_ledger_t *ledger, const pc_account_filter_t *filter,
+                            pc_account_t *out);
+
+/* Counts of one namespace's accounts and transfers (test and audit aid). */
+void pc_ledger_namespace_counts(const pc_ledger_t *ledger, bool shadow, uint64_t *accounts,
+                                uint64_t *transfers);
 
 /* ---- checkpoint and recovery ---- */
 

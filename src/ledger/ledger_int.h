@@ -179,6 +179,13 @@ struct pc_ledger {
     bool routing_all;
     uint32_t bucket_accounts[PC_BUCKETS];
 
+    /* Shadow namespace (shadow.c). shadow: the namespace of the batch being
+     * applied (its request's PC_REQUEST_SHADOW flag). shadow_purged_before:
+     * the slot count at the last shadow_purge (replicated, in snapshots):
+     * shadow slots below it were purged, so recovery skips them. */
+    bool shadow;
+    uint64_t shadow_purged_before;
+
     /* Recovery (between snapshot_read and rebuild_finish). */
     bool rebuilding;
     uint64_t rebuild_next;            /* next loc expected */
@@ -293,12 +300,18 @@ static inline bool pc__is_xts(const pc_transfer_t *t) {
 /* The two accounts of this unit a stored record moves money between: its own
  * for an ordinary transfer; for an xts slot the local account and the unit's
  * clearing account of the ledger (see PC_SLOT_XTS in ledger.h). */
+/* The clearing account of a ledger in the namespace of a transfer id. */
+static inline pc_u128 pc__clearing_id(uint32_t ledger_id, pc_u128 gtid) {
+    return pc_id_is_shadow(gtid) ? PC_SHADOW_CLEARING_ACCOUNT_ID(ledger_id)
+                                 : PC_CLEARING_ACCOUNT_ID(ledger_id);
+}
+
 static inline void pc__slot_accounts(const pc_transfer_t *t, pc_u128 *dr, pc_u128 *cr) {
     *dr = t->debit_account_id;
     *cr = t->credit_account_id;
     if (!pc__is_xts(t)) return;
-    if (t->flags & PC_SLOT_XTS_PAYEE) *dr = PC_CLEARING_ACCOUNT_ID(t->ledger);
-    else *cr = PC_CLEARING_ACCOUNT_ID(t->ledger);
+    if (t->flags & PC_SLOT_XTS_PAYEE) *dr = pc__clearing_id(t->ledger, t->id);
+    else *cr = pc__clearing_id(t->ledger, t->id);
 }
 
 static inline bool pc__is_xts_payer_leg(const pc_transfer_t *t) {
@@ -308,6 +321,16 @@ static inline bool pc__is_xts_payer_leg(const pc_transfer_t *t) {
 uint32_t pc__xts_try(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t timestamp);
 uint32_t pc__xts_resolve(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t timestamp);
 uint32_t pc__xts_finish(pc_ledger_t *ledger, pc_u128 gtid);
+/* Removes a shadow entry from the outbox (shadow_purge). */
+void pc__xts_outbox_drop(pc_ledger_t *ledger, uint32_t entry);
+
+/* ---- shadow namespace (shadow.c) ---- */
+
+/* shadow_mismatch when an id of the event (other than 0 and 2^128 - 1,
+ * which get their own results) is not in the batch's namespace; else 0. */
+uint32_t pc__shadow_check(const pc_ledger_t *ledger, pc_operation_t operation,
+                          const void *events, uint32_t i);
+uint32_t pc__shadow_purge(pc_ledger_t *ledger, const void *event);
 /* Appends a payer decision to the outbox and points the gtid's index entry
  * (at pos, already POSTED, VOIDED or EXPIRED) at it. */
 void pc__outbox_add(pc_ledger_t *ledger, const pc_transfer_t *leg, uint16_t decision,

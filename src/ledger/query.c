@@ -229,6 +229,7 @@ pc_u128 pc_ledger_state_checksum(const pc_ledger_t *ledger) {
         pc_u128 accounts, heads, index, pending, outbox;
         uint64_t accounts_count, transfers_count, pending_count, slots_count, timestamp_last;
         uint64_t routing_epoch, routing_owned[2];
+        uint64_t shadow_purged_before;
     } s;
     memset(&s, 0, sizeof(s));
     s.accounts = pc_checksum(ledger->accounts, ledger->accounts_count * sizeof(pc_account_t), 13);
@@ -244,5 +245,120 @@ pc_u128 pc_ledger_state_checksum(const pc_ledger_t *ledger) {
     s.routing_epoch = ledger->routing_epoch;
     s.routing_owned[0] = ledger->routing_owned[0];
     s.routing_owned[1] = ledger->routing_owned[1];
+    s.shadow_purged_before = ledger->shadow_purged_before;
     return pc_checksum(&s, sizeof(s), 15);
+}
+
+/* ---- one namespace ---- */
+
+static bool in_namespace(pc_u128 id, bool shadow) {
+    return (bool)pc_id_is_shadow(id) == shadow;
+}
+
+void pc_ledger_namespace_counts(const pc_ledger_t *ledger, bool shadow, uint64_t *accounts,
+                                uint64_t *transfers) {
+    PC_ASSERT(accounts != NULL && transfers != NULL);
+    *accounts = 0;
+    *transfers = 0;
+    for (uint32_t i = 0; i < ledger->accounts_count; i++) {
+        if (in_namespace(ledger->accounts[i].id, shadow)) (*accounts)++;
+    }
+    for (uint64_t pos = 0; pos <= ledger->index_mask; pos++) {
+        if (ledger->ids[pos] != 0 && in_namespace(ledger->ids[pos], shadow)) (*transfers)++;
+    }
+}
+
+/* The stored record of an index entry, wherever it lives now. */
+static int entry_record(const pc_ledger_t *ledger, uint64_t ls, pc_slot_reader_t reader,
+                        void *ctx, pc_transfer_t *out) {
+    if (pc__ls_status(ls) == PC__ST_PENDING) {
+        *out = ledger->pool[pc__ls_pool(ls)].transfer;
+        return PC_OK;
+    }
+    pc_transfer_slot_t slot;
+    int rc = slot_read(ledger, reader, ctx, pc__ls_loc(ls), &slot);
+    if (rc == PC_OK) *out = slot.transfer;
+    return rc;
+}
+
+int pc_ledger_namespace_checksum(const pc_ledger_t *ledger, bool shadow, pc_slot_reader_t reader,
+                                 void *ctx, pc_u128 *out) {
+    PC_ASSERT(!ledger->undo_on && out != NULL);
+    struct {
+        pc_u128 accounts, transfers, pending, outbox;
+        uint64_t accounts_count, transfers_count, pending_count, outbox_count;
+    } s;
+    memset(&s, 0, sizeof(s));
+    for (uint32_t i = 0; i < ledger->accounts_count; i++) { /* insertion order */
+        const pc_account_t *a = &ledger->accounts[i];
+        if (!in_namespace(a->id, shadow)) continue;
+        s.accounts = pc_checksum(a, sizeof(*a), (uint64_t)s.accounts ^ 31);
+        s.accounts_count++;
+    }
+    for (uint64_t pos = 0; pos <= ledger->index_mask; pos++) { /* any order: a sum */
+        if (ledger->ids[pos] == 0 || !in_namespace(ledger->ids[pos], shadow)) continue;
+        struct {
+            pc_transfer_t record;
+            uint64_t status, reserved;
+        } e;
+        memset(&e, 0, sizeof(e));
+        int rc = entry_record(ledger, ledger->loc_status[pos], reader, ctx, &e.record);
+        if (rc != PC_OK) return rc;
+        PC_ASSERT(e.record.id == ledger->ids[pos]);
+        e.status = pc__ls_status(ledger->loc_status[pos]);
+        s.transfers += pc_checksum(&e, sizeof(e), 32);
+        s.transfers_count++;
+    }
+    for (uint32_t i = 0; i < ledger->pool_used; i++) {
+        const pc__pending_t *p = &ledger->pool[i];
+        if (p->transfer.id == 0 || !in_namespace(p->transfer.id, shadow)) continue;
+        struct {
+            pc_transfer_t transfer;
+            uint64_t expires_at, reserved;
+        } e;
+        memset(&e, 0, sizeof(e));
+        e.transfer = p->transfer;
+        e.expires_at = p->transfer.timeout != 0 ? p->expires_at : 0;
+        s.pending += pc_checksum(&e, sizeof(e), 33);
+        s.pending_count++;
+    }
+    for (uint32_t i = ledger->outbox_head; i != PC__NONE; i = ledger->outbox[i].next) {
+        const pc_transfer_t *t = &ledger->outbox[i].transfer; /* decision order */
+        if (!in_namespace(t->id, shadow)) continue;
+        s.outbox = pc_checksum(t, sizeof(*t), (uint64_t)s.outbox ^ 34);
+        s.outbox_count++;
+    }
+    *out = pc_checksum(&s, sizeof(s), 35);
+    return PC_OK;
+}
+
+/* ---- list_accounts ---- */
+
+/* The account array is in insertion order, which is timestamp order (every
+ * create is stamped later than the one before, and a purge keeps the order):
+ * the range starts at a binary search. */
+int pc_ledger_list_accounts(const pc_ledger_t *ledger, const pc_account_filter_t *filter,
+                            pc_account_t *out) {
+    PC_ASSERT(filter != NULL && out != NULL);
+    static const uint8_t zero[sizeof(filter->reserved)] = {0};
+    if (filter->account_id != 0 || filter->flags != 0) return PC_EINVAL;
+    if (memcmp(filter->reserved, zero, sizeof(zero)) != 0) return PC_EINVAL;
+    if (filter->limit == 0 || filter->limit > PC_BATCH_EVENTS_MAX) return PC_EINVAL;
+    if (filter->timestamp_max != 0 && filter->timestamp_min > filter->timestamp_max) {
+        return PC_EINVAL;
+    }
+    uint32_t lo = 0, hi = ledger->accounts_count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (ledger->accounts[mid].timestamp < filter->timestamp_min) lo = mid + 1;
+        else hi = mid;
+    }
+    uint32_t n = 0;
+    for (uint32_t i = lo; i < ledger->accounts_count && n < filter->limit; i++) {
+        const pc_account_t *a = &ledger->accounts[i];
+        PC_ASSERT(i == 0 || ledger->accounts[i - 1].timestamp < a->timestamp);
+        if (filter->timestamp_max != 0 && a->timestamp > filter->timestamp_max) break;
+        out[n++] = *a;
+    }
+    return (int)n;
 }

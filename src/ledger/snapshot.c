@@ -23,13 +23,20 @@
  * order) follow the pending entries. Resolution slots of xts legs have no id
  * of their own, so slots_count may exceed transfers_count. Versions 1 and 2
  * still load (no outbox, no xts slots).
+ *
+ * Version 4 adds the shadow namespace: the header's `reserved_2` word holds
+ * shadow_purged_before, the slot count at the last shadow_purge. The store
+ * is append-only, so purged shadow slots stay in it; rebuild skips every
+ * shadow slot below that mark (a shadow id reused after the purge has its
+ * slots above it). Older versions load with the mark at 0.
  */
 #include "ledger_int.h"
 
 #include <string.h>
 
 #define SNAPSHOT_MAGIC 0x31524744454c4350ull /* "PCLEDGR1" */
-#define SNAPSHOT_VERSION 3u
+#define SNAPSHOT_VERSION 4u
+#define SNAPSHOT_VERSION_NO_SHADOW 3u
 #define SNAPSHOT_VERSION_NO_XTS 2u
 #define SNAPSHOT_VERSION_NO_ROUTING 1u
 
@@ -43,7 +50,7 @@ typedef struct snapshot_header {
     uint64_t slots_count;
     uint64_t transfers_count;
     uint64_t body_size;
-    uint64_t reserved_2;
+    uint64_t reserved_2; /* version 4: shadow_purged_before; before: zero */
     pc_u128 checksum; /* over the header with this field zero, then the body */
 } snapshot_header_t;
 
@@ -70,7 +77,7 @@ static uint64_t routing_size(uint32_t version) {
 
 static uint64_t body_size(uint32_t version, uint64_t accounts, uint64_t pending,
                           uint64_t outbox) {
-    PC_ASSERT(version == SNAPSHOT_VERSION || outbox == 0);
+    PC_ASSERT(version >= SNAPSHOT_VERSION_NO_SHADOW || outbox == 0);
     return routing_size(version) + accounts * sizeof(pc_account_t) +
            pending * sizeof(snapshot_pending_t) + outbox * sizeof(pc_transfer_t);
 }
@@ -101,6 +108,7 @@ size_t pc_ledger_snapshot_write(const pc_ledger_t *ledger, void *buf, size_t siz
         .timestamp_last = ledger->timestamp_last,
         .slots_count = ledger->slots_count,
         .transfers_count = ledger->transfers_count,
+        .reserved_2 = ledger->shadow_purged_before,
         .body_size = body_size(SNAPSHOT_VERSION, ledger->accounts_count, ledger->pending_count,
                                ledger->outbox_count),
     };
@@ -149,7 +157,7 @@ static int accounts_load(pc_ledger_t *ledger, const pc_account_t *accounts, uint
         if (a.id == 0 || a.id == PC_U128_MAX || a.timestamp == 0 || a.ledger == 0) {
             return PC_CORRUPT("snapshot account invalid");
         }
-        if (pc_account_id_is_reserved(a.id) && a.id != PC_CLEARING_ACCOUNT_ID(a.ledger)) {
+        if (pc_account_id_is_reserved(a.id) && a.id != pc__clearing_id(a.ledger, a.id)) {
             return PC_CORRUPT("snapshot account id reserved");
         }
         if (pc_u128_add_overflows(a.debits_pending, a.debits_posted, &sum) ||
@@ -229,13 +237,17 @@ static int header_check(const pc_ledger_t *ledger, const snapshot_header_t *h, s
     if (h->version < SNAPSHOT_VERSION_NO_ROUTING || h->version > SNAPSHOT_VERSION) {
         return PC_CORRUPT("snapshot version");
     }
-    bool xts = h->version == SNAPSHOT_VERSION;
-    if ((!xts && h->reserved != 0) || h->reserved_2 != 0) return PC_CORRUPT("snapshot reserved");
+    bool xts = h->version >= SNAPSHOT_VERSION_NO_SHADOW;
+    bool shadow = h->version == SNAPSHOT_VERSION;
+    if ((!xts && h->reserved != 0) || (!shadow && h->reserved_2 != 0)) {
+        return PC_CORRUPT("snapshot reserved");
+    }
     if (h->body_size != body_size(h->version, h->accounts_count, h->pending_count, h->reserved) ||
         h->body_size != size - sizeof(*h)) {
         return PC_CORRUPT("snapshot size");
     }
     if (h->pending_count > h->transfers_count || h->transfers_count > h->slots_count ||
+        h->reserved_2 > h->slots_count ||
         (!xts && h->transfers_count != h->slots_count)) {
         return PC_CORRUPT("snapshot counters");
     }
@@ -277,6 +289,7 @@ int pc_ledger_snapshot_read(pc_ledger_t *ledger, const void *buf, size_t size) {
     if (rc != PC_OK) return rc;
     ledger->timestamp_last = h.timestamp_last;
     ledger->slots_count = h.slots_count;
+    ledger->shadow_purged_before = h.reserved_2;
     ledger->rebuilding = true;
     ledger->rebuild_next = 0;
     ledger->rebuild_timestamp = 0;
@@ -383,6 +396,11 @@ int pc_ledger_rebuild_slot(pc_ledger_t *ledger, uint64_t loc, const pc_transfer_
     if (t->id == 0 || t->id == PC_U128_MAX || t->timestamp <= ledger->rebuild_timestamp ||
         t->timestamp > ledger->timestamp_last) {
         return PC_CORRUPT("rebuild: slot id or timestamp invalid");
+    }
+    if (pc_id_is_shadow(t->id) && loc < ledger->shadow_purged_before) {
+        ledger->rebuild_timestamp = t->timestamp; /* purged: nothing of it is state */
+        ledger->rebuild_next++;
+        return PC_OK;
     }
     uint64_t pos = pc__index_find(ledger, t->id);
     bool known = ((t->flags & PC_TRANSFER_pending) || xts_resolution(t)) &&

@@ -97,6 +97,11 @@ static void outbox_remove(pc_ledger_t *ledger, uint32_t index) {
     ledger->outbox_count--;
 }
 
+void pc__xts_outbox_drop(pc_ledger_t *ledger, uint32_t entry) {
+    PC_ASSERT(pc_id_is_shadow(ledger->outbox[entry].transfer.id));
+    outbox_remove(ledger, entry);
+}
+
 void pc__outbox_add(pc_ledger_t *ledger, const pc_transfer_t *leg, uint16_t decision,
                     uint64_t timestamp, uint64_t pos) {
     PC_ASSERT(pc__is_xts_payer_leg(leg) && (decision == FLAG_POST || decision == FLAG_VOID));
@@ -228,7 +233,7 @@ static uint32_t try_check(const pc_ledger_t *ledger, const pc_transfer_t *t, uin
     if (local == PC__NONE) return payer ? R(debit_account_not_found) : R(credit_account_not_found);
     const pc_account_t *a = &ledger->accounts[local];
     if (a->ledger != t->ledger) return R(transfer_must_have_the_same_ledger_as_accounts);
-    uint32_t clearing = pc__account_find(ledger, PC_CLEARING_ACCOUNT_ID(t->ledger), NULL);
+    uint32_t clearing = pc__account_find(ledger, pc__clearing_id(t->ledger, t->id), NULL);
     const pc_account_t zero = {0};
     const pc_account_t *c = clearing == PC__NONE ? &zero : &ledger->accounts[clearing];
     const pc_account_t *dr = payer ? a : c, *cr = payer ? c : a;
@@ -244,14 +249,15 @@ static uint32_t try_check(const pc_ledger_t *ledger, const pc_transfer_t *t, uin
 }
 
 /* The unit's clearing account of a ledger, created on first use. */
-static uint32_t clearing_get(pc_ledger_t *ledger, uint32_t ledger_id, uint64_t timestamp) {
+static uint32_t clearing_get(pc_ledger_t *ledger, uint32_t ledger_id, pc_u128 gtid,
+                             uint64_t timestamp) {
     uint64_t pos = 0;
-    uint32_t slot = pc__account_find(ledger, PC_CLEARING_ACCOUNT_ID(ledger_id), &pos);
+    uint32_t slot = pc__account_find(ledger, pc__clearing_id(ledger_id, gtid), &pos);
     if (slot != PC__NONE) return slot;
     PC_ASSERT(ledger->accounts_count < ledger->config.accounts_max);
     pc_account_t a;
     memset(&a, 0, sizeof(a));
-    a.id = PC_CLEARING_ACCOUNT_ID(ledger_id);
+    a.id = pc__clearing_id(ledger_id, gtid);
     a.ledger = ledger_id;
     a.code = 1;
     a.timestamp = timestamp;
@@ -261,7 +267,7 @@ static uint32_t clearing_get(pc_ledger_t *ledger, uint32_t ledger_id, uint64_t t
 
 static void try_commit(pc_ledger_t *ledger, const pc_transfer_t *t, uint32_t role,
                        uint64_t timestamp, uint64_t pos, uint32_t local) {
-    uint32_t clearing = clearing_get(ledger, t->ledger, timestamp);
+    uint32_t clearing = clearing_get(ledger, t->ledger, t->id, timestamp);
     uint32_t dr = role == ROLE_PAYER ? local : clearing;
     uint32_t cr = role == ROLE_PAYER ? clearing : local;
     PC_ASSERT(dr != cr);
@@ -329,7 +335,15 @@ static uint32_t empty_rollback(pc_ledger_t *ledger, const pc_transfer_t *t, uint
                                uint64_t pos) {
     PC_ASSERT(t->flags == FLAG_VOID);
     PC_ASSERT(!pc__index_has(ledger, pos, t->id));
-    if (pc__store_full(ledger)) return R(transfers_full);
+    if (pc__store_full(ledger)) {
+        /* Open legs hold the room left: they resolve, so try again later.
+         * With no room for two more slots ever (slots are never given
+         * back), no try of this gtid can be accepted again: the abort needs
+         * no tombstone to stop one, and refusing it would leave the payer's
+         * outbox entry retried forever. */
+        if (ledger->slots_count + 2 > ledger->config.transfers_max) return R(created);
+        return R(transfers_full);
+    }
     pc_transfer_t record = *t;
     record.timestamp = timestamp;
     record.flags = FLAG_VOID | PC_SLOT_XTS | PC_SLOT_FAILED;
@@ -504,49 +518,57 @@ int pc_ledger_xts_outbox(const pc_ledger_t *ledger, const pc_account_filter_t *f
 }
 
 /* The smallest ledger id above `after`, or 0 when none. */
-static uint32_t ledger_next(const pc_ledger_t *ledger, uint32_t after) {
+static uint32_t ledger_next(const pc_ledger_t *ledger, bool shadow, uint32_t after) {
     uint64_t next = UINT64_MAX;
     for (uint32_t i = 0; i < ledger->accounts_count; i++) {
+        if ((bool)pc_id_is_shadow(ledger->accounts[i].id) != shadow) continue;
         uint32_t l = ledger->accounts[i].ledger;
         if (l > after && l < next) next = l;
     }
     return next == UINT64_MAX ? 0 : (uint32_t)next;
 }
 
-static void totals_one(const pc_ledger_t *ledger, uint32_t ledger_id, pc_totals_t *t) {
+static void totals_one(const pc_ledger_t *ledger, bool shadow, uint32_t ledger_id,
+                       pc_totals_t *t) {
     PC_ASSERT(ledger_id != 0);
     memset(t, 0, sizeof(*t));
     t->ledger = ledger_id;
+    const pc_u128 space = shadow ? PC_SHADOW_BIT : 0;
     for (uint32_t i = 0; i < ledger->accounts_count; i++) {
         const pc_account_t *a = &ledger->accounts[i];
-        if (a->ledger != ledger_id) continue;
+        if (a->ledger != ledger_id || (a->id & PC_SHADOW_BIT) != space) continue;
         t->debits_pending += a->debits_pending;
         t->debits_posted += a->debits_posted;
         t->credits_pending += a->credits_pending;
         t->credits_posted += a->credits_posted;
         t->accounts_count++;
     }
-    uint32_t clearing = pc__account_find(ledger, PC_CLEARING_ACCOUNT_ID(ledger_id), NULL);
+    uint32_t clearing = pc__account_find(ledger, pc__clearing_id(ledger_id, space), NULL);
     if (clearing != PC__NONE) {
         t->clearing_debits_posted = ledger->accounts[clearing].debits_posted;
         t->clearing_credits_posted = ledger->accounts[clearing].credits_posted;
     }
     for (uint32_t i = 0; i < ledger->pool_used; i++) {
         const pc_transfer_t *p = &ledger->pool[i].transfer;
-        if (p->id != 0 && pc__is_xts(p) && p->ledger == ledger_id) t->xts_trying++;
+        if (p->id != 0 && pc__is_xts(p) && p->ledger == ledger_id &&
+            (p->id & PC_SHADOW_BIT) == space) {
+            t->xts_trying++;
+        }
     }
     for (uint32_t i = ledger->outbox_head; i != PC__NONE; i = ledger->outbox[i].next) {
-        if (ledger->outbox[i].transfer.ledger == ledger_id) t->xts_outbox++;
+        const pc_transfer_t *e = &ledger->outbox[i].transfer;
+        if (e->ledger == ledger_id && (e->id & PC_SHADOW_BIT) == space) t->xts_outbox++;
     }
 }
 
 /* Not hot and allocates nothing: one pass per ledger, as pc_ledger_totals. */
-uint32_t pc_ledger_xts_totals(const pc_ledger_t *ledger, pc_totals_t *out, uint32_t cap) {
+uint32_t pc_ledger_xts_totals(const pc_ledger_t *ledger, bool shadow, pc_totals_t *out,
+                              uint32_t cap) {
     PC_ASSERT(out != NULL || cap == 0);
     PC_ASSERT(!ledger->undo_on);
     uint32_t n = 0;
-    for (uint32_t l = ledger_next(ledger, 0); l != 0; l = ledger_next(ledger, l)) {
-        if (n < cap) totals_one(ledger, l, &out[n]);
+    for (uint32_t l = ledger_next(ledger, shadow, 0); l != 0; l = ledger_next(ledger, shadow, l)) {
+        if (n < cap) totals_one(ledger, shadow, l, &out[n]);
         n++;
     }
     PC_ASSERT(n <= ledger->accounts_count);

@@ -59,6 +59,8 @@ uint32_t pc_operation_event_size(pc_operation_t operation) {
     case PC_OP_set_cluster: return sizeof(pc_cluster_t);
     case PC_OP_get_cluster: return sizeof(pc_u128);
     case PC_OP_get_totals: return sizeof(pc_u128);
+    case PC_OP_shadow_purge: return sizeof(pc_u128);
+    case PC_OP_list_accounts: return sizeof(pc_account_filter_t);
     }
     return 0;
 }
@@ -79,6 +81,8 @@ uint32_t pc_operation_reply_record_size(pc_operation_t operation) {
     case PC_OP_set_cluster: return sizeof(pc_create_result_t);
     case PC_OP_get_cluster: return sizeof(pc_cluster_t);
     case PC_OP_get_totals: return sizeof(pc_totals_t);
+    case PC_OP_shadow_purge: return sizeof(pc_create_result_t);
+    case PC_OP_list_accounts: return sizeof(pc_account_t);
     }
     return 0;
 }
@@ -92,6 +96,7 @@ bool pc_operation_is_write(pc_operation_t operation) {
     case PC_OP_xts_try:
     case PC_OP_xts_resolve:
     case PC_OP_xts_finish:
+    case PC_OP_shadow_purge:
     case PC_OP_set_cluster: return true;
     }
     return false;
@@ -204,6 +209,8 @@ int pc_request_verify(const pc_header_t *header, const void *body) {
     case PC_OP_set_cluster:
     case PC_OP_get_cluster:
     case PC_OP_get_totals:
+    case PC_OP_shadow_purge:
+    case PC_OP_list_accounts:
         return body_size == pc_operation_event_size(operation) ? PC_OK : PC_EPROTO;
     default: break;
     }

@@ -41,8 +41,8 @@ static void flush_slots(replica_t *r) {
 
 /* Applies one create batch: prefetch the stored records it needs, apply in
  * memory, persist the new slots. Returns the number of results. */
-static uint32_t apply_batch(replica_t *r, pc_operation_t operation, uint64_t timestamp,
-                            const void *events, uint32_t count) {
+static uint32_t apply_batch(replica_t *r, pc_operation_t operation, uint32_t flags,
+                            uint64_t timestamp, const void *events, uint32_t count) {
     uint32_t n = pc_ledger_prefetch(r->ledger, operation, events, count, r->locs);
     for (uint32_t i = 0; i < n; i++) {
         int rc = pc_storage_slots_read(r->storage, r->locs[i], r->slot_buf, 1);
@@ -53,7 +53,8 @@ static uint32_t apply_batch(replica_t *r, pc_operation_t operation, uint64_t tim
         }
         pc_ledger_prefetch_put(r->ledger, r->locs[i], &r->slot_buf[0].transfer);
     }
-    uint32_t results = pc_ledger_apply(r->ledger, operation, timestamp, events, count, r->results);
+    uint32_t results =
+        pc_ledger_apply(r->ledger, operation, flags, timestamp, events, count, r->results);
     flush_slots(r);
     return results;
 }
@@ -119,7 +120,8 @@ static void commit_request(replica_t *r, uint64_t op, uint64_t timestamp, const 
     }
     uint32_t n = h->operation == PC_OP_set_cluster
                      ? commit_cluster(r, body)
-                     : apply_batch(r, (pc_operation_t)h->operation, timestamp, body, count);
+                     : apply_batch(r, (pc_operation_t)h->operation,
+                                   h->flags & PC_HEADER_SHADOW, timestamp, body, count);
     pc_ledger_stats_t stats;
     pc_ledger_stats(r->ledger, &stats);
     reply->session = h->session;
@@ -189,10 +191,10 @@ static int serve_xts(replica_t *r, const pc_header_t *h, const void *body) {
         memcpy(&filter, body, sizeof filter);
         return pc_ledger_xts_outbox(r->ledger, &filter, (pc_transfer_t *)r->reply_body);
     }
-    pc_u128 zero;
-    memcpy(&zero, body, sizeof zero);
-    if (zero != 0) return PC_EINVAL;
-    uint32_t n = pc_ledger_xts_totals(r->ledger, (pc_totals_t *)r->reply_body,
+    pc_u128 space; /* 0: the real namespace, 1: the shadow one */
+    memcpy(&space, body, sizeof space);
+    if (space > 1) return PC_EINVAL;
+    uint32_t n = pc_ledger_xts_totals(r->ledger, space == 1, (pc_totals_t *)r->reply_body,
                                       PC_BATCH_EVENTS_MAX);
     return (int)PC_MIN(n, PC_BATCH_EVENTS_MAX);
 }
@@ -235,6 +237,12 @@ void pc__machine_serve_read(replica_t *r, conn_t *c, const pc_header_t *h, const
         memcpy(&filter, body, sizeof filter);
         int rc = pc_ledger_get_account_transfers(r->ledger, &filter, slot_reader, r,
                                                  (pc_transfer_t *)r->reply_body);
+        if (rc < 0) status = rc;
+        else n = (uint32_t)rc;
+    } else if (h->operation == PC_OP_list_accounts) {
+        pc_account_filter_t filter;
+        memcpy(&filter, body, sizeof filter);
+        int rc = pc_ledger_list_accounts(r->ledger, &filter, (pc_account_t *)r->reply_body);
         if (rc < 0) status = rc;
         else n = (uint32_t)rc;
     } else {

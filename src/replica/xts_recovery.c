@@ -78,7 +78,8 @@ static pc_client_t *unit_client(pc_xts_recovery_t *x, uint32_t unit) {
 
 /* Delivers the decisions of records[idx[0..n)] to one payee unit; writes
  * the gtids it confirmed to x->ids and returns how many. */
-static uint32_t deliver(pc_xts_recovery_t *x, uint32_t unit, const uint32_t *idx, uint32_t n) {
+static uint32_t deliver(pc_xts_recovery_t *x, uint32_t unit, uint32_t flags, const uint32_t *idx,
+                        uint32_t n) {
     pc_client_t *c = unit_client(x, unit);
     if (c == NULL) return 0;
     for (uint32_t k = 0; k < n; k++) {
@@ -89,8 +90,8 @@ static uint32_t deliver(pc_xts_recovery_t *x, uint32_t unit, const uint32_t *idx
                                           PC_TRANSFER_void_pending_transfer);
     }
     uint32_t size = 0;
-    int rc = pc_client_call(c, PC_OP_xts_resolve, x->batch, n, x->results,
-                            n * (uint32_t)sizeof(pc_create_result_t), &size);
+    int rc = pc_client_call_flags(c, PC_OP_xts_resolve, flags, x->batch, n, x->results,
+                                  n * (uint32_t)sizeof(pc_create_result_t), &size);
     if (rc != PC_OK) {
         client_drop(&x->units[unit]);
         return 0;
@@ -132,18 +133,24 @@ static void round_run(pc_xts_recovery_t *x) {
     uint32_t *idx = malloc((size_t)PC_MAX(n, 1u) * sizeof(uint32_t));
     if (idx == NULL) return;
     uint64_t finished = 0;
-    for (uint32_t unit = 0; unit < x->map.units_count && n > 0; unit++) {
-        uint32_t m = 0;
+    /* One batch per payee unit and namespace: a shadow decision travels in a
+     * shadow request, as every step of a shadow transfer does. */
+    for (uint32_t k = 0; k < 2 * x->map.units_count && n > 0; k++) {
+        uint32_t unit = k / 2;
+        bool shadow = k % 2 == 1;
+        uint32_t flags = shadow ? PC_REQUEST_SHADOW : 0, m = 0;
         for (uint32_t i = 0; i < n; i++) {
-            if (x->map.bucket_unit[pc_bucket_of(x->records[i].credit_account_id)] == unit) {
+            const pc_transfer_t *rec = &x->records[i];
+            if (x->map.bucket_unit[pc_bucket_of(rec->credit_account_id)] == unit &&
+                (bool)pc_id_is_shadow(rec->id) == shadow) {
                 idx[m++] = i;
             }
         }
         if (m == 0) continue;
-        uint32_t done = deliver(x, unit, idx, m);
+        uint32_t done = deliver(x, unit, flags, idx, m);
         if (done == 0) continue;
-        rc = pc_client_call(x->self, PC_OP_xts_finish, x->ids, done, x->results,
-                            done * (uint32_t)sizeof(pc_create_result_t), &size);
+        rc = pc_client_call_flags(x->self, PC_OP_xts_finish, flags, x->ids, done, x->results,
+                                  done * (uint32_t)sizeof(pc_create_result_t), &size);
         if (rc == PC_OK) finished += done;
     }
     free(idx);

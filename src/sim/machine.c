@@ -69,7 +69,7 @@ static pc_u128 ledger_apply(sim_machine_t *m, const pc_vsr_header_t *h, const ui
         pc_ledger_prefetch_put(m->ledger, locs[i], &m->store[locs[i]].transfer);
     }
     pc_create_result_t results[SIM_BODY_MAX / PC_RECORD_SIZE];
-    uint32_t r = pc_ledger_apply(m->ledger, (pc_operation_t)h->operation, h->timestamp, events,
+    uint32_t r = pc_ledger_apply(m->ledger, (pc_operation_t)h->operation, 0, h->timestamp, events,
                                  count, results);
     const pc_transfer_slot_t *slots;
     uint64_t first;

@@ -259,7 +259,7 @@ static uint32_t ledger_apply(xs_world_t *w, xs_unit_t *u, pc_operation_t op, uin
         PC_ASSERT(w->locs[i] < u->store_count);
         pc_ledger_prefetch_put(u->ledger, w->locs[i], &u->store[w->locs[i]].transfer);
     }
-    uint32_t r = pc_ledger_apply(u->ledger, op, timestamp, events, count, w->results);
+    uint32_t r = pc_ledger_apply(u->ledger, op, 0, timestamp, events, count, w->results);
     store_append(u);
     PC_ASSERT(r <= count);
     return r;
@@ -1045,7 +1045,7 @@ static void totals_check(xs_world_t *w) {
     memset(sum, 0, sizeof sum);
     for (uint32_t u = 0; u < w->units_count; u++) {
         pc_totals_t t[8];
-        uint32_t n = pc_ledger_xts_totals(w->units[u].ledger, t, PC_ARRAY_LEN(t));
+        uint32_t n = pc_ledger_xts_totals(w->units[u].ledger, false, t, PC_ARRAY_LEN(t));
         PC_ASSERT(n <= PC_ARRAY_LEN(t));
         for (uint32_t k = 0; k < n; k++) {
             if (t[k].debits_pending != 0 || t[k].credits_pending != 0) {
@@ -1187,7 +1187,7 @@ static bool only_stuck(xs_world_t *w) {
     uint64_t stuck = 0;
     for (uint32_t u = 0; u < w->units_count; u++) {
         pc_totals_t t[8];
-        uint32_t n = pc_ledger_xts_totals(w->units[u].ledger, t, PC_ARRAY_LEN(t));
+        uint32_t n = pc_ledger_xts_totals(w->units[u].ledger, false, t, PC_ARRAY_LEN(t));
         for (uint32_t k = 0; k < n && k < PC_ARRAY_LEN(t); k++) {
             if (t[k].xts_trying != 0) return false;
         }
@@ -1232,7 +1232,7 @@ static bool heal_run(xs_world_t *w, char *liveness, size_t size) {
     uint32_t open = 0;
     for (uint32_t u = 0; u < w->units_count; u++) {
         pc_totals_t t[8];
-        uint32_t n = pc_ledger_xts_totals(w->units[u].ledger, t, PC_ARRAY_LEN(t));
+        uint32_t n = pc_ledger_xts_totals(w->units[u].ledger, false, t, PC_ARRAY_LEN(t));
         for (uint32_t k = 0; k < n && k < PC_ARRAY_LEN(t); k++) {
             open += (uint32_t)(t[k].xts_trying + t[k].xts_outbox);
         }

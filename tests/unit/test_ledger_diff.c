@@ -686,7 +686,7 @@ static void apply_both(run_t *r, pc_operation_t op, const void *events, uint32_t
         pc_ledger_prefetch_put(r->ledger, locs[i], &r->store[locs[i]].transfer);
     }
     pc_create_result_t got[BATCH_MAX], want[BATCH_MAX];
-    uint32_t ng = pc_ledger_apply(r->ledger, op, r->now, events, count, got);
+    uint32_t ng = pc_ledger_apply(r->ledger, op, 0, r->now, events, count, got);
     uint32_t nw = m_apply(r->model, op, r->now, events, count, want);
     if (ng != nw || memcmp(got, want, nw * sizeof(got[0])) != 0) {
         for (uint32_t i = 0; i < PC_MAX(ng, nw); i++) {

@@ -27,7 +27,9 @@ typedef struct fx {
     pc_ledger_config_t config;
     pc_transfer_slot_t *store;
     uint64_t store_count, store_cap;
-    uint64_t now; /* cluster time of the next batch, ns */
+    uint64_t now;   /* cluster time of the next batch, ns */
+    uint64_t step;  /* how far now moves per batch; S_NS unless a test says */
+    uint32_t flags; /* request flags of the next batches (PC_REQUEST_SHADOW) */
 } fx_t;
 
 static void fx_flush(fx_t *fx) {
@@ -50,8 +52,8 @@ static uint32_t fx_apply(fx_t *fx, pc_operation_t op, const void *events, uint32
         ASSERT_TRUE(locs[i] < fx->store_count);
         pc_ledger_prefetch_put(fx->ledger, locs[i], &fx->store[locs[i]].transfer);
     }
-    uint32_t r = pc_ledger_apply(fx->ledger, op, fx->now, events, count, results);
-    fx->now += S_NS;
+    uint32_t r = pc_ledger_apply(fx->ledger, op, fx->flags, fx->now, events, count, results);
+    fx->now += fx->step;
     fx_flush(fx);
     return r;
 }
@@ -98,6 +100,7 @@ static fx_t *fx_new(uint32_t accounts_max, uint32_t pending_max, uint32_t outbox
     fx->store_cap = fx->config.transfers_max;
     fx->store = calloc(fx->store_cap, sizeof(pc_transfer_slot_t));
     fx->now = 1000 * S_NS;
+    fx->step = S_NS;
     fx_routing(fx, own);
     return fx;
 }
@@ -215,7 +218,7 @@ static pc_account_t get(fx_t *fx, pc_u128 id) {
 static void conserved(fx_t *fx) {
     pc_totals_t totals[8];
     pc_ledger_totals_t plain[8];
-    uint32_t n = pc_ledger_xts_totals(fx->ledger, totals, 8);
+    uint32_t n = pc_ledger_xts_totals(fx->ledger, false, totals, 8);
     ASSERT_TRUE(n <= 8);
     ASSERT_EQ(pc_ledger_totals(fx->ledger, plain, 8), n);
     for (uint32_t i = 0; i < n; i++) {
@@ -230,7 +233,7 @@ static void conserved(fx_t *fx) {
 
 static pc_totals_t totals_of(fx_t *fx, uint32_t ledger) {
     pc_totals_t totals[8];
-    uint32_t n = pc_ledger_xts_totals(fx->ledger, totals, 8);
+    uint32_t n = pc_ledger_xts_totals(fx->ledger, false, totals, 8);
     for (uint32_t i = 0; i < n; i++)
         if (totals[i].ledger == ledger) return totals[i];
     PC__TEST_FAIL("no totals for ledger %u", ledger);
@@ -455,8 +458,11 @@ static void test_xts_plain_operations(void) {
     fx_t *p = fx_payer();
     pc_account_t a = mkacct(CLR(5), 5, 0);
     ASSERT_STREQ(pc_account_result_name(fx_one(p, PC_OP_create_accounts, &a)), "id_reserved");
-    a = mkacct(((pc_u128)UINT64_MAX << 64) | 12345, 1, 0);
+    a = mkacct(((pc_u128)(UINT64_MAX >> 1) << 64) | 12345, 1, 0);
     ASSERT_STREQ(pc_account_result_name(fx_one(p, PC_OP_create_accounts, &a)), "id_reserved");
+    /* Shadow ids hold the shadow clearing accounts' reserve. */
+    a = mkacct(PC_SHADOW_CLEARING_ACCOUNT_ID(5), 5, 0);
+    ASSERT_STREQ(pc_account_result_name(fx_one(p, PC_OP_create_accounts, &a)), "shadow_mismatch");
     EXPECT(xtry(p, xt(10, 1, 51, 5, 1, 60)), created);
     pc_transfer_t t = xt(11, 1, CLR(1), 5, 1, 0);
     EXPECT(fx_one(p, PC_OP_create_transfers, &t), credit_account_not_found);
@@ -598,6 +604,7 @@ static void test_xts_store_reserve(void) {
     p->store_cap = p->config.transfers_max;
     p->store = calloc(p->store_cap, sizeof(pc_transfer_slot_t));
     p->now = 1000 * S_NS;
+    p->step = S_NS;
     fx_routing(p, OWN_LOW);
     fx_accounts(p, 0);
     for (pc_u128 g = 1; g <= 4; g++) EXPECT(xtry(p, xt(g, 1, 51, 5, 1, 60)), created);
@@ -605,8 +612,15 @@ static void test_xts_store_reserve(void) {
     pc_transfer_t t = {.id = 9, .debit_account_id = 1, .credit_account_id = 2, .amount = 1,
                        .ledger = 1, .code = 1};
     EXPECT(fx_one(p, PC_OP_create_transfers, &t), transfers_full);
+    /* An empty rollback while open legs hold the room: later, please. */
+    EXPECT(xresolve(p, 77, false), transfers_full);
     for (pc_u128 g = 1; g <= 4; g++) EXPECT(xresolve(p, g, g % 2 == 0), created);
     conserved(p);
+    /* The store is full for good: an empty rollback needs no tombstone,
+     * because no try can ever be accepted again. */
+    EXPECT(xresolve(p, 77, false), created);
+    EXPECT(xresolve(p, 77, false), created);
+    EXPECT(xtry(p, xt(77, 1, 51, 5, 1, 60)), transfers_full);
     fx_free(p);
 }
 
@@ -681,7 +695,7 @@ static void test_xts_totals(void) {
     ASSERT_EQ_U128(t2.debits_pending, 120);
     ASSERT_EQ(t1.accounts_count, 4);
     ASSERT_EQ(t2.accounts_count, 3);
-    ASSERT_EQ(pc_ledger_xts_totals(p->ledger, NULL, 0), 2);
+    ASSERT_EQ(pc_ledger_xts_totals(p->ledger, false, NULL, 0), 2);
     conserved(p);
     fx_free(p);
 }
@@ -728,7 +742,7 @@ static void test_xts_snapshot_rebuild(void) {
     }
     ASSERT_EQ_U128(pc_ledger_state_checksum(a->ledger), pc_ledger_state_checksum(b->ledger));
     fx_restart(b);
-    ASSERT_EQ(pc_ledger_xts_totals(b->ledger, NULL, 0), 2);
+    ASSERT_EQ(pc_ledger_xts_totals(b->ledger, false, NULL, 0), 2);
     conserved(a);
     conserved(b);
     fx_free(a);
@@ -930,6 +944,283 @@ static void test_xts_random(void) {
         rnd_run(seed);
 }
 
+/* ---- shadow namespace ---- */
+
+static int store_reader(void *ctx, uint64_t loc, pc_transfer_slot_t *out) {
+    fx_t *fx = ctx;
+    ASSERT_TRUE(loc < fx->store_count);
+    *out = fx->store[loc];
+    return PC_OK;
+}
+
+static pc_u128 space_checksum(fx_t *fx, bool shadow) {
+    pc_u128 sum = 0;
+    ASSERT_EQ(pc_ledger_namespace_checksum(fx->ledger, shadow, store_reader, fx, &sum), PC_OK);
+    return sum;
+}
+
+static void space_counts(fx_t *fx, bool shadow, uint64_t accounts, uint64_t transfers) {
+    uint64_t a = 0, t = 0;
+    pc_ledger_namespace_counts(fx->ledger, shadow, &a, &t);
+    ASSERT_EQ(a, accounts);
+    ASSERT_EQ(t, transfers);
+}
+
+/* A request's namespace decides which ids it may name; every mix is refused
+ * with shadow_mismatch and leaves both namespaces as they were. */
+static void test_shadow_mixed_refused(void) {
+    fx_t *p = fx_payer();
+    pc_u128 real_before = space_checksum(p, false);
+    pc_account_t a = mkacct(PC_SHADOW_ID(7), 1, 0);
+    ASSERT_STREQ(pc_account_result_name(fx_one(p, PC_OP_create_accounts, &a)), "shadow_mismatch");
+    p->flags = PC_REQUEST_SHADOW;
+    a = mkacct(7, 1, 0);
+    ASSERT_STREQ(pc_account_result_name(fx_one(p, PC_OP_create_accounts, &a)), "shadow_mismatch");
+    pc_account_t copies[2] = {mkacct(PC_SHADOW_ID(1), 1, 0), mkacct(PC_SHADOW_ID(2), 1, 0)};
+    pc_create_result_t results[2];
+    ASSERT_EQ(fx_apply(p, PC_OP_create_accounts, copies, 2, results), 0);
+    /* Any one id of the other namespace is enough to refuse. */
+    pc_transfer_t t = xt(PC_SHADOW_ID(20), PC_SHADOW_ID(1), 2, 5, 1, 0);
+    EXPECT(fx_one(p, PC_OP_create_transfers, &t), shadow_mismatch);
+    t = xt(20, PC_SHADOW_ID(1), PC_SHADOW_ID(2), 5, 1, 0);
+    EXPECT(fx_one(p, PC_OP_create_transfers, &t), shadow_mismatch);
+    t = xt(PC_SHADOW_ID(20), PC_SHADOW_ID(1), PC_SHADOW_ID(51), 5, 1, 60);
+    EXPECT(xtry(p, t), created); /* a shadow xts leg */
+    EXPECT(xfinish(p, 20), shadow_mismatch);
+    /* 0 and 2^128 - 1 keep their own results in either namespace. */
+    t = xt(0, PC_SHADOW_ID(1), PC_SHADOW_ID(2), 5, 1, 0);
+    EXPECT(fx_one(p, PC_OP_create_transfers, &t), id_must_not_be_zero);
+    t = xt(PC_SHADOW_ID(21), PC_U128_MAX, PC_SHADOW_ID(2), 5, 1, 0);
+    EXPECT(fx_one(p, PC_OP_create_transfers, &t), debit_account_id_must_not_be_int_max);
+    p->flags = 0;
+    t = xt(21, PC_SHADOW_ID(1), 2, 5, 1, 0);
+    EXPECT(fx_one(p, PC_OP_create_transfers, &t), shadow_mismatch);
+    t = decision(PC_SHADOW_ID(20), true);
+    EXPECT(fx_one(p, PC_OP_xts_resolve, &t), shadow_mismatch);
+    pc_u128 zero = 0;
+    EXPECT(fx_one(p, PC_OP_shadow_purge, &zero), shadow_mismatch); /* a real request */
+    ASSERT_EQ_U128(space_checksum(p, false), real_before);
+    space_counts(p, true, 3, 1); /* two copies and the shadow clearing account; one leg */
+    /* The shadow leg moved the shadow clearing account, not the real one. */
+    ASSERT_BAL(p, PC_SHADOW_CLEARING_ACCOUNT_ID(1), 0, 0, 5, 0);
+    ASSERT_EQ(pc_ledger_xts_totals(p->ledger, false, NULL, 0), 2);
+    pc_totals_t shadow_totals[4];
+    ASSERT_EQ(pc_ledger_xts_totals(p->ledger, true, shadow_totals, 4), 1);
+    ASSERT_EQ(shadow_totals[0].xts_trying, 1);
+    ASSERT_EQ_U128(shadow_totals[0].debits_pending, shadow_totals[0].credits_pending);
+    fx_free(p);
+}
+
+/* Step k of a two-unit script: local transfers, a pending that expires, an
+ * xts commit run to its end, an xts abort with an empty rollback on the
+ * payee, an xts leg that expires, a payee-side transfer. shadow runs the
+ * same script on the shadow copies (other amounts, so the two differ). */
+static uint32_t script_steps(void) {
+    return 15;
+}
+
+static void script_step(fx_t *p, fx_t *q, uint32_t k, bool shadow) {
+#define ID(x) (shadow ? PC_SHADOW_ID(x) : (pc_u128)(x))
+    pc_u128 m = shadow ? 3 : 1; /* amounts differ between the namespaces */
+    pc_create_result_t results[5];
+    pc_transfer_t t;
+    switch (k) {
+    case 0: {
+        pc_account_t accounts[5] = {mkacct(ID(1), 1, 0), mkacct(ID(2), 1, 0),
+                                    mkacct(ID(3), 1, PC_ACCOUNT_debits_must_not_exceed_credits),
+                                    mkacct(ID(4), 2, 0), mkacct(ID(5), 2, 0)};
+        if (shadow) ASSERT_EQ(fx_apply(p, PC_OP_create_accounts, accounts, 5, results), 0);
+        break;
+    }
+    case 1: {
+        pc_account_t accounts[5] = {mkacct(ID(51), 1, 0), mkacct(ID(52), 1, 0),
+                                    mkacct(ID(53), 1, PC_ACCOUNT_debits_must_not_exceed_credits),
+                                    mkacct(ID(54), 2, 0), mkacct(ID(55), 2, 0)};
+        if (shadow) ASSERT_EQ(fx_apply(q, PC_OP_create_accounts, accounts, 5, results), 0);
+        break;
+    }
+    case 2:
+        t = xt(ID(100), ID(1), ID(2), 100 * m, 1, 0);
+        ASSERT_EQ(fx_one(p, PC_OP_create_transfers, &t), 0);
+        break;
+    case 3:
+        t = xt(ID(101), ID(2), ID(1), 5 * m, 1, 2);
+        t.flags = PC_TRANSFER_pending;
+        ASSERT_EQ(fx_one(p, PC_OP_create_transfers, &t), 0);
+        break;
+    case 4: EXPECT(xtry(p, xt(ID(200), ID(1), ID(51), 30 * m, 1, 60)), created); break;
+    case 5: EXPECT(xtry(q, xt(ID(200), ID(1), ID(51), 30 * m, 1, 60)), created); break;
+    case 6: EXPECT(xresolve(p, ID(200), true), created); break;
+    case 7: EXPECT(xresolve(q, ID(200), true), created); break;
+    case 8: EXPECT(xfinish(p, ID(200)), created); break;
+    case 9: EXPECT(xtry(p, xt(ID(201), ID(2), ID(52), 7 * m, 1, 60)), created); break;
+    case 10: EXPECT(xresolve(p, ID(201), false), created); break;
+    case 11: EXPECT(xresolve(q, ID(201), false), created); break; /* empty rollback */
+    case 12: EXPECT(xtry(p, xt(ID(202), ID(1), ID(53), 9 * m, 1, 1)), created); break;
+    case 13:
+        t = xt(ID(300), ID(51), ID(52), 40 * m, 1, 0);
+        ASSERT_EQ(fx_one(q, PC_OP_create_transfers, &t), 0);
+        break;
+    case 14: /* by now 101 and 202 expired: 202's abort waits in the outbox */
+        t = xt(ID(102), ID(4), ID(5), 11 * m, 2, 0);
+        ASSERT_EQ(fx_one(p, PC_OP_create_transfers, &t), 0);
+        break;
+    default: PC__TEST_FAIL("no step %u", k);
+    }
+#undef ID
+}
+
+/* Shadow batches land between the real ones, half a second after each, and
+ * do not move the real clock. */
+static void shadow_between(fx_t *p, fx_t *q, uint32_t k) {
+    uint64_t p_now = p->now, q_now = q->now;
+    p->now -= S_NS / 2;
+    q->now -= S_NS / 2;
+    p->step = q->step = 1000;
+    p->flags = q->flags = PC_REQUEST_SHADOW;
+    script_step(p, q, k, true);
+    p->flags = q->flags = 0;
+    p->step = q->step = S_NS;
+    p->now = p_now;
+    q->now = q_now;
+}
+
+/* Issue 5's isolation: the same real load alone and beside shadow traffic
+ * leaves every real record byte-for-byte alike (the real namespace's
+ * checksum covers records, balances, timestamps, statuses, legs and the
+ * outbox); shadow_purge then removes every shadow record, survives a
+ * restart (the purged slots stay in the store and are skipped), and the
+ * shadow namespace can be used again. */
+static void test_shadow_isolation(void) {
+    fx_t *pa = fx_payer(), *qa = fx_payee(); /* real load alone */
+    fx_t *pb = fx_payer(), *qb = fx_payee(); /* the same, with shadow traffic */
+    for (uint32_t k = 0; k < script_steps(); k++) {
+        script_step(pa, qa, k, false);
+        script_step(pb, qb, k, false);
+        shadow_between(pb, qb, k);
+        ASSERT_EQ(pb->now, pa->now);
+    }
+    ASSERT_EQ_U128(space_checksum(pb, false), space_checksum(pa, false));
+    ASSERT_EQ_U128(space_checksum(qb, false), space_checksum(qa, false));
+    ASSERT_TRUE(space_checksum(pb, true) != space_checksum(pa, true));
+    uint64_t accounts = 0, transfers = 0;
+    pc_ledger_namespace_counts(pb->ledger, true, &accounts, &transfers);
+    ASSERT_EQ(accounts, 6); /* five and the shadow clearing account of ledger 1 */
+    ASSERT_EQ(transfers, 6); /* 300 ran on the payee */
+    space_counts(pa, true, 0, 0);
+    /* The real totals agree, the shadow ones balance on their own. */
+    pc_totals_t ta[4], tb[4];
+    ASSERT_EQ(pc_ledger_xts_totals(pa->ledger, false, ta, 4), 2);
+    ASSERT_EQ(pc_ledger_xts_totals(pb->ledger, false, tb, 4), 2);
+    ASSERT_EQ(memcmp(ta, tb, sizeof(pc_totals_t) * 2), 0);
+    ASSERT_EQ(pc_ledger_xts_totals(pb->ledger, true, tb, 4), 2);
+    ASSERT_EQ(tb[0].xts_outbox, 2); /* 201's abort and 202's expiry, unfinished */
+    for (uint32_t i = 0; i < 2; i++) {
+        ASSERT_EQ_U128(tb[i].debits_pending, tb[i].credits_pending);
+        ASSERT_EQ_U128(tb[i].debits_posted, tb[i].credits_posted);
+    }
+
+    /* Purge both units of the shadow pair; the real side stays as it was. */
+    pc_u128 real_p = space_checksum(pb, false), real_q = space_checksum(qb, false);
+    pc_u128 zero = 0, one = 1;
+    uint64_t p_now = pb->now, q_now = qb->now; /* between real batches, as above */
+    pb->now -= S_NS / 2;
+    qb->now -= S_NS / 2;
+    pb->step = qb->step = 1000;
+    pb->flags = qb->flags = PC_REQUEST_SHADOW;
+    EXPECT(fx_one(pb, PC_OP_shadow_purge, &one), reserved_flag);
+    ASSERT_EQ(fx_one(pb, PC_OP_shadow_purge, &zero), 0);
+    ASSERT_EQ(fx_one(qb, PC_OP_shadow_purge, &zero), 0);
+    ASSERT_EQ(fx_one(qb, PC_OP_shadow_purge, &zero), 0); /* nothing left: still fine */
+    pb->flags = qb->flags = 0;
+    pb->step = qb->step = S_NS;
+    pb->now = p_now;
+    qb->now = q_now;
+    space_counts(pb, true, 0, 0);
+    space_counts(qb, true, 0, 0);
+    ASSERT_EQ(pc_ledger_xts_totals(pb->ledger, true, NULL, 0), 0);
+    ASSERT_EQ_U128(space_checksum(pb, false), real_p);
+    ASSERT_EQ_U128(space_checksum(qb, false), real_q);
+    pc_u128 gone = PC_SHADOW_ID(100);
+    uint64_t loc = 0;
+    const pc_transfer_t *unflushed = NULL;
+    ASSERT_EQ(pc_ledger_transfer_loc(pb->ledger, gone, &loc, &unflushed), PC_ENOTFOUND);
+    pc_account_t none;
+    gone = PC_SHADOW_ID(1);
+    ASSERT_EQ(pc_ledger_lookup_accounts(pb->ledger, &gone, 1, &none), 0);
+    conserved(pb);
+
+    /* A restart rebuilds the same state: purged slots are skipped. */
+    fx_restart(pb);
+    fx_restart(qb);
+    ASSERT_EQ_U128(space_checksum(pb, false), real_p);
+    space_counts(pb, true, 0, 0);
+
+    /* The namespace is usable again, the old ids included; and the real
+     * load goes on alike. */
+    shadow_between(pb, qb, 0);
+    shadow_between(pb, qb, 1);
+    shadow_between(pb, qb, 2);
+    space_counts(pb, true, 5, 1);
+    fx_restart(pb);
+    space_counts(pb, true, 5, 1);
+    pc_transfer_t t = xt(400, 1, 2, 1, 1, 0);
+    ASSERT_EQ(fx_one(pa, PC_OP_create_transfers, &t), 0);
+    ASSERT_EQ(fx_one(pb, PC_OP_create_transfers, &t), 0);
+    ASSERT_EQ_U128(space_checksum(pb, false), space_checksum(pa, false));
+    fx_free(pa);
+    fx_free(qa);
+    fx_free(pb);
+    fx_free(qb);
+}
+
+/* The purge's index deletion keeps every other entry findable: many shadow
+ * and real transfers interleaved in a small, crowded index (long probe runs
+ * that wrap around its end), then every real id is still found with its
+ * record and every shadow id is gone. */
+static void test_shadow_purge_crowded_index(void) {
+    fx_t *fx = fx_new(64, 64, 64, OWN_ALL);
+    fx_accounts(fx, 0);
+    fx->flags = PC_REQUEST_SHADOW;
+    pc_account_t copies[2] = {mkacct(PC_SHADOW_ID(1), 1, 0), mkacct(PC_SHADOW_ID(2), 1, 0)};
+    pc_create_result_t results[64];
+    ASSERT_EQ(fx_apply(fx, PC_OP_create_accounts, copies, 2, results), 0);
+    uint64_t real = 0;
+    pc_prng_t prng;
+    pc_prng_init(&prng, 9);
+    for (uint32_t batch = 0; batch < 48; batch++) { /* 48 * 64 = 3,072 of 4,096 */
+        pc_transfer_t t[64];
+        bool shadow = pc_prng_next(&prng) & 1;
+        for (uint32_t i = 0; i < 64; i++) {
+            pc_u128 id = 1 + batch * 64u + i;
+            t[i] = shadow ? xt(PC_SHADOW_ID(id), PC_SHADOW_ID(1), PC_SHADOW_ID(2), 1, 1, 0)
+                          : xt(id, 1, 2, 1, 1, 0);
+        }
+        fx->flags = shadow ? PC_REQUEST_SHADOW : 0;
+        ASSERT_EQ(fx_apply(fx, PC_OP_create_transfers, t, 64, results), 0);
+        if (!shadow) real += 64;
+    }
+    pc_u128 before = space_checksum(fx, false);
+    fx->flags = PC_REQUEST_SHADOW;
+    pc_u128 zero = 0;
+    ASSERT_EQ(fx_one(fx, PC_OP_shadow_purge, &zero), 0);
+    space_counts(fx, true, 0, 0);
+    space_counts(fx, false, 5, real);
+    ASSERT_EQ_U128(space_checksum(fx, false), before);
+    for (uint32_t id = 1; id <= 48 * 64; id++) {
+        uint64_t loc = 0;
+        const pc_transfer_t *unflushed = NULL;
+        bool real_found = pc_ledger_transfer_loc(fx->ledger, id, &loc, &unflushed) == PC_OK;
+        bool shadow_found =
+            pc_ledger_transfer_loc(fx->ledger, PC_SHADOW_ID(id), &loc, &unflushed) == PC_OK;
+        ASSERT_TRUE(!shadow_found);
+        if (real_found) ASSERT_EQ_U128(fx->store[loc].transfer.id, id);
+    }
+    fx_restart(fx);
+    ASSERT_EQ_U128(space_checksum(fx, false), before);
+    fx_free(fx);
+}
+
 #define TESTS(X)                                                                                   \
     X(test_xts_commit)                                                                             \
     X(test_xts_abort)                                                                              \
@@ -947,6 +1238,9 @@ static void test_xts_random(void) {
     X(test_xts_totals)                                                                             \
     X(test_xts_snapshot_rebuild)                                                                   \
     X(test_xts_snapshot_outbox_checked)                                                            \
-    X(test_xts_random)
+    X(test_xts_random)                                                                             \
+    X(test_shadow_mixed_refused)                                                                   \
+    X(test_shadow_isolation)                                                                       \
+    X(test_shadow_purge_crowded_index)
 
 PC_TEST_MAIN(TESTS)

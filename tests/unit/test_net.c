@@ -213,7 +213,7 @@ static void test_verify_status(void) {
 }
 
 static void test_request_unknown_operation(void) {
-    uint8_t ops[] = {0, 15, 200};
+    uint8_t ops[] = {0, 17, 200};
     for (size_t i = 0; i < PC_ARRAY_LEN(ops); i++) {
         message_t m = message_make(PC_COMMAND_request, ops[i], 128, 7, 1);
         ASSERT_EQ(pc_header_verify(m.header), PC_OK);
