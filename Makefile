@@ -14,7 +14,7 @@ CC      ?= gcc
 BUILD   := build
 WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wstrict-prototypes
 CFLAGS  := -std=c11 -O2 -g -fPIC -D_GNU_SOURCE -Iinclude $(WARN) $(EXTRA_CFLAGS)
-LDLIBS  := -lxxhash -lm
+LDLIBS  := -lxxhash -lm -lcrypto
 SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -DPC_DEBUG
 
 BASE_SRC    := $(wildcard src/base/*.c)
@@ -28,12 +28,13 @@ VSR_SRC     := $(wildcard src/vsr/*.c)
 SIM_SRC     := $(wildcard src/sim/*.c)
 CLI_SRC     := $(wildcard src/cli/*.c)
 GATEWAY_SRC := $(wildcard src/gateway/*.c)
+AUTH_SRC    := $(wildcard src/auth/*.c)
 
 obj = $(patsubst src/%.c,$(1)/obj/%.o,$(2))
 
 LIB_SRC  := $(BASE_SRC) $(NET_SRC) $(CLIENT_SRC)
 CORE_SRC := $(BASE_SRC) $(LEDGER_SRC) $(STORAGE_SRC) $(NET_SRC) $(CLIENT_SRC) $(REPLICA_SRC) $(BENCH_SRC) \
-            $(VSR_SRC) $(SIM_SRC) $(GATEWAY_SRC)
+            $(VSR_SRC) $(SIM_SRC) $(GATEWAY_SRC) $(AUTH_SRC)
 ALL_SRC  := $(CORE_SRC) $(CLI_SRC)
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))

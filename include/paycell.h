@@ -54,7 +54,9 @@ typedef unsigned __int128 pc_u128;
     X(PC_ESTATE, -23, "object is in a failed state after an earlier I/O error")      \
     X(PC_ENOTREADY, -24, "server not ready")                                         \
     X(PC_ENOT_PRIMARY, -25, "not the primary replica: retry at the primary")         \
-    X(PC_ETHROTTLED, -26, "throttled: over a flow-control limit, retry after the hint")
+    X(PC_ETHROTTLED, -26, "throttled: over a flow-control limit, retry after the hint") \
+    X(PC_EAUTH, -27, "authentication failed: no key, or an unknown or revoked key")   \
+    X(PC_EFORBIDDEN, -28, "forbidden: the key's role does not allow this")
 
 typedef enum pc_err {
 #define PC__ERR_ENUM(name, value, text) name = (value),

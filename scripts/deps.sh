@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing. apt-get as root, sudo otherwise.
 set -euo pipefail
 
-packages=(gcc make clang libclang-rt-14-dev libxxhash-dev iproute2 procps curl)
+packages=(gcc make clang libclang-rt-14-dev libxxhash-dev libssl-dev iproute2 procps curl)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -75,6 +75,8 @@ int cli_route(int argc, char **argv);   /* route.c */
 int cli_cluster(int argc, char **argv); /* route.c */
 int cli_audit(int argc, char **argv);   /* route.c */
 int cli_shadow(int argc, char **argv);  /* route.c */
+int cli_keys(int argc, char **argv);    /* keys.c */
+int cli_certs(int argc, char **argv);   /* keys.c */
 int cli_bench(int argc, char **argv);
 int cli_demo(int argc, char **argv);
 int cli_sim(int argc, char **argv);

@@ -41,6 +41,10 @@ static void usage(FILE *out) {
           "  paycell shadow seed --from-real N --gzone ADDRS   (shadow copies of N real\n"
           "                 accounts, balances kept, for stress tests)\n"
           "  paycell shadow purge --gzone ADDRS   (removes every shadow record)\n"
+          "  paycell keys create|revoke|list --file F [--name NAME] [--role client|operator|\n"
+          "                 observer]   (API keys: a new key is printed once, its hash kept)\n"
+          "  paycell certs init DIR [--days N]   (a local CA and server, client and cluster\n"
+          "                 certificates for tests and the demo)\n"
           "  paycell start --data DIR [--units N] [--replicas 1|3] [--port P] [--xts-timeout S]\n"
           "                 [--rate-limit N] [--hot-key-rate N]\n"
           "                 (a local cluster: GZone, N units, a gateway; paycell stop --data DIR)\n"
@@ -82,6 +86,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "cluster") == 0) return cli_cluster(rest_argc, rest);
     if (strcmp(cmd, "audit") == 0) return cli_audit(rest_argc, rest);
     if (strcmp(cmd, "shadow") == 0) return cli_shadow(rest_argc, rest);
+    if (strcmp(cmd, "keys") == 0) return cli_keys(rest_argc, rest);
+    if (strcmp(cmd, "certs") == 0) return cli_certs(rest_argc, rest);
     if (strcmp(cmd, "bench") == 0) return cli_bench(rest_argc, rest);
     if (strcmp(cmd, "demo") == 0) return cli_demo(rest_argc, rest);
     if (strcmp(cmd, "sim") == 0) return cli_sim(rest_argc, rest);
