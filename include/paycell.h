@@ -396,11 +396,29 @@ static inline int pc_account_id_is_reserved(pc_u128 id) {
  * all. set_cluster replaces it (compare-and-set: epoch must be the current
  * epoch + 1; the same record again answers exists); get_cluster (one zero
  * u128 as its event) returns it. It also carries the cluster's global
- * settings (today the XTS timeout).
+ * settings: the XTS timeout and the gateways' flow-control limits, which
+ * every gateway applies on its next refresh of the map (live).
  * ---------------------------------------------------------------------- */
 #define PC_UNITS_MAX 64u
 #define PC_UNIT_ADDRESSES_MAX 128u /* "HOST:PORT,HOST:PORT,HOST:PORT" and a NUL */
 #define PC_XTS_TIMEOUT_MAX_S 3600u
+
+/* A limit of the map: 0 leaves it to each gateway's own flag, PC_LIMIT_OFF
+ * turns it off whatever the flags say, anything else is the value. */
+#define PC_LIMIT_OFF UINT32_MAX
+#define PC_LIMIT_RATE_MAX 100000000u /* events/s */
+#define PC_LIMIT_WARMUP_MAX_MS 600000u
+#define PC_LIMIT_QUEUE_MAX_MS 60000u
+
+/* The gateways' flow control (docs/OPERATING.md, "Flow control"). 64 bytes. */
+typedef struct pc_cluster_limits {
+    uint32_t rate_limit;        /* creates: events/s over all callers */
+    uint32_t lookup_rate_limit; /* lookups: events/s over all callers */
+    uint32_t hot_key_rate;      /* creates: events/s crediting each hot account */
+    uint32_t warmup_ms;         /* rates start at a third and ramp up over this */
+    uint32_t queue_ms;          /* longest wait for room under the concurrency limit */
+    uint8_t reserved[44];       /* must be zero */
+} pc_cluster_limits_t;
 
 typedef struct pc_cluster {
     uint64_t epoch;
@@ -412,6 +430,7 @@ typedef struct pc_cluster {
     uint8_t reserved_2[12];                 /* must be zero */
     char unit_addresses[PC_UNITS_MAX][PC_UNIT_ADDRESSES_MAX]; /* NUL-terminated, NUL-padded;
                                                                 units >= units_count all zero */
+    pc_cluster_limits_t limits; /* global setting: the gateways' flow control */
 } pc_cluster_t;
 
 #define PC_SET_CLUSTER_RESULT_TABLE(X)                                               \

@@ -4,6 +4,9 @@
  * (one libpaycell session each, one batch in flight per session), records
  * per-batch latency, and afterwards audits the ledger: per-ledger debits
  * equal credits, and posted totals equal the sum of acknowledged amounts.
+ * With --offered it is an open-loop generator instead: requests arrive at
+ * a fixed rate whatever the cluster answers (how overload really arrives),
+ * and latency counts from each request's scheduled arrival.
  */
 #ifndef PC_BENCH_H
 #define PC_BENCH_H
@@ -16,6 +19,11 @@ typedef enum pc_bench_shape {
     PC_BENCH_SHAPE_flat = 0,  /* as fast as the cluster commits */
     PC_BENCH_SHAPE_double11,  /* quiet evening, midnight spike, decay */
 } pc_bench_shape_t;
+
+/* Open loop: the first phase (--offered, --duration) and up to 7 more (--then). */
+#define PC_BENCH_PHASES_MAX 8u
+/* Open loop: seconds of per-second lines kept (a longer run keeps the first). */
+#define PC_BENCH_SECONDS_MAX 600u
 
 typedef struct pc_bench_options {
     const char *addresses;      /* NULL: format temp dirs and start the replicas */
@@ -41,6 +49,15 @@ typedef struct pc_bench_options {
     double duration_s;          /* double11 shape: length of the curve */
     bool json;                  /* summary as JSON */
     bool progress;              /* progress line on stderr */
+    /* Open loop (offered > 0, needs addresses): requests of `batch`
+     * transfers arrive at fixed intervals so that `offered` transfers/s
+     * arrive for duration_s, then each of `then` in turn, whatever the
+     * cluster answers; `clients` connections carry them (1..250). */
+    double offered;             /* transfers per second; 0: the closed loop above */
+    uint32_t then_count;
+    struct { double offered, duration_s; } then[PC_BENCH_PHASES_MAX - 1];
+    double shadow_share;        /* share of requests sent as shadow traffic (shadow ids) */
+    double grace_s;             /* wait this long after the last arrival for answers */
 } pc_bench_options_t;
 
 typedef struct pc_bench_report {
@@ -59,10 +76,78 @@ typedef struct pc_bench_report {
     pc_u128 audit_debits, audit_credits, amount_acknowledged;
 } pc_bench_report_t;
 
+/* Open loop: transfers (events) by outcome. offered = accepted + throttled +
+ * failed + dropped + unanswered once the run is over. */
+typedef struct pc_bench_counts {
+    uint64_t offered;    /* arrivals scheduled */
+    uint64_t accepted;   /* `created` */
+    uint64_t throttled;  /* refused by flow control: PC_ETHROTTLED or result `throttled` */
+    uint64_t failed;     /* any other result or error */
+    uint64_t dropped;    /* never sent: every connection's queue was full (the
+                            load generator, not the cluster, was the bottleneck) */
+    uint64_t unanswered; /* no answer by the end of the grace period */
+} pc_bench_counts_t;
+
+/* Latency of requests (batches), from their scheduled arrival to the answer. */
+typedef struct pc_bench_latency {
+    uint64_t requests;
+    double p50_ms, p99_ms, p999_ms, max_ms;
+} pc_bench_latency_t;
+
+typedef struct pc_bench_phase_report {
+    double offered_per_s, seconds;  /* as asked */
+    pc_bench_counts_t counts;       /* of the requests that arrived in this phase */
+    double accepted_per_s;          /* goodput: counts.accepted / seconds */
+    double hot_accepted_per_s;      /* of it, crediting the hot merchant */
+    pc_bench_latency_t accepted;    /* requests with a transfer accepted */
+    pc_bench_latency_t other;       /* the same, requests not for the hot merchant */
+    /* Seconds from the phase's start to the first second from which, to
+     * the phase's end, no answer was a refusal or failure and nothing was
+     * dropped: how long the cluster took to be back to normal after an
+     * overload (0: at once; -1: not within the phase). */
+    int32_t settled_after_s;
+} pc_bench_phase_report_t;
+
+/* One second of an open-loop run: arrivals scheduled in it (offered,
+ * dropped), answers received in it (the rest). */
+typedef struct pc_bench_second {
+    uint64_t offered, accepted, throttled, failed, dropped;
+    uint64_t shadow_accepted, shadow_throttled, hot_accepted, hot_throttled;
+    double p50_ms, p99_ms;          /* accepted requests answered in this second */
+    double other_p99_ms;            /* the same, not for the hot merchant */
+} pc_bench_second_t;
+
+typedef struct pc_bench_offered_report {
+    pc_bench_counts_t total, real, shadow, hot, other; /* hot: crediting the hot merchant */
+    uint64_t requests_offered, requests_dropped, requests_unanswered;
+    double seconds;                 /* of offered load (the phases), without the grace */
+    pc_bench_latency_t latency;           /* every accepted request */
+    pc_bench_latency_t latency_other;     /* accepted, not for the hot merchant */
+    pc_bench_latency_t latency_hot;       /* accepted, for the hot merchant */
+    pc_bench_latency_t latency_throttled; /* refused whole: how fast a refusal came */
+    pc_bench_latency_t generator_lag;     /* scheduled arrival to send: the generator's
+                                             own delay, included in the latencies */
+    uint32_t phases_count;
+    pc_bench_phase_report_t phases[PC_BENCH_PHASES_MAX];
+    uint32_t seconds_count;
+    pc_bench_second_t per_second[PC_BENCH_SECONDS_MAX];
+} pc_bench_offered_report_t;
+
 void pc_bench_defaults(pc_bench_options_t *options);
 /* Runs the benchmark. Returns PC_OK (then *report is filled) or a pc_err
  * (setup failed: replica would not start, connection refused...). */
 int pc_bench_run(const pc_bench_options_t *options, pc_bench_report_t *report);
+/* Runs the open loop (options->offered > 0, options->addresses set): creates
+ * the accounts (and their shadow copies when shadow_share > 0), offers the
+ * phases, waits up to grace_s for the last answers. No audit: against a
+ * shared cluster the accounts' totals are not ours alone (`paycell audit
+ * balances` checks the whole cluster). Prints a line per second on stderr
+ * when options->progress.
+ * Returns PC_OK (then *report is filled) or a pc_err (setup failed). */
+int pc_bench_offered_run(const pc_bench_options_t *options, pc_bench_offered_report_t *report);
+/* The open loop's report: a summary line and a line per phase ("key=value"),
+ * or one JSON object with the per-second lines in it. */
+void pc_bench_offered_print(FILE *out, const pc_bench_offered_report_t *report, bool json);
 /* The one summary line: "transfers=N seconds=S transfers_per_s=T ...". */
 void pc_bench_print_summary(FILE *out, const pc_bench_report_t *report, bool json);
 

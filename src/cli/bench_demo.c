@@ -12,19 +12,106 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../bench/bench.h"
 #include "cli.h"
 
+/* --then "RATE:SECONDS[,RATE:SECONDS...]": the open loop's later phases. */
+static bool bench_then_parse(const char *text, pc_bench_options_t *o) {
+    const char *p = text;
+    for (o->then_count = 0; p && *p; o->then_count++) {
+        char *end = NULL;
+        if (o->then_count == PC_BENCH_PHASES_MAX - 1) return false;
+        double rate = strtod(p, &end);
+        if (end == p || *end != ':') return false;
+        p = end + 1;
+        double seconds = strtod(p, &end);
+        if (end == p || (*end != ',' && *end != '\0') || !(rate > 0) || !(seconds > 0) ||
+            rate > 1e9 || seconds > PC_BENCH_SECONDS_MAX)
+            return false;
+        o->then[o->then_count].offered = rate;
+        o->then[o->then_count].duration_s = seconds;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return o->then_count > 0;
+}
+
+/* `paycell bench --offered RATE ...`: the open loop (see bench.h). Exit 0
+ * when every request was answered and none failed (throttled is an
+ * answer); 1 otherwise. */
+static int bench_offered(const cli_args_t *args) {
+    pc_bench_options_t o;
+    pc_bench_defaults(&o);
+    uint64_t batch = 1000, clients = 64, hot = 0;
+    o.duration_s = 10;
+    o.grace_s = 10;
+    o.addresses = cli_get(args, "addresses");
+    if (!cli_get_double(args, "offered", &o.offered) ||
+        !cli_get_double(args, "duration", &o.duration_s) ||
+        !cli_get_double(args, "shadow-share", &o.shadow_share) ||
+        !cli_get_double(args, "grace", &o.grace_s) ||
+        !cli_get_u64(args, "accounts", false, PC_ACCOUNTS_MAX_LIMIT / 2, &o.accounts) ||
+        !cli_get_u64(args, "batch", false, PC_BATCH_EVENTS_MAX, &batch) ||
+        !cli_get_u64(args, "clients", false, 250, &clients) ||
+        !cli_get_u64(args, "hot-accounts", false, 1000000, &hot) ||
+        !cli_get_double(args, "hot-share", &o.hot_share) ||
+        !cli_get_u64(args, "seed", false, UINT64_MAX, &o.seed) ||
+        !cli_get_double(args, "cross-unit", &o.cross_unit))
+        return CLI_EXIT_ERROR;
+    if (cli_get(args, "then") && !bench_then_parse(cli_get(args, "then"), &o))
+        return cli_usage_error("bench: --then RATE:SECONDS[,RATE:SECONDS...] (at most %u)",
+                               PC_BENCH_PHASES_MAX - 1),
+               CLI_EXIT_ERROR;
+    if (!o.addresses || cli_get(args, "replicas") || cli_get(args, "kill-primary-at") ||
+        cli_get(args, "transfers"))
+        return cli_usage_error("bench: --offered needs --addresses (a gateway or a unit) and "
+                               "takes --duration instead of --transfers"),
+               CLI_EXIT_ERROR;
+    if (!(o.offered > 0) || o.offered > 1e9 || !(o.duration_s > 0) ||
+        o.duration_s > PC_BENCH_SECONDS_MAX || o.shadow_share < 0 || o.shadow_share > 1 ||
+        o.hot_share < 0 || o.hot_share > 1 || o.grace_s < 0 || o.grace_s > 600 ||
+        o.accounts < 2 || batch == 0 || clients == 0 ||
+        (cli_get(args, "cross-unit") && (o.cross_unit < 0 || o.cross_unit > 1)))
+        return cli_usage_error("bench: need --offered > 0, --duration in (0,600], shares and "
+                               "--cross-unit in [0,1], accounts >= 2, batch/clients >= 1"),
+               CLI_EXIT_ERROR;
+    o.batch = (uint32_t)batch;
+    o.clients = (uint32_t)clients;
+    /* One hot merchant unless told otherwise. */
+    o.hot_accounts = (uint32_t)(hot == 0 && o.hot_share > 0 ? 1 : hot);
+    o.json = cli_has(args, "json");
+    o.progress = !cli_has(args, "quiet");
+    pc_bench_offered_report_t *report = malloc(sizeof *report);
+    int rc = report ? pc_bench_offered_run(&o, report) : PC_ENOMEM;
+    if (rc != PC_OK) {
+        fprintf(stderr, "paycell: bench failed: %s (%s)\n", pc_strerror(rc), pc_err_name(rc));
+        free(report);
+        return CLI_EXIT_ERROR;
+    }
+    pc_bench_offered_print(stdout, report, o.json);
+    bool ok = report->total.failed == 0 && report->total.unanswered == 0;
+    free(report);
+    return ok ? CLI_EXIT_OK : CLI_EXIT_RESULT;
+}
+
 int cli_bench(int argc, char **argv) {
     static const char *const values[] = {"addresses", "accounts",        "transfers",
                                          "batch",     "clients",         "hot-accounts",
                                          "hot-share", "seed",            "replicas",
-                                         "kill-primary-at", "cross-unit", NULL};
+                                         "kill-primary-at", "cross-unit", "offered",
+                                         "duration",  "then",            "shadow-share",
+                                         "grace",     NULL};
     static const char *const bools[] = {"json", "quiet", NULL};
     cli_args_t args;
     if (!cli_parse(argc, argv, values, bools, &args)) return CLI_EXIT_ERROR;
+    if (cli_get(&args, "offered")) return bench_offered(&args);
+    if (cli_get(&args, "duration") || cli_get(&args, "then") || cli_get(&args, "shadow-share") ||
+        cli_get(&args, "grace"))
+        return cli_usage_error("bench: --duration, --then, --shadow-share and --grace go with "
+                               "--offered RATE (the open loop)"),
+               CLI_EXIT_ERROR;
     pc_bench_options_t o;
     pc_bench_defaults(&o);
     uint64_t batch = o.batch, clients = o.clients, hot = 0, replicas = o.replicas;
@@ -96,6 +183,7 @@ typedef struct demo_cluster {
     char dir[64];  /* the temp directory */
     char data[96]; /* dir/cluster: the cluster's --data */
     char gateway[64];
+    char http[64]; /* the gateway's HTTP address: the big screen */
     char gzone[PC_UNIT_ADDRESSES_MAX];
     char unit0[PC_UNIT_ADDRESSES_MAX];
     int unit0_pids[3];
@@ -139,6 +227,7 @@ static int demo_cluster_start(demo_cluster_t *c) {
     if (rc != 0) return PC_EIO;
     snprintf(path, sizeof path, "%s/cluster.env", c->data);
     if (!env_value(path, "PAYCELL_GATEWAY", c->gateway, sizeof c->gateway) ||
+        !env_value(path, "PAYCELL_HTTP", c->http, sizeof c->http) ||
         !env_value(path, "PAYCELL_GZONE", c->gzone, sizeof c->gzone) ||
         !env_value(path, "PAYCELL_UNIT0", c->unit0, sizeof c->unit0)) {
         return PC_EIO;
@@ -225,6 +314,46 @@ static void demo_cluster_stop(demo_cluster_t *c) {
     if (system(cmd) != 0) fprintf(stderr, "paycell: demo: could not remove %s\n", c->dir);
 }
 
+/* Ctrl-C (or SIGTERM) during the demo stops its cluster too: the replicas
+ * and the gateway are daemons that would outlive it. The handler uses only
+ * what is async-signal-safe: argv built before the signals are caught, fork
+ * and execv (cli_run_self), waitpid and _exit. */
+static char *demo_stop_argv[5];
+static char *demo_rm_argv[4];
+static atomic_int *demo_medic_stop;
+
+static void demo_on_signal(int sig) {
+    if (demo_medic_stop) atomic_store(demo_medic_stop, 1); /* restart nothing now */
+    cli_run_self(demo_stop_argv, "/dev/null");
+    pid_t pid = fork();
+    if (pid == 0) {
+        execv("/bin/rm", demo_rm_argv);
+        _exit(127);
+    }
+    while (pid > 0 && waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+    _exit(128 + sig);
+}
+
+static void demo_catch_signals(demo_cluster_t *c, atomic_int *medic_stop) {
+    PC_ASSERT(c->data[0] == '/' && c->dir[0] == '/');
+    demo_stop_argv[0] = (char *)"paycell";
+    demo_stop_argv[1] = (char *)"stop";
+    demo_stop_argv[2] = (char *)"--data";
+    demo_stop_argv[3] = c->data;
+    demo_rm_argv[0] = (char *)"rm";
+    demo_rm_argv[1] = (char *)"-rf";
+    demo_rm_argv[2] = c->dir;
+    demo_medic_stop = medic_stop;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = demo_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGINT);
+    sigaddset(&sa.sa_mask, SIGTERM);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
 int cli_demo(int argc, char **argv) {
     static const char *const values[] = {"duration", "units", "port", NULL};
     static const char *const bools[] = {"json", NULL};
@@ -276,10 +405,16 @@ int cli_demo(int argc, char **argv) {
         return CLI_EXIT_ERROR;
     }
     o.addresses = cluster.gateway;
+    /* On stderr with --json, so stdout stays one JSON report. */
+    fprintf(o.json ? stderr : stdout,
+            "big screen: http://%s/ (live while the demo runs; events on /v1/stream)\n",
+            cluster.http);
+    fflush(stdout);
     o.drill_addresses = cluster.unit0;
     memcpy(o.drill_pids, cluster.unit0_pids, sizeof o.drill_pids);
     demo_medic_t medic = {.cluster = &cluster, .restart_after_s = o.duration_s * 0.25,
                           .restarted = -1};
+    demo_catch_signals(&cluster, &medic.stop);
     bool medic_on = pthread_create(&medic.thread, NULL, demo_medic_main, &medic) == 0;
     pc_bench_report_t *report = malloc(sizeof *report);
     rc = report ? pc_bench_run(&o, report) : PC_ENOMEM;

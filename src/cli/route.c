@@ -243,6 +243,55 @@ static bool ctx_parse(const char *command, int argc, char **argv, const char *co
 
 /* ---- route show ---- */
 
+/* The flow-control settings of the map, by their option names. */
+static const struct {
+    const char *flag, *unit;
+    uint32_t max;
+} limit_settings[] = {
+    {"rate-limit", "events/s", PC_LIMIT_RATE_MAX},
+    {"lookup-rate-limit", "events/s", PC_LIMIT_RATE_MAX},
+    {"hot-key-rate", "events/s per hot account", PC_LIMIT_RATE_MAX},
+    {"warmup-ms", "ms", PC_LIMIT_WARMUP_MAX_MS},
+    {"queue-ms", "ms", PC_LIMIT_QUEUE_MAX_MS},
+};
+
+static uint32_t *limit_field(pc_cluster_t *map, uint32_t i) {
+    pc_cluster_limits_t *l = &map->limits;
+    uint32_t *fields[] = {&l->rate_limit, &l->lookup_rate_limit, &l->hot_key_rate,
+                          &l->warmup_ms, &l->queue_ms};
+    PC_STATIC_ASSERT(PC_ARRAY_LEN(fields) == PC_ARRAY_LEN(limit_settings), "one field each");
+    PC_ASSERT(i < PC_ARRAY_LEN(fields));
+    return fields[i];
+}
+
+/* --rate-limit N|off|flag and the others: into the map's limits. Returns
+ * false (usage printed) on a bad value; *given counts the options seen. */
+static bool limit_args(const cli_args_t *args, pc_cluster_t *map, uint32_t *given) {
+    for (uint32_t i = 0; i < PC_ARRAY_LEN(limit_settings); i++) {
+        const char *text = cli_get(args, limit_settings[i].flag);
+        if (text == NULL) continue;
+        (*given)++;
+        uint32_t *field = limit_field(map, i);
+        if (strcmp(text, "off") == 0) {
+            *field = PC_LIMIT_OFF;
+            continue;
+        }
+        if (strcmp(text, "flag") == 0) {
+            *field = 0;
+            continue;
+        }
+        char *end = NULL;
+        unsigned long long v = strtoull(text, &end, 10);
+        if (end == text || *end != '\0' || text[0] == '-' || v == 0 || v > limit_settings[i].max) {
+            cli_usage_error("--%s: '%s' is not 1..%u, off, or flag (each gateway's own)",
+                            limit_settings[i].flag, text, limit_settings[i].max);
+            return false;
+        }
+        *field = (uint32_t)v;
+    }
+    return true;
+}
+
 static void map_print(const pc_cluster_t *map, bool json) {
     char list[ROUTE_LIST_TEXT_MAX];
     uint64_t set[2];
@@ -256,7 +305,15 @@ static void map_print(const pc_cluster_t *map, bool json) {
             printf(",\"buckets\":\"%s\",\"buckets_count\":%u}", set_format(set, list),
                    set_count(set));
         }
-        printf("],\"xts_timeout_s\":%u}\n", map->xts_timeout_s);
+        printf("],\"xts_timeout_s\":%u,\"limits\":{", map->xts_timeout_s);
+        for (uint32_t i = 0; i < PC_ARRAY_LEN(limit_settings); i++) {
+            uint32_t v = *limit_field((pc_cluster_t *)map, i);
+            printf("%s\"%s\":", i ? "," : "", limit_settings[i].flag);
+            if (v == 0) printf("null");
+            else if (v == PC_LIMIT_OFF) printf("\"off\"");
+            else printf("%u", v);
+        }
+        printf("}}\n");
         return;
     }
     if (map->epoch == 0) {
@@ -272,6 +329,12 @@ static void map_print(const pc_cluster_t *map, bool json) {
     }
     if (map->xts_timeout_s) printf("  xts timeout %u s (every gateway)\n", map->xts_timeout_s);
     else printf("  xts timeout: each gateway's --xts-timeout\n");
+    for (uint32_t i = 0; i < PC_ARRAY_LEN(limit_settings); i++) {
+        uint32_t v = *limit_field((pc_cluster_t *)map, i);
+        if (v == 0) printf("  %s: each gateway's --%s\n", limit_settings[i].flag, limit_settings[i].flag);
+        else if (v == PC_LIMIT_OFF) printf("  %s: off (every gateway)\n", limit_settings[i].flag);
+        else printf("  %s: %u %s (every gateway)\n", limit_settings[i].flag, v, limit_settings[i].unit);
+    }
 }
 
 static int route_show(int argc, char **argv) {
@@ -535,15 +598,25 @@ static bool xts_timeout_arg(const cli_args_t *args, uint32_t *out) {
     return true;
 }
 
-/* paycell cluster set --gzone ADDRS --xts-timeout S: the global settings,
- * as a new epoch of the map. */
+#define SETTINGS_VALUES                                                                    \
+    "xts-timeout", "rate-limit", "lookup-rate-limit", "hot-key-rate", "warmup-ms", "queue-ms"
+
+/* paycell cluster set --gzone ADDRS [--xts-timeout S] [--rate-limit N|off|flag]
+ * ...: the global settings, as a new epoch of the map. */
 static int cluster_set(int argc, char **argv) {
-    static const char *const values[] = {"gzone", "cluster", "xts-timeout", NULL};
+    static const char *const values[] = {"gzone", "cluster", SETTINGS_VALUES, NULL};
     cli_args_t args;
     route_ctx_t ctx;
     if (!ctx_parse("cluster set", argc, argv, values, &args, &ctx)) return CLI_EXIT_ERROR;
-    if (args.positional_count != 0 || !cli_get(&args, "xts-timeout"))
-        return cli_usage_error("usage: paycell cluster set --gzone ADDRS --xts-timeout S"),
+    pc_cluster_t want;
+    memset(&want, 0, sizeof want);
+    uint32_t given = cli_get(&args, "xts-timeout") ? 1 : 0;
+    if (!limit_args(&args, &want, &given)) return CLI_EXIT_ERROR;
+    if (args.positional_count != 0 || given == 0)
+        return cli_usage_error("usage: paycell cluster set --gzone ADDRS [--xts-timeout S] "
+                               "[--rate-limit N|off|flag] [--lookup-rate-limit ...] "
+                               "[--hot-key-rate ...] "
+                               "[--warmup-ms ...] [--queue-ms ...]"),
                CLI_EXIT_ERROR;
     pc_cluster_t map;
     if (map_fetch(&ctx, &map) != PC_OK) return CLI_EXIT_ERROR;
@@ -551,9 +624,11 @@ static int cluster_set(int argc, char **argv) {
         fprintf(stderr, "paycell: the cluster map is not initialised (paycell cluster init)\n");
         return CLI_EXIT_RESULT;
     }
-    pc_cluster_t want = map;
-    if (!xts_timeout_arg(&args, &want.xts_timeout_s)) return CLI_EXIT_ERROR;
-    if (want.xts_timeout_s == map.xts_timeout_s) {
+    want = map;
+    given = 0;
+    if (!xts_timeout_arg(&args, &want.xts_timeout_s) || !limit_args(&args, &want, &given))
+        return CLI_EXIT_ERROR;
+    if (memcmp(&want, &map, sizeof want) == 0) {
         map_print(&map, ctx.json);
         return CLI_EXIT_OK;
     }
@@ -569,7 +644,7 @@ static int cluster_set(int argc, char **argv) {
 }
 
 static int cluster_init(int argc, char **argv) {
-    static const char *const values[] = {"gzone", "cluster", "units", "xts-timeout", NULL};
+    static const char *const values[] = {"gzone", "cluster", "units", SETTINGS_VALUES, NULL};
     cli_args_t args;
     route_ctx_t ctx;
     if (!ctx_parse("cluster init", argc, argv, values, &args, &ctx)) return CLI_EXIT_ERROR;
@@ -580,7 +655,9 @@ static int cluster_init(int argc, char **argv) {
                CLI_EXIT_ERROR;
     pc_cluster_t want;
     if (!units_parse(units, &want)) return CLI_EXIT_ERROR;
-    if (!xts_timeout_arg(&args, &want.xts_timeout_s)) return CLI_EXIT_ERROR;
+    uint32_t given = 0;
+    if (!xts_timeout_arg(&args, &want.xts_timeout_s) || !limit_args(&args, &want, &given))
+        return CLI_EXIT_ERROR;
     uint32_t check = pc_cluster_check(&want);
     if (check != PC_CLUSTER_RESULT_created)
         return cli_usage_error("cluster init: --units '%s': %s", units, cluster_name(check)),

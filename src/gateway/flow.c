@@ -8,6 +8,10 @@
  * doing the work would only steal capacity from requests that can still be
  * answered in time. Expired entries come out of pop one at a time, tagged
  * with reason deadline, so the caller can answer each one and count it.
+ * Under sustained overload every request has to queue; then (the
+ * standing-queue rule) an entry may wait only a short time, so the excess is
+ * refused quickly and the requests that are served do not each carry a long
+ * wait, while a short burst still gets the full deadline.
  */
 #include "gateway.h"
 
@@ -36,8 +40,64 @@ int pc_flow_queue_init(pc_flow_queue_t *queue, uint32_t capacity) {
     queue->capacity = capacity;
     queue->head = 0;
     queue->count = 0;
+    queue->standing_ns = 0;
+    queue->standing_wait_ns = 0;
+    queue->good_ns = 0;
+    queue->late_ns = 0;
     PC_ASSERT(queue->count <= queue->capacity);
     return PC_OK;
+}
+
+int pc_flow_queue_standing(pc_flow_queue_t *queue, uint64_t standing_ns, uint64_t wait_ns) {
+    PC_ASSERT(queue != NULL);
+    PC_ASSERT(queue->capacity > 0); /* initialized */
+    if ((standing_ns == 0) != (wait_ns == 0)) return PC_EINVAL;
+    if (standing_ns != 0 && wait_ns >= standing_ns) return PC_EINVAL;
+    queue->standing_ns = standing_ns;
+    queue->standing_wait_ns = wait_ns;
+    return PC_OK;
+}
+
+void pc_flow_queue_pass(pc_flow_queue_t *queue, uint64_t now_ns) {
+    PC_ASSERT(queue->count <= queue->capacity);
+    PC_ASSERT(queue->capacity > 0);
+    queue->good_ns = PC_MAX(queue->good_ns, now_ns);
+}
+
+/* Standing: every request for standing_ns had to queue (no pass), or the
+ * queue is still refusing (an expired pop within standing_ns): it stays
+ * standing until the units keep up for standing_ns, so refusing the backlog
+ * (which may empty the queue for a moment) does not end it. good_ns is 0
+ * until the first push or pass: no history is no backlog. */
+bool pc_flow_queue_is_standing(const pc_flow_queue_t *queue, uint64_t now_ns) {
+    PC_ASSERT(queue->count <= queue->capacity);
+    if (queue->standing_ns == 0 || queue->good_ns == 0) return false;
+    PC_ASSERT(queue->standing_wait_ns < queue->standing_ns);
+    /* Callers' clocks are monotonic, but a time read a moment before the
+     * last pass or pop may arrive after it: differences saturate at 0. */
+    uint64_t since_good = now_ns > queue->good_ns ? now_ns - queue->good_ns : 0;
+    uint64_t since_late = now_ns > queue->late_ns ? now_ns - queue->late_ns : 0;
+    return since_good >= queue->standing_ns ||
+           (queue->late_ns != 0 && since_late < queue->standing_ns);
+}
+
+/* Is items[index] expired at now_ns? */
+static bool item_late(const pc_flow_queue_t *queue, uint32_t index, uint64_t now_ns) {
+    PC_ASSERT(index < queue->capacity);
+    const pc_flow_item_t *item = &queue->items[index];
+    /* A deadline equal to now counts as missed: there is no time left to serve it. */
+    if (item->deadline_ns <= now_ns) return true;
+    /* Standing: a wait that long is the backlog's, refuse it (Maurer, "Fail
+     * at Scale", 2015: adaptive queue timeouts; Nichols and Jacobson, CoDel). */
+    uint64_t pushed = queue->pushed_ns[index];
+    uint64_t waited = now_ns > pushed ? now_ns - pushed : 0;
+    return queue->standing_ns != 0 && waited >= queue->standing_wait_ns &&
+           pc_flow_queue_is_standing(queue, now_ns);
+}
+
+bool pc_flow_queue_late(const pc_flow_queue_t *queue, uint64_t now_ns) {
+    PC_ASSERT(queue->count <= queue->capacity);
+    return queue->count > 0 && item_late(queue, queue->head, now_ns);
 }
 
 pc_flow_reason_t pc_flow_queue_push(pc_flow_queue_t *queue, uint64_t now_ns, pc_flow_item_t item) {
@@ -46,8 +106,10 @@ pc_flow_reason_t pc_flow_queue_push(pc_flow_queue_t *queue, uint64_t now_ns, pc_
     /* Already late: rejecting now is cheaper and more honest than queueing. */
     if (item.deadline_ns <= now_ns) return PC_FLOW_REASON_deadline;
     if (queue->count == queue->capacity) return PC_FLOW_REASON_queue_full;
+    if (queue->good_ns == 0) queue->good_ns = now_ns;
     uint32_t tail = (queue->head + queue->count) % queue->capacity;
     queue->items[tail] = item;
+    queue->pushed_ns[tail] = now_ns;
     queue->count++;
     PC_ASSERT(queue->count <= queue->capacity);
     return PC_FLOW_REASON_none;
@@ -59,10 +121,11 @@ bool pc_flow_queue_pop(pc_flow_queue_t *queue, uint64_t now_ns, pc_flow_item_t *
     PC_ASSERT(out != NULL && reason != NULL);
     if (queue->count == 0) return false;
     *out = queue->items[queue->head];
+    *reason = item_late(queue, queue->head, now_ns) ? PC_FLOW_REASON_deadline
+                                                   : PC_FLOW_REASON_none;
     queue->head = (queue->head + 1) % queue->capacity;
     queue->count--;
-    /* A deadline equal to now counts as missed: there is no time left to serve it. */
-    *reason = out->deadline_ns <= now_ns ? PC_FLOW_REASON_deadline : PC_FLOW_REASON_none;
+    if (*reason == PC_FLOW_REASON_deadline) queue->late_ns = now_ns;
     PC_ASSERT(queue->head < queue->capacity);
     return true;
 }

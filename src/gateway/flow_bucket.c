@@ -87,6 +87,17 @@ bool pc_flow_bucket_try(pc_flow_bucket_t *bucket, uint64_t now_ns, uint64_t cost
     return true;
 }
 
+uint64_t pc_flow_bucket_take(pc_flow_bucket_t *bucket, uint64_t now_ns, uint64_t max) {
+    PC_ASSERT(max >= 1);
+    PC_ASSERT(bucket->config.rate_per_s >= 1);
+    refill(bucket, now_ns);
+    bucket->last_seen_ns = now_ns;
+    uint64_t taken = PC_MIN(bucket->tokens_nano / NANO, max);
+    bucket->tokens_nano -= taken * NANO;
+    PC_ASSERT(taken <= bucket->config.burst);
+    return taken;
+}
+
 uint64_t pc_flow_bucket_retry_after_ms(pc_flow_bucket_t *bucket, uint64_t now_ns, uint64_t cost) {
     PC_ASSERT(cost >= 1);
     PC_ASSERT(bucket->config.rate_per_s >= 1);

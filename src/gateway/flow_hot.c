@@ -175,13 +175,20 @@ static pc_flow_hot_slot_t *slot_for(pc_flow_hot_t *hot, pc_u128 key) {
     return slot;
 }
 
-bool pc_flow_hot_try(pc_flow_hot_t *hot, pc_u128 key, uint64_t now_ns) {
+uint32_t pc_flow_hot_take(pc_flow_hot_t *hot, pc_u128 key, uint64_t now_ns, uint32_t count) {
     PC_ASSERT(hot->config.buckets >= 1);
-    PC_ASSERT(hot->config.key_rate_per_s >= 1);
+    PC_ASSERT(count >= 1);
     /* Offered load, rejected or not, is what makes a key hot: count it first. */
-    pc_flow_sketch_observe(&hot->sketch, key, now_ns, 1);
-    if (!pc_flow_sketch_is_hot(&hot->sketch, key, now_ns)) return true;
+    pc_flow_sketch_observe(&hot->sketch, key, now_ns, count);
+    if (!pc_flow_sketch_is_hot(&hot->sketch, key, now_ns)) return count;
     pc_flow_hot_slot_t *slot = slot_for(hot, key);
     slot->last_ns = now_ns;
-    return pc_flow_bucket_try(&slot->bucket, now_ns, 1);
+    uint64_t taken = pc_flow_bucket_take(&slot->bucket, now_ns, count);
+    PC_ASSERT(taken <= count);
+    return (uint32_t)taken;
+}
+
+bool pc_flow_hot_try(pc_flow_hot_t *hot, pc_u128 key, uint64_t now_ns) {
+    PC_ASSERT(hot->config.key_rate_per_s >= 1);
+    return pc_flow_hot_take(hot, key, now_ns, 1) == 1;
 }

@@ -9,11 +9,18 @@
  * background (every --refresh-ms) and on demand when a unit answers
  * with a newer epoch or wrong_unit; requests that need the fresher table are
  * parked until it lands.
+ *
+ * The loop also keeps the big screen's numbers (pc_gateway_screen): a
+ * sample of its counters every second, the latency of every answered
+ * request in a fixed histogram, and a ring of events (a unit's primary
+ * moving, its breaker opening or closing, the routing table changing) that
+ * the HTTP API streams to the page at /.
  */
 #include "gateway_int.h"
 
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,9 +95,279 @@ int gw_unit_submit(pc_gateway_t *gw, uint32_t unit, pc_operation_t op, uint32_t 
     rc = pc_client_submit_flags(session, op, flags, events, count, done, user);
     if (rc == PC_OK) {
         gw->metrics.unit_requests++;
+        gw->metrics.unit_subrequests[unit]++;
+        gw->metrics.unit_events[unit] += count;
         if (session_out) *session_out = session;
     }
     return rc;
+}
+
+/* ---- the big screen ----
+ *
+ * Everything here runs in the loop, off the request path: a request costs
+ * one histogram increment (pc_gateway_latency_record); the rest is a sample
+ * every SCREEN_UNITS_NS (primaries, breakers) and every SCREEN_SAMPLE_NS
+ * (rates, percentiles, the history). */
+
+/* Latencies in microseconds: exact below LAT_SUB, then LAT_SUB buckets per
+ * power of two (each at most 1/8 of its value wide), up to LAT_US_MAX
+ * (36 minutes; longer counts there). Percentiles then cost a walk over
+ * LAT_BUCKETS counters and never a sort, and the memory is fixed. */
+#define LAT_SUB_BITS 3u
+#define LAT_SUB (1u << LAT_SUB_BITS)
+#define LAT_OCTAVE_MAX 30u
+#define LAT_US_MAX ((1ull << (LAT_OCTAVE_MAX + 1)) - 1)
+#define LAT_BUCKETS ((LAT_OCTAVE_MAX - LAT_SUB_BITS + 2u) * LAT_SUB)
+#define SCREEN_SAMPLE_NS (1000ull * 1000 * 1000)
+#define SCREEN_UNITS_NS (250ull * 1000 * 1000)
+/* A unit's primary is the replica that served most of its successful
+ * sub-requests in a unit sample (pc_client_replica of the session, read when
+ * the reply arrives: only a primary commits). Asking the sessions where
+ * they point instead would be fooled by sessions trying replicas one after
+ * another, or waiting out a timeout on a dead one. It counts as moved once
+ * the same replica won this many samples in a row. */
+#define PRIMARY_STABLE_SAMPLES 2u
+#define SCREEN_REPLICAS_MAX 8u
+
+PC_STATIC_ASSERT(LAT_BUCKETS == 232u, "the bucket layout below");
+PC_STATIC_ASSERT(PC_SCREEN_HISTORY_MAX >= 1 && PC_SCREEN_EVENTS_MAX >= 1, "rings hold one");
+
+struct gw_screen {
+    pc_gateway_screen_t pub;
+    uint64_t sample_ns; /* the last sample (or the start) */
+    uint64_t units_ns;  /* the last unit sample */
+    /* Counters at the last sample, for the rates. */
+    uint64_t payments, throttled, shadow;
+    uint64_t unit_subrequests[PC_UNITS_MAX];
+    uint64_t unit_events[PC_UNITS_MAX];
+    /* Requests answered since the last sample. */
+    uint32_t lat[LAT_BUCKETS];
+    uint64_t lat_count;
+    uint64_t lat_max_us;
+    /* Per unit: successful sub-requests per serving replica this unit
+     * sample; the replica that lately won, for how many samples in a row;
+     * whether its breaker was tripped (not closed). */
+    uint32_t served[PC_UNITS_MAX][SCREEN_REPLICAS_MAX];
+    uint32_t candidate[PC_UNITS_MAX];
+    uint32_t candidate_samples[PC_UNITS_MAX];
+    bool tripped[PC_UNITS_MAX];
+};
+
+static uint32_t lat_bucket(uint64_t us) {
+    if (us > LAT_US_MAX) us = LAT_US_MAX;
+    if (us < LAT_SUB) return (uint32_t)us;
+    uint32_t octave = 63u - (uint32_t)__builtin_clzll(us); /* LAT_SUB_BITS.. */
+    uint32_t sub = (uint32_t)(us >> (octave - LAT_SUB_BITS)) & (LAT_SUB - 1u);
+    uint32_t bucket = (octave - LAT_SUB_BITS + 1u) * LAT_SUB + sub;
+    PC_ASSERT(octave >= LAT_SUB_BITS && octave <= LAT_OCTAVE_MAX);
+    PC_ASSERT(bucket < LAT_BUCKETS);
+    return bucket;
+}
+
+/* The largest value a bucket holds (the inverse of lat_bucket). */
+static uint64_t lat_bucket_max_us(uint32_t bucket) {
+    PC_ASSERT(bucket < LAT_BUCKETS);
+    if (bucket < LAT_SUB) return bucket;
+    uint32_t octave = bucket / LAT_SUB + LAT_SUB_BITS - 1u, sub = bucket % LAT_SUB;
+    uint64_t width = 1ull << (octave - LAT_SUB_BITS);
+    uint64_t max = ((uint64_t)(LAT_SUB + sub) << (octave - LAT_SUB_BITS)) + width - 1u;
+    PC_ASSERT(lat_bucket(max) == bucket);
+    return max;
+}
+
+/* The permille-th percentile of the requests counted since the last sample
+ * (the top of its bucket, or the largest value seen if smaller); 0 if none. */
+static uint64_t lat_percentile_us(const struct gw_screen *sc, uint64_t permille) {
+    PC_ASSERT(permille >= 1 && permille <= 1000);
+    if (sc->lat_count == 0) return 0;
+    uint64_t rank = PC_MAX((sc->lat_count * permille + 999u) / 1000u, 1u), seen = 0;
+    for (uint32_t b = 0; b < LAT_BUCKETS; b++) {
+        seen += sc->lat[b];
+        if (seen >= rank) return PC_MIN(lat_bucket_max_us(b), sc->lat_max_us);
+    }
+    PC_ASSERT(false); /* the buckets add up to lat_count */
+    return 0;
+}
+
+void pc_gateway_latency_record(pc_gateway_t *gateway, uint64_t latency_ns) {
+    PC_ASSERT(gateway != NULL && gateway->screen != NULL);
+    struct gw_screen *sc = gateway->screen;
+    uint64_t us = latency_ns / 1000u;
+    sc->lat[lat_bucket(us)]++;
+    sc->lat_count++;
+    if (us > sc->lat_max_us) sc->lat_max_us = us;
+}
+
+const pc_gateway_screen_t *pc_gateway_screen(const pc_gateway_t *gateway) {
+    PC_ASSERT(gateway != NULL && gateway->screen != NULL);
+    return &gateway->screen->pub;
+}
+
+/* Appends an event to the ring (the oldest falls out) and logs it. */
+__attribute__((format(printf, 5, 6))) static void screen_event(pc_gateway_t *gw, uint32_t kind,
+                                                               uint32_t unit, uint64_t value,
+                                                               const char *format, ...) {
+    PC_ASSERT(gw->screen != NULL);
+    PC_ASSERT(kind >= PC_SCREEN_EVENT_failover && kind <= PC_SCREEN_EVENT_route);
+    pc_gateway_screen_t *s = &gw->screen->pub;
+    uint64_t seq = s->events_seq + 1;
+    pc_screen_event_t *e = &s->events[seq % PC_SCREEN_EVENTS_MAX];
+    memset(e, 0, sizeof *e);
+    *e = (pc_screen_event_t){.seq = seq, .time_ms = pc_time_realtime_ns() / 1000000u,
+                             .kind = kind, .unit = unit, .value = value};
+    va_list ap;
+    va_start(ap, format);
+    vsnprintf(e->text, sizeof e->text, format, ap);
+    va_end(ap);
+    s->events_seq = seq;
+    if (s->events_count < PC_SCREEN_EVENTS_MAX) s->events_count++;
+    if (!gw->quiet) pc_log("gateway", "info", "screen: %s", e->text);
+}
+
+void gw_unit_served(pc_gateway_t *gw, uint32_t unit, const pc_client_t *session) {
+    PC_ASSERT(gw->screen != NULL && session != NULL);
+    uint32_t replica = pc_client_replica(session);
+    if (unit < PC_UNITS_MAX && replica < SCREEN_REPLICAS_MAX) {
+        gw->screen->served[unit][replica]++;
+    }
+}
+
+/* The replica that served most of the unit's sub-requests since the last
+ * unit sample (ties: the lowest index), PC_SCREEN_REPLICA_UNKNOWN if none;
+ * starts the next count. */
+static uint32_t unit_primary_take(struct gw_screen *sc, uint32_t unit) {
+    PC_ASSERT(unit < PC_UNITS_MAX);
+    uint32_t best = PC_SCREEN_REPLICA_UNKNOWN, best_count = 0;
+    for (uint32_t r = 0; r < SCREEN_REPLICAS_MAX; r++) {
+        if (sc->served[unit][r] > best_count) {
+            best = r;
+            best_count = sc->served[unit][r];
+        }
+    }
+    memset(sc->served[unit], 0, sizeof sc->served[unit]);
+    PC_ASSERT(best == PC_SCREEN_REPLICA_UNKNOWN || best < SCREEN_REPLICAS_MAX);
+    return best;
+}
+
+/* Primaries and breakers, a few times a second: their changes are events. */
+static void screen_units(pc_gateway_t *gw) {
+    struct gw_screen *sc = gw->screen;
+    pc_gateway_screen_t *s = &sc->pub;
+    PC_ASSERT(gw->cluster.units_count <= PC_UNITS_MAX);
+    for (uint32_t u = 0; u < gw->cluster.units_count; u++) {
+        bool tripped = pc_flow_breaker_state(&gw->units[u].breaker) != PC_FLOW_BREAKER_closed;
+        if (tripped != sc->tripped[u]) {
+            sc->tripped[u] = tripped;
+            if (tripped) {
+                screen_event(gw, PC_SCREEN_EVENT_breaker_open, u, 0,
+                             "unit %u breaker opened: its calls failed or were slow", u);
+            } else {
+                screen_event(gw, PC_SCREEN_EVENT_breaker_closed, u, 0,
+                             "unit %u breaker closed: the unit recovered", u);
+            }
+        }
+        uint32_t vote = unit_primary_take(sc, u);
+        if (vote == PC_SCREEN_REPLICA_UNKNOWN) continue; /* idle: nothing learned */
+        if (vote != sc->candidate[u]) {
+            sc->candidate[u] = vote;
+            sc->candidate_samples[u] = 0;
+        }
+        if (sc->candidate_samples[u] < PRIMARY_STABLE_SAMPLES) sc->candidate_samples[u]++;
+        if (sc->candidate_samples[u] < PRIMARY_STABLE_SAMPLES || vote == s->unit_primary[u]) {
+            continue;
+        }
+        uint32_t was = s->unit_primary[u];
+        s->unit_primary[u] = vote;
+        if (was == PC_SCREEN_REPLICA_UNKNOWN) continue; /* first sight, not a move */
+        gw->metrics.failovers++;
+        screen_event(gw, PC_SCREEN_EVENT_failover, u, vote,
+                     "unit %u primary moved to replica %u (from replica %u)", u, vote, was);
+    }
+}
+
+/* A counter's increase over the last elapsed_ns, per second (rounded). */
+static uint64_t per_s(uint64_t delta, uint64_t elapsed_ns) {
+    PC_ASSERT(elapsed_ns > 0);
+    return (uint64_t)(((pc_u128)delta * 1000000000u + elapsed_ns / 2) / elapsed_ns);
+}
+
+/* The once-a-second sample: totals, rates, percentiles, the history. */
+static void screen_sample(pc_gateway_t *gw, uint64_t now) {
+    struct gw_screen *sc = gw->screen;
+    pc_gateway_screen_t *s = &sc->pub;
+    const pc_gateway_metrics_t *m = &gw->metrics;
+    uint64_t elapsed = now - sc->sample_ns;
+    PC_ASSERT(elapsed >= SCREEN_SAMPLE_NS);
+    uint64_t throttled = 0, throttled_shadow = 0;
+    for (uint32_t r = 0; r < PC_FLOW_REASON_COUNT; r++) {
+        throttled += m->throttled[r];
+        throttled_shadow += m->throttled_shadow[r];
+    }
+    s->payments = m->payments;
+    s->gmv = m->amount_created;
+    s->throttled = throttled;
+    s->throttled_shadow = throttled_shadow;
+    s->shadow_events = m->events_shadow;
+    s->routing_epoch = gw->cluster.epoch;
+    s->payments_per_s = per_s(m->payments - sc->payments, elapsed);
+    s->throttled_per_s = per_s(throttled - sc->throttled, elapsed);
+    s->shadow_per_s = per_s(m->events_shadow - sc->shadow, elapsed);
+    s->requests_per_s = per_s(sc->lat_count, elapsed);
+    s->latency_us[0] = lat_percentile_us(sc, 500);
+    s->latency_us[1] = lat_percentile_us(sc, 990);
+    s->latency_us[2] = lat_percentile_us(sc, 999);
+    s->units_count = gw->cluster.units_count;
+    for (uint32_t u = 0; u < s->units_count; u++) {
+        s->unit_load_per_s[u] = per_s(m->unit_subrequests[u] - sc->unit_subrequests[u], elapsed);
+        s->unit_events_per_s[u] = per_s(m->unit_events[u] - sc->unit_events[u], elapsed);
+        s->unit_breaker[u] = (uint32_t)pc_flow_breaker_state(&gw->units[u].breaker);
+    }
+    s->history[s->history_next] = s->payments_per_s;
+    s->history_next = (s->history_next + 1) % PC_SCREEN_HISTORY_MAX;
+    if (s->history_count < PC_SCREEN_HISTORY_MAX) s->history_count++;
+    s->seq++;
+    s->time_ms = pc_time_realtime_ns() / 1000000u;
+    sc->payments = m->payments;
+    sc->throttled = throttled;
+    sc->shadow = m->events_shadow;
+    memcpy(sc->unit_subrequests, m->unit_subrequests, sizeof sc->unit_subrequests);
+    memcpy(sc->unit_events, m->unit_events, sizeof sc->unit_events);
+    memset(sc->lat, 0, sizeof sc->lat);
+    sc->lat_count = 0;
+    sc->lat_max_us = 0;
+    /* Keep the cadence (one sample a second on average) unless the loop fell
+     * a whole sample behind. */
+    sc->sample_ns = elapsed < 2 * SCREEN_SAMPLE_NS ? sc->sample_ns + SCREEN_SAMPLE_NS : now;
+}
+
+void gw_screen_tick(pc_gateway_t *gw, uint64_t now) {
+    struct gw_screen *sc = gw->screen;
+    PC_ASSERT(sc != NULL);
+    if (now - sc->units_ns >= SCREEN_UNITS_NS) {
+        sc->units_ns = now;
+        screen_units(gw);
+    }
+    if (now - sc->sample_ns >= SCREEN_SAMPLE_NS) screen_sample(gw, now);
+}
+
+/* Until the poll's timeout: the next sample is due in at most this long. */
+static int screen_wait_ms(const pc_gateway_t *gw, uint64_t now) {
+    uint64_t due = gw->screen->sample_ns + SCREEN_SAMPLE_NS;
+    return due <= now ? 0 : (int)PC_MIN((due - now + 999999u) / 1000000u, 1000u);
+}
+
+int gw_screen_init(pc_gateway_t *gw) {
+    PC_ASSERT(gw->screen == NULL);
+    gw->screen = calloc(1, sizeof *gw->screen);
+    if (gw->screen == NULL) return PC_ENOMEM;
+    uint64_t now = pc_time_monotonic_ns();
+    gw->screen->sample_ns = now;
+    gw->screen->units_ns = now;
+    for (uint32_t u = 0; u < PC_UNITS_MAX; u++) {
+        gw->screen->pub.unit_primary[u] = PC_SCREEN_REPLICA_UNKNOWN;
+        gw->screen->candidate[u] = PC_SCREEN_REPLICA_UNKNOWN;
+    }
+    return PC_OK;
 }
 
 /* ---- the CZone table ---- */
@@ -105,8 +382,24 @@ static void cluster_install(pc_gateway_t *gw, const pc_cluster_t *cluster) {
         pc_log("gateway", "info", "routing table epoch %llu -> %llu",
                (unsigned long long)gw->cluster.epoch, (unsigned long long)cluster->epoch);
     }
+    if (gw->cluster.units_count != 0 && gw->screen != NULL) {
+        uint32_t moved = 0;
+        for (uint32_t b = 0; b < PC_ROUTING_BUCKETS; b++) {
+            moved += cluster->bucket_unit[b] != gw->cluster.bucket_unit[b];
+        }
+        screen_event(gw, PC_SCREEN_EVENT_route, 0, cluster->epoch,
+                     "route change: epoch %llu -> %llu, %u bucket%s moved, %u units",
+                     (unsigned long long)gw->cluster.epoch, (unsigned long long)cluster->epoch,
+                     moved, moved == 1 ? "" : "s", cluster->units_count);
+    }
     gw->cluster = *cluster;
     gw->metrics.routing_epoch = cluster->epoch;
+    if (gw_flow_limits_apply(gw, false) != PC_OK) /* the GZone checked them: cannot happen */
+        pc_log("gateway", "error", "flow-control limits of the map out of range: kept the old");
+    if (gw->screen != NULL) { /* the screen shows the new table at once */
+        gw->screen->pub.routing_epoch = cluster->epoch;
+        gw->screen->pub.units_count = cluster->units_count;
+    }
 }
 
 static void refresh_done(void *user, int status, pc_operation_t operation, const void *reply,
@@ -171,6 +464,11 @@ void pc_gateway_metrics(const pc_gateway_t *gateway, pc_gateway_metrics_t *out) 
     PC_ASSERT(gateway->cluster.units_count <= PC_UNITS_MAX);
     *out = gateway->metrics;
     out->units_count = gateway->cluster.units_count;
+    const pc_gateway_options_t *o = &gateway->options;
+    const uint64_t limits[] = {o->rate_limit, o->lookup_rate_limit, o->hot_key_rate,
+                               o->warmup_ms, o->queue_ms};
+    PC_STATIC_ASSERT(sizeof limits == sizeof out->limits, "one value per limit");
+    memcpy(out->limits, limits, sizeof limits);
     for (uint32_t u = 0; u < gateway->cluster.units_count; u++) {
         const gw_unit_t *unit = &gateway->units[u];
         out->unit_limit[u] = pc_flow_limiter_limit_now(&unit->limiter);
@@ -220,6 +518,7 @@ typedef struct conn_ref {
     pc_gateway_t *gw;
     gw_conn_t *conn;
     uint64_t generation;
+    uint64_t start_ns; /* the request's arrival, for the screen's latency */
 } conn_ref_t;
 
 static void conn_request_done(void *user, int status, pc_operation_t operation,
@@ -227,6 +526,9 @@ static void conn_request_done(void *user, int status, pc_operation_t operation,
     conn_ref_t *ref = user;
     gw_conn_t *c = ref->conn;
     (void)operation;
+    if (status != PC_ETHROTTLED) { /* a refusal is not a served request's latency */
+        pc_gateway_latency_record(ref->gw, pc_time_monotonic_ns() - ref->start_ns);
+    }
     if (c->fd >= 0 && c->generation == ref->generation) {
         PC_ASSERT(c->busy);
         c->busy = false;
@@ -254,7 +556,8 @@ static void conn_on_request(pc_gateway_t *gw, gw_conn_t *c, const pc_header_t *h
         conn_reply(gw, c, h, PC_EBUSY, h->session, NULL, 0);
         return;
     }
-    *ref = (conn_ref_t){.gw = gw, .conn = c, .generation = c->generation};
+    *ref = (conn_ref_t){.gw = gw, .conn = c, .generation = c->generation,
+                        .start_ns = pc_time_monotonic_ns()};
     c->request = *h;
     c->busy = true;
     rc = pc_gateway_submit(gw, (pc_operation_t)h->operation, body, count,
@@ -358,6 +661,9 @@ static void poll_build(pc_gateway_t *gw, poll_set_t *p) {
         p->http_count = pc_http_api_pollfds(gw->http, p->fds + p->count, POLL_MAX - p->count);
         p->count += p->http_count;
     }
+    /* The screen's clock: a sample a second, on time for its streams. */
+    int screen_ms = screen_wait_ms(gw, pc_time_monotonic_ns());
+    if (p->timeout_ms < 0 || p->timeout_ms > screen_ms) p->timeout_ms = screen_ms;
     /* Flow control's clock: queue deadlines and overdue sub-requests. */
     if ((gw->parts_head != NULL || pc_flow_queue_count(&gw->queue) > 0) &&
         (p->timeout_ms < 0 || p->timeout_ms > 10)) {
@@ -441,6 +747,7 @@ static int gateway_init(pc_gateway_t *gw, const pc_gateway_options_t *options) {
         }
     }
     gw_jobs_init(gw);
+    if (gw_screen_init(gw) != PC_OK) return PC_ENOMEM;
     int rc = gw_flow_init(gw);
     if (rc != PC_OK) {
         pc_log("gateway", "error", "flow control settings out of range");
@@ -478,6 +785,7 @@ static void gateway_deinit(pc_gateway_t *gw) {
     gw_jobs_deinit(gw);
     free(gw->conns);
     free(gw->scratch);
+    free(gw->screen);
 }
 
 int pc_gateway_run(const pc_gateway_options_t *options) {
@@ -511,6 +819,7 @@ int pc_gateway_run(const pc_gateway_options_t *options) {
         refresh_tick(gw, now);
         gw_flow_tick(gw, now);
         gw_jobs_reap(gw);
+        gw_screen_tick(gw, now);
     }
     free(p);
     if (!gw->quiet) pc_log("gateway", "info", "stopped");

@@ -75,6 +75,9 @@ typedef struct pc_flow_bucket {
 int pc_flow_bucket_init(pc_flow_bucket_t *bucket, const pc_flow_bucket_config_t *config);
 /* Takes `cost` (>= 1) tokens if available at now_ns; false = reject (reason rate). */
 bool pc_flow_bucket_try(pc_flow_bucket_t *bucket, uint64_t now_ns, uint64_t cost);
+/* Takes as many whole tokens as are available at now_ns, at most max (>= 1):
+ * returns how many (0..max), one per event admitted. */
+uint64_t pc_flow_bucket_take(pc_flow_bucket_t *bucket, uint64_t now_ns, uint64_t max);
 /* Milliseconds (rounded up, >= 1) until `cost` tokens would be available at
  * the current rate: the Retry-After hint. 0 if available now; UINT64_MAX if
  * cost exceeds the burst (never admissible). */
@@ -199,6 +202,11 @@ int pc_flow_hot_init(pc_flow_hot_t *hot, const pc_flow_hot_config_t *config);
 /* Counts one event for key; if key is hot, charges its bucket. False = reject
  * (reason hot_key). Keys that are not hot are never rejected here. */
 bool pc_flow_hot_try(pc_flow_hot_t *hot, pc_u128 key, uint64_t now_ns);
+/* pc_flow_hot_try for count (>= 1) events of one key at once: counts them
+ * all, and returns how many may go (count when the key is not hot, else as
+ * many as its bucket has tokens); the rest are rejected (reason hot_key).
+ * One sketch lookup for a run of events instead of one per event. */
+uint32_t pc_flow_hot_take(pc_flow_hot_t *hot, pc_u128 key, uint64_t now_ns, uint32_t count);
 
 /* ---- 4. circuit breaker ---------------------------------------------------- */
 
@@ -260,13 +268,36 @@ typedef struct pc_flow_queue {
     uint32_t capacity;
     uint32_t head;
     uint32_t count;
+    /* The standing-queue rule (off while standing_ns is 0): see
+     * pc_flow_queue_standing. good_ns: the last pc_flow_queue_pass; late_ns:
+     * the last pop of an expired item (0: none yet). */
+    uint64_t standing_ns, standing_wait_ns, good_ns, late_ns;
     pc_flow_item_t items[PC_FLOW_QUEUE_MAX];
+    uint64_t pushed_ns[PC_FLOW_QUEUE_MAX]; /* when items[i] was pushed */
 } pc_flow_queue_t;
 
-/* Errors: PC_EINVAL if capacity is 0 or above PC_FLOW_QUEUE_MAX. */
+/* Errors: PC_EINVAL if capacity is 0 or above PC_FLOW_QUEUE_MAX. The
+ * standing-queue rule starts off. */
 int pc_flow_queue_init(pc_flow_queue_t *queue, uint32_t capacity);
-/* Appends item; returns PC_FLOW_REASON_none, or PC_FLOW_REASON_queue_full at
- * once when full, or PC_FLOW_REASON_deadline if the deadline already passed. */
+/* The standing-queue rule (CoDel's idea, as an adaptive queue timeout): a
+ * queue that every request has had to wait in for standing_ns is not
+ * absorbing a burst but holding a backlog that only adds latency. Then an
+ * item that has waited wait_ns is expired (pop and pc_flow_queue_late say
+ * so) whatever its deadline, until standing_ns pass without an expired pop.
+ * Both 0: off. Errors: PC_EINVAL unless 0 < wait_ns < standing_ns (or both 0). */
+int pc_flow_queue_standing(pc_flow_queue_t *queue, uint64_t standing_ns, uint64_t wait_ns);
+/* A request got through without waiting (the caller found room and an empty
+ * queue): for the standing-queue rule. */
+void pc_flow_queue_pass(pc_flow_queue_t *queue, uint64_t now_ns);
+/* Is the rule on and the backlog standing: no pass for standing_ns, or an
+ * expired pop less than standing_ns ago? */
+bool pc_flow_queue_is_standing(const pc_flow_queue_t *queue, uint64_t now_ns);
+/* Is the oldest item expired (its deadline passed, or the standing-queue
+ * rule applies to it)? False when empty. */
+bool pc_flow_queue_late(const pc_flow_queue_t *queue, uint64_t now_ns);
+/* Appends item; returns PC_FLOW_REASON_none, or
+ * PC_FLOW_REASON_queue_full at once when full, or PC_FLOW_REASON_deadline if
+ * the deadline already passed. */
 pc_flow_reason_t pc_flow_queue_push(pc_flow_queue_t *queue, uint64_t now_ns, pc_flow_item_t item);
 /* Takes the oldest item: false when empty. Otherwise *reason is
  * PC_FLOW_REASON_none (serve *out) or PC_FLOW_REASON_deadline (*out expired:
@@ -364,14 +395,117 @@ typedef struct pc_gateway_metrics {
     uint64_t throttled[PC_FLOW_REASON_COUNT];
     uint64_t throttled_shadow[PC_FLOW_REASON_COUNT];
     uint64_t queued;               /* requests waiting for unit concurrency now */
+    /* The flow-control limits in force (the cluster map's, else the flags;
+     * 0 = off): rate, lookup rate, hot key rate (events/s), warm-up, queue (ms). */
+    uint64_t limits[5];
     uint32_t units_count;
     uint32_t unit_limit[PC_UNITS_MAX];    /* adaptive concurrency limit */
     uint32_t unit_inflight[PC_UNITS_MAX]; /* sub-requests in flight */
     uint32_t unit_breaker[PC_UNITS_MAX];  /* pc_flow_breaker_state_t */
+    /* The big screen's counters. Payments are real (not shadow)
+     * create_transfers events answered created that move money now: pending
+     * and void transfers are left out (nothing paid), posts count with the
+     * amount they name. */
+    uint64_t payments;                       /* real payments created */
+    pc_u128 amount_created;                  /* their amounts summed: the GMV */
+    uint64_t failovers;                      /* unit primaries seen moving */
+    uint64_t unit_subrequests[PC_UNITS_MAX]; /* sub-requests sent, per unit */
+    uint64_t unit_events[PC_UNITS_MAX];      /* and the events in them */
 } pc_gateway_metrics_t;
 void pc_gateway_metrics(const pc_gateway_t *gateway, pc_gateway_metrics_t *out);
 
-/* ---- 7. the HTTP/JSON API (http_api.c) ---------------------------------------
+/* ---- 7. the big screen ------------------------------------------------------
+ *
+ * Once a second the gateway loop takes a sample of its counters (gateway.c):
+ * payments and sub-requests per second, the latency percentiles of the
+ * requests answered in that second, each unit's primary replica (the answer
+ * most of the unit's sessions give to pc_client_replica) and breaker. It
+ * keeps the last PC_SCREEN_HISTORY_MAX seconds of payments/s and the last
+ * PC_SCREEN_EVENTS_MAX events — a unit's primary moving (failover), a
+ * unit's breaker opening or closing, the routing table's epoch changing —
+ * so a page opened late still shows what happened before. The HTTP API
+ * streams it as server-sent events on /v1/stream to the page at /. */
+#define PC_SCREEN_HISTORY_MAX 120u
+#define PC_SCREEN_EVENTS_MAX 64u
+#define PC_SCREEN_TEXT_MAX 96u
+/* Stream connections at once (each a PC_HTTP_CONNS_MAX slot); more get 503. */
+#define PC_SCREEN_STREAMS_MAX 16u
+#define PC_SCREEN_REPLICA_UNKNOWN UINT32_MAX
+
+#define PC_SCREEN_EVENT_KINDS(X)                                                      \
+    X(PC_SCREEN_EVENT_failover, 1, "failover")                                        \
+    X(PC_SCREEN_EVENT_breaker_open, 2, "breaker_open")                                \
+    X(PC_SCREEN_EVENT_breaker_closed, 3, "breaker_closed")                            \
+    X(PC_SCREEN_EVENT_route, 4, "route")
+
+typedef enum pc_screen_event_kind {
+#define PC__SCREEN_EVENT_ENUM(name, value, text) name = value,
+    PC_SCREEN_EVENT_KINDS(PC__SCREEN_EVENT_ENUM)
+#undef PC__SCREEN_EVENT_ENUM
+} pc_screen_event_kind_t;
+
+typedef struct pc_screen_event {
+    uint64_t seq;     /* 1, 2, ...: events[seq % PC_SCREEN_EVENTS_MAX] */
+    uint64_t time_ms; /* wall clock, ms since 1970 */
+    uint32_t kind;    /* pc_screen_event_kind_t */
+    uint32_t unit;    /* failover, breaker: the unit */
+    uint64_t value;   /* failover: the new primary's replica index; route: the epoch */
+    char text[PC_SCREEN_TEXT_MAX]; /* one line for people, printable ASCII */
+} pc_screen_event_t;
+
+typedef struct pc_gateway_screen {
+    uint64_t seq;     /* samples taken; a new one about every second; 0: none yet */
+    uint64_t time_ms; /* wall clock of the last sample */
+    /* Totals since the gateway started. */
+    uint64_t payments;
+    pc_u128 gmv;
+    uint64_t throttled;         /* requests refused by flow control (all reasons) */
+    uint64_t throttled_shadow;  /* of which shadow traffic */
+    uint64_t shadow_events;     /* events of shadow traffic received */
+    uint64_t routing_epoch;
+    /* The last second. */
+    uint64_t payments_per_s;
+    uint64_t requests_per_s;     /* client requests answered */
+    uint64_t throttled_per_s;
+    uint64_t shadow_per_s;       /* shadow events received */
+    uint64_t latency_us[3];      /* p50, p99, p999 of the requests answered; 0: none */
+    uint32_t units_count;
+    uint64_t unit_load_per_s[PC_UNITS_MAX];   /* sub-requests sent */
+    uint64_t unit_events_per_s[PC_UNITS_MAX]; /* events in them */
+    uint32_t unit_primary[PC_UNITS_MAX];    /* replica index or PC_SCREEN_REPLICA_UNKNOWN */
+    uint32_t unit_breaker[PC_UNITS_MAX];    /* pc_flow_breaker_state_t */
+    /* payments/s of the last history_count seconds, oldest first, in a ring:
+     * second i (0 = oldest) is history[(history_next + PC_SCREEN_HISTORY_MAX
+     * - history_count + i) % PC_SCREEN_HISTORY_MAX]. */
+    uint64_t history[PC_SCREEN_HISTORY_MAX];
+    uint32_t history_count;
+    uint32_t history_next;
+    /* Events: the newest is events_seq (0: none), the oldest kept
+     * events_seq - events_count + 1. */
+    uint64_t events_seq;
+    uint32_t events_count;
+    pc_screen_event_t events[PC_SCREEN_EVENTS_MAX];
+} pc_gateway_screen_t;
+
+/* The latest sample. The pointer stays valid while the gateway runs; the
+ * contents change only between loop turns (callers run in the loop). */
+const pc_gateway_screen_t *pc_gateway_screen(const pc_gateway_t *gateway);
+/* Counts one answered client request that took latency_ns from arrival to
+ * answer, for the screen's percentiles (the HTTP API calls it; binary
+ * clients are timed in gateway.c). */
+void pc_gateway_latency_record(pc_gateway_t *gateway, uint64_t latency_ns);
+/* The kind's JSON name ("failover", ...); "unknown" if out of range. Static. */
+static inline const char *pc_screen_event_kind_name(uint32_t kind) {
+    switch (kind) {
+#define PC__SCREEN_EVENT_CASE(name, value, text) \
+    case value: return text;
+        PC_SCREEN_EVENT_KINDS(PC__SCREEN_EVENT_CASE)
+#undef PC__SCREEN_EVENT_CASE
+    default: return "unknown";
+    }
+}
+
+/* ---- 8. the HTTP/JSON API (http_api.c) ---------------------------------------
  *
  * The gateway loop owns the listening socket and calls these; the API owns
  * its connections. All bounded: at most PC_HTTP_CONNS_MAX connections, one

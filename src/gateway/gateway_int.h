@@ -63,7 +63,8 @@ typedef struct gw_conn {
 } gw_conn_t;
 
 struct pc_gateway {
-    pc_gateway_options_t options;
+    pc_gateway_options_t options; /* in force: flags, or the map's limits where set */
+    pc_gateway_options_t flags;   /* as given on the command line */
     pc_cluster_t cluster; /* the CZone table */
     gw_unit_t units[PC_UNITS_MAX];
     pc_client_t *gzone;
@@ -91,6 +92,7 @@ struct pc_gateway {
 
     uint8_t *scratch; /* one sub-batch being built: PC_MESSAGE_BODY_MAX */
     pc_gateway_metrics_t metrics;
+    struct gw_screen *screen; /* the big screen's sampler (gateway.c) */
     bool quiet;
 };
 
@@ -106,6 +108,13 @@ int gw_unit_submit(pc_gateway_t *gw, uint32_t unit, pc_operation_t op, uint32_t 
 void gw_refresh_request(pc_gateway_t *gw);
 /* The unit replied with this epoch: refresh when it is ahead of the table. */
 void gw_epoch_seen(pc_gateway_t *gw, uint64_t epoch);
+/* A sub-request to the unit succeeded on this session: the replica that
+ * served it (pc_client_replica) is the unit's primary, for the big screen. */
+void gw_unit_served(pc_gateway_t *gw, uint32_t unit, const pc_client_t *session);
+/* The screen's sampler: allocated by init (PC_ENOMEM; freed with the
+ * gateway), driven by tick once a loop turn (samples when they are due). */
+int gw_screen_init(pc_gateway_t *gw);
+void gw_screen_tick(pc_gateway_t *gw, uint64_t now);
 
 static inline uint32_t gw_unit_of(const pc_gateway_t *gw, pc_u128 id) {
     return gw->cluster.bucket_unit[pc_bucket_of(id)];
@@ -122,6 +131,13 @@ void gw_jobs_reap(pc_gateway_t *gw);
 /* Flow control set-up from the options. Errors: PC_EINVAL (a setting out of
  * range). */
 int gw_flow_init(pc_gateway_t *gw);
+/* The flow-control limits in force: the cluster map's where it sets them
+ * (pc_cluster_limits_t), else the gateway's flags (gw->flags). Re-initialises
+ * only what changed (everything when force). Called at init and whenever a
+ * newer map is installed, so `paycell cluster set --rate-limit N` applies
+ * live. Errors: PC_EINVAL (out of range: nothing changed after the first
+ * part that failed). */
+int gw_flow_limits_apply(pc_gateway_t *gw, bool force);
 /* The clock-driven part of flow control: queued jobs past their deadline,
  * sub-requests overdue (slow calls for the breakers), lost probes. */
 void gw_flow_tick(pc_gateway_t *gw, uint64_t now_ns);

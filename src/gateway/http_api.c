@@ -19,6 +19,17 @@
  * slot whose client vanished while its request is at the gateway stays
  * reserved (an orphan) until the done callback arrives, so the callback never
  * touches freed memory.
+ *
+ * Two routes are for people: GET / is the big screen, one self-contained
+ * page (src/gateway/screen.html, compiled in as a byte array by
+ * scripts/embed.sh), and GET /v1/stream feeds it: server-sent events, one
+ * JSON sample of the gateway's screen (pc_gateway_screen) a second, the first
+ * with the last two minutes of payments/s and every event kept. A stream
+ * holds its slot for as long as the page is open, so streams are capped
+ * (PC_SCREEN_STREAMS_MAX; more get 503), never block the loop (sends are
+ * non-blocking; what the socket does not take waits in the slot's buffer),
+ * and a client that stops reading is closed once its backlog passes
+ * STREAM_BACKLOG_MAX or nothing moved for STREAM_STALL_MS.
  */
 #include "gateway.h"
 
@@ -32,6 +43,7 @@
 #include <unistd.h>
 
 #include "../net/net.h"
+#include "screen_html.h" /* generated: static const unsigned char screen_html[] */
 
 /* Input buffer: starts small enough for any head plus a modest body and grows
  * once to a whole request when Content-Length asks for more. */
@@ -60,12 +72,24 @@
  * starve the others. */
 #define READS_PER_EVENT 8u
 #define ACCEPTS_PER_EVENT 64u
+/* One stream message at most: the fixed fields, every unit, the history and
+ * every event kept, its text escaped at worst (6 bytes a byte). */
+#define STREAM_MESSAGE_MAX                                                                \
+    (1024u + PC_UNITS_MAX * 160u + PC_SCREEN_HISTORY_MAX * 24u +                           \
+     PC_SCREEN_EVENTS_MAX * (PC_SCREEN_TEXT_MAX * 6u + 192u))
+/* Unsent bytes a stream may hold when the next message is due (many
+ * seconds of messages); past it the client is too slow or gone: closed. */
+#define STREAM_BACKLOG_MAX (64u << 10)
+/* A stream whose pending bytes did not move for this long is closed. */
+#define STREAM_STALL_MS 10000u
 
 PC_STATIC_ASSERT(CONN_IN_INITIAL > PC_HTTP_HEAD_MAX, "a whole head fits the first buffer");
 PC_STATIC_ASSERT(CONN_IN_MAX <= UINT32_MAX / 2, "buffer offsets fit u32");
 PC_STATIC_ASSERT(BODY_MAX < INT32_MAX - RESPONSE_HEAD_MAX, "a response size fits int");
 PC_STATIC_ASSERT(sizeof(pc_account_t) == sizeof(pc_transfer_t), "one scratch fits both");
 PC_STATIC_ASSERT(PC_HTTP_CONNS_MAX < UINT16_MAX, "slot indexes fit u16");
+PC_STATIC_ASSERT(PC_SCREEN_STREAMS_MAX < PC_HTTP_CONNS_MAX, "streams leave room for requests");
+PC_STATIC_ASSERT(STREAM_MESSAGE_MAX + STREAM_BACKLOG_MAX < UINT32_MAX / 2, "offsets fit u32");
 
 uint32_t pc__http_api_idle_ms = 60000;
 
@@ -76,6 +100,7 @@ typedef enum conn_state {
     CONN_WRITING, /* a response is being sent */
     CONN_LINGER,  /* answered with close: draining, then close */
     CONN_ORPHAN,  /* the client is gone while busy: waits for done, then free */
+    CONN_STREAM,  /* GET /v1/stream: a sample a second until the client leaves */
 } conn_state_t;
 
 typedef struct conn {
@@ -103,6 +128,9 @@ typedef struct conn {
     bool single; /* the body was one object, not an array: a refusal is a 422 */
     uint32_t limit; /* get_account_transfers: the limit asked for */
     uint64_t deadline_ns;
+    uint64_t submit_ns;     /* when its request went to the gateway (latency) */
+    uint64_t stream_seq;    /* a stream: the screen sample it was sent last */
+    uint64_t stream_events; /* and the newest event it was sent */
 } conn_t;
 
 struct pc_http_api {
@@ -118,6 +146,13 @@ struct pc_http_api {
     uint32_t poll_generation[PC_HTTP_CONNS_MAX];
     char refuse[RESPONSE_HEAD_MAX + 128];
     uint32_t refuse_len;
+    uint32_t streams;          /* CONN_STREAM slots */
+    uint64_t streams_refused;  /* answered 503: all stream slots taken */
+    uint64_t streams_dropped;  /* closed for not reading */
+    char *stream_text;         /* one message: STREAM_MESSAGE_MAX */
+    size_t stream_text_len;    /* the message in stream_text, or 0: */
+    uint64_t stream_text_seq;  /*   the sample it holds */
+    uint64_t stream_text_from; /*   the events after this seq it lists */
     conn_t conns[PC_HTTP_CONNS_MAX];
 };
 
@@ -134,6 +169,10 @@ static uint64_t deadline_after_ms(uint32_t ms) {
 static void conn_free(conn_t *c) {
     PC_ASSERT(c->state != CONN_FREE);
     PC_ASSERT(c->api->conns_used > 0);
+    if (c->state == CONN_STREAM) {
+        PC_ASSERT(c->api->streams > 0);
+        c->api->streams--;
+    }
     if (c->fd >= 0) close(c->fd);
     free(c->in);
     free(c->out);
@@ -309,6 +348,7 @@ typedef enum route {
     ROUTE_ACCOUNT,           /* GET /v1/accounts/{id} */
     ROUTE_TRANSFER,          /* GET /v1/transfers/{id} */
     ROUTE_ACCOUNT_TRANSFERS, /* GET /v1/accounts/{id}/transfers */
+    ROUTE_STREAM,            /* GET /v1/stream */
 } route_t;
 
 static bool slice_is(pc_http_slice_t s, const char *text) {
@@ -333,6 +373,7 @@ static route_t route_of(pc_http_slice_t path, pc_http_slice_t *id) {
     if (slice_is(path, "/")) return ROUTE_ROOT;
     if (slice_is(path, "/metrics")) return ROUTE_METRICS;
     if (slice_is(path, "/v1/cluster")) return ROUTE_CLUSTER;
+    if (slice_is(path, "/v1/stream")) return ROUTE_STREAM;
     if (slice_is(path, "/v1/accounts")) return ROUTE_ACCOUNTS;
     if (slice_is(path, "/v1/transfers")) return ROUTE_TRANSFERS;
     pc_http_slice_t rest = path;
@@ -597,6 +638,56 @@ static void metric(text_t *t, const char *name, const char *type, const char *he
     text_put(t, "paycell_gateway_%s %llu\n", name, (unsigned long long)value);
 }
 
+/* The big screen's numbers: payments and GMV (real traffic), failovers and
+ * sub-requests per unit as counters; each unit's primary, the last second's
+ * latency percentiles and the stream connections as gauges. */
+static void serve_metrics_screen(text_t *t, const pc_http_api_t *api,
+                                 const pc_gateway_metrics_t *m) {
+    PC_ASSERT(t != NULL && m != NULL);
+    const pc_gateway_screen_t *s = pc_gateway_screen(api->gateway);
+    PC_ASSERT(s != NULL);
+    metric(t, "payments_total", "counter",
+           "Real (not shadow) transfers created that moved money: the screen's payments.",
+           m->payments);
+    char gmv[48];
+    text_put(t, "# HELP paycell_gateway_gmv_total Sum of the amounts of those payments (GMV).\n"
+                "# TYPE paycell_gateway_gmv_total counter\npaycell_gateway_gmv_total %s\n",
+             pc_u128_format(m->amount_created, gmv));
+    metric(t, "failovers_total", "counter",
+           "Unit primaries the gateway saw move to another replica.", m->failovers);
+    metric(t, "screen_events_total", "counter",
+           "Events of the big screen's ticker (failover, breaker, route change).", s->events_seq);
+    text_put(t, "# HELP paycell_gateway_unit_subrequests_total Sub-requests sent, per unit.\n"
+                "# TYPE paycell_gateway_unit_subrequests_total counter\n");
+    for (uint32_t u = 0; u < m->units_count && u < PC_UNITS_MAX; u++)
+        text_put(t, "paycell_gateway_unit_subrequests_total{unit=\"%u\"} %llu\n", u,
+                 (unsigned long long)m->unit_subrequests[u]);
+    text_put(t, "# HELP paycell_gateway_unit_events_total Events sent in sub-requests, per "
+                "unit.\n# TYPE paycell_gateway_unit_events_total counter\n");
+    for (uint32_t u = 0; u < m->units_count && u < PC_UNITS_MAX; u++)
+        text_put(t, "paycell_gateway_unit_events_total{unit=\"%u\"} %llu\n", u,
+                 (unsigned long long)m->unit_events[u]);
+    text_put(t, "# HELP paycell_gateway_unit_primary Replica index each unit's sessions go to "
+                "(its primary), once known.\n# TYPE paycell_gateway_unit_primary gauge\n");
+    for (uint32_t u = 0; u < s->units_count && u < PC_UNITS_MAX; u++)
+        if (s->unit_primary[u] != PC_SCREEN_REPLICA_UNKNOWN)
+            text_put(t, "paycell_gateway_unit_primary{unit=\"%u\"} %u\n", u, s->unit_primary[u]);
+    static const char *const quantiles[3] = {"0.5", "0.99", "0.999"};
+    text_put(t, "# HELP paycell_gateway_latency_last_second_seconds Latency percentiles of the "
+                "client requests answered in the last whole second (0: none).\n"
+                "# TYPE paycell_gateway_latency_last_second_seconds gauge\n");
+    for (uint32_t q = 0; q < 3; q++)
+        text_put(t, "paycell_gateway_latency_last_second_seconds{quantile=\"%s\"} %.6f\n",
+                 quantiles[q], (double)s->latency_us[q] / 1e6);
+    metric(t, "stream_connections", "gauge", "Open /v1/stream connections (the big screen).",
+           api->streams);
+    metric(t, "stream_refused_total", "counter",
+           "/v1/stream requests answered 503: every stream slot taken.", api->streams_refused);
+    metric(t, "stream_dropped_total", "counter",
+           "/v1/stream connections closed for not reading (backlog or stall).",
+           api->streams_dropped);
+}
+
 static void serve_metrics(conn_t *c) {
     pc_http_api_t *api = c->api;
     pc_gateway_metrics_t m;
@@ -646,6 +737,14 @@ static void serve_metrics(conn_t *c) {
                  name, (unsigned long long)m.throttled_shadow[r]);
     }
     metric(&t, "queued", "gauge", "Requests waiting for room under a unit's limit.", m.queued);
+    static const char *const limit_names[5] = {"rate_limit", "lookup_rate_limit", "hot_key_rate",
+                                               "warmup_ms", "queue_ms"};
+    text_put(&t, "# HELP paycell_gateway_limit Flow-control limits in force (the cluster "
+                 "map's, else the gateway's flags; 0 = off).\n"
+                 "# TYPE paycell_gateway_limit gauge\n");
+    for (uint32_t i = 0; i < PC_ARRAY_LEN(limit_names); i++)
+        text_put(&t, "paycell_gateway_limit{name=\"%s\"} %llu\n", limit_names[i],
+                 (unsigned long long)m.limits[i]);
     static const char *const unit_gauges[3][2] = {
         {"unit_limit", "Adaptive concurrency limit per unit (sub-requests)."},
         {"unit_inflight", "Sub-requests in flight per unit."},
@@ -658,23 +757,204 @@ static void serve_metrics(conn_t *c) {
             text_put(&t, "paycell_gateway_%s{unit=\"%u\"} %u\n", unit_gauges[g][0], u, v);
         }
     }
+    serve_metrics_screen(&t, api, &m);
     metric(&t, "http_connections", "gauge", "Open HTTP connections.", api->conns_used);
     metric(&t, "http_connections_refused_total", "counter",
            "HTTP connections refused at the connection limit.", api->refused);
     respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, body, t.len);
 }
 
+/* ---- the big screen's stream (server-sent events) ---- */
+
+static const char *breaker_label(uint32_t state) {
+    switch (state) {
+    case PC_FLOW_BREAKER_closed: return "closed";
+    case PC_FLOW_BREAKER_open: return "open";
+    case PC_FLOW_BREAKER_half_open: return "half_open";
+    default: return "unknown";
+    }
+}
+
+static uint32_t stream_stall_ms(void) {
+    return PC_MIN(STREAM_STALL_MS, pc__http_api_idle_ms);
+}
+
+/* Formats one SSE message into api->stream_text: the sample as one line of
+ * JSON ("data: {...}\n\n"), with the history when first, and the events
+ * newer than events_after still in the ring. Returns its length. */
+static size_t stream_message(pc_http_api_t *api, const pc_gateway_screen_t *s, bool first,
+                             uint64_t events_after) {
+    PC_ASSERT(api->stream_text != NULL);
+    PC_ASSERT(s->events_count <= PC_SCREEN_EVENTS_MAX && s->events_count <= s->events_seq);
+    text_t t = {api->stream_text, STREAM_MESSAGE_MAX, 0};
+    char gmv[48];
+    text_put(&t,
+             "data: {\"seq\":%llu,\"time_ms\":%llu,\"gmv\":\"%s\",\"payments\":%llu,\"tps\":%llu,"
+             "\"requests_per_s\":%llu,\"latency_us\":{\"p50\":%llu,\"p99\":%llu,\"p999\":%llu},"
+             "\"throttled\":%llu,\"throttled_shadow\":%llu,\"throttled_per_s\":%llu,"
+             "\"shadow\":%llu,\"shadow_per_s\":%llu,\"epoch\":%llu,\"units\":[",
+             (unsigned long long)s->seq, (unsigned long long)s->time_ms,
+             pc_u128_format(s->gmv, gmv), (unsigned long long)s->payments,
+             (unsigned long long)s->payments_per_s, (unsigned long long)s->requests_per_s,
+             (unsigned long long)s->latency_us[0], (unsigned long long)s->latency_us[1],
+             (unsigned long long)s->latency_us[2], (unsigned long long)s->throttled,
+             (unsigned long long)s->throttled_shadow, (unsigned long long)s->throttled_per_s,
+             (unsigned long long)s->shadow_events, (unsigned long long)s->shadow_per_s,
+             (unsigned long long)s->routing_epoch);
+    for (uint32_t u = 0; u < PC_MIN(s->units_count, PC_UNITS_MAX); u++) {
+        text_put(&t, "%s{\"unit\":%u,\"load\":%llu,\"events_per_s\":%llu,\"primary\":",
+                 u ? "," : "", u, (unsigned long long)s->unit_load_per_s[u],
+                 (unsigned long long)s->unit_events_per_s[u]);
+        if (s->unit_primary[u] == PC_SCREEN_REPLICA_UNKNOWN) text_put(&t, "null");
+        else text_put(&t, "%u", s->unit_primary[u]);
+        text_put(&t, ",\"breaker\":\"%s\"}", breaker_label(s->unit_breaker[u]));
+    }
+    text_put(&t, "]");
+    if (first) {
+        uint32_t count = PC_MIN(s->history_count, PC_SCREEN_HISTORY_MAX);
+        text_put(&t, ",\"history\":[");
+        for (uint32_t i = 0; i < count; i++) {
+            uint32_t k = (s->history_next + PC_SCREEN_HISTORY_MAX - count + i) %
+                         PC_SCREEN_HISTORY_MAX;
+            text_put(&t, "%s%llu", i ? "," : "", (unsigned long long)s->history[k]);
+        }
+        text_put(&t, "]");
+    }
+    text_put(&t, ",\"events\":[");
+    uint64_t from = PC_MAX(s->events_seq - s->events_count + 1, events_after + 1);
+    for (uint64_t seq = from; seq <= s->events_seq; seq++) {
+        const pc_screen_event_t *e = &s->events[seq % PC_SCREEN_EVENTS_MAX];
+        PC_ASSERT(e->seq == seq);
+        text_put(&t, "%s{\"seq\":%llu,\"time_ms\":%llu,\"kind\":\"%s\",\"unit\":%u,\"value\":%llu,"
+                     "\"text\":",
+                 seq == from ? "" : ",", (unsigned long long)e->seq,
+                 (unsigned long long)e->time_ms, pc_screen_event_kind_name(e->kind), e->unit,
+                 (unsigned long long)e->value);
+        text_put_string(&t, e->text, strnlen(e->text, PC_SCREEN_TEXT_MAX));
+        text_put(&t, "}");
+    }
+    text_put(&t, "]}\n\n");
+    return t.len;
+}
+
+/* Sends what the socket takes of a stream's backlog, without blocking. */
+static void stream_flush(conn_t *c) {
+    PC_ASSERT(c->state == CONN_STREAM && c->fd >= 0);
+    PC_ASSERT(c->out_sent <= c->out_len);
+    while (c->out_sent < c->out_len) {
+        ssize_t n = send(c->fd, c->out + c->out_sent, c->out_len - c->out_sent, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->out_sent += (uint32_t)n;
+            c->deadline_ns = deadline_after_ms(stream_stall_ms());
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        conn_close(c); /* the client is gone */
+        return;
+    }
+    c->out_sent = c->out_len = 0;
+}
+
+/* Queues len bytes on a stream and sends what the socket takes. A client
+ * that left more than STREAM_BACKLOG_MAX unread is closed instead: a screen
+ * nobody reads is not worth memory. */
+static void stream_push(conn_t *c, const char *data, size_t len) {
+    PC_ASSERT(c->state == CONN_STREAM && c->fd >= 0);
+    PC_ASSERT(len > 0 && len <= STREAM_MESSAGE_MAX);
+    uint32_t pending = c->out_len - c->out_sent;
+    if (pending > STREAM_BACKLOG_MAX) {
+        c->api->streams_dropped++;
+        conn_close(c);
+        return;
+    }
+    if (pending > 0 && c->out_sent > 0) memmove(c->out, c->out + c->out_sent, pending);
+    c->out_len = pending;
+    c->out_sent = 0;
+    size_t cap = c->out_cap;
+    if (!grow(&c->out, &cap, (size_t)pending + len)) {
+        conn_close(c);
+        return;
+    }
+    c->out_cap = (uint32_t)cap;
+    memcpy(c->out + c->out_len, data, len);
+    c->out_len += (uint32_t)len;
+    if (pending == 0) c->deadline_ns = deadline_after_ms(stream_stall_ms());
+    stream_flush(c);
+}
+
+/* A stream takes no requests: what the client sends is read and dropped
+ * (bounded per call); its end of the connection ends the stream. */
+static void stream_read(conn_t *c) {
+    PC_ASSERT(c->state == CONN_STREAM && c->fd >= 0);
+    char scratch[4096];
+    for (uint32_t i = 0; i < READS_PER_EVENT; i++) {
+        ssize_t n = recv(c->fd, scratch, sizeof(scratch), 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (n <= 0) {
+            conn_close(c);
+            return;
+        }
+    }
+}
+
+/* The newest sample to a stream that has not had it. One message serves
+ * every stream at the same point (normally all of them). */
+static void stream_update(conn_t *c, const pc_gateway_screen_t *s) {
+    PC_ASSERT(c->state == CONN_STREAM);
+    PC_ASSERT(s->seq > c->stream_seq);
+    pc_http_api_t *api = c->api;
+    if (api->stream_text_len == 0 || api->stream_text_seq != s->seq ||
+        api->stream_text_from != c->stream_events) {
+        api->stream_text_len = stream_message(api, s, false, c->stream_events);
+        api->stream_text_seq = s->seq;
+        api->stream_text_from = c->stream_events;
+    }
+    c->stream_seq = s->seq;
+    c->stream_events = s->events_seq;
+    stream_push(c, api->stream_text, api->stream_text_len);
+}
+
+/* GET /v1/stream: the response head (no length: the body ends when the
+ * connection does), then at once a message with the history and every event
+ * kept, so a page opened late still shows what happened. */
+static void serve_stream(conn_t *c) {
+    PC_ASSERT(c->state == CONN_READING);
+    pc_http_api_t *api = c->api;
+    PC_ASSERT(api->streams <= PC_SCREEN_STREAMS_MAX);
+    if (api->streams == PC_SCREEN_STREAMS_MAX) {
+        api->streams_refused++;
+        respond_error(c, 503, "too_many_streams",
+                      "every stream connection of the screen is taken: retry later", NULL);
+        return;
+    }
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                               "Cache-Control: no-store\r\nConnection: close\r\n\r\n"
+                               "retry: 2000\n\n";
+    const pc_gateway_screen_t *s = pc_gateway_screen(api->gateway);
+    free(c->in); /* nothing more is parsed on this connection */
+    c->in = NULL;
+    c->in_cap = c->in_len = c->consumed = 0;
+    api->streams++;
+    c->state = CONN_STREAM;
+    c->out_len = c->out_sent = 0;
+    c->stream_seq = s->seq;
+    c->stream_events = s->events_seq;
+    stream_push(c, head, sizeof(head) - 1);
+    if (c->state != CONN_STREAM) return;
+    api->stream_text_len = 0; /* the first message is this stream's alone */
+    size_t len = stream_message(api, s, true, 0);
+    stream_push(c, api->stream_text, len);
+}
+
+/* The big screen: one page, everything inline (no CDN, no fonts to fetch),
+ * fed by /v1/stream. */
 static void serve_root(conn_t *c) {
-    static const char page[] =
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>paycell gateway</title>"
-        "</head>\n<body><h1>paycell gateway</h1>\n<p>HTTP/JSON API (ids and amounts are "
-        "decimal strings):</p>\n<ul>\n"
-        "<li>POST /v1/accounts</li>\n<li>POST /v1/transfers</li>\n"
-        "<li>GET /v1/accounts/{id}</li>\n<li>GET /v1/transfers/{id}</li>\n"
-        "<li>GET /v1/accounts/{id}/transfers?limit=N&amp;reversed=true</li>\n"
-        "<li>GET /v1/cluster</li>\n<li>GET /metrics</li>\n</ul>\n"
-        "<p>The dashboard comes here later.</p>\n</body></html>\n";
-    respond(c, 200, "text/html; charset=utf-8", NULL, page, sizeof(page) - 1);
+    PC_STATIC_ASSERT(sizeof(screen_html) > 1, "the page is not empty");
+    PC_ASSERT(screen_html_len == sizeof(screen_html) - 1); /* embed.sh adds a NUL */
+    respond(c, 200, "text/html; charset=utf-8", "Cache-Control: no-cache\r\n",
+            (const char *)screen_html, screen_html_len);
 }
 
 /* Serves one complete, well-framed request. */
@@ -705,6 +985,7 @@ static void serve(conn_t *c) {
     case ROUTE_ACCOUNT: serve_lookup(c, PC_OP_lookup_accounts, id); break;
     case ROUTE_TRANSFER: serve_lookup(c, PC_OP_lookup_transfers, id); break;
     case ROUTE_ACCOUNT_TRANSFERS: serve_account_transfers(c, id); break;
+    case ROUTE_STREAM: serve_stream(c); break;
     case ROUTE_NONE: PC_ASSERT(false);
     }
 }
@@ -718,6 +999,7 @@ static void submit(conn_t *c, pc_operation_t operation, const void *events, uint
     PC_ASSERT(c->state == CONN_READING);
     PC_ASSERT(count >= 1 && count <= PC_BATCH_EVENTS_MAX);
     c->state = CONN_BUSY; /* before the call: done may never see READING */
+    c->submit_ns = pc_time_monotonic_ns();
     int rc = pc_gateway_submit(c->api->gateway, operation, events, count, c->req.is_shadow,
                                on_done, c);
     if (rc == PC_OK) return;
@@ -889,6 +1171,9 @@ static void on_done(void *user, int status, pc_operation_t operation, const void
     PC_ASSERT(c != NULL && c->api != NULL);
     PC_ASSERT(c->state == CONN_BUSY || c->state == CONN_ORPHAN);
     PC_ASSERT(reply != NULL || reply_size == 0);
+    if (status != PC_ETHROTTLED) { /* a refusal is not a served request's latency */
+        pc_gateway_latency_record(c->api->gateway, pc_time_monotonic_ns() - c->submit_ns);
+    }
     if (c->state == CONN_ORPHAN) {
         conn_free(c);
         return;
@@ -1044,7 +1329,8 @@ int pc_http_api_init(pc_gateway_t *gateway, int listen_fd, pc_http_api_t **out) 
     pc_http_api_t *api = calloc(1, sizeof(*api));
     if (api == NULL) goto fail;
     api->events = malloc((size_t)PC_BATCH_EVENTS_MAX * sizeof(pc_transfer_t));
-    if (api->events == NULL) goto fail;
+    api->stream_text = malloc(STREAM_MESSAGE_MAX);
+    if (api->events == NULL || api->stream_text == NULL) goto fail;
     api->gateway = gateway;
     api->listen_fd = listen_fd;
     for (uint32_t s = 0; s < PC_HTTP_CONNS_MAX; s++) {
@@ -1062,6 +1348,7 @@ int pc_http_api_init(pc_gateway_t *gateway, int listen_fd, pc_http_api_t **out) 
     return PC_OK;
 fail:
     if (api) free(api->events);
+    if (api) free(api->stream_text);
     free(api);
     return PC_ENOMEM;
 }
@@ -1072,8 +1359,10 @@ void pc_http_api_deinit(pc_http_api_t *api) {
     for (uint32_t s = 0; s < PC_HTTP_CONNS_MAX; s++)
         if (api->conns[s].state != CONN_FREE) conn_free(&api->conns[s]);
     PC_ASSERT(api->conns_used == 0);
+    PC_ASSERT(api->streams == 0);
     close(api->listen_fd);
     free(api->events);
+    free(api->stream_text);
     free(api->body);
     free(api);
 }
@@ -1086,12 +1375,17 @@ uint32_t pc_http_api_pollfds(pc_http_api_t *api, struct pollfd *fds, uint32_t ca
     fds[0] = (struct pollfd){.fd = api->listen_fd, .events = POLLIN};
     uint32_t n = 1;
     uint64_t now_ns = pc_time_monotonic_ns();
+    const pc_gateway_screen_t *screen = api->streams > 0 ? pc_gateway_screen(api->gateway) : NULL;
     for (uint32_t s = 0; s < PC_HTTP_CONNS_MAX; s++) {
         conn_t *c = &api->conns[s];
+        /* A new sample goes out now, just before the loop sleeps. */
+        if (c->state == CONN_STREAM && screen->seq != c->stream_seq) stream_update(c, screen);
         if (c->state == CONN_FREE || c->state == CONN_ORPHAN) continue;
         bool timed = c->state == CONN_READING || c->state == CONN_WRITING ||
-                     c->state == CONN_LINGER;
+                     c->state == CONN_LINGER ||
+                     (c->state == CONN_STREAM && c->out_sent < c->out_len);
         if (timed && now_ns >= c->deadline_ns) { /* idle, stalled or done lingering */
+            if (c->state == CONN_STREAM) api->streams_dropped++; /* it stopped reading */
             conn_close(c);
             continue;
         }
@@ -1102,6 +1396,9 @@ uint32_t pc_http_api_pollfds(pc_http_api_t *api, struct pollfd *fds, uint32_t ca
         case CONN_BUSY: events = c->peer_eof ? 0 : POLLRDHUP; break;
         case CONN_WRITING: events = POLLOUT; break;
         case CONN_LINGER: events = POLLIN; break;
+        case CONN_STREAM:
+            events = (short)(POLLIN | (c->out_sent < c->out_len ? POLLOUT : 0));
+            break;
         default: PC_ASSERT(false);
         }
         fds[n] = (struct pollfd){.fd = c->fd, .events = events};
@@ -1135,6 +1432,10 @@ static void conn_on_events(conn_t *c, short revents) {
         break;
     case CONN_LINGER:
         if (revents & (POLLIN | POLLHUP | POLLERR)) conn_drain(c);
+        break;
+    case CONN_STREAM:
+        if (revents & (POLLIN | POLLHUP | POLLERR)) stream_read(c);
+        if (c->state == CONN_STREAM && (revents & POLLOUT)) stream_flush(c);
         break;
     default: PC_ASSERT(false);
     }

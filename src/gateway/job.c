@@ -259,6 +259,7 @@ static void part_done(void *user, int status, pc_operation_t operation, const vo
     job->parts--;
     part_finish(part, status);
     if (status == PC_OK) gw_epoch_seen(job->gw, pc_client_last_epoch(part->session));
+    if (status == PC_OK) gw_unit_served(gw, part->unit, part->session); /* the big screen */
     bool ok = status == PC_OK;
     if (ok) {
         switch (part->step) {
@@ -596,6 +597,13 @@ static void reply_build_creates(gw_job_t *job) {
     if (job->op == PC_OP_create_transfers) {
         job->gw->metrics.transfers_failed += n;
         job->gw->metrics.transfers_created += job->count - n;
+        for (uint32_t i = 0; i < job->count && !job->shadow; i++) { /* the big screen's GMV */
+            const pc_transfer_t *t = transfer_at(job, i);
+            uint16_t unpaid = PC_TRANSFER_pending | PC_TRANSFER_void_pending_transfer;
+            if (job->results[i] != 0 || (t->flags & unpaid)) continue;
+            job->gw->metrics.payments++;
+            job->gw->metrics.amount_created += t->amount;
+        }
     }
 }
 
@@ -795,13 +803,20 @@ static void phase_done(gw_job_t *job) {
 
 /* ---- flow control ---- */
 
+/* The admission queue's standing-queue rule (flow.c): once every request
+ * has had to wait for 100 ms the units are past their knee and the queue
+ * only adds latency, so a request may then wait 10 ms for room (else
+ * queue_ms), until 100 ms pass without such a refusal. */
+#define GW_QUEUE_STANDING_NS (100ull * 1000 * 1000)
+#define GW_QUEUE_STANDING_WAIT_NS (10ull * 1000 * 1000)
+
 static bool op_creates(pc_operation_t op) {
     return op == PC_OP_create_accounts || op == PC_OP_create_transfers;
 }
 
 /* The units a request touches, as a bit set (PC_UNITS_MAX is 64): both sides
- * of every event, every unit for lookups by transfer id (and for a post or
- * void naming no account, found by such a lookup). */
+ * of every event still open, every unit for lookups by transfer id (and for
+ * a post or void naming no account, found by such a lookup). */
 static uint64_t job_units(gw_job_t *job) {
     pc_gateway_t *gw = job->gw;
     PC_STATIC_ASSERT(PC_UNITS_MAX <= 64, "a unit set fits a u64");
@@ -811,6 +826,7 @@ static uint64_t job_units(gw_job_t *job) {
     uint64_t set = 0;
     if (op_creates(job->op)) {
         for (uint32_t i = 0; i < job->count; i++) {
+            if (job->results[i] != RESULT_OPEN) continue; /* refused at admission */
             units_assign(job, i);
             set |= 1ull << job->unit_dr[i] | 1ull << job->unit_cr[i];
             if (pred_find(job, i)) set = all;
@@ -911,20 +927,33 @@ static bool rate_refuses(gw_job_t *job, uint64_t now, uint64_t *retry_ms) {
     return false;
 }
 
+/* Does event i name a credit account the hot-key limit applies to? */
+static bool hot_key_event(const gw_job_t *job, uint32_t i) {
+    const pc_transfer_t *t = transfer_at(job, i);
+    if (job->results[i] != RESULT_OPEN || t->credit_account_id == 0) return false;
+    return !(t->flags & (PC_TRANSFER_post_pending_transfer | PC_TRANSFER_void_pending_transfer));
+}
+
 /* Hot credit accounts over their rate: those events get `throttled` and go
- * nowhere; a linked chain with one fails whole. */
+ * nowhere; a linked chain with one fails whole. A run of events crediting
+ * one account (a batch for the hot merchant) is charged at once: the first
+ * events of the run that its bucket has tokens for go, the rest do not. */
 static void hot_keys_apply(gw_job_t *job, uint64_t now) {
     pc_gateway_t *gw = job->gw;
     if (job->op != PC_OP_create_transfers || gw->options.hot_key_rate == 0) return;
     uint32_t refused = 0;
-    for (uint32_t i = 0; i < job->count; i++) {
-        const pc_transfer_t *t = transfer_at(job, i);
-        if (job->results[i] != RESULT_OPEN || t->credit_account_id == 0) continue;
-        if (t->flags & (PC_TRANSFER_post_pending_transfer | PC_TRANSFER_void_pending_transfer))
-            continue;
-        if (pc_flow_hot_try(&gw->hot, t->credit_account_id, now)) continue;
-        job->results[i] = R(throttled);
-        refused++;
+    for (uint32_t i = 0, end; i < job->count; i = end) {
+        end = i + 1;
+        if (!hot_key_event(job, i)) continue;
+        pc_u128 key = transfer_at(job, i)->credit_account_id;
+        while (end < job->count && hot_key_event(job, end) &&
+               transfer_at(job, end)->credit_account_id == key) {
+            end++;
+        }
+        uint32_t allowed = pc_flow_hot_take(&gw->hot, key, now, end - i);
+        PC_ASSERT(allowed <= end - i);
+        for (uint32_t k = i + allowed; k < end; k++) job->results[k] = R(throttled);
+        refused += end - i - allowed;
     }
     if (refused == 0) return;
     gw->metrics.throttled[PC_FLOW_REASON_hot_key] += refused;
@@ -942,7 +971,7 @@ static void hot_keys_apply(gw_job_t *job, uint64_t now) {
 }
 
 /* An admitted job starts: takes the breakers' half-open probes of its
- * units, applies hot-key limits, sends its first phase. */
+ * units, sends its first phase. */
 static void job_start(gw_job_t *job, uint64_t now) {
     pc_gateway_t *gw = job->gw;
     uint64_t retry_ms = 0;
@@ -959,7 +988,6 @@ static void job_start(gw_job_t *job, uint64_t now) {
             unit->probe_ns = now;
     }
     if (op_creates(job->op)) {
-        hot_keys_apply(job, now);
         attempt_start(job);
     } else {
         phase_lookup(job);
@@ -975,7 +1003,7 @@ static void queue_drain(pc_gateway_t *gw, uint64_t now) {
         pc_flow_item_t head = gw->queue.items[gw->queue.head];
         gw_job_t *job = (gw_job_t *)(uintptr_t)head.id;
         PC_ASSERT(job->phase == PHASE_QUEUED);
-        if (head.deadline_ns > now && !units_have_room(job, now)) break;
+        if (!pc_flow_queue_late(&gw->queue, now) && !units_have_room(job, now)) break;
         pc_flow_item_t item;
         pc_flow_reason_t reason;
         bool popped = pc_flow_queue_pop(&gw->queue, now, &item, &reason);
@@ -986,8 +1014,8 @@ static void queue_drain(pc_gateway_t *gw, uint64_t now) {
     gw->metrics.queued = pc_flow_queue_count(&gw->queue);
 }
 
-/* Admission of a new request: breakers, rate, then room or a place in the
- * queue. Shadow requests never wait: they are the first to go. */
+/* Admission of a new request: breakers, rate, hot keys, then room or a
+ * place in the queue. Shadow requests never wait: they are the first to go. */
 static void job_admit(gw_job_t *job) {
     pc_gateway_t *gw = job->gw;
     uint64_t now = pc_time_monotonic_ns();
@@ -1001,7 +1029,19 @@ static void job_admit(gw_job_t *job) {
         job_throttle(job, PC_FLOW_REASON_rate, retry_ms);
         return;
     }
+    /* Hot-key limits before the wait for room: events over their key's rate
+     * are answered `throttled` now, and a batch left with nothing to send
+     * (all for the hot merchant) neither waits nor takes a unit's room. */
+    if (job->op == PC_OP_create_transfers && gw->options.hot_key_rate > 0) {
+        hot_keys_apply(job, now);
+        job->units = job_units(job);
+        if (job->units == 0) {
+            job_start(job, now);
+            return;
+        }
+    }
     if (pc_flow_queue_count(&gw->queue) == 0 && units_have_room(job, now)) {
+        pc_flow_queue_pass(&gw->queue, now);
         job_start(job, now);
         return;
     }
@@ -1036,28 +1076,72 @@ int gw_flow_init(pc_gateway_t *gw) {
             return PC_EINVAL;
         }
     }
-    uint64_t cold_ms = PC_MAX((uint64_t)o->warmup_ms, 1000u);
-    if (o->rate_limit > 0) {
-        pc_flow_bucket_config_t c = {.rate_per_s = o->rate_limit, .burst = o->rate_limit,
-                                     .warmup_ms = o->warmup_ms, .cold_ms = cold_ms};
+    int rc = pc_flow_queue_init(&gw->queue, GW_JOBS_MAX);
+    if (rc != PC_OK) return rc;
+    gw->flags = *o;
+    return gw_flow_limits_apply(gw, true);
+}
+
+/* One limit: the map's value when set (PC_LIMIT_OFF: off), else the flag. */
+static uint64_t limit_effective(uint64_t flag, uint32_t map) {
+    if (map == 0) return flag;
+    return map == PC_LIMIT_OFF ? 0 : map;
+}
+
+int gw_flow_limits_apply(pc_gateway_t *gw, bool force) {
+    const pc_cluster_limits_t *m = &gw->cluster.limits;
+    const pc_gateway_options_t *f = &gw->flags;
+    pc_gateway_options_t want = gw->options;
+    want.rate_limit = limit_effective(f->rate_limit, m->rate_limit);
+    want.lookup_rate_limit = limit_effective(f->lookup_rate_limit, m->lookup_rate_limit);
+    want.hot_key_rate = limit_effective(f->hot_key_rate, m->hot_key_rate);
+    want.warmup_ms = (uint32_t)limit_effective(f->warmup_ms, m->warmup_ms);
+    want.queue_ms = (uint32_t)limit_effective(f->queue_ms, m->queue_ms);
+    pc_gateway_options_t *o = &gw->options;
+    bool warmup = want.warmup_ms != o->warmup_ms;
+    bool creates = force || warmup || want.rate_limit != o->rate_limit;
+    bool lookups = force || warmup || want.lookup_rate_limit != o->lookup_rate_limit;
+    bool hot = force || want.hot_key_rate != o->hot_key_rate;
+    bool queue = force || want.queue_ms != o->queue_ms;
+    if (!creates && !lookups && !hot && !queue) return PC_OK;
+    uint64_t cold_ms = PC_MAX((uint64_t)want.warmup_ms, 1000u);
+    /* A bucket or sketch whose setting changed starts afresh (a raised rate
+     * warms up again, as after a start). */
+    if (creates && want.rate_limit > 0) {
+        pc_flow_bucket_config_t c = {.rate_per_s = want.rate_limit, .burst = want.rate_limit,
+                                     .warmup_ms = want.warmup_ms, .cold_ms = cold_ms};
         if (pc_flow_bucket_init(&gw->rate_creates, &c) != PC_OK) return PC_EINVAL;
     }
-    if (o->lookup_rate_limit > 0) {
-        pc_flow_bucket_config_t c = {.rate_per_s = o->lookup_rate_limit,
-                                     .burst = o->lookup_rate_limit, .warmup_ms = o->warmup_ms,
-                                     .cold_ms = cold_ms};
+    if (lookups && want.lookup_rate_limit > 0) {
+        pc_flow_bucket_config_t c = {.rate_per_s = want.lookup_rate_limit,
+                                     .burst = want.lookup_rate_limit,
+                                     .warmup_ms = want.warmup_ms, .cold_ms = cold_ms};
         if (pc_flow_bucket_init(&gw->rate_lookups, &c) != PC_OK) return PC_EINVAL;
     }
-    if (o->hot_key_rate > 0) {
+    if (hot && want.hot_key_rate > 0) {
         /* A key is hot when it is among the 8 busiest and over its rate:
          * below the rate there is nothing to cap. */
         pc_flow_hot_config_t hc = {
             .sketch = {.counters = 64, .top_k = 8, .window_ns = 1000ull * 1000 * 1000,
-                       .hot_rate_min_per_s = o->hot_key_rate},
-            .key_rate_per_s = o->hot_key_rate, .key_burst = o->hot_key_rate, .buckets = 16};
+                       .hot_rate_min_per_s = want.hot_key_rate},
+            .key_rate_per_s = want.hot_key_rate, .key_burst = want.hot_key_rate, .buckets = 16};
         if (pc_flow_hot_init(&gw->hot, &hc) != PC_OK) return PC_EINVAL;
     }
-    return pc_flow_queue_init(&gw->queue, GW_JOBS_MAX);
+    if (queue) {
+        bool standing = want.queue_ms * 1000000ull > GW_QUEUE_STANDING_WAIT_NS;
+        int rc = standing ? pc_flow_queue_standing(&gw->queue, GW_QUEUE_STANDING_NS,
+                                                   GW_QUEUE_STANDING_WAIT_NS)
+                          : pc_flow_queue_standing(&gw->queue, 0, 0);
+        if (rc != PC_OK) return rc;
+    }
+    if (!force && !gw->quiet)
+        pc_log("gateway", "info",
+               "flow control from the cluster map: rate %llu/s, lookups %llu/s, hot key %llu/s, "
+               "warm-up %u ms, queue %u ms",
+               (unsigned long long)want.rate_limit, (unsigned long long)want.lookup_rate_limit,
+               (unsigned long long)want.hot_key_rate, want.warmup_ms, want.queue_ms);
+    *o = want;
+    return PC_OK;
 }
 
 void gw_flow_tick(pc_gateway_t *gw, uint64_t now) {

@@ -25,7 +25,9 @@ PC_STATIC_ASSERT(sizeof(pc_account_t) == PC_RECORD_SIZE, "account events are rec
 PC_STATIC_ASSERT(sizeof(pc_transfer_t) == PC_RECORD_SIZE, "transfer events are records");
 PC_STATIC_ASSERT(sizeof(pc_routing_t) == PC_RECORD_SIZE, "a routing event is a record");
 PC_STATIC_ASSERT(sizeof(pc_totals_t) == PC_RECORD_SIZE, "a totals reply is a record");
-PC_STATIC_ASSERT(sizeof(pc_cluster_t) == 128 + PC_UNITS_MAX * PC_UNIT_ADDRESSES_MAX, "cluster layout");
+PC_STATIC_ASSERT(sizeof(pc_cluster_t) == 128 + PC_UNITS_MAX * PC_UNIT_ADDRESSES_MAX + 64,
+                 "cluster layout");
+PC_STATIC_ASSERT(sizeof(pc_cluster_limits_t) == 64, "cluster limits layout");
 PC_STATIC_ASSERT(sizeof(pc_cluster_t) <= PC_MESSAGE_BODY_MAX, "a cluster record fits a message");
 PC_STATIC_ASSERT(PC_BATCH_EVENTS_MAX * sizeof(pc_u128) <= PC_MESSAGE_BODY_MAX, "ids fit");
 

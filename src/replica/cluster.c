@@ -66,6 +66,21 @@ static bool unit_address_valid(const char slot[PC_UNIT_ADDRESSES_MAX]) {
     return false; /* more than PC_REPLICAS_PER_UNIT addresses */
 }
 
+/* 0 (each gateway's flag), PC_LIMIT_OFF, or a value up to max. */
+static bool limit_valid(uint32_t value, uint32_t max) {
+    return value == PC_LIMIT_OFF || value <= max;
+}
+
+static uint32_t limits_check(const pc_cluster_limits_t *l) {
+    if (!all_zero(l->reserved, sizeof l->reserved)) return C(reserved_field);
+    bool valid = limit_valid(l->rate_limit, PC_LIMIT_RATE_MAX) &&
+                 limit_valid(l->lookup_rate_limit, PC_LIMIT_RATE_MAX) &&
+                 limit_valid(l->hot_key_rate, PC_LIMIT_RATE_MAX) &&
+                 limit_valid(l->warmup_ms, PC_LIMIT_WARMUP_MAX_MS) &&
+                 limit_valid(l->queue_ms, PC_LIMIT_QUEUE_MAX_MS);
+    return valid ? C(created) : C(setting_invalid);
+}
+
 uint32_t pc_cluster_check(const pc_cluster_t *record) {
     PC_ASSERT(record != NULL);
     if (!all_zero(record->reserved_2, sizeof record->reserved_2)) return C(reserved_field);
@@ -79,7 +94,7 @@ uint32_t pc_cluster_check(const pc_cluster_t *record) {
     if (!all_zero(record->unit_addresses[record->units_count], rest_size))
         return C(unit_address_invalid);
     if (record->xts_timeout_s > PC_XTS_TIMEOUT_MAX_S) return C(setting_invalid);
-    return C(created);
+    return limits_check(&record->limits);
 }
 
 /* The checks run stateless first, then against the epoch; nothing changes

@@ -252,12 +252,18 @@ void pc__machine_serve_read(replica_t *r, conn_t *c, const pc_header_t *h, const
     pc__replica_send_reply(r, c, h, status, &reply, r->reply_body, n * PC_RECORD_SIZE);
 }
 
-/* The checkpoint blob, version 2: the tag, the ledger snapshot's size, the
- * ledger snapshot, the cluster map, the session table. Version 1 (before the
- * cluster map) began with the ledger snapshot's size, which is always below
- * the tag, so a version 1 blob still loads (with an empty map). */
+/* The checkpoint blob, version 3: the tag, the ledger snapshot's size, the
+ * ledger snapshot, the cluster map, the session table. Version 2 held the
+ * map before it grew its flow-control limits (the record without its last
+ * 64 bytes): it loads with no limits set. Version 1 (before the cluster
+ * map) began with the ledger snapshot's size, which is always below the
+ * tags, so a version 1 blob still loads (with an empty map). */
 #define BLOB_TAG_V2 0x7063626c6f620002ull /* "pcblob" and 2 */
+#define BLOB_TAG_V3 0x7063626c6f620003ull
 #define BLOB_HEAD_SIZE 16u
+#define BLOB_CLUSTER_V2_SIZE (sizeof(pc_cluster_t) - sizeof(pc_cluster_limits_t))
+PC_STATIC_ASSERT(offsetof(pc_cluster_t, limits) == BLOB_CLUSTER_V2_SIZE,
+                 "the limits close the record, so a version 2 map is its prefix");
 
 int pc__machine_checkpoint(replica_t *r, uint64_t op, pc_u128 checksum) {
     uint64_t start_ns = pc_time_monotonic_ns();
@@ -267,7 +273,7 @@ int pc__machine_checkpoint(replica_t *r, uint64_t op, pc_u128 checksum) {
     size_t size = sessions_at + pc_sessions_snapshot_size(r->sessions);
     uint8_t *blob = malloc(size);
     if (!blob) return PC_ENOMEM;
-    uint64_t head[2] = {BLOB_TAG_V2, ledger_size};
+    uint64_t head[2] = {BLOB_TAG_V3, ledger_size};
     memcpy(blob, head, sizeof head);
     size_t written = pc_ledger_snapshot_write(r->ledger, blob + BLOB_HEAD_SIZE, ledger_size);
     PC_ASSERT(written == ledger_size);
@@ -292,27 +298,30 @@ int pc__machine_checkpoint(replica_t *r, uint64_t op, pc_u128 checksum) {
 
 /* ---- recovery ---- */
 
-/* Splits a checkpoint blob (either version) into its parts: where the
- * ledger snapshot starts and its size, where the cluster map is (0: none, a
- * version 1 blob), where the session table starts. */
+/* Splits a checkpoint blob (any version) into its parts: where the ledger
+ * snapshot starts and its size, where the cluster map is (0: none, a
+ * version 1 blob) and its size, where the session table starts. */
 static int blob_parts(const uint8_t *blob, uint64_t size, uint64_t *ledger_at,
-                      uint64_t *ledger_size, uint64_t *cluster_at, uint64_t *sessions_at) {
+                      uint64_t *ledger_size, uint64_t *cluster_at, uint64_t *cluster_size,
+                      uint64_t *sessions_at) {
     uint64_t first = 0;
     if (size >= 8) memcpy(&first, blob, 8);
     if (size < 8) return PC_CORRUPT("checkpoint blob sizes");
-    if (first != BLOB_TAG_V2) { /* version 1 */
+    if (first != BLOB_TAG_V2 && first != BLOB_TAG_V3) { /* version 1 */
         if (first > size - 8) return PC_CORRUPT("checkpoint blob sizes");
-        *ledger_at = 8, *ledger_size = first, *cluster_at = 0, *sessions_at = 8 + first;
+        *ledger_at = 8, *ledger_size = first, *sessions_at = 8 + first;
+        *cluster_at = 0, *cluster_size = 0;
         return PC_OK;
     }
+    *cluster_size = first == BLOB_TAG_V3 ? sizeof(pc_cluster_t) : BLOB_CLUSTER_V2_SIZE;
     if (size < BLOB_HEAD_SIZE) return PC_CORRUPT("checkpoint blob sizes");
     memcpy(ledger_size, blob + 8, 8);
     if (*ledger_size > size - BLOB_HEAD_SIZE ||
-        size - BLOB_HEAD_SIZE - *ledger_size < sizeof(pc_cluster_t))
+        size - BLOB_HEAD_SIZE - *ledger_size < *cluster_size)
         return PC_CORRUPT("checkpoint blob sizes");
     *ledger_at = BLOB_HEAD_SIZE;
     *cluster_at = BLOB_HEAD_SIZE + *ledger_size;
-    *sessions_at = *cluster_at + sizeof(pc_cluster_t);
+    *sessions_at = *cluster_at + *cluster_size;
     PC_ASSERT(*sessions_at <= size);
     return PC_OK;
 }
@@ -322,12 +331,14 @@ static int load_checkpoint(replica_t *r, pc_checkpoint_info_t *ck) {
     int rc = pc_storage_checkpoint_load(r->storage, ck, &blob);
     if (rc != PC_OK || blob == NULL) return rc;
     const uint8_t *b = blob;
-    uint64_t ledger_at = 0, ledger_size = 0, cluster_at = 0, sessions_at = 0;
-    rc = blob_parts(b, ck->blob_size, &ledger_at, &ledger_size, &cluster_at, &sessions_at);
+    uint64_t ledger_at = 0, ledger_size = 0, cluster_at = 0, cluster_size = 0, sessions_at = 0;
+    rc = blob_parts(b, ck->blob_size, &ledger_at, &ledger_size, &cluster_at, &cluster_size,
+                    &sessions_at);
     if (rc == PC_OK) rc = pc_ledger_snapshot_read(r->ledger, b + ledger_at, ledger_size);
     memset(&r->cluster, 0, sizeof r->cluster);
     if (rc == PC_OK && cluster_at != 0) {
-        memcpy(&r->cluster, b + cluster_at, sizeof r->cluster);
+        PC_ASSERT(cluster_size <= sizeof r->cluster);
+        memcpy(&r->cluster, b + cluster_at, cluster_size);
         rc = pc_cluster_state_verify(&r->cluster);
     }
     if (rc == PC_OK)

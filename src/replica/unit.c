@@ -494,9 +494,41 @@ static void apply_commit(replica_t *r, const pc_vsr_commit_out_t *c) {
     if (f) f->op = 0;
 }
 
+#ifdef PC_TEST_PLANTED_BUGS
+/* A planted bug, for the chaos harness only (tests/chaos/, docs/RELIABILITY.md):
+ * proof that its checker can fail. This code exists only in
+ * build/chaos/paycell-planted (this file rebuilt with -DPC_TEST_PLANTED_BUGS),
+ * never in build/paycell, and even there it runs only when both
+ * PAYCELL_TEST_UNSAFE=1 and PAYCELL_TEST_PLANTED_BUG=ack-before-journal-write
+ * are set. It then reports every journal write to VSR as durable without
+ * writing it, so the replica acknowledges prepares that are not on its disk:
+ * a unit whose three replicas die together forgets acknowledged transfers. */
+static bool planted_ack_before_write(const replica_t *r) {
+    static int state = -1;
+    if (state < 0) {
+        const char *unsafe = getenv("PAYCELL_TEST_UNSAFE");
+        const char *bug = getenv("PAYCELL_TEST_PLANTED_BUG");
+        state = unsafe && strcmp(unsafe, "1") == 0 && bug &&
+                strcmp(bug, "ack-before-journal-write") == 0;
+        if (state) {
+            for (int i = 0; i < 3; i++)
+                pc_log("replica", "error", "UNSAFE TEST BUILD: replica %u acknowledges journal "
+                       "writes it never makes (PAYCELL_TEST_PLANTED_BUG); acknowledged data "
+                       "WILL be lost", r->info->replica);
+        }
+    }
+    return state == 1;
+}
+#else
+#define planted_ack_before_write(r) false
+#endif
+
 static void write_entry(replica_t *r, const pc_vsr_write_t *w) {
     uint32_t slot = (uint32_t)(w->header.op % r->info->journal_slots);
-    int rc = pc_storage_journal_write(r->storage, slot, &w->header, w->body, w->header.body_size);
+    int rc = planted_ack_before_write(r)
+                 ? PC_OK
+                 : pc_storage_journal_write(r->storage, slot, &w->header, w->body,
+                                            w->header.body_size);
     if (rc != PC_OK) {
         pc_log("replica", "fatal", "journal write of op %llu failed: %s",
                (unsigned long long)w->header.op, pc_strerror(rc));

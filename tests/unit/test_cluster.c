@@ -63,6 +63,35 @@ static void test_settings(void) {
     ASSERT_EQ(pc_cluster_check(&c), R(units_count_invalid));
 }
 
+/* The gateways' limits: 0 (each gateway's flag), PC_LIMIT_OFF or a value up
+ * to each one's bound; the reserved bytes zero. */
+static void test_limits(void) {
+    pc_cluster_t c;
+    map_init(&c, 1, 2);
+    c.limits.rate_limit = 50000;
+    c.limits.lookup_rate_limit = PC_LIMIT_OFF;
+    c.limits.hot_key_rate = PC_LIMIT_RATE_MAX;
+    c.limits.warmup_ms = PC_LIMIT_WARMUP_MAX_MS;
+    c.limits.queue_ms = PC_LIMIT_QUEUE_MAX_MS;
+    ASSERT_EQ(pc_cluster_check(&c), R(created));
+    c.limits.queue_ms = PC_LIMIT_QUEUE_MAX_MS + 1;
+    ASSERT_EQ(pc_cluster_check(&c), R(setting_invalid));
+    c.limits.queue_ms = 0;
+    c.limits.lookup_rate_limit = PC_LIMIT_RATE_MAX + 1;
+    ASSERT_EQ(pc_cluster_check(&c), R(setting_invalid));
+    c.limits.lookup_rate_limit = 0;
+    c.limits.reserved[43] = 1;
+    ASSERT_EQ(pc_cluster_check(&c), R(reserved_field));
+    c.limits.reserved[43] = 0;
+    /* A live change is a new epoch like any other. */
+    pc_cluster_t state;
+    map_init(&state, 1, 2);
+    c.epoch = 2;
+    state.epoch = 1;
+    ASSERT_EQ(pc_cluster_apply(&state, &c), R(created));
+    ASSERT_EQ(state.limits.rate_limit, 50000);
+}
+
 static void test_units_count(void) {
     pc_cluster_t c;
     map_init(&c, 1, 2);
@@ -173,6 +202,7 @@ static void test_get_and_state_verify(void) {
     X(test_valid_maps)                                                               \
     X(test_reserved_fields)                                                          \
     X(test_settings)                                                                 \
+    X(test_limits)                                                                   \
     X(test_units_count)                                                              \
     X(test_bucket_unit)                                                              \
     X(test_unit_addresses)                                                           \

@@ -156,6 +156,54 @@ static void test_queue_full_and_deadlines(void) {
     free(q);
 }
 
+/* The standing-queue rule: a burst may wait its full deadline; once every
+ * request has had to queue for standing_ns, an item that waited wait_ns is
+ * refused whatever its deadline, refusing (even emptying the queue) keeps
+ * the rule on, and standing_ns without a refusal after a pass ends it. */
+static void test_queue_standing_rule(void) {
+    pc_flow_queue_t *q = calloc(1, sizeof(*q));
+    ASSERT_EQ(pc_flow_queue_init(q, 64), PC_OK);
+    ASSERT_EQ(pc_flow_queue_standing(q, 100 * MS, 0), PC_EINVAL);
+    ASSERT_EQ(pc_flow_queue_standing(q, 10 * MS, 10 * MS), PC_EINVAL);
+    ASSERT_EQ(pc_flow_queue_standing(q, 100 * MS, 10 * MS), PC_OK);
+    pc_flow_item_t item;
+    pc_flow_reason_t reason;
+    uint64_t t = 1 * S;
+    pc_flow_queue_pass(q, t);
+    /* A burst: items wait 50 ms, well within their 1 s deadline. */
+    ASSERT_EQ(pc_flow_queue_push(q, t, (pc_flow_item_t){1, t + S}), PC_FLOW_REASON_none);
+    ASSERT_TRUE(!pc_flow_queue_is_standing(q, t + 50 * MS));
+    ASSERT_TRUE(!pc_flow_queue_late(q, t + 50 * MS));
+    ASSERT_TRUE(pc_flow_queue_pop(q, t + 50 * MS, &item, &reason));
+    ASSERT_EQ(reason, PC_FLOW_REASON_none);
+    /* Sustained: no pass for 100 ms; items older than 10 ms are now late. */
+    ASSERT_EQ(pc_flow_queue_push(q, t + 60 * MS, (pc_flow_item_t){2, t + S}),
+              PC_FLOW_REASON_none);
+    ASSERT_EQ(pc_flow_queue_push(q, t + 105 * MS, (pc_flow_item_t){3, t + S}),
+              PC_FLOW_REASON_none);
+    uint64_t now = t + 110 * MS;
+    ASSERT_TRUE(pc_flow_queue_is_standing(q, now));
+    ASSERT_TRUE(pc_flow_queue_late(q, now));
+    ASSERT_TRUE(pc_flow_queue_pop(q, now, &item, &reason));
+    ASSERT_EQ(item.id, 2);
+    ASSERT_EQ(reason, PC_FLOW_REASON_deadline); /* waited 50 ms */
+    ASSERT_TRUE(!pc_flow_queue_late(q, now));   /* item 3 waited 5 ms */
+    ASSERT_TRUE(pc_flow_queue_pop(q, now, &item, &reason));
+    ASSERT_EQ(item.id, 3);
+    ASSERT_EQ(reason, PC_FLOW_REASON_none);
+    /* The queue is empty, a request passes, but a refusal 10 ms ago keeps
+     * the rule on; 100 ms after the last refusal it is off again. */
+    pc_flow_queue_pass(q, now + 5 * MS);
+    ASSERT_TRUE(pc_flow_queue_is_standing(q, now + 5 * MS));
+    pc_flow_queue_pass(q, now + 100 * MS);
+    ASSERT_TRUE(!pc_flow_queue_is_standing(q, now + 100 * MS));
+    ASSERT_EQ(pc_flow_queue_push(q, now + 100 * MS, (pc_flow_item_t){4, now + S}),
+              PC_FLOW_REASON_none);
+    ASSERT_TRUE(!pc_flow_queue_late(q, now + 150 * MS)); /* a burst again */
+    ASSERT_TRUE(pc_flow_queue_late(q, now + 200 * MS));  /* 100 ms without a pass */
+    free(q);
+}
+
 /* ---- adaptive concurrency limiter against a simulated unit ---- */
 
 /* A unit with `knee` parallel workers: a request admitted when n requests
@@ -383,6 +431,24 @@ static void test_hot_key_found_and_capped(void) {
     free(h);
 }
 
+/* A run of events for one key (a batch for the hot merchant) is charged at
+ * once: the burst goes, the rest of the run does not; a cold key's run all
+ * goes; and a run admits what single events would over the same time. */
+static void test_hot_take_runs(void) {
+    pc_flow_hot_t *h = calloc(1, sizeof(*h));
+    pc_flow_hot_config_t c = hot_config(); /* 1,000/s, burst 100, hot above 500/s */
+    ASSERT_EQ(pc_flow_hot_init(h, &c), PC_OK);
+    const pc_u128 merchant = 99;
+    uint64_t t = 1 * S;
+    ASSERT_EQ(pc_flow_hot_take(h, merchant, t, 1000), 100); /* hot at once; the burst */
+    ASSERT_EQ(pc_flow_hot_take(h, merchant, t, 1000), 0);
+    ASSERT_EQ(pc_flow_hot_take(h, (pc_u128)5, t, 50), 50); /* cold key: all go */
+    uint64_t admitted = 0;
+    for (uint64_t ms = 1; ms <= 2000; ms++) admitted += pc_flow_hot_take(h, merchant, t + ms * MS, 10);
+    ASSERT_TRUE(admitted >= 1990 && admitted <= 2000); /* 1,000/s for 2 s */
+    free(h);
+}
+
 static void test_sketch_decays_and_ranks(void) {
     pc_flow_sketch_t *s = calloc(1, sizeof(*s));
     pc_flow_sketch_config_t c = {.counters = 8, .top_k = 2, .window_ns = 1 * S,
@@ -540,6 +606,7 @@ static void test_breaker_slow_trip_and_half_open(void) {
     X(test_bucket_warmup_ramp)                                                        \
     X(test_bucket_cold_reset)                                                         \
     X(test_queue_full_and_deadlines)                                                  \
+    X(test_queue_standing_rule)                                                       \
     X(test_limiter_config_invalid)                                                    \
     X(test_limiter_acquire_release)                                                   \
     X(test_limiter_admits_and_force)                                                  \
@@ -547,6 +614,7 @@ static void test_breaker_slow_trip_and_half_open(void) {
     X(test_limiter_drops_when_latency_rises)                                          \
     X(test_hot_config_invalid)                                                        \
     X(test_hot_key_found_and_capped)                                                  \
+    X(test_hot_take_runs)                                                             \
     X(test_sketch_decays_and_ranks)                                                   \
     X(test_sketch_space_saving_guarantee)                                             \
     X(test_breaker_config_invalid)                                                    \

@@ -1,6 +1,6 @@
 /* Unit tests of src/gateway/http_api.c through real loopback sockets, with a
  * FAKE gateway core defined here (pc_gateway_submit, pc_gateway_cluster,
- * pc_gateway_metrics), so they do not depend on gateway.c: the fake records
+ * pc_gateway_metrics, pc_gateway_screen), so they do not depend on gateway.c: the fake records
  * each submit, answers canned replies (create results, one stored account
  * and transfer, a list for get_account_transfers, an error status, PC_EBUSY
  * on demand) and completes requests later, from the test's loop, never from
@@ -49,6 +49,8 @@ struct pc_gateway {
     fake_pending_t pending[FAKE_PENDING_MAX];
     pc_gateway_throttle_t throttle; /* the reply when status is PC_ETHROTTLED */
     uint32_t pending_count;
+    pc_gateway_screen_t screen; /* the big screen's sample, set by the tests */
+    uint64_t latencies;         /* pc_gateway_latency_record calls */
 };
 
 static pc_gateway_t fake;
@@ -84,6 +86,28 @@ void pc_gateway_cluster(const pc_gateway_t *gateway, pc_cluster_t *out) {
 void pc_gateway_metrics(const pc_gateway_t *gateway, pc_gateway_metrics_t *out) {
     ASSERT_TRUE(gateway == &fake);
     *out = gateway->metrics;
+}
+
+const pc_gateway_screen_t *pc_gateway_screen(const pc_gateway_t *gateway) {
+    ASSERT_TRUE(gateway == &fake);
+    return &gateway->screen;
+}
+
+void pc_gateway_latency_record(pc_gateway_t *gateway, uint64_t latency_ns) {
+    ASSERT_TRUE(gateway == &fake);
+    (void)latency_ns;
+    gateway->latencies++;
+}
+
+/* Adds an event to the fake screen's ring, as gateway.c's screen_event does. */
+static void fake_screen_event(uint32_t kind, uint32_t unit, uint64_t value, const char *text) {
+    pc_gateway_screen_t *s = &fake.screen;
+    uint64_t seq = ++s->events_seq;
+    pc_screen_event_t *e = &s->events[seq % PC_SCREEN_EVENTS_MAX];
+    *e = (pc_screen_event_t){.seq = seq, .time_ms = 1700000000000ull + seq, .kind = kind,
+                             .unit = unit, .value = value};
+    snprintf(e->text, sizeof e->text, "%s", text);
+    if (s->events_count < PC_SCREEN_EVENTS_MAX) s->events_count++;
 }
 
 /* Answers one queued request with the canned reply for its operation. */
@@ -614,6 +638,15 @@ static void test_http_metrics(void) {
     fake.metrics.units_count = 2;
     fake.metrics.unit_limit[1] = 40;
     fake.metrics.unit_breaker[0] = PC_FLOW_BREAKER_open;
+    fake.metrics.payments = 9;
+    fake.metrics.amount_created = (pc_u128)1 << 65;
+    fake.metrics.failovers = 1;
+    fake.metrics.unit_subrequests[1] = 12;
+    fake.metrics.unit_events[1] = 800;
+    fake.screen.units_count = 2;
+    fake.screen.unit_primary[0] = 2;
+    fake.screen.unit_primary[1] = PC_SCREEN_REPLICA_UNKNOWN;
+    fake.screen.latency_us[1] = 4500;
     response_t r;
     exchange("GET", "/metrics", NULL, NULL, &r);
     ASSERT_EQ(r.status, 200);
@@ -631,9 +664,19 @@ static void test_http_metrics(void) {
         "paycell_gateway_throttled_total{reason=\"hot_key\",shadow=\"false\"} 0\n",
         "paycell_gateway_unit_limit{unit=\"1\"} 40\n",
         "paycell_gateway_unit_breaker_state{unit=\"0\"} 1\n",
+        "# TYPE paycell_gateway_payments_total counter\npaycell_gateway_payments_total 9\n",
+        "paycell_gateway_gmv_total 36893488147419103232\n",
+        "paycell_gateway_failovers_total 1\n",
+        "paycell_gateway_unit_subrequests_total{unit=\"1\"} 12\n",
+        "paycell_gateway_unit_events_total{unit=\"1\"} 800\n",
+        "paycell_gateway_unit_primary{unit=\"0\"} 2\n",
+        "paycell_gateway_latency_last_second_seconds{quantile=\"0.99\"} 0.004500\n",
+        "paycell_gateway_screen_events_total 0\n",
+        "paycell_gateway_stream_connections 0\n",
     };
     for (size_t i = 0; i < PC_ARRAY_LEN(want); i++)
         if (strstr(r.body, want[i]) == NULL) PC__TEST_FAIL("metrics lack %s:\n%s", want[i], r.body);
+    ASSERT_TRUE(strstr(r.body, "paycell_gateway_unit_primary{unit=\"1\"}") == NULL); /* unknown */
     /* Every sample line names a metric with the gateway prefix. */
     for (const char *line = r.body; *line; line = strchr(line, '\n') + 1) {
         ASSERT_TRUE(line[0] == '#' || strncmp(line, "paycell_gateway_", 16) == 0);
@@ -643,14 +686,26 @@ static void test_http_metrics(void) {
     server_stop();
 }
 
+/* The big screen: one self-contained page (nothing fetched from elsewhere),
+ * the ids the browser test reads, fed by /v1/stream. */
 static void test_http_root(void) {
     server_start();
     response_t r;
     exchange("GET", "/", NULL, NULL, &r);
     ASSERT_EQ(r.status, 200);
     ASSERT_TRUE(has_header(&r, "Content-Type: text/html; charset=utf-8\r\n"));
-    ASSERT_TRUE(strstr(r.body, "paycell") != NULL && strstr(r.body, "/v1/transfers") != NULL);
+    ASSERT_TRUE(strncmp(r.body, "<!doctype html>", 15) == 0);
+    ASSERT_EQ(strlen(r.body), r.body_len); /* the embedded NUL is not sent */
+    const char *want[] = {"paycell", "id=\"gmv\"", "id=\"tps\"", "id=\"p50\"", "id=\"p99\"",
+                          "id=\"p999\"", "id=\"units\"", "id=\"events\"", "id=\"chart\"",
+                          "id=\"throttled\"", "id=\"shadow\"", "/v1/stream", "</html>"};
+    for (size_t i = 0; i < PC_ARRAY_LEN(want); i++)
+        if (strstr(r.body, want[i]) == NULL) PC__TEST_FAIL("the page lacks %s", want[i]);
+    const char *never[] = {"http://", "https://", "src=\"//", "href=\"//", "@import", "url("};
+    for (size_t i = 0; i < PC_ARRAY_LEN(never); i++)
+        if (strstr(r.body, never[i]) != NULL) PC__TEST_FAIL("the page fetches: %s", never[i]);
     response_free(&r);
+    expect_exchange_error("POST", "/", NULL, "{}", 405, "method_not_allowed", NULL);
     server_stop();
 }
 
@@ -1158,6 +1213,233 @@ static void test_http_idle_timeout(void) {
     server_stop();
 }
 
+/* ---- the big screen's stream ---- */
+
+/* Opens GET /v1/stream and reads its head (no Content-Length: the body is
+ * the stream). */
+static client_t stream_open(void) {
+    client_t c = client_open();
+    const char *request = "GET /v1/stream HTTP/1.1\r\nHost: test\r\n\r\n";
+    client_send(&c, request, strlen(request));
+    uint64_t deadline = now_ms() + 5000;
+    while (memmem(c.buf, c.len, "\r\n\r\n", 4) == NULL) {
+        ASSERT_TRUE(now_ms() < deadline);
+        ssize_t n = recv(c.fd, c.buf + c.len, CLIENT_BUF_MAX - c.len - 1, MSG_DONTWAIT);
+        if (n > 0) c.len += (size_t)n;
+        else ASSERT_TRUE(n < 0 && (errno == EAGAIN || errno == EINTR));
+        pump(1);
+    }
+    c.buf[c.len] = '\0';
+    ASSERT_TRUE(strncmp(c.buf, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    ASSERT_TRUE(strstr(c.buf, "Content-Type: text/event-stream\r\n") != NULL);
+    ASSERT_TRUE(strstr(c.buf, "Content-Length") == NULL);
+    const char *end = memmem(c.buf, c.len, "\r\n\r\n", 4);
+    size_t head = (size_t)(end - c.buf) + 4;
+    memmove(c.buf, c.buf + head, c.len - head);
+    c.len -= head;
+    return c;
+}
+
+/* The next "data: " message of a stream (its JSON, NUL-terminated, into
+ * out); other fields ("retry: ") are skipped. False if the server closed. */
+static bool stream_next(client_t *c, char *out, size_t cap) {
+    uint64_t deadline = now_ms() + 5000;
+    for (;;) {
+        const char *end = memmem(c->buf, c->len, "\n\n", 2);
+        if (end != NULL) {
+            size_t len = (size_t)(end - c->buf);
+            bool data = len >= 6 && strncmp(c->buf, "data: ", 6) == 0;
+            if (data) {
+                ASSERT_TRUE(len - 6 < cap);
+                memcpy(out, c->buf + 6, len - 6);
+                out[len - 6] = '\0';
+                ASSERT_TRUE(strchr(out, '\n') == NULL); /* one line of JSON */
+            }
+            memmove(c->buf, end + 2, c->len - len - 2);
+            c->len -= len + 2;
+            if (data) return true;
+            continue;
+        }
+        ASSERT_TRUE(now_ms() < deadline);
+        ssize_t n = recv(c->fd, c->buf + c->len, CLIENT_BUF_MAX - c->len, MSG_DONTWAIT);
+        if (n > 0) {
+            c->len += (size_t)n;
+            continue;
+        }
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) return false;
+        ASSERT_TRUE(errno == EAGAIN || errno == EINTR);
+        pump(1);
+    }
+}
+
+static void fake_screen_units(uint32_t units) {
+    pc_gateway_screen_t *s = &fake.screen;
+    s->units_count = units;
+    for (uint32_t u = 0; u < units; u++) {
+        s->unit_load_per_s[u] = 100 + u;
+        s->unit_events_per_s[u] = 5000 + u;
+        s->unit_primary[u] = u == 1 ? PC_SCREEN_REPLICA_UNKNOWN : u % 3;
+        s->unit_breaker[u] = u == 2 ? PC_FLOW_BREAKER_open : PC_FLOW_BREAKER_closed;
+    }
+}
+
+/* A new sample: what gateway.c's screen_sample does once a second. */
+static void fake_screen_sample(uint64_t tps) {
+    pc_gateway_screen_t *s = &fake.screen;
+    s->seq++;
+    s->time_ms = 1700000000000ull + s->seq * 1000;
+    s->payments += tps;
+    s->gmv += (pc_u128)tps * 7;
+    s->payments_per_s = tps;
+    s->history[s->history_next] = tps;
+    s->history_next = (s->history_next + 1) % PC_SCREEN_HISTORY_MAX;
+    if (s->history_count < PC_SCREEN_HISTORY_MAX) s->history_count++;
+}
+
+static void expect_in_json(const char *json, const char *want) {
+    if (strstr(json, want) == NULL) PC__TEST_FAIL("want %s in %s", want, json);
+}
+
+static void test_http_stream(void) {
+    server_start();
+    static char msg[1 << 17];
+    fake.screen.routing_epoch = 3;
+    fake.screen.latency_us[0] = 1500;
+    fake.screen.latency_us[1] = 9000;
+    fake.screen.latency_us[2] = 12000;
+    fake.screen.throttled = 4;
+    fake.screen.shadow_events = 11;
+    fake_screen_units(3);
+    fake_screen_sample(10);
+    fake_screen_sample(20);
+    fake.screen.gmv = ((pc_u128)1 << 64) * 3; /* a GMV past u64 stays exact */
+    fake_screen_event(PC_SCREEN_EVENT_failover, 0, 1, "unit 0 primary moved to replica 1");
+    fake_screen_event(PC_SCREEN_EVENT_route, 0, 3, "route \"change\"");
+    client_t c = stream_open();
+    /* At connect: the sample, the history, every event kept. */
+    ASSERT_TRUE(stream_next(&c, msg, sizeof msg));
+    expect_in_json(msg, "{\"seq\":2,");
+    expect_in_json(msg, "\"gmv\":\"55340232221128654848\",\"payments\":30,\"tps\":20,");
+    expect_in_json(msg, "\"latency_us\":{\"p50\":1500,\"p99\":9000,\"p999\":12000}");
+    expect_in_json(msg, "\"throttled\":4,");
+    expect_in_json(msg, "\"shadow\":11,");
+    expect_in_json(msg, "\"epoch\":3,");
+    expect_in_json(msg, "{\"unit\":0,\"load\":100,\"events_per_s\":5000,\"primary\":0,"
+                        "\"breaker\":\"closed\"}");
+    expect_in_json(msg, "{\"unit\":1,\"load\":101,\"events_per_s\":5001,\"primary\":null,");
+    expect_in_json(msg, "\"primary\":2,\"breaker\":\"open\"}");
+    expect_in_json(msg, "\"history\":[10,20]");
+    expect_in_json(msg, "{\"seq\":1,\"time_ms\":1700000000001,\"kind\":\"failover\",\"unit\":0,"
+                        "\"value\":1,\"text\":\"unit 0 primary moved to replica 1\"}");
+    expect_in_json(msg,
+                   "\"kind\":\"route\",\"unit\":0,\"value\":3,\"text\":\"route \\\"change\\\"\"}");
+    /* Nothing new: nothing sent. */
+    for (int i = 0; i < 20; i++) pump(1);
+    ssize_t n = recv(c.fd, c.buf + c.len, CLIENT_BUF_MAX - c.len, MSG_DONTWAIT);
+    ASSERT_TRUE(n < 0 && errno == EAGAIN);
+    /* The next sample: no history, only the new event. */
+    fake_screen_sample(30);
+    fake_screen_event(PC_SCREEN_EVENT_breaker_open, 2, 0, "unit 2 breaker opened");
+    ASSERT_TRUE(stream_next(&c, msg, sizeof msg));
+    expect_in_json(msg, "{\"seq\":3,");
+    expect_in_json(msg, "\"tps\":30,");
+    ASSERT_TRUE(strstr(msg, "\"history\"") == NULL);
+    expect_in_json(msg, "\"events\":[{\"seq\":3,");
+    ASSERT_TRUE(strstr(msg, "\"seq\":2,\"time_ms\":1700000000002") == NULL);
+    fake_screen_sample(40);
+    ASSERT_TRUE(stream_next(&c, msg, sizeof msg));
+    expect_in_json(msg, "\"tps\":40,");
+    expect_in_json(msg, "\"events\":[]}");
+    /* More events than the ring holds: a late page gets the newest 64. */
+    for (int i = 0; i < 70; i++) fake_screen_event(PC_SCREEN_EVENT_route, 0, 4, "route");
+    client_t late = stream_open();
+    ASSERT_TRUE(stream_next(&late, msg, sizeof msg));
+    expect_in_json(msg, "\"events\":[{\"seq\":10,");
+    expect_in_json(msg, "{\"seq\":73,");
+    ASSERT_TRUE(strstr(msg, "{\"seq\":9,\"time_ms\"") == NULL);
+    /* Streams show in /metrics, and a client leaving frees its slot. */
+    response_t r;
+    exchange("GET", "/metrics", NULL, NULL, &r);
+    expect_in_json(r.body, "paycell_gateway_stream_connections 2\n");
+    response_free(&r);
+    client_close(&late);
+    client_close(&c);
+    uint64_t deadline = now_ms() + 3000;
+    while (polled_fds() != 1) ASSERT_TRUE(now_ms() < deadline);
+    ASSERT_EQ(fake.calls, 0);
+    server_stop();
+}
+
+static void test_http_stream_limit(void) {
+    server_start();
+    static char msg[1 << 17];
+    static client_t streams[PC_SCREEN_STREAMS_MAX];
+    for (uint32_t i = 0; i < PC_SCREEN_STREAMS_MAX; i++) {
+        streams[i] = stream_open();
+        ASSERT_TRUE(stream_next(&streams[i], msg, sizeof msg));
+    }
+    /* One more: 503 with a JSON error, while other requests still work. */
+    response_t r;
+    exchange("GET", "/v1/stream", NULL, NULL, &r);
+    expect_error(&r, 503, "too_many_streams", NULL);
+    response_free(&r);
+    exchange("GET", "/metrics", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    expect_in_json(r.body, "paycell_gateway_stream_refused_total 1\n");
+    response_free(&r);
+    /* Every stream gets every sample. */
+    fake_screen_sample(5);
+    for (uint32_t i = 0; i < PC_SCREEN_STREAMS_MAX; i++) {
+        ASSERT_TRUE(stream_next(&streams[i], msg, sizeof msg));
+        expect_in_json(msg, "\"tps\":5,");
+    }
+    /* One leaves: its slot is free again. */
+    client_close(&streams[0]);
+    uint64_t deadline = now_ms() + 3000;
+    while (polled_fds() != PC_SCREEN_STREAMS_MAX) ASSERT_TRUE(now_ms() < deadline);
+    streams[0] = stream_open();
+    ASSERT_TRUE(stream_next(&streams[0], msg, sizeof msg));
+    for (uint32_t i = 0; i < PC_SCREEN_STREAMS_MAX; i++) client_close(&streams[i]);
+    deadline = now_ms() + 3000;
+    while (polled_fds() != 1) ASSERT_TRUE(now_ms() < deadline);
+    server_stop();
+}
+
+/* A page that stops reading is closed, not buffered for: with big messages
+ * coming faster than it reads, its backlog (or the stall timer) ends it. */
+static void test_http_stream_slow_reader(void) {
+    server_start();
+    pc__http_api_idle_ms = 300;
+    fake_screen_units(PC_UNITS_MAX);
+    for (int i = 0; i < 64; i++) {
+        fake_screen_event(PC_SCREEN_EVENT_route, 0, 1,
+                          "a long event text that fills the ring with bytes, again and again");
+    }
+    client_t c = stream_open();
+    client_t reader = stream_open();
+    static char msg[1 << 17];
+    uint64_t deadline = now_ms() + 20000;
+    bool closed = false;
+    while (!closed) {
+        ASSERT_TRUE(now_ms() < deadline);
+        fake_screen_sample(1);
+        fake_screen_event(PC_SCREEN_EVENT_route, 0, 1, "another event");
+        pump(1);
+        ASSERT_TRUE(stream_next(&reader, msg, sizeof msg)); /* this one keeps up */
+        closed = polled_fds() == 2;
+    }
+    response_t r;
+    exchange("GET", "/metrics", NULL, NULL, &r);
+    expect_in_json(r.body, "paycell_gateway_stream_connections 1\n");
+    expect_in_json(r.body, "paycell_gateway_stream_dropped_total 1\n");
+    response_free(&r);
+    client_close(&c);
+    client_close(&reader);
+    deadline = now_ms() + 3000;
+    while (polled_fds() != 1) ASSERT_TRUE(now_ms() < deadline);
+    server_stop();
+}
+
 #define TESTS(X)                                                                     \
     X(test_http_create_accounts)                                                     \
     X(test_http_create_transfers_results_order)                                      \
@@ -1169,6 +1451,9 @@ static void test_http_idle_timeout(void) {
     X(test_http_cluster)                                                             \
     X(test_http_metrics)                                                             \
     X(test_http_root)                                                                \
+    X(test_http_stream)                                                              \
+    X(test_http_stream_limit)                                                        \
+    X(test_http_stream_slow_reader)                                                  \
     X(test_http_bad_json)                                                            \
     X(test_http_body_too_large)                                                      \
     X(test_http_unknown_path)                                                        \
