@@ -804,10 +804,12 @@ static void phase_done(gw_job_t *job) {
 /* ---- flow control ---- */
 
 /* The admission queue's standing-queue rule (flow.c): once every request
- * has had to wait for 100 ms the units are past their knee and the queue
+ * has had to wait for 250 ms the units are past their knee and the queue
  * only adds latency, so a request may then wait 10 ms for room (else
- * queue_ms), until 100 ms pass without such a refusal. */
-#define GW_QUEUE_STANDING_NS (100ull * 1000 * 1000)
+ * queue_ms), until 250 ms pass without such a refusal. 250 ms rides out a
+ * unit's usual stalls (a checkpoint, an fsync under contention: up to
+ * ~200 ms) without refusing anything at half load; CoDel's 100 ms did not. */
+#define GW_QUEUE_STANDING_NS (250ull * 1000 * 1000)
 #define GW_QUEUE_STANDING_WAIT_NS (10ull * 1000 * 1000)
 
 static bool op_creates(pc_operation_t op) {
