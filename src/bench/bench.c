@@ -176,39 +176,6 @@ static int open_client(const char *addresses, pc_client_t **out) {
 
 /* ---- load ---- */
 
-/* A blocking create_accounts with request flags (the client's helper sends
- * none): the shadow copies of the accounts go in shadow requests. */
-typedef struct flagged_call {
-    pc_create_result_t *results;
-    uint32_t results_max, results_count;
-    int status;
-    bool done;
-} flagged_call_t;
-
-static void flagged_done(void *user, int status, pc_operation_t operation, const void *reply,
-                         uint32_t reply_size) {
-    flagged_call_t *call = user;
-    PC_ASSERT(operation == PC_OP_create_accounts && !call->done);
-    uint32_t n = status == PC_OK ? reply_size / (uint32_t)sizeof(pc_create_result_t) : 0;
-    call->results_count = PC_MIN(n, call->results_max);
-    if (call->results_count) memcpy(call->results, reply, call->results_count * sizeof *call->results);
-    call->status = status;
-    call->done = true;
-}
-
-static int create_accounts_flagged(pc_client_t *client, uint32_t flags, const pc_account_t *batch,
-                                   uint32_t n, pc_create_result_t *results, uint32_t *failed) {
-    flagged_call_t call = {.results = results, .results_max = n};
-    int rc = pc_client_submit_flags(client, PC_OP_create_accounts, flags, batch, n,
-                                    flagged_done, &call);
-    while (rc == PC_OK && !call.done) {
-        int left = pc_client_poll(client, 1000);
-        if (left < 0 && !call.done) rc = left;
-    }
-    *failed = call.results_count;
-    return rc == PC_OK ? call.status : rc;
-}
-
 /* Accounts 1..hot+accounts, or their shadow copies (same ids with bit 127,
  * so the same buckets and units) in shadow requests. */
 static int create_accounts(bench_t *b, pc_client_t *client, bool shadow) {
@@ -222,9 +189,10 @@ static int create_accounts(bench_t *b, pc_client_t *client, bool shadow) {
         for (uint32_t i = 0; i < n; i++)
             batch[i] = (pc_account_t){.id = shadow ? PC_SHADOW_ID(first + i) : first + i,
                                       .ledger = BENCH_LEDGER, .code = BENCH_CODE};
-        uint32_t failed = 0;
-        rc = shadow ? create_accounts_flagged(client, PC_REQUEST_SHADOW, batch, n, results, &failed)
-                    : pc_client_create_accounts(client, batch, n, results, &failed);
+        uint32_t size = 0;
+        rc = pc_client_call_flags(client, PC_OP_create_accounts, shadow ? PC_REQUEST_SHADOW : 0,
+                                  batch, n, results, n * (uint32_t)sizeof *results, &size);
+        uint32_t failed = size / (uint32_t)sizeof *results;
         for (uint32_t i = 0; rc == PC_OK && i < failed; i++)
             if (results[i].result != PC_ACCOUNT_RESULT_exists) {
                 fprintf(stderr, "bench: account %llu: %s\n",

@@ -137,6 +137,15 @@ static int connect_to(const route_ctx_t *ctx, const char *what, const char *addr
     return rc;
 }
 
+/* A session with unit `unit` of the map. Prints the error. */
+static int unit_connect(const route_ctx_t *ctx, const pc_cluster_t *map, uint32_t unit,
+                        pc_client_t **out) {
+    PC_ASSERT(unit < map->units_count);
+    char what[32];
+    snprintf(what, sizeof what, "unit %u", unit);
+    return connect_to(ctx, what, map->unit_addresses[unit], out);
+}
+
 /* A map as a GZone answers it: empty, or one set_cluster would accept. It
  * is printed and its addresses dialled, so it is never used unchecked. */
 static bool map_valid(const pc_cluster_t *map) {
@@ -188,10 +197,8 @@ static int routing_send(const route_ctx_t *ctx, const pc_cluster_t *map, uint32_
                         uint64_t epoch, const uint64_t set[2], uint32_t *result) {
     PC_ASSERT(unit < map->units_count);
     *result = ROUTING_NOT_SENT;
-    char what[32];
-    snprintf(what, sizeof what, "unit %u", unit);
     pc_client_t *client = NULL;
-    int rc = connect_to(ctx, what, map->unit_addresses[unit], &client);
+    int rc = unit_connect(ctx, map, unit, &client);
     if (rc != PC_OK) return rc;
     pc_routing_t routing;
     memset(&routing, 0, sizeof routing);
@@ -775,10 +782,8 @@ static void audit_leg(audit_t *a, uint32_t unit, const pc_transfer_t *t) {
 /* One unit's totals and unfinished cross-unit legs. Prints the error. */
 static int audit_unit(const route_ctx_t *ctx, const pc_cluster_t *map, uint32_t unit,
                       audit_t *a, void *buf, uint32_t buf_size) {
-    char what[32];
-    snprintf(what, sizeof what, "unit %u", unit);
     pc_client_t *client = NULL;
-    int rc = connect_to(ctx, what, map->unit_addresses[unit], &client);
+    int rc = unit_connect(ctx, map, unit, &client);
     if (rc != PC_OK) return rc;
     pc_u128 space = ctx->shadow ? 1 : 0; /* get_totals' namespace */
     uint32_t size = 0;
@@ -1048,10 +1053,8 @@ static int seed_page(pc_client_t *c, const pc_account_t *real, uint32_t n, void 
 /* Copies up to `quota` real accounts of one unit; *copied gets how many. */
 static int seed_unit(const route_ctx_t *ctx, const pc_cluster_t *map, uint32_t unit,
                      uint64_t quota, uint64_t *copied, seed_stats_t *st) {
-    char what[32];
-    snprintf(what, sizeof what, "unit %u", unit);
     pc_client_t *c = NULL;
-    int rc = connect_to(ctx, what, map->unit_addresses[unit], &c);
+    int rc = unit_connect(ctx, map, unit, &c);
     if (rc != PC_OK) return rc;
     pc_account_t *page = malloc(SEED_PAGE * sizeof *page);
     void *buf = malloc(PC_BATCH_EVENTS_MAX * PC_RECORD_SIZE);
@@ -1144,10 +1147,8 @@ static int shadow_purge(int argc, char **argv) {
     if (map_fetch(&ctx, &map) != PC_OK) return CLI_EXIT_ERROR;
     int status = CLI_EXIT_OK;
     for (uint32_t u = 0; u < map.units_count; u++) {
-        char what[32];
-        snprintf(what, sizeof what, "unit %u", u);
         pc_client_t *c = NULL;
-        if (connect_to(&ctx, what, map.unit_addresses[u], &c) != PC_OK) return CLI_EXIT_ERROR;
+        if (unit_connect(&ctx, &map, u, &c) != PC_OK) return CLI_EXIT_ERROR;
         pc_u128 zero = 0;
         pc_create_result_t result[1] = {{0, 0}};
         uint32_t size = 0;

@@ -601,10 +601,7 @@ static int submit_check(pc_operation_t operation, const void *events, uint32_t c
     uint32_t event_size = pc_operation_event_size(operation);
     if (operation == PC_OP_register || event_size == 0) return PC_EINVAL;
     if (events == NULL || count == 0) return PC_EINVAL;
-    bool one_event = operation == PC_OP_get_account_transfers ||
-                     operation == PC_OP_list_accounts || operation == PC_OP_shadow_purge;
-    if (one_event && count != 1) return PC_EINVAL;
-    if (operation == PC_OP_set_routing && count != 1) return PC_EINVAL;
+    if (pc_operation_single_event(operation) && count != 1) return PC_EINVAL;
     if (count > PC_BATCH_EVENTS_MAX) return PC_ETOOBIG;
     if ((uint64_t)count * event_size > PC_MESSAGE_BODY_MAX) return PC_ETOOBIG;
     PC_ASSERT(count >= 1 && count <= PC_BATCH_EVENTS_MAX);

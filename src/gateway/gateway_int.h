@@ -15,7 +15,7 @@
 /* Client requests served (or waiting for room) at once; more answer PC_EBUSY
  * at once. Every binary and HTTP connection has at most one in flight. */
 #define GW_JOBS_MAX 512u
-/* Flow control. Per unit: an adaptive limit on sub-requests in flight (two
+/* Flow control. Per unit: an adaptive limit on sub-requests in flight (one
  * per session at least, so an idle unit is never throttled), and a breaker
  * that trips when half the calls in 3 s failed or took over a second. A
  * sub-request still unanswered after GW_SLOW_CALL_NS counts as slow at once,
@@ -23,7 +23,13 @@
  * (once its earlier successes leave the 3 s window), not after the
  * sessions' retries (tens of seconds). A half-open probe not
  * answered within GW_PROBE_LOST_NS counts as failed. */
-#define GW_LIMIT_MIN (2u * GW_SESSIONS_PER_UNIT)
+/* The limit's floor. Measured (docs/BENCHMARKS.md, "Overload"), a unit of
+ * three replicas commits as much with 16 client batches of 1,000 in flight
+ * as with 32, at half the latency: the knee is below 32. The BBR estimate
+ * (max rate x min RTT x 2) lands under the floor for a batching unit, so
+ * under overload a unit runs at the floor, and a floor past the knee only
+ * queues. */
+#define GW_LIMIT_MIN GW_SESSIONS_PER_UNIT
 #define GW_LIMIT_MAX 4096u
 #define GW_LIMIT_INITIAL 256u
 #define GW_SLOW_CALL_NS (1000ull * 1000 * 1000)

@@ -811,14 +811,6 @@ static void phase_done(gw_job_t *job) {
  * ~200 ms) without refusing anything at half load; CoDel's 100 ms did not. */
 #define GW_QUEUE_STANDING_NS (250ull * 1000 * 1000)
 #define GW_QUEUE_STANDING_WAIT_NS (10ull * 1000 * 1000)
-/* The floor of a unit's adaptive limit, in sub-requests: one per session,
- * not GW_LIMIT_MIN's two. Measured (docs/BENCHMARKS.md, "Overload"), a
- * unit of three replicas commits as much with 16 client batches of 1,000
- * in flight through a gateway as with 32, at half the latency: the knee
- * is below 32. The BBR estimate (max rate x min RTT x 2) lands under the
- * floor for a batching unit, so under overload the floor is where a unit
- * runs, and a floor past the knee only queues. */
-#define GW_UNIT_LIMIT_FLOOR GW_SESSIONS_PER_UNIT
 
 static bool op_creates(pc_operation_t op) {
     return op == PC_OP_create_accounts || op == PC_OP_create_transfers;
@@ -1073,7 +1065,7 @@ static void job_admit(gw_job_t *job) {
 int gw_flow_init(pc_gateway_t *gw) {
     const pc_gateway_options_t *o = &gw->options;
     pc_flow_limiter_config_t lc = {
-        .limit_min = GW_UNIT_LIMIT_FLOOR, .limit_max = GW_LIMIT_MAX,
+        .limit_min = GW_LIMIT_MIN, .limit_max = GW_LIMIT_MAX,
         .limit_initial = GW_LIMIT_INITIAL,
         .headroom_pct = 100, .sample_ns = 100ull * 1000 * 1000, .rate_samples = 10,
         .rtt_window_ns = 10ull * 1000 * 1000 * 1000, .probe_ns = 200ull * 1000 * 1000};

@@ -266,6 +266,8 @@ static inline uint32_t pc__account_find(const pc_ledger_t *ledger, pc_u128 id, u
 }
 
 void pc__account_insert(pc_ledger_t *ledger, uint64_t pos, const pc_account_t *account);
+/* Counts an account in the derived per-bucket (or clearing) counts. */
+void pc__account_counted(pc_ledger_t *ledger, pc_u128 id);
 
 /* ---- routing (routing.c) ---- */
 

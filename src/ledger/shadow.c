@@ -136,8 +136,7 @@ static void purge_accounts(pc_ledger_t *ledger) {
         uint32_t found = pc__account_find(ledger, a->id, &pos);
         PC_ASSERT(found == PC__NONE);
         ledger->account_index[pos] = i + 1;
-        if (pc_account_id_is_reserved(a->id)) ledger->clearing_accounts++;
-        else ledger->bucket_accounts[pc_bucket_of(a->id)]++;
+        pc__account_counted(ledger, a->id);
     }
 }
 

@@ -38,6 +38,12 @@ void pc__index_set(pc_ledger_t *ledger, uint64_t pos, uint64_t loc_status) {
 
 /* ---- accounts ---- */
 
+/* A clearing account (reserved id) belongs to the unit, not a bucket. */
+void pc__account_counted(pc_ledger_t *ledger, pc_u128 id) {
+    if (pc_account_id_is_reserved(id)) ledger->clearing_accounts++;
+    else ledger->bucket_accounts[pc_bucket_of(id)]++;
+}
+
 void pc__account_insert(pc_ledger_t *ledger, uint64_t pos, const pc_account_t *account) {
     PC_ASSERT(ledger->account_index[pos] == 0);
     PC_ASSERT(ledger->accounts_count < ledger->config.accounts_max);
@@ -45,9 +51,7 @@ void pc__account_insert(pc_ledger_t *ledger, uint64_t pos, const pc_account_t *a
     ledger->accounts[slot] = *account;
     ledger->heads[slot] = 0;
     ledger->account_index[pos] = slot + 1;
-    /* A clearing account (reserved id) belongs to the unit, not a bucket. */
-    if (pc_account_id_is_reserved(account->id)) ledger->clearing_accounts++;
-    else ledger->bucket_accounts[pc_bucket_of(account->id)]++;
+    pc__account_counted(ledger, account->id);
     if (ledger->undo_on) pc__undo_push(ledger, PC__UNDO_ACCOUNT_INSERT)->pos = pos;
 }
 

@@ -102,6 +102,9 @@ int pc_body_verify(const pc_header_t *header, const void *body);
  * Errors: PC_EOPERATION, PC_EPROTO (zero events, a partial event, bad session
  * or request number), PC_ETOOBIG (more than PC_BATCH_EVENTS_MAX events). */
 int pc_request_verify(const pc_header_t *header, const void *body);
+/* Whether an operation's body is exactly one event (a filter, a routing or
+ * cluster record, a zero u128) rather than a batch. */
+bool pc_operation_single_event(pc_operation_t operation);
 
 /* ---- framing ---- */
 

@@ -204,6 +204,12 @@ int pc_request_verify(const pc_header_t *header, const void *body) {
         return PC_OK;
     }
     if (header->session == 0 || header->request == 0) return PC_EPROTO;
+    if (pc_operation_single_event(operation))
+        return body_size == pc_operation_event_size(operation) ? PC_OK : PC_EPROTO;
+    return events_verify(body_size, pc_operation_event_size(operation));
+}
+
+bool pc_operation_single_event(pc_operation_t operation) {
     switch (operation) {
     case PC_OP_get_account_transfers:
     case PC_OP_get_xts_outbox:
@@ -212,9 +218,7 @@ int pc_request_verify(const pc_header_t *header, const void *body) {
     case PC_OP_get_cluster:
     case PC_OP_get_totals:
     case PC_OP_shadow_purge:
-    case PC_OP_list_accounts:
-        return body_size == pc_operation_event_size(operation) ? PC_OK : PC_EPROTO;
-    default: break;
+    case PC_OP_list_accounts: return true;
+    default: return false;
     }
-    return events_verify(body_size, pc_operation_event_size(operation));
 }

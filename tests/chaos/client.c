@@ -54,6 +54,7 @@
 #include <unistd.h>
 
 #include "paycell.h"
+#include "../../src/base/base.h" /* pc_u128_format, pc_u128_parse, the clock */
 
 #define ACCOUNTS_MAX 4096u
 #define BATCH_MAX 8u
@@ -64,31 +65,7 @@
 #define PAGE_MAX 8189u /* records per get_account_transfers: one 1 MiB message */
 
 static uint64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void u128_text(pc_u128 v, char *buf) {
-    char tmp[48];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + (int)(v % 10));
-        v /= 10;
-    } while (v != 0);
-    for (int i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
-    buf[n] = '\0';
-}
-
-static bool u128_parse(const char *s, pc_u128 *out) {
-    pc_u128 v = 0;
-    if (*s == '\0') return false;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9') return false;
-        v = v * 10 + (pc_u128)(*s - '0');
-    }
-    *out = v;
-    return true;
+    return pc_time_realtime_ns() / 1000000u;
 }
 
 /* A small splitmix64: each worker draws from its own stream of the seed. */
@@ -213,7 +190,7 @@ static void history_invoke(run_shared_t *s, uint32_t worker, uint64_t request,
     pthread_mutex_lock(&s->lock);
     for (uint32_t i = 0; i < n; i++) {
         char id[48];
-        u128_text(t[i].id, id);
+        pc_u128_format(t[i].id, id);
         fprintf(s->history, "I %" PRIu64 " %u %" PRIu64 " %s %u %u %u\n", t_ms, worker, request, id,
                 (uint32_t)t[i].debit_account_id, (uint32_t)t[i].credit_account_id,
                 (uint32_t)t[i].amount);
@@ -233,7 +210,7 @@ static void history_outcome(run_shared_t *s, const pc_transfer_t *t, uint32_t n,
     pthread_mutex_lock(&s->lock);
     for (uint32_t i = 0; i < n; i++) {
         char id[48];
-        u128_text(t[i].id, id);
+        pc_u128_format(t[i].id, id);
         if (rc != PC_OK) {
             fprintf(s->history, "O %" PRIu64 " %s unknown %s\n", t_ms, id, pc_err_name(rc));
             atomic_fetch_add(&s->unknown, 1);
@@ -383,7 +360,7 @@ static int history_load(const char *path, uint64_t heal_ms, history_t *h) {
             pc_u128 id;
             if (pass == 0 && sscanf(line, "I %" SCNu64 " %u %" SCNu64 " %47s %u %u %u", &t_ms,
                                     &worker, &request, id_text, &dr, &cr, &amount) == 7) {
-                if (!u128_parse(id_text, &id)) continue;
+                if (pc_u128_parse(id_text, &id) != PC_OK) continue;
                 if (h->count == h->cap) {
                     h->cap = h->cap ? h->cap * 2 : 65536;
                     h->entries = realloc(h->entries, (size_t)h->cap * sizeof *h->entries);
@@ -396,7 +373,7 @@ static int history_load(const char *path, uint64_t heal_ms, history_t *h) {
             }
             if (pass == 1 && sscanf(line, "%c %" SCNu64 " %47s %31s", &kind, &t_ms, id_text,
                                     word) == 4 && kind == 'O') {
-                if (!u128_parse(id_text, &id)) continue;
+                if (pc_u128_parse(id_text, &id) != PC_OK) continue;
                 entry_t *e = history_find(h, id);
                 if (e == NULL) continue;
                 if (strcmp(word, "ok") == 0) {
@@ -463,7 +440,7 @@ static int scan_account(checker_t *k, pc_client_t *c, uint32_t account, pc_trans
             k->records++;
             entry_t *e = history_find(&k->h, t->id);
             char id[48];
-            u128_text(t->id, id);
+            pc_u128_format(t->id, id);
             if (e == NULL) {
                 k->foreign++;
                 anomaly(k, "transfer %s in account %u's history was never sent", id, account);
@@ -489,7 +466,7 @@ static int scan_account(checker_t *k, pc_client_t *c, uint32_t account, pc_trans
  * records agree with each other and with the outcome its client saw. */
 static bool judge(checker_t *k, entry_t *e, uint64_t counts[4][2]) {
     char id[48];
-    u128_text(e->id, id);
+    pc_u128_format(e->id, id);
     /* An account that does not exist still has a bucket: a payment to one
      * in another unit runs as XTS and ends aborted. */
     bool cross = unit_of(e->debit, k->units) != unit_of(e->credit, k->units);
@@ -594,7 +571,7 @@ static int cmd_check(const char *gateway, uint32_t accounts, uint32_t units, con
         }
     }
     char dsum[48];
-    u128_text(sum_debits, dsum);
+    pc_u128_format(sum_debits, dsum);
     printf("transfers=%u ok=%" PRIu64 " rejected=%" PRIu64 " unknown=%" PRIu64
            " unknown_applied=%" PRIu64 " unknown_absent=%" PRIu64 "\n",
            k.h.count, counts[OUT_OK][0] + counts[OUT_OK][1],

@@ -255,6 +255,21 @@ static size_t response_length(const client_t *c) {
     return c->len >= head + body ? head + body : 0;
 }
 
+/* Reads what the server sent so far, or pumps it once if nothing came;
+ * false if the connection closed. */
+static bool client_recv_more(client_t *c) {
+    ASSERT_TRUE(c->len < CLIENT_BUF_MAX);
+    ssize_t n = recv(c->fd, c->buf + c->len, CLIENT_BUF_MAX - c->len, MSG_DONTWAIT);
+    if (n > 0) {
+        c->len += (size_t)n;
+        return true;
+    }
+    if (n == 0 || (n < 0 && errno == ECONNRESET)) return false;
+    ASSERT_TRUE(errno == EAGAIN || errno == EINTR);
+    pump(1);
+    return true;
+}
+
 /* Reads one response, pumping the server meanwhile; false if the connection
  * closed first. */
 static bool client_read(client_t *c, response_t *r) {
@@ -263,15 +278,7 @@ static bool client_read(client_t *c, response_t *r) {
     size_t total;
     while ((total = response_length(c)) == 0) {
         ASSERT_TRUE(now_ms() < deadline);
-        ASSERT_TRUE(c->len < CLIENT_BUF_MAX);
-        ssize_t n = recv(c->fd, c->buf + c->len, CLIENT_BUF_MAX - c->len, MSG_DONTWAIT);
-        if (n > 0) {
-            c->len += (size_t)n;
-            continue;
-        }
-        if (n == 0 || (n < 0 && errno == ECONNRESET)) return false;
-        ASSERT_TRUE(errno == EAGAIN || errno == EINTR);
-        pump(1);
+        if (!client_recv_more(c)) return false;
     }
     const char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
     size_t head = (size_t)(end - c->buf) + 4;
@@ -1261,14 +1268,7 @@ static bool stream_next(client_t *c, char *out, size_t cap) {
             continue;
         }
         ASSERT_TRUE(now_ms() < deadline);
-        ssize_t n = recv(c->fd, c->buf + c->len, CLIENT_BUF_MAX - c->len, MSG_DONTWAIT);
-        if (n > 0) {
-            c->len += (size_t)n;
-            continue;
-        }
-        if (n == 0 || (n < 0 && errno == ECONNRESET)) return false;
-        ASSERT_TRUE(errno == EAGAIN || errno == EINTR);
-        pump(1);
+        if (!client_recv_more(c)) return false;
     }
 }
 
