@@ -41,6 +41,21 @@ typedef struct pc_bench_options {
     uint32_t clients;           /* default 1 */
     uint32_t hot_accounts;      /* hot merchants (credit side), default 0 */
     double hot_share;           /* share of transfers crediting a hot account */
+    /* > 0: payments go from users to merchants. Accounts 1..hot_accounts are
+     * the hot merchants, the next merchants - hot_accounts the other
+     * merchants (credited when a payment is not for a hot one), the rest of
+     * `accounts` the users (debited). 0: any ordinary account pays any other. */
+    uint32_t merchants;
+    /* The cluster at `addresses` is ours alone (the demo's): the audit holds
+     * posted totals to what was acknowledged, as with replicas we started. */
+    bool cluster_private;
+    /* Closed loop through a gateway: a request refused by flow control
+     * (PC_ETHROTTLED) is counted (throttled_requests) and sent again by the
+     * bench after a pause, a bounded number of times, rather than by the
+     * session's own retries, which nobody outside the library sees (and
+     * the gateway counts each). The sessions then do not retry at all:
+     * only right against a gateway, which rides out unit failovers itself. */
+    bool throttle_final;
     double cross_unit;          /* >= 0: share of transfers whose accounts live in two
                                    units (needs a gateway: the map comes from it);
                                    < 0: accounts drawn regardless of units */
@@ -56,13 +71,31 @@ typedef struct pc_bench_options {
     double offered;             /* transfers per second; 0: the closed loop above */
     uint32_t then_count;
     struct { double offered, duration_s; } then[PC_BENCH_PHASES_MAX - 1];
-    double shadow_share;        /* share of requests sent as shadow traffic (shadow ids) */
+    double shadow_share;        /* share of requests (batches) sent as shadow traffic
+                                   (shadow ids and accounts); both loops */
     double grace_s;             /* wait this long after the last arrival for answers */
 } pc_bench_options_t;
 
 typedef struct pc_bench_report {
-    uint64_t transfers;          /* acknowledged `created` */
-    uint64_t transfers_failed;   /* any other result */
+    uint64_t transfers;          /* acknowledged `created`, real (not shadow) */
+    uint64_t transfers_failed;   /* any other result but `throttled` */
+    /* Refused by flow control, for good: transfers answered `throttled`
+     * (the hot-merchant limit) and those of requests refused whole every
+     * time they were sent (PC_ETHROTTLED); none moved money. */
+    uint64_t throttled;          /* transfers, real and shadow */
+    uint64_t throttled_requests; /* refusals of whole requests (throttle_final), each attempt */
+    uint64_t throttled_hot;      /* transfers answered `throttled` */
+    uint64_t cross_unit;         /* acknowledged between two units, real and shadow */
+    uint64_t shadow_transfers;   /* acknowledged shadow transfers */
+    uint64_t shadow_throttled;   /* shadow transfers among `throttled` */
+    pc_u128 shadow_amount;       /* their amounts */
+    /* Shadow isolation: the real accounts' posted totals are exactly the
+     * real payments' amounts and the shadow copies' exactly the shadow
+     * ones' (so neither leaked into the other), with debits equal to
+     * credits on both sides. Checked when shadow_share > 0 on a private
+     * cluster; else false. */
+    bool shadow_isolated;
+    pc_u128 shadow_debits, shadow_credits;
     double seconds;
     double transfers_per_s;
     double batch_p50_ms, batch_p99_ms, batch_p999_ms, batch_p100_ms;
@@ -73,7 +106,7 @@ typedef struct pc_bench_report {
     uint32_t per_second_count;
     uint64_t per_second[600];    /* transfers acknowledged in each second */
     bool audit_equal;            /* debits == credits per ledger, totals match */
-    pc_u128 audit_debits, audit_credits, amount_acknowledged;
+    pc_u128 audit_debits, audit_credits, amount_acknowledged; /* real */
 } pc_bench_report_t;
 
 /* Open loop: transfers (events) by outcome. offered = accepted + throttled +

@@ -78,6 +78,7 @@ struct gw_job {
     uint32_t count;
     uint32_t event_size;
     bool shadow;
+    uint32_t hot_refused; /* events answered `throttled` by the hot-key limit */
     pc_gateway_done_t done;
     void *user;
     uint8_t *events;
@@ -856,6 +857,12 @@ static void job_throttle(gw_job_t *job, pc_flow_reason_t reason, uint64_t retry_
     pc_gateway_metrics_t *m = &job->gw->metrics;
     m->throttled[reason]++;
     if (job->shadow) m->throttled_shadow[reason]++;
+    /* Refused whole after the hot-key limit marked some events: the caller
+     * sees one refusal, not those events' `throttled` results, and will
+     * send them again, so they are not counted twice. */
+    m->throttled[PC_FLOW_REASON_hot_key] -= job->hot_refused;
+    if (job->shadow) m->throttled_shadow[PC_FLOW_REASON_hot_key] -= job->hot_refused;
+    job->hot_refused = 0;
     pc_gateway_throttle_t t = {.reason = reason,
                                .retry_after_ms = (uint32_t)PC_MAX(PC_MIN(retry_ms, 60000u), 1u)};
     job->reply = malloc(sizeof t);
@@ -958,6 +965,7 @@ static void hot_keys_apply(gw_job_t *job, uint64_t now) {
         refused += end - i - allowed;
     }
     if (refused == 0) return;
+    job->hot_refused = refused;
     gw->metrics.throttled[PC_FLOW_REASON_hot_key] += refused;
     if (job->shadow) gw->metrics.throttled_shadow[PC_FLOW_REASON_hot_key] += refused;
     uint32_t start = 0;
