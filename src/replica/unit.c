@@ -628,9 +628,10 @@ int pc__unit_request_gate(replica_t *r, uint64_t *hint) {
     *hint = info.view;
     if (info.status != PC_VSR_NORMAL) return PC_ENOTREADY;
     if (!info.primary) return PC_ENOT_PRIMARY;
-    /* A new primary answers once it has applied what the old one committed:
-     * its sessions and reads must include every acknowledged request. */
-    if (info.commit_min < info.commit_max) return PC_ENOTREADY;
+    /* A new primary answers once it has applied what the old one committed
+     * or may have acknowledged (every op of the log it started the view
+     * with): its sessions and reads must include every acknowledged request. */
+    if (!pc_vsr_caught_up(&info)) return PC_ENOTREADY;
     return PC_OK;
 }
 

@@ -236,6 +236,7 @@ static void maybe_start_view(pc_vsr_t *r, pc_vsr_output_t *out) {
         return;
     }
     r->op = top;
+    r->view_start_op = top;
     r->sync_urgent = false;
     r->commit_max = PC_MIN(commit, top);
     r->log_view = r->view;

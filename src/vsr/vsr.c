@@ -551,9 +551,16 @@ void pc_vsr_info(const pc_vsr_t *r, pc_vsr_info_t *out) {
     out->op = r->op;
     out->commit_min = r->commit_min;
     out->commit_max = r->commit_max;
+    out->view_start_op = r->view_start_op;
     out->checkpoint_op = r->checkpoint_op;
     out->sync_wanted = r->sync_wanted;
     PC_ASSERT(out->commit_min >= out->checkpoint_op);
+}
+
+bool pc_vsr_caught_up(const pc_vsr_info_t *info) {
+    PC_ASSERT(info != NULL);
+    if (info->commit_min < info->commit_max) return false;
+    return !info->primary || info->commit_min >= info->view_start_op;
 }
 
 bool pc_vsr_header_at(const pc_vsr_t *r, uint64_t op, pc_vsr_header_t *out) {

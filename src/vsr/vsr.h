@@ -263,10 +263,22 @@ typedef struct pc_vsr_info {
     bool diverged; /* its applied log was contradicted: a protocol bug */
     uint32_t view, log_view;
     uint64_t op, commit_min, commit_max;
+    /* A primary: its log's head when it began leading the view. An earlier
+     * primary may have acknowledged any op up to it (a quorum had it, the
+     * commit had not reached the others), so until commit_min reaches it
+     * this primary's state and sessions may lack acknowledged requests:
+     * it must not answer reads or session lookups from them yet. */
+    uint64_t view_start_op;
     uint64_t checkpoint_op;
     bool sync_wanted; /* asking the shell for state sync */
 } pc_vsr_info_t;
 void pc_vsr_info(const pc_vsr_t *r, pc_vsr_info_t *out);
+/* Whether a replica's state holds every request that may have been
+ * acknowledged: it applied all it knows committed and, as a primary, every
+ * op of the log it began its view with. A primary answers reads and
+ * session lookups only then (a read served before would miss an
+ * acknowledged transfer). */
+bool pc_vsr_caught_up(const pc_vsr_info_t *info);
 /* The header at op if the replica holds one (not necessarily verified;
  * ops at or below checkpoint_op only while their slot is not reused). */
 bool pc_vsr_header_at(const pc_vsr_t *r, uint64_t op, pc_vsr_header_t *out);

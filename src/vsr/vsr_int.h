@@ -76,6 +76,10 @@ struct pc_vsr {
     uint64_t op;          /* head of the log */
     uint64_t commit_min;  /* applied */
     uint64_t commit_max;  /* known committed */
+    /* The log's head when this replica began leading its view: ops up to it
+     * may have been acknowledged by an earlier primary without this one
+     * knowing them committed (pc_vsr_info_t.view_start_op). */
+    uint64_t view_start_op;
     pc_u128 commit_max_checksum;
     uint64_t verified_low; /* [verified_low, op] chain-verified from the head */
     bool complete;         /* (commit_min, op] verified and every body present */
