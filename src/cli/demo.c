@@ -30,7 +30,9 @@
 #define DEMO_MERCHANTS 1000u
 #define DEMO_HOT_MERCHANTS 5u
 #define DEMO_HOT_SHARE 0.3    /* of payments, to the hot merchants */
-#define DEMO_CROSS_UNIT 0.3   /* of payments, between two units */
+/* Of the payments to ordinary merchants, the share between two units; a hot
+ * merchant lives in one unit, so payments to it cross from every other. */
+#define DEMO_CROSS_UNIT 0.3
 #define DEMO_SHADOW_SHARE 0.1 /* of batches, shadow stress traffic */
 /* The hot-merchant limit (Sentinel's hot-parameter rule) the demo sets
  * through `paycell cluster set`: each merchant's payments per second. At
@@ -534,7 +536,7 @@ int cli_demo(int argc, char **argv) {
     if (!o.json)
         printf("paycell demo: a Double-11 midnight against a cluster: a GZone, %u units of\n"
                "  three replicas and a gateway; %u users paying %u merchants, %u hot ones\n"
-               "  taking %.0f%% of payments (each capped at %s/s), %.0f%% of payments between\n"
+               "  taking %.0f%% of payments (each capped at %s/s), %.0f%% of the others between\n"
                "  units, %.0f%% of batches shadow stress traffic, a %.0f s curve; unit 0's\n"
                "  primary replica is killed (kill -9) at %.0f s, in the peak, and restarted\n"
                "  %.0f s later\n",
