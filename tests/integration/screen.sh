@@ -90,6 +90,8 @@ for try in 1 2 3; do
     grep -q "the cluster did not start" "$OUT/demo.log" || { tail -20 "$OUT/demo.log"; fail "the demo ended before its gateway served"; }
 done
 [ -n "$DEMO_PID" ] || fail "no free ports for the demo's cluster in three tries"
+# The gateway serves before the demo has set its limits and printed the line.
+for _ in $(seq 100); do grep -q "big screen: $H/" "$OUT/demo.log" && break; sleep 0.1; done
 grep -q "big screen: $H/" "$OUT/demo.log" || fail "the demo did not print the big screen's address"
 
 step "the page: one self-contained document"
@@ -129,22 +131,24 @@ done
 grep -q '<tr id="unit-1"' "$OUT/dom-b.html" || fail "moment B: no row for unit 1"
 
 step "moment C: after the kill, the failover in the ticker"
-for _ in $(seq 600); do
-    [ "$(metric paycell_gateway_failovers_total)" -ge 1 ] 2>/dev/null && break
+# Only unit 0's primary is killed, but a busy machine can also see another
+# unit's backups lose patience with a live primary: wait for unit 0's event.
+for _ in $(seq 60); do
+    [ "$(metric paycell_gateway_failovers_total)" -ge 1 ] 2>/dev/null &&
+        curl -s -m 1 -N "$H/v1/stream" 2>/dev/null | head -c 200000 >"$TMP/stream.txt"
+    grep -q 'unit 0 primary moved to replica' "$TMP/stream.txt" 2>/dev/null && break
     kill -0 "$DEMO_PID" 2>/dev/null || fail "the demo ended without a failover the gateway saw"
-    sleep 0.1
+    sleep 0.5
 done
-[ "$(metric paycell_gateway_failovers_total)" -ge 1 ] || fail "no failover on /metrics within 60 s"
 # A page opened after the failover still shows it: the first message of a
 # stream carries every event kept (read at once, while the demo runs).
-curl -s -m 2 -N "$H/v1/stream" >"$TMP/stream.txt" 2>/dev/null
-expect_in "$(head -c 200000 "$TMP/stream.txt")" '"kind":"failover"'
+expect_in "$(cat "$TMP/stream.txt")" '"kind":"failover"'
+expect_in "$(cat "$TMP/stream.txt")" 'unit 0 primary moved to replica'
 browser --dump-dom "$H/?samples=2" >"$OUT/dom-c.html"
 grep -o '<li data-kind="failover"[^>]*>.*primary moved to replica [0-9][^<]*' "$OUT/dom-c.html" |
-    head -1 | sed 's/<[^>]*>/ /g' >"$TMP/failover.txt"
-[ -s "$TMP/failover.txt" ] || fail "moment C: no failover event in the ticker (dom-c.html)"
+    sed 's/<[^>]*>/ /g' | grep 'unit 0 primary moved' | head -1 >"$TMP/failover.txt"
+[ -s "$TMP/failover.txt" ] || fail "moment C: no failover of unit 0 in the ticker (dom-c.html)"
 echo "C: ticker: $(cat "$TMP/failover.txt")"
-expect_in "$(cat "$TMP/failover.txt")" "unit 0 primary moved to replica"
 GMV_C=$(value gmv "$OUT/dom-c.html")
 gt "$GMV_B" "$GMV_C" && fail "GMV went down: $GMV_B -> $GMV_C"
 
