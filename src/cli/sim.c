@@ -4,6 +4,7 @@
  *   paycell sim --seed S [--ticks N] [--verbose]   replay one seed exactly
  *   paycell sim --seeds N [--first S]              seeds S..S+N-1, then a summary
  *   paycell sim                                    random seeds until stopped
+ *   ... --stress | --faulty-disks 2                 disk-fault profiles (see sim.h)
  *   paycell sim --xts [--seed S | --seeds N]       the cross-unit (XTS) simulator
  *
  * Every failing seed is printed with the command that replays it. An
@@ -36,6 +37,9 @@ static void on_abort(int sig) {
 }
 
 static bool calm;
+static bool stress;          /* --stress: faulty disk every seed, 10x the disk-fault rates */
+static uint8_t faulty_disks; /* --faulty-disks 2: disk faults on two replicas per seed */
+static char profile_args[48]; /* the profile flags, for replay lines */
 static bool json; /* --json: one JSON object per line instead of text */
 
 /* Runs one seed; prints a line if it fails, or always with `summary` (a
@@ -46,7 +50,8 @@ static bool run_seed(uint64_t seed, uint64_t ticks, bool verbose, bool summary) 
     PC_ASSERT(ticks <= 10000000);
     current_seed = seed;
     pc_sim_options_t o = {.seed = seed, .ticks = ticks, .verbose = verbose, .log = stdout,
-                          .faults_off = calm};
+                          .faults_off = calm, .stress = stress,
+                          .faulty_disks = faulty_disks};
     pc_sim_result_t r;
     if (pc_sim_run(&o, &r) != PC_OK) {
         printf("FAIL seed=%llu: out of memory\n", (unsigned long long)seed);
@@ -64,8 +69,8 @@ static bool run_seed(uint64_t seed, uint64_t ticks, bool verbose, bool summary) 
                (unsigned long long)r.requests_acked, r.view_max, r.crashes, r.partitions,
                r.corruptions, r.checkpoints, r.sync_requests, r.syncs);
     } else if (!r.ok) {
-        printf("FAIL seed=%llu: %s  replay: paycell sim --seed %llu\n", (unsigned long long)seed,
-               r.failure, (unsigned long long)seed);
+        printf("FAIL seed=%llu: %s  replay: paycell sim%s --seed %llu\n",
+               (unsigned long long)seed, r.failure, profile_args, (unsigned long long)seed);
     } else if (verbose || summary) {
         printf("ok seed=%llu ticks=%llu ops=%llu acked=%llu (before heal %llu) view_max=%u "
                "crashes=%u partitions=%u corruptions=%u checkpoints=%u syncs=%u\n",
@@ -144,12 +149,14 @@ static int cli_sim_xts(bool have_seed, uint64_t seed, uint64_t seeds, uint64_t f
 }
 
 int cli_sim(int argc, char **argv) {
-    static const char *const values[] = {"seed", "seeds", "first", "ticks", "bug", NULL};
-    static const char *const bools[] = {"verbose", "calm", "json", "xts", NULL};
+    static const char *const values[] = {"seed", "seeds", "first", "ticks", "bug",
+                                         "faulty-disks", NULL};
+    static const char *const bools[] = {"verbose", "calm", "json", "xts", "stress", NULL};
     cli_args_t args;
     if (!cli_parse(argc, argv, values, bools, &args)) return CLI_EXIT_ERROR;
-    uint64_t seed = 0, seeds = 0, first = 1, ticks = 0;
-    if (!cli_get_u64(&args, "seed", false, UINT64_MAX, &seed) ||
+    uint64_t seed = 0, seeds = 0, first = 1, ticks = 0, disks = 0;
+    if (!cli_get_u64(&args, "faulty-disks", false, 2, &disks) ||
+        !cli_get_u64(&args, "seed", false, UINT64_MAX, &seed) ||
         !cli_get_u64(&args, "seeds", false, UINT64_MAX, &seeds) ||
         !cli_get_u64(&args, "first", false, UINT64_MAX, &first) ||
         !cli_get_u64(&args, "ticks", false, 10000000, &ticks))
@@ -168,6 +175,10 @@ int cli_sim(int argc, char **argv) {
     bool verbose = cli_has(&args, "verbose");
     if (xts) return cli_sim_xts(cli_get(&args, "seed") != NULL, seed, seeds, first, verbose);
     calm = cli_has(&args, "calm");
+    stress = cli_has(&args, "stress");
+    faulty_disks = (uint8_t)disks;
+    snprintf(profile_args, sizeof profile_args, "%s%s", stress ? " --stress" : "",
+             faulty_disks == 2 ? " --faulty-disks 2" : "");
     json = cli_has(&args, "json");
     if (cli_get(&args, "seed"))
         return run_seed(seed, ticks, verbose, true) ? CLI_EXIT_OK : CLI_EXIT_RESULT;

@@ -64,7 +64,8 @@ typedef struct sim_world {
      * is often unknown after a restart). */
     bool load_below_checkpoint;
     /* Fault profile. */
-    int faulty; /* the one replica whose disk may fail, or -1 */
+    int faulty;  /* a replica whose disk may fail, or -1 */
+    int faulty2; /* a second one (profile faulty_disks 2), or -1 */
     uint32_t crash_per_10k, partition_per_10k, bitflip_per_10k, misdirect_per_mille;
     bool torn;
     uint64_t partition_end;
@@ -103,6 +104,11 @@ static bool chance(sim_world_t *w, uint32_t per, uint32_t scale) {
     PC_ASSERT(scale > 0);
     PC_ASSERT(per <= scale);
     return per > 0 && pc_prng_below(&w->prng, scale) < per;
+}
+
+static bool is_faulty(const sim_world_t *w, uint8_t i) {
+    PC_ASSERT(i < SIM_REPLICAS);
+    return (int)i == w->faulty || (int)i == w->faulty2;
 }
 
 /* ---- network ---- */
@@ -299,6 +305,36 @@ static pc_vsr_config_t replica_config(const sim_world_t *w, uint8_t i) {
     return config;
 }
 
+static bool slot_intact(const sim_world_t *w, const sim_disk_slot_t *s, uint64_t slot);
+static bool ring_intact(const sim_world_t *w, const sim_disk_ring_t *g, uint64_t slot);
+
+/* Recovery of one journal slot from its two copies, the prepare and the
+ * redundant header (see pc_vsr_load_header in vsr.h for the table). Of two
+ * intact copies the one with the higher op is newer (a slot's op only
+ * grows); two intact copies of one op that differ cannot be ordered, so the
+ * slot is faulty (the prepare is still loaded: the disk does hold it).
+ * Returns false if the slot was damaged. */
+static bool load_slot(sim_world_t *w, uint8_t i, uint32_t slot) {
+    const sim_disk_t *d = &w->disks[i];
+    const sim_disk_slot_t *p = &d->slots[slot];
+    const sim_disk_ring_t *g = &d->ring[slot];
+    PC_ASSERT(slot < w->slots);
+    if (!p->written && !g->written) return true; /* never written: proves nothing held */
+    bool p_ok = slot_intact(w, p, slot), g_ok = ring_intact(w, g, slot);
+    /* Production's shell hands VSR nothing at or below the checkpoint. */
+    uint64_t below = w->load_below_checkpoint ? 0 : d->checkpoint.op;
+    bool prepare = p_ok && (!g_ok || p->header.op >= g->header.op);
+    bool header = g_ok && !prepare;
+    bool faulty = (!p_ok && !g_ok) ||
+                  (p_ok && g_ok && p->header.op == g->header.op &&
+                   p->header.checksum != g->header.checksum);
+    if (prepare && p->header.op > below) pc_vsr_load(w->vsr[i], &p->header, p->body);
+    if (header && g->header.op > below) pc_vsr_load_header(w->vsr[i], &g->header);
+    if (faulty) pc_vsr_load_faulty(w->vsr[i], slot);
+    PC_ASSERT(prepare || header || faulty);
+    return p_ok && g_ok && p->header.checksum == g->header.checksum;
+}
+
 /* Boots replica i from its disk: the machine from the last durable
  * checkpoint, then every intact journal entry (a damaged one is left for
  * repair), then VSR at the checkpoint. Nothing is replayed from op 1. */
@@ -308,17 +344,7 @@ static void replica_start(sim_world_t *w, uint8_t i, bool fresh) {
     PC_ASSERT(pc_vsr_init(w->vsr[i], &config) == PC_OK);
     sim_disk_t *d = &w->disks[i];
     uint32_t damaged = 0;
-    for (uint32_t slot = 0; slot < w->slots; slot++) {
-        const sim_disk_slot_t *s = &d->slots[slot];
-        if (!s->written) continue;
-        if (!w->load_below_checkpoint && s->header.op <= d->checkpoint.op) continue;
-        const pc_vsr_header_t *h = &s->header;
-        bool intact = h->checksum == pc_vsr_header_checksum(h) && h->op % w->slots == slot &&
-                      h->op > 0 && h->body_size <= SIM_BODY_MAX &&
-                      pc_checksum(s->body, h->body_size, 0) == h->body_checksum;
-        if (intact) pc_vsr_load(w->vsr[i], h, s->body);
-        else damaged++;
-    }
+    for (uint32_t slot = 0; slot < w->slots; slot++) damaged += load_slot(w, i, slot) ? 0 : 1;
     const sim_checkpoint_t *ck = &d->checkpoint;
     if (ck->op > 0) {
         PC_ASSERT(pc__sim_machine_restore(&w->machines[i], ck) == PC_OK);
@@ -330,8 +356,7 @@ static void replica_start(sim_world_t *w, uint8_t i, bool fresh) {
     w->up[i] = true;
     pc_vsr_start_info_t si = {.view = d->sb_view, .log_view = d->sb_log_view,
                               .head = d->sb_head, .checkpoint_op = ck->op,
-                              .checkpoint_checksum = ck->checksum, .fresh = fresh,
-                              .untrusted = (int)i == w->faulty && !fresh};
+                              .checkpoint_checksum = ck->checksum, .fresh = fresh};
     pc_vsr_start(w->vsr[i], &si, w->out);
     if (!fresh)
         sim_log(w, "replica %u restarts (view %u, checkpoint %llu, %u damaged slots)", i,
@@ -344,7 +369,7 @@ static void replica_crash(sim_world_t *w, uint8_t i) {
     PC_ASSERT(w->up[i]);
     w->up[i] = false;
     /* A torn write: the first unfinished journal write lands half done. */
-    for (uint32_t k = 0; k < d->queue_count && (int)i == w->faulty && w->torn; k++) {
+    for (uint32_t k = 0; k < d->queue_count && is_faulty(w, i) && w->torn; k++) {
         sim_disk_write_t *q = &d->queue[(d->queue_head + k) % SIM_DISK_QUEUE_MAX];
         if (q->superblock) continue;
         sim_disk_slot_t *s = &d->slots[q->header.op % w->slots];
@@ -352,6 +377,11 @@ static void replica_crash(sim_world_t *w, uint8_t i) {
         s->header = q->header;
         memset(s->body, 0xA5, sizeof s->body);
         memcpy(s->body, q->body, q->header.body_size / 2);
+        /* Its header copy may or may not have made it. */
+        if (pc_prng_below(&w->prng, 2) == 0) {
+            d->ring[q->header.op % w->slots].written = true;
+            d->ring[q->header.op % w->slots].header = q->header;
+        }
         w->res->corruptions++;
         break;
     }
@@ -396,28 +426,61 @@ static bool may_damage(const sim_world_t *w, uint8_t i, uint64_t slot) {
     return !slot_intact(w, s, slot) || intact_elsewhere(w, i, &s->header);
 }
 
-/* A misdirected write: the entry lands in a random other slot, destroying
- * what that slot held, and its own slot keeps its old content, although VSR
+static bool ring_intact(const sim_world_t *w, const sim_disk_ring_t *g, uint64_t slot) {
+    PC_ASSERT(slot < w->slots);
+    const pc_vsr_header_t *h = &g->header;
+    return g->written && h->checksum == pc_vsr_header_checksum(h) && h->op > 0 &&
+           h->op % w->slots == slot;
+}
+
+/* The second half of the fault model: a fault may damage one copy of a
+ * slot (its prepare, or its header in the header ring) only while the other
+ * copy holds the slot's last durable write intact. So the newest entry a
+ * replica was told durable — and may have acknowledged — is never silently
+ * replaced by an older one on its disk: recovery either finds it (whole or
+ * as a header) or sees the slot faulty. */
+static bool may_damage_prepare(const sim_world_t *w, uint8_t i, uint64_t slot) {
+    const sim_disk_t *d = &w->disks[i];
+    PC_ASSERT(slot < w->slots);
+    bool other = d->last_done[slot] == 0 || (ring_intact(w, &d->ring[slot], slot) &&
+                                             d->ring[slot].header.checksum == d->last_done[slot]);
+    return other && may_damage(w, i, slot);
+}
+
+static bool may_damage_ring(const sim_world_t *w, uint8_t i, uint64_t slot) {
+    const sim_disk_t *d = &w->disks[i];
+    PC_ASSERT(slot < w->slots);
+    return d->last_done[slot] == 0 ||
+           (slot_intact(w, &d->slots[slot], slot) &&
+            d->slots[slot].header.checksum == d->last_done[slot]);
+}
+
+/* A misdirected write: one of the write's two copies (the prepare or its
+ * header-ring copy) lands in a random other slot, destroying what that
+ * slot's copy held, while its own slot keeps its old content, although VSR
  * is told the write is durable (a durable claim that is now false). Any
- * entry, committed or not, may be hit, on the primary as on a backup, as
- * long as both the entry overwritten and the entry written stay intact on
- * another replica's disk. The second condition matters: a write that fails
- * to store the only copy of an op (say, the primary's own new prepare) and
- * is followed by a crash loses the op everywhere, while the replica's true
- * durable claims on the ops above it (whose writes landed) keep them alive
- * in view changes with a parent nobody knows — see "Not done yet" in
- * docs/DESIGN.md. Returns the slot the write lands in. */
-static uint64_t misdirect(sim_world_t *w, uint8_t i, const pc_vsr_header_t *h, uint64_t slot) {
-    PC_ASSERT((int)i == w->faulty && slot == h->op % w->slots);
+ * entry, committed or not, may be hit, on the primary as on a backup,
+ * including an entry intact on no other disk (the primary's own new
+ * prepare, typically: its write completes before the backups'); the entry
+ * overwritten must stay intact on another disk, and both slots must keep
+ * the fault model (may_damage_prepare / may_damage_ring). Returns the
+ * slot the misdirected copy lands in (= slot if the fault is skipped) and
+ * sets *ring if that copy is the header. */
+static uint64_t misdirect(sim_world_t *w, uint8_t i, const pc_vsr_header_t *h, uint64_t slot,
+                          bool *ring) {
+    PC_ASSERT(is_faulty(w, i) && slot == h->op % w->slots);
     uint64_t target = pc_prng_below(&w->prng, w->slots);
-    if (target == slot || !intact_elsewhere(w, i, h) || !may_damage(w, i, target)) return slot;
+    *ring = pc_prng_below(&w->prng, 2) == 0;
+    if (target == slot) return slot;
+    if (*ring ? !may_damage_ring(w, i, target) : !may_damage_prepare(w, i, target)) return slot;
     w->res->corruptions++;
     w->res->misdirects++;
     const sim_disk_slot_t *t = &w->disks[i].slots[target];
     if (h->op > w->res->ops_committed || (t->written && t->header.op > w->res->ops_committed))
         w->res->uncommitted_hits++;
-    sim_log(w, "replica %u: write of op %llu misdirected to slot %llu", i,
-            (unsigned long long)h->op, (unsigned long long)target);
+    sim_log(w, "replica %u: %s write of op %llu misdirected to slot %llu", i,
+            *ring ? "header" : "prepare", (unsigned long long)h->op,
+            (unsigned long long)target);
     PC_ASSERT(target < w->slots);
     return target;
 }
@@ -437,12 +500,19 @@ static void disk_tick(sim_world_t *w, uint8_t i) {
             d->sb_head = q->header;
             pc_vsr_on_persist_done(w->vsr[i], q->view, q->log_view, w->out);
         } else {
-            uint64_t slot = q->header.op % w->slots;
-            if ((int)i == w->faulty && !w->healed && chance(w, w->misdirect_per_mille, 1000))
-                slot = misdirect(w, i, &q->header, slot);
+            uint64_t home = q->header.op % w->slots, slot = home, ring = home;
+            bool to_ring = false;
+            if (is_faulty(w, i) && !w->healed && chance(w, w->misdirect_per_mille, 1000)) {
+                uint64_t target = misdirect(w, i, &q->header, home, &to_ring);
+                if (to_ring) ring = target;
+                else slot = target;
+            }
             d->slots[slot].written = true;
             d->slots[slot].header = q->header;
             memcpy(d->slots[slot].body, q->body, q->header.body_size);
+            d->ring[ring].written = true;
+            d->ring[ring].header = q->header;
+            d->last_done[home] = q->header.checksum;
             pc_vsr_on_write_done(w->vsr[i], q->header.op, q->header.checksum, w->out);
         }
         process_output(w, i);
@@ -588,23 +658,31 @@ static void partition_start(sim_world_t *w) {
     sim_log(w, "partition (kind %llu, replica %u)", (unsigned long long)kind, x);
 }
 
-/* Damage at rest: one bit of a random journal slot of the faulty disk, in
- * its header or body, whatever entry it holds (committed or not), unless
- * that would destroy the last intact copy of the entry (see may_damage). */
+/* Damage at rest: one bit of a random journal slot of a faulty disk, in
+ * its prepare's header or body or in its header-ring copy, whatever entry
+ * it holds (committed or not), unless that would destroy the last intact
+ * copy of the entry or break the fault model (may_damage_prepare/_ring). */
 static void bitflip(sim_world_t *w) {
     PC_ASSERT(w->faulty >= 0 && !w->healed);
     uint8_t i = (uint8_t)w->faulty;
+    if (w->faulty2 >= 0 && pc_prng_below(&w->prng, 2) == 0) i = (uint8_t)w->faulty2;
     uint64_t slot = pc_prng_below(&w->prng, w->slots);
     sim_disk_slot_t *s = &w->disks[i].slots[slot];
-    if (!s->written || !may_damage(w, i, slot)) return;
-    uint64_t byte = pc_prng_below(&w->prng, sizeof(pc_vsr_header_t) + 64);
+    sim_disk_ring_t *g = &w->disks[i].ring[slot];
+    uint64_t byte = pc_prng_below(&w->prng, 2 * sizeof(pc_vsr_header_t) + 64);
     uint8_t bit = (uint8_t)(1u << pc_prng_below(&w->prng, 8));
-    if (byte < sizeof(pc_vsr_header_t)) ((uint8_t *)&s->header)[byte] ^= bit;
-    else s->body[byte - sizeof(pc_vsr_header_t)] ^= bit;
+    if (byte < sizeof(pc_vsr_header_t) + 64) {
+        if (!s->written || !may_damage_prepare(w, i, slot)) return;
+        if (byte < sizeof(pc_vsr_header_t)) ((uint8_t *)&s->header)[byte] ^= bit;
+        else s->body[byte - sizeof(pc_vsr_header_t)] ^= bit;
+        if (s->header.op > w->res->ops_committed) w->res->uncommitted_hits++;
+    } else {
+        if (!g->written || !may_damage_ring(w, i, slot)) return;
+        ((uint8_t *)&g->header)[byte - sizeof(pc_vsr_header_t) - 64] ^= bit;
+    }
     w->res->corruptions++;
     w->res->bitflips++;
-    if (s->header.op > w->res->ops_committed) w->res->uncommitted_hits++;
-    PC_ASSERT(w->faulty >= 0);
+    PC_ASSERT(is_faulty(w, i));
 }
 
 static void faults_tick(sim_world_t *w) {
@@ -674,6 +752,20 @@ static void choose_profile(sim_world_t *w) {
     w->torn = pc_prng_below(g, 2) == 0;
     w->bitflip_per_10k = pc_prng_below(g, 2) == 0 ? 20 + (uint32_t)pc_prng_below(g, 200) : 0;
     w->misdirect_per_mille = pc_prng_below(g, 2) == 0 ? 5 + (uint32_t)pc_prng_below(g, 40) : 0;
+    w->faulty2 = -1;
+    if (w->o.stress || w->o.faulty_disks >= 2) {
+        /* Drawn after the default profile, so default seeds keep theirs. */
+        if (w->faulty < 0) w->faulty = (int)pc_prng_below(g, SIM_REPLICAS);
+        if (w->bitflip_per_10k == 0) w->bitflip_per_10k = 20 + (uint32_t)pc_prng_below(g, 200);
+        if (w->misdirect_per_mille == 0)
+            w->misdirect_per_mille = 5 + (uint32_t)pc_prng_below(g, 40);
+    }
+    if (w->o.faulty_disks >= 2)
+        w->faulty2 = (w->faulty + 1 + (int)pc_prng_below(g, SIM_REPLICAS - 1)) % (int)SIM_REPLICAS;
+    if (w->o.stress) {
+        w->bitflip_per_10k = PC_MIN(10000u, 10 * w->bitflip_per_10k);
+        w->misdirect_per_mille = PC_MIN(1000u, 10 * w->misdirect_per_mille);
+    }
     static const uint32_t rings[] = {16, 32, 64, 128};
     w->slots = rings[pc_prng_below(g, 4)];
     w->load_below_checkpoint = pc_prng_below(g, 2) == 0;
@@ -685,9 +777,10 @@ static void choose_profile(sim_world_t *w) {
         w->laggard_end = w->laggard_start + 400 + pc_prng_below(g, 600);
     }
     sim_log(w, "profile: loss %u/1000 dup %u/1000 delay<=%u crash %u/10k partition %u/10k "
-               "faulty-disk %d (torn %d bitflip %u/10k misdirect %u/1000) ring %u laggard %d",
+               "faulty-disk %d %d (torn %d bitflip %u/10k misdirect %u/1000) ring %u laggard %d",
             w->net.loss_per_mille, w->net.duplicate_per_mille, w->net.delay_max_ticks,
-            w->crash_per_10k, w->partition_per_10k, w->faulty, w->torn, w->bitflip_per_10k,
+            w->crash_per_10k, w->partition_per_10k, w->faulty, w->faulty2, w->torn,
+            w->bitflip_per_10k,
             w->misdirect_per_mille, w->slots, w->laggard);
     PC_ASSERT(w->faulty < (int)SIM_REPLICAS);
 }
@@ -729,7 +822,7 @@ static int world_init(sim_world_t *w) {
         memset(&w->net.loss_per_mille, 0, 3 * sizeof(uint32_t));
         w->net.delay_max_ticks = 1;
         w->crash_per_10k = w->partition_per_10k = 0;
-        w->faulty = -1;
+        w->faulty = w->faulty2 = -1;
         w->laggard = -1;
     }
     PC_ASSERT(w->net.delay_max_ticks >= 1);

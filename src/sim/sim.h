@@ -26,6 +26,12 @@ typedef struct pc_sim_options {
     uint64_t ticks;      /* fault phase; 0 = default (1500) */
     uint64_t heal_ticks; /* liveness bound after healing; 0 = default (4000) */
     bool faults_off;     /* a calm run: no faults at all (for tests) */
+    /* Disk-fault profiles. faulty_disks 2: disk faults on two replicas of
+     * every seed (default: one replica on two seeds in three). stress: a
+     * faulty disk on every seed and ten times the bit-flip and misdirected-
+     * write rates. */
+    uint8_t faulty_disks;
+    bool stress;
     bool verbose;        /* log every fault and view change to `log` */
     FILE *log;           /* NULL = stderr */
 } pc_sim_options_t;

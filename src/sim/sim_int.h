@@ -88,6 +88,13 @@ typedef struct sim_disk_slot {
     uint8_t body[SIM_BODY_MAX];
 } sim_disk_slot_t;
 
+/* The redundant header ring: a header-only copy of each journal slot,
+ * written with the prepare (as two separate writes that may fail apart). */
+typedef struct sim_disk_ring {
+    bool written;
+    pc_vsr_header_t header;
+} sim_disk_ring_t;
+
 typedef struct sim_disk_write {
     uint64_t done_tick;
     bool superblock;
@@ -119,6 +126,11 @@ typedef struct sim_checkpoint {
 
 typedef struct sim_disk {
     sim_disk_slot_t slots[SIM_SLOTS_MAX]; /* the journal ring: op % journal_slots */
+    sim_disk_ring_t ring[SIM_SLOTS_MAX];  /* the header ring, same slots */
+    /* Per slot: the header checksum of the last write reported durable
+     * there (0: none). The fault model lets a fault damage one copy of a
+     * slot (prepare or header) only while the other holds this write. */
+    pc_u128 last_done[SIM_SLOTS_MAX];
     uint32_t sb_view, sb_log_view;
     pc_vsr_header_t sb_head;
     sim_checkpoint_t checkpoint;

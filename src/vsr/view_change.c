@@ -6,12 +6,15 @@
  * view + 1 and persists the new view before voting. With a quorum of
  * start_view_change votes each voter persists and sends do_view_change —
  * its log_view, head, commit and the headers of its log's suffix, each
- * marked durable or not — to the new primary. The new primary takes the log
- * with the highest (log_view, op), which contains every committed op, fills
- * in the suffix from the chain, and cuts only a top op that no member of the
- * quorum holds durably: an op committed in any earlier view is durable on a
- * quorum, so on at least one member of this one. It persists log_view, then
- * sends start_view. Backups adopt the log and acknowledge what they hold.
+ * flagged HAVE (on disk, body included) and/or RECORDED (its disk recorded
+ * the header: it may have acknowledged it), and its faulty slots — to the
+ * new primary. The new primary takes the log with the highest (log_view,
+ * op), which contains every committed op, fills in the suffix from the
+ * chain, and truncates it at the lowest op a quorum of senders nacks
+ * (dvc_nacks: positively never acknowledged): commit needs a quorum of
+ * durable prepare_oks and quorums intersect, so such an op, and every op
+ * above it, was never committed. It persists log_view, then sends
+ * start_view. Backups adopt the log and acknowledge what they hold.
  */
 #include <string.h>
 
@@ -71,9 +74,25 @@ static void fill_dvc(const pc_vsr_t *r, vsr_dvc_t *d) {
         const pc_vsr_header_t *h = pc__vsr_header(r, op);
         if (!h) continue;
         const vsr_slot_t *s = op == r->checkpoint_op ? NULL : pc__vsr_entry(r, op);
+        uint8_t flags = PC_VSR_DVC_HAVE | PC_VSR_DVC_RECORDED; /* the checkpoint */
+        if (s) {
+            flags = (uint8_t)((s->durable ? PC_VSR_DVC_HAVE : 0u) |
+                              (s->recorded || s->durable ? PC_VSR_DVC_RECORDED : 0u));
+        }
         d->headers[d->headers_count] = *h;
-        d->durable[d->headers_count] = s ? s->durable : true;
+        d->durable[d->headers_count] = flags;
         d->headers_count++;
+    }
+    /* Faulty slots above the commit point, highest first: ops this replica
+     * cannot nack (below its commit nothing is decided any more). */
+    uint64_t window_top = r->checkpoint_op + r->config.journal_slots;
+    for (uint64_t op = window_top; op > r->commit_max; op--) {
+        if (pc__vsr_slot(r, op)->faulty_op != op) continue;
+        if (d->faulty_count == PC_VSR_VIEW_HEADERS_MAX) {
+            d->faulty_more = true;
+            break;
+        }
+        d->faulty[d->faulty_count++] = op;
     }
     PC_ASSERT(d->headers_count <= PC_VSR_VIEW_HEADERS_MAX);
     PC_ASSERT(d->headers_count == 0 || d->headers[0].op == d->op);
@@ -111,6 +130,9 @@ void pc__vsr_send_view_change(pc_vsr_t *r, pc_vsr_output_t *out) {
     m->headers_count = d.headers_count;
     memcpy(m->headers, d.headers, sizeof d.headers);
     memcpy(m->durable, d.durable, sizeof d.durable);
+    m->faulty_count = d.faulty_count;
+    m->faulty_more = d.faulty_more;
+    memcpy(m->faulty, d.faulty, sizeof d.faulty);
 }
 
 void pc__vsr_on_start_view_change(pc_vsr_t *r, const pc_vsr_message_t *m,
@@ -138,6 +160,7 @@ void pc__vsr_on_do_view_change(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_ou
         return;
     for (uint8_t i = 0; i < m->headers_count; i++)
         if (m->headers[i].checksum != pc_vsr_header_checksum(&m->headers[i])) return;
+    if (m->faulty_count > PC_VSR_VIEW_HEADERS_MAX) return;
     if (m->view > r->view) pc__vsr_start_view_change(r, m->view, out);
     if (r->status != PC_VSR_VIEW_CHANGE || m->view != r->view) return;
     vsr_dvc_t *d = &r->dvcs[m->from];
@@ -149,6 +172,9 @@ void pc__vsr_on_do_view_change(pc_vsr_t *r, const pc_vsr_message_t *m, pc_vsr_ou
     d->headers_count = m->headers_count;
     memcpy(d->headers, m->headers, sizeof d->headers);
     memcpy(d->durable, m->durable, sizeof d->durable);
+    d->faulty_count = m->faulty_count;
+    d->faulty_more = m->faulty_more != 0;
+    memcpy(d->faulty, m->faulty, sizeof d->faulty);
     maybe_start_view(r, out);
 }
 
@@ -164,18 +190,84 @@ static const pc_vsr_header_t *dvc_header(const pc_vsr_t *r, uint64_t op, pc_u128
         for (uint8_t j = 0; j < d->headers_count; j++) {
             if (d->headers[j].op != op || d->headers[j].checksum != checksum) continue;
             found = &d->headers[j];
-            if (d->durable[j]) *durable = true;
+            if (d->durable[j] & PC_VSR_DVC_HAVE) *durable = true;
         }
     }
     PC_ASSERT(found == NULL || found->op == op);
     return found;
 }
 
+/* Whether the sender of d nacks (op, checksum): it positively never
+ * acknowledged that entry. `view` is the entry's view (UINT32_MAX if only
+ * its checksum is known). Why each case is a nack:
+ *   - its log_view is below the entry's view: a replica acknowledges an
+ *     entry only in a view at or after the one that prepared it, with its
+ *     log_view at that view (persisted before any prepare_ok), and log_view
+ *     never goes down;
+ *   - the op is above its head: it acknowledges only ops up to its head,
+ *     and its head moves down only when a view's log cut the op;
+ *   - it holds a different entry there, or none: the slot held this entry
+ *     when it acknowledged it, and since then the slot took another entry
+ *     only from a later view's log, which proves this one uncommitted for
+ *     good (recovery shows any other damage as a faulty slot);
+ *   - it holds this entry, but only in memory (not recorded): prepare_ok
+ *     needs a durable copy.
+ * Not a nack: a faulty slot (it cannot tell), a recorded header (even with
+ * the body lost), an op below the headers it sent (it did not say). */
+static bool dvc_nacks(const vsr_dvc_t *d, uint64_t op, pc_u128 checksum, uint32_t view) {
+    PC_ASSERT(d->present && checksum != 0);
+    PC_ASSERT(d->faulty_count <= PC_VSR_VIEW_HEADERS_MAX);
+    if (view != UINT32_MAX && d->log_view < view) return true;
+    for (uint8_t i = 0; i < d->faulty_count; i++)
+        if (d->faulty[i] == op) return false;
+    if (d->faulty_more && op < d->faulty[d->faulty_count - 1]) return false;
+    if (op > d->op) return true;
+    /* fill_dvc covers every op from its head down 24 ops (or to its
+     * checkpoint, which is below any op still undecided). */
+    if (op + PC_VSR_VIEW_HEADERS_MAX <= d->op) return false;
+    for (uint8_t j = 0; j < d->headers_count; j++) {
+        if (d->headers[j].op != op) continue;
+        if (d->headers[j].checksum != checksum) return true;
+        return (d->durable[j] & PC_VSR_DVC_RECORDED) == 0;
+    }
+    return true;
+}
+
+/* Whether some do_view_change sender holds (op, checksum) with its body. */
+static bool dvc_have(const pc_vsr_t *r, uint64_t op, pc_u128 checksum) {
+    PC_ASSERT(op > 0);
+    if (checksum == 0) return false;
+    bool durable;
+    const pc_vsr_header_t *h = dvc_header(r, op, checksum, &durable);
+    PC_ASSERT(h == NULL || h->checksum == checksum);
+    return h != NULL && durable;
+}
+
+static unsigned dvc_nack_count(const pc_vsr_t *r, uint64_t op, pc_u128 checksum, uint32_t view) {
+    unsigned nacks = 0;
+    for (uint8_t i = 0; i < PC_VSR_REPLICAS; i++)
+        if (r->dvcs[i].present && dvc_nacks(&r->dvcs[i], op, checksum, view)) nacks++;
+    PC_ASSERT(nacks <= PC_VSR_REPLICAS);
+    return nacks;
+}
+
 /* Installs the chosen log's suffix by walking its chain down from the head,
- * then cuts top ops no quorum member holds durably. Returns the new head. */
-static uint64_t install_log(pc_vsr_t *r, const vsr_dvc_t *best, uint64_t commit) {
+ * then truncates it at the lowest undecided op a quorum nacks. Why that is
+ * safe: committing op k needs a quorum of durable prepare_oks for k, and
+ * any two quorums intersect, so an op a quorum nacks was never committed
+ * (and never will be: its nackers are in a later view now); commits happen
+ * in op order, so no op above it was committed either. The chosen log (the
+ * highest log_view, then op) holds every committed op; ops at or below the
+ * highest commit number any sender knows, or the head's own commit number
+ * (its primary had committed that far), are committed and never cut.
+ * Returns false if the view cannot start yet: an op that stays in the log
+ * has no body at any sender heard so far while a sender is still missing
+ * (the last one may hold it, or nack it and let it be cut). */
+static bool install_log(pc_vsr_t *r, const vsr_dvc_t *best, uint64_t commit, unsigned count,
+                        uint64_t *top_out) {
     PC_ASSERT(best->present);
-    if (best->headers_count == 0) return best->op; /* its checkpoint: committed */
+    *top_out = best->op;
+    if (best->headers_count == 0) return true; /* its checkpoint: committed */
     const pc_vsr_header_t *head = &best->headers[0];
     PC_ASSERT(head->op == best->op);
     pc_u128 expected = head->checksum;
@@ -188,14 +280,32 @@ static uint64_t install_log(pc_vsr_t *r, const vsr_dvc_t *best, uint64_t commit)
         expected = h->parent;
         low = op;
     }
+    /* A commit above the chosen head means the log lost a committed op:
+     * a bug (the planted one does it). Nothing is cut then; the checkers
+     * (and the commit <= op assertions) report it. */
+    uint64_t floor = PC_MIN(PC_MAX(commit, head->commit), best->op);
     uint64_t top = best->op;
-    while (top > commit && top > low) {
-        bool durable;
-        if (dvc_header(r, top, pc__vsr_checksum(r, top), &durable) && durable) break;
-        top--;
+    /* From the lowest op whose checksum the chain names: the first one
+     * below the known headers (by its child's parent link; its view is
+     * unknown) up to the head. */
+    for (uint64_t op = PC_MAX(floor + 1, low - 1); op <= best->op; op++) {
+        const pc_vsr_header_t *h = op >= low ? pc__vsr_header(r, op) : NULL;
+        PC_ASSERT(op < low || (h != NULL && h->op == op));
+        pc_u128 checksum = h ? h->checksum : pc__vsr_header(r, low)->parent;
+        uint32_t view = h ? h->view : UINT32_MAX;
+        if (dvc_nack_count(r, op, checksum, view) < PC_VSR_QUORUM) continue;
+        /* The new head must be a header we know: on the chain (>= low) or
+         * committed (<= floor). */
+        if (op - 1 < low && op - 1 > floor) continue;
+        top = op - 1;
+        break;
     }
-    PC_ASSERT(top >= low - 1);
-    return top;
+    *top_out = top;
+    if (count == PC_VSR_REPLICAS) return true;
+    for (uint64_t op = floor + 1; op <= top; op++)
+        if (!dvc_have(r, op, pc__vsr_checksum(r, op))) return false;
+    PC_ASSERT(top >= floor);
+    return true;
 }
 
 static void maybe_start_view(pc_vsr_t *r, pc_vsr_output_t *out) {
@@ -221,7 +331,8 @@ static void maybe_start_view(pc_vsr_t *r, pc_vsr_output_t *out) {
         r->sync_urgent = true;
         return;
     }
-    uint64_t top = install_log(r, best, commit);
+    uint64_t top;
+    if (!install_log(r, best, commit, count, &top)) return; /* the third sender decides */
     if (top < r->commit_min) {
         r->diverged = true; /* the new log lacks an op this replica applied */
         return;

@@ -96,15 +96,49 @@ void pc_vsr_load(pc_vsr_t *r, const pc_vsr_header_t *h, const void *body) {
     PC_ASSERT(h->op > 0 && h->checksum == pc_vsr_header_checksum(h));
     vsr_slot_t *s = pc__vsr_slot(r, h->op);
     if (s->present && s->header.op > h->op) return;
-    if (h->body_size > r->config.body_max || pc_checksum(body, h->body_size, 0) != h->body_checksum)
-        return; /* the shell should not hand over a damaged entry; treat it as missing */
+    if (h->body_size > r->config.body_max ||
+        pc_checksum(body, h->body_size, 0) != h->body_checksum) {
+        /* The shell should not hand over a damaged entry. Treat the slot as
+         * faulty rather than empty: an empty slot would be a nack. */
+        s->faulty_op = UINT64_MAX;
+        return;
+    }
+    uint64_t faulty_op = s->faulty_op;
     memset(s, 0, sizeof *s);
     s->header = *h;
     s->present = true;
     memcpy(pc__vsr_body(r, h->op), body, h->body_size);
     s->body_ok = true;
     s->durable = true;
+    s->recorded = true;
+    s->faulty_op = faulty_op;
     PC_ASSERT(pc__vsr_entry(r, h->op) == s);
+}
+
+/* The header copy survived, the prepare did not: the replica knows it held
+ * this header durably (and may have acknowledged it), so it keeps it as a
+ * recorded entry without a body; repair fetches the body. */
+void pc_vsr_load_header(pc_vsr_t *r, const pc_vsr_header_t *h) {
+    PC_ASSERT(r->status == PC_VSR_RECOVERING && r->ticks == 0);
+    PC_ASSERT(h->op > 0 && h->checksum == pc_vsr_header_checksum(h));
+    vsr_slot_t *s = pc__vsr_slot(r, h->op);
+    if (s->present && s->header.op >= h->op) return; /* a whole entry wins */
+    uint64_t faulty_op = s->faulty_op;
+    memset(s, 0, sizeof *s);
+    s->header = *h;
+    s->present = true;
+    s->recorded = true;
+    s->faulty_op = faulty_op;
+    PC_ASSERT(!s->body_ok && !s->durable);
+}
+
+/* Marks the slot faulty; which op that is becomes known at pc_vsr_start
+ * (the one op of the window this slot stands for). */
+void pc_vsr_load_faulty(pc_vsr_t *r, uint32_t slot) {
+    PC_ASSERT(r->status == PC_VSR_RECOVERING && r->ticks == 0);
+    PC_ASSERT(slot < r->config.journal_slots);
+    r->slots[slot].faulty_op = UINT64_MAX;
+    PC_ASSERT(r->slots[slot].faulty_op != 0);
 }
 
 /* Recovery decides where the log ends. Entries above the head persisted
@@ -136,6 +170,14 @@ void pc_vsr_start(pc_vsr_t *r, const pc_vsr_start_info_t *si, pc_vsr_output_t *o
     uint64_t top = r->checkpoint_op;
     for (uint32_t i = 0; i < r->config.journal_slots; i++) {
         vsr_slot_t *s = &r->slots[i];
+        if (s->faulty_op == UINT64_MAX) {
+            /* The one op of the window (checkpoint_op, checkpoint_op + N]
+             * that maps to slot i: nothing else can have been written there
+             * since the checkpoint (a slot's op only grows). */
+            uint64_t n = r->config.journal_slots, base = r->checkpoint_op + 1;
+            s->faulty_op = base + (i + n - base % n) % n;
+            PC_ASSERT(s->faulty_op % n == i && pc__vsr_in_window(r, s->faulty_op));
+        }
         if (!s->present) continue;
         const pc_vsr_header_t *h = &s->header;
         if (h->op == r->checkpoint_op && h->checksum == r->checkpoint_checksum) {
@@ -147,7 +189,9 @@ void pc_vsr_start(pc_vsr_t *r, const pc_vsr_start_info_t *si, pc_vsr_output_t *o
          * until the slot is reused. */
         if (h->op <= r->checkpoint_op) continue;
         if (!pc__vsr_in_window(r, h->op) || (h->op > head_op && h->view < si->log_view)) {
+            uint64_t faulty_op = s->faulty_op;
             memset(s, 0, sizeof *s);
+            s->faulty_op = faulty_op;
             continue;
         }
         if (h->op > top) top = h->op;
@@ -274,9 +318,15 @@ void pc__vsr_install(pc_vsr_t *r, const pc_vsr_header_t *h, const void *body) {
          * same op, or from an op at or below the checkpoint. */
         PC_ASSERT(!s->present || s->header.op == h->op || s->header.op <= r->checkpoint_op);
         if (h->op < r->flush_from) r->flush_from = h->op;
+        /* A slot recovery found faulty may have held this very entry, and
+         * acknowledged it: keep counting it as recorded (never nacked).
+         * Any other entry it may have held is proven uncommitted by the
+         * current log taking this one. */
+        bool faulty = s->faulty_op == h->op;
         memset(s, 0, sizeof *s);
         s->header = *h;
         s->present = true;
+        s->recorded = faulty;
     }
     /* An empty body needs no bytes (a header-only install leaves it unset
      * only when a body is expected and missing). */
@@ -454,6 +504,7 @@ void pc_vsr_on_write_done(pc_vsr_t *r, uint64_t op, pc_u128 checksum, pc_vsr_out
     if (!s || s->header.checksum != checksum) return; /* since replaced */
     PC_ASSERT(s->body_ok);
     s->durable = true;
+    s->recorded = true;
     s->writing = false;
     if (r->status != PC_VSR_NORMAL || op > r->op) return;
     if (pc__vsr_is_primary(r)) {

@@ -115,10 +115,28 @@ typedef struct pc_vsr_message {
     pc_u128 checksum;
     pc_vsr_header_t header; /* PREPARE */
     /* DO_VIEW_CHANGE / START_VIEW: headers of the log's suffix, newest
-     * first; durable[i] says whether the sender holds headers[i] on disk. */
+     * first; DO_VIEW_CHANGE: durable[i] holds PC_VSR_DVC_* flags for
+     * headers[i]. */
     pc_vsr_header_t headers[PC_VSR_VIEW_HEADERS_MAX];
     uint8_t durable[PC_VSR_VIEW_HEADERS_MAX];
+    /* DO_VIEW_CHANGE: the sender's faulty journal slots above its commit,
+     * as the ops they stand for, highest first (see pc_vsr_load_faulty).
+     * The sender cannot say what it acknowledged at those ops, so it nacks
+     * nothing there. faulty_more: there were more than fit; every op below
+     * faulty[faulty_count - 1] counts as faulty too. */
+    uint8_t faulty_count;
+    uint8_t faulty_more;
+    uint64_t faulty[PC_VSR_VIEW_HEADERS_MAX];
 } pc_vsr_message_t;
+
+/* do_view_change flags per header. HAVE: the sender holds this entry, body
+ * included, on disk (it can serve it). RECORDED: the sender's disk recorded
+ * this header (prepare slot or redundant header ring), so it may have
+ * acknowledged it: never a nack, even when the body is gone. A header the
+ * sender holds with neither flag (in memory only) is one it never
+ * acknowledged. */
+#define PC_VSR_DVC_HAVE 1u
+#define PC_VSR_DVC_RECORDED 2u
 
 typedef struct pc_vsr_config {
     uint8_t replica;      /* this replica's index, 0..2 */
@@ -193,6 +211,24 @@ int pc_vsr_init(pc_vsr_t *r, const pc_vsr_config_t *config);
  * journal_slots] (an entry at checkpoint_op with the checkpoint's checksum
  * is kept as the anchor header). */
 void pc_vsr_load(pc_vsr_t *r, const pc_vsr_header_t *header, const void *body);
+/* Recovery with a redundant header ring (a second, header-only copy of each
+ * journal slot, written with the prepare), before pc_vsr_start. The shell
+ * reads both copies of each slot and tells VSR what the disk proves:
+ *   - both intact and equal, or the prepare intact and the header copy
+ *     damaged, older or never written: pc_vsr_load (the entry);
+ *   - the header copy intact and the prepare damaged, older or never
+ *     written: pc_vsr_load_header (the replica knows which header it held
+ *     durably, so it may have acknowledged it, but must repair the body);
+ *   - both damaged, or both intact for the same op with different
+ *     checksums (which one is newer cannot be told): pc_vsr_load_faulty
+ *     (slot index): the replica may have acknowledged anything at the op
+ *     this slot stands for, so it nacks nothing there in a view change.
+ * A slot never written needs no call: it proves the op was never written
+ * here. The fault model the replica relies on: a disk fault damages at most
+ * one of the two copies of a slot's latest write (the other stays intact),
+ * so a slot never silently shows an older entry than one it acknowledged. */
+void pc_vsr_load_header(pc_vsr_t *r, const pc_vsr_header_t *header);
+void pc_vsr_load_faulty(pc_vsr_t *r, uint32_t slot);
 
 /* What the shell read from its superblock and checkpoint at startup. */
 typedef struct pc_vsr_start_info {

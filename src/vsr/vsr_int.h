@@ -44,6 +44,14 @@ typedef struct vsr_slot {
     bool body_ok;  /* body in memory matches header.body_checksum */
     bool durable;  /* this exact entry is on disk */
     bool writing;  /* a journal write of this entry is in flight */
+    /* The disk recorded this header (a write of it completed, or recovery
+     * found it): the replica may have acknowledged it, so it never nacks
+     * it. Cleared only when the slot takes another entry of the current
+     * log (which proves the old one uncommitted). */
+    bool recorded;
+    /* Recovery found the slot damaged beyond telling what it held: the
+     * replica may have acknowledged any entry of this op (0: none). */
+    uint64_t faulty_op;
     uint8_t acks;  /* primary: replicas with a durable copy (bit per replica) */
     uint32_t canonical_view; /* view + 1 if it came from that view's primary */
 } vsr_slot_t;
@@ -63,7 +71,10 @@ typedef struct vsr_dvc {
     pc_u128 head_checksum; /* headers[0].checksum, or the checkpoint's if none */
     uint8_t headers_count;
     pc_vsr_header_t headers[PC_VSR_VIEW_HEADERS_MAX];
-    uint8_t durable[PC_VSR_VIEW_HEADERS_MAX];
+    uint8_t durable[PC_VSR_VIEW_HEADERS_MAX]; /* PC_VSR_DVC_* */
+    uint8_t faulty_count;
+    bool faulty_more;
+    uint64_t faulty[PC_VSR_VIEW_HEADERS_MAX]; /* highest first */
 } vsr_dvc_t;
 
 struct pc_vsr {

@@ -18,16 +18,17 @@
 #define SEEDS_PER_TEST 100u
 #endif
 
-static void sweep(uint64_t first) {
+static void sweep_profile(uint64_t first, uint64_t seeds, uint8_t faulty_disks, bool stress) {
     int failed = 0;
     uint64_t syncs = 0, checkpoints = 0, bitflips = 0, misdirects = 0, uncommitted = 0;
-    for (uint64_t seed = first; seed < first + SEEDS_PER_TEST; seed++) {
-        pc_sim_options_t o = {.seed = seed};
+    for (uint64_t seed = first; seed < first + seeds; seed++) {
+        pc_sim_options_t o = {.seed = seed, .faulty_disks = faulty_disks, .stress = stress};
         pc_sim_result_t r;
         ASSERT_EQ(pc_sim_run(&o, &r), PC_OK);
         if (!r.ok) {
-            fprintf(stderr, "seed %llu: %s (replay: paycell sim --seed %llu)\n",
-                    (unsigned long long)seed, r.failure, (unsigned long long)seed);
+            fprintf(stderr, "seed %llu: %s (replay: paycell sim%s%s --seed %llu)\n",
+                    (unsigned long long)seed, r.failure, stress ? " --stress" : "",
+                    faulty_disks == 2 ? " --faulty-disks 2" : "", (unsigned long long)seed);
             failed++;
         }
         syncs += r.syncs;
@@ -38,7 +39,7 @@ static void sweep(uint64_t first) {
     }
     printf("seeds %llu..%llu: %llu checkpoints, %llu state syncs, %llu bit flips, %llu "
            "misdirected writes (%llu on uncommitted entries)\n",
-           (unsigned long long)first, (unsigned long long)(first + SEEDS_PER_TEST - 1),
+           (unsigned long long)first, (unsigned long long)(first + seeds - 1),
            (unsigned long long)checkpoints, (unsigned long long)syncs,
            (unsigned long long)bitflips, (unsigned long long)misdirects,
            (unsigned long long)uncommitted);
@@ -47,6 +48,15 @@ static void sweep(uint64_t first) {
     ASSERT_TRUE(syncs > 0);
     ASSERT_TRUE(bitflips + misdirects > 0);
 }
+
+static void sweep(uint64_t first) { sweep_profile(first, SEEDS_PER_TEST, 0, false); }
+
+/* The disk-fault profiles that used to fail liveness: faults on two
+ * replicas' disks per seed (both vote after a restart, from their header
+ * rings), and the stress profile, whose misdirected writes may lose an op
+ * everywhere below one that survived (the view change truncates it). */
+static void test_sim_two_faulty_disks(void) { sweep_profile(10001, SEEDS_PER_TEST / 4, 2, false); }
+static void test_sim_stress_disks(void) { sweep_profile(20001, SEEDS_PER_TEST / 4, 0, true); }
 
 static void test_sim_seeds_1(void) { sweep(1); }
 static void test_sim_seeds_2(void) { sweep(1 + 1 * SEEDS_PER_TEST); }
@@ -125,5 +135,7 @@ static void test_sim_catches_planted_bug(void) {
     X(test_sim_seeds_2)                                                              \
     X(test_sim_seeds_3)                                                              \
     X(test_sim_seeds_4)                                                              \
-    X(test_sim_seeds_5)
+    X(test_sim_seeds_5)                                                              \
+    X(test_sim_two_faulty_disks)                                                     \
+    X(test_sim_stress_disks)
 PC_TEST_MAIN(TESTS)

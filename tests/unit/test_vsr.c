@@ -652,6 +652,97 @@ static void test_new_primary_caught_up_only_with_acknowledged_ops(void) {
     cluster_free(c);
 }
 
+/* An op lost everywhere below one that survived (DESIGN.md, "Nacks and the
+ * header ring"). The primary prepares ops 3 and 4; neither prepare reaches
+ * a backup. Its write of op 3 is misdirected, its write of op 4 lands, both
+ * are reported durable, and it restarts holding op 4 whole and, of op 3,
+ * either the header-ring copy (header_survives) or nothing readable (a
+ * faulty slot). Op 3's body exists nowhere. With replica 2 away, the view
+ * change hears replicas 0 and 1: the chosen log is replica 0's (head 4);
+ * replica 1 nacks ops 3 and 4, but replica 0 may have acknowledged both
+ * (one nack: not a quorum) and nobody holds op 3's body, so no view may
+ * start. Once replica 2's do_view_change also nacks op 3, a quorum nacks
+ * it: never committed, so the new primary truncates the log at op 3.
+ * The old rule (cut from the top only ops no sender holds durably, and no
+ * lower than the lowest header the chain establishes) stopped at op 4 in
+ * the faulty-slot case: op 3's header is unknown to everyone, so every
+ * view started with head 4 and a hole below it, and stalled, forever. */
+static void lost_op_below_a_survivor(bool header_survives) {
+    cluster_t *c = cluster_new();
+    for (uint64_t n = 1; n <= 2; n++) {
+        ASSERT_EQ(request(c, 0, n), PC_OK);
+        settle(c);
+    }
+    tick(c, 10);
+    ASSERT_EQ(c->commits[1], 2);
+    ASSERT_EQ(c->commits[2], 2);
+    ASSERT_EQ(request(c, 0, 3), PC_OK);
+    ASSERT_EQ(request(c, 0, 4), PC_OK);
+    queue_clear(c); /* no backup hears of ops 3 and 4 */
+    disk(c, 0);     /* both reported durable on the primary */
+    ASSERT_EQ(info(c, 0).op, 4);
+    ASSERT_EQ(info(c, 0).commit_max, 2);
+    pc_vsr_header_t h[5];
+    for (uint64_t op = 1; op <= 4; op++) ASSERT_TRUE(pc_vsr_header_at(c->r[0], op, &h[op]));
+    /* Restart replica 0 from its disk: op 3's prepare never landed. */
+    replica_init(c, 0, 64, 640);
+    for (uint64_t op = 1; op <= 4; op++) {
+        uint8_t body[128] = {(uint8_t)op};
+        if (op != 3) pc_vsr_load(c->r[0], &h[op], body);
+        else if (header_survives) pc_vsr_load_header(c->r[0], &h[op]);
+        else pc_vsr_load_faulty(c->r[0], 3);
+    }
+    pc_vsr_header_t root;
+    pc_vsr_root(7, &root);
+    pc_vsr_start_info_t si = {.head = root, .checkpoint_checksum = root.checksum};
+    pc_vsr_start(c->r[0], &si, &c->out);
+    c->commits[0] = 0;
+    c->applied_checksum[0] = root.checksum;
+    flush(c, 0);
+    ASSERT_EQ(info(c, 0).op, 4);
+    c->down[2] = true;
+    for (uint32_t t = 0; t < 400; t++) {
+        tick(c, 1);
+        /* Two voters cannot decide op 3: no view starts on a log with op 3
+         * in it (nobody could ever complete it). */
+        for (uint8_t i = 0; i < 2; i++) {
+            pc_vsr_info_t x = info(c, i);
+            ASSERT_TRUE(x.status != PC_VSR_NORMAL || x.view == 0);
+        }
+    }
+    c->down[2] = false;
+    tick(c, 400);
+    pc_vsr_info_t a = info(c, 0), b = info(c, 1), d = info(c, 2);
+    ASSERT_EQ(a.status, PC_VSR_NORMAL);
+    ASSERT_EQ(b.status, PC_VSR_NORMAL);
+    ASSERT_EQ(d.status, PC_VSR_NORMAL);
+    ASSERT_EQ(a.view, b.view);
+    ASSERT_EQ(b.view, d.view);
+    ASSERT_EQ(a.op, 2); /* truncated at op 3 */
+    uint8_t p = (uint8_t)(a.view % 3);
+    ASSERT_EQ(request(c, p, 5), PC_OK);
+    settle(c);
+    tick(c, 10);
+    for (uint8_t i = 0; i < 3; i++) {
+        ASSERT_EQ(c->commits[i], 3);
+        pc_vsr_header_t x;
+        ASSERT_TRUE(pc_vsr_header_at(c->r[i], 3, &x));
+        ASSERT_EQ(x.request, 5); /* the new op 3, not the lost one */
+    }
+    cluster_free(c);
+}
+
+static void test_view_change_truncates_at_an_op_a_quorum_nacks(void) {
+    lost_op_below_a_survivor(false);
+}
+
+/* The same with op 3's header surviving in the header ring: replica 0 knows
+ * it held op 3 durably (it counted itself for it), so it does not nack it,
+ * although the body is gone; the other two do. */
+static void test_recorded_header_without_body_is_not_a_nack(void) {
+    lost_op_below_a_survivor(true);
+}
+
 static void test_planted_bug_commits_without_quorum(void) {
     cluster_t *c = cluster_new();
     pc__vsr_bug_commit_without_quorum = true;
@@ -677,5 +768,7 @@ static void test_planted_bug_commits_without_quorum(void) {
     X(test_large_body_replicates)                                                    \
     X(test_repair_is_pipelined)                                                      \
     X(test_new_primary_caught_up_only_with_acknowledged_ops)                         \
+    X(test_view_change_truncates_at_an_op_a_quorum_nacks)                            \
+    X(test_recorded_header_without_body_is_not_a_nack)                               \
     X(test_planted_bug_commits_without_quorum)
 PC_TEST_MAIN(TESTS)
