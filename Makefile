@@ -15,7 +15,7 @@ CC      ?= gcc
 BUILD   := build
 WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wstrict-prototypes
 CFLAGS  := -std=c11 -O2 -g -fPIC -D_GNU_SOURCE -Iinclude -I$(BUILD)/gen $(WARN) $(EXTRA_CFLAGS)
-LDLIBS  := -lxxhash -lm -lcrypto
+LDLIBS  := -lxxhash -lm -lssl -lcrypto
 SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -DPC_DEBUG
 
 BASE_SRC    := $(wildcard src/base/*.c)

@@ -56,7 +56,8 @@ typedef unsigned __int128 pc_u128;
     X(PC_ENOT_PRIMARY, -25, "not the primary replica: retry at the primary")         \
     X(PC_ETHROTTLED, -26, "throttled: over a flow-control limit, retry after the hint") \
     X(PC_EAUTH, -27, "authentication failed: no key, or an unknown or revoked key")   \
-    X(PC_EFORBIDDEN, -28, "forbidden: the key's role does not allow this")
+    X(PC_EFORBIDDEN, -28, "forbidden: the key's role does not allow this")            \
+    X(PC_ETLS, -29, "TLS failed: a certificate not trusted, or refused by the peer")
 
 typedef enum pc_err {
 #define PC__ERR_ENUM(name, value, text) name = (value),
@@ -499,7 +500,15 @@ const char *pc_transfer_flag_name(uint16_t single_bit);
     X(get_cluster, 13)                                                               \
     X(get_totals, 14)                                                                \
     X(shadow_purge, 15)                                                              \
-    X(list_accounts, 16)
+    X(list_accounts, 16)                                                             \
+    X(authenticate, 17)
+
+/* authenticate carries an API key as its one event: PC_KEY_TEXT_LEN bytes,
+ * "pck_" and 64 hex digits, no NUL. It is sent once per connection, first,
+ * before register (session 0, request 0), and is neither logged nor
+ * replicated: it says who is on this connection (docs/PROTOCOL.md,
+ * docs/SECURITY.md). */
+#define PC_KEY_TEXT_LEN 68u
 
 typedef enum pc_operation {
     PC_OP_none = 0,
@@ -537,6 +546,13 @@ const char *pc_operation_name(pc_operation_t op);
  * op). Nothing of the request was applied. The client waits for the hint
  * (at most 1 s) and resends on the same connection, each time using one
  * retry; when the retries run out the request completes with PC_ETHROTTLED.
+ *
+ * A gateway started with API keys answers PC_EAUTH to every request on a
+ * connection that did not authenticate with a known, unrevoked key, and
+ * PC_EFORBIDDEN to an operation the key's role does not allow; after too
+ * many failed authentications from one source it answers an authenticate
+ * PC_ETHROTTLED for a while. All three are final: the request completes
+ * with them at once, without retries (retrying cannot change the answer).
  * ---------------------------------------------------------------------- */
 typedef struct pc_client pc_client_t;
 
@@ -551,6 +567,24 @@ typedef struct pc_client_options {
     uint32_t retries_max;        /* attempts after the first; default 8;
                                     PC_CLIENT_RETRIES_NONE for none */
     uint32_t queue_requests_max; /* submitted but not yet sent; default 64 */
+    /* API key (PC_KEY_TEXT_LEN characters, "pck_..."), sent in an
+     * authenticate request first on every connection the client makes.
+     * NULL: the environment variable PAYCELL_KEY if set (as libpq reads
+     * PGPASSWORD), else none. "": none, whatever the environment says. */
+    const char *key;
+    /* TLS (docs/SECURITY.md). tls_ca: a PEM file of the CA the server's
+     * certificate must be signed by; the certificate must also name the
+     * address's host (an IP address or a DNS name). Set, the client speaks
+     * TLS 1.2 or later on every connection; NULL: the environment variable
+     * PAYCELL_TLS_CA if set, else plaintext; "": plaintext, whatever the
+     * environment says (a gateway's own sessions with units). tls_cert and
+     * tls_key: the client's certificate and private key (PEM) for a server
+     * that asks for one (mutual TLS); NULL: PAYCELL_TLS_CERT and
+     * PAYCELL_TLS_KEY; "": none. The key file must not be readable by its
+     * group or others. The files are read once, at open. */
+    const char *tls_ca;
+    const char *tls_cert;
+    const char *tls_key;
 } pc_client_options_t;
 
 /* Called once per submitted request. status is PC_OK or a negative pc_err:
@@ -569,11 +603,18 @@ typedef void (*pc_client_callback_t)(void *user, int status, pc_operation_t oper
  * answers, then finds the primary as described above), and registers a
  * session. Blocks until the session is registered, within the same bounds as
  * a request. options may be NULL.
- * Errors: PC_EADDRESS, PC_EINVAL (options out of range), PC_ECONNREFUSED (no
+ * Errors: PC_EADDRESS, PC_EINVAL (options out of range, or a key, given or
+ * from PAYCELL_KEY, that is not PC_KEY_TEXT_LEN characters), PC_ECONNREFUSED (no
  * address answered), PC_ETIMEDOUT, PC_ENOTREADY / PC_EBUSY (the cluster kept
  * saying so until the retries ran out), PC_ENOT_PRIMARY (one address, and it
  * is a backup; or, with several, they kept redirecting), PC_ESESSION_EVICTED,
- * PC_ENOMEM, PC_EIO. */
+ * PC_EAUTH (a gateway refused the key, or asked for one and none was
+ * given), PC_ETHROTTLED (a gateway refuses this source's authentications
+ * for now), PC_ETLS (TLS on: the server's certificate is not signed by
+ * tls_ca or does not name the host, or the server refused the client's
+ * certificate or its absence; final, no retries), PC_EINVAL also for TLS
+ * files that cannot be loaded (missing, malformed, a key that does not
+ * match its certificate or that others may read), PC_ENOMEM, PC_EIO. */
 int pc_client_open(const char *addresses, const pc_client_options_t *options,
                    pc_client_t **out);
 void pc_client_close(pc_client_t *client);

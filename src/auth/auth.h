@@ -19,7 +19,7 @@
 
 #include "../base/base.h"
 
-#define PC_KEY_TEXT_LEN 68u /* "pck_" + 64 hex digits */
+/* PC_KEY_TEXT_LEN (68: "pck_" + 64 hex digits) is in paycell.h: keys travel. */
 #define PC_KEY_NAME_MAX 32u
 #define PC_KEYS_MAX 1024u
 
@@ -84,6 +84,43 @@ int pc_keys_check(const pc_keys_t *keys, const char *key, size_t len,
 /* Whether a secrets file (keys, private keys) is private to its owner:
  * PC_OK, PC_ENOTFOUND, or PC_EINVAL with the reason in err. */
 int pc_secret_file_check(const char *path, char *err, size_t err_cap);
+
+/* ---- failed authentications, per source (failures.c) ----
+ *
+ * A key is 256 random bits, so guessing one is hopeless; what a flood of
+ * wrong keys costs is the gateway's time (a SHA-256 and a scan per try) and
+ * log noise, and it hides a misconfigured client. So failures are counted
+ * per source address, in a table of at most PC_AUTH_SOURCES_MAX entries (a
+ * new source takes the place of the one that failed least recently), and a
+ * source with failures_max failures within window_ms is refused at once,
+ * without its key being looked at, until window_ms after its last counted
+ * failure. Pure: time arrives as now_ns, nothing here reads a clock. */
+#define PC_AUTH_SOURCES_MAX 1024u
+#define PC_AUTH_FAILURES_MAX_DEFAULT 10u
+#define PC_AUTH_WINDOW_MS_DEFAULT 60000u
+
+typedef struct pc_auth_source {
+    uint32_t address;          /* IPv4, host byte order */
+    uint32_t failures;         /* within the window that started at window_ns */
+    uint64_t window_ns;
+    uint64_t blocked_until_ns; /* refused until then (0: never blocked) */
+    uint64_t last_ns;          /* the last failure: the least recent is evicted */
+} pc_auth_source_t;
+
+typedef struct pc_auth_failures {
+    uint32_t failures_max;
+    uint64_t window_ns;
+    uint32_t count; /* sources[0 .. count) are in use */
+    pc_auth_source_t sources[PC_AUTH_SOURCES_MAX];
+} pc_auth_failures_t;
+
+/* Errors: PC_EINVAL if failures_max or window_ms is 0. */
+int pc_auth_failures_init(pc_auth_failures_t *t, uint32_t failures_max, uint32_t window_ms);
+/* Whether the source is refused now (it failed too often lately). */
+bool pc_auth_failures_blocked(const pc_auth_failures_t *t, uint32_t address, uint64_t now_ns);
+/* Counts one failed authentication from the source; returns whether the
+ * source is refused from now on. */
+bool pc_auth_failures_record(pc_auth_failures_t *t, uint32_t address, uint64_t now_ns);
 
 /* `paycell certs init DIR` (certs.c): a local CA (ca.crt, ca.key) and a key
  * and certificate signed by it for each of server, client and cluster, in

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../auth/auth.h"
 #include "../net/net.h"
 #include "cli.h"
 
@@ -196,4 +197,58 @@ void cli_print_result(FILE *out, const char *kind, pc_u128 id, const char *resul
     char buf[48], line[256];
     if (json) print_json(out, pc_json_encode_result(id, result, line, sizeof line), line);
     else fprintf(out, "%s %s: %s\n", kind, pc_u128_format(id, buf), result);
+}
+
+/* Reads an API key from a private file (its first line, surrounding
+ * whitespace dropped) into key (PC_KEY_TEXT_LEN + 1 bytes). Prints why not. */
+static bool key_file_read(const char *path, char *key) {
+    char err[512] = "";
+    if (pc_secret_file_check(path, err, sizeof err) != PC_OK)
+        return fprintf(stderr, "paycell: --key-file: %s\n", err), false;
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return fprintf(stderr, "paycell: --key-file: cannot read %s\n", path), false;
+    char line[256] = "";
+    bool read = fgets(line, sizeof line, f) != NULL;
+    fclose(f);
+    char *start = line, *end = line + strlen(line);
+    while (*start == ' ' || *start == '\t') start++;
+    while (end > start && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' ')) end--;
+    size_t len = (size_t)(end - start);
+    bool ok = read && len == PC_KEY_TEXT_LEN && strncmp(start, "pck_", 4) == 0;
+    if (ok) {
+        memcpy(key, start, len);
+        key[len] = '\0';
+    } else {
+        fprintf(stderr, "paycell: --key-file: %s does not hold a key (pck_ and 64 hex digits "
+                        "on its first line)\n", path);
+    }
+    explicit_bzero(line, sizeof line);
+    return ok;
+}
+
+bool cli_key_file_apply(int *argc, char **argv) {
+    PC_ASSERT(argc != NULL && *argc >= 0);
+    const char *path = NULL;
+    int out = 0;
+    for (int i = 0; i < *argc; i++) {
+        if (strcmp(argv[i], "--key-file") == 0) {
+            if (i + 1 >= *argc) return cli_usage_error("option --key-file needs a value"), false;
+            path = argv[++i];
+        } else if (strncmp(argv[i], "--key-file=", 11) == 0) {
+            path = argv[i] + 11;
+        } else {
+            argv[out++] = argv[i];
+        }
+    }
+    PC_ASSERT(out <= *argc);
+    *argc = out;
+    argv[out] = NULL;
+    if (path == NULL) return true;
+    char key[PC_KEY_TEXT_LEN + 1];
+    if (!key_file_read(path, key)) return false;
+    /* Through the environment, so every command (and the processes it
+     * starts) reaches libpaycell's PAYCELL_KEY without a flag of its own. */
+    bool ok = setenv("PAYCELL_KEY", key, 1) == 0;
+    explicit_bzero(key, sizeof key);
+    return ok;
 }

@@ -46,6 +46,12 @@ bool cli_parse_flags(const char *text, const char *(*name_of)(uint16_t), uint16_
 
 void cli_usage_error(const char *fmt, ...);
 
+/* `--key-file F`, taken by every command: removes it from argv (argc
+ * updated, argv[argc] NULL) and puts the API key F holds into PAYCELL_KEY,
+ * where libpaycell finds it. F must be private to its owner (mode 600).
+ * Prints the error and returns false on a bad file. */
+bool cli_key_file_apply(int *argc, char **argv);
+
 /* Output. */
 void cli_print_account(FILE *out, const pc_account_t *a, bool json);
 void cli_print_transfer(FILE *out, const pc_transfer_t *t, bool json);

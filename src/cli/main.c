@@ -40,17 +40,23 @@ static void usage(FILE *out) {
           "                 across units, real or shadow namespace)\n"
           "  paycell shadow seed --from-real N --gzone ADDRS   (shadow copies of N real\n"
           "                 accounts, balances kept, for stress tests)\n"
-          "  paycell shadow purge --gzone ADDRS   (removes every shadow record)\n"
+          "  paycell shadow purge --gzone ADDRS | --gateway A   (removes every shadow\n"
+          "                 record; through a gateway with keys: an operator key)\n"
           "  paycell keys create|revoke|list --file F [--name NAME] [--role client|operator|\n"
           "                 observer]   (API keys: a new key is printed once, its hash kept)\n"
           "  paycell certs init DIR [--days N]   (a local CA and server, client and cluster\n"
           "                 certificates for tests and the demo)\n"
           "  paycell start --data DIR [--units N] [--replicas 1|3] [--port P] [--xts-timeout S]\n"
-          "                 [--rate-limit N] [--hot-key-rate N]\n"
-          "                 (a local cluster: GZone, N units, a gateway; paycell stop --data DIR)\n"
+          "                 [--rate-limit N] [--hot-key-rate N] [--auth] [--tls]\n"
+          "                 (a local cluster: GZone, N units, a gateway; paycell stop --data DIR;\n"
+          "                 --auth: API keys made in DIR/keys and required at the gateway;\n"
+          "                 --tls: certificates made in DIR/certs, mutual TLS at the gateway)\n"
           "  paycell gateway --gzone ADDRS [--listen-binary A] [--listen-http A] [--xts-timeout S]\n"
           "                 [--rate-limit N] [--lookup-rate-limit N] [--warmup-ms N] [--queue-ms N]\n"
           "                 [--hot-key-rate N] [--refresh-ms N]   (flow control: docs/OPERATING.md)\n"
+          "                 [--keys FILE]   (API keys required: docs/SECURITY.md)\n"
+          "                 [--tls-cert F --tls-key F [--tls-client-ca F]]   (TLS only; with a\n"
+          "                 client CA, client certificates signed by it required)\n"
           "  paycell bench [--addresses A] [--accounts N] [--transfers N] [--batch N]\n"
           "                 [--clients N] [--hot-accounts N --hot-share P] [--seed N] [--json]\n"
           "                 [--replicas 1|3] [--kill-primary-at SECONDS]\n"
@@ -60,10 +66,15 @@ static void usage(FILE *out) {
           "                 docs/OPERATING.md)\n"
           "  paycell demo [--duration S] [--units N] [--port P] [--json]\n"
           "  paycell sim [--seed S | --seeds N] [--ticks N] [--verbose] [--bug NAME]\n"
+          "              [--stress] [--faulty-disks 2]\n"
           "  paycell sim --xts [--seed S | --seeds N] [--verbose] [--bug xts-commit-without-payee]\n"
           "\n"
           "Every command takes --json (one JSON object per line). Exit status: 0 created or\n"
-          "exists, 1 any other result code, 2 usage, connection or server error.\n",
+          "exists, 1 any other result code, 2 usage, connection or server error.\n"
+          "A gateway started with --keys wants an API key: commands send the one in\n"
+          "PAYCELL_KEY, or in the private file given by --key-file F (any command).\n"
+          "A gateway started with --tls-cert speaks TLS: commands trust the CA in\n"
+          "PAYCELL_TLS_CA and present PAYCELL_TLS_CERT / PAYCELL_TLS_KEY when asked.\n",
           out);
 }
 
@@ -75,6 +86,7 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     int rest_argc = argc - 2;
     char **rest = argv + 2;
+    if (!cli_key_file_apply(&rest_argc, rest)) return CLI_EXIT_ERROR;
     if (strcmp(cmd, "format") == 0) return cli_format(rest_argc, rest);
     if (strcmp(cmd, "replica") == 0) return cli_replica(rest_argc, rest);
     if (strcmp(cmd, "inspect") == 0) return cli_inspect(rest_argc, rest);

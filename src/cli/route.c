@@ -6,7 +6,7 @@
  *   paycell route set BUCKETS UNIT --gzone ADDRS [--json]
  *   paycell audit balances --gzone ADDRS [--shadow] [--json]
  *   paycell shadow seed --from-real N --gzone ADDRS [--json]
- *   paycell shadow purge --gzone ADDRS [--json]
+ *   paycell shadow purge --gzone ADDRS | --gateway A [--json]
  *
  * The GZone is a unit like any other that holds one pc_cluster_t (epoch,
  * owner of each bucket, every unit's replica addresses); the units enforce
@@ -239,7 +239,10 @@ static bool ctx_parse(const char *command, int argc, char **argv, const char *co
     static const char *const bools[] = {"json", "shadow", NULL};
     if (!cli_parse(argc, argv, values, bools, args)) return false;
     memset(ctx, 0, sizeof *ctx);
-    ctx->options = (pc_client_options_t){.request_timeout_ms = 3000, .retries_max = 3};
+    /* tls_ca "": these commands talk to the GZone and the units, which listen
+     * in plaintext, whatever PAYCELL_TLS_CA says for the gateway. */
+    ctx->options = (pc_client_options_t){.request_timeout_ms = 3000, .retries_max = 3,
+                                         .tls_ca = ""};
     ctx->json = cli_has(args, "json");
     ctx->shadow = cli_has(args, "shadow");
     ctx->gzone = cli_get(args, "gzone");
@@ -1138,10 +1141,44 @@ static int shadow_seed(int argc, char **argv) {
     return st.refused == 0 ? CLI_EXIT_OK : CLI_EXIT_RESULT;
 }
 
+/* `shadow purge --gateway A`: one shadow_purge to a gateway, which sends it
+ * to every unit; with API keys on there, it takes an operator's key. */
+static int shadow_purge_gateway(const cli_args_t *args) {
+    const char *gateway = cli_get(args, "gateway");
+    pc_client_options_t options = {.request_timeout_ms = 10000, .retries_max = 3};
+    if (!cli_get_u64(args, "cluster", false, UINT64_MAX, &options.cluster)) return CLI_EXIT_ERROR;
+    pc_client_t *c = NULL;
+    int rc = pc_client_open(gateway, &options, &c);
+    if (rc != PC_OK) {
+        fprintf(stderr, "paycell: cannot reach the gateway at %s: %s (%s)\n", gateway,
+                pc_strerror(rc), pc_err_name(rc));
+        return CLI_EXIT_ERROR;
+    }
+    pc_u128 zero = 0;
+    pc_create_result_t result[1] = {{0, 0}};
+    uint32_t size = 0;
+    rc = pc_client_call_flags(c, PC_OP_shadow_purge, PC_REQUEST_SHADOW, &zero, 1, result,
+                              sizeof result, &size);
+    pc_client_close(c);
+    if (rc != PC_OK) {
+        fprintf(stderr, "paycell: shadow_purge at the gateway %s failed: %s (%s)\n", gateway,
+                pc_strerror(rc), pc_err_name(rc));
+        return CLI_EXIT_ERROR;
+    }
+    const char *name = size == 0 ? "created" : pc_transfer_result_name(result[0].result);
+    if (cli_has(args, "json")) printf("{\"gateway\":\"%s\",\"result\":\"%s\"}\n", gateway,
+                                      name ? name : "?");
+    else printf("%s\n", size == 0 ? "shadow namespace purged on every unit" : name ? name : "?");
+    return size == 0 ? CLI_EXIT_OK : CLI_EXIT_RESULT;
+}
+
 static int shadow_purge(int argc, char **argv) {
-    static const char *const values[] = {"gzone", "cluster", NULL};
+    static const char *const values[] = {"gzone", "gateway", "cluster", NULL};
     cli_args_t args;
     route_ctx_t ctx;
+    static const char *const bools[] = {"json", "shadow", NULL};
+    if (!cli_parse(argc, argv, values, bools, &args)) return CLI_EXIT_ERROR;
+    if (cli_get(&args, "gateway") != NULL) return shadow_purge_gateway(&args);
     if (!ctx_parse("shadow purge", argc, argv, values, &args, &ctx)) return CLI_EXIT_ERROR;
     pc_cluster_t map;
     if (map_fetch(&ctx, &map) != PC_OK) return CLI_EXIT_ERROR;
@@ -1173,6 +1210,6 @@ int cli_shadow(int argc, char **argv) {
     if (argc >= 1 && strcmp(argv[0], "seed") == 0) return shadow_seed(argc - 1, argv + 1);
     if (argc >= 1 && strcmp(argv[0], "purge") == 0) return shadow_purge(argc - 1, argv + 1);
     cli_usage_error("usage: paycell shadow seed --from-real N --gzone ADDRS [--json]\n"
-                    "       paycell shadow purge --gzone ADDRS [--json]");
+                    "       paycell shadow purge --gzone ADDRS | --gateway A [--json]");
     return CLI_EXIT_ERROR;
 }

@@ -3,12 +3,14 @@
  *
  *   paycell start --data DIR [--units N] [--replicas 1|3] [--port P]
  *                 [--accounts-max N] [--transfers-max N] [--xts-timeout S]
- *                 [--journal-slots N] [--rate-limit N] [--hot-key-rate N] [--json]
+ *                 [--journal-slots N] [--rate-limit N] [--hot-key-rate N] [--auth] [--tls]
+ *                 [--json]
  *   paycell stop --data DIR
  *   paycell gateway --gzone ADDRS [--listen-binary A] [--listen-http A]
  *                 [--cluster N] [--xts-timeout S] [--refresh-ms N] [--quiet] [--json]
  *                 [--rate-limit N] [--lookup-rate-limit N] [--warmup-ms N]
- *                 [--queue-ms N] [--hot-key-rate N]
+ *                 [--queue-ms N] [--hot-key-rate N] [--keys FILE]
+ *                 [--tls-cert F --tls-key F [--tls-client-ca F]]
  *
  * start formats (first time only) and launches, on loopback: a GZone and N
  * units of --replicas replicas each, then writes the cluster map to the
@@ -18,6 +20,25 @@
  * daemon whose pid is in DIR/pids and whose log is DIR/logs/NAME.log; stop
  * sends them SIGTERM (SIGKILL after 10 s). DIR/cluster.env holds the
  * addresses as shell variables for scripts.
+ *
+ * With --auth the gateway requires API keys (docs/SECURITY.md): start makes
+ * three, named start-operator, start-client and start-observer, in DIR/keys
+ * (0600; keys of other names there are kept, these three are made afresh
+ * on every start), starts the gateway with --keys DIR/keys, and writes the
+ * keys into cluster.env (then 0600): PAYCELL_KEY (the operator's, so every
+ * command run after sourcing it is let in), PAYCELL_CLIENT_KEY and
+ * PAYCELL_OBSERVER_KEY, exported. Off by default: the tests and the demo
+ * talk to the gateway with curl and no key.
+ *
+ * With --tls both gateway listeners speak TLS only, with mutual TLS: start
+ * makes a CA and certificates in DIR/certs (`paycell certs init`, first
+ * time only; later starts reuse them), starts the gateway with the server
+ * certificate and DIR/certs/ca.crt as the CA clients' certificates must be
+ * signed by, and writes PAYCELL_TLS_CA, PAYCELL_TLS_CERT and PAYCELL_TLS_KEY
+ * (the client certificate) into cluster.env, exported, so libpaycell, the
+ * CLI and bench speak TLS after sourcing it. The replicas stay plaintext
+ * (cluster-internal security is separate work): a command that talks to
+ * them directly passes no TLS whatever the environment says.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,8 +47,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "../auth/auth.h"
 #include "../gateway/gateway.h"
 #include "../net/net.h"
 #include "../storage/storage.h"
@@ -47,7 +70,15 @@ typedef struct start_plan {
     char gzone[PC_UNIT_ADDRESSES_MAX];
     char unit_addresses[PC_UNITS_MAX][PC_UNIT_ADDRESSES_MAX];
     char gateway[64], http[64];
+    bool auth;                              /* --auth: API keys at the gateway */
+    char keys_path[START_PATH_MAX + 16];    /* DIR/keys */
+    char keys[3][PC_KEY_TEXT_LEN + 1];      /* operator, client, observer */
+    bool tls;                               /* --tls: TLS (mutual) at the gateway */
+    char certs[START_PATH_MAX + 16];        /* DIR/certs */
 } start_plan_t;
+
+static const char *const start_key_names[3] = {"start-operator", "start-client", "start-observer"};
+static const pc_role_t start_key_roles[3] = {PC_ROLE_operator, PC_ROLE_client, PC_ROLE_observer};
 
 static void addresses_make(char *out, size_t cap, uint32_t port, uint32_t replicas) {
     size_t used = 0;
@@ -199,7 +230,17 @@ static int gateway_wait(const start_plan_t *p, pid_t pid) {
     for (int attempt = 0; attempt < 100; attempt++) {
         if (waitpid(pid, NULL, WNOHANG) == pid) return PC_ECONNREFUSED; /* it exited */
         pc_client_t *c = NULL;
-        pc_client_options_t o = {.request_timeout_ms = 500, .retries_max = PC_CLIENT_RETRIES_NONE};
+        pc_client_options_t o = {.request_timeout_ms = 500, .retries_max = PC_CLIENT_RETRIES_NONE,
+                                 .key = p->auth ? p->keys[0] : "", .tls_ca = ""};
+        char ca[START_PATH_MAX + 32], cert[START_PATH_MAX + 32], key[START_PATH_MAX + 32];
+        if (p->tls) {
+            snprintf(ca, sizeof ca, "%s/ca.crt", p->certs);
+            snprintf(cert, sizeof cert, "%s/client.crt", p->certs);
+            snprintf(key, sizeof key, "%s/client.key", p->certs);
+            o.tls_ca = ca;
+            o.tls_cert = cert;
+            o.tls_key = key;
+        }
         if (pc_client_open(p->gateway, &o, &c) == PC_OK) {
             pc_client_close(c);
             return PC_OK;
@@ -209,22 +250,84 @@ static int gateway_wait(const start_plan_t *p, pid_t pid) {
     return PC_ETIMEDOUT;
 }
 
+/* DIR/certs: a CA and certificates the first time, the same ones on every
+ * later start (clients configured with them keep working across restarts). */
+static int certs_make(start_plan_t *p) {
+    snprintf(p->certs, sizeof p->certs, "%s/certs", p->dir);
+    char probe[START_PATH_MAX + 32];
+    snprintf(probe, sizeof probe, "%s/ca.key", p->certs);
+    if (access(probe, F_OK) == 0) return PC_OK;
+    char err[512] = "";
+    int rc = pc_certs_init(p->certs, 365, err, sizeof err); /* as `paycell certs init` */
+    if (rc != PC_OK) fprintf(stderr, "paycell: start: %s\n", err);
+    return rc;
+}
+
+/* DIR/keys with fresh start-* keys (others in the file are kept). */
+static int keys_make(start_plan_t *p) {
+    snprintf(p->keys_path, sizeof p->keys_path, "%s/keys", p->dir);
+    pc_keys_t *keys = malloc(sizeof *keys);
+    if (keys == NULL) return PC_ENOMEM;
+    char err[512] = "";
+    int rc = pc_keys_load(p->keys_path, keys, err, sizeof err);
+    if (rc == PC_ENOTFOUND) {
+        memset(keys, 0, sizeof *keys);
+        rc = PC_OK;
+    }
+    if (rc != PC_OK) fprintf(stderr, "paycell: start: %s\n", err);
+    uint32_t kept = 0;
+    for (uint32_t i = 0; rc == PC_OK && i < keys->count; i++) {
+        bool ours = false;
+        for (uint32_t k = 0; k < 3; k++) ours |= strcmp(keys->entries[i].name, start_key_names[k]) == 0;
+        if (!ours) keys->entries[kept++] = keys->entries[i];
+    }
+    if (rc == PC_OK) keys->count = kept;
+    for (uint32_t k = 0; rc == PC_OK && k < 3; k++)
+        rc = pc_keys_add(keys, start_key_names[k], start_key_roles[k], (uint64_t)time(NULL),
+                         p->keys[k]);
+    if (rc == PC_OK) rc = pc_keys_save(p->keys_path, keys);
+    memset(keys, 0, sizeof *keys);
+    free(keys);
+    return rc;
+}
+
 static int env_write(const start_plan_t *p) {
     char path[START_PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/cluster.env", p->dir);
-    FILE *f = fopen(path, "w");
-    if (f == NULL) return PC_EIO;
+    /* With keys in it, the file is a secret: 0600 before a byte is written. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, p->auth ? 0600 : 0644);
+    if (fd < 0 || (p->auth && fchmod(fd, 0600) != 0)) {
+        if (fd >= 0) close(fd);
+        return PC_EIO;
+    }
+    FILE *f = fdopen(fd, "w");
+    if (f == NULL) {
+        close(fd);
+        return PC_EIO;
+    }
     fprintf(f, "PAYCELL_GATEWAY=%s\nPAYCELL_HTTP=%s\nPAYCELL_GZONE=%s\nPAYCELL_UNITS=%u\n",
             p->gateway, p->http, p->gzone, p->units);
     for (uint32_t u = 0; u < p->units; u++) fprintf(f, "PAYCELL_UNIT%u=%s\n", u, p->unit_addresses[u]);
-    fclose(f);
-    return PC_OK;
+    if (p->auth) {
+        fprintf(f, "PAYCELL_KEYS=%s\nexport PAYCELL_KEY=%s\nexport PAYCELL_CLIENT_KEY=%s\n"
+                   "export PAYCELL_OBSERVER_KEY=%s\n",
+                p->keys_path, p->keys[0], p->keys[1], p->keys[2]);
+    }
+    if (p->tls) {
+        fprintf(f, "PAYCELL_CERTS=%s\nexport PAYCELL_TLS_CA=%s/ca.crt\n"
+                   "export PAYCELL_TLS_CERT=%s/client.crt\nexport PAYCELL_TLS_KEY=%s/client.key\n",
+                p->certs, p->certs, p->certs, p->certs);
+    }
+    return fclose(f) == 0 ? PC_OK : PC_EIO;
 }
 
 static void start_print(const start_plan_t *p, bool json) {
     if (json) {
-        printf("{\"data\":\"%s\",\"gateway\":\"%s\",\"http\":\"%s\",\"gzone\":\"%s\",\"units\":[",
+        printf("{\"data\":\"%s\",\"gateway\":\"%s\",\"http\":\"%s\",\"gzone\":\"%s\",",
                p->dir, p->gateway, p->http, p->gzone);
+        if (p->auth) printf("\"keys\":\"%s\",", p->keys_path);
+        if (p->tls) printf("\"certs\":\"%s\",", p->certs);
+        printf("\"units\":[");
         for (uint32_t u = 0; u < p->units; u++) {
             printf("%s{\"unit\":%u,\"addresses\":\"%s\",\"buckets\":\"%u-%u\"}", u ? "," : "", u,
                    p->unit_addresses[u], u * PC_BUCKETS / p->units,
@@ -240,6 +343,12 @@ static void start_print(const start_plan_t *p, bool json) {
         printf("  unit %-3u %s   buckets %u-%u\n", u, p->unit_addresses[u],
                u * PC_BUCKETS / p->units, (u + 1) * PC_BUCKETS / p->units - 1);
     }
+    if (p->auth)
+        printf("  keys     %s (required at the gateway; the operator's, client's and "
+               "observer's are in cluster.env)\n", p->keys_path);
+    if (p->tls)
+        printf("  tls      %s (mutual TLS at the gateway; the CA and the client certificate "
+               "are in cluster.env)\n", p->certs);
     printf("  logs     %s/logs/   addresses for scripts: %s/cluster.env\n", p->dir, p->dir);
     printf("stop with: paycell stop --data %s\n", p->dir);
 }
@@ -277,10 +386,40 @@ static int start_all(start_plan_t *p) {
     char rate[24], hot[24];
     snprintf(rate, sizeof rate, "%llu", (unsigned long long)p->rate_limit);
     snprintf(hot, sizeof hot, "%llu", (unsigned long long)p->hot_key_rate);
-    char *argv[] = {(char *)"paycell", (char *)"gateway", (char *)"--gzone", p->gzone,
-                    (char *)"--listen-binary", p->gateway, (char *)"--listen-http", p->http,
-                    (char *)"--xts-timeout", timeout, (char *)"--rate-limit", rate,
-                    (char *)"--hot-key-rate", hot, NULL};
+    if (p->auth) {
+        rc = keys_make(p);
+        if (rc != PC_OK) return rc;
+    }
+    char server_cert[START_PATH_MAX + 32], server_key[START_PATH_MAX + 32];
+    char client_ca[START_PATH_MAX + 32];
+    if (p->tls) {
+        rc = certs_make(p);
+        if (rc != PC_OK) return rc;
+        snprintf(server_cert, sizeof server_cert, "%s/server.crt", p->certs);
+        snprintf(server_key, sizeof server_key, "%s/server.key", p->certs);
+        snprintf(client_ca, sizeof client_ca, "%s/ca.crt", p->certs);
+    }
+    char *argv[24];
+    int n = 0;
+    char *const fixed[] = {(char *)"paycell", (char *)"gateway", (char *)"--gzone", p->gzone,
+                           (char *)"--listen-binary", p->gateway, (char *)"--listen-http", p->http,
+                           (char *)"--xts-timeout", timeout, (char *)"--rate-limit", rate,
+                           (char *)"--hot-key-rate", hot};
+    for (size_t i = 0; i < PC_ARRAY_LEN(fixed); i++) argv[n++] = fixed[i];
+    if (p->auth) {
+        argv[n++] = (char *)"--keys";
+        argv[n++] = p->keys_path;
+    }
+    if (p->tls) {
+        argv[n++] = (char *)"--tls-cert";
+        argv[n++] = server_cert;
+        argv[n++] = (char *)"--tls-key";
+        argv[n++] = server_key;
+        argv[n++] = (char *)"--tls-client-ca";
+        argv[n++] = client_ca;
+    }
+    PC_ASSERT((size_t)n < PC_ARRAY_LEN(argv));
+    argv[n] = NULL;
     pid_t pid = 0;
     rc = cli_cluster_spawn(p->dir, "gateway", argv, &pid);
     if (rc == PC_OK) rc = gateway_wait(p, pid);
@@ -292,10 +431,11 @@ int cli_start(int argc, char **argv) {
     static const char *const values[] = {"data", "units", "replicas", "port", "accounts-max",
                                          "transfers-max", "xts-timeout", "journal-slots",
                                          "rate-limit", "hot-key-rate", NULL};
-    static const char *const bools[] = {"json", NULL};
+    static const char *const bools[] = {"json", "auth", "tls", NULL};
     cli_args_t args;
     if (!cli_parse(argc, argv, values, bools, &args)) return CLI_EXIT_ERROR;
-    start_plan_t p = {.dir = cli_get(&args, "data")};
+    start_plan_t p = {.dir = cli_get(&args, "data"), .auth = cli_has(&args, "auth"),
+                      .tls = cli_has(&args, "tls")};
     uint64_t units = 2, replicas = 3, port = 7300, accounts = 1u << 20, transfers = 4000000,
              timeout = 10, slots = PC_JOURNAL_SLOTS_DEFAULT;
     if (!p.dir) return cli_usage_error("start: --data DIR is required"), CLI_EXIT_ERROR;
@@ -331,6 +471,7 @@ int cli_start(int argc, char **argv) {
         return CLI_EXIT_ERROR;
     }
     start_print(&p, cli_has(&args, "json"));
+    explicit_bzero(p.keys, sizeof p.keys);
     return CLI_EXIT_OK;
 }
 
@@ -375,7 +516,8 @@ int cli_gateway(int argc, char **argv) {
     static const char *const values[] = {"gzone", "listen-binary", "listen-http", "cluster",
                                          "xts-timeout", "refresh-ms", "rate-limit",
                                          "lookup-rate-limit", "warmup-ms", "queue-ms",
-                                         "hot-key-rate", NULL};
+                                         "hot-key-rate", "keys", "tls-cert", "tls-key",
+                                         "tls-client-ca", NULL};
     static const char *const bools[] = {"json", "quiet", NULL};
     cli_args_t args;
     if (!cli_parse(argc, argv, values, bools, &args)) return CLI_EXIT_ERROR;
@@ -385,6 +527,10 @@ int cli_gateway(int argc, char **argv) {
         .listen_http = cli_get(&args, "listen-http"),
         .quiet = cli_has(&args, "quiet"),
         .json = cli_has(&args, "json"),
+        .keys = cli_get(&args, "keys"),
+        .tls_cert = cli_get(&args, "tls-cert"),
+        .tls_key = cli_get(&args, "tls-key"),
+        .tls_client_ca = cli_get(&args, "tls-client-ca"),
     };
     uint64_t cluster = 0, timeout = 10, refresh = 2000;
     if (!o.gzone) return cli_usage_error("gateway: --gzone ADDRS is required"), CLI_EXIT_ERROR;

@@ -65,7 +65,9 @@ static int unit_routing(int argc, char **argv) {
         return CLI_EXIT_ERROR;
     if (!cli_get(&args, "addresses"))
         return cli_usage_error("unit routing: --addresses is required"), CLI_EXIT_ERROR;
-    pc_client_options_t options = {.request_timeout_ms = 3000, .retries_max = 3};
+    /* tls_ca "": a unit's replicas listen in plaintext, whatever
+     * PAYCELL_TLS_CA says for the gateway. */
+    pc_client_options_t options = {.request_timeout_ms = 3000, .retries_max = 3, .tls_ca = ""};
     if (!cli_get_u64(&args, "cluster", false, UINT64_MAX, &options.cluster)) {
         return CLI_EXIT_ERROR;
     }

@@ -32,6 +32,25 @@
  * Callbacks run inside pc_client_poll (or a blocking helper). A callback may
  * call pc_client_submit, but must not call pc_client_poll, a blocking helper
  * or pc_client_close on the same client.
+ *
+ * With an API key (options->key, or PAYCELL_KEY) every new connection starts
+ * with an authenticate message, sealed once at open and pushed ahead of the
+ * first request on that connection: the two travel together, so a key costs
+ * no round trip. Its reply is consumed here; a refusal (PC_EAUTH, or
+ * PC_ETHROTTLED when the gateway refuses the source) ends the request in
+ * flight with that status and drops the connection, since everything sent
+ * behind it on that connection is refused too.
+ *
+ * With TLS (options->tls_ca, or PAYCELL_TLS_CA) a connection is secured
+ * before anything is sent on it: STATE_HANDSHAKE sits between the TCP
+ * connect and the send, inside the attempt's deadline, and waits for the
+ * poll events OpenSSL asks for (pc_tls_events), which pc_client_pollfd
+ * reports like any other, so an event loop driving many clients needs no
+ * change. A handshake that fails on a certificate (the server's not signed
+ * by our CA or not naming the host, or ours refused by the server, which
+ * TLS 1.3 reports only on the first read) ends the request with PC_ETLS at
+ * once: retrying cannot make a certificate trusted. A connection lost
+ * during a handshake is an ordinary failed attempt.
  */
 #include "paycell.h"
 
@@ -71,6 +90,7 @@ typedef enum state {
     STATE_IDLE,       /* nothing in flight */
     STATE_WAIT,       /* backing off until deadline_ns, then a new attempt */
     STATE_CONNECTING, /* non-blocking connect under way */
+    STATE_HANDSHAKE,  /* TLS handshake under way on the connected socket */
     STATE_SENT,       /* pushed to the writer; waiting for the reply */
 } state_t;
 
@@ -102,6 +122,11 @@ struct pc_client {
     uint64_t completed; /* callbacks made, so a poll can return once one ran */
     int register_status;
     uint64_t epoch_last; /* routing epoch of the last successful reply */
+    uint8_t *auth_message; /* sealed authenticate (header + key), or NULL: no key */
+    bool auth_due;         /* this connection has not sent it yet */
+    pc_tls_config_t *tls_config; /* NULL: plaintext */
+    pc_tls_t *tls;               /* this connection's, once secured (or securing) */
+    bool tls_ready;              /* its handshake is done */
 };
 
 static const pc_header_t *request_header(const request_t *request) {
@@ -118,6 +143,8 @@ static int options_apply(const pc_client_options_t *in, pc_client_options_t *out
     PC_ASSERT(out != NULL);
     memset(out, 0, sizeof(*out));
     if (in != NULL) *out = *in;
+    out->key = NULL; /* copied into the authenticate message; the pointer is not kept */
+    out->tls_ca = out->tls_cert = out->tls_key = NULL; /* loaded at open, not kept */
     /* Zero selects the default, so a zeroed options struct is the default;
      * "no retries" therefore has its own value. */
     if (out->request_timeout_ms == 0) out->request_timeout_ms = CLIENT_TIMEOUT_MS_DEFAULT;
@@ -194,8 +221,12 @@ static void request_release(pc_client_t *client, request_t *request) {
 
 static void connection_close(pc_client_t *client) {
     PC_ASSERT(client->reader.buf != NULL && client->writer.buf != NULL);
+    pc_tls_free(client->tls); /* before the close: it refers to the fd */
+    client->tls = NULL;
+    client->tls_ready = false;
     if (client->fd >= 0) close(client->fd);
     client->fd = -1;
+    client->auth_due = false;
     pc_reader_reset(&client->reader);
     pc_writer_reset(&client->writer);
 }
@@ -306,11 +337,44 @@ static void attempt_throttled(pc_client_t *client, uint64_t now_ns, uint64_t hin
     client->deadline_ns = now_ns + wait_ms * NS_PER_MS;
 }
 
+/* What is queued for the connection, written as far as the socket takes it. */
+static int connection_flush(pc_client_t *client) {
+    PC_ASSERT(client->fd >= 0);
+    PC_ASSERT(client->tls == NULL || client->tls_ready);
+    return client->tls ? pc_writer_flush_tls(&client->writer, client->tls)
+                       : pc_writer_flush(&client->writer, client->fd);
+}
+
+/* The connection failed under an attempt. PC_ETLS is final: a certificate
+ * the other side does not trust stays untrusted however often we retry, so
+ * the request ends now with the named error rather than PC_ETIMEDOUT after
+ * the retries. Anything else is an ordinary failed attempt. */
+static void attempt_io_failed(pc_client_t *client, uint64_t now_ns, int rc) {
+    PC_ASSERT(rc < 0 && client->inflight != NULL);
+    if (rc != PC_ETLS) {
+        attempt_failed(client, now_ns, rc);
+        return;
+    }
+    connection_close(client);
+    request_complete(client, PC_ETLS, NULL, 0);
+    PC_ASSERT(client->state == STATE_IDLE);
+}
+
 static void attempt_send(pc_client_t *client, uint64_t now_ns) {
     PC_ASSERT(client->fd >= 0 && client->inflight != NULL);
     const pc_header_t *header = request_header(client->inflight);
     PC_ASSERT(header->size >= PC_HEADER_SIZE && header->size <= PC_MESSAGE_SIZE_MAX);
-    int rc = pc_writer_push(&client->writer, header, request_body(client->inflight),
+    int rc = PC_OK;
+    if (client->auth_due) {
+        /* A fresh connection: the key goes first, before anything else. */
+        const pc_header_t *auth = (const pc_header_t *)client->auth_message;
+        PC_ASSERT(auth->size == PC_HEADER_SIZE + PC_KEY_TEXT_LEN);
+        rc = pc_writer_push(&client->writer, auth, client->auth_message + PC_HEADER_SIZE,
+                            PC_KEY_TEXT_LEN);
+        client->auth_due = false;
+    }
+    if (rc == PC_OK)
+        rc = pc_writer_push(&client->writer, header, request_body(client->inflight),
                             header->size - PC_HEADER_SIZE);
     if (rc != PC_OK) {
         /* Unsent bytes of an earlier attempt fill the writer: start afresh. */
@@ -318,8 +382,43 @@ static void attempt_send(pc_client_t *client, uint64_t now_ns) {
         return;
     }
     client->state = STATE_SENT;
-    rc = pc_writer_flush(&client->writer, client->fd);
-    if (rc < 0) attempt_failed(client, now_ns, rc);
+    rc = connection_flush(client);
+    if (rc < 0) attempt_io_failed(client, now_ns, rc);
+}
+
+/* The socket is connected: with TLS, start or go on with its handshake,
+ * which the attempt's deadline bounds like the connect; once secured (or
+ * without TLS), send. The server's certificate must name the host of the
+ * address dialled. */
+static void attempt_secure(pc_client_t *client, uint64_t now_ns) {
+    PC_ASSERT(client->fd >= 0 && client->inflight != NULL);
+    if (client->tls_config == NULL || client->tls_ready) {
+        attempt_send(client, now_ns);
+        return;
+    }
+    int rc = PC_OK;
+    if (client->tls == NULL) {
+        char host[256];
+        uint16_t port = 0;
+        rc = pc_address_parse(client->addresses[client->address_index], host, sizeof host, &port);
+        PC_ASSERT(rc == PC_OK); /* every address was checked at open */
+        rc = pc_tls_new(client->tls_config, client->fd, host, &client->tls);
+        if (rc != PC_OK) {
+            attempt_failed(client, now_ns, rc);
+            return;
+        }
+    }
+    rc = pc_tls_handshake(client->tls);
+    if (rc == 1) {
+        client->state = STATE_HANDSHAKE;
+        return;
+    }
+    if (rc != PC_OK) {
+        attempt_io_failed(client, now_ns, rc);
+        return;
+    }
+    client->tls_ready = true;
+    attempt_send(client, now_ns);
 }
 
 /* Connects to the current address unless connected, then sends, under the
@@ -336,12 +435,13 @@ static void attempt_connect(pc_client_t *client, uint64_t now_ns) {
             return;
         }
         client->fd = fd;
+        client->auth_due = client->auth_message != NULL;
         if (rc == 1) {
             client->state = STATE_CONNECTING;
             return;
         }
     }
-    attempt_send(client, now_ns);
+    attempt_secure(client, now_ns);
 }
 
 /* An attempt has one deadline covering connect, send, reply and the
@@ -440,10 +540,30 @@ static bool reply_matches(const pc_client_t *client, const pc_header_t *reply) {
     return header->operation == PC_OP_register || reply->session == header->session;
 }
 
+/* The answer to this connection's authenticate. PC_OK: nothing to do (the
+ * request behind it answers for itself). A refusal is final: retrying with
+ * the same key cannot change it, so the request in flight ends with it now.
+ * Anything else (an old server that does not know the operation) is left to
+ * the request's own reply. */
+static void auth_reply_handle(pc_client_t *client, const pc_header_t *reply) {
+    PC_ASSERT(reply->operation == PC_OP_authenticate);
+    PC_ASSERT(client->auth_message != NULL);
+    int status = reply->status;
+    if (status != PC_EAUTH && status != PC_ETHROTTLED && status != PC_EFORBIDDEN) return;
+    if (client->state != STATE_SENT || client->inflight == NULL) return;
+    connection_close(client);
+    request_complete(client, status, NULL, 0);
+}
+
 static void reply_handle(pc_client_t *client, const pc_header_t *reply, const void *body,
                          uint64_t now_ns) {
     PC_ASSERT(client->fd >= 0);
     PC_ASSERT(reply->size >= PC_HEADER_SIZE && reply->size <= PC_MESSAGE_SIZE_MAX);
+    if (reply->operation == PC_OP_authenticate && reply->command == PC_COMMAND_reply &&
+        reply->client == client->id && client->auth_message != NULL) {
+        auth_reply_handle(client, reply);
+        return;
+    }
     /* Anything else is a late answer to an attempt we gave up on. */
     if (!reply_matches(client, reply)) return;
     int status = reply->status;
@@ -481,7 +601,8 @@ static void reply_handle(pc_client_t *client, const pc_header_t *reply, const vo
  * consumes at least a header's worth of a finite buffer. */
 static void on_readable(pc_client_t *client, uint64_t now_ns) {
     PC_ASSERT(client->fd >= 0 && client->state == STATE_SENT);
-    int rc = pc_reader_fill(&client->reader, client->fd);
+    int rc = client->tls ? pc_reader_fill_tls(&client->reader, client->tls)
+                         : pc_reader_fill(&client->reader, client->fd);
     /* A reply may close this connection or, by a redirect, open another:
      * either way the rest of this buffer is gone. */
     uint32_t connects = client->connects;
@@ -495,7 +616,7 @@ static void on_readable(pc_client_t *client, uint64_t now_ns) {
     }
     if (rc < 0 && client->fd >= 0) {
         if (client->state == STATE_SENT) {
-            attempt_failed(client, now_ns, rc);
+            attempt_io_failed(client, now_ns, rc);
         } else {
             connection_close(client);
         }
@@ -510,19 +631,27 @@ static void on_events(pc_client_t *client, short revents, uint64_t now_ns) {
         if (rc != PC_OK) {
             attempt_failed(client, now_ns, rc);
         } else {
-            attempt_send(client, now_ns);
+            attempt_secure(client, now_ns);
         }
         return;
     }
+    if (client->state == STATE_HANDSHAKE) {
+        attempt_secure(client, now_ns);
+        return;
+    }
     if (client->state != STATE_SENT) return;
-    if ((revents & POLLOUT) && pc_writer_pending(&client->writer) > 0) {
-        int rc = pc_writer_flush(&client->writer, client->fd);
+    /* Over TLS a read may wait for the socket to be writable and a write for
+     * it to be readable: on any event, both go on (each returns at once if
+     * it cannot). */
+    bool tls = client->tls != NULL;
+    if ((tls || (revents & POLLOUT)) && pc_writer_pending(&client->writer) > 0) {
+        int rc = connection_flush(client);
         if (rc < 0) {
-            attempt_failed(client, now_ns, rc);
+            attempt_io_failed(client, now_ns, rc);
             return;
         }
     }
-    if (revents & (POLLIN | POLLHUP | POLLERR)) on_readable(client, now_ns);
+    if (tls || (revents & (POLLIN | POLLHUP | POLLERR))) on_readable(client, now_ns);
 }
 
 static uint32_t outstanding(const pc_client_t *client) {
@@ -549,10 +678,21 @@ static void wanted_events(const pc_client_t *client, struct pollfd *pfd) {
     if (client->fd >= 0 && client->state == STATE_CONNECTING) {
         pfd->fd = client->fd;
         pfd->events = POLLOUT;
+    } else if (client->fd >= 0 && client->state == STATE_HANDSHAKE) {
+        short want = pc_tls_events(client->tls);
+        pfd->fd = client->fd;
+        pfd->events = want != 0 ? want : (short)(POLLIN | POLLOUT);
     } else if (client->fd >= 0 && client->state == STATE_SENT) {
         pfd->fd = client->fd;
         pfd->events = POLLIN | (pc_writer_pending(&client->writer) > 0 ? POLLOUT : 0);
+        if (client->tls != NULL) pfd->events |= pc_tls_events(client->tls);
     }
+}
+
+/* Reply bytes OpenSSL already took off the socket (only when the reader was
+ * full): poll would not report them, so they are read without waiting. */
+static bool tls_pending(const pc_client_t *client) {
+    return client->tls != NULL && client->state == STATE_SENT && pc_tls_pending(client->tls);
 }
 
 int pc_client_pollfd(const pc_client_t *client, int *fd, short *events) {
@@ -561,17 +701,20 @@ int pc_client_pollfd(const pc_client_t *client, int *fd, short *events) {
     wanted_events(client, &pfd);
     *fd = pfd.fd;
     *events = pfd.events;
-    if (client->evicted != PC_OK) return 0;
+    if (client->evicted != PC_OK || tls_pending(client)) return 0;
     return wait_ms(client, pc_time_monotonic_ns(), -1);
 }
 
 static void poll_once(pc_client_t *client, int timeout_ms) {
     struct pollfd pfd;
     wanted_events(client, &pfd);
-    int n = poll(&pfd, 1, timeout_ms);
+    bool pending = tls_pending(client);
+    int n = poll(&pfd, 1, pending ? 0 : timeout_ms);
     PC_ASSERT(n >= 0 || errno == EINTR || errno == ENOMEM);
     uint64_t now_ns = pc_time_monotonic_ns();
-    if (n > 0 && pfd.fd >= 0 && pfd.revents != 0) on_events(client, pfd.revents, now_ns);
+    if (n < 0 || pfd.fd < 0) pfd.revents = 0;
+    if (pending) pfd.revents |= POLLIN;
+    if (pfd.fd >= 0 && pfd.revents != 0) on_events(client, pfd.revents, now_ns);
     client_advance(client, now_ns);
 }
 
@@ -687,12 +830,55 @@ static int client_connect_first(pc_client_t *client) {
         rc = pc_net_connect(client->addresses[i], client->options.request_timeout_ms, &fd);
         if (rc == PC_OK) {
             client->fd = fd;
+            client->auth_due = client->auth_message != NULL;
             client->address_index = i;
             client->state = STATE_IDLE;
             return PC_OK;
         }
     }
     PC_ASSERT(rc != PC_OK);
+    return rc;
+}
+
+/* The key: the option, else PAYCELL_KEY; "" in the option means none even
+ * when the environment has one (the gateway's own sessions with units).
+ * Seals the authenticate message every connection will start with. Its
+ * client id is this client's, so a reply is told apart from a stranger's. */
+static int auth_prepare(pc_client_t *client, const char *key) {
+    PC_ASSERT(client->auth_message == NULL && client->id != 0);
+    if (key == NULL) key = getenv("PAYCELL_KEY");
+    if (key == NULL || key[0] == '\0') return PC_OK;
+    if (strlen(key) != PC_KEY_TEXT_LEN) return PC_EINVAL;
+    client->auth_message = aligned_alloc(64, 64 * ((PC_HEADER_SIZE + PC_KEY_TEXT_LEN + 63) / 64));
+    if (client->auth_message == NULL) return PC_ENOMEM;
+    pc_header_t *header = (pc_header_t *)client->auth_message;
+    memset(header, 0, sizeof(*header));
+    header->command = PC_COMMAND_request;
+    header->operation = PC_OP_authenticate;
+    header->client = client->id;
+    header->cluster = client->options.cluster;
+    memcpy(client->auth_message + PC_HEADER_SIZE, key, PC_KEY_TEXT_LEN);
+    pc_header_seal(header, client->auth_message + PC_HEADER_SIZE, PC_KEY_TEXT_LEN);
+    PC_ASSERT(pc_request_verify(header, client->auth_message + PC_HEADER_SIZE) == PC_OK);
+    return PC_OK;
+}
+
+/* The TLS settings: each option, else its environment variable
+ * (PAYCELL_TLS_CA, _CERT, _KEY); TLS is on when a CA is named, and "" for
+ * the CA means plaintext whatever the environment says (a gateway's own
+ * sessions with units). The files are read here, once. */
+static int tls_prepare(pc_client_t *client, const pc_client_options_t *options) {
+    PC_ASSERT(client->tls_config == NULL);
+    const char *ca = options != NULL ? options->tls_ca : NULL;
+    const char *cert = options != NULL ? options->tls_cert : NULL;
+    const char *key = options != NULL ? options->tls_key : NULL;
+    if (ca == NULL) ca = getenv("PAYCELL_TLS_CA");
+    if (ca == NULL || ca[0] == '\0') return PC_OK;
+    if (cert == NULL) cert = getenv("PAYCELL_TLS_CERT");
+    if (key == NULL) key = getenv("PAYCELL_TLS_KEY");
+    char err[256];
+    int rc = pc_tls_client_config(ca, cert, key, &client->tls_config, err, sizeof err);
+    PC_ASSERT(rc == PC_OK || client->tls_config == NULL);
     return rc;
 }
 
@@ -720,6 +906,8 @@ int pc_client_open(const char *addresses, const pc_client_options_t *options,
     int rc = options_apply(options, &client->options);
     if (rc == PC_OK) rc = addresses_parse(client, addresses);
     if (rc == PC_OK) rc = client_id_generate(&client->id);
+    if (rc == PC_OK) rc = auth_prepare(client, options != NULL ? options->key : NULL);
+    if (rc == PC_OK) rc = tls_prepare(client, options);
     if (rc == PC_OK) rc = pc_reader_init(&client->reader);
     if (rc == PC_OK) rc = pc_writer_init(&client->writer, PC_MESSAGE_SIZE_MAX);
     if (rc != PC_OK) goto fail;
@@ -752,7 +940,14 @@ fail:
 void pc_client_close(pc_client_t *client) {
     if (client == NULL) return;
     PC_ASSERT(client->pool != NULL || client->pool_count == 0);
+    pc_tls_free(client->tls);
+    pc_tls_config_free(client->tls_config);
     if (client->fd >= 0) close(client->fd);
+    if (client->auth_message != NULL) {
+        /* The key is a secret: do not leave it in freed memory. */
+        explicit_bzero(client->auth_message, PC_HEADER_SIZE + PC_KEY_TEXT_LEN);
+        free(client->auth_message);
+    }
     for (uint32_t i = 0; i < client->pool_count; i++) free(client->pool[i].message);
     free(client->pool);
     if (client->reader.buf != NULL) pc_reader_deinit(&client->reader);

@@ -15,6 +15,14 @@
  * request in a fixed histogram, and a ring of events (a unit's primary
  * moving, its breaker opening or closing, the routing table changing) that
  * the HTTP API streams to the page at /.
+ *
+ * With --tls-cert and --tls-key both listeners speak TLS only. A binary
+ * connection is accepted into its slot in the handshaking state: the loop
+ * polls it for what OpenSSL asks (pc_tls_events) and steps the handshake
+ * on each readiness, so a slow handshake never stalls anyone else, and one
+ * not done within PC_TLS_HANDSHAKE_MS is dropped (the slot table stays the
+ * bound). Only then are its bytes read as frames, through the same
+ * pc_reader / pc_writer as plaintext.
  */
 #include "gateway_int.h"
 
@@ -33,10 +41,17 @@ static void on_signal(int sig) {
     stop_requested = 1;
 }
 
+/* key "": the gateway's own sessions with units and the GZone never send an
+ * API key, whatever PAYCELL_KEY its environment holds: keys are checked at
+ * this front door, not behind it. tls_ca "": nor do they speak TLS, whatever
+ * PAYCELL_TLS_CA says: replicas listen in plaintext (cluster-internal
+ * security is its own piece of work, docs/SECURITY.md). */
 static const pc_client_options_t unit_session_options = {
     .request_timeout_ms = 3000,
     .retries_max = 6,
     .queue_requests_max = 256,
+    .key = "",
+    .tls_ca = "",
 };
 
 /* ---- unit sessions ---- */
@@ -482,9 +497,15 @@ void pc_gateway_metrics(const pc_gateway_t *gateway, pc_gateway_metrics_t *out) 
 static void conn_close(pc_gateway_t *gw, gw_conn_t *c) {
     (void)gw;
     if (c->fd < 0) return;
+    pc_tls_free(c->tls); /* before the close: it refers to the fd */
+    c->tls = NULL;
+    c->handshaking = false;
     close(c->fd);
     c->fd = -1;
     c->busy = false;
+    c->role = PC_ROLE_none;
+    c->failure_counted = false;
+    memset(c->key_hash, 0, sizeof c->key_hash);
     c->generation++;
     pc_reader_reset(&c->reader);
     pc_writer_reset(&c->writer);
@@ -537,6 +558,71 @@ static void conn_request_done(void *user, int status, pc_operation_t operation,
     free(ref);
 }
 
+/* shadow_purge through the front door (an operator's, once keys are on):
+ * sent to every unit of the table, answered once all have answered. The
+ * reply is the units' one: empty (created) when every unit purged, else the
+ * first refusal (shadow_mismatch when the request lacks the shadow flag);
+ * a unit that could not be asked makes the whole request fail with its
+ * error, and purging again is harmless. */
+typedef struct purge {
+    conn_ref_t *ref;
+    uint32_t pending;
+    int status;
+    uint32_t results; /* 0 or 1 */
+    pc_create_result_t result;
+} purge_t;
+
+static void purge_finish(purge_t *p) {
+    PC_ASSERT(p->pending == 0);
+    PC_ASSERT(p->results <= 1);
+    conn_request_done(p->ref, p->status, PC_OP_shadow_purge, &p->result,
+                      p->status == PC_OK ? p->results * (uint32_t)sizeof p->result : 0);
+    free(p);
+}
+
+static void purge_part_done(void *user, int status, pc_operation_t operation, const void *reply,
+                            uint32_t reply_size) {
+    purge_t *p = user;
+    PC_ASSERT(operation == PC_OP_shadow_purge && p->pending > 0);
+    if (status != PC_OK && p->status == PC_OK) p->status = status;
+    if (status == PC_OK && reply_size >= sizeof p->result && p->results == 0) {
+        memcpy(&p->result, reply, sizeof p->result);
+        p->results = 1;
+    }
+    if (--p->pending == 0) purge_finish(p);
+}
+
+static void purge_start(pc_gateway_t *gw, gw_conn_t *c, const pc_header_t *h) {
+    PC_ASSERT(h->operation == PC_OP_shadow_purge && !c->busy);
+    purge_t *p = calloc(1, sizeof *p);
+    conn_ref_t *ref = malloc(sizeof *ref);
+    if (p == NULL || ref == NULL) {
+        free(p);
+        free(ref);
+        conn_reply(gw, c, h, PC_EBUSY, h->session, NULL, 0);
+        return;
+    }
+    *ref = (conn_ref_t){.gw = gw, .conn = c, .generation = c->generation,
+                        .start_ns = pc_time_monotonic_ns()};
+    p->ref = ref;
+    c->request = *h;
+    c->busy = true;
+    gw->metrics.requests[PC_OP_shadow_purge]++;
+    pc_u128 zero = 0;
+    uint32_t flags = h->flags & PC_HEADER_SHADOW;
+    /* Counted up front, so a unit answering at once cannot finish it early. */
+    p->pending = gw->cluster.units_count + 1;
+    for (uint32_t u = 0; u < gw->cluster.units_count; u++) {
+        int rc = gw_unit_submit(gw, u, PC_OP_shadow_purge, flags, &zero, 1, purge_part_done, p,
+                                NULL);
+        if (rc != PC_OK) {
+            if (p->status == PC_OK) p->status = rc;
+            p->pending--;
+        }
+    }
+    if (--p->pending == 0) purge_finish(p);
+}
+
 static void conn_on_request(pc_gateway_t *gw, gw_conn_t *c, const pc_header_t *h,
                             const void *body) {
     int rc = pc_request_verify(h, body);
@@ -545,8 +631,19 @@ static void conn_on_request(pc_gateway_t *gw, gw_conn_t *c, const pc_header_t *h
         conn_reply(gw, c, h, rc, h->session, NULL, 0);
         return;
     }
+    /* Keys first: nothing else is looked at for a connection that has not
+     * shown one, or for an operation its role does not allow. */
+    rc = gw_auth_request(gw, c, h, body);
+    if (rc != PC_OK || h->operation == PC_OP_authenticate) {
+        conn_reply(gw, c, h, rc, h->session, NULL, 0);
+        return;
+    }
     if (h->operation == PC_OP_register) {
         conn_reply(gw, c, h, PC_OK, ++gw->session_next, NULL, 0);
+        return;
+    }
+    if (h->operation == PC_OP_shadow_purge) {
+        purge_start(gw, c, h);
         return;
     }
     uint32_t size = pc_operation_event_size((pc_operation_t)h->operation);
@@ -569,8 +666,58 @@ static void conn_on_request(pc_gateway_t *gw, gw_conn_t *c, const pc_header_t *h
     }
 }
 
+static void conn_on_readable(pc_gateway_t *gw, gw_conn_t *c);
+
+/* Request bytes OpenSSL already took off the socket, which no poll reports:
+ * read them once the connection may read again. */
+static bool conn_tls_pending(const gw_conn_t *c) {
+    return c->fd >= 0 && c->tls != NULL && !c->handshaking && !c->busy &&
+           pc_tls_pending(c->tls);
+}
+
+/* Queued replies, written as far as the socket takes them. */
+static int conn_flush(gw_conn_t *c) {
+    PC_ASSERT(c->fd >= 0 && !c->handshaking);
+    return c->tls ? pc_writer_flush_tls(&c->writer, c->tls) : pc_writer_flush(&c->writer, c->fd);
+}
+
+/* A refused handshake: counted for /metrics, logged at most once a second
+ * with OpenSSL's reason (a scan must not flood the log), and dropped. */
+static void conn_handshake_failed(pc_gateway_t *gw, gw_conn_t *c, const char *why) {
+    PC_ASSERT(c->handshaking && c->tls != NULL);
+    gw->metrics.tls_handshake_failures++;
+    uint64_t now = pc_time_monotonic_ns();
+    if (!gw->quiet && now - gw->tls_logged_ns >= 1000ull * 1000 * 1000) {
+        gw->tls_logged_ns = now;
+        pc_log("gateway", "warn", "TLS handshake from %u.%u.%u.%u refused: %s (%llu so far)",
+               c->source >> 24, (c->source >> 16) & 255u, (c->source >> 8) & 255u,
+               c->source & 255u, why, (unsigned long long)gw->metrics.tls_handshake_failures);
+    }
+    pc_tls_drain(c->fd); /* so the alert is not lost to a reset */
+    conn_close(gw, c);
+}
+
+/* One step of a connection's TLS handshake; once done, what came with its
+ * last flight is read at once. A peer that just left is not counted. */
+static void conn_handshake(pc_gateway_t *gw, gw_conn_t *c) {
+    PC_ASSERT(c->handshaking && c->tls != NULL);
+    int rc = pc_tls_handshake(c->tls);
+    if (rc == 1) return;
+    if (rc == PC_ETLS) {
+        conn_handshake_failed(gw, c, pc_tls_error(c->tls));
+        return;
+    }
+    if (rc != PC_OK) {
+        conn_close(gw, c);
+        return;
+    }
+    c->handshaking = false;
+    conn_on_readable(gw, c);
+}
+
 static void conn_on_readable(pc_gateway_t *gw, gw_conn_t *c) {
-    int rc = pc_reader_fill(&c->reader, c->fd);
+    PC_ASSERT(c->fd >= 0 && !c->handshaking);
+    int rc = c->tls ? pc_reader_fill_tls(&c->reader, c->tls) : pc_reader_fill(&c->reader, c->fd);
     if (rc < 0) {
         conn_close(gw, c);
         return;
@@ -600,8 +747,18 @@ static void binary_accept(pc_gateway_t *gw) {
             close(fd); /* bounded: a client beyond the table is refused */
             continue;
         }
+        PC_ASSERT(c->tls == NULL);
+        if (gw->tls != NULL && pc_tls_new(gw->tls, fd, NULL, &c->tls) != PC_OK) {
+            close(fd); /* out of memory: refused like a client beyond the table */
+            continue;
+        }
         c->fd = fd;
         c->busy = false;
+        c->role = PC_ROLE_none;
+        c->failure_counted = false;
+        c->handshaking = c->tls != NULL;
+        c->handshake_deadline_ns = pc_time_monotonic_ns() + PC_TLS_HANDSHAKE_MS * 1000000ull;
+        if (pc_net_peer_ipv4(fd, &c->source) != PC_OK) c->source = 0;
     }
 }
 
@@ -642,11 +799,26 @@ static void poll_build(pc_gateway_t *gw, poll_set_t *p) {
     p->timeout_ms = 100;
     p->sessions_closed = gw->sessions_closed;
     if (gw->binary_fd >= 0) poll_add(p, gw->binary_fd, POLLIN, KIND_LISTEN, NULL);
+    uint64_t now = pc_time_monotonic_ns();
     for (uint32_t i = 0; i < GW_CONNS_MAX; i++) {
         gw_conn_t *c = &gw->conns[i];
         if (c->fd < 0) continue;
+        if (c->handshaking && now >= c->handshake_deadline_ns) {
+            conn_handshake_failed(gw, c, "not done in time");
+            continue;
+        }
+        if (c->handshaking) {
+            short want = pc_tls_events(c->tls);
+            poll_add(p, c->fd, want != 0 ? want : POLLIN, KIND_CONN, c);
+            continue;
+        }
         short events = (short)((c->busy ? 0 : POLLIN) |
                                (pc_writer_pending(&c->writer) > 0 ? POLLOUT : 0));
+        /* TLS: a read may wait for POLLOUT (never asked while busy: only a
+         * write's wants then), and bytes OpenSSL already holds wake no poll. */
+        if (c->tls != NULL && (!c->busy || pc_writer_pending(&c->writer) > 0))
+            events |= pc_tls_events(c->tls);
+        if (conn_tls_pending(c)) p->timeout_ms = 0;
         poll_add(p, c->fd, events, KIND_CONN, c);
     }
     poll_session(p, gw->gzone);
@@ -683,15 +855,21 @@ static void poll_dispatch(pc_gateway_t *gw, poll_set_t *p) {
             if (gw->sessions_closed == p->sessions_closed) pc_client_poll(p->owners[i], 0);
             continue;
         }
-        if (re == 0) continue;
+        if (re == 0 && !(p->kinds[i] == KIND_CONN && conn_tls_pending(p->owners[i]))) continue;
         if (p->kinds[i] == KIND_LISTEN) {
             binary_accept(gw);
             continue;
         }
         gw_conn_t *c = p->owners[i];
-        if (c->fd < 0) continue;
+        if (c->fd < 0 || p->fds[i].fd != c->fd) continue; /* closed, or reused, since */
+        if (c->handshaking) {
+            conn_handshake(gw, c);
+            continue;
+        }
+        /* Over TLS any readiness may let a read or a write go on. */
+        if (c->tls != NULL) re |= POLLIN | POLLOUT;
         if (re & POLLOUT) {
-            if (pc_writer_flush(&c->writer, c->fd) < 0) {
+            if (conn_flush(c) < 0) {
                 conn_close(gw, c);
                 continue;
             }
@@ -703,8 +881,8 @@ static void poll_dispatch(pc_gateway_t *gw, poll_set_t *p) {
      * later. */
     for (uint32_t i = 0; i < GW_CONNS_MAX; i++) {
         gw_conn_t *c = &gw->conns[i];
-        if (c->fd >= 0 && pc_writer_pending(&c->writer) > 0 &&
-            pc_writer_flush(&c->writer, c->fd) < 0) {
+        if (c->fd >= 0 && !c->handshaking && pc_writer_pending(&c->writer) > 0 &&
+            conn_flush(c) < 0) {
             conn_close(gw, c);
         }
     }
@@ -725,7 +903,32 @@ static int gateway_listen(pc_gateway_t *gw) {
             close(fd);
             return rc;
         }
+        if (gw->tls != NULL) pc_http_api_set_tls(gw->http, gw->tls);
     }
+    return PC_OK;
+}
+
+/* The TLS settings, checked before anything listens: a private key that
+ * its group or others may read stops the gateway (as a keys file does),
+ * and so does a certificate, key or CA that cannot be loaded, each with
+ * the reason. A CA for clients without a certificate of our own is a
+ * mistake, not plaintext. */
+static int gateway_tls_init(pc_gateway_t *gw) {
+    const pc_gateway_options_t *o = &gw->options;
+    if (o->tls_cert == NULL && o->tls_key == NULL && o->tls_client_ca == NULL) return PC_OK;
+    if (o->tls_cert == NULL || o->tls_key == NULL) {
+        pc_log("gateway", "error", "TLS needs both --tls-cert and --tls-key");
+        return PC_EINVAL;
+    }
+    char err[640];
+    int rc = pc_secret_file_check(o->tls_key, err, sizeof err);
+    if (rc == PC_OK) rc = pc_tls_server_config(o->tls_cert, o->tls_key, o->tls_client_ca,
+                                               &gw->tls, err, sizeof err);
+    if (rc != PC_OK) {
+        pc_log("gateway", "error", "TLS: %s", err);
+        return rc;
+    }
+    PC_ASSERT(gw->tls != NULL);
     return PC_OK;
 }
 
@@ -753,7 +956,12 @@ static int gateway_init(pc_gateway_t *gw, const pc_gateway_options_t *options) {
         pc_log("gateway", "error", "flow control settings out of range");
         return rc;
     }
-    pc_client_options_t gz = {.cluster = options->cluster, .request_timeout_ms = 3000};
+    rc = gw_auth_init(gw); /* before anything is dialled: a bad keys file stops us at once */
+    if (rc != PC_OK) return rc;
+    rc = gateway_tls_init(gw); /* and so does a readable private key */
+    if (rc != PC_OK) return rc;
+    pc_client_options_t gz = {.cluster = options->cluster, .request_timeout_ms = 3000, .key = "",
+                              .tls_ca = ""};
     rc = pc_client_open(options->gzone, &gz, &gw->gzone);
     if (rc != PC_OK) {
         pc_log("gateway", "error", "GZone %s: %s", options->gzone, pc_strerror(rc));
@@ -776,6 +984,7 @@ static void gateway_deinit(pc_gateway_t *gw) {
     if (gw->http) pc_http_api_deinit(gw->http);
     if (gw->binary_fd >= 0) close(gw->binary_fd);
     for (uint32_t i = 0; gw->conns && i < GW_CONNS_MAX; i++) {
+        pc_tls_free(gw->conns[i].tls);
         if (gw->conns[i].fd >= 0) close(gw->conns[i].fd);
         pc_reader_deinit(&gw->conns[i].reader);
         pc_writer_deinit(&gw->conns[i].writer);
@@ -783,6 +992,8 @@ static void gateway_deinit(pc_gateway_t *gw) {
     for (uint32_t u = 0; u < PC_UNITS_MAX; u++) unit_close(gw, &gw->units[u]);
     if (gw->gzone) pc_client_close(gw->gzone);
     gw_jobs_deinit(gw);
+    gw_auth_deinit(gw);
+    pc_tls_config_free(gw->tls); /* after every connection that used it */
     free(gw->conns);
     free(gw->scratch);
     free(gw->screen);
@@ -803,10 +1014,13 @@ int pc_gateway_run(const pc_gateway_options_t *options) {
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     if (!gw->quiet) {
-        pc_log("gateway", "info", "serving: binary %s, http %s; %u units, routing epoch %llu",
+        pc_log("gateway", "info", "serving: binary %s, http %s%s; %u units, routing epoch %llu",
                options->listen_binary ? options->listen_binary : "off",
-               options->listen_http ? options->listen_http : "off", gw->cluster.units_count,
-               (unsigned long long)gw->cluster.epoch);
+               options->listen_http ? options->listen_http : "off",
+               gw->tls == NULL                 ? ""
+               : options->tls_client_ca != NULL ? " (TLS, client certificates required)"
+                                                : " (TLS)",
+               gw->cluster.units_count, (unsigned long long)gw->cluster.epoch);
     }
     poll_set_t *p = malloc(sizeof *p);
     if (p == NULL) rc = PC_ENOMEM;
@@ -820,6 +1034,7 @@ int pc_gateway_run(const pc_gateway_options_t *options) {
         gw_flow_tick(gw, now);
         gw_jobs_reap(gw);
         gw_screen_tick(gw, now);
+        gw_auth_tick(gw, now);
     }
     free(p);
     if (!gw->quiet) pc_log("gateway", "info", "stopped");

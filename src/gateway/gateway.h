@@ -23,6 +23,7 @@
 
 #include <poll.h>
 
+#include "../auth/auth.h"
 #include "../base/base.h"
 
 /* ---- rejection reasons ---------------------------------------------------- */
@@ -333,6 +334,23 @@ typedef struct pc_gateway_options {
     uint32_t warmup_ms;         /* rate limits ramp from 1/3 over this (0 = none) */
     uint32_t queue_ms;          /* wait for unit concurrency at most this (0 = reject) */
     uint64_t hot_key_rate;      /* per hot credit account, transfers per second */
+    /* API keys (docs/SECURITY.md): the keys file, or NULL for an open gateway
+     * (no key asked; authenticate answers PC_OK with operator rights). The
+     * file must be private to its owner, or the gateway refuses to start.
+     * It is read again within a second of changing, so a revoked key is
+     * refused from then on, on connections already open too. */
+    const char *keys;
+    /* Failed authentications a source may make within auth_window_ms before
+     * it is refused at once until the window passes (0: 10 and 60,000). */
+    uint32_t auth_failures_max;
+    uint32_t auth_window_ms;
+    /* TLS (docs/SECURITY.md): with tls_cert and tls_key (PEM files) both
+     * listeners speak TLS only; the key file must be private to its owner
+     * or the gateway refuses to start. tls_client_ca (PEM): a client must
+     * present a certificate signed by it (mutual TLS). NULL: plaintext. */
+    const char *tls_cert;
+    const char *tls_key;
+    const char *tls_client_ca;
 } pc_gateway_options_t;
 
 /* Runs a gateway until SIGINT or SIGTERM: fetches the cluster map, listens,
@@ -374,6 +392,17 @@ int pc_gateway_submit(pc_gateway_t *gateway, pc_operation_t operation, const voi
 /* The gateway's current copy of the cluster map. */
 void pc_gateway_cluster(const pc_gateway_t *gateway, pc_cluster_t *out);
 
+/* May a request that presents key (key_len bytes, not NUL-terminated; NULL
+ * when it presents none) from source (IPv4, host order) take action? The
+ * HTTP API asks this for every request. An open gateway (no keys file)
+ * answers PC_OK to everything. Else: PC_ETHROTTLED (the source failed too
+ * often lately: refused without looking at the key; counted as refused),
+ * PC_EAUTH (no key, or an unknown, malformed or revoked one: counted as a
+ * failure of the source), PC_EFORBIDDEN (the key's role does not allow the
+ * action), PC_OK. */
+int pc_gateway_authorize(pc_gateway_t *gateway, uint32_t source, const char *key,
+                         size_t key_len, pc_action_t action);
+
 /* Counters since start, for /metrics (Prometheus text) and the dashboard. */
 typedef struct pc_gateway_metrics {
     uint64_t requests[16];         /* by pc_operation_t (index = operation) */
@@ -411,6 +440,20 @@ typedef struct pc_gateway_metrics {
     uint64_t failovers;                      /* unit primaries seen moving */
     uint64_t unit_subrequests[PC_UNITS_MAX]; /* sub-requests sent, per unit */
     uint64_t unit_events[PC_UNITS_MAX];      /* and the events in them */
+    /* Sub-requests a unit answered PC_ENOSPC after the session's retries:
+     * its primary's disk is full (a full backup shows nothing here; its log
+     * says "disk full"). */
+    uint64_t unit_nospace[PC_UNITS_MAX];
+    /* API keys: failed authentications (no key, an unknown or revoked
+     * one), attempts refused at once because their source failed too often,
+     * and requests refused for the key's role. */
+    uint64_t auth_failures;
+    uint64_t auth_refused;
+    uint64_t auth_forbidden;
+    /* TLS on the binary listener: handshakes refused (a certificate not
+     * trusted or missing, a client not speaking TLS) or not done within
+     * the handshake timeout. The HTTP listener counts its own. */
+    uint64_t tls_handshake_failures;
 } pc_gateway_metrics_t;
 void pc_gateway_metrics(const pc_gateway_t *gateway, pc_gateway_metrics_t *out);
 
@@ -526,6 +569,16 @@ void pc_http_api_deinit(pc_http_api_t *api);
 uint32_t pc_http_api_pollfds(pc_http_api_t *api, struct pollfd *fds, uint32_t cap);
 /* Handles the revents of the fds filled by the last pollfds call. */
 void pc_http_api_on_events(pc_http_api_t *api, const struct pollfd *fds, uint32_t n);
+/* TLS on every connection accepted from now on (config: a server's, owned
+ * by the caller and outliving the API). A handshake not done within
+ * PC_TLS_HANDSHAKE_MS is dropped; refused and dropped ones are counted. */
+struct pc_tls_config;
+void pc_http_api_set_tls(pc_http_api_t *api, struct pc_tls_config *config);
+
+/* The longest a TLS handshake may take on a gateway listener: the slot it
+ * holds is one of a bounded table, so a client that connects and stalls
+ * (or a scan) cannot keep it. */
+#define PC_TLS_HANDSHAKE_MS 5000u
 
 /* Idle connections (no whole request, or no response progress, for this
  * long) are closed: 60,000 ms. A variable only so tests can shorten it. */

@@ -66,6 +66,13 @@ typedef struct gw_conn {
     uint64_t generation;
     bool busy; /* a request in flight: read no further until it is answered */
     pc_header_t request;
+    uint32_t source;     /* the peer's IPv4 address: failures are counted by it */
+    pc_role_t role;      /* set by authenticate; PC_ROLE_none until then */
+    bool failure_counted; /* a failure of this connection's source was counted */
+    uint8_t key_hash[32]; /* the key it authenticated with, checked again on reload */
+    pc_tls_t *tls;        /* NULL: plaintext */
+    bool handshaking;     /* TLS: nothing is read as frames until the handshake is done */
+    uint64_t handshake_deadline_ns;
 } gw_conn_t;
 
 struct pc_gateway {
@@ -96,6 +103,17 @@ struct pc_gateway {
     gw_part_t *parts_head, *parts_tail; /* sub-requests in flight, oldest first */
     uint64_t watch_last_ns;
 
+    /* API keys (auth.c): NULL when the gateway is open. */
+    pc_keys_t *keys;
+    pc_auth_failures_t *failures;
+    uint64_t keys_checked_ns;  /* the keys file is looked at once a second */
+    int64_t keys_mtime_ns;     /* and read again when one of these changed */
+    uint64_t keys_inode, keys_size;
+
+    /* TLS on both listeners (options.tls_cert): NULL when plaintext. */
+    pc_tls_config_t *tls;
+    uint64_t tls_logged_ns; /* a refused handshake is logged at most once a second */
+
     uint8_t *scratch; /* one sub-batch being built: PC_MESSAGE_BODY_MAX */
     pc_gateway_metrics_t metrics;
     struct gw_screen *screen; /* the big screen's sampler (gateway.c) */
@@ -125,6 +143,26 @@ void gw_screen_tick(pc_gateway_t *gw, uint64_t now);
 static inline uint32_t gw_unit_of(const pc_gateway_t *gw, pc_u128 id) {
     return gw->cluster.bucket_unit[pc_bucket_of(id)];
 }
+
+/* ---- auth.c ---- */
+
+/* Loads the keys file named by the options (nothing when none: open).
+ * Errors: PC_EINVAL (a file its group or others may read, or malformed),
+ * PC_ENOTFOUND, PC_EIO, PC_ENOMEM; the reason is logged. */
+int gw_auth_init(pc_gateway_t *gw);
+void gw_auth_deinit(pc_gateway_t *gw);
+/* Reads the keys file again when it changed (looked at once a second); a
+ * connection whose key is gone or revoked loses its authentication. A file
+ * that turned bad is logged and the keys in force are kept. */
+void gw_auth_tick(pc_gateway_t *gw, uint64_t now_ns);
+/* The authentication step of a binary request that passed verification.
+ * authenticate: checks the key, sets the connection's role, and returns
+ * the status to answer (PC_OK, PC_EAUTH, PC_ETHROTTLED). Anything else:
+ * PC_OK to serve it, or the status to refuse it with (PC_EAUTH on a
+ * connection that did not authenticate, PC_EFORBIDDEN for the role). */
+int gw_auth_request(pc_gateway_t *gw, gw_conn_t *c, const pc_header_t *h, const void *body);
+/* Whether a role may send an operation to the gateway. */
+bool gw_auth_operation_allowed(pc_role_t role, pc_operation_t op);
 
 /* ---- job.c ---- */
 

@@ -30,6 +30,13 @@
  * non-blocking; what the socket does not take waits in the slot's buffer),
  * and a client that stops reading is closed once its backlog passes
  * STREAM_BACKLOG_MAX or nothing moved for STREAM_STALL_MS.
+ *
+ * With TLS (pc_http_api_set_tls) a connection starts in CONN_HANDSHAKE,
+ * bounded by PC_TLS_HANDSHAKE_MS like any other state by its deadline, and
+ * every byte after it goes through conn_recv / conn_send, which keep the
+ * recv(2) / send(2) contract, so the states above do not know about TLS;
+ * only the poll events (a TLS read may wait for POLLOUT) and the bytes
+ * OpenSSL holds decrypted (pc_tls_pending) are added where they matter.
  */
 #include "gateway.h"
 
@@ -95,6 +102,7 @@ uint32_t pc__http_api_idle_ms = 60000;
 
 typedef enum conn_state {
     CONN_FREE = 0,
+    CONN_HANDSHAKE, /* TLS: the handshake is under way */
     CONN_READING, /* waiting for (the rest of) a request */
     CONN_BUSY,    /* its request is at the gateway */
     CONN_WRITING, /* a response is being sent */
@@ -131,6 +139,8 @@ typedef struct conn {
     uint64_t submit_ns;     /* when its request went to the gateway (latency) */
     uint64_t stream_seq;    /* a stream: the screen sample it was sent last */
     uint64_t stream_events; /* and the newest event it was sent */
+    uint32_t source;        /* the peer's IPv4 address: failed keys are counted by it */
+    pc_tls_t *tls;          /* NULL: plaintext */
 } conn_t;
 
 struct pc_http_api {
@@ -153,6 +163,8 @@ struct pc_http_api {
     size_t stream_text_len;    /* the message in stream_text, or 0: */
     uint64_t stream_text_seq;  /*   the sample it holds */
     uint64_t stream_text_from; /*   the events after this seq it lists */
+    pc_tls_config_t *tls;      /* NULL: plaintext; else the gateway's, not owned */
+    uint64_t tls_failures;     /* handshakes refused or timed out */
     conn_t conns[PC_HTTP_CONNS_MAX];
 };
 
@@ -173,6 +185,7 @@ static void conn_free(conn_t *c) {
         PC_ASSERT(c->api->streams > 0);
         c->api->streams--;
     }
+    pc_tls_free(c->tls);
     if (c->fd >= 0) close(c->fd);
     free(c->in);
     free(c->out);
@@ -195,9 +208,33 @@ static void conn_close(conn_t *c) {
         return;
     }
     PC_ASSERT(c->fd >= 0);
+    pc_tls_free(c->tls);
+    c->tls = NULL;
     close(c->fd);
     c->fd = -1;
     c->state = CONN_ORPHAN;
+}
+
+/* send(2) and recv(2) for a connection, over TLS when it has it, with their
+ * returns (-1 and errno EAGAIN: nothing can move now; recv 0: the peer's
+ * end), so the code above them is one for both. */
+static ssize_t conn_send(conn_t *c, const void *buf, size_t len) {
+    PC_ASSERT(c->fd >= 0 && len > 0);
+    if (c->tls == NULL) return send(c->fd, buf, len, MSG_NOSIGNAL);
+    int n = pc_tls_write(c->tls, buf, (uint32_t)PC_MIN(len, (size_t)UINT32_MAX / 2));
+    if (n > 0) return n;
+    errno = n == 0 ? EAGAIN : ECONNRESET;
+    return -1;
+}
+
+static ssize_t conn_recv(conn_t *c, void *buf, size_t cap) {
+    PC_ASSERT(c->fd >= 0 && cap > 0);
+    if (c->tls == NULL) return recv(c->fd, buf, cap, 0);
+    int n = pc_tls_read(c->tls, buf, (uint32_t)PC_MIN(cap, (size_t)UINT32_MAX / 2));
+    if (n > 0) return n;
+    if (n == PC_ECLOSED) return 0;
+    errno = n == 0 ? EAGAIN : ECONNRESET;
+    return -1;
 }
 
 /* After a response that ends the connection: send FIN, then drain what the
@@ -206,6 +243,7 @@ static void conn_close(conn_t *c) {
 static void conn_linger(conn_t *c) {
     PC_ASSERT(c->fd >= 0);
     PC_ASSERT(c->out_sent == c->out_len);
+    if (c->tls != NULL) pc_tls_shutdown(c->tls); /* close_notify; the drain reads raw */
     if (c->peer_eof || shutdown(c->fd, SHUT_WR) != 0) {
         conn_close(c);
         return;
@@ -304,7 +342,7 @@ static void conn_flush(conn_t *c) {
     PC_ASSERT(c->state == CONN_WRITING && c->fd >= 0);
     PC_ASSERT(c->out_sent <= c->out_len);
     while (c->out_sent < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_sent, c->out_len - c->out_sent, MSG_NOSIGNAL);
+        ssize_t n = conn_send(c, c->out + c->out_sent, c->out_len - c->out_sent);
         if (n > 0) {
             c->out_sent += (uint32_t)n;
             c->deadline_ns = deadline_after_ms(pc__http_api_idle_ms);
@@ -667,6 +705,12 @@ static void serve_metrics_screen(text_t *t, const pc_http_api_t *api,
     for (uint32_t u = 0; u < m->units_count && u < PC_UNITS_MAX; u++)
         text_put(t, "paycell_gateway_unit_events_total{unit=\"%u\"} %llu\n", u,
                  (unsigned long long)m->unit_events[u]);
+    text_put(t, "# HELP paycell_gateway_unit_nospace_total Sub-requests a unit answered "
+                "PC_ENOSPC (its primary's disk is full), per unit.\n"
+                "# TYPE paycell_gateway_unit_nospace_total counter\n");
+    for (uint32_t u = 0; u < m->units_count && u < PC_UNITS_MAX; u++)
+        text_put(t, "paycell_gateway_unit_nospace_total{unit=\"%u\"} %llu\n", u,
+                 (unsigned long long)m->unit_nospace[u]);
     text_put(t, "# HELP paycell_gateway_unit_primary Replica index each unit's sessions go to "
                 "(its primary), once known.\n# TYPE paycell_gateway_unit_primary gauge\n");
     for (uint32_t u = 0; u < s->units_count && u < PC_UNITS_MAX; u++)
@@ -758,6 +802,20 @@ static void serve_metrics(conn_t *c) {
         }
     }
     serve_metrics_screen(&t, api, &m);
+    metric(&t, "auth_failures_total", "counter",
+           "Failed authentications: no key, or an unknown or revoked one.", m.auth_failures);
+    metric(&t, "auth_refused_total", "counter",
+           "Authentications refused at once: their source failed too often lately.",
+           m.auth_refused);
+    metric(&t, "auth_forbidden_total", "counter",
+           "Requests refused because the key's role does not allow them.", m.auth_forbidden);
+    text_put(&t, "# HELP paycell_gateway_tls_handshake_failures_total TLS handshakes refused (a "
+                 "certificate not trusted or missing, a client not speaking TLS) or not done "
+                 "in time, per listener.\n"
+                 "# TYPE paycell_gateway_tls_handshake_failures_total counter\n"
+                 "paycell_gateway_tls_handshake_failures_total{listener=\"binary\"} %llu\n"
+                 "paycell_gateway_tls_handshake_failures_total{listener=\"http\"} %llu\n",
+             (unsigned long long)m.tls_handshake_failures, (unsigned long long)api->tls_failures);
     metric(&t, "http_connections", "gauge", "Open HTTP connections.", api->conns_used);
     metric(&t, "http_connections_refused_total", "counter",
            "HTTP connections refused at the connection limit.", api->refused);
@@ -842,7 +900,7 @@ static void stream_flush(conn_t *c) {
     PC_ASSERT(c->state == CONN_STREAM && c->fd >= 0);
     PC_ASSERT(c->out_sent <= c->out_len);
     while (c->out_sent < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_sent, c->out_len - c->out_sent, MSG_NOSIGNAL);
+        ssize_t n = conn_send(c, c->out + c->out_sent, c->out_len - c->out_sent);
         if (n > 0) {
             c->out_sent += (uint32_t)n;
             c->deadline_ns = deadline_after_ms(stream_stall_ms());
@@ -889,7 +947,7 @@ static void stream_read(conn_t *c) {
     PC_ASSERT(c->state == CONN_STREAM && c->fd >= 0);
     char scratch[4096];
     for (uint32_t i = 0; i < READS_PER_EVENT; i++) {
-        ssize_t n = recv(c->fd, scratch, sizeof(scratch), 0);
+        ssize_t n = conn_recv(c, scratch, sizeof(scratch));
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
         if (n <= 0) {
@@ -957,6 +1015,60 @@ static void serve_root(conn_t *c) {
             (const char *)screen_html, screen_html_len);
 }
 
+/* The key a request presents: "Authorization: Bearer KEY", or, on GET /
+ * and GET /v1/stream only, "?key=KEY" in the query, because a browser's
+ * EventSource cannot set a header (docs/SECURITY.md says what that costs).
+ * NULL when it presents none; an Authorization of another scheme presents
+ * none either. */
+static const char *request_key(const conn_t *c, route_t route, size_t *len) {
+    *len = 0;
+    pc_http_slice_t a = c->req.authorization;
+    if (a.at != NULL) {
+        if (a.len <= 7 || strncasecmp(a.at, "Bearer ", 7) != 0) return NULL;
+        const char *key = a.at + 7;
+        size_t n = a.len - 7;
+        while (n > 0 && *key == ' ') key++, n--;
+        *len = n;
+        return key;
+    }
+    pc_http_slice_t q = c->req.query;
+    if (q.at == NULL || (route != ROUTE_ROOT && route != ROUTE_STREAM)) return NULL;
+    for (size_t i = 0; i + 4 <= q.len; i++) {
+        if ((i == 0 || q.at[i - 1] == '&') && memcmp(q.at + i, "key=", 4) == 0) {
+            size_t end = i + 4;
+            while (end < q.len && q.at[end] != '&') end++;
+            *len = end - i - 4;
+            return q.at + i + 4;
+        }
+    }
+    return NULL;
+}
+
+/* Asks the gateway whether the request's key allows its route: ledger
+ * routes need a client or operator key, the rest (metrics, the cluster
+ * view, the big screen and its stream) an observer or operator key. Answers
+ * a refusal itself and returns false. */
+static bool authorized(conn_t *c, route_t route) {
+    PC_ASSERT(route != ROUTE_NONE);
+    bool ledger = route == ROUTE_ACCOUNTS || route == ROUTE_TRANSFERS || route == ROUTE_ACCOUNT ||
+                  route == ROUTE_TRANSFER || route == ROUTE_ACCOUNT_TRANSFERS;
+    size_t len = 0;
+    const char *key = request_key(c, route, &len);
+    int rc = pc_gateway_authorize(c->api->gateway, c->source, key, len,
+                                  ledger ? PC_ACTION_ledger : PC_ACTION_observe);
+    if (rc == PC_OK) return true;
+    char body[512];
+    int n = pc_json_encode_error(pc_err_name(rc), pc_strerror(rc),
+                                 rc == PC_ETHROTTLED ? "authorization" : NULL, body, sizeof body);
+    PC_ASSERT(n > 0);
+    if (rc == PC_EAUTH)
+        respond_json(c, 401, "WWW-Authenticate: Bearer realm=\"paycell\"\r\n", body, (size_t)n);
+    else if (rc == PC_EFORBIDDEN) respond_json(c, 403, NULL, body, (size_t)n);
+    else respond_json(c, 429, NULL, body, (size_t)n);
+    PC_ASSERT(rc == PC_EAUTH || rc == PC_EFORBIDDEN || rc == PC_ETHROTTLED);
+    return false;
+}
+
 /* Serves one complete, well-framed request. */
 static void serve(conn_t *c) {
     PC_ASSERT(c->state == CONN_READING);
@@ -967,6 +1079,7 @@ static void serve(conn_t *c) {
         respond_error(c, 404, "not_found", "no such path", NULL);
         return;
     }
+    if (!authorized(c, route)) return;
     bool post = route == ROUTE_ACCOUNTS || route == ROUTE_TRANSFERS;
     if (!slice_is(c->req.method, post ? "POST" : "GET")) {
         char body[256];
@@ -1229,7 +1342,17 @@ static void send_continue(conn_t *c) {
             expect = true;
     }
     static const char interim[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    if (expect) (void)send(c->fd, interim, sizeof(interim) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (!expect) return;
+    if (c->tls == NULL) {
+        (void)send(c->fd, interim, sizeof(interim) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        return;
+    }
+    /* Over TLS a record only partly sent must be finished before any other
+     * byte, and the response would be taken for its rest. A fresh
+     * connection's socket takes 25 bytes at once; if it ever does not, the
+     * connection is shut, so nothing wrong can follow (the next read ends it). */
+    if (pc_tls_write(c->tls, interim, sizeof(interim) - 1) != (int)sizeof(interim) - 1)
+        (void)shutdown(c->fd, SHUT_RDWR);
 }
 
 /* Parses what is buffered; serves a complete request, answers a malformed
@@ -1283,7 +1406,7 @@ static void conn_read(conn_t *c) {
     }
     for (uint32_t i = 0; i < READS_PER_EVENT && c->state == CONN_READING; i++) {
         PC_ASSERT(c->in_len < c->in_cap);
-        ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+        ssize_t n = conn_recv(c, c->in + c->in_len, c->in_cap - c->in_len);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
         if (n <= 0) { /* end of stream mid-request or between requests, or an error */
@@ -1303,8 +1426,10 @@ static void accept_all(pc_http_api_t *api) {
         int fd = pc_net_accept(api->listen_fd);
         if (fd < 0) return; /* none waiting (PC_EBUSY) or a transient error */
         if (api->conns_used == PC_HTTP_CONNS_MAX) {
-            /* Best effort: a fresh socket's buffer takes this small answer. */
-            (void)send(fd, api->refuse, api->refuse_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+            /* Best effort: a fresh socket's buffer takes this small answer
+             * (not over TLS: a client expecting a handshake sees a close). */
+            if (api->tls == NULL)
+                (void)send(fd, api->refuse, api->refuse_len, MSG_NOSIGNAL | MSG_DONTWAIT);
             close(fd);
             api->refused++;
             continue;
@@ -1312,10 +1437,18 @@ static void accept_all(pc_http_api_t *api) {
         conn_t *c = NULL;
         for (uint32_t s = 0; s < PC_HTTP_CONNS_MAX && c == NULL; s++)
             if (api->conns[s].state == CONN_FREE) c = &api->conns[s];
-        PC_ASSERT(c != NULL && c->fd == -1);
+        PC_ASSERT(c != NULL && c->fd == -1 && c->tls == NULL);
+        if (api->tls != NULL && pc_tls_new(api->tls, fd, NULL, &c->tls) != PC_OK) {
+            close(fd); /* out of memory: refused like a connection past the limit */
+            api->refused++;
+            continue;
+        }
         c->fd = fd;
-        c->state = CONN_READING;
-        c->deadline_ns = deadline_after_ms(pc__http_api_idle_ms);
+        c->state = c->tls != NULL ? CONN_HANDSHAKE : CONN_READING;
+        if (pc_net_peer_ipv4(fd, &c->source) != PC_OK) c->source = 0;
+        c->deadline_ns = deadline_after_ms(c->tls != NULL ? PC_MIN(PC_TLS_HANDSHAKE_MS,
+                                                                   pc__http_api_idle_ms)
+                                                          : pc__http_api_idle_ms);
         pc_http_request_init(&c->req);
         api->conns_used++;
     }
@@ -1382,17 +1515,23 @@ uint32_t pc_http_api_pollfds(pc_http_api_t *api, struct pollfd *fds, uint32_t ca
         if (c->state == CONN_STREAM && screen->seq != c->stream_seq) stream_update(c, screen);
         if (c->state == CONN_FREE || c->state == CONN_ORPHAN) continue;
         bool timed = c->state == CONN_READING || c->state == CONN_WRITING ||
-                     c->state == CONN_LINGER ||
+                     c->state == CONN_LINGER || c->state == CONN_HANDSHAKE ||
                      (c->state == CONN_STREAM && c->out_sent < c->out_len);
         if (timed && now_ns >= c->deadline_ns) { /* idle, stalled or done lingering */
             if (c->state == CONN_STREAM) api->streams_dropped++; /* it stopped reading */
+            if (c->state == CONN_HANDSHAKE) api->tls_failures++;  /* too slow to say hello */
             conn_close(c);
             continue;
         }
         if (n == cap) continue;
         short events = 0;
+        bool tls_pending = c->tls != NULL && c->state != CONN_HANDSHAKE && pc_tls_pending(c->tls);
         switch (c->state) {
-        case CONN_READING: events = (short)(POLLIN | (c->in_pending ? POLLOUT : 0)); break;
+        case CONN_HANDSHAKE: events = pc_tls_events(c->tls) ? pc_tls_events(c->tls) : POLLIN; break;
+        case CONN_READING:
+            /* POLLOUT wakes the loop at once for bytes already here. */
+            events = (short)(POLLIN | (c->in_pending || tls_pending ? POLLOUT : 0));
+            break;
         case CONN_BUSY: events = c->peer_eof ? 0 : POLLRDHUP; break;
         case CONN_WRITING: events = POLLOUT; break;
         case CONN_LINGER: events = POLLIN; break;
@@ -1401,6 +1540,8 @@ uint32_t pc_http_api_pollfds(pc_http_api_t *api, struct pollfd *fds, uint32_t ca
             break;
         default: PC_ASSERT(false);
         }
+        if (c->tls != NULL && c->state != CONN_BUSY && c->state != CONN_LINGER)
+            events |= pc_tls_events(c->tls); /* a read waiting to write, or the reverse */
         fds[n] = (struct pollfd){.fd = c->fd, .events = events};
         api->poll_slot[n - 1] = (uint16_t)s;
         api->poll_generation[n - 1] = c->generation;
@@ -1411,12 +1552,35 @@ uint32_t pc_http_api_pollfds(pc_http_api_t *api, struct pollfd *fds, uint32_t ca
     return n;
 }
 
+/* A step of a TLS handshake. A refused one is counted (a certificate not
+ * trusted or missing, a client that does not speak TLS); a peer that just
+ * left is not. Once done, the request may have come with the handshake's
+ * last flight, so it is read at once. */
+static void conn_handshake(conn_t *c) {
+    PC_ASSERT(c->state == CONN_HANDSHAKE && c->tls != NULL);
+    int rc = pc_tls_handshake(c->tls);
+    if (rc == 1) return;
+    if (rc != PC_OK) {
+        if (rc == PC_ETLS) c->api->tls_failures++;
+        pc_tls_drain(c->fd); /* so the alert is not lost to a reset */
+        conn_free(c);
+        return;
+    }
+    c->state = CONN_READING;
+    c->deadline_ns = deadline_after_ms(pc__http_api_idle_ms);
+    conn_read(c);
+}
+
 /* One connection's readiness. State may have moved since pollfds (a done
  * callback ran in between): act only on what fits the state now. */
 static void conn_on_events(conn_t *c, short revents) {
     PC_ASSERT(c->state != CONN_FREE && c->state != CONN_ORPHAN);
     PC_ASSERT(c->fd >= 0);
+    /* Over TLS any readiness may let a read or a write go on (each returns
+     * at once when it cannot): try what the state does. */
+    if (c->tls != NULL && c->state != CONN_HANDSHAKE) revents |= POLLIN | POLLOUT;
     switch (c->state) {
+    case CONN_HANDSHAKE: conn_handshake(c); break;
     case CONN_READING:
         if (c->in_pending) conn_parse(c);
         if (c->state == CONN_READING && (revents & (POLLIN | POLLHUP | POLLERR))) conn_read(c);
@@ -1439,6 +1603,12 @@ static void conn_on_events(conn_t *c, short revents) {
         break;
     default: PC_ASSERT(false);
     }
+}
+
+void pc_http_api_set_tls(pc_http_api_t *api, pc_tls_config_t *config) {
+    PC_ASSERT(api != NULL && config != NULL);
+    PC_ASSERT(api->tls == NULL);
+    api->tls = config;
 }
 
 void pc_http_api_on_events(pc_http_api_t *api, const struct pollfd *fds, uint32_t n) {

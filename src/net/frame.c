@@ -21,6 +21,9 @@
 
 /* Alignment of returned headers: that of pc_header_t (its u128 fields). */
 #define FRAME_ALIGN 16u
+/* Reads per pc_reader_fill_tls: a TLS record holds at most 16 KiB, so this
+ * fills a whole buffer and bounds the loop. */
+#define TLS_FILL_READS_MAX (PC_MESSAGE_SIZE_MAX / 16384u + 2u)
 
 PC_STATIC_ASSERT(_Alignof(pc_header_t) <= FRAME_ALIGN, "frames are aligned for headers");
 PC_STATIC_ASSERT(PC_HEADER_SIZE % FRAME_ALIGN == 0, "bodies are aligned like headers");
@@ -222,6 +225,48 @@ int pc_writer_flush(pc_writer_t *writer, int fd) {
             return (errno == EPIPE || errno == ECONNRESET) ? PC_ECLOSED : PC_EIO;
         }
         PC_ASSERT(n > 0 && (uint32_t)n <= writer->tail - writer->head);
+        writer->head += (uint32_t)n;
+    }
+    if (writer->head == writer->tail) writer->head = writer->tail = 0;
+    return (int)pc_writer_pending(writer);
+}
+
+/* As pc_reader_fill, but over TLS, and reading until the socket has nothing
+ * more: OpenSSL takes whole records off the socket, so bytes it decrypted
+ * and we did not read would never wake poll. Only a full buffer leaves
+ * some behind (pc_tls_pending tells). */
+int pc_reader_fill_tls(pc_reader_t *reader, pc_tls_t *tls) {
+    PC_ASSERT(tls != NULL);
+    if (reader->error != PC_OK) return reader->error;
+    int total = 0;
+    for (uint32_t i = 0; i < TLS_FILL_READS_MAX; i++) {
+        reader_make_room(reader);
+        uint32_t end = reader->head + reader->len;
+        uint32_t space = reader->cap - end;
+        if (space == 0) break;
+        int n = pc_tls_read(tls, reader->buf + end, space);
+        if (n < 0) return n; /* the connection is over: what came with it goes too */
+        if (n == 0) break;
+        PC_ASSERT((uint32_t)n <= space);
+        reader->len += (uint32_t)n;
+        total += n;
+    }
+    PC_ASSERT(reader->head + reader->len <= reader->cap);
+    return total;
+}
+
+/* As pc_writer_flush, over TLS. A write that could not finish keeps its
+ * bytes at head; the next one starts with them, as OpenSSL requires (a
+ * compaction in pc_writer_push moves them, which the moving-buffer mode
+ * allows). */
+int pc_writer_flush_tls(pc_writer_t *writer, pc_tls_t *tls) {
+    PC_ASSERT(tls != NULL);
+    PC_ASSERT(writer->head <= writer->tail && writer->tail <= writer->cap);
+    for (uint32_t i = 0; writer->head < writer->tail && i <= writer->cap; i++) {
+        int n = pc_tls_write(tls, writer->buf + writer->head, writer->tail - writer->head);
+        if (n < 0) return n;
+        if (n == 0) break;
+        PC_ASSERT((uint32_t)n <= writer->tail - writer->head);
         writer->head += (uint32_t)n;
     }
     if (writer->head == writer->tail) writer->head = writer->tail = 0;

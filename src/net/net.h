@@ -94,7 +94,8 @@ int pc_header_verify(const pc_header_t *header);
 int pc_body_verify(const pc_header_t *header, const void *body);
 
 /* Semantic checks of a verified request: known operation; register has an
- * empty body, session 0 and request 0; other operations a non-zero session, a
+ * empty body, session 0 and request 0; authenticate session 0, request 0 and
+ * exactly PC_KEY_TEXT_LEN bytes of key; other operations a non-zero session, a
  * non-zero request number and a body that is a whole number
  * (1..PC_BATCH_EVENTS_MAX) of events (exactly one filter for
  * get_account_transfers, exactly one routing record for set_routing). A
@@ -203,6 +204,85 @@ int pc_net_connect_start(const char *address, int *fd_out);
 int pc_net_connect_finish(int fd);
 /* The local port of a bound socket. Errors: PC_EIO. */
 int pc_net_local_port(int fd, uint16_t *port_out);
+/* The IPv4 address of a connected socket's peer, in host byte order (so
+ * 127.0.0.1 is 0x7f000001): the source that failed authentications are
+ * counted by. Errors: PC_EIO. */
+int pc_net_peer_ipv4(int fd, uint32_t *address_out);
+
+/* ========================================================================
+ * TLS (src/net/tls.c) — OpenSSL under the framing, for the gateway's
+ * listeners and libpaycell.
+ *
+ * A pc_tls_config_t is one SSL_CTX: a server's certificate and key (and the
+ * CA its clients' certificates must be signed by, for mutual TLS), or a
+ * client's trusted CA (and its own certificate). A pc_tls_t is one
+ * connection over a non-blocking socket the caller owns: every call does
+ * what the socket allows and returns; when it could not finish,
+ * pc_tls_events says which poll events let it go on (a read may need the
+ * socket writable and a write readable during a handshake), so TLS fits an
+ * existing poll loop without threads. TLS 1.2 is the minimum (1.3 is
+ * negotiated whenever both sides have it); no renegotiation, no session
+ * tickets or cache. A peer's end of stream without close_notify counts as
+ * an ordinary close: every frame on top is length-delimited and checksummed,
+ * so a truncation is seen there.
+ * ====================================================================== */
+
+typedef struct pc_tls_config pc_tls_config_t;
+typedef struct pc_tls pc_tls_t;
+
+/* A server's: cert_file (PEM, the chain), key_file (PEM), client_ca_file
+ * (PEM; NULL: no client certificate asked; set: one signed by it is
+ * required, and a handshake without one fails). Errors: PC_EINVAL (a file
+ * missing, malformed, or a key that does not match the certificate), the
+ * reason in err. The caller checks the key file's permissions. */
+int pc_tls_server_config(const char *cert_file, const char *key_file, const char *client_ca_file,
+                         pc_tls_config_t **out, char *err, size_t err_cap);
+/* A client's: ca_file (PEM) the server's certificate must be signed by;
+ * cert_file and key_file (both or neither; NULL or "") its own certificate.
+ * Errors: PC_EINVAL (as above, and a key file its group or others may read). */
+int pc_tls_client_config(const char *ca_file, const char *cert_file, const char *key_file,
+                         pc_tls_config_t **out, char *err, size_t err_cap);
+void pc_tls_config_free(pc_tls_config_t *config);
+
+/* A connection over fd (not owned: pc_tls_free leaves it open). host: NULL
+ * on a server; on a client the name the server's certificate must carry
+ * (an IPv4/IPv6 address or a DNS name). Errors: PC_ENOMEM, PC_EINVAL. */
+int pc_tls_new(pc_tls_config_t *config, int fd, const char *host, pc_tls_t **out);
+void pc_tls_free(pc_tls_t *tls);
+/* Moves the handshake on: PC_OK (done), 1 (wait for pc_tls_events), PC_ETLS
+ * (refused: a certificate not trusted or missing, a peer that does not
+ * speak TLS), PC_ECLOSED (the peer left), PC_EIO. */
+int pc_tls_handshake(pc_tls_t *tls);
+/* Reads at most cap (>= 1) bytes: how many (> 0), 0 (nothing now: wait for
+ * pc_tls_events), PC_ECLOSED, PC_ETLS, PC_EIO. */
+int pc_tls_read(pc_tls_t *tls, void *buf, uint32_t cap);
+/* Writes at most len (>= 1) bytes: how many (> 0), 0 (wait), or an error as
+ * read. After a 0 the next write must start with the same bytes (at any
+ * address, and possibly more of them): pc_writer_flush_tls keeps that. */
+int pc_tls_write(pc_tls_t *tls, const void *buf, uint32_t len);
+/* POLLIN and/or POLLOUT: what the last call that could not finish waits
+ * for; 0 after one that finished. */
+short pc_tls_events(const pc_tls_t *tls);
+/* Whether bytes already taken off the socket wait to be read: poll would
+ * not report them. */
+bool pc_tls_pending(const pc_tls_t *tls);
+/* Sends close_notify, best effort (never waits). */
+void pc_tls_shutdown(pc_tls_t *tls);
+/* Before closing a connection whose handshake was refused: reads away (at
+ * most 64 KiB, never waiting) what the peer sent that was not read, so the
+ * close sends a FIN after the alert that says why, not a reset that may
+ * overtake and destroy it (a TLS 1.3 client has often sent its first
+ * request by the time the server refuses its certificate). */
+void pc_tls_drain(int fd);
+/* Why the last call failed, for logs ("certificate verify failed: unable
+ * to get local issuer certificate"); "" if nothing failed. */
+const char *pc_tls_error(const pc_tls_t *tls);
+
+/* pc_reader_fill and pc_writer_flush over TLS, with the same returns. The
+ * fill reads until the socket has nothing more or the buffer is full, so
+ * only a full buffer leaves bytes in pc_tls_pending. */
+int pc_reader_fill_tls(pc_reader_t *reader, pc_tls_t *tls);
+int pc_writer_flush_tls(pc_writer_t *writer, pc_tls_t *tls);
 
 /* ========================================================================
  * JSON codec (src/net/json.c) — the gateway's HTTP API bodies.

@@ -63,6 +63,7 @@ uint32_t pc_operation_event_size(pc_operation_t operation) {
     case PC_OP_get_totals: return sizeof(pc_u128);
     case PC_OP_shadow_purge: return sizeof(pc_u128);
     case PC_OP_list_accounts: return sizeof(pc_account_filter_t);
+    case PC_OP_authenticate: return PC_KEY_TEXT_LEN;
     }
     return 0;
 }
@@ -85,6 +86,7 @@ uint32_t pc_operation_reply_record_size(pc_operation_t operation) {
     case PC_OP_get_totals: return sizeof(pc_totals_t);
     case PC_OP_shadow_purge: return sizeof(pc_create_result_t);
     case PC_OP_list_accounts: return sizeof(pc_account_t);
+    case PC_OP_authenticate: return 0;
     }
     return 0;
 }
@@ -203,6 +205,12 @@ int pc_request_verify(const pc_header_t *header, const void *body) {
         if (header->session != 0 || header->request != 0 || body_size != 0) return PC_EPROTO;
         return PC_OK;
     }
+    if (operation == PC_OP_authenticate) {
+        /* Sent per connection before register, so it has no session either;
+         * its one event is the key text, exactly. */
+        if (header->session != 0 || header->request != 0) return PC_EPROTO;
+        return body_size == PC_KEY_TEXT_LEN ? PC_OK : PC_EPROTO;
+    }
     if (header->session == 0 || header->request == 0) return PC_EPROTO;
     if (pc_operation_single_event(operation))
         return body_size == pc_operation_event_size(operation) ? PC_OK : PC_EPROTO;
@@ -218,7 +226,8 @@ bool pc_operation_single_event(pc_operation_t operation) {
     case PC_OP_get_cluster:
     case PC_OP_get_totals:
     case PC_OP_shadow_purge:
-    case PC_OP_list_accounts: return true;
+    case PC_OP_list_accounts:
+    case PC_OP_authenticate: return true;
     default: return false;
     }
 }

@@ -183,3 +183,14 @@ int pc_net_local_port(int fd, uint16_t *port_out) {
     *port_out = ntohs(addr.sin_port);
     return PC_OK;
 }
+
+int pc_net_peer_ipv4(int fd, uint32_t *address_out) {
+    PC_ASSERT(fd >= 0 && address_out != NULL);
+    struct sockaddr_in addr;
+    socklen_t len = sizeof(addr);
+    *address_out = 0;
+    if (getpeername(fd, (struct sockaddr *)&addr, &len) != 0) return PC_EIO;
+    if (addr.sin_family != AF_INET || len < sizeof(addr)) return PC_EIO;
+    *address_out = ntohl(addr.sin_addr.s_addr);
+    return PC_OK;
+}

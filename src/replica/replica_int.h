@@ -127,6 +127,20 @@ typedef struct replica {
         uint64_t op;
         pc_u128 checksum;
     } written[PC_VSR_OUT_WRITES_MAX * 16]; /* journal writes awaiting this turn's sync */
+    /* A full disk (unit.c, "a full disk"): what could not be written yet.
+     * Committed ops wait in deferred (a ring of journal_slots entries, their
+     * bodies still in VSR's journal ring) until the transfer store has room;
+     * a failed checkpoint is retried at checkpoint_retry_ns; a view state
+     * that could not be created waits in persist_pending. While any of them
+     * waits, the replica refuses client writes with PC_ENOSPC. */
+    bool nospace_apply, nospace_checkpoint, nospace_persist;
+    uint64_t nospace_refused; /* client requests refused since the disk filled */
+    uint64_t space_retry_ns;  /* deferred commits: next reserve attempt */
+    pc_vsr_commit_out_t *deferred;
+    uint32_t deferred_first, deferred_count;
+    bool persist_pending;
+    uint32_t persist_view, persist_log_view;
+    pc_vsr_header_t persist_head;
 } replica_t;
 
 /* An informational line, unless the replica runs --quiet. */

@@ -60,6 +60,8 @@ static pc_vsr_message_t unit_message;
 static uint8_t *unit_frame;
 
 static void process(replica_t *r);
+static void nospace_enter(replica_t *r, bool *flag, const char *what, uint64_t op);
+static void nospace_leave(replica_t *r, bool *flag, const char *what, uint64_t op);
 
 /* ---- peers ---- */
 
@@ -283,6 +285,7 @@ static void sync_reset(replica_t *r) {
  * SYNC_ANSWER_NS (down, or not checkpointed far enough yet) gives way. */
 static void sync_request(replica_t *r, uint8_t from, uint64_t op_min) {
     uint64_t now = pc_time_monotonic_ns();
+    if (r->deferred_count > 0) return; /* commits wait for disk space: apply them first */
     if (r->sync.active) {
         bool answered = r->sync.blob_received > 0 || r->sync.blob != NULL;
         if (answered ? now < r->sync.deadline_ns : now < r->sync.started_ns + SYNC_ANSWER_NS)
@@ -324,6 +327,21 @@ static void sync_yield(replica_t *r) {
     }
 }
 
+/* The disk filled while a sync wrote what it received: it is abandoned (the
+ * old checkpoint stays in force, the store is cut back to the ledger's
+ * slots) and VSR asks again, once space has returned or not. */
+static void sync_nospace(replica_t *r, uint64_t op) {
+    nospace_enter(r, &r->nospace_apply, "state sync", op);
+    sync_fail(r, "disk full (PC_ENOSPC)");
+    int rc = pc_storage_slots_truncate(r->storage, pc_ledger_slots_count(r->ledger));
+    if (rc != PC_OK) {
+        pc_log("replica", "fatal", "state sync: truncating the transfer store: %s",
+               pc_strerror(rc));
+        exit(1);
+    }
+    PC_ASSERT(pc_storage_slots_count(r->storage) == pc_ledger_slots_count(r->ledger));
+}
+
 /* The whole checkpoint arrived: make it ours and restart the state from it. */
 static void sync_finish(replica_t *r, const pc_checkpoint_info_t *info) {
     if (info->op <= r->applied_op || info->blob_size != r->sync.blob_received ||
@@ -333,6 +351,10 @@ static void sync_finish(replica_t *r, const pc_checkpoint_info_t *info) {
         return;
     }
     int rc = pc_storage_checkpoint_write(r->storage, info, r->sync.blob);
+    if (rc == PC_ENOSPC) {
+        sync_nospace(r, info->op);
+        return;
+    }
     if (rc == PC_OK) rc = pc__machine_reset(r);
     pc_checkpoint_info_t loaded;
     if (rc == PC_OK) rc = pc__machine_recover(r, &loaded);
@@ -342,6 +364,8 @@ static void sync_finish(replica_t *r, const pc_checkpoint_info_t *info) {
         exit(1);
     }
     r->checkpoint_op = info->op;
+    nospace_leave(r, &r->nospace_apply, "state sync", info->op);
+    nospace_leave(r, &r->nospace_checkpoint, "state sync", info->op);
     replica_log(r, "state sync: now at checkpoint op %llu from replica %u",
                 (unsigned long long)info->op, r->sync.from);
     sync_reset(r);
@@ -387,6 +411,10 @@ static void on_sync_frame(replica_t *r, uint8_t from, const pc_header_t *h, cons
          * flushes) would be overwritten in place: the prefix is the same. */
         memcpy(unit_frame, body, size);
         int rc = pc_storage_slots_write(r->storage, h->op, unit_frame, size / PC_SLOT_SIZE);
+        if (rc == PC_ENOSPC) {
+            sync_nospace(r, r->sync.op_min);
+            return;
+        }
         if (rc != PC_OK) {
             pc_log("replica", "fatal", "state sync: writing slots: %s", pc_strerror(rc));
             exit(1);
@@ -494,6 +522,101 @@ static void apply_commit(replica_t *r, const pc_vsr_commit_out_t *c) {
     if (f) f->op = 0;
 }
 
+/* ---- a full disk ----
+ *
+ * Journal writes never allocate (the journal is preallocated by format),
+ * but applying a commit appends transfer slots, a checkpoint creates a file,
+ * and the first view-state write creates one. On a full disk (PC_ENOSPC)
+ * none of these is fatal: a commit waits in r->deferred (applied in order
+ * once the store has room), a checkpoint is retried every second, a view
+ * state waits in persist_pending. Meanwhile the replica refuses client
+ * writes with PC_ENOSPC and logs "disk full" once; a backup simply falls
+ * behind (its window stops moving, so it drops prepares beyond it) and the
+ * other two commit. When space returns it logs so and catches up, by repair
+ * or by state sync. docs/RELIABILITY.md shows what the operator sees. */
+
+#define NOSPACE_RETRY_NS 250000000ull       /* deferred commits, the view state */
+#define CHECKPOINT_RETRY_NS 1000000000ull   /* a checkpoint writes the whole state */
+
+static bool disk_full(const replica_t *r) {
+    return r->nospace_apply || r->nospace_checkpoint || r->nospace_persist;
+}
+
+static void nospace_enter(replica_t *r, bool *flag, const char *what, uint64_t op) {
+    if (*flag) return;
+    if (!disk_full(r)) {
+        r->nospace_refused = 0;
+        pc_log("replica", "error", "disk full: %s at op %llu failed (PC_ENOSPC); client writes "
+               "are refused with PC_ENOSPC until space returns", what, (unsigned long long)op);
+    }
+    *flag = true;
+    PC_ASSERT(disk_full(r));
+}
+
+static void nospace_leave(replica_t *r, bool *flag, const char *what, uint64_t op) {
+    if (!*flag) return;
+    *flag = false;
+    if (!disk_full(r))
+        pc_log("replica", "info", "disk space returned: %s at op %llu done; %llu client "
+               "requests were refused with PC_ENOSPC while the disk was full", what,
+               (unsigned long long)op, (unsigned long long)r->nospace_refused);
+    PC_ASSERT(!*flag);
+}
+
+/* Whether the transfer store has room for every slot the commit may append
+ * (at most one per 128-byte event, so body_size / PC_RECORD_SIZE bounds it):
+ * after a successful reserve, the apply cannot hit ENOSPC. */
+static bool apply_room(replica_t *r, const pc_vsr_header_t *h) {
+    uint64_t slots = h->body_size / PC_RECORD_SIZE;
+    PC_ASSERT(h->body_size <= PC_VSR_PREPARE_BODY_MAX);
+    int rc = slots == 0 ? PC_OK : pc_storage_reserve(r->storage, 0, slots);
+    if (rc == PC_OK) {
+        nospace_leave(r, &r->nospace_apply, "applying a commit", h->op);
+        return true;
+    }
+    if (rc != PC_ENOSPC) {
+        pc_log("replica", "fatal", "reserving transfer slots for op %llu: %s",
+               (unsigned long long)h->op, pc_strerror(rc));
+        exit(1);
+    }
+    nospace_enter(r, &r->nospace_apply, "reserving transfer slots for a commit", h->op);
+    return false;
+}
+
+/* Applies a commit now, or queues it behind those already waiting for room.
+ * Its body stays valid in VSR's journal ring while it waits: VSR reuses the
+ * slot of an op only once the op is at or below its checkpoint, which never
+ * passes what this replica applied, and state sync (which clears the ring)
+ * is not started while commits wait (sync_request). */
+static void commit_or_defer(replica_t *r, const pc_vsr_commit_out_t *c) {
+    if (r->deferred_count == 0 && apply_room(r, &c->header)) {
+        apply_commit(r, c);
+        return;
+    }
+    uint32_t slots = r->info->journal_slots;
+    PC_ASSERT(r->deferred_count < slots); /* VSR commits no further than the window */
+    r->deferred[(r->deferred_first + r->deferred_count) % slots] = *c;
+    r->deferred_count++;
+    r->space_retry_ns = pc_time_monotonic_ns() + NOSPACE_RETRY_NS;
+}
+
+/* The waiting commits, in order, as far as the store has room now. */
+static void deferred_drain(replica_t *r) {
+    uint32_t slots = r->info->journal_slots;
+    while (r->deferred_count > 0) {
+        const pc_vsr_commit_out_t *c = &r->deferred[r->deferred_first];
+        if (!apply_room(r, &c->header)) {
+            r->space_retry_ns = pc_time_monotonic_ns() + NOSPACE_RETRY_NS;
+            return;
+        }
+        PC_ASSERT(c->header.op == r->applied_op + 1);
+        PC_ASSERT(pc_checksum(c->body, c->header.body_size, 0) == c->header.body_checksum);
+        apply_commit(r, c);
+        r->deferred_first = (r->deferred_first + 1) % slots;
+        r->deferred_count--;
+    }
+}
+
 #ifdef PC_TEST_PLANTED_BUGS
 /* A planted bug, for the chaos harness only (tests/chaos/, docs/RELIABILITY.md):
  * proof that its checker can fail. This code exists only in
@@ -540,6 +663,34 @@ static void write_entry(replica_t *r, const pc_vsr_write_t *w) {
     r->written_count++;
 }
 
+/* Writes the view state out asks for into *state; whether it is durable.
+ * On a full disk (only creating the file allocates) it waits in
+ * persist_pending for nospace_retry; a newer state supersedes a waiting one. */
+static bool persist_write(replica_t *r, const pc_vsr_output_t *out, unit_state_t *state) {
+    PC_ASSERT(out->persist);
+    memset(state, 0, sizeof *state); /* the bytes are written as they are */
+    state->view = out->persist_view;
+    state->log_view = out->persist_log_view;
+    state->head = out->persist_head;
+    int rc = pc_storage_vsr_state_write(r->storage, state, sizeof *state);
+    if (rc == PC_ENOSPC) {
+        r->persist_pending = true;
+        r->persist_view = state->view;
+        r->persist_log_view = state->log_view;
+        r->persist_head = state->head;
+        r->space_retry_ns = pc_time_monotonic_ns() + NOSPACE_RETRY_NS;
+        nospace_enter(r, &r->nospace_persist, "writing the view state", state->head.op);
+        return false;
+    }
+    if (rc != PC_OK) {
+        pc_log("replica", "fatal", "writing the view state: %s", pc_strerror(rc));
+        exit(1);
+    }
+    r->persist_pending = false;
+    nospace_leave(r, &r->nospace_persist, "writing the view state", state->head.op);
+    return true;
+}
+
 /* Carries out everything in r->out, then what that leads to, until VSR has
  * nothing more to say for now. */
 static void process(replica_t *r) {
@@ -547,34 +698,31 @@ static void process(replica_t *r) {
         pc_vsr_output_t *out = r->out;
         send_messages(r, out);
         for (uint32_t i = 0; i < out->writes_count; i++) write_entry(r, &out->writes[i]);
-        for (uint32_t i = 0; i < out->commits_count; i++) apply_commit(r, &out->commits[i]);
-        bool persist = out->persist;
+        for (uint32_t i = 0; i < out->commits_count; i++) commit_or_defer(r, &out->commits[i]);
         unit_state_t state;
-        memset(&state, 0, sizeof state);
-        if (persist) {
-            state.view = out->persist_view;
-            state.log_view = out->persist_log_view;
-            state.head = out->persist_head;
-            int rc = pc_storage_vsr_state_write(r->storage, &state, sizeof state);
-            if (rc != PC_OK) {
-                pc_log("replica", "fatal", "writing the view state: %s", pc_strerror(rc));
-                exit(1);
-            }
-        }
+        bool persist = out->persist && persist_write(r, out, &state);
         if (out->sync) sync_request(r, out->sync_replica, out->sync_op_min);
         pc_vsr_output_reset(out);
         if (persist) {
             pc_vsr_on_persist_done(r->vsr, state.view, state.log_view, out);
             continue;
         }
-        /* Checkpoint often enough that the primary never waits for one. */
-        if (r->applied_op >= r->checkpoint_op + r->info->journal_slots / 4) {
+        /* Checkpoint often enough that the primary never waits for one; on a
+         * full disk, try again a second later. */
+        if (r->applied_op >= r->checkpoint_op + r->info->journal_slots / 4 &&
+            pc_time_monotonic_ns() >= r->checkpoint_retry_ns) {
             int rc = pc__machine_checkpoint(r, r->applied_op, r->applied_checksum);
+            if (rc == PC_ENOSPC) {
+                r->checkpoint_retry_ns = pc_time_monotonic_ns() + CHECKPOINT_RETRY_NS;
+                nospace_enter(r, &r->nospace_checkpoint, "a checkpoint", r->applied_op);
+                break;
+            }
             if (rc != PC_OK) {
                 pc_log("replica", "fatal", "checkpoint at op %llu failed: %s",
                        (unsigned long long)r->applied_op, pc_strerror(rc));
                 exit(1);
             }
+            nospace_leave(r, &r->nospace_checkpoint, "a checkpoint", r->applied_op);
             r->checkpoint_op = r->applied_op;
             pc_vsr_on_checkpoint(r->vsr, r->checkpoint_op, out);
             continue;
@@ -632,6 +780,11 @@ int pc__unit_request_gate(replica_t *r, uint64_t *hint) {
      * or may have acknowledged (every op of the log it started the view
      * with): its sessions and reads must include every acknowledged request. */
     if (!pc_vsr_caught_up(&info)) return PC_ENOTREADY;
+    /* The same for commits waiting for disk space, which only space ends. */
+    if (r->deferred_count > 0) {
+        r->nospace_refused++;
+        return PC_ENOSPC;
+    }
     return PC_OK;
 }
 
@@ -660,6 +813,12 @@ static void submit_prepare(replica_t *r) {
         pc__replica_fail_prepared(r, r->prepare_body, r->prepared, r->prepare_count,
                                   info.status == PC_VSR_NORMAL ? PC_ENOT_PRIMARY : PC_ENOTREADY,
                                   info.view);
+        goto reset;
+    }
+    if (r->prepare_count > 0 && disk_full(r)) {
+        r->nospace_refused += r->prepare_count;
+        pc__replica_fail_prepared(r, r->prepare_body, r->prepared, r->prepare_count, PC_ENOSPC,
+                                  0);
         goto reset;
     }
     inflight_t *f = inflight_free(r);
@@ -694,9 +853,40 @@ int pc__unit_timeout_ms(const replica_t *r) {
     return (int)((r->tick_next_ns - now + 999999ull) / 1000000ull);
 }
 
+/* What a full disk held back, tried again every NOSPACE_RETRY_NS: the view
+ * state, then the commits waiting for room. */
+static void nospace_retry(replica_t *r, uint64_t now) {
+    if ((!r->persist_pending && r->deferred_count == 0) || now < r->space_retry_ns) return;
+    r->space_retry_ns = now + NOSPACE_RETRY_NS;
+    if (r->persist_pending) {
+        unit_state_t state;
+        memset(&state, 0, sizeof state); /* the bytes are written as they are */
+        state.view = r->persist_view;
+        state.log_view = r->persist_log_view;
+        state.head = r->persist_head;
+        int rc = pc_storage_vsr_state_write(r->storage, &state, sizeof state);
+        if (rc == PC_ENOSPC) return;
+        if (rc != PC_OK) {
+            pc_log("replica", "fatal", "writing the view state: %s", pc_strerror(rc));
+            exit(1);
+        }
+        r->persist_pending = false;
+        nospace_leave(r, &r->nospace_persist, "writing the view state", state.head.op);
+        pc_vsr_output_reset(r->out);
+        pc_vsr_on_persist_done(r->vsr, state.view, state.log_view, r->out);
+        process(r);
+    }
+    if (r->deferred_count > 0) {
+        deferred_drain(r);
+        pc_vsr_output_reset(r->out);
+        process(r); /* the checkpoint the applies may call for */
+    }
+}
+
 void pc__unit_turn(replica_t *r) {
     uint64_t now = pc_time_monotonic_ns();
     peers_connect(r, now);
+    nospace_retry(r, now);
     submit_prepare(r);
     journal_sync(r);
     serve_pump(r);
@@ -751,6 +941,7 @@ static int load_journal(replica_t *r, uint32_t *damaged) {
         if (h.checksum != pc_vsr_header_checksum(&h) || h.op % slots != slot ||
             h.body_size > PC_VSR_PREPARE_BODY_MAX) {
             replica_log(r, "journal slot %u: bad header (left for repair)", slot);
+            pc_vsr_load_faulty(r->vsr, slot); /* no nack for its op (vsr.h) */
             (*damaged)++;
             continue;
         }
@@ -761,6 +952,7 @@ static int load_journal(replica_t *r, uint32_t *damaged) {
         if (pc_checksum(r->prepare_body, h.body_size, 0) != h.body_checksum) {
             replica_log(r, "journal slot %u (op %llu): bad body (left for repair)", slot,
                         (unsigned long long)h.op);
+            pc_vsr_load_faulty(r->vsr, slot);
             (*damaged)++;
             continue;
         }
@@ -787,8 +979,9 @@ int pc__unit_init(replica_t *r) {
                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (r->vsr == MAP_FAILED) r->vsr = NULL;
     r->out = malloc(sizeof *r->out);
+    r->deferred = calloc(r->info->journal_slots, sizeof *r->deferred);
     if (unit_frame == NULL) unit_frame = malloc(PC_REPLICA_MESSAGE_SIZE_MAX);
-    if (!r->vsr || !r->out || !unit_frame) return PC_ENOMEM;
+    if (!r->vsr || !r->out || !r->deferred || !unit_frame) return PC_ENOMEM;
     for (uint32_t i = 0; i < PC_VSR_REPLICAS; i++) {
         r->peers[i].fd = -1;
         rc = pc_writer_init(&r->peers[i].writer, REPLICA_PEER_WRITER_BYTES);
@@ -842,6 +1035,8 @@ void pc__unit_deinit(replica_t *r) {
     sync_reset(r);
     munmap(r->vsr, r->vsr_size);
     free(r->out);
+    free(r->deferred);
     r->vsr = NULL;
     r->out = NULL;
+    r->deferred = NULL;
 }

@@ -53,7 +53,11 @@ static void client_drop(pc_client_t **c) {
 
 static int client_ensure(pc_xts_recovery_t *x, pc_client_t **c, const char *addresses) {
     if (*c) return PC_OK;
-    pc_client_options_t o = {.cluster = x->cluster, .request_timeout_ms = 2000, .retries_max = 2};
+    /* key "": a replica's own sessions never send an API key, whatever
+     * PAYCELL_KEY its environment holds (units check none); tls_ca "": nor
+     * TLS, whatever PAYCELL_TLS_CA says (units listen in plaintext). */
+    pc_client_options_t o = {.cluster = x->cluster, .request_timeout_ms = 2000, .retries_max = 2,
+                             .key = "", .tls_ca = ""};
     return pc_client_open(addresses, &o, c);
 }
 

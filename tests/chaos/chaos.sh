@@ -20,6 +20,9 @@
 # --settle-seconds (60) bounds the wait, after the load, for cross-unit
 # transfers left in flight to end before the ledger is read.
 #
+# Every replica's data directory is a small tmpfs of its own (the disk-full
+# fault fills one and frees it), mounted and unmounted by the harness.
+#
 # Addresses: 10.77.0.0/24 inside the namespaces only (nothing is added to
 # the root namespace, so no other network is touched). Names pcc-TAG-*,
 # TAG from the work directory /tmp/chaos-TAG. Everything is removed on exit,
@@ -58,7 +61,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 ALL_KINDS=(part-replica part-oneway part-primary part-unit part-unit-oneway loss slow kill pause
-    gateway-restart crash-unit)
+    gateway-restart crash-unit disk-full)
 if [ "$FAULTS" = all ]; then KINDS=("${ALL_KINDS[@]}"); else IFS=, read -ra KINDS <<<"$FAULTS"; fi
 for k in "${KINDS[@]}"; do
     case " ${ALL_KINDS[*]} " in *" $k "*) ;; *) echo "chaos: unknown fault kind $k" >&2; exit 2 ;; esac
@@ -87,6 +90,7 @@ T0=$(date +%s%3N)
 
 declare -A IP PID
 NAMESPACES=()
+MOUNTS=() # each replica's data directory: a small tmpfs of its own
 CLIENT_PID=
 UNEXPECTED=0
 
@@ -107,6 +111,13 @@ cleanup() {
         wait
     } 2>/dev/null
     for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null; done
+    # The data lives on the tmpfs mounts: --keep copies it off them first.
+    for m in ${MOUNTS[@]+"${MOUNTS[@]}"}; do
+        rm -f "$m/filler"
+        [ $KEEP -eq 1 ] && cp -a --sparse=always "$m" "$m.kept" 2>/dev/null
+        umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
+        [ $KEEP -eq 1 ] && rmdir "$m" 2>/dev/null && mv "$m.kept" "$m"
+    done
     cp -r "$WORK/logs" "$LOGDIR/" 2>/dev/null
     cp "$FAULT_LOG" "$WORK"/*.txt "$LOGDIR/" 2>/dev/null
     [ -f "$WORK/history" ] && gzip -c "$WORK/history" >"$LOGDIR/history.gz"
@@ -210,9 +221,29 @@ check_procs() {
     done
 }
 
+# Every replica's data directory is a tmpfs of its own (the disk-full fault
+# fills one), sized for what the replica preallocates — its journal ring
+# (32 or 16 slots of 2 MiB) and the first 64 MiB step of its transfer store
+# (reserved at its first commit) — plus about 30 MiB for checkpoints and the
+# store's growth, which is what a fill takes away. Mounted from the root
+# namespace before anything starts, so every host sees them; unmounted by
+# cleanup on every exit path.
+DISK_MB_UNIT=160
+DISK_MB_GZONE=128
+mount_data() { # HOST
+    local d=$WORK/data/$1 mb=$DISK_MB_UNIT
+    [ "${1:0:1}" = z ] && mb=$DISK_MB_GZONE
+    mkdir -p "$d" || return 1
+    mount -t tmpfs -o "size=${mb}m,mode=0700" "$NSP-$1" "$d" ||
+        { say "cannot mount a ${mb} MiB tmpfs on $d"; return 1; }
+    MOUNTS+=("$d")
+}
+
 format_all() {
     local r u
     for r in 0 1 2; do
+        mount_data "z$r" || return 1
+        for u in $(seq 0 $((UNITS - 1))); do mount_data "u${u}r$r" || return 1; done
         "$PAYCELL" format --data "$WORK/data/z$r" --unit 63 --replica $r --replica-count 3 \
             --journal-slots 16 --accounts-max 1024 --transfers-max 1024 --pending-max 1024 \
             >>"$WORK/logs/format.log" 2>&1 || return 1
@@ -398,6 +429,44 @@ fault_crash-unit() {
     flog "restarted unit $U"
 }
 
+# A full disk: one unit replica's tmpfs filled to its last page by a filler
+# file (the GZone takes no writes during the load, so it is never chosen),
+# held under load, then the filler deleted. Its primary half the time: a
+# full primary refuses writes with PC_ENOSPC, which the gateway counts
+# (paycell_gateway_unit_nospace_total, read before and at the end of the
+# hold); a full backup just falls behind while the other two commit.
+declare -A DISK_TARGETS
+nospace_metric() { # UNIT: the gateway's counter, or "?" when it does not answer
+    local v
+    v=$(on cl curl -s -m 2 "http://${IP[gw]}:$((PORT + 1))/metrics" 2>/dev/null |
+        grep "^paycell_gateway_unit_nospace_total{unit=\"$1\"}" | awk '{print $2}')
+    echo "${v:-?}"
+}
+
+fault_disk-full() {
+    local x m0 m1 filler=
+    rnd "$UNITS"; U=$R; pick_replica "$U"; hold_for; HOLD=$((HOLD + 1)); rnd 2
+    if [ $R -eq 0 ]; then x=$(primary_of "$U"); [ -n "$x" ] && X=$x; fi
+    filler=$WORK/data/$X/filler
+    m0=$(nospace_metric "$U")
+    # dd stops at ENOSPC: that is the point.
+    dd if=/dev/zero of="$filler" bs=1M status=none 2>/dev/null
+    DISK_TARGETS[$X]=1
+    flog "disk-full: $X's filesystem filled ($(( $(stat -c %s "$filler") >> 20 )) MiB filler," \
+        "$(df -B1 --output=avail "$WORK/data/$X" | tail -1 | tr -d ' ') bytes left) for ${HOLD}s"
+    # Kept full: space the replica frees meanwhile (an abandoned state sync
+    # cuts its transfer store back, and its preallocation with it) is taken
+    # again within half a second.
+    local t_end=$(( $(date +%s%3N) + HOLD * 1000 ))
+    while [ "$(date +%s%3N)" -lt "$t_end" ]; do
+        sleep 0.5
+        dd if=/dev/zero of="$filler" bs=1M oflag=append conv=notrunc status=none 2>/dev/null
+    done
+    m1=$(nospace_metric "$U")
+    rm -f "$filler"
+    flog "freed $X's filesystem (gateway: unit $U PC_ENOSPC answers $m0 -> $m1)"
+}
+
 nemesis() {
     local i t kind
     while [ "$(date +%s%3N)" -lt "$FAULT_END" ]; do
@@ -419,6 +488,7 @@ nemesis() {
 heal_all() {
     local h
     heal_net
+    rm -f "$WORK"/data/*/filler
     for h in "${!PID[@]}"; do kill -CONT "${PID[$h]}" 2>/dev/null; done
     check_procs
 }
@@ -468,6 +538,33 @@ AUDIT=$(audit)
 AUDIT_OK=0
 case "$AUDIT" in *'"balanced":true'*'"in_flight":[]'* | *'"in_flight":[]'*'"balanced":true'*) AUDIT_OK=1 ;; esac
 
+# The replicas a disk-full fault filled: each must have reported it ("disk
+# full" in its log) and come back ("disk space returned" after its last
+# report), and caught up with its unit: its newest checkpoint (or state sync)
+# within half a journal (16 ops) of the unit's newest.
+last_checkpoint() {
+    grep -oE '(checkpoint at op|now at checkpoint op) [0-9]+' "$WORK/logs/$1.log" | tail -1 |
+        grep -oE '[0-9]+$'
+}
+DISK_BAD=0
+DISK_LINES=()
+for x in "${!DISK_TARGETS[@]}"; do
+    best=0
+    for p in $(replicas_of "${x:1:1}"); do
+        ck=$(last_checkpoint "$p"); [ "${ck:-0}" -gt "$best" ] && best=${ck:-0}
+    done
+    ck=$(last_checkpoint "$x"); ck=${ck:-0}
+    log=$WORK/logs/$x.log
+    reports=$(grep -c 'disk full:' "$log"); returns=$(grep -c 'disk space returned' "$log")
+    state="caught up"
+    case "$(grep -E 'disk full:|disk space returned' "$log" | tail -1)" in
+    *'disk full:'*) state="STILL FULL" ;;
+    esac
+    [ "$ck" -lt $((best - 16)) ] && state="BEHIND"
+    [ "$state" = "caught up" ] || DISK_BAD=$((DISK_BAD + 1))
+    DISK_LINES+=("$x: reported full $reports times, space returned $returns times, checkpoint op $ck (unit's newest $best): $state")
+done
+
 # ---- summary ----
 kv() { grep -oE "(^| )$1=[^ ]*" "$WORK/check.txt" | head -1 | cut -d= -f2; }
 ANOMALIES=$(kv anomalies); ANOMALIES=${ANOMALIES:-unknown}
@@ -480,11 +577,12 @@ for k in "${KINDS[@]}"; do faults_line+=" $k=${COUNT[$k]:-0}"; total=$((total + 
     echo "  availability: longest_unavailable_ms=$(kv longest_unavailable_ms) recovery_after_heal_ms=$(kv recovery_after_heal_ms)"
     echo "  audit balances: $([ $AUDIT_OK -eq 1 ] && echo "balanced, nothing in flight" || echo "NOT OK: $AUDIT")"
     echo "  unexpected process exits: $UNEXPECTED"
+    for l in ${DISK_LINES[@]+"${DISK_LINES[@]}"}; do echo "  disk-full $l"; done
     grep '^anomaly' "$WORK/check.txt" | sed 's/^/  /'
     echo "  anomalies: $ANOMALIES"
 } | tee "$WORK/summary.txt"
 
-if [ "$CHECK" -eq 0 ] && [ $AUDIT_OK -eq 1 ] && [ $UNEXPECTED -eq 0 ]; then
+if [ "$CHECK" -eq 0 ] && [ $AUDIT_OK -eq 1 ] && [ $UNEXPECTED -eq 0 ] && [ $DISK_BAD -eq 0 ]; then
     say "PASS: no anomaly (total $(elapsed)s)"
     exit 0
 fi

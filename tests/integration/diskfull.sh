@@ -1,13 +1,36 @@
 # diskfull.sh — a full disk is an answer, not a crash: the replica refuses
 # writes with PC_ENOSPC (clients see a named error), keeps serving reads,
 # loses nothing it acknowledged, and accepts writes again once space returns.
-# Needs root (it mounts a small tmpfs); exits 77 (skipped) otherwise.
+# Then the same for a replicated unit behind a gateway, each replica on a
+# small tmpfs of its own: a full primary refuses with PC_ENOSPC and the
+# gateway counts it (paycell_gateway_unit_nospace_total); a full backup
+# leaves the unit committing with the other two and says so in its log.
+# Needs root (it mounts small tmpfs); exits 77 (skipped) otherwise.
 source "$(dirname "$0")/lib.sh"
 [ "$(id -u)" -eq 0 ] || { echo "skipped: needs root to mount a small filesystem"; exit 77; }
 MNT=$TMP/mnt
 mkdir -p "$MNT"
 mount -t tmpfs -o size=900m paycell-diskfull "$MNT" || { echo "skipped: cannot mount tmpfs"; exit 77; }
-trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; wait 2>/dev/null; umount "$MNT"; rm -rf "$TMP"' EXIT
+D=$TMP/cluster
+UMNTS=()
+finish() {
+    local status=$?
+    [ -f "$D/pids" ] && "$PAYCELL" stop --data "$D" >/dev/null 2>&1
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    # Under the ASan binary a memory error shows in a process's log only.
+    if cat "$D"/logs/*.log "$TMP"/*.log 2>/dev/null |
+        grep -q -E "AddressSanitizer|runtime error:|LeakSanitizer"; then
+        grep -h -E -A25 "AddressSanitizer|runtime error:|LeakSanitizer" "$D"/logs/*.log \
+            "$TMP"/*.log 2>/dev/null | head -60
+        echo "FAIL: a sanitizer report in a process's log"
+        status=1
+    fi
+    for m in "$MNT" ${UMNTS[@]+"${UMNTS[@]}"}; do umount "$m" 2>/dev/null || umount -l "$m"; done
+    rm -rf "$TMP"
+    exit $status
+}
+trap finish EXIT
 dd if=/dev/zero of="$MNT/filler" bs=1M count=300 status=none || fail "filler"
 PORT=$(free_port); A=127.0.0.1:$PORT
 "$PAYCELL" format --data "$MNT/d" --accounts-max 2000 --transfers-max 8000000 >/dev/null 2>&1 || fail format
@@ -38,4 +61,105 @@ expect_exit 0 "$PAYCELL" lookup transfer 1 --addresses "$A"
 # The audit: every account's debits and credits summed must be equal.
 expect_exit 0 "$PAYCELL" bench --addresses "$A" --accounts 1000 --transfers 1000 --quiet
 expect_in "$OUT" "equal"
+kill_replica
+
+step "a replicated unit: each replica on a tmpfs of its own (journal + first store step)"
+# Replica 1's is too small for the first 64 MiB step of its transfer store.
+for r in 0 1 2; do
+    mkdir -p "$D/unit0-r$r"
+    size=128m; [ $r -eq 1 ] && size=48m
+    mount -t tmpfs -o size=$size "paycell-diskfull-r$r" "$D/unit0-r$r" || fail "mount r$r"
+    UMNTS+=("$D/unit0-r$r")
+done
+"$PAYCELL" start --data "$D" --units 1 --replicas 3 --port "$(free_port)" --accounts-max 1000 \
+    --transfers-max 100000 --journal-slots 16 >"$TMP/start.out" 2>&1 ||
+    { cat "$TMP/start.out" "$D"/logs/*.log >&2; fail "paycell start"; }
+source "$D/cluster.env"
+G=$PAYCELL_GATEWAY
+nospace() { # the gateway's PC_ENOSPC answers from unit 0
+    curl -s "http://$PAYCELL_HTTP/metrics" |
+        awk '/^paycell_gateway_unit_nospace_total\{unit="0"\}/ {print $2}'
+}
+xfer() { # ID: the transfer through the gateway; prints the CLI's output
+    "$PAYCELL" transfer --addresses "$G" --id "$1" --debit 1 --credit 2 --amount 1 --ledger 1 \
+        --code 1 2>&1
+}
+primary() { # the replica whose last view line says primary
+    local r
+    for r in 0 1 2; do
+        grep -E 'view [0-9]+: ' "$D/logs/unit0-r$r.log" | tail -1 | grep -q "normal, primary" &&
+            { echo "$r"; return; }
+    done
+}
+alive() { # every process of the cluster still running
+    local pid name
+    while read -r pid name; do kill -0 "$pid" 2>/dev/null || fail "$name exited: $(tail -3 "$D/logs/$name.log")"; done <"$D/pids"
+}
+count() { grep -c "$2" "$D/logs/unit0-r$1.log"; } # REPLICA TEXT: lines of its log
+wait_count() { # REPLICA TEXT N: until more than N lines say TEXT (10 s at most)
+    local i
+    for i in $(seq 100); do [ "$(count "$1" "$2")" -gt "$3" ] && return 0; sleep 0.1; done
+    fail "replica $1 never logged '$2' (log: $(tail -3 "$D/logs/unit0-r$1.log"))"
+}
+for id in 1 2; do expect_exit 0 "$PAYCELL" account create --addresses "$G" --id $id --ledger 1 --code 1; done
+expect_in "$(xfer 100)" "created"
+[ "$(nospace)" = 0 ] || fail "nospace metric before any fill: '$(nospace)'"
+P=$(primary)
+[ "$P" = 0 ] || fail "replica 0 should lead view 0 of a fresh unit, not '$P'"
+
+step "a backup whose transfer store cannot grow: its commits wait, the unit goes on"
+for id in $(seq 50 69); do expect_in "$(xfer "$id")" "created"; done
+wait_count 1 "disk full: reserving transfer slots" 0
+alive
+mount -o remount,size=128m "$D/unit0-r1" || fail "remount"
+wait_count 1 "disk space returned" 0
+for id in $(seq 70 79); do expect_in "$(xfer "$id")" "created"; done
+[ "$(nospace)" = 0 ] || fail "a backup's full disk showed in the gateway's nospace count"
+
+step "the primary's disk fills: PC_ENOSPC through the gateway, counted in /metrics"
+dd if=/dev/zero of="$D/unit0-r$P/filler" bs=1M status=none 2>/dev/null
+refused=0
+acked="100"
+for id in $(seq 101 130); do
+    out=$(xfer "$id")
+    case "$out" in
+    *PC_ENOSPC*) refused=$id; break ;;
+    *created*) acked+=" $id" ;;
+    esac
+done
+[ "$refused" -gt 0 ] || fail "30 transfers on a full primary, none refused with PC_ENOSPC: $out"
+n=$(nospace)
+[ "${n:-0}" -gt 0 ] || fail "paycell_gateway_unit_nospace_total{unit=\"0\"} is '${n}' after PC_ENOSPC"
+wait_count "$P" "disk full: a checkpoint" 0
+alive
+expect_exit 0 "$PAYCELL" lookup transfer 100 --addresses "$G"
+
+step "space returns: the primary writes again, nothing acknowledged was lost"
+rm -f "$D/unit0-r$P/filler"
+for i in $(seq 40); do
+    out=$(xfer 200)
+    case "$out" in *created*|*exists*) break ;; esac
+    sleep 0.5
+done
+expect_in "$out" "created"
+wait_count "$P" "disk space returned" 0
+for id in $acked 200; do
+    expect_exit 0 "$PAYCELL" lookup transfer "$id" --addresses "$G"
+done
+
+step "a backup's disk fills: the unit commits with the other two, the backup's log says so"
+P=$(primary)
+B=$(( (P + 1) % 3 ))
+before=$(nospace)
+full=$(count "$B" "disk full:"); back=$(count "$B" "disk space returned")
+dd if=/dev/zero of="$D/unit0-r$B/filler" bs=1M status=none 2>/dev/null
+for id in $(seq 300 315); do expect_in "$(xfer "$id")" "created"; done
+[ "$(nospace)" = "$before" ] || fail "a full backup changed the gateway's nospace count"
+wait_count "$B" "disk full:" "$full"
+rm -f "$D/unit0-r$B/filler"
+for id in $(seq 316 331); do expect_in "$(xfer "$id")" "created"; done
+wait_count "$B" "disk space returned" "$back"
+alive
+expect_exit 0 "$PAYCELL" audit balances --gzone "$PAYCELL_GZONE"
+expect_in "$OUT" "balanced"
 echo "diskfull: all checks passed"

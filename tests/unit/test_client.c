@@ -35,6 +35,7 @@ typedef enum server_mode {
     MODE_DROP_ALL,    /* serves register, then closes the connection on every request */
     MODE_THROTTLED_TWICE, /* a gateway: PC_ETHROTTLED (op = 30 ms hint) twice, then serves */
     MODE_THROTTLED_ALL,   /* a gateway: PC_ETHROTTLED (op = 5,000 ms hint) always */
+    MODE_AUTH_REFUSE,     /* a gateway with keys: authenticate and all after it PC_EAUTH */
 } server_mode_t;
 
 /* What the fake server saw, in memory shared with the test. */
@@ -51,6 +52,9 @@ typedef struct shared {
     uint64_t requests[RECORDS_MAX];
     uint8_t operations[RECORDS_MAX];
     uint64_t routing_epoch; /* the epoch of the last set_routing received */
+    uint32_t auths;       /* authenticate requests received */
+    uint32_t auths_first; /* of them, the first message of their connection */
+    char key[PC_KEY_TEXT_LEN]; /* the last key presented */
 } shared_t;
 
 /* The routing epoch a fake server puts in an OK reply: distinct per request,
@@ -61,6 +65,7 @@ typedef struct connection {
     int fd;
     pc_reader_t reader;
     pc_writer_t writer;
+    uint32_t messages; /* received on this connection */
 } connection_t;
 
 typedef struct server {
@@ -151,6 +156,18 @@ static void server_answer(shared_t *shared, connection_t *c, const pc_header_t *
 static bool server_handle(server_mode_t mode, shared_t *shared, connection_t *c,
                           const pc_header_t *h, const void *body) {
     if (pc_request_verify(h, body) != PC_OK) shared->errors++;
+    c->messages++;
+    if (h->operation == PC_OP_authenticate) {
+        shared->auths++;
+        shared->auths_first += c->messages == 1;
+        memcpy(shared->key, body, PC_KEY_TEXT_LEN);
+        server_reply(c, h, mode == MODE_AUTH_REFUSE ? PC_EAUTH : PC_OK, NULL, 0, 0);
+        return true;
+    }
+    if (mode == MODE_AUTH_REFUSE) {
+        server_reply(c, h, PC_EAUTH, NULL, 0, h->request);
+        return true;
+    }
     if (h->operation == PC_OP_register) {
         shared->registers++;
         if (server_refuses(mode)) {
@@ -215,6 +232,7 @@ static void server_accept(int listen_fd, connection_t *conns, shared_t *shared) 
     for (int i = 0; i < SERVER_CONNECTIONS_MAX; i++) {
         if (conns[i].fd >= 0) continue;
         conns[i].fd = fd;
+        conns[i].messages = 0;
         if (pc_reader_init(&conns[i].reader) != PC_OK) _exit(3);
         if (pc_writer_init(&conns[i].writer, 4 * PC_MESSAGE_SIZE_MAX) != PC_OK) _exit(3);
         shared->connections++;
@@ -351,6 +369,74 @@ static void test_open_registers(void) {
     ASSERT_EQ(s.shared->errors, 0);
     ASSERT_EQ(pc_client_poll(client, 0), 0);
     pc_client_close(client);
+    server_stop(&s);
+}
+
+#define TEST_KEY "pck_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+/* With a key, every connection starts with authenticate, before register
+ * and before a request resent on a new connection. */
+static void test_key_sent_first_on_every_connection(void) {
+    server_t s = server_start(MODE_DROP_FIRST);
+    pc_client_options_t options = {.key = TEST_KEY, .request_timeout_ms = 2000};
+    pc_client_t *client = NULL;
+    ASSERT_EQ(pc_client_open(s.address, &options, &client), PC_OK);
+    ASSERT_EQ(s.shared->auths, 1);
+    ASSERT_EQ(s.shared->auths_first, 1);
+    ASSERT_TRUE(memcmp(s.shared->key, TEST_KEY, PC_KEY_TEXT_LEN) == 0);
+    pc_transfer_t t = transfer_make(1);
+    pc_create_result_t results[1];
+    uint32_t n = 0;
+    /* The server drops the first arrival: the resend goes on a new
+     * connection, which authenticates again, first. */
+    ASSERT_EQ(pc_client_create_transfers(client, &t, 1, results, &n), PC_OK);
+    ASSERT_EQ(s.shared->connections, 2);
+    ASSERT_EQ(s.shared->auths, 2);
+    ASSERT_EQ(s.shared->auths_first, 2);
+    ASSERT_EQ(s.shared->errors, 0);
+    pc_client_close(client);
+    server_stop(&s);
+}
+
+/* PAYCELL_KEY when the option is NULL; "" turns it off; a key of the wrong
+ * length is refused at open. */
+static void test_key_from_environment(void) {
+    server_t s = server_start(MODE_NORMAL);
+    setenv("PAYCELL_KEY", TEST_KEY, 1);
+    pc_client_t *client = NULL;
+    ASSERT_EQ(pc_client_open(s.address, NULL, &client), PC_OK);
+    pc_client_close(client);
+    ASSERT_EQ(s.shared->auths, 1);
+    pc_client_options_t none = {.key = ""};
+    ASSERT_EQ(pc_client_open(s.address, &none, &client), PC_OK);
+    pc_client_close(client);
+    ASSERT_EQ(s.shared->auths, 1);
+    ASSERT_EQ(s.shared->registers, 2);
+    setenv("PAYCELL_KEY", "pck_short", 1);
+    ASSERT_EQ(pc_client_open(s.address, NULL, &client), PC_EINVAL);
+    unsetenv("PAYCELL_KEY");
+    pc_client_options_t bad = {.key = "pck_0123"};
+    ASSERT_EQ(pc_client_open(s.address, &bad, &client), PC_EINVAL);
+    ASSERT_TRUE(client == NULL);
+    ASSERT_EQ(pc_client_open(s.address, NULL, &client), PC_OK); /* no key at all */
+    pc_client_close(client);
+    ASSERT_EQ(s.shared->auths, 1);
+    ASSERT_EQ(s.shared->errors, 0);
+    server_stop(&s);
+}
+
+/* A refused key is final: open fails with PC_EAUTH at once, on one
+ * connection, without the retries a lost connection would get. */
+static void test_key_refused_is_final(void) {
+    server_t s = server_start(MODE_AUTH_REFUSE);
+    pc_client_options_t options = {.key = TEST_KEY, .retries_max = 8};
+    pc_client_t *client = NULL;
+    uint64_t start = pc_time_monotonic_ns();
+    ASSERT_EQ(pc_client_open(s.address, &options, &client), PC_EAUTH);
+    ASSERT_TRUE(client == NULL);
+    ASSERT_TRUE(pc_time_monotonic_ns() - start < 1000ull * 1000 * 1000);
+    ASSERT_EQ(s.shared->connections, 1);
+    ASSERT_EQ(s.shared->auths, 1);
     server_stop(&s);
 }
 
@@ -1044,5 +1130,8 @@ static void test_retries_none(void) {
     X(test_redirect_to_self_is_a_failure)                                            \
     X(test_single_address_unchanged)                                                 \
     X(test_retries_none)                                                            \
-    X(test_set_routing_and_epoch)
+    X(test_set_routing_and_epoch)                                                    \
+    X(test_key_sent_first_on_every_connection)                                       \
+    X(test_key_from_environment)                                                     \
+    X(test_key_refused_is_final)
 PC_TEST_MAIN(TESTS)

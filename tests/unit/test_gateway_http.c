@@ -51,6 +51,13 @@ struct pc_gateway {
     uint32_t pending_count;
     pc_gateway_screen_t screen; /* the big screen's sample, set by the tests */
     uint64_t latencies;         /* pc_gateway_latency_record calls */
+    /* pc_gateway_authorize: answers auth_status, records what it was asked. */
+    int auth_status;
+    uint32_t auth_calls;
+    char auth_key[128]; /* the key presented, "" when none */
+    bool auth_key_given;
+    pc_action_t auth_action;
+    uint32_t auth_source;
 };
 
 static pc_gateway_t fake;
@@ -91,6 +98,19 @@ void pc_gateway_metrics(const pc_gateway_t *gateway, pc_gateway_metrics_t *out) 
 const pc_gateway_screen_t *pc_gateway_screen(const pc_gateway_t *gateway) {
     ASSERT_TRUE(gateway == &fake);
     return &gateway->screen;
+}
+
+int pc_gateway_authorize(pc_gateway_t *gateway, uint32_t source, const char *key,
+                         size_t key_len, pc_action_t action) {
+    ASSERT_TRUE(gateway == &fake);
+    ASSERT_TRUE(key_len < sizeof fake.auth_key);
+    gateway->auth_calls++;
+    gateway->auth_key_given = key != NULL;
+    memset(gateway->auth_key, 0, sizeof gateway->auth_key);
+    if (key != NULL) memcpy(gateway->auth_key, key, key_len);
+    gateway->auth_action = action;
+    gateway->auth_source = source;
+    return gateway->auth_status;
 }
 
 void pc_gateway_latency_record(pc_gateway_t *gateway, uint64_t latency_ns) {
@@ -942,6 +962,74 @@ static void test_http_throttled(void) {
     server_stop();
 }
 
+/* API keys: the key each route presents reaches the gateway with the
+ * route's action (Bearer on every route; ?key= on / and /v1/stream only),
+ * and each refusal has its status and named error, with nothing submitted. */
+static void test_http_auth(void) {
+    server_start();
+    static const char key[] = "pck_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    char bearer[128];
+    snprintf(bearer, sizeof bearer, "Authorization: Bearer %s\r\n", key);
+    response_t r;
+    exchange("GET", "/v1/accounts/3", bearer, NULL, &r);
+    ASSERT_EQ(r.status, 404); /* served: the fake holds no account 3 */
+    response_free(&r);
+    ASSERT_EQ(fake.auth_calls, 1);
+    ASSERT_TRUE(fake.auth_key_given && strcmp(fake.auth_key, key) == 0);
+    ASSERT_EQ(fake.auth_action, PC_ACTION_ledger);
+    ASSERT_EQ(fake.auth_source, 0x7f000001u); /* 127.0.0.1 */
+    exchange("GET", "/metrics", bearer, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    response_free(&r);
+    ASSERT_EQ(fake.auth_action, PC_ACTION_observe);
+    /* No header: no key; another scheme: no key either. */
+    exchange("GET", "/v1/cluster", NULL, NULL, &r);
+    response_free(&r);
+    ASSERT_TRUE(!fake.auth_key_given);
+    ASSERT_EQ(fake.auth_action, PC_ACTION_observe);
+    exchange("GET", "/v1/cluster", "Authorization: Basic dTpw\r\n", NULL, &r);
+    response_free(&r);
+    ASSERT_TRUE(!fake.auth_key_given);
+    /* ?key= counts on the big screen's page, not on /metrics. */
+    char target[160];
+    snprintf(target, sizeof target, "/?samples=1&key=%s", key);
+    exchange("GET", target, NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    response_free(&r);
+    ASSERT_TRUE(fake.auth_key_given && strcmp(fake.auth_key, key) == 0);
+    snprintf(target, sizeof target, "/metrics?key=%s", key);
+    exchange("GET", target, NULL, NULL, &r);
+    response_free(&r);
+    ASSERT_TRUE(!fake.auth_key_given);
+    /* Refusals: 401 (with WWW-Authenticate), 403, 429; nothing submitted. */
+    uint32_t calls = fake.calls;
+    fake.auth_status = PC_EAUTH;
+    exchange("POST", "/v1/accounts", NULL, "{\"id\":\"1\",\"ledger\":1,\"code\":1}", &r);
+    expect_error(&r, 401, "PC_EAUTH", NULL);
+    ASSERT_TRUE(has_header(&r, "WWW-Authenticate: Bearer realm=\"paycell\"\r\n"));
+    response_free(&r);
+    fake.auth_status = PC_EFORBIDDEN;
+    expect_exchange_error("POST", "/v1/transfers", bearer,
+                          "{\"id\":\"1\",\"debit_account_id\":\"1\",\"credit_account_id\":\"2\","
+                          "\"amount\":\"1\",\"ledger\":1,\"code\":1}",
+                          403, "PC_EFORBIDDEN", NULL);
+    fake.auth_status = PC_ETHROTTLED;
+    expect_exchange_error("GET", "/metrics", bearer, NULL, 429, "PC_ETHROTTLED", "authorization");
+    ASSERT_EQ(fake.calls, calls);
+    /* A refused request leaves the connection usable. */
+    client_t c = client_open();
+    fake.auth_status = PC_EAUTH;
+    exchange_on(&c, "GET", "/v1/cluster", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 401);
+    response_free(&r);
+    fake.auth_status = PC_OK;
+    exchange_on(&c, "GET", "/v1/cluster", bearer, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    response_free(&r);
+    client_close(&c);
+    server_stop();
+}
+
 static void test_http_gateway_errors(void) {
     server_start();
     fake.status = PC_ETIMEDOUT;
@@ -1464,6 +1552,7 @@ static void test_http_stream_slow_reader(void) {
     X(test_http_overload)                                                            \
     X(test_http_gateway_errors)                                                      \
     X(test_http_throttled)                                                           \
+    X(test_http_auth)                                                                \
     X(test_http_shadow)                                                              \
     X(test_http_keep_alive)                                                          \
     X(test_http_expect_continue)                                                     \

@@ -212,8 +212,37 @@ static void test_verify_status(void) {
     message_free(&r);
 }
 
+/* authenticate: sent before register, so session 0 and request 0, and
+ * exactly one key's worth of body. */
+static void test_request_authenticate(void) {
+    static const struct {
+        uint32_t body_size;
+        uint64_t session, request;
+        int want;
+    } cases[] = {
+        {PC_KEY_TEXT_LEN, 0, 0, PC_OK},
+        {PC_KEY_TEXT_LEN - 1, 0, 0, PC_EPROTO},
+        {PC_KEY_TEXT_LEN + 1, 0, 0, PC_EPROTO},
+        {2 * PC_KEY_TEXT_LEN, 0, 0, PC_EPROTO},
+        {0, 0, 0, PC_EPROTO},
+        {PC_KEY_TEXT_LEN, 7, 0, PC_EPROTO},
+        {PC_KEY_TEXT_LEN, 0, 1, PC_EPROTO},
+    };
+    for (size_t i = 0; i < PC_ARRAY_LEN(cases); i++) {
+        message_t m = message_make(PC_COMMAND_request, PC_OP_authenticate, cases[i].body_size,
+                                   cases[i].session, cases[i].request);
+        ASSERT_EQ(pc_header_verify(m.header), PC_OK);
+        ASSERT_EQ(pc_request_verify(m.header, m.body), cases[i].want);
+        message_free(&m);
+    }
+    ASSERT_EQ(pc_operation_event_size(PC_OP_authenticate), PC_KEY_TEXT_LEN);
+    ASSERT_EQ(pc_operation_reply_record_size(PC_OP_authenticate), 0);
+    ASSERT_TRUE(!pc_operation_is_write(PC_OP_authenticate)); /* never logged */
+    ASSERT_TRUE(strcmp(pc_operation_name(PC_OP_authenticate), "authenticate") == 0);
+}
+
 static void test_request_unknown_operation(void) {
-    uint8_t ops[] = {0, 17, 200};
+    uint8_t ops[] = {0, 18, 200};
     for (size_t i = 0; i < PC_ARRAY_LEN(ops); i++) {
         message_t m = message_make(PC_COMMAND_request, ops[i], 128, 7, 1);
         ASSERT_EQ(pc_header_verify(m.header), PC_OK);
@@ -764,6 +793,7 @@ static void test_replica_frame_size(void) {
     X(test_operation_is_write)                                                       \
     X(test_verify_status)                                                            \
     X(test_request_unknown_operation)                                                \
+    X(test_request_authenticate)                                                     \
     X(test_request_body_not_multiple)                                                \
     X(test_request_zero_events)                                                      \
     X(test_request_too_many_events)                                                  \
