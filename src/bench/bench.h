@@ -54,7 +54,10 @@ typedef struct pc_bench_options {
      * bench after a pause, a bounded number of times, rather than by the
      * session's own retries, which nobody outside the library sees (and
      * the gateway counts each). The sessions then do not retry at all:
-     * only right against a gateway, which rides out unit failovers itself. */
+     * only right against a gateway, which rides out unit failovers itself;
+     * one that outlasts its patience (PC_ENOTREADY) is sent again the same
+     * way, not counted as throttled, and a transfer it had created answers
+     * `exists` then and counts as created. */
     bool throttle_final;
     double cross_unit;          /* >= 0: share of transfers whose accounts live in two
                                    units (needs a gateway: the map comes from it);

@@ -10,6 +10,11 @@
  * failover and recovery, shadow isolation, the audits (the clients' and
  * `paycell audit balances` over every unit, real and shadow), and whether
  * the gateway's /metrics counted what the clients were told.
+ *
+ * The cluster runs as a careful operator would run it (docs/SECURITY.md):
+ * `paycell start --auth --tls` makes API keys and a CA with certificates;
+ * the demo's payments go over mutual TLS with a client key, the big screen
+ * and /metrics over HTTPS with the observer key (in the URL it prints).
  */
 #include <errno.h>
 #include <poll.h>
@@ -52,15 +57,20 @@ typedef struct demo_cluster {
     char http[64]; /* the gateway's HTTP address: the big screen */
     char gzone[PC_UNIT_ADDRESSES_MAX];
     char unit0[PC_UNIT_ADDRESSES_MAX];
+    char key_client[PC_KEY_TEXT_LEN + 1];   /* the payments' API key */
+    char key_observer[PC_KEY_TEXT_LEN + 1]; /* the big screen's and /metrics' */
+    char tls_ca[160], tls_cert[160], tls_key[160]; /* data/certs: the CA, a client's */
     int unit0_pids[3];
 } demo_cluster_t;
 
+/* KEY=VALUE or export KEY=VALUE in cluster.env. */
 static bool env_value(const char *path, const char *key, char *out, size_t cap) {
     FILE *f = fopen(path, "r");
-    char line[512];
+    char buf[512];
     size_t n = strlen(key);
     bool found = false;
-    while (f && !found && fgets(line, sizeof line, f)) {
+    while (f && !found && fgets(buf, sizeof buf, f)) {
+        char *line = strncmp(buf, "export ", 7) == 0 ? buf + 7 : buf;
         if (strncmp(line, key, n) != 0 || line[n] != '=') continue;
         line[strcspn(line, "\n")] = '\0';
         found = strlen(line + n + 1) < cap;
@@ -87,7 +97,8 @@ static int demo_cluster_start(demo_cluster_t *c) {
         char *argv[] = {(char *)"paycell", (char *)"start", (char *)"--data", c->data,
                         (char *)"--units", units, (char *)"--replicas", (char *)"3",
                         (char *)"--port", port, (char *)"--accounts-max", (char *)"200000",
-                        (char *)"--transfers-max", (char *)"8000000", NULL};
+                        (char *)"--transfers-max", (char *)"8000000", (char *)"--auth",
+                        (char *)"--tls", NULL};
         rc = cli_run_self(argv, log);
     }
     if (rc != 0) return PC_EIO;
@@ -95,7 +106,21 @@ static int demo_cluster_start(demo_cluster_t *c) {
     if (!env_value(path, "PAYCELL_GATEWAY", c->gateway, sizeof c->gateway) ||
         !env_value(path, "PAYCELL_HTTP", c->http, sizeof c->http) ||
         !env_value(path, "PAYCELL_GZONE", c->gzone, sizeof c->gzone) ||
-        !env_value(path, "PAYCELL_UNIT0", c->unit0, sizeof c->unit0)) {
+        !env_value(path, "PAYCELL_UNIT0", c->unit0, sizeof c->unit0) ||
+        !env_value(path, "PAYCELL_CLIENT_KEY", c->key_client, sizeof c->key_client) ||
+        !env_value(path, "PAYCELL_OBSERVER_KEY", c->key_observer, sizeof c->key_observer) ||
+        !env_value(path, "PAYCELL_TLS_CA", c->tls_ca, sizeof c->tls_ca) ||
+        !env_value(path, "PAYCELL_TLS_CERT", c->tls_cert, sizeof c->tls_cert) ||
+        !env_value(path, "PAYCELL_TLS_KEY", c->tls_key, sizeof c->tls_key)) {
+        return PC_EIO;
+    }
+    /* For every gateway client of this process (bench's sessions): TLS with
+     * the client certificate, and the client key. Clients of replicas (the
+     * drill, the audit) ask for plaintext and no key themselves. */
+    if (setenv("PAYCELL_KEY", c->key_client, 1) != 0 ||
+        setenv("PAYCELL_TLS_CA", c->tls_ca, 1) != 0 ||
+        setenv("PAYCELL_TLS_CERT", c->tls_cert, 1) != 0 ||
+        setenv("PAYCELL_TLS_KEY", c->tls_key, 1) != 0) {
         return PC_EIO;
     }
     snprintf(path, sizeof path, "%s/pids", c->data);
@@ -285,38 +310,72 @@ static void metrics_parse(char *text, demo_metrics_t *m) {
 /* GET /metrics from the gateway's HTTP address: PC_OK and *m filled, or
  * PC_ETIMEDOUT / PC_ECONNREFUSED / PC_EPROTO (not a 200 answer). Bounded:
  * 5 s in all, DEMO_METRICS_MAX bytes. */
-static int metrics_fetch(const char *http, demo_metrics_t *m) {
+/* One step of a TLS exchange that could not finish waits for what it asked
+ * (bytes TLS already holds count as ready), at most until deadline. */
+static int tls_wait(int fd, pc_tls_t *tls, uint64_t deadline) {
+    if (pc_tls_pending(tls)) return PC_OK;
+    uint64_t now = pc_time_monotonic_ns();
+    if (now >= deadline) return PC_ETIMEDOUT;
+    struct pollfd p = {.fd = fd, .events = pc_tls_events(tls)};
+    if (p.events == 0) p.events = POLLIN;
+    int n = poll(&p, 1, (int)((deadline - now) / 1000000u) + 1);
+    return n < 0 && errno != EINTR ? PC_EIO : PC_OK;
+}
+
+/* GET /metrics over HTTPS with the observer key, the whole response into
+ * buf (NUL-terminated). */
+static int metrics_get(const demo_cluster_t *c, char *buf, size_t cap, size_t *got) {
+    char err[256], request[256];
+    pc_tls_config_t *config = NULL;
+    int rc = pc_tls_client_config(c->tls_ca, c->tls_cert, c->tls_key, &config, err, sizeof err);
+    if (rc != PC_OK) {
+        fprintf(stderr, "paycell: demo: TLS: %s\n", err);
+        return rc;
+    }
     int fd = -1;
-    int rc = pc_net_connect(http, 2000, &fd);
-    if (rc != PC_OK) return rc;
-    char *buf = malloc(DEMO_METRICS_MAX + 1);
-    if (buf == NULL) {
-        close(fd);
-        return PC_ENOMEM;
-    }
-    static const char request[] = "GET /metrics HTTP/1.1\r\nHost: paycell\r\n"
-                                  "Connection: close\r\n\r\n";
-    size_t sent = 0, got = 0;
+    pc_tls_t *tls = NULL;
+    rc = pc_net_connect(c->http, 2000, &fd);
+    if (rc == PC_OK) rc = pc_tls_new(config, fd, "127.0.0.1", &tls);
+    int len = snprintf(request, sizeof request,
+                       "GET /metrics HTTP/1.1\r\nHost: paycell\r\nAuthorization: Bearer %s\r\n"
+                       "Connection: close\r\n\r\n", c->key_observer);
+    PC_ASSERT(len > 0 && (size_t)len < sizeof request);
     uint64_t deadline = pc_time_monotonic_ns() + 5000000000ull;
-    bool done = false;
-    while (!done && rc == PC_OK) {
-        uint64_t now = pc_time_monotonic_ns();
-        if (now >= deadline) {
-            rc = PC_ETIMEDOUT;
-            break;
+    int sent = 0;
+    *got = 0;
+    bool handshaken = false;
+    while (rc == PC_OK) {
+        int n;
+        if (!handshaken) {
+            n = pc_tls_handshake(tls);
+            if (n == PC_OK) {
+                handshaken = true;
+                continue;
+            }
+        } else if (sent < len) {
+            n = pc_tls_write(tls, request + sent, (uint32_t)(len - sent));
+            if (n > 0) sent += n;
+        } else {
+            if (*got + 1 >= cap) break;
+            n = pc_tls_read(tls, buf + *got, (uint32_t)(cap - 1 - *got));
+            if (n > 0) *got += (size_t)n;
+            if (n == PC_ECLOSED) break; /* Connection: close: the whole response */
         }
-        bool sending = sent < sizeof request - 1;
-        struct pollfd p = {.fd = fd, .events = sending ? POLLOUT : POLLIN};
-        if (poll(&p, 1, (int)((deadline - now) / 1000000u) + 1) <= 0) continue;
-        ssize_t n = sending ? write(fd, request + sent, sizeof request - 1 - sent)
-                            : read(fd, buf + got, DEMO_METRICS_MAX - got);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-        if (n < 0) rc = PC_EIO;
-        else if (sending) sent += (size_t)n;
-        else if (n == 0 || (got += (size_t)n) == DEMO_METRICS_MAX) done = true;
+        if (n < 0) rc = n;
+        else if (n == 0 || n == 1) rc = tls_wait(fd, tls, deadline);
     }
-    close(fd);
-    buf[got] = '\0';
+    buf[*got] = '\0';
+    if (tls) pc_tls_free(tls);
+    if (fd >= 0) close(fd);
+    pc_tls_config_free(config);
+    return rc;
+}
+
+static int metrics_fetch(const demo_cluster_t *c, demo_metrics_t *m) {
+    char *buf = malloc(DEMO_METRICS_MAX + 1);
+    if (buf == NULL) return PC_ENOMEM;
+    size_t got = 0;
+    int rc = metrics_get(c, buf, DEMO_METRICS_MAX + 1, &got);
     char *body = strstr(buf, "\r\n\r\n");
     if (rc == PC_OK && (strncmp(buf, "HTTP/1.1 200", 12) != 0 || body == NULL)) rc = PC_EPROTO;
     if (rc == PC_OK) metrics_parse(body + 4, m);
@@ -560,8 +619,10 @@ int cli_demo(int argc, char **argv) {
     o.addresses = cluster.gateway;
     /* On stderr with --json, so stdout stays one JSON report. */
     fprintf(o.json ? stderr : stdout,
-            "big screen: http://%s/ (live while the demo runs; events on /v1/stream)\n",
-            cluster.http);
+            "big screen: https://%s/?key=%s\n"
+            "  (live while the demo runs; the observer's key is in the address; the\n"
+            "  certificate is the demo's own CA's, %s: accept it in the browser)\n",
+            cluster.http, cluster.key_observer, cluster.tls_ca);
     fflush(stdout);
     o.drill_addresses = cluster.unit0;
     memcpy(o.drill_pids, cluster.unit0_pids, sizeof o.drill_pids);
@@ -591,7 +652,7 @@ int cli_demo(int argc, char **argv) {
         usleep(100 * 1000);
     }
     /* Nothing else sends transfers now: the gateway's counters are final. */
-    d.metrics_rc = metrics_fetch(cluster.http, &d.metrics);
+    d.metrics_rc = metrics_fetch(&cluster, &d.metrics);
     d.metrics_agree = d.metrics_rc == PC_OK && metrics_agree(&d.metrics, report);
     if (!o.json) print_text(&d);
     /* The cluster's own books, unit by unit, cross-unit clearing included. */

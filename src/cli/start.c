@@ -27,10 +27,11 @@
  * on every start), starts the gateway with --keys DIR/keys, and writes the
  * keys into cluster.env (then 0600): PAYCELL_KEY (the operator's, so every
  * command run after sourcing it is let in), PAYCELL_CLIENT_KEY and
- * PAYCELL_OBSERVER_KEY, exported. Off by default: the tests and the demo
- * talk to the gateway with curl and no key.
+ * PAYCELL_OBSERVER_KEY, exported. Off by default: the tests talk to the
+ * gateway with curl and no key (the demo starts with --auth --tls).
  *
- * With --tls both gateway listeners speak TLS only, with mutual TLS: start
+ * With --tls both gateway listeners speak TLS only, mutual on binary (and
+ * on HTTP unless --auth: with keys a certificate is optional there): start
  * makes a CA and certificates in DIR/certs (`paycell certs init`, first
  * time only; later starts reuse them), starts the gateway with the server
  * certificate and DIR/certs/ca.crt as the CA clients' certificates must be

@@ -903,7 +903,7 @@ static int gateway_listen(pc_gateway_t *gw) {
             close(fd);
             return rc;
         }
-        if (gw->tls != NULL) pc_http_api_set_tls(gw->http, gw->tls);
+        if (gw->tls != NULL) pc_http_api_set_tls(gw->http, gw->tls_http ? gw->tls_http : gw->tls);
     }
     return PC_OK;
 }
@@ -924,6 +924,11 @@ static int gateway_tls_init(pc_gateway_t *gw) {
     int rc = pc_secret_file_check(o->tls_key, err, sizeof err);
     if (rc == PC_OK) rc = pc_tls_server_config(o->tls_cert, o->tls_key, o->tls_client_ca,
                                                &gw->tls, err, sizeof err);
+    if (rc == PC_OK && o->tls_client_ca != NULL && o->keys != NULL) {
+        rc = pc_tls_server_config(o->tls_cert, o->tls_key, o->tls_client_ca, &gw->tls_http, err,
+                                  sizeof err);
+        if (rc == PC_OK) pc_tls_config_client_cert_optional(gw->tls_http);
+    }
     if (rc != PC_OK) {
         pc_log("gateway", "error", "TLS: %s", err);
         return rc;
@@ -994,6 +999,7 @@ static void gateway_deinit(pc_gateway_t *gw) {
     gw_jobs_deinit(gw);
     gw_auth_deinit(gw);
     pc_tls_config_free(gw->tls); /* after every connection that used it */
+    pc_tls_config_free(gw->tls_http);
     free(gw->conns);
     free(gw->scratch);
     free(gw->screen);
@@ -1018,6 +1024,8 @@ int pc_gateway_run(const pc_gateway_options_t *options) {
                options->listen_binary ? options->listen_binary : "off",
                options->listen_http ? options->listen_http : "off",
                gw->tls == NULL                 ? ""
+               : gw->tls_http != NULL ? " (TLS; client certificates required on binary, "
+                                        "optional on http where keys are)"
                : options->tls_client_ca != NULL ? " (TLS, client certificates required)"
                                                 : " (TLS)",
                gw->cluster.units_count, (unsigned long long)gw->cluster.epoch);

@@ -112,6 +112,10 @@ struct pc_gateway {
 
     /* TLS on both listeners (options.tls_cert): NULL when plaintext. */
     pc_tls_config_t *tls;
+    /* The HTTP listener's: the same as tls, except with API keys and a
+     * client CA, where a client certificate is optional (every HTTP request
+     * carries its key; a browser opening the big screen has no certificate). */
+    pc_tls_config_t *tls_http;
     uint64_t tls_logged_ns; /* a refused handshake is logged at most once a second */
 
     uint8_t *scratch; /* one sub-batch being built: PC_MESSAGE_BODY_MAX */

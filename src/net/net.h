@@ -237,6 +237,11 @@ typedef struct pc_tls pc_tls_t;
  * reason in err. The caller checks the key file's permissions. */
 int pc_tls_server_config(const char *cert_file, const char *key_file, const char *client_ca_file,
                          pc_tls_config_t **out, char *err, size_t err_cap);
+/* A server config whose client certificate is optional from now on: one
+ * that is presented must still be signed by the client CA or the handshake
+ * fails, but a client may present none. For a listener where every request
+ * proves itself another way (an API key), so a browser can connect. */
+void pc_tls_config_client_cert_optional(pc_tls_config_t *config);
 /* A client's: ca_file (PEM) the server's certificate must be signed by;
  * cert_file and key_file (both or neither; NULL or "") its own certificate.
  * Errors: PC_EINVAL (as above, and a key file its group or others may read). */

@@ -271,6 +271,11 @@ int pc_tls_client_config(const char *ca_file, const char *cert_file, const char 
     return config_make(ctx, false, out);
 }
 
+void pc_tls_config_client_cert_optional(pc_tls_config_t *config) {
+    PC_ASSERT(config != NULL && config->server);
+    SSL_CTX_set_verify(config->ctx, SSL_VERIFY_PEER, NULL);
+}
+
 void pc_tls_config_free(pc_tls_config_t *config) {
     if (config == NULL) return;
     PC_ASSERT(config->ctx != NULL);

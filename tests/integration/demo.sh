@@ -27,7 +27,8 @@ done
 [ "$status" -eq 0 ] || { tail -20 "$TMP/demo.err"; cat "$TMP/report.json"; fail "the demo exited $status"; }
 [ "$(wc -l <"$TMP/report.json")" -eq 1 ] && grep -q '^{.*}$' "$TMP/report.json" ||
     fail "stdout is not one JSON object: $(head -c 300 "$TMP/report.json")"
-grep -q "big screen: http://127.0.0.1:$((PORT + 1))/" "$TMP/demo.err" || fail "no big screen address"
+grep -q "big screen: https://127.0.0.1:$((PORT + 1))/?key=pck_[0-9a-f]*$" "$TMP/demo.err" ||
+    fail "no big screen address (https, with the observer key)"
 
 step "the verdicts"
 for f in passed audit_equal shadow_isolated rejoined metrics_read metrics_agree; do

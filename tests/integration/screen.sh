@@ -1,6 +1,9 @@
 # screen.sh — the big screen in a real browser during a demo: headless
 # Chromium (Debian's package, installed by `scripts/deps.sh --browser` when
-# missing) opens http://127.0.0.1:P+1/ while `paycell demo --port P` runs
+# missing) opens https://127.0.0.1:P+1/?key=OBSERVER_KEY while `paycell demo
+# --port P` runs (the demo's cluster has API keys and TLS: the page is
+# trusted by its CA for curl, accepted with --ignore-certificate-errors by
+# the browser, as a person accepts the demo's own CA)
 # and reads the page's DOM at three moments: as soon as the gateway serves,
 # later in the Double-11 curve (GMV and payments/s must have risen) and
 # after the demo killed unit 0's primary (the ticker must show the
@@ -36,12 +39,25 @@ browser() {
         --user-data-dir="$TMP/chrome-profile" --disable-background-networking \
         --disable-component-update --disable-sync --disable-extensions --disable-default-apps \
         --host-resolver-rules="MAP * ~NOTFOUND, EXCLUDE 127.0.0.1" \
-        --virtual-time-budget=3000 "$@" 2>>"$OUT/chromium.log"
+        --ignore-certificate-errors --virtual-time-budget=3000 "$@" 2>>"$OUT/chromium.log"
 }
 
 # value ID FILE: the data-value of the element with that id in a dumped DOM.
 value() { grep -o "id=\"$1\" data-value=\"[0-9]*\"" "$2" | head -1 | sed 's/.*data-value="//; s/"//'; }
-metric() { curl -s -m 5 "$H/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+# The demo's CA and observer key, from its cluster.env (found by its port).
+CA=""
+KEY=""
+demo_env() {
+    local env
+    for env in /tmp/paycell-demo-*/cluster/cluster.env; do
+        [ -f "$env" ] && grep -qx "PAYCELL_HTTP=127.0.0.1:$((PORT + 1))" "$env" || continue
+        CA=$(sed -n 's/^export PAYCELL_TLS_CA=//p' "$env")
+        KEY=$(sed -n 's/^export PAYCELL_OBSERVER_KEY=//p' "$env")
+    done
+    [ -n "$CA" ] && [ -n "$KEY" ]
+}
+scurl() { curl -s --cacert "$CA" -H "Authorization: Bearer $KEY" "$@"; }
+metric() { scurl -m 5 "$H/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 # gt A B: decimal strings of any length (the GMV is a u128), A > B.
 gt() { [ ${#1} -gt ${#2} ] || { [ ${#1} -eq ${#2} ] && [[ "$1" > "$2" ]]; }; }
 
@@ -74,12 +90,12 @@ trap finish EXIT
 # so a cluster that did not start (a port taken) is tried elsewhere, 3 times.
 for try in 1 2 3; do
     PORT=$(free_port)
-    H=http://127.0.0.1:$((PORT + 1))
+    H=https://127.0.0.1:$((PORT + 1))
     step "paycell demo --duration $DURATION --port $PORT (big screen on $H/)"
     "$PAYCELL" demo --duration "$DURATION" --port "$PORT" >"$OUT/demo.log" 2>&1 &
     DEMO_PID=$!
     for _ in $(seq 600); do
-        [ -n "$(metric paycell_gateway_payments_total)" ] && break
+        demo_env && [ -n "$(metric paycell_gateway_payments_total)" ] && break
         kill -0 "$DEMO_PID" 2>/dev/null || break
         sleep 0.1
     done
@@ -91,16 +107,21 @@ for try in 1 2 3; do
 done
 [ -n "$DEMO_PID" ] || fail "no free ports for the demo's cluster in three tries"
 # The gateway serves before the demo has set its limits and printed the line.
-for _ in $(seq 100); do grep -q "big screen: $H/" "$OUT/demo.log" && break; sleep 0.1; done
-grep -q "big screen: $H/" "$OUT/demo.log" || fail "the demo did not print the big screen's address"
+for _ in $(seq 100); do grep -q "big screen: $H/?key=$KEY" "$OUT/demo.log" && break; sleep 0.1; done
+grep -q "big screen: $H/?key=$KEY" "$OUT/demo.log" || fail "the demo did not print the big screen's address"
+step "the big screen wants the observer key"
+CODE=$(curl -s -m 5 -o /dev/null -w '%{http_code}' --cacert "$CA" "$H/")
+[ "$CODE" = 401 ] || fail "the page without a key: $CODE"
+CODE=$(curl -s -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$((PORT + 1))/")
+[ "$CODE" = 000 ] || fail "the page over plain HTTP: $CODE"
 
 step "the page: one self-contained document"
-curl -s -m 5 -o "$OUT/page.html" -w '%{http_code} %{content_type}\n' "$H/" >"$TMP/page.status"
+scurl -m 5 -o "$OUT/page.html" -w '%{http_code} %{content_type}\n' "$H/" >"$TMP/page.status"
 expect_in "$(cat "$TMP/page.status")" "200 text/html"
 grep -qE 'https?://' "$OUT/page.html" && fail "the page names an outside URL"
 
 step "moment A: as soon as the gateway serves (before or early in the curve)"
-browser --dump-dom "$H/?samples=2" >"$OUT/dom-a.html"
+browser --dump-dom "$H/?samples=2&key=$KEY" >"$OUT/dom-a.html"
 GMV_A=$(value gmv "$OUT/dom-a.html"); TPS_A=$(value tps "$OUT/dom-a.html")
 PAY_A=$(value payments "$OUT/dom-a.html")
 echo "A: gmv=$GMV_A payments=$PAY_A tps=$TPS_A"
@@ -116,7 +137,7 @@ rose=0
 for attempt in 1 2 3 4 5 6 7 8; do
     sleep 2
     kill -0 "$DEMO_PID" 2>/dev/null || break
-    browser --dump-dom "$H/?samples=2" >"$OUT/dom-b.html"
+    browser --dump-dom "$H/?samples=2&key=$KEY" >"$OUT/dom-b.html"
     GMV_B=$(value gmv "$OUT/dom-b.html"); TPS_B=$(value tps "$OUT/dom-b.html")
     PAY_B=$(value payments "$OUT/dom-b.html")
     echo "B ($attempt): gmv=$GMV_B payments=$PAY_B tps=$TPS_B"
@@ -135,7 +156,7 @@ step "moment C: after the kill, the failover in the ticker"
 # unit's backups lose patience with a live primary: wait for unit 0's event.
 for _ in $(seq 60); do
     [ "$(metric paycell_gateway_failovers_total)" -ge 1 ] 2>/dev/null &&
-        curl -s -m 1 -N "$H/v1/stream" 2>/dev/null | head -c 200000 >"$TMP/stream.txt"
+        scurl -m 1 -N "$H/v1/stream" 2>/dev/null | head -c 200000 >"$TMP/stream.txt"
     grep -q 'unit 0 primary moved to replica' "$TMP/stream.txt" 2>/dev/null && break
     kill -0 "$DEMO_PID" 2>/dev/null || fail "the demo ended without a failover the gateway saw"
     sleep 0.5
@@ -144,7 +165,7 @@ done
 # stream carries every event kept (read at once, while the demo runs).
 expect_in "$(cat "$TMP/stream.txt")" '"kind":"failover"'
 expect_in "$(cat "$TMP/stream.txt")" 'unit 0 primary moved to replica'
-browser --dump-dom "$H/?samples=2" >"$OUT/dom-c.html"
+browser --dump-dom "$H/?samples=2&key=$KEY" >"$OUT/dom-c.html"
 grep -o '<li data-kind="failover"[^>]*>.*primary moved to replica [0-9][^<]*' "$OUT/dom-c.html" |
     sed 's/<[^>]*>/ /g' | grep 'unit 0 primary moved' | head -1 >"$TMP/failover.txt"
 [ -s "$TMP/failover.txt" ] || fail "moment C: no failover of unit 0 in the ticker (dom-c.html)"
@@ -153,8 +174,8 @@ GMV_C=$(value gmv "$OUT/dom-c.html")
 gt "$GMV_B" "$GMV_C" && fail "GMV went down: $GMV_B -> $GMV_C"
 
 step "screenshot (1280x800) and a phone-width one"
-browser --screenshot="$OUT/screen.png" --window-size=1280,800 "$H/?samples=2" >/dev/null
-browser --screenshot="$OUT/screen-phone.png" --window-size=390,844 "$H/?samples=2" >/dev/null
+browser --screenshot="$OUT/screen.png" --window-size=1280,800 "$H/?samples=2&key=$KEY" >/dev/null
+browser --screenshot="$OUT/screen-phone.png" --window-size=390,844 "$H/?samples=2&key=$KEY" >/dev/null
 [ -s "$OUT/screen.png" ] || fail "no screenshot"
 kill -0 "$DEMO_PID" 2>/dev/null ||
     fail "the demo ended before the screenshots were taken (a machine too busy?)"
@@ -170,5 +191,5 @@ tail -25 "$OUT/demo.log"
 # The demo's own verdict (its audits) is tests of the demo's business; here
 # it only has to end and take its cluster with it.
 [ "$demo_status" -eq 0 ] || echo "note: the demo exited $demo_status (see $OUT/demo.log)"
-curl -s -m 2 -o /dev/null "$H/" && fail "the gateway still serves after the demo"
+scurl -m 2 -o /dev/null "$H/" && fail "the gateway still serves after the demo"
 echo "screen: ok (DOMs and screenshots in $OUT)"

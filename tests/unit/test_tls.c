@@ -159,7 +159,9 @@ static _Noreturn void server_run(int listen_fd, pc_tls_config_t *config, shared_
 }
 
 /* A mutual-TLS server with our CA's server certificate, on host (whose
- * port is chosen by the kernel). */
+ * port is chosen by the kernel); the client certificate optional when
+ * server_cert_optional is set (the gateway's HTTP listener with keys). */
+static bool server_cert_optional;
 static server_t server_start_on(const char *host) {
     server_t s;
     memset(&s, 0, sizeof s);
@@ -173,6 +175,7 @@ static server_t server_start_on(const char *host) {
                                   path(dir_ours, "ca.crt"), &config, err, sizeof err);
     if (rc != PC_OK) fprintf(stderr, "%s\n", err);
     ASSERT_EQ(rc, PC_OK);
+    if (server_cert_optional) pc_tls_config_client_cert_optional(config);
     int listen_fd = -1;
     uint16_t port = 0;
     char listen[64];
@@ -299,6 +302,35 @@ static void test_tls_client_certificate_refused(void) {
     server_stop(&s);
 }
 
+/* Optional means "none is fine", never "any is fine": a certificate that
+ * is presented must still be the client CA's. */
+static void test_tls_client_certificate_optional(void) {
+    certs_make();
+    server_cert_optional = true;
+    server_t s = server_start();
+    server_cert_optional = false;
+    pc_client_t *c = NULL;
+    pc_client_options_t o = options_tls(dir_ours, dir_other); /* another CA's certificate */
+    ASSERT_EQ(pc_client_open(s.address, &o, &c), PC_ETLS);
+    o = options_tls(dir_ours, NULL); /* none: let in */
+    ASSERT_EQ(pc_client_open(s.address, &o, &c), PC_OK);
+    pc_transfer_t t;
+    memset(&t, 0, sizeof t);
+    t.id = 1;
+    pc_create_result_t results[1];
+    uint32_t n = 9;
+    ASSERT_EQ(pc_client_create_transfers(c, &t, 1, results, &n), PC_OK);
+    pc_client_close(c);
+    o = options_tls(dir_ours, dir_ours); /* ours: let in */
+    ASSERT_EQ(pc_client_open(s.address, &o, &c), PC_OK);
+    pc_client_close(c);
+    for (int i = 0; i < 100 && s.shared->handshakes < 2; i++) usleep(10 * 1000);
+    ASSERT_EQ(s.shared->handshakes_failed, 1u);
+    ASSERT_EQ(s.shared->handshakes, 2u);
+    ASSERT_EQ(s.shared->requests, 1u);
+    server_stop(&s);
+}
+
 static void test_tls_host_checked(void) {
     certs_make();
     server_t s = server_start();
@@ -389,6 +421,7 @@ static void test_tls_config_errors(void) {
     X(test_tls_big_batch_through_pollfd)                                             \
     X(test_tls_untrusted_server_is_named)                                            \
     X(test_tls_client_certificate_refused)                                           \
+    X(test_tls_client_certificate_optional)                                          \
     X(test_tls_host_checked)                                                         \
     X(test_tls_environment_and_opt_out)                                              \
     X(test_tls_peer_gone_no_sigpipe)                                                 \
