@@ -19,13 +19,7 @@ finish() {
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
     wait 2>/dev/null
     # Under the ASan binary a memory error shows in a process's log only.
-    if cat "$D"/logs/*.log "$TMP"/*.log 2>/dev/null |
-        grep -q -E "AddressSanitizer|runtime error:|LeakSanitizer"; then
-        grep -h -E -A25 "AddressSanitizer|runtime error:|LeakSanitizer" "$D"/logs/*.log \
-            "$TMP"/*.log 2>/dev/null | head -60
-        echo "FAIL: a sanitizer report in a process's log"
-        status=1
-    fi
+    sanitizer_reports && status=1
     for m in "$MNT" ${UMNTS[@]+"${UMNTS[@]}"}; do umount "$m" 2>/dev/null || umount -l "$m"; done
     rm -rf "$TMP"
     exit $status

@@ -55,16 +55,19 @@ expect_in() { case "$1" in *"$2"*) ;; *) fail "expected '$2' in: $1" ;; esac; }
 # Stops the cluster, and fails the script on a sanitizer report in any of
 # its processes' logs (they log to files, not to the script's output, so
 # under the ASan binary this is where a memory error would show).
+# sanitizer_reports: prints any sanitizer report in the logs of $D and
+# $TMP and succeeds if there was one.
+sanitizer_reports() {
+    cat "$D"/logs/*.log "$TMP"/*.log 2>/dev/null |
+        grep -q -E "AddressSanitizer|runtime error:|LeakSanitizer" || return 1
+    grep -h -E -A25 "AddressSanitizer|runtime error:|LeakSanitizer" "$D"/logs/*.log \
+        "$TMP"/*.log 2>/dev/null | head -60
+    echo "FAIL: a sanitizer report in a cluster process's log"
+}
 stop_cluster() {
     local status=$?
     "$PAYCELL" stop --data "$D" >/dev/null 2>&1
-    if cat "$D"/logs/*.log "$TMP"/*.log 2>/dev/null |
-        grep -q -E "AddressSanitizer|runtime error:|LeakSanitizer"; then
-        grep -h -E -A25 "AddressSanitizer|runtime error:|LeakSanitizer" "$D"/logs/*.log \
-            "$TMP"/*.log 2>/dev/null | head -60
-        echo "FAIL: a sanitizer report in a cluster process's log"
-        status=1
-    fi
+    sanitizer_reports && status=1
     cleanup
     exit $status
 }

@@ -215,12 +215,9 @@ static pc_client_options_t options_tls(const char *ca_dir, const char *cert_dir)
     return o;
 }
 
-static void test_tls_trusted_both_ways(void) {
-    certs_make();
-    server_t s = server_start();
-    pc_client_options_t o = options_tls(dir_ours, dir_ours);
-    pc_client_t *c = NULL;
-    ASSERT_EQ(pc_client_open(s.address, &o, &c), PC_OK);
+/* One transfer (id 1) through c; the test server answers every event
+ * created. */
+static void create_one(pc_client_t *c) {
     pc_transfer_t t;
     memset(&t, 0, sizeof t);
     t.id = 1;
@@ -228,6 +225,15 @@ static void test_tls_trusted_both_ways(void) {
     uint32_t n = 9;
     ASSERT_EQ(pc_client_create_transfers(c, &t, 1, results, &n), PC_OK);
     ASSERT_EQ(n, 0u);
+}
+
+static void test_tls_trusted_both_ways(void) {
+    certs_make();
+    server_t s = server_start();
+    pc_client_options_t o = options_tls(dir_ours, dir_ours);
+    pc_client_t *c = NULL;
+    ASSERT_EQ(pc_client_open(s.address, &o, &c), PC_OK);
+    create_one(c);
     ASSERT_EQ(s.shared->handshakes, 1u);
     ASSERT_EQ(s.shared->handshakes_failed, 0u);
     ASSERT_EQ(s.shared->requests, 1u);
@@ -314,12 +320,7 @@ static void test_tls_client_certificate_optional(void) {
     ASSERT_EQ(pc_client_open(s.address, &o, &c), PC_ETLS);
     o = options_tls(dir_ours, NULL); /* none: let in */
     ASSERT_EQ(pc_client_open(s.address, &o, &c), PC_OK);
-    pc_transfer_t t;
-    memset(&t, 0, sizeof t);
-    t.id = 1;
-    pc_create_result_t results[1];
-    uint32_t n = 9;
-    ASSERT_EQ(pc_client_create_transfers(c, &t, 1, results, &n), PC_OK);
+    create_one(c);
     pc_client_close(c);
     o = options_tls(dir_ours, dir_ours); /* ours: let in */
     ASSERT_EQ(pc_client_open(s.address, &o, &c), PC_OK);
