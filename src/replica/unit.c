@@ -13,9 +13,11 @@
  * The shell's duties, in the order of one loop turn:
  *   - requests gathered by replica.c go to pc_vsr_on_request as one grouped
  *     prepare (client 0), remembered in `inflight` until they commit;
- *   - journal writes are written at once (pwritev) and synced once per turn,
- *     then acknowledged to VSR (pc_vsr_on_write_done), so a turn's prepares
- *     share one fdatasync as in the single-replica group commit;
+ *   - journal writes (prepares and repairs) are written at once, the prepare
+ *     into its slot and its header's copy into the header ring, and synced
+ *     once per turn, then acknowledged to VSR (pc_vsr_on_write_done), so a
+ *     turn's prepares share one fdatasync as in the single-replica group
+ *     commit (recovery reads both copies of each slot: load_slot);
  *   - the view state is written synchronously (rare: view changes);
  *   - committed ops are applied by machine.c; the primary replies to the
  *     requests of its inflight prepares;
@@ -926,38 +928,94 @@ static int parse_addresses(replica_t *r) {
     return PC_OK;
 }
 
-/* Hands every intact journal entry above the checkpoint to VSR. Returns the
- * number of damaged slots (a bad header or body): those entries are for VSR
- * to repair from peers, and until it has, the replica must not vote. */
-static int load_journal(replica_t *r, uint32_t *damaged) {
-    uint32_t slots = r->info->journal_slots;
-    *damaged = 0;
-    for (uint32_t slot = 0; slot < slots; slot++) {
-        pc_vsr_header_t h;
-        int rc = pc_storage_journal_read(r->storage, slot, 0, &h, sizeof h);
-        if (rc != PC_OK) return rc;
-        static const pc_vsr_header_t zero;
-        if (memcmp(&h, &zero, sizeof h) == 0) continue; /* never written */
-        if (h.checksum != pc_vsr_header_checksum(&h) || h.op % slots != slot ||
-            h.body_size > PC_VSR_PREPARE_BODY_MAX) {
-            replica_log(r, "journal slot %u: bad header (left for repair)", slot);
-            pc_vsr_load_faulty(r->vsr, slot); /* no nack for its op (vsr.h) */
-            (*damaged)++;
-            continue;
-        }
-        if (h.op <= r->checkpoint_op) continue; /* below the checkpoint: done */
+/* What recovery found in the journal: slots whose two copies (the prepare
+ * and its header-ring copy) were not both intact and equal, of them those
+ * whose header alone was handed over (body to repair) and those neither copy
+ * can vouch for (faulty). */
+typedef struct journal_damage {
+    uint32_t damaged, headers, faulty;
+} journal_damage_t;
+
+/* Whether h can be the header of an entry in slot: its own checksum holds,
+ * its op maps to the slot and its body fits one. */
+static bool header_fits(const replica_t *r, const pc_vsr_header_t *h, uint32_t slot) {
+    PC_ASSERT(slot < r->info->journal_slots);
+    return h->checksum == pc_vsr_header_checksum(h) && h->op > 0 &&
+           h->op % r->info->journal_slots == slot && h->body_size <= PC_VSR_PREPARE_BODY_MAX;
+}
+
+/* Reads slot's header-ring copy into *g; *written: the copy is not all
+ * zeros; returns whether it is intact (sealed by storage, and a header that
+ * fits the slot). A damaged copy is not an error here: the prepare decides. */
+static int ring_copy(replica_t *r, uint32_t slot, pc_vsr_header_t *g, bool *written, bool *ok) {
+    int rc = pc_storage_journal_header_read(r->storage, slot, g);
+    if (rc != PC_OK && rc != PC_ENOTFOUND && rc != PC_ECORRUPT) return rc;
+    *written = rc != PC_ENOTFOUND;
+    *ok = rc == PC_OK && header_fits(r, g, slot);
+    if (*written && !*ok) replica_log(r, "journal slot %u: header-ring copy damaged", slot);
+    return PC_OK;
+}
+
+/* Recovery of one journal slot from its two copies, exactly as the
+ * simulator's shell decides (load_slot in src/sim/sim.c; the table at
+ * pc_vsr_load_header in vsr.h): the prepare intact and not older than an
+ * intact header copy: the entry; else an intact header copy: the header
+ * alone (recorded, body to repair); both damaged, or both intact for one op
+ * with different checksums (which is newer cannot be told): faulty. A slot
+ * never written (both copies all zeros) proves nothing was written there.
+ * Nothing at or below the checkpoint is handed over. The body is read only
+ * where it can change the answer: above the checkpoint, or when the header
+ * copy cannot decide alone (damaged, or the same op with another checksum). */
+static int load_slot(replica_t *r, uint32_t slot, journal_damage_t *d) {
+    pc_vsr_header_t p, g;
+    bool g_written = false, g_ok = false;
+    int rc = pc_storage_journal_read(r->storage, slot, 0, &p, sizeof p);
+    if (rc == PC_OK) rc = ring_copy(r, slot, &g, &g_written, &g_ok);
+    if (rc != PC_OK) return rc;
+    static const pc_vsr_header_t zero;
+    bool p_written = memcmp(&p, &zero, sizeof p) != 0;
+    if (!p_written && !g_written) return PC_OK; /* never written */
+    bool p_ok = p_written && header_fits(r, &p, slot);
+    if (p_written && !p_ok) replica_log(r, "journal slot %u: bad header", slot);
+    uint64_t below = r->checkpoint_op;
+    if (p_ok && (p.op > below || !g_ok || (g.op == p.op && g.checksum != p.checksum))) {
         rc = pc_storage_journal_read(r->storage, slot, PC_HEADER_SIZE, r->prepare_body,
-                                     h.body_size);
+                                     p.body_size);
         if (rc != PC_OK) return rc;
-        if (pc_checksum(r->prepare_body, h.body_size, 0) != h.body_checksum) {
-            replica_log(r, "journal slot %u (op %llu): bad body (left for repair)", slot,
-                        (unsigned long long)h.op);
-            pc_vsr_load_faulty(r->vsr, slot);
-            (*damaged)++;
-            continue;
-        }
-        pc_vsr_load(r->vsr, &h, r->prepare_body);
+        p_ok = pc_checksum(r->prepare_body, p.body_size, 0) == p.body_checksum;
+        if (!p_ok)
+            replica_log(r, "journal slot %u (op %llu): bad body", slot, (unsigned long long)p.op);
     }
+    bool prepare = p_ok && (!g_ok || p.op >= g.op);
+    bool header = g_ok && !prepare;
+    bool faulty = (!p_ok && !g_ok) || (p_ok && g_ok && p.op == g.op && p.checksum != g.checksum);
+    PC_ASSERT(prepare || header || faulty);
+    if (prepare && p.op > below) pc_vsr_load(r->vsr, &p, r->prepare_body);
+    if (header && g.op > below) pc_vsr_load_header(r->vsr, &g);
+    if (faulty) pc_vsr_load_faulty(r->vsr, slot); /* no nack for its op (vsr.h) */
+    bool whole = p_ok && g_ok && p.checksum == g.checksum;
+    d->damaged += (whole || (p_ok && !g_written)) ? 0 : 1; /* unwritten copy: older journal */
+    d->headers += header && g.op > below ? 1 : 0;
+    d->faulty += faulty ? 1 : 0;
+    if (header && g.op > below)
+        replica_log(r, "journal slot %u: its header-ring copy holds op %llu: header kept, body "
+                    "left for repair", slot, (unsigned long long)g.op);
+    if (faulty)
+        replica_log(r, "journal slot %u: no copy can be trusted: faulty, left for repair", slot);
+    return PC_OK;
+}
+
+/* Hands VSR every journal slot as recovery finds it (load_slot). Only
+ * faulty slots keep the replica from voting until its log is re-verified:
+ * a header-ring copy says what a slot held, so the replica knows what it
+ * may have acknowledged. */
+static int load_journal(replica_t *r, journal_damage_t *d) {
+    memset(d, 0, sizeof *d);
+    for (uint32_t slot = 0; slot < r->info->journal_slots; slot++) {
+        int rc = load_slot(r, slot, d);
+        if (rc != PC_OK) return rc;
+    }
+    PC_ASSERT(d->headers + d->faulty <= r->info->journal_slots);
     return PC_OK;
 }
 
@@ -1004,8 +1062,8 @@ int pc__unit_init(replica_t *r) {
         start.log_view = state.log_view;
         start.head = state.head;
     }
-    uint32_t damaged = 0;
-    rc = load_journal(r, &damaged);
+    journal_damage_t damage;
+    rc = load_journal(r, &damage);
     if (rc != PC_OK) return rc;
     start.checkpoint_op = r->checkpoint_op;
     if (r->checkpoint_op == 0) {
@@ -1015,12 +1073,14 @@ int pc__unit_init(replica_t *r) {
     } else {
         start.checkpoint_checksum = r->applied_checksum;
     }
-    start.untrusted = damaged > 0;
+    start.untrusted = damage.faulty > 0;
     pc_vsr_output_reset(r->out);
     pc_vsr_start(r->vsr, &start, r->out);
     process(r);
-    replica_log(r, "unit replica %u: checkpoint op %llu, view %u, %u damaged journal slots",
-                r->info->replica, (unsigned long long)r->checkpoint_op, state.view, damaged);
+    replica_log(r, "unit replica %u: checkpoint op %llu, view %u, %u damaged journal slots (%u "
+                "known by their header-ring copy, %u faulty): %s", r->info->replica,
+                (unsigned long long)r->checkpoint_op, state.view, damage.damaged, damage.headers,
+                damage.faulty, start.untrusted ? "untrusted until re-verified" : "trusted");
     r->tick_next_ns = pc_time_monotonic_ns();
     return PC_OK;
 }

@@ -13,6 +13,20 @@
  * for VSR to notice and repair from a peer, which is why a partial journal
  * write is not undone here (unlike a WAL append).
  *
+ * After the slots lies the header ring (PC_JOURNAL_RING_OFFSET): one
+ * 256-byte entry per slot, a copy of the header last written to the slot,
+ * sealed by storage (checksum seeded with the slot). Every journal write
+ * writes both copies and one fdatasync of the file covers both, so when VSR
+ * hears a prepare is durable, both copies are. Two copies written apart let
+ * recovery tell a slot whose body rotted (its header copy says what it held:
+ * "have header, need repair") from one it cannot read at all (faulty): the
+ * fault model of docs/DESIGN.md ("Nacks and the header ring"), where a disk
+ * fault damages at most one copy of a slot's last durable write. The ring
+ * sits in the same file so one fdatasync per turn still covers everything;
+ * a second file would need a second one. A journal from before the ring
+ * existed is extended with an empty one at open (every copy "never
+ * written", which recovery reads exactly as it read such slots before).
+ *
  * The view state (view, log_view, the head header: opaque bytes here) must
  * survive any crash whole, so it is kept twice, in two 4 KiB copies at
  * offsets 0 and 4096, each checksummed with a sequence number. A write goes
@@ -34,14 +48,37 @@ PC_STATIC_ASSERT(sizeof(pc_vsr_state_header_t) == PC_VSR_STATE_HEADER_SIZE,
                  "view state header layout");
 PC_STATIC_ASSERT(offsetof(pc_vsr_state_header_t, magic) == 16, "the checksum covers 16..4095");
 PC_STATIC_ASSERT(offsetof(pc_vsr_state_header_t, size) == 32, "view state header layout");
+PC_STATIC_ASSERT(sizeof(pc_journal_ring_entry_t) == PC_JOURNAL_RING_ENTRY_SIZE,
+                 "header ring entry layout");
+PC_STATIC_ASSERT(offsetof(pc_journal_ring_entry_t, checksum) == PC_JOURNAL_RING_ENTRY_SIZE - 16,
+                 "the seal's checksum is the entry's last 16 bytes");
+PC_STATIC_ASSERT(512 % PC_JOURNAL_RING_ENTRY_SIZE == 0, "no entry straddles a sector");
+PC_STATIC_ASSERT(PC_JOURNAL_RING_OFFSET(1) % 4096 == 0, "the ring starts on a page");
 
 #define JOURNAL_NAME "journal"
 #define VSR_STATE_NAME "vsr-state"
 
+/* The whole file: slots, then the header ring. */
 static uint64_t journal_size(const pc_storage_t *storage) {
     PC_ASSERT(pc__storage_replicated(storage));
     PC_ASSERT(storage->info.journal_slots >= PC_JOURNAL_SLOTS_MIN);
-    return (uint64_t)storage->info.journal_slots * PC_JOURNAL_SLOT_SIZE;
+    return PC_JOURNAL_FILE_SIZE(storage->info.journal_slots);
+}
+
+static uint64_t ring_entry_offset(const pc_storage_t *storage, uint32_t slot) {
+    PC_ASSERT(slot < storage->info.journal_slots);
+    uint64_t at = PC_JOURNAL_RING_OFFSET(storage->info.journal_slots) +
+                  (uint64_t)slot * PC_JOURNAL_RING_ENTRY_SIZE;
+    PC_ASSERT(at + PC_JOURNAL_RING_ENTRY_SIZE <= journal_size(storage));
+    return at;
+}
+
+/* A different seed per slot (an odd multiplier is a bijection), so an entry
+ * that lands in another slot's place fails its check there. */
+static pc_u128 ring_checksum(const pc_journal_ring_entry_t *entry, uint32_t slot) {
+    PC_ASSERT(entry != NULL);
+    uint64_t seed = PC_SEED_JOURNAL_RING ^ (((uint64_t)slot + 1) * 0x9e3779b97f4a7c15ull);
+    return pc_checksum(entry, offsetof(pc_journal_ring_entry_t, checksum), seed);
 }
 
 /* ---- the journal file ---- */
@@ -63,6 +100,24 @@ int pc__storage_journal_create(pc_storage_t *storage) {
     return rc;
 }
 
+/* A journal formatted before the header ring existed is exactly its slots:
+ * append an empty ring (zeros: every header copy "never written") and make
+ * the new size durable before anything is written there. */
+static int ring_add(pc_storage_t *storage, const char *path) {
+    uint64_t at = PC_JOURNAL_RING_OFFSET(storage->info.journal_slots);
+    uint64_t size = PC_JOURNAL_RING_SIZE(storage->info.journal_slots);
+    PC_ASSERT(at + size == journal_size(storage));
+    int err = pc__storage_allocate(storage->journal_fd, 0, at, size);
+    if (err != 0) return pc__storage_io_error(storage, err, "fallocate", JOURNAL_NAME, at);
+    int rc = pc__storage_sync(storage, storage->journal_fd, true, JOURNAL_NAME);
+    if (rc != PC_OK) return rc;
+    pc__storage_log("journal %s had no header ring (formatted by an older paycell): added an "
+                    "empty one of %llu bytes at offset %llu; slots written before now have no "
+                    "header copy until they are written again",
+                    path, (unsigned long long)size, (unsigned long long)at);
+    return PC_OK;
+}
+
 int pc__storage_journal_open(pc_storage_t *storage) {
     PC_ASSERT(storage->journal_fd < 0);
     char path[PC_STORAGE_PATH_MAX];
@@ -75,6 +130,8 @@ int pc__storage_journal_open(pc_storage_t *storage) {
     struct stat st;
     if (fstat(storage->journal_fd, &st) != 0) return PC_EIO;
     uint64_t expect = journal_size(storage);
+    if ((uint64_t)st.st_size == PC_JOURNAL_RING_OFFSET(storage->info.journal_slots))
+        return ring_add(storage, path);
     /* Format made it this size and writes stay inside it: any other size is
      * a file some other hand truncated, extended or replaced. */
     if ((uint64_t)st.st_size != expect)
@@ -122,6 +179,26 @@ void pc__storage_journal_close(pc_storage_t *storage) {
 
 /* ---- journal I/O ---- */
 
+/* The header's sealed copy into the slot's header-ring entry. Written after
+ * the prepare but not ordered with it on disk: the journal sync that follows
+ * makes both durable, and a crash before it may leave either one old. */
+static int ring_write(pc_storage_t *storage, uint32_t slot, const void *header) {
+    pc_journal_ring_entry_t entry;
+    memset(&entry, 0, sizeof entry);
+    memcpy(entry.header, header, PC_HEADER_SIZE);
+    entry.magic = PC_JOURNAL_RING_MAGIC;
+    entry.version = PC_STORAGE_VERSION;
+    entry.slot = slot;
+    entry.checksum = ring_checksum(&entry, slot);
+    PC_ASSERT_HOT(ring_checksum(&entry, slot) == entry.checksum);
+    uint64_t at = ring_entry_offset(storage, slot);
+    size_t done = 0;
+    int err = pc__storage_pwrite_all(storage->journal_fd, &entry, sizeof entry, at, &done);
+    if (err != 0) return pc__storage_io_error(storage, err, "write", JOURNAL_NAME, at + done);
+    PC_ASSERT(done == sizeof entry);
+    return PC_OK;
+}
+
 /* Header and body in one pwritev at the slot's start: the two land in one
  * request and the caller never copies a prepare into a staging buffer. */
 int pc_storage_journal_write(pc_storage_t *storage, uint32_t slot, const void *header,
@@ -135,11 +212,11 @@ int pc_storage_journal_write(pc_storage_t *storage, uint32_t slot, const void *h
         {.iov_base = (void *)body, .iov_len = body_size},
     };
     uint64_t offset = (uint64_t)slot * PC_JOURNAL_SLOT_SIZE, done = 0;
-    PC_ASSERT(offset + PC_HEADER_SIZE + body_size <= journal_size(storage));
+    PC_ASSERT(offset + PC_HEADER_SIZE + body_size <= PC_JOURNAL_RING_OFFSET(slot + 1));
     int err = pc__storage_pwritev_all(storage->journal_fd, v, body_size > 0 ? 2 : 1, offset, &done);
     if (err != 0) return pc__storage_io_error(storage, err, "write", JOURNAL_NAME, offset + done);
     PC_ASSERT(done == PC_HEADER_SIZE + body_size);
-    return PC_OK;
+    return ring_write(storage, slot, header);
 }
 
 int pc_storage_journal_sync(pc_storage_t *storage) {
@@ -167,6 +244,43 @@ int pc_storage_journal_read(pc_storage_t *storage, uint32_t slot, uint32_t offse
                            (unsigned long long)(at + done), slot);
     }
     PC_ASSERT(at + size <= journal_size(storage));
+    return PC_OK;
+}
+
+static bool bytes_zero(const void *bytes, size_t size) {
+    const uint8_t *b = bytes;
+    for (size_t i = 0; i < size; i++) {
+        if (b[i] != 0) return false;
+    }
+    return true;
+}
+
+/* Reads and checks one header-ring entry (see storage.h for the answers).
+ * On anything but PC_OK the caller's header is zeroed, so a damaged copy is
+ * never mistaken for one by a caller that ignores the answer. */
+int pc_storage_journal_header_read(pc_storage_t *storage, uint32_t slot, void *header) {
+    if (storage->failed) return PC_ESTATE;
+    if (storage->journal_fd < 0) return PC_EINVAL;
+    if (slot >= storage->info.journal_slots || header == NULL) return PC_EINVAL;
+    memset(header, 0, PC_HEADER_SIZE);
+    pc_journal_ring_entry_t entry;
+    uint64_t at = ring_entry_offset(storage, slot);
+    size_t done = 0;
+    int err = pc__storage_pread_all(storage->journal_fd, &entry, sizeof entry, at, &done);
+    if (err != 0) return pc__storage_io_error(storage, err, "read", JOURNAL_NAME, at + done);
+    char path[PC_STORAGE_PATH_MAX];
+    pc__storage_path(storage, JOURNAL_NAME, path);
+    if (done != sizeof entry)
+        return PC_CORRUPTF("journal %s ends at offset %llu, inside the header ring", path,
+                           (unsigned long long)(at + done));
+    if (bytes_zero(&entry, sizeof entry)) return PC_ENOTFOUND;
+    if (ring_checksum(&entry, slot) != entry.checksum || entry.magic != PC_JOURNAL_RING_MAGIC ||
+        entry.slot != slot || entry.version != PC_STORAGE_VERSION)
+        return PC_CORRUPTF("journal %s: header ring entry of slot %u at offset %llu is damaged "
+                           "(checksum mismatch, or written for another slot)",
+                           path, slot, (unsigned long long)at);
+    memcpy(header, entry.header, PC_HEADER_SIZE);
+    PC_ASSERT(entry.slot == slot);
     return PC_OK;
 }
 

@@ -6,7 +6,9 @@
  *   DIR/wal-<20 digits>   WAL segments (preallocated, named by first op)
  *   DIR/checkpoint-a|b    two alternating checkpoint slots; newest valid wins
  *   DIR/transfers         stored transfer slots (fixed 160-byte records)
- *   DIR/journal           replicated units only: the VSR journal ring
+ *   DIR/journal           replicated units only: the VSR journal ring and,
+ *                         after it, its header ring (a second copy of each
+ *                         slot's header)
  *   DIR/vsr-state         replicated units only: the durable view state
  *
  * The WAL is the durable truth: each entry (one "prepare": a group of client
@@ -87,8 +89,9 @@ typedef struct pc_checkpoint_info {
 } pc_checkpoint_info_t;
 
 /* Creates DIR (if missing) and a fresh data set; with replica_count 3 also
- * DIR/journal, preallocated to journal_slots * PC_JOURNAL_SLOT_SIZE bytes
- * (DIR/vsr-state is created by the first pc_storage_vsr_state_write).
+ * DIR/journal, preallocated to PC_JOURNAL_FILE_SIZE(journal_slots) bytes (the
+ * slots, then the header ring; DIR/vsr-state is created by the first
+ * pc_storage_vsr_state_write).
  * Errors: PC_EEXIST (already formatted), PC_EIO, PC_ENOSPC (no journal is
  * left behind), PC_EINVAL (replica_count not 1 or 3, replica not below it,
  * journal_slots outside PC_JOURNAL_SLOTS_MIN..PC_JOURNAL_SLOTS_LIMIT with 3
@@ -96,9 +99,13 @@ typedef struct pc_checkpoint_info {
 int pc_storage_format(const char *dir, const pc_storage_info_t *info);
 
 /* Opens a formatted directory (takes an exclusive lock on it), and for a
- * replicated unit its journal. Errors: PC_ENOTFOUND (not formatted),
- * PC_ECORRUPT (also: the journal is missing or not its formatted size),
- * PC_EVERSION, PC_EBUSY (another process has it open), PC_EIO. */
+ * replicated unit its journal. A journal made before the header ring existed
+ * (exactly journal_slots * PC_JOURNAL_SLOT_SIZE bytes) gets an empty header
+ * ring appended (fallocate, fsync; one log line): every slot's header copy
+ * then reads as never written until the slot is next written.
+ * Errors: PC_ENOTFOUND (not formatted), PC_ECORRUPT (also: the journal is
+ * missing or of neither size), PC_EVERSION, PC_EBUSY (another process has it
+ * open), PC_ENOSPC (no room to add the header ring), PC_EIO. */
 int pc_storage_open(const char *dir, pc_storage_t **out);
 /* Releases the lock and every buffer. Does not sync: entries appended since
  * the last pc_storage_wal_sync are not durable. */
@@ -193,11 +200,17 @@ uint64_t pc_storage_wal_bytes_since_checkpoint(const pc_storage_t *storage);
  * A unit of 3 replicas (info.replica_count == 3) does not use the WAL above:
  * its log is the VSR journal, a ring of info.journal_slots fixed slots in
  * DIR/journal, each PC_JOURNAL_SLOT_SIZE bytes: the prepare's 128-byte header
- * at the slot's start, its body right after. The journal is created
- * (preallocated) by pc_storage_format and opened by pc_storage_open. Storage
- * treats headers and bodies as opaque bytes: the caller verifies them (a
- * torn or rotten slot is for VSR to repair from peers; a failed write may
- * leave its slot torn). In this mode pc_storage_checkpoint_write does not
+ * at the slot's start, its body right after. After the slots (at
+ * PC_JOURNAL_RING_OFFSET) lies the header ring: one PC_JOURNAL_RING_ENTRY_SIZE
+ * entry per slot holding a second copy of the slot's header, sealed by
+ * storage with a checksum seeded by the slot, written by every journal write
+ * and covered by the same journal sync. It lets recovery tell "this slot
+ * held entry X, whose body is now damaged" from "this slot is unreadable".
+ * The journal is created (preallocated) by pc_storage_format and opened by
+ * pc_storage_open. Storage treats headers and bodies as opaque bytes: the
+ * caller verifies them (a torn or rotten slot is for VSR to repair from
+ * peers; a failed write may leave its slot torn). Only the header ring's
+ * seal is storage's own. In this mode pc_storage_checkpoint_write does not
  * check or prune the WAL, and pc_storage_wal_replay, _wal_append and
  * _wal_sync return PC_EINVAL (they do not assert: a caller can tell).
  *
@@ -209,12 +222,21 @@ uint64_t pc_storage_wal_bytes_since_checkpoint(const pc_storage_t *storage);
  * PC_ESTATE once the storage has failed. */
 #define PC_JOURNAL_SLOT_SIZE (PC_HEADER_SIZE + PC_VSR_PREPARE_BODY_MAX + 3968u)
 #define PC_VSR_STATE_MAX 1024u
+/* The header ring: entry i (for slot i) at PC_JOURNAL_RING_OFFSET(slots) +
+ * i * PC_JOURNAL_RING_ENTRY_SIZE; the ring is padded to whole 4 KiB pages. */
+#define PC_JOURNAL_RING_ENTRY_SIZE 256u
+#define PC_JOURNAL_RING_OFFSET(slots) ((uint64_t)(slots) * PC_JOURNAL_SLOT_SIZE)
+#define PC_JOURNAL_RING_SIZE(slots) \
+    (((uint64_t)(slots) * PC_JOURNAL_RING_ENTRY_SIZE + 4095u) / 4096u * 4096u)
+#define PC_JOURNAL_FILE_SIZE(slots) (PC_JOURNAL_RING_OFFSET(slots) + PC_JOURNAL_RING_SIZE(slots))
 
 /* Writes header (128 bytes) and body (body_size <= PC_VSR_PREPARE_BODY_MAX;
- * body may be NULL when 0) into slot (< journal_slots) with one pwritev. Not
- * durable until pc_storage_journal_sync. Errors: PC_EINVAL (nothing
- * written), PC_ENOSPC (only on file systems that allocate on overwrite),
- * PC_EIO (the storage is then failed), PC_ESTATE. */
+ * body may be NULL when 0) into slot (< journal_slots) with one pwritev, then
+ * the header's sealed copy into the slot's header-ring entry (one pwrite).
+ * Not durable until pc_storage_journal_sync, which covers both. A crash
+ * before that may leave either copy old, new or torn. Errors: PC_EINVAL
+ * (nothing written), PC_ENOSPC (only on file systems that allocate on
+ * overwrite), PC_EIO (the storage is then failed), PC_ESTATE. */
 int pc_storage_journal_write(pc_storage_t *storage, uint32_t slot, const void *header,
                              const void *body, uint32_t body_size);
 /* fdatasync of the journal: covers every journal write before it.
@@ -225,6 +247,15 @@ int pc_storage_journal_sync(pc_storage_t *storage);
  * PC_ESTATE. */
 int pc_storage_journal_read(pc_storage_t *storage, uint32_t slot, uint32_t offset, void *buf,
                             uint32_t size);
+/* Reads slot's header-ring copy (the 128 header bytes last written to the
+ * slot) into header. PC_OK: the entry's seal holds (its checksum, magic and
+ * slot number), so these bytes are what some completed journal write gave
+ * this slot; the caller still verifies them as a header (a torn journal write
+ * may have sealed a header whose prepare never landed whole).
+ * Errors: PC_ENOTFOUND (never written: all zeros; header zeroed),
+ * PC_ECORRUPT (damaged, or an entry written for another slot: named in the
+ * log with file and offset; header zeroed), PC_EINVAL, PC_EIO, PC_ESTATE. */
+int pc_storage_journal_header_read(pc_storage_t *storage, uint32_t slot, void *header);
 /* Durably writes the view state (size <= PC_VSR_STATE_MAX) over the copy not
  * holding the newest valid state, synced before it returns (the first call
  * creates DIR/vsr-state and syncs the directory too).

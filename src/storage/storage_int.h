@@ -23,6 +23,7 @@
 #define PC_WAL_MAGIC 0x4c415750u        /* "PWAL" */
 #define PC_CHECKPOINT_MAGIC 0x4b435050u /* "PPCK" */
 #define PC_VSR_STATE_MAGIC 0x53525650u  /* "PVRS" */
+#define PC_JOURNAL_RING_MAGIC 0x47524850u /* "PHRG": paycell header ring */
 
 /* Checksum seeds, one per kind of record, so bytes of one kind never verify
  * as another (a WAL body that happens to hold a checkpoint header, say). */
@@ -33,6 +34,7 @@
 #define PC_SEED_CHECKPOINT_BLOB 0x636b7074626c6f62ull
 #define PC_SEED_SLOT 0x736c6f7473656564ull
 #define PC_SEED_VSR_STATE 0x7673727374617465ull
+#define PC_SEED_JOURNAL_RING 0x68647272696e6721ull
 
 /* Every WAL entry starts on a 4 KiB boundary: an append never rewrites a page
  * that holds an earlier (possibly acknowledged) entry, so a torn write can
@@ -104,6 +106,20 @@ typedef struct pc_vsr_state_header {
     uint32_t size;     /* bytes of state after this header */
     uint8_t reserved[PC_VSR_STATE_HEADER_SIZE - 36];
 } pc_vsr_state_header_t;
+
+/* One header-ring entry of DIR/journal: a copy of the slot's 128-byte header
+ * and storage's seal, whose checksum covers bytes 0..239 and is seeded with
+ * the slot, so an entry written to the wrong place fails as surely as a
+ * flipped bit. 256 bytes: a divisor of a 512-byte sector, so a torn sector
+ * never splits one entry. */
+typedef struct pc_journal_ring_entry {
+    uint8_t header[PC_HEADER_SIZE];
+    uint32_t magic;
+    uint32_t version;
+    uint32_t slot;
+    uint8_t reserved[PC_JOURNAL_RING_ENTRY_SIZE - PC_HEADER_SIZE - 12 - 16];
+    pc_u128 checksum;
+} pc_journal_ring_entry_t;
 
 /* One open WAL segment: DIR/wal-<first>, holding ops first, first+1, ... */
 typedef struct pc_segment {

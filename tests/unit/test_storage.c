@@ -2,8 +2,10 @@
  * torn tails versus corruption, hash chain, rotation, reserve), checkpoints
  * (fallback, pruning, empty WAL behind one), the transfer store (checksums,
  * misdirected writes), the failure rules (failed stays failed, ENOSPC
- * leaves nothing half-written), and a replicated unit's VSR journal and view
- * state (layout, bounds, alternating copies, checkpoints without a WAL).
+ * leaves nothing half-written), and a replicated unit's VSR journal, its
+ * header ring (a sealed second copy of each slot's header: outlives a rotten
+ * body, detects its own damage, misdirection and tearing) and view state
+ * (layout, bounds, alternating copies, checkpoints without a WAL).
  * Each test works in its own directory under /tmp, removed at exit; tests
  * that corrupt files on purpose reach into the on-disk layout through
  * storage_int.h. */
@@ -1002,12 +1004,13 @@ static bool slot_header_zero(pc_storage_t *storage, uint32_t slot) {
 }
 
 /* Format of a replicated unit makes a journal of exactly journal_slots slots
- * and no view state; open checks the journal's presence and size; info
+ * and its header ring (16 entries of 256 bytes: one page), and no view state; open checks the journal's presence and size; info
  * keeps journal_slots; a second format refuses. */
 static void test_journal_format_open(void) {
     setup(40, 1 << 20);
     const char *dir = formatted_replicated();
-    uint64_t size = (uint64_t)PC_JOURNAL_SLOTS_MIN * PC_JOURNAL_SLOT_SIZE;
+    uint64_t size = (uint64_t)PC_JOURNAL_SLOTS_MIN * PC_JOURNAL_SLOT_SIZE + 4096; /* + ring */
+    ASSERT_EQ(PC_JOURNAL_FILE_SIZE(PC_JOURNAL_SLOTS_MIN), size);
     ASSERT_EQ(file_size(dir, "journal"), size);
     ASSERT_TRUE(!file_exists(dir, "vsr-state"));
     ASSERT_EQ(segments_count(dir), 0);
@@ -1058,8 +1061,8 @@ static void test_journal_format_invalid(void) {
     info = info_replicated();
     info.journal_slots = PC_JOURNAL_SLOTS_MIN + 1;
     ASSERT_EQ(pc_storage_format(dir, &info), PC_OK);
-    ASSERT_EQ(file_size(dir, "journal"),
-              (uint64_t)(PC_JOURNAL_SLOTS_MIN + 1) * PC_JOURNAL_SLOT_SIZE);
+    ASSERT_EQ(file_size(dir, "journal"), /* 17 ring entries round up to two pages */
+              (uint64_t)(PC_JOURNAL_SLOTS_MIN + 1) * PC_JOURNAL_SLOT_SIZE + 8192);
     dir_remove();
 }
 
@@ -1149,7 +1152,7 @@ static void test_journal_roundtrip(void) {
     file_read(path, (uint64_t)last * PC_JOURNAL_SLOT_SIZE, raw, sizeof raw);
     prepare_fill(want, want + PC_HEADER_SIZE, 8, 4);
     ASSERT_TRUE(memcmp(raw, want, sizeof raw) == 0);
-    ASSERT_EQ(file_size(dir, "journal"), (uint64_t)PC_JOURNAL_SLOTS_MIN * PC_JOURNAL_SLOT_SIZE);
+    ASSERT_EQ(file_size(dir, "journal"), PC_JOURNAL_FILE_SIZE(PC_JOURNAL_SLOTS_MIN));
     dir_remove();
 }
 
@@ -1178,12 +1181,15 @@ static void test_journal_bounds(void) {
     ASSERT_EQ(pc_storage_journal_read(storage, 0, UINT32_MAX, buf, 16), PC_EINVAL);
     ASSERT_EQ(pc_storage_journal_read(storage, 0, 16, buf, UINT32_MAX), PC_EINVAL);
     ASSERT_EQ(pc_storage_journal_read(storage, 0, 0, NULL, 16), PC_EINVAL);
+    ASSERT_EQ(pc_storage_journal_header_read(storage, slots, buf), PC_EINVAL);
+    ASSERT_EQ(pc_storage_journal_header_read(storage, UINT32_MAX, buf), PC_EINVAL);
+    ASSERT_EQ(pc_storage_journal_header_read(storage, 0, NULL), PC_EINVAL);
     ASSERT_EQ(pc_storage_journal_sync(storage), PC_OK); /* not failed */
     prepare_expect(storage, 2, 500, 7);
     prepare_expect(storage, slots - 1, 500, 8);
     ASSERT_TRUE(slot_header_zero(storage, 3));
     pc_storage_close(storage);
-    ASSERT_EQ(file_size(dir, "journal"), (uint64_t)slots * PC_JOURNAL_SLOT_SIZE);
+    ASSERT_EQ(file_size(dir, "journal"), PC_JOURNAL_FILE_SIZE(slots));
     dir_remove();
 
     const char *single = formatted();
@@ -1191,11 +1197,279 @@ static void test_journal_bounds(void) {
     ASSERT_EQ(pc_storage_open(single, &storage), PC_OK);
     ASSERT_EQ(pc_storage_journal_write(storage, 0, header, body, 10), PC_EINVAL);
     ASSERT_EQ(pc_storage_journal_read(storage, 0, 0, buf, 16), PC_EINVAL);
+    ASSERT_EQ(pc_storage_journal_header_read(storage, 0, buf), PC_EINVAL);
     ASSERT_EQ(pc_storage_journal_sync(storage), PC_EINVAL);
     ASSERT_EQ(pc_storage_vsr_state_write(storage, buf, 16), PC_EINVAL);
     ASSERT_EQ(pc_storage_vsr_state_read(storage, buf, 16), PC_EINVAL);
     pc_storage_close(storage);
     ASSERT_TRUE(!file_exists(single, "vsr-state"));
+    dir_remove();
+}
+
+/* ---- the header ring ---- */
+
+/* A recognisable header that, like a VSR header, carries its body's checksum
+ * (bytes 16..31) and its own op (bytes 64..71), so a test can tell a torn or
+ * rotten body from a whole one the way the replica does. */
+static void ring_prepare(uint8_t *header, uint8_t *body, uint32_t body_size, uint32_t salt) {
+    prepare_fill(header, body, body_size, salt);
+    pc_u128 sum = pc_checksum(body, body_size, 0);
+    memcpy(header + 16, &sum, sizeof sum);
+    uint64_t op = salt;
+    memcpy(header + 64, &op, sizeof op);
+}
+
+static bool body_whole(const uint8_t *header, const uint8_t *body, uint32_t body_size) {
+    pc_u128 sum;
+    memcpy(&sum, header + 16, sizeof sum);
+    return pc_checksum(body, body_size, 0) == sum;
+}
+
+/* The header copy of slot as storage answers it. */
+static int ring_read(pc_storage_t *storage, uint32_t slot, uint8_t *header) {
+    memset(header, 0xee, PC_HEADER_SIZE);
+    return pc_storage_journal_header_read(storage, slot, header);
+}
+
+static bool header_zero(const uint8_t *header) {
+    for (uint32_t i = 0; i < PC_HEADER_SIZE; i++) {
+        if (header[i] != 0) return false;
+    }
+    return true;
+}
+
+static uint64_t ring_entry_at(uint32_t slot) {
+    return PC_JOURNAL_RING_OFFSET(PC_JOURNAL_SLOTS_MIN) + (uint64_t)slot * PC_JOURNAL_RING_ENTRY_SIZE;
+}
+
+/* Every journal write also writes the slot's header copy, at the documented
+ * place; it reads back equal to the prepare's header, follows overwrites,
+ * survives a reopen, and an unwritten slot's copy is PC_ENOTFOUND. */
+static void test_header_ring_roundtrip(void) {
+    setup(49, 1 << 20);
+    const char *dir = formatted_replicated();
+    pc_storage_t *storage = NULL;
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    static uint8_t header[PC_HEADER_SIZE], body[8192], got[PC_HEADER_SIZE];
+    for (uint32_t slot = 0; slot < PC_JOURNAL_SLOTS_MIN; slot++)
+        ASSERT_EQ(ring_read(storage, slot, got), PC_ENOTFOUND);
+    ASSERT_TRUE(header_zero(got));
+    ring_prepare(header, body, 5000, 3);
+    ASSERT_EQ(pc_storage_journal_write(storage, 3, header, body, 5000), PC_OK);
+    ring_prepare(header, body, 0, 15);
+    ASSERT_EQ(pc_storage_journal_write(storage, 15, header, NULL, 0), PC_OK);
+    ring_prepare(header, body, 100, 19); /* the ring's next lap over slot 3 */
+    ASSERT_EQ(pc_storage_journal_write(storage, 3, header, body, 100), PC_OK);
+    ASSERT_EQ(pc_storage_journal_sync(storage), PC_OK);
+    ASSERT_EQ(ring_read(storage, 3, got), PC_OK);
+    ASSERT_TRUE(memcmp(got, header, PC_HEADER_SIZE) == 0);
+    pc_storage_close(storage);
+
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    uint8_t want[PC_HEADER_SIZE];
+    ring_prepare(want, body, 100, 19);
+    ASSERT_EQ(ring_read(storage, 3, got), PC_OK);
+    ASSERT_TRUE(memcmp(got, want, PC_HEADER_SIZE) == 0);
+    ring_prepare(want, body, 0, 15);
+    ASSERT_EQ(ring_read(storage, 15, got), PC_OK);
+    ASSERT_TRUE(memcmp(got, want, PC_HEADER_SIZE) == 0);
+    ASSERT_EQ(ring_read(storage, 4, got), PC_ENOTFOUND);
+    pc_storage_close(storage);
+
+    /* From outside: entry 15 starts with the header, at the ring's offset. */
+    char path[256];
+    uint8_t raw[PC_HEADER_SIZE];
+    snprintf(path, sizeof path, "%s/journal", dir);
+    file_read(path, ring_entry_at(15), raw, sizeof raw);
+    ASSERT_TRUE(memcmp(raw, want, PC_HEADER_SIZE) == 0);
+    dir_remove();
+}
+
+/* Bit rot in a prepare's body, or in its header, leaves the header-ring copy
+ * saying which entry the slot held (the replica keeps that header and
+ * repairs the body); a rewrite of the slot (a repair) restores both. */
+static void test_header_ring_outlives_body(void) {
+    setup(50, 1 << 20);
+    const char *dir = formatted_replicated();
+    pc_storage_t *storage = NULL;
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    static uint8_t header[PC_HEADER_SIZE], body[8192], got[PC_HEADER_SIZE], back[8192];
+    ring_prepare(header, body, 6000, 7);
+    ASSERT_EQ(pc_storage_journal_write(storage, 7, header, body, 6000), PC_OK);
+    ASSERT_EQ(pc_storage_journal_sync(storage), PC_OK);
+    pc_storage_close(storage);
+
+    char path[256];
+    snprintf(path, sizeof path, "%s/journal", dir);
+    uint64_t slot_at = 7ull * PC_JOURNAL_SLOT_SIZE;
+    file_flip(path, slot_at + PC_HEADER_SIZE + 4321); /* the body */
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    ASSERT_EQ(pc_storage_journal_read(storage, 7, PC_HEADER_SIZE, back, 6000), PC_OK);
+    ASSERT_TRUE(!body_whole(header, back, 6000)); /* the body is damaged ... */
+    ASSERT_EQ(ring_read(storage, 7, got), PC_OK); /* ... its header copy is not */
+    ASSERT_TRUE(memcmp(got, header, PC_HEADER_SIZE) == 0);
+    pc_storage_close(storage);
+
+    file_flip(path, slot_at + 70); /* and now the prepare's header too */
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    ASSERT_EQ(pc_storage_journal_read(storage, 7, 0, back, PC_HEADER_SIZE), PC_OK);
+    ASSERT_TRUE(memcmp(back, header, PC_HEADER_SIZE) != 0);
+    ASSERT_EQ(ring_read(storage, 7, got), PC_OK);
+    ASSERT_TRUE(memcmp(got, header, PC_HEADER_SIZE) == 0);
+
+    /* A repair writes the entry again: both copies whole. */
+    ASSERT_EQ(pc_storage_journal_write(storage, 7, header, body, 6000), PC_OK);
+    ASSERT_EQ(pc_storage_journal_sync(storage), PC_OK);
+    ASSERT_EQ(pc_storage_journal_read(storage, 7, 0, back, PC_HEADER_SIZE), PC_OK);
+    ASSERT_TRUE(memcmp(back, header, PC_HEADER_SIZE) == 0);
+    ASSERT_EQ(pc_storage_journal_read(storage, 7, PC_HEADER_SIZE, back, 6000), PC_OK);
+    ASSERT_TRUE(body_whole(header, back, 6000));
+    ASSERT_EQ(ring_read(storage, 7, got), PC_OK);
+    ASSERT_TRUE(memcmp(got, header, PC_HEADER_SIZE) == 0);
+    pc_storage_close(storage);
+    dir_remove();
+}
+
+/* A damaged header-ring entry is detected, whichever byte rots (the copied
+ * header, the seal, the reserved bytes, the checksum); so is an entry that
+ * landed in another slot's place (a misdirected write) and a torn entry.
+ * The prepare itself is untouched, other entries still read, and a rewrite
+ * heals the entry. */
+static void test_header_ring_damage(void) {
+    setup(51, 1 << 20);
+    const char *dir = formatted_replicated();
+    pc_storage_t *storage = NULL;
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    static uint8_t header[PC_HEADER_SIZE], body[4096], got[PC_HEADER_SIZE];
+    for (uint32_t slot = 1; slot <= 6; slot++) {
+        ring_prepare(header, body, 1000, slot);
+        ASSERT_EQ(pc_storage_journal_write(storage, slot, header, body, 1000), PC_OK);
+    }
+    ASSERT_EQ(pc_storage_journal_sync(storage), PC_OK);
+    pc_storage_close(storage);
+
+    char path[256];
+    snprintf(path, sizeof path, "%s/journal", dir);
+    const uint32_t offsets[] = {0, 77, 127, 128, 131, 136, 200, 240, 255};
+    for (size_t i = 0; i < PC_ARRAY_LEN(offsets); i++) {
+        file_flip(path, ring_entry_at(2) + offsets[i]);
+        ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+        ASSERT_EQ(ring_read(storage, 2, got), PC_ECORRUPT);
+        ASSERT_TRUE(header_zero(got)); /* never handed out as a header */
+        ASSERT_EQ(ring_read(storage, 1, got), PC_OK);
+        pc_storage_close(storage);
+        file_flip(path, ring_entry_at(2) + offsets[i]); /* back */
+    }
+    /* Misdirected: slot 4's entry also written over slot 5's. */
+    uint8_t entry[PC_JOURNAL_RING_ENTRY_SIZE];
+    file_read(path, ring_entry_at(4), entry, sizeof entry);
+    file_write(path, ring_entry_at(5), entry, sizeof entry);
+    /* Torn: the first half of slot 2's new entry over slot 6's old one. */
+    file_read(path, ring_entry_at(2), entry, sizeof entry);
+    file_write(path, ring_entry_at(6), entry, sizeof entry / 2);
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    ASSERT_EQ(ring_read(storage, 4, got), PC_OK);
+    ASSERT_EQ(ring_read(storage, 5, got), PC_ECORRUPT);
+    ASSERT_EQ(ring_read(storage, 6, got), PC_ECORRUPT);
+    ASSERT_EQ(ring_read(storage, 2, got), PC_OK);
+    ring_prepare(header, body, 1000, 5);
+    static uint8_t back[1000];
+    ASSERT_EQ(pc_storage_journal_read(storage, 5, 0, got, PC_HEADER_SIZE), PC_OK);
+    ASSERT_TRUE(memcmp(got, header, PC_HEADER_SIZE) == 0); /* the prepare is intact */
+    ASSERT_EQ(pc_storage_journal_read(storage, 5, PC_HEADER_SIZE, back, 1000), PC_OK);
+    ASSERT_TRUE(body_whole(header, back, 1000));
+    ASSERT_EQ(pc_storage_journal_write(storage, 5, header, body, 1000), PC_OK); /* repair */
+    ASSERT_EQ(ring_read(storage, 5, got), PC_OK);
+    ASSERT_TRUE(memcmp(got, header, PC_HEADER_SIZE) == 0);
+    ASSERT_TRUE(!storage->failed); /* damage is an answer, not an I/O failure */
+    pc_storage_close(storage);
+    dir_remove();
+}
+
+/* A crash in the middle of a journal write: the new header and half its body
+ * landed over the slot's previous entry. The body fails its checksum; the
+ * header copy says the slot held the previous entry (it never landed) or the
+ * new one (it did) — never garbage — and a torn half of the new header copy
+ * over the old one is detected. */
+static void test_header_ring_torn_prepare(void) {
+    setup(52, 1 << 20);
+    const char *dir = formatted_replicated();
+    pc_storage_t *storage = NULL;
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    static uint8_t old_header[PC_HEADER_SIZE], old_body[8192];
+    static uint8_t new_header[PC_HEADER_SIZE], new_body[8192];
+    static uint8_t got[PC_HEADER_SIZE], back[8192];
+    char path[256];
+    snprintf(path, sizeof path, "%s/journal", dir);
+    /* First op 25's header copy as a whole write makes it (kept for later). */
+    ring_prepare(new_header, new_body, 8000, 25);
+    ASSERT_EQ(pc_storage_journal_write(storage, 9, new_header, new_body, 8000), PC_OK);
+    ASSERT_EQ(pc_storage_journal_sync(storage), PC_OK);
+    uint8_t entry[PC_JOURNAL_RING_ENTRY_SIZE];
+    file_read(path, ring_entry_at(9), entry, sizeof entry);
+    ring_prepare(old_header, old_body, 8000, 9); /* then op 9 in slot 9, durably */
+    ASSERT_EQ(pc_storage_journal_write(storage, 9, old_header, old_body, 8000), PC_OK);
+    ASSERT_EQ(pc_storage_journal_sync(storage), PC_OK);
+    pc_storage_close(storage);
+
+    /* The torn write of op 25 (the next lap): header and half the body. */
+    uint64_t slot_at = 9ull * PC_JOURNAL_SLOT_SIZE;
+    file_write(path, slot_at, new_header, PC_HEADER_SIZE);
+    file_write(path, slot_at + PC_HEADER_SIZE, new_body, 4000);
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    ASSERT_EQ(pc_storage_journal_read(storage, 9, 0, got, PC_HEADER_SIZE), PC_OK);
+    ASSERT_TRUE(memcmp(got, new_header, PC_HEADER_SIZE) == 0);
+    ASSERT_EQ(pc_storage_journal_read(storage, 9, PC_HEADER_SIZE, back, 8000), PC_OK);
+    ASSERT_TRUE(!body_whole(new_header, back, 8000)); /* torn: detected */
+    ASSERT_EQ(ring_read(storage, 9, got), PC_OK);
+    ASSERT_TRUE(memcmp(got, old_header, PC_HEADER_SIZE) == 0); /* held op 9 */
+    pc_storage_close(storage);
+
+    /* Its header copy landed too (torn first, then whole): the copy names
+     * op 25 (recorded, body to repair). */
+    file_write(path, ring_entry_at(9), entry, sizeof entry / 2);
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    ASSERT_EQ(ring_read(storage, 9, got), PC_ECORRUPT);
+    pc_storage_close(storage);
+    file_write(path, ring_entry_at(9), entry, sizeof entry);
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    ASSERT_EQ(ring_read(storage, 9, got), PC_OK);
+    ASSERT_TRUE(memcmp(got, new_header, PC_HEADER_SIZE) == 0);
+    pc_storage_close(storage);
+    dir_remove();
+}
+
+/* A journal formatted before the header ring (exactly its slots) opens: the
+ * ring is appended empty (every copy "never written"), prepares already there
+ * are untouched, and new writes fill their copies. */
+static void test_header_ring_added_to_old_journal(void) {
+    setup(53, 1 << 20);
+    const char *dir = formatted_replicated();
+    pc_storage_t *storage = NULL;
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    prepare_write(storage, 4, 700, 4);
+    ASSERT_EQ(pc_storage_journal_sync(storage), PC_OK);
+    pc_storage_close(storage);
+    char path[256];
+    snprintf(path, sizeof path, "%s/journal", dir);
+    ASSERT_EQ(truncate(path, (off_t)PC_JOURNAL_RING_OFFSET(PC_JOURNAL_SLOTS_MIN)), 0);
+
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    ASSERT_EQ(file_size(dir, "journal"), PC_JOURNAL_FILE_SIZE(PC_JOURNAL_SLOTS_MIN));
+    uint8_t got[PC_HEADER_SIZE];
+    ASSERT_EQ(ring_read(storage, 4, got), PC_ENOTFOUND);
+    prepare_expect(storage, 4, 700, 4);
+    prepare_write(storage, 5, 10, 5);
+    ASSERT_EQ(ring_read(storage, 5, got), PC_OK);
+    pc_storage_close(storage);
+
+    /* A full disk while adding it: refused, the journal left as it was. */
+    ASSERT_EQ(truncate(path, (off_t)PC_JOURNAL_RING_OFFSET(PC_JOURNAL_SLOTS_MIN)), 0);
+    pc__storage_fail_next_alloc = true;
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_ENOSPC);
+    ASSERT_EQ(file_size(dir, "journal"), PC_JOURNAL_RING_OFFSET(PC_JOURNAL_SLOTS_MIN));
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    pc_storage_close(storage);
     dir_remove();
 }
 
@@ -1388,6 +1662,7 @@ static void test_journal_fsync_failure(void) {
     uint8_t header[PC_HEADER_SIZE] = {1}, state[16] = {2};
     ASSERT_EQ(pc_storage_journal_write(storage, 1, header, NULL, 0), PC_ESTATE);
     ASSERT_EQ(pc_storage_journal_read(storage, 1, 0, header, sizeof header), PC_ESTATE);
+    ASSERT_EQ(pc_storage_journal_header_read(storage, 1, header), PC_ESTATE);
     ASSERT_EQ(pc_storage_vsr_state_write(storage, state, sizeof state), PC_ESTATE);
     ASSERT_EQ(pc_storage_vsr_state_read(storage, state, sizeof state), PC_ESTATE);
     pc_checkpoint_info_t info = {.op = 1};
@@ -1438,6 +1713,11 @@ static void test_journal_fsync_failure(void) {
     X(test_journal_format_leftovers) \
     X(test_journal_roundtrip) \
     X(test_journal_bounds) \
+    X(test_header_ring_roundtrip) \
+    X(test_header_ring_outlives_body) \
+    X(test_header_ring_damage) \
+    X(test_header_ring_torn_prepare) \
+    X(test_header_ring_added_to_old_journal) \
     X(test_vsr_state_roundtrip) \
     X(test_vsr_state_alternate) \
     X(test_replicated_checkpoint) \
