@@ -57,7 +57,8 @@ typedef unsigned __int128 pc_u128;
     X(PC_ETHROTTLED, -26, "throttled: over a flow-control limit, retry after the hint") \
     X(PC_EAUTH, -27, "authentication failed: no key, or an unknown or revoked key")   \
     X(PC_EFORBIDDEN, -28, "forbidden: the key's role does not allow this")            \
-    X(PC_ETLS, -29, "TLS failed: a certificate not trusted, or refused by the peer")
+    X(PC_ETLS, -29, "TLS failed: a certificate not trusted, or refused by the peer") \
+    X(PC_EMAC, -30, "cluster authentication failed: no or a bad cluster-key MAC")
 
 typedef enum pc_err {
 #define PC__ERR_ENUM(name, value, text) name = (value),
@@ -585,6 +586,14 @@ typedef struct pc_client_options {
     const char *tls_ca;
     const char *tls_cert;
     const char *tls_key;
+    /* Cluster key file (docs/SECURITY.md, "cluster key"): 64 hex digits,
+     * not readable by its group or others. Set, every request carries a MAC
+     * under the key and every reply must carry a valid one (else the
+     * request ends with PC_EMAC, final: no retries); for the tools and
+     * processes that talk to units and the GZone directly. NULL: the
+     * environment variable PAYCELL_CLUSTER_KEY if set, else none; "": none,
+     * whatever the environment says. Read once, at open. */
+    const char *cluster_key;
 } pc_client_options_t;
 
 /* Called once per submitted request. status is PC_OK or a negative pc_err:
@@ -614,7 +623,10 @@ typedef void (*pc_client_callback_t)(void *user, int status, pc_operation_t oper
  * tls_ca or does not name the host, or the server refused the client's
  * certificate or its absence; final, no retries), PC_EINVAL also for TLS
  * files that cannot be loaded (missing, malformed, a key that does not
- * match its certificate or that others may read), PC_ENOMEM, PC_EIO. */
+ * match its certificate or that others may read), PC_EINVAL also for a
+ * cluster key file that cannot be loaded (missing, malformed, readable by
+ * others), PC_EMAC (a cluster key is set and the server's reply carried no
+ * valid MAC: it does not hold the key; final), PC_ENOMEM, PC_EIO. */
 int pc_client_open(const char *addresses, const pc_client_options_t *options,
                    pc_client_t **out);
 void pc_client_close(pc_client_t *client);
@@ -689,6 +701,11 @@ int pc_client_pollfd(const pc_client_t *client, int *fd, short *events);
  * gateway compares it with its own table's epoch and refreshes when the
  * unit is ahead. */
 uint64_t pc_client_last_epoch(const pc_client_t *client);
+
+/* How many PC_ENOSPC answers (a replica whose disk is full) this client
+ * received since the last call, the ones its retries hid included; the
+ * count restarts at 0. A gateway adds them to its per-unit metric. */
+uint64_t pc_client_nospace_take(pc_client_t *client);
 
 #ifdef __cplusplus
 }

@@ -116,15 +116,23 @@ static int start_replicas(bench_t *b) {
     for (uint32_t i = 0; i < b->replicas; i++)
         used += (size_t)snprintf(b->addresses + used, sizeof b->addresses - used, "%s%s",
                                  i ? "," : "", b->replica_addresses[i]);
+    /* Keyed like a `paycell start` cluster: the replicas get the key, and
+     * every client this process opens finds it in the environment. */
+    static char key[sizeof b->data_dirs[0] + 16];
+    snprintf(key, sizeof key, "%s/cluster.key", b->data_dirs[0]);
+    const char *key_flag = o->no_cluster_key ? NULL : "--cluster-key";
+    if (key_flag && (pc_cluster_key_create(key) != PC_OK || setenv("PAYCELL_CLUSTER_KEY", key, 1)))
+        return PC_EIO;
+    if (!key_flag) unsetenv("PAYCELL_CLUSTER_KEY"); /* nor a key from the environment */
     for (uint32_t i = 0; i < b->replicas; i++) {
         b->replica_pids[i] = fork();
         if (b->replica_pids[i] == 0) {
             if (b->replicas == 1)
                 execl("/proc/self/exe", "paycell", "replica", "--data", b->data_dirs[i],
-                      "--listen", b->addresses, "--quiet", (char *)NULL);
+                      "--listen", b->addresses, "--quiet", key_flag, key, (char *)NULL);
             else
                 execl("/proc/self/exe", "paycell", "replica", "--data", b->data_dirs[i],
-                      "--addresses", b->addresses, "--quiet", (char *)NULL);
+                      "--addresses", b->addresses, "--quiet", key_flag, key, (char *)NULL);
             _exit(127);
         }
         if (b->replica_pids[i] < 0) return PC_EIO;

@@ -28,6 +28,11 @@ typedef enum pc_bench_shape {
 typedef struct pc_bench_options {
     const char *addresses;      /* NULL: format temp dirs and start the replicas */
     uint32_t replicas;          /* replicas we start: 1 (default) or 3 (a unit) */
+    /* The replicas we start are keyed (a cluster key made in the first data
+     * directory, given to them with --cluster-key and to our clients as
+     * PAYCELL_CLUSTER_KEY) unless this is set: every message MACed, as in a
+     * `paycell start` cluster. */
+    bool no_cluster_key;
     double kill_primary_at_s;   /* > 0: kill -9 the primary then (failover drill) */
     /* The drill against a cluster we did not start (with addresses): the
      * unit whose primary is killed, its replica addresses "A0,A1,A2" and

@@ -66,6 +66,12 @@ const char *cli_get(const cli_args_t *args, const char *name) {
     return NULL;
 }
 
+const char *cli_cluster_key(const cli_args_t *args) {
+    const char *path = cli_get(args, "cluster-key");
+    if (path == NULL) path = getenv("PAYCELL_CLUSTER_KEY");
+    return path != NULL && path[0] != '\0' ? path : NULL;
+}
+
 bool cli_has(const cli_args_t *args, const char *name) {
     for (int i = 0; i < args->count; i++)
         if (name_is(args, i, name)) return true;

@@ -93,7 +93,7 @@ int cli_bench(int argc, char **argv) {
                                          "kill-primary-at", "cross-unit", "offered",
                                          "duration",  "then",            "shadow-share",
                                          "grace",     NULL};
-    static const char *const bools[] = {"json", "quiet", NULL};
+    static const char *const bools[] = {"json", "quiet", "no-cluster-key", NULL};
     cli_args_t args;
     if (!cli_parse(argc, argv, values, bools, &args)) return CLI_EXIT_ERROR;
     if (cli_get(&args, "offered")) return bench_offered(&args);
@@ -131,6 +131,7 @@ int cli_bench(int argc, char **argv) {
     o.hot_accounts = (uint32_t)hot;
     o.json = cli_has(&args, "json");
     o.progress = !cli_has(&args, "quiet");
+    o.no_cluster_key = cli_has(&args, "no-cluster-key"); /* with replicas we start */
     if (o.hot_share > 1 || (o.hot_share > 0 && o.hot_accounts == 0) || o.accounts < 2 ||
         o.batch == 0 || o.clients == 0 || o.transfers == 0 || o.shadow_share < 0 ||
         o.shadow_share > 1)

@@ -33,6 +33,11 @@ typedef struct cli_args {
 bool cli_parse(int argc, char **argv, const char *const *value_options,
                const char *const *bool_options, cli_args_t *out);
 const char *cli_get(const cli_args_t *args, const char *name);
+/* The cluster key file of a replica or gateway: --cluster-key, else
+ * PAYCELL_CLUSTER_KEY (a process started from a shell that sourced a
+ * cluster's cluster.env joins it keyed, as the tools there do), else NULL:
+ * open. An empty value means none. */
+const char *cli_cluster_key(const cli_args_t *args);
 bool cli_has(const cli_args_t *args, const char *name);
 /* Typed getters: when the option is absent, *out keeps its default and the
  * call succeeds unless required. Print a usage error and return false on

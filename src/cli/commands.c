@@ -95,7 +95,8 @@ int cli_format(int argc, char **argv) {
 }
 
 int cli_replica(int argc, char **argv) {
-    static const char *const values[] = {"data", "listen", "addresses", "gzone", NULL};
+    static const char *const values[] = {"data", "listen", "addresses", "gzone", "cluster-key",
+                                         NULL};
     static const char *const bools[] = {"quiet", "json", NULL};
     cli_args_t args;
     if (!cli_parse(argc, argv, values, bools, &args)) return CLI_EXIT_ERROR;
@@ -106,6 +107,7 @@ int cli_replica(int argc, char **argv) {
         .addresses = cli_get(&args, "addresses"),
         .quiet = cli_has(&args, "quiet"),
         .gzone = cli_get(&args, "gzone"),
+        .cluster_key = cli_cluster_key(&args),
     };
     if (!options.data_dir || (!options.listen == !options.addresses))
         return cli_usage_error("replica: --data DIR and either --listen HOST:PORT (one "

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "../auth/auth.h"
+#include "../net/net.h"
 #include "cli.h"
 
 /* Loads the file, or starts an empty one when it does not exist yet and
@@ -114,13 +115,37 @@ static int keys_list(const cli_args_t *args, const char *path) {
     return rc == PC_OK ? CLI_EXIT_OK : CLI_EXIT_ERROR;
 }
 
+/* `paycell keys cluster-init FILE`: a new cluster key (32 random bytes as
+ * hex, 0600), never over an existing one: replacing a key in use would shut
+ * every member holding the old one out. */
+static int keys_cluster_init(int argc, char **argv) {
+    if (argc != 1 || argv[0][0] == '-')
+        return cli_usage_error("usage: paycell keys cluster-init FILE"), CLI_EXIT_ERROR;
+    int rc = pc_cluster_key_create(argv[0]);
+    if (rc == PC_EEXIST) {
+        fprintf(stderr, "paycell: keys: %s exists already (a cluster key is never replaced)\n",
+                argv[0]);
+        return CLI_EXIT_RESULT;
+    }
+    if (rc != PC_OK) {
+        fprintf(stderr, "paycell: keys: writing %s: %s\n", argv[0], pc_strerror(rc));
+        return CLI_EXIT_ERROR;
+    }
+    printf("%s: a new cluster key (0600); give it to every replica, GZone and gateway with "
+           "--cluster-key, and to tools as PAYCELL_CLUSTER_KEY\n",
+           argv[0]);
+    return CLI_EXIT_OK;
+}
+
 int cli_keys(int argc, char **argv) {
     static const char *const values[] = {"file", "name", "role", NULL};
     static const char *const bools[] = {"json", NULL};
     const char *usage = "usage: paycell keys create --file F --name NAME --role ROLE\n"
                         "       paycell keys revoke --file F --name NAME\n"
-                        "       paycell keys list --file F [--json]";
+                        "       paycell keys list --file F [--json]\n"
+                        "       paycell keys cluster-init FILE";
     if (argc < 1) return cli_usage_error("%s", usage), CLI_EXIT_ERROR;
+    if (strcmp(argv[0], "cluster-init") == 0) return keys_cluster_init(argc - 1, argv + 1);
     cli_args_t args;
     if (!cli_parse(argc - 1, argv + 1, values, bools, &args)) return CLI_EXIT_ERROR;
     const char *path = cli_get(&args, "file");

@@ -38,8 +38,17 @@
  * signed by, and writes PAYCELL_TLS_CA, PAYCELL_TLS_CERT and PAYCELL_TLS_KEY
  * (the client certificate) into cluster.env, exported, so libpaycell, the
  * CLI and bench speak TLS after sourcing it. The replicas stay plaintext
- * (cluster-internal security is separate work): a command that talks to
- * them directly passes no TLS whatever the environment says.
+ * (they prove membership with the cluster key instead): a command that
+ * talks to them directly passes no TLS whatever the environment says.
+ *
+ * Always, the cluster is keyed (docs/SECURITY.md, "cluster key"): start
+ * makes DIR/cluster.key the first time (`paycell keys cluster-init`; later
+ * starts reuse it), passes --cluster-key to every replica, the GZone and
+ * the gateway, and exports PAYCELL_CLUSTER_KEY in cluster.env, so the
+ * commands that talk to units and the GZone directly (route, cluster,
+ * audit, shadow, unit, and any command pointed at a replica) MAC their
+ * requests. A process without the key cannot join, vote or send prepares,
+ * and its requests to a replica are refused unread.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -76,6 +85,7 @@ typedef struct start_plan {
     char keys[3][PC_KEY_TEXT_LEN + 1];      /* operator, client, observer */
     bool tls;                               /* --tls: TLS (mutual) at the gateway */
     char certs[START_PATH_MAX + 16];        /* DIR/certs */
+    char cluster_key[4096];                 /* DIR/cluster.key, absolute */
 } start_plan_t;
 
 static const char *const start_key_names[3] = {"start-operator", "start-client", "start-observer"};
@@ -180,6 +190,9 @@ static int start_unit(const start_plan_t *p, const char *name, uint32_t unit,
             argv[n++] = (char *)"--gzone";
             argv[n++] = (char *)p->gzone;
         }
+        argv[n++] = (char *)"--cluster-key";
+        argv[n++] = (char *)p->cluster_key;
+        PC_ASSERT((size_t)n < PC_ARRAY_LEN(argv));
         argv[n] = NULL;
         rc = cli_cluster_spawn(p->dir, proc, argv, NULL);
         if (rc != PC_OK) return rc;
@@ -264,6 +277,31 @@ static int certs_make(start_plan_t *p) {
     return rc;
 }
 
+/* DIR/cluster.key: made the first time, the same on every later start (a
+ * replica restarted alone must still speak with the others). Its absolute
+ * path goes to every process and, as PAYCELL_CLUSTER_KEY, into this
+ * process's environment, so the `paycell cluster init` run below (and
+ * anything else started from here) holds it too. */
+static int cluster_key_make(start_plan_t *p) {
+    char path[START_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/cluster.key", p->dir);
+    int rc = pc_cluster_key_create(path);
+    if (rc != PC_OK && rc != PC_EEXIST) {
+        fprintf(stderr, "paycell: start: writing %s: %s\n", path, pc_strerror(rc));
+        return rc;
+    }
+    if (realpath(path, p->cluster_key) == NULL) return PC_EIO;
+    pc_cluster_key_t *key = NULL;
+    char err[512];
+    rc = pc_cluster_key_load(p->cluster_key, &key, err, sizeof err); /* usable, and private */
+    pc_cluster_key_free(key);
+    if (rc != PC_OK) {
+        fprintf(stderr, "paycell: start: %s\n", err);
+        return rc;
+    }
+    return setenv("PAYCELL_CLUSTER_KEY", p->cluster_key, 1) == 0 ? PC_OK : PC_ENOMEM;
+}
+
 /* DIR/keys with fresh start-* keys (others in the file are kept). */
 static int keys_make(start_plan_t *p) {
     snprintf(p->keys_path, sizeof p->keys_path, "%s/keys", p->dir);
@@ -309,6 +347,7 @@ static int env_write(const start_plan_t *p) {
     fprintf(f, "PAYCELL_GATEWAY=%s\nPAYCELL_HTTP=%s\nPAYCELL_GZONE=%s\nPAYCELL_UNITS=%u\n",
             p->gateway, p->http, p->gzone, p->units);
     for (uint32_t u = 0; u < p->units; u++) fprintf(f, "PAYCELL_UNIT%u=%s\n", u, p->unit_addresses[u]);
+    fprintf(f, "export PAYCELL_CLUSTER_KEY=%s\n", p->cluster_key);
     if (p->auth) {
         fprintf(f, "PAYCELL_KEYS=%s\nexport PAYCELL_KEY=%s\nexport PAYCELL_CLIENT_KEY=%s\n"
                    "export PAYCELL_OBSERVER_KEY=%s\n",
@@ -326,6 +365,7 @@ static void start_print(const start_plan_t *p, bool json) {
     if (json) {
         printf("{\"data\":\"%s\",\"gateway\":\"%s\",\"http\":\"%s\",\"gzone\":\"%s\",",
                p->dir, p->gateway, p->http, p->gzone);
+        printf("\"cluster_key\":\"%s\",", p->cluster_key);
         if (p->auth) printf("\"keys\":\"%s\",", p->keys_path);
         if (p->tls) printf("\"certs\":\"%s\",", p->certs);
         printf("\"units\":[");
@@ -344,6 +384,8 @@ static void start_print(const start_plan_t *p, bool json) {
         printf("  unit %-3u %s   buckets %u-%u\n", u, p->unit_addresses[u],
                u * PC_BUCKETS / p->units, (u + 1) * PC_BUCKETS / p->units - 1);
     }
+    printf("  cluster  key %s (every replica, the GZone and the gateway MAC their messages; "
+           "PAYCELL_CLUSTER_KEY in cluster.env)\n", p->cluster_key);
     if (p->auth)
         printf("  keys     %s (required at the gateway; the operator's, client's and "
                "observer's are in cluster.env)\n", p->keys_path);
@@ -368,6 +410,7 @@ static int start_all(start_plan_t *p) {
         return PC_EEXIST;
     }
     int rc = ports_check(p);
+    if (rc == PC_OK) rc = cluster_key_make(p);
     if (rc != PC_OK) return rc;
     addresses_make(p->gzone, sizeof p->gzone, p->port + 10, p->replicas);
     rc = start_unit(p, "gzone", PC_UNITS_MAX - 1, p->gzone, true);
@@ -400,12 +443,12 @@ static int start_all(start_plan_t *p) {
         snprintf(server_key, sizeof server_key, "%s/server.key", p->certs);
         snprintf(client_ca, sizeof client_ca, "%s/ca.crt", p->certs);
     }
-    char *argv[24];
+    char *argv[28];
     int n = 0;
     char *const fixed[] = {(char *)"paycell", (char *)"gateway", (char *)"--gzone", p->gzone,
                            (char *)"--listen-binary", p->gateway, (char *)"--listen-http", p->http,
                            (char *)"--xts-timeout", timeout, (char *)"--rate-limit", rate,
-                           (char *)"--hot-key-rate", hot};
+                           (char *)"--hot-key-rate", hot, (char *)"--cluster-key", p->cluster_key};
     for (size_t i = 0; i < PC_ARRAY_LEN(fixed); i++) argv[n++] = fixed[i];
     if (p->auth) {
         argv[n++] = (char *)"--keys";
@@ -518,7 +561,7 @@ int cli_gateway(int argc, char **argv) {
                                          "xts-timeout", "refresh-ms", "rate-limit",
                                          "lookup-rate-limit", "warmup-ms", "queue-ms",
                                          "hot-key-rate", "keys", "tls-cert", "tls-key",
-                                         "tls-client-ca", NULL};
+                                         "tls-client-ca", "cluster-key", NULL};
     static const char *const bools[] = {"json", "quiet", NULL};
     cli_args_t args;
     if (!cli_parse(argc, argv, values, bools, &args)) return CLI_EXIT_ERROR;
@@ -532,6 +575,7 @@ int cli_gateway(int argc, char **argv) {
         .tls_cert = cli_get(&args, "tls-cert"),
         .tls_key = cli_get(&args, "tls-key"),
         .tls_client_ca = cli_get(&args, "tls-client-ca"),
+        .cluster_key = cli_cluster_key(&args),
     };
     uint64_t cluster = 0, timeout = 10, refresh = 2000;
     if (!o.gzone) return cli_usage_error("gateway: --gzone ADDRS is required"), CLI_EXIT_ERROR;

@@ -127,6 +127,8 @@ struct pc_client {
     pc_tls_config_t *tls_config; /* NULL: plaintext */
     pc_tls_t *tls;               /* this connection's, once secured (or securing) */
     bool tls_ready;              /* its handshake is done */
+    pc_cluster_key_t *cluster_key; /* NULL: unkeyed; else requests MACed, replies checked */
+    uint64_t nospace_answers;      /* PC_ENOSPC answers not yet taken (retried ones too) */
 };
 
 static const pc_header_t *request_header(const request_t *request) {
@@ -145,6 +147,7 @@ static int options_apply(const pc_client_options_t *in, pc_client_options_t *out
     if (in != NULL) *out = *in;
     out->key = NULL; /* copied into the authenticate message; the pointer is not kept */
     out->tls_ca = out->tls_cert = out->tls_key = NULL; /* loaded at open, not kept */
+    out->cluster_key = NULL;                            /* likewise */
     /* Zero selects the default, so a zeroed options struct is the default;
      * "no retries" therefore has its own value. */
     if (out->request_timeout_ms == 0) out->request_timeout_ms = CLIENT_TIMEOUT_MS_DEFAULT;
@@ -348,15 +351,17 @@ static int connection_flush(pc_client_t *client) {
 /* The connection failed under an attempt. PC_ETLS is final: a certificate
  * the other side does not trust stays untrusted however often we retry, so
  * the request ends now with the named error rather than PC_ETIMEDOUT after
- * the retries. Anything else is an ordinary failed attempt. */
+ * the retries. So is PC_EMAC: a server whose replies carry no valid MAC
+ * does not hold our cluster key, and will not next time either. Anything
+ * else is an ordinary failed attempt. */
 static void attempt_io_failed(pc_client_t *client, uint64_t now_ns, int rc) {
     PC_ASSERT(rc < 0 && client->inflight != NULL);
-    if (rc != PC_ETLS) {
+    if (rc != PC_ETLS && rc != PC_EMAC) {
         attempt_failed(client, now_ns, rc);
         return;
     }
     connection_close(client);
-    request_complete(client, PC_ETLS, NULL, 0);
+    request_complete(client, rc, NULL, 0);
     PC_ASSERT(client->state == STATE_IDLE);
 }
 
@@ -572,6 +577,7 @@ static void reply_handle(pc_client_t *client, const pc_header_t *reply, const vo
         return;
     }
     if (status_is_busy(status)) {
+        if (status == PC_ENOSPC) client->nospace_answers++;
         attempt_failed(client, now_ns, status);
         return;
     }
@@ -612,6 +618,12 @@ static void on_readable(pc_client_t *client, uint64_t now_ns) {
         const void *body = NULL;
         rc = pc_reader_next(&client->reader, &header, &body);
         if (rc <= 0) break;
+        /* Keyed: nothing from the server is read before its MAC checks. */
+        if (client->cluster_key != NULL &&
+            pc_header_mac_verify(header, body, client->cluster_key) != PC_OK) {
+            rc = PC_EMAC;
+            break;
+        }
         reply_handle(client, header, body, now_ns);
     }
     if (rc < 0 && client->fd >= 0) {
@@ -771,7 +783,8 @@ static int enqueue(pc_client_t *client, pc_operation_t operation, uint32_t flags
         header->request = ++client->request_last;
     }
     if (body_size > 0) memcpy(request->message + PC_HEADER_SIZE, events, body_size);
-    pc_header_seal(header, request->message + PC_HEADER_SIZE, body_size);
+    pc_header_seal_keyed(header, request->message + PC_HEADER_SIZE, body_size,
+                         client->cluster_key);
     request->callback = callback;
     request->user = user;
     if (client->queue_tail != NULL) {
@@ -858,7 +871,8 @@ static int auth_prepare(pc_client_t *client, const char *key) {
     header->client = client->id;
     header->cluster = client->options.cluster;
     memcpy(client->auth_message + PC_HEADER_SIZE, key, PC_KEY_TEXT_LEN);
-    pc_header_seal(header, client->auth_message + PC_HEADER_SIZE, PC_KEY_TEXT_LEN);
+    pc_header_seal_keyed(header, client->auth_message + PC_HEADER_SIZE, PC_KEY_TEXT_LEN,
+                         client->cluster_key);
     PC_ASSERT(pc_request_verify(header, client->auth_message + PC_HEADER_SIZE) == PC_OK);
     return PC_OK;
 }
@@ -880,6 +894,24 @@ static int tls_prepare(pc_client_t *client, const pc_client_options_t *options) 
     int rc = pc_tls_client_config(ca, cert, key, &client->tls_config, err, sizeof err);
     PC_ASSERT(rc == PC_OK || client->tls_config == NULL);
     return rc;
+}
+
+/* The cluster key: the option, else PAYCELL_CLUSTER_KEY; "" in the option
+ * means none even when the environment names one (the gateway's sessions
+ * with units use its own --cluster-key, never the environment's). A file
+ * that cannot be used is named on stderr: the error code alone would not
+ * say which file or why. */
+static int cluster_key_prepare(pc_client_t *client, const pc_client_options_t *options) {
+    PC_ASSERT(client->cluster_key == NULL && client->auth_message == NULL);
+    const char *path = options != NULL ? options->cluster_key : NULL;
+    if (path == NULL) path = getenv("PAYCELL_CLUSTER_KEY");
+    if (path == NULL || path[0] == '\0') return PC_OK;
+    char err[512];
+    int rc = pc_cluster_key_load(path, &client->cluster_key, err, sizeof err);
+    if (rc == PC_ENOMEM) return rc;
+    if (rc != PC_OK) pc_log("client", "error", "%s", err);
+    PC_ASSERT(rc == PC_OK || client->cluster_key == NULL);
+    return rc == PC_OK ? PC_OK : PC_EINVAL;
 }
 
 static int client_register(pc_client_t *client) {
@@ -906,6 +938,7 @@ int pc_client_open(const char *addresses, const pc_client_options_t *options,
     int rc = options_apply(options, &client->options);
     if (rc == PC_OK) rc = addresses_parse(client, addresses);
     if (rc == PC_OK) rc = client_id_generate(&client->id);
+    if (rc == PC_OK) rc = cluster_key_prepare(client, options); /* before anything is sealed */
     if (rc == PC_OK) rc = auth_prepare(client, options != NULL ? options->key : NULL);
     if (rc == PC_OK) rc = tls_prepare(client, options);
     if (rc == PC_OK) rc = pc_reader_init(&client->reader);
@@ -942,6 +975,7 @@ void pc_client_close(pc_client_t *client) {
     PC_ASSERT(client->pool != NULL || client->pool_count == 0);
     pc_tls_free(client->tls);
     pc_tls_config_free(client->tls_config);
+    pc_cluster_key_free(client->cluster_key);
     if (client->fd >= 0) close(client->fd);
     if (client->auth_message != NULL) {
         /* The key is a secret: do not leave it in freed memory. */
@@ -1070,4 +1104,11 @@ int pc_client_set_routing(pc_client_t *client, const pc_routing_t *routing,
 uint64_t pc_client_last_epoch(const pc_client_t *client) {
     PC_ASSERT(client != NULL);
     return client->epoch_last;
+}
+
+uint64_t pc_client_nospace_take(pc_client_t *client) {
+    PC_ASSERT(client != NULL);
+    uint64_t n = client->nospace_answers;
+    client->nospace_answers = 0;
+    return n;
 }

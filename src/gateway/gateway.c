@@ -44,14 +44,16 @@ static void on_signal(int sig) {
 /* key "": the gateway's own sessions with units and the GZone never send an
  * API key, whatever PAYCELL_KEY its environment holds: keys are checked at
  * this front door, not behind it. tls_ca "": nor do they speak TLS, whatever
- * PAYCELL_TLS_CA says: replicas listen in plaintext (cluster-internal
- * security is its own piece of work, docs/SECURITY.md). */
+ * PAYCELL_TLS_CA says: replicas listen in plaintext, and prove membership
+ * with the cluster key instead: cluster_key is the gateway's own
+ * --cluster-key ("" without one), never PAYCELL_CLUSTER_KEY. */
 static const pc_client_options_t unit_session_options = {
     .request_timeout_ms = 3000,
     .retries_max = 6,
     .queue_requests_max = 256,
     .key = "",
     .tls_ca = "",
+    .cluster_key = "",
 };
 
 /* ---- unit sessions ---- */
@@ -83,6 +85,7 @@ static int unit_ensure(pc_gateway_t *gw, uint32_t unit) {
     }
     pc_client_options_t options = unit_session_options;
     options.cluster = gw->options.cluster;
+    if (gw->options.cluster_key != NULL) options.cluster_key = gw->options.cluster_key;
     for (uint32_t i = 0; i < GW_SESSIONS_PER_UNIT; i++) {
         int rc = pc_client_open(want, &options, &u->sessions[i]);
         if (rc != PC_OK) {
@@ -531,7 +534,10 @@ static void conn_reply(pc_gateway_t *gw, gw_conn_t *c, const pc_header_t *req, i
         h.op = t.retry_after_ms; /* as PC_ENOT_PRIMARY carries its view here */
     }
     if (status != PC_OK) body_size = 0;
-    pc_header_seal(&h, body, body_size);
+    /* A MACed request (checked on arrival) from a cluster member is
+     * answered with a MAC; any other is answered as before. */
+    pc_header_seal_keyed(&h, body, body_size,
+                         (req->flags & PC_HEADER_MAC) ? gw->cluster_key : NULL);
     if (pc_writer_push(&c->writer, &h, body, body_size) != PC_OK) conn_close(gw, c);
 }
 
@@ -728,6 +734,22 @@ static void conn_on_readable(pc_gateway_t *gw, gw_conn_t *c) {
         rc = pc_reader_next(&c->reader, &h, &body);
         if (rc == 0) break;
         if (rc < 0) {
+            conn_close(gw, c);
+            return;
+        }
+        /* A request claiming a MAC must prove it, before anything reads it.
+         * Without a key of our own we cannot check it, and the client could
+         * not check our reply: refused, applied nowhere, with its reason. */
+        if ((h->flags & PC_HEADER_MAC) != 0 && gw->cluster_key == NULL) {
+            conn_reply(gw, c, h, PC_EMAC, 0, NULL, 0);
+            continue;
+        }
+        if ((h->flags & PC_HEADER_MAC) != 0 &&
+            pc_header_mac_verify(h, body, gw->cluster_key) != PC_OK) {
+            gw->mac_refused++;
+            if (!gw->quiet)
+                pc_log("gateway", "warn", "closing a connection: a request with a bad cluster-key "
+                                          "MAC (%llu so far)", (unsigned long long)gw->mac_refused);
             conn_close(gw, c);
             return;
         }
@@ -965,8 +987,17 @@ static int gateway_init(pc_gateway_t *gw, const pc_gateway_options_t *options) {
     if (rc != PC_OK) return rc;
     rc = gateway_tls_init(gw); /* and so does a readable private key */
     if (rc != PC_OK) return rc;
+    if (options->cluster_key != NULL) { /* and a cluster key that cannot be used */
+        char err[512];
+        rc = pc_cluster_key_load(options->cluster_key, &gw->cluster_key, err, sizeof err);
+        if (rc != PC_OK) {
+            pc_log("gateway", "error", "%s", err);
+            return rc;
+        }
+    }
     pc_client_options_t gz = {.cluster = options->cluster, .request_timeout_ms = 3000, .key = "",
-                              .tls_ca = ""};
+                              .tls_ca = "",
+                              .cluster_key = options->cluster_key ? options->cluster_key : ""};
     rc = pc_client_open(options->gzone, &gz, &gw->gzone);
     if (rc != PC_OK) {
         pc_log("gateway", "error", "GZone %s: %s", options->gzone, pc_strerror(rc));
@@ -999,6 +1030,7 @@ static void gateway_deinit(pc_gateway_t *gw) {
     gw_jobs_deinit(gw);
     gw_auth_deinit(gw);
     pc_tls_config_free(gw->tls); /* after every connection that used it */
+    pc_cluster_key_free(gw->cluster_key);
     pc_tls_config_free(gw->tls_http);
     free(gw->conns);
     free(gw->scratch);

@@ -351,6 +351,13 @@ typedef struct pc_gateway_options {
     const char *tls_cert;
     const char *tls_key;
     const char *tls_client_ca;
+    /* The cluster key file (docs/SECURITY.md): the gateway's sessions with
+     * units and the GZone MAC every request and check every reply; on the
+     * binary listener a request that carries a MAC must carry a valid one
+     * (else its connection is closed) and is answered with one, so a tool
+     * holding the key talks to the gateway as to a unit. Requests without a
+     * MAC (outside clients) are served as before. NULL: none. */
+    const char *cluster_key;
 } pc_gateway_options_t;
 
 /* Runs a gateway until SIGINT or SIGTERM: fetches the cluster map, listens,
@@ -440,9 +447,9 @@ typedef struct pc_gateway_metrics {
     uint64_t failovers;                      /* unit primaries seen moving */
     uint64_t unit_subrequests[PC_UNITS_MAX]; /* sub-requests sent, per unit */
     uint64_t unit_events[PC_UNITS_MAX];      /* and the events in them */
-    /* Sub-requests a unit answered PC_ENOSPC after the session's retries:
-     * its primary's disk is full (a full backup shows nothing here; its log
-     * says "disk full"). */
+    /* PC_ENOSPC answers from a unit, the ones its sessions retried
+     * included: its primary's disk is full (a full backup shows nothing
+     * here; its log says "disk full"). */
     uint64_t unit_nospace[PC_UNITS_MAX];
     /* API keys: failed authentications (no key, an unknown or revoked
      * one), attempts refused at once because their source failed too often,

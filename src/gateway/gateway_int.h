@@ -110,6 +110,10 @@ struct pc_gateway {
     int64_t keys_mtime_ns;     /* and read again when one of these changed */
     uint64_t keys_inode, keys_size;
 
+    /* The cluster key (options.cluster_key), for MACed requests on the
+     * binary listener: NULL without one. */
+    pc_cluster_key_t *cluster_key;
+    uint64_t mac_refused; /* MACed requests whose MAC was wrong */
     /* TLS on both listeners (options.tls_cert): NULL when plaintext. */
     pc_tls_config_t *tls;
     /* The HTTP listener's: the same as tls, except with API keys and a

@@ -705,8 +705,8 @@ static void serve_metrics_screen(text_t *t, const pc_http_api_t *api,
     for (uint32_t u = 0; u < m->units_count && u < PC_UNITS_MAX; u++)
         text_put(t, "paycell_gateway_unit_events_total{unit=\"%u\"} %llu\n", u,
                  (unsigned long long)m->unit_events[u]);
-    text_put(t, "# HELP paycell_gateway_unit_nospace_total Sub-requests a unit answered "
-                "PC_ENOSPC (its primary's disk is full), per unit.\n"
+    text_put(t, "# HELP paycell_gateway_unit_nospace_total PC_ENOSPC answers from a unit, "
+                "retried ones included (its primary's disk is full), per unit.\n"
                 "# TYPE paycell_gateway_unit_nospace_total counter\n");
     for (uint32_t u = 0; u < m->units_count && u < PC_UNITS_MAX; u++)
         text_put(t, "paycell_gateway_unit_nospace_total{unit=\"%u\"} %llu\n", u,

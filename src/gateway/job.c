@@ -259,7 +259,8 @@ static void part_done(void *user, int status, pc_operation_t operation, const vo
     PC_ASSERT(job->parts > 0);
     job->parts--;
     part_finish(part, status);
-    if (status == PC_ENOSPC) gw->metrics.unit_nospace[part->unit]++; /* its primary's disk */
+    /* Every PC_ENOSPC answer (a full primary's), retried ones included. */
+    gw->metrics.unit_nospace[part->unit] += pc_client_nospace_take(part->session);
     if (status == PC_OK) gw_epoch_seen(job->gw, pc_client_last_epoch(part->session));
     if (status == PC_OK) gw_unit_served(gw, part->unit, part->session); /* the big screen */
     bool ok = status == PC_OK;

@@ -35,10 +35,13 @@ enum pc_command {
 
 enum pc_header_flags {
     PC_HEADER_SHADOW = 1u << 0, /* stress-test traffic (full-link stress testing) */
+    /* The header's last 16 bytes (`mac`) hold a cluster-key MAC (see
+     * pc_header_seal_keyed); without this flag they must be zero. */
+    PC_HEADER_MAC = 1u << 1,
 };
 /* Every flag bit defined above; a header with any other bit set is rejected,
  * so a flag added later is never silently ignored by an older peer. */
-#define PC_HEADER_FLAGS_KNOWN 0x0001u
+#define PC_HEADER_FLAGS_KNOWN 0x0003u
 
 typedef struct pc_header {
     pc_u128 checksum;      /* XXH3-128 over bytes 16..127 */
@@ -57,7 +60,7 @@ typedef struct pc_header {
     uint16_t flags;        /* pc_header_flags */
     int16_t status;        /* reply: PC_OK or a negative pc_err (then no body) */
     uint64_t epoch;        /* reply: the unit's routing epoch; must be zero otherwise */
-    uint8_t reserved[16];  /* must be zero */
+    uint8_t reserved[16];  /* the cluster-key MAC with PC_HEADER_MAC; else zero */
 } pc_header_t;
 
 PC_STATIC_ASSERT(sizeof(pc_header_t) == PC_HEADER_SIZE, "the header is 128 bytes");
@@ -80,11 +83,63 @@ bool pc_operation_is_write(pc_operation_t operation);
 /* Sets size, magic, version, checksum_body and then checksum. */
 void pc_header_seal(pc_header_t *header, const void *body, uint32_t body_size);
 
+/* ---- cluster key: a MAC per message between cluster members ----
+ *
+ * Replicas, the GZone, gateways and the tools that talk to units directly
+ * share one cluster key: PC_CLUSTER_KEY_SIZE random bytes, kept as hex in a
+ * file private to its owner. On a keyed link every message carries, in its
+ * header's last 16 bytes, the first 16 bytes of HMAC-SHA256 under the key of
+ * header bytes 16..111 (checksum_body through epoch: everything but the
+ * header checksum and the MAC itself) followed by the body, and the flag
+ * PC_HEADER_MAC. The MAC is computed before the header checksum, which then
+ * covers it, so the framing checks stay as they were. A receiver holding the
+ * key checks the MAC right after the framing checks (pc_reader_next), before
+ * anything else reads the message. A MAC does not stop replays of a whole
+ * captured message: docs/SECURITY.md says why that is harmless here.
+ *
+ * A pc_cluster_key_t holds the precomputed HMAC states and one scratch
+ * context, so it is not to be shared between threads: each owner (a
+ * replica, a gateway, each client) loads its own. */
+#define PC_CLUSTER_KEY_SIZE 32u
+#define PC_HEADER_MAC_SIZE 16u
+typedef struct pc_cluster_key pc_cluster_key_t;
+
+/* Errors: PC_ENOMEM. */
+int pc_cluster_key_init(const uint8_t bytes[PC_CLUSTER_KEY_SIZE], pc_cluster_key_t **out);
+/* Reads a key file: 64 hex digits and an optional newline. A file its group
+ * or others may access is refused (as API-key and TLS-key files are), with
+ * the chmod that fixes it in err. Errors: PC_ENOTFOUND, PC_EINVAL
+ * (permissions, not 64 hex digits), PC_EIO, PC_ENOMEM; err says which. */
+int pc_cluster_key_load(const char *path, pc_cluster_key_t **out, char *err, size_t err_cap);
+/* Writes a new random key to path (0600, created; an existing file is
+ * refused). Errors: PC_EEXIST, PC_EIO. */
+int pc_cluster_key_create(const char *path);
+/* Wipes and frees; NULL is fine. */
+void pc_cluster_key_free(pc_cluster_key_t *key);
+
+/* As pc_header_seal, and with a key: sets PC_HEADER_MAC and the MAC before
+ * the header checksum. key NULL: exactly pc_header_seal (which clears
+ * PC_HEADER_MAC and the MAC bytes, so a reply that copied a request's flags
+ * never claims a MAC it lacks). */
+void pc_header_seal_keyed(pc_header_t *header, const void *body, uint32_t body_size,
+                          pc_cluster_key_t *key);
+/* The MAC check of a message that passed pc_header_verify and
+ * pc_body_verify: PC_OK, or PC_EMAC when it has no MAC (no PC_HEADER_MAC
+ * flag) or a wrong one (another key, or any byte of the MACed header
+ * fields or body changed). Compares in constant time. */
+int pc_header_mac_verify(const pc_header_t *header, const void *body, pc_cluster_key_t *key);
+
+/* Internal (protocol.c, mac.c): the truncated HMAC of header bytes
+ * 16..111 and the body. */
+void pc__cluster_key_mac(pc_cluster_key_t *key, const pc_header_t *header, const void *body,
+                         uint32_t body_size, uint8_t out[PC_HEADER_MAC_SIZE]);
+
 /* Checks, in this order: the header checksum (PC_ECHECKSUM; nothing else is
  * trusted before it passes), magic (PC_EPROTO), version (PC_EVERSION), size
  * (PC_ETOOBIG above PC_MESSAGE_SIZE_MAX, or PC_REPLICA_MESSAGE_SIZE_MAX for a
  * replica frame; PC_EPROTO below PC_HEADER_SIZE),
- * command (PC_EPROTO), flags and reserved bytes (PC_EPROTO), status (PC_EPROTO:
+ * command (PC_EPROTO), flags and the MAC bytes (PC_EPROTO: non-zero without
+ * PC_HEADER_MAC; a MAC is checked by pc_header_mac_verify), status (PC_EPROTO:
  * non-zero in a request; positive, or an error reply with a body), epoch
  * (PC_EPROTO: non-zero in anything but a reply).
  * Checks nothing beyond the header itself. */

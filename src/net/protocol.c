@@ -106,7 +106,13 @@ bool pc_operation_is_write(pc_operation_t operation) {
     return false;
 }
 
-void pc_header_seal(pc_header_t *header, const void *body, uint32_t body_size) {
+/* Keyed, the MAC goes in before the header checksum, which then covers it:
+ * a frame torn or flipped in transit still fails as PC_ECHECKSUM, and only
+ * a well-framed message reaches the MAC check. Unkeyed, the flag and the MAC
+ * bytes are cleared, so a reply that copied a keyed request's flags never
+ * claims a MAC it lacks. */
+void pc_header_seal_keyed(pc_header_t *header, const void *body, uint32_t body_size,
+                          pc_cluster_key_t *key) {
     PC_ASSERT(header != NULL);
     PC_ASSERT(body_size <= (header->command == PC_COMMAND_replica
                                 ? PC_REPLICA_MESSAGE_SIZE_MAX - PC_HEADER_SIZE
@@ -115,8 +121,20 @@ void pc_header_seal(pc_header_t *header, const void *body, uint32_t body_size) {
     header->magic = PC_MAGIC;
     header->version = PC_PROTOCOL_VERSION;
     header->checksum_body = body_checksum(body, body_size);
+    if (key != NULL) {
+        header->flags |= PC_HEADER_MAC;
+        pc__cluster_key_mac(key, header, body, body_size, header->reserved);
+    } else {
+        header->flags &= (uint16_t)~PC_HEADER_MAC;
+        memset(header->reserved, 0, sizeof header->reserved);
+    }
     header->checksum = header_checksum(header);
     PC_ASSERT_HOT(pc_header_verify(header) != PC_ECHECKSUM);
+    PC_ASSERT_HOT(key == NULL || pc_header_mac_verify(header, body, key) == PC_OK);
+}
+
+void pc_header_seal(pc_header_t *header, const void *body, uint32_t body_size) {
+    pc_header_seal_keyed(header, body, body_size, NULL);
 }
 
 static bool reserved_zero(const pc_header_t *header) {
@@ -154,7 +172,9 @@ int pc_header_verify(const pc_header_t *header) {
         return PC_ETOOBIG;
     if (header->size < PC_HEADER_SIZE) return PC_EPROTO;
     if ((header->flags & ~PC_HEADER_FLAGS_KNOWN) != 0) return PC_EPROTO;
-    if (!reserved_zero(header)) return PC_EPROTO;
+    /* The last 16 bytes are a MAC only when the flag says so; checking it
+     * takes the key and the body (pc_header_mac_verify). */
+    if ((header->flags & PC_HEADER_MAC) == 0 && !reserved_zero(header)) return PC_EPROTO;
     int rc = status_verify(header);
     PC_ASSERT(rc == PC_OK || rc == PC_EPROTO);
     return rc;
@@ -230,4 +250,17 @@ bool pc_operation_single_event(pc_operation_t operation) {
     case PC_OP_authenticate: return true;
     default: return false;
     }
+}
+
+int pc_header_mac_verify(const pc_header_t *header, const void *body, pc_cluster_key_t *key) {
+    PC_ASSERT(key != NULL);
+    PC_ASSERT(header->size >= PC_HEADER_SIZE && header->size <= PC_REPLICA_MESSAGE_SIZE_MAX);
+    if ((header->flags & PC_HEADER_MAC) == 0) return PC_EMAC;
+    uint8_t mac[PC_HEADER_MAC_SIZE];
+    pc__cluster_key_mac(key, header, body, header->size - PC_HEADER_SIZE, mac);
+    /* Constant time: how many leading bytes matched must not leak. */
+    uint8_t diff = 0;
+    for (uint32_t i = 0; i < PC_HEADER_MAC_SIZE; i++)
+        diff |= (uint8_t)(mac[i] ^ header->reserved[i]);
+    return diff == 0 ? PC_OK : PC_EMAC;
 }

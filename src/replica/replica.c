@@ -18,7 +18,9 @@
  * replies, but hands the gathered prepare to VSR (unit.c) instead of the WAL:
  * replies then wait for a quorum of journals, not for one fsync.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,7 +59,7 @@ void pc__replica_send_reply(replica_t *r, conn_t *c, const pc_header_t *req, int
      * table learns it must refresh. Error replies carry none. */
     h.epoch = status == PC_OK && r->ledger ? pc_ledger_routing_epoch(r->ledger) : 0;
     if (status != PC_OK) body_size = 0;
-    pc_header_seal(&h, body, body_size);
+    pc_header_seal_keyed(&h, body, body_size, r->key);
     if (pc_writer_push(&c->writer, &h, body, body_size) != PC_OK) {
         /* Requests are parsed only once earlier replies are flushed, so only
          * a client that pipelines and never reads gets here: it loses its
@@ -153,9 +155,48 @@ void pc__replica_conn_close(replica_t *r, uint32_t ci) {
     pc_writer_deinit(&c->writer);
 }
 
+/* ---- cluster authentication ---- */
+
+/* The counts, with the latest source: one line, cumulative, so the last
+ * line logged says everything refused so far. */
+static void refused_log(replica_t *r, uint64_t now_ns) {
+    PC_ASSERT(r->key != NULL);
+    pc_log("replica", "warn",
+           "refused without a valid cluster-key MAC so far: peer_frames=%llu "
+           "client_requests=%llu (connections closed; latest from %s)",
+           (unsigned long long)r->refused.peer_frames,
+           (unsigned long long)r->refused.client_requests, r->refused.last_source);
+    r->refused.logged_ns = now_ns;
+    r->refused.pending = false;
+}
+
+/* A message without a valid MAC: whoever sent it does not hold the cluster
+ * key (or it was altered on the way). It is dropped unread and its
+ * connection closed, since nothing else it sends can be trusted either; it
+ * is counted by kind and logged at most once a second. */
+static void refuse(replica_t *r, uint32_t ci, bool peer_frame) {
+    conn_t *c = &r->conns[ci];
+    PC_ASSERT(r->key != NULL && c->fd >= 0);
+    if (peer_frame) r->refused.peer_frames++;
+    else r->refused.client_requests++;
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    char ip[INET_ADDRSTRLEN] = "?";
+    if (getpeername(c->fd, (struct sockaddr *)&a, &len) == 0 && a.sin_family == AF_INET)
+        inet_ntop(AF_INET, &a.sin_addr, ip, sizeof ip);
+    snprintf(r->refused.last_source, sizeof r->refused.last_source, "%s:%u", ip,
+             (unsigned)ntohs(a.sin_port));
+    r->refused.pending = true;
+    uint64_t now = pc_time_monotonic_ns();
+    if (now - r->refused.logged_ns >= REPLICA_REFUSED_LOG_NS) refused_log(r, now);
+    conn_close(r, ci);
+    PC_ASSERT(r->conns[ci].fd < 0);
+}
+
 /* Parses buffered messages of one connection while the prepare has room. A
  * malformed frame closes that connection only: framing is lost on it, and
- * every other connection keeps being served. */
+ * every other connection keeps being served. With a cluster key, a frame's
+ * MAC is checked right after the framing checks, before anything reads it. */
 static void conn_parse(replica_t *r, uint32_t ci) {
     conn_t *c = &r->conns[ci];
     c->parse_again = false;
@@ -180,7 +221,18 @@ static void conn_parse(replica_t *r, uint32_t ci) {
             conn_close(r, ci);
             return;
         }
-        if (c->peer || h->command == PC_COMMAND_replica) {
+        bool peer_frame = c->peer || h->command == PC_COMMAND_replica;
+        if (r->key != NULL && pc_header_mac_verify(h, body, r->key) != PC_OK) {
+            refuse(r, ci, peer_frame);
+            return;
+        }
+        if (r->key == NULL && (h->flags & PC_HEADER_MAC) && !peer_frame) {
+            /* A keyed client at an open replica: it could not trust our
+             * reply anyway, so nothing is applied and it learns why. */
+            send_reply(r, c, h, PC_EMAC, NULL, NULL, 0);
+            continue;
+        }
+        if (peer_frame) {
             /* A peer's frame (its first one, a hello, makes this a peer
              * link); a single replica has no peers. */
             if (r->vsr) pc__unit_on_frame(r, ci, h, body);
@@ -330,6 +382,7 @@ static void replica_deinit(replica_t *r) {
     free(r->reply_body);
     free(r->slot_buf);
     pc_sessions_deinit(r->sessions);
+    pc_cluster_key_free(r->key);
     if (r->ledger) pc_ledger_deinit(r->ledger);
     if (r->storage) pc_storage_close(r->storage);
 }
@@ -370,6 +423,8 @@ static void loop_turn(replica_t *r, struct epoll_event *events) {
     for (uint32_t ci = 0; ci < PC_CONNECTIONS_MAX; ci++)
         if (r->conns[ci].fd >= 0 && r->conns[ci].reader.len > 0) conn_parse(r, ci);
     uint64_t now = pc_time_monotonic_ns();
+    if (r->refused.pending && now - r->refused.logged_ns >= REPLICA_REFUSED_LOG_NS)
+        refused_log(r, now); /* what the rate limit held back */
     if (r->vsr) {
         pc__unit_turn(r);
         for (uint32_t ci = 0; ci < PC_CONNECTIONS_MAX; ci++) conn_flush(r, ci);
@@ -446,7 +501,21 @@ int pc_replica_inspect(const char *data_dir, const char *ids_path,
 int pc_replica_run(const pc_replica_options_t *options) {
     replica_t *r = malloc(sizeof *r);
     if (!r) return PC_ENOMEM;
-    int rc = replica_init(r, options);
+    /* First of all: a key that cannot be used stops the replica at once,
+     * with the reason (never an open replica by accident). */
+    pc_cluster_key_t *key = NULL;
+    int rc = PC_OK;
+    if (options->cluster_key != NULL) {
+        char err[512];
+        rc = pc_cluster_key_load(options->cluster_key, &key, err, sizeof err);
+        if (rc != PC_OK) {
+            pc_log("replica", "error", "cannot start: %s", err);
+            free(r);
+            return rc;
+        }
+    }
+    rc = replica_init(r, options);
+    r->key = key; /* replica_init zeroed r; replica_deinit frees the key */
     if (rc == PC_OK) rc = recover(r);
     const char *listen = r->vsr ? r->addresses[r->info->replica] : options->listen;
     if (rc == PC_OK && listen == NULL) {
@@ -470,18 +539,21 @@ int pc_replica_run(const pc_replica_options_t *options) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    replica_log(r, "listening on %s (cluster %llu, replica %u of %u, op %llu)", listen,
+    replica_log(r, "listening on %s (cluster %llu, replica %u of %u, op %llu, %s)", listen,
                 (unsigned long long)r->info->cluster, r->info->replica, r->info->replica_count,
-                (unsigned long long)r->applied_op);
+                (unsigned long long)r->applied_op,
+                r->key ? "cluster key: every message MACed" : "open: no cluster key");
     struct epoll_event *events = malloc(REPLICA_EPOLL_EVENTS_MAX * sizeof *events);
     PC_ASSERT(events != NULL);
     pc_xts_recovery_t *recovery = NULL;
     if (options->gzone) {
-        rc = pc_xts_recovery_start(options->gzone, listen, r->info->cluster, &recovery);
+        rc = pc_xts_recovery_start(options->gzone, listen, r->info->cluster, options->cluster_key,
+                                   &recovery);
         if (rc != PC_OK) pc_log("replica", "error", "xts recovery: %s", pc_strerror(rc));
     }
     while (!stop_requested) loop_turn(r, events);
     pc_xts_recovery_stop(recovery);
+    if (r->refused.pending) refused_log(r, pc_time_monotonic_ns());
     free(events);
     if (r->vsr) {
         if (r->applied_op > r->checkpoint_op)

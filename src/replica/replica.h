@@ -75,14 +75,20 @@ typedef struct pc_replica_options {
     /* The GZone's addresses: run the XTS recovery loop (xts_recovery.c)
      * next to this replica. NULL: none (a unit alone, or the GZone). */
     const char *gzone;
+    /* The cluster key file (docs/SECURITY.md): every message this replica
+     * takes, from peers and clients alike, must carry a valid MAC under it
+     * (else it is dropped, its connection closed and counted), and every
+     * message it sends carries one. NULL: open, as a dev replica. */
+    const char *cluster_key;
 } pc_replica_options_t;
 
 /* The payer unit's XTS recovery loop: a thread that, while the replica at
  * `own` is the primary, delivers outbox decisions older than a grace period
- * to the payee units and finishes them. Errors: PC_EINVAL, PC_ENOMEM. */
+ * to the payee units and finishes them; its sessions use cluster_key (a
+ * file; NULL: none). Errors: PC_EINVAL, PC_ENOMEM. */
 typedef struct pc_xts_recovery pc_xts_recovery_t;
 int pc_xts_recovery_start(const char *gzone, const char *own, uint64_t cluster,
-                          pc_xts_recovery_t **out);
+                          const char *cluster_key, pc_xts_recovery_t **out);
 void pc_xts_recovery_stop(pc_xts_recovery_t *recovery);
 
 /* What `paycell inspect` reports about a stopped replica's data directory. */

@@ -31,6 +31,9 @@
 #define REPLICA_TAG_PEER 0x40000000u /* + replica index: outbound peer link */
 /* VSR ticks are this long; its timeouts count ticks. */
 #define REPLICA_TICK_NS 10000000ull
+/* Refusals of messages without a valid cluster-key MAC are logged at most
+ * this often (a flood must not flood the log); the counts are cumulative. */
+#define REPLICA_REFUSED_LOG_NS 1000000000ull
 /* Outbound bytes queued per peer (a pipeline of prepares and then some);
  * beyond it a message is dropped, which VSR treats as network loss. */
 #define REPLICA_PEER_WRITER_BYTES (24u << 20)
@@ -78,6 +81,16 @@ typedef struct replica {
     pc_ledger_t *ledger;
     pc_sessions_t *sessions;
     pc_cluster_t cluster; /* the cluster map (cluster.c); zero until set_cluster */
+    /* The cluster key (options->cluster_key): NULL, open. Every message
+     * taken must carry a valid MAC under it, every message sent carries one. */
+    pc_cluster_key_t *key;
+    /* Messages refused for a missing or bad MAC, by kind, since start. */
+    struct {
+        uint64_t peer_frames, client_requests;
+        uint64_t logged_ns;       /* when the counts were last logged */
+        bool pending;             /* counts changed since */
+        char last_source[64];     /* HOST:PORT of the latest */
+    } refused;
     int listen_fd, epoll_fd;
     conn_t *conns;
     /* Requests gathered this loop turn (the next prepare). */
@@ -135,6 +148,7 @@ typedef struct replica {
      * waits, the replica refuses client writes with PC_ENOSPC. */
     bool nospace_apply, nospace_checkpoint, nospace_persist;
     uint64_t nospace_refused; /* client requests refused since the disk filled */
+    bool nospace_silent;      /* a full primary, silent to its peers (unit.c) */
     uint64_t space_retry_ns;  /* deferred commits: next reserve attempt */
     pc_vsr_commit_out_t *deferred;
     uint32_t deferred_first, deferred_count;

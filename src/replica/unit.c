@@ -62,6 +62,7 @@ static pc_vsr_message_t unit_message;
 static uint8_t *unit_frame;
 
 static void process(replica_t *r);
+static bool disk_full(const replica_t *r);
 static void nospace_enter(replica_t *r, bool *flag, const char *what, uint64_t op);
 static void nospace_leave(replica_t *r, bool *flag, const char *what, uint64_t op);
 
@@ -89,7 +90,7 @@ static void frame_seal(const replica_t *r, uint8_t kind, uint64_t op, uint64_t r
     h->operation = kind;
     h->op = op;
     h->request = request;
-    pc_header_seal(h, body, body_size);
+    pc_header_seal_keyed(h, body, body_size, r->key); /* key NULL: unkeyed */
 }
 
 /* Queues a sealed frame on the link to peer i. A message to a down link is
@@ -178,9 +179,32 @@ void pc__unit_peer_event(replica_t *r, uint32_t i, uint32_t events) {
     }
 }
 
+/* A primary whose disk is full steps aside: it cannot apply what it
+ * commits (nor answer writes), so it falls silent to its peers, and they
+ * elect another primary once their timeout passes — what they would do if
+ * its links had failed, so it is always safe. A backup's messages still go:
+ * it falls behind on its own. Once space returns it speaks again (in a
+ * view change by then, or, if the others kept it, as primary). */
+static bool primary_steps_aside(replica_t *r) {
+    bool silent = false;
+    if (disk_full(r)) {
+        pc_vsr_info_t info;
+        pc_vsr_info(r->vsr, &info);
+        silent = info.primary && info.status == PC_VSR_NORMAL;
+    }
+    if (silent && !r->nospace_silent)
+        pc_log("replica", "error", "disk full: the primary steps aside (silent to its peers "
+                                   "until they elect another)");
+    if (!silent && r->nospace_silent)
+        pc_log("replica", "info", "speaking to peers again (space returned, or no longer primary)");
+    r->nospace_silent = silent;
+    return silent;
+}
+
 /* Sends one output's messages. The same message to several peers (a
  * PREPARE to both backups) is framed and checksummed once. */
 static void send_messages(replica_t *r, const pc_vsr_output_t *out) {
+    if (primary_steps_aside(r)) return;
     bool sent[PC_VSR_OUT_MESSAGES_MAX] = {false};
     for (uint32_t i = 0; i < out->sends_count; i++) {
         if (sent[i]) continue;
@@ -532,7 +556,8 @@ static void apply_commit(replica_t *r, const pc_vsr_commit_out_t *c) {
  * none of these is fatal: a commit waits in r->deferred (applied in order
  * once the store has room), a checkpoint is retried every second, a view
  * state waits in persist_pending. Meanwhile the replica refuses client
- * writes with PC_ENOSPC and logs "disk full" once; a backup simply falls
+ * writes with PC_ENOSPC and logs "disk full" once; a primary steps aside
+ * (primary_steps_aside: silent to its peers); a backup simply falls
  * behind (its window stops moving, so it drops prepares beyond it) and the
  * other two commit. When space returns it logs so and catches up, by repair
  * or by state sync. docs/RELIABILITY.md shows what the operator sees. */

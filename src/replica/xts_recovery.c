@@ -33,6 +33,7 @@ struct pc_xts_recovery {
     char own[64];
     char gzone[PC_UNIT_ADDRESSES_MAX];
     uint64_t cluster;
+    char cluster_key[4096]; /* the key file ("": none) */
     pc_client_t *self;
     pc_client_t *gz;
     pc_client_t *units[PC_UNITS_MAX];
@@ -55,9 +56,11 @@ static int client_ensure(pc_xts_recovery_t *x, pc_client_t **c, const char *addr
     if (*c) return PC_OK;
     /* key "": a replica's own sessions never send an API key, whatever
      * PAYCELL_KEY its environment holds (units check none); tls_ca "": nor
-     * TLS, whatever PAYCELL_TLS_CA says (units listen in plaintext). */
+     * TLS, whatever PAYCELL_TLS_CA says (units listen in plaintext). The
+     * cluster key is the replica's own (--cluster-key), never the
+     * environment's. */
     pc_client_options_t o = {.cluster = x->cluster, .request_timeout_ms = 2000, .retries_max = 2,
-                             .key = "", .tls_ca = ""};
+                             .key = "", .tls_ca = "", .cluster_key = x->cluster_key};
     return pc_client_open(addresses, &o, c);
 }
 
@@ -186,13 +189,16 @@ static void recovery_free(pc_xts_recovery_t *x) {
 }
 
 int pc_xts_recovery_start(const char *gzone, const char *own, uint64_t cluster,
-                          pc_xts_recovery_t **out) {
+                          const char *cluster_key, pc_xts_recovery_t **out) {
     *out = NULL;
-    if (strlen(gzone) >= PC_UNIT_ADDRESSES_MAX || strlen(own) >= 64) return PC_EINVAL;
+    if (cluster_key == NULL) cluster_key = "";
+    if (strlen(gzone) >= PC_UNIT_ADDRESSES_MAX || strlen(own) >= 64 || strlen(cluster_key) >= 4096)
+        return PC_EINVAL;
     pc_xts_recovery_t *x = calloc(1, sizeof *x);
     if (x == NULL) return PC_ENOMEM;
     strcpy(x->gzone, gzone);
     strcpy(x->own, own);
+    strcpy(x->cluster_key, cluster_key);
     x->cluster = cluster;
     x->records = malloc(PC_BATCH_EVENTS_MAX * sizeof(pc_transfer_t));
     x->batch = malloc(PC_BATCH_EVENTS_MAX * sizeof(pc_transfer_t));

@@ -6,6 +6,10 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "../../src/net/net.h"
 #include "test.h"
@@ -777,6 +781,210 @@ static void test_replica_frame_size(void) {
     message_free(&m);
 }
 
+/* ---- cluster key: the per-message MAC ---- */
+
+static pc_cluster_key_t *key_make(uint8_t seed) {
+    uint8_t bytes[PC_CLUSTER_KEY_SIZE];
+    for (uint32_t i = 0; i < sizeof bytes; i++) bytes[i] = (uint8_t)(seed + i * 7);
+    pc_cluster_key_t *key = NULL;
+    ASSERT_EQ(pc_cluster_key_init(bytes, &key), PC_OK);
+    ASSERT_TRUE(key != NULL);
+    return key;
+}
+
+/* Re-seals both checksums after a change, so only the MAC can notice it:
+ * what a forger who knows the protocol but not the key would send. */
+static void reseal_checksums(message_t *m) {
+    m->header->checksum_body = pc_checksum(m->body, m->body_size, 0);
+    reseal_header(m->header);
+    ASSERT_EQ(pc_header_verify(m->header), PC_OK);
+    ASSERT_EQ(pc_body_verify(m->header, m->body), PC_OK);
+}
+
+static message_t keyed_make(pc_cluster_key_t *key, uint32_t body_size) {
+    message_t m = request_make(PC_OP_create_transfers, body_size);
+    pc_header_seal_keyed(m.header, m.body, body_size, key);
+    return m;
+}
+
+static void test_mac_roundtrip(void) {
+    pc_cluster_key_t *key = key_make(1);
+    message_t m = keyed_make(key, 4 * 128);
+    ASSERT_TRUE(m.header->flags & PC_HEADER_MAC);
+    ASSERT_EQ(pc_header_verify(m.header), PC_OK);
+    ASSERT_EQ(pc_body_verify(m.header, m.body), PC_OK);
+    ASSERT_EQ(pc_request_verify(m.header, m.body), PC_OK);
+    ASSERT_EQ(pc_header_mac_verify(m.header, m.body, key), PC_OK);
+    /* The MAC is HMAC-SHA256 of header bytes 16..111 and the body,
+     * truncated: checked against OpenSSL's own HMAC. */
+    uint8_t bytes[PC_CLUSTER_KEY_SIZE], input[96 + 4 * 128], digest[32];
+    for (uint32_t i = 0; i < sizeof bytes; i++) bytes[i] = (uint8_t)(1 + i * 7);
+    memcpy(input, m.bytes + 16, 96);
+    memcpy(input + 96, m.body, 4 * 128);
+    unsigned int n = 0;
+    ASSERT_TRUE(HMAC(EVP_sha256(), bytes, sizeof bytes, input, sizeof input, digest, &n) != NULL);
+    ASSERT_EQ(n, 32);
+    ASSERT_EQ(memcmp(digest, m.header->reserved, PC_HEADER_MAC_SIZE), 0);
+    /* Empty bodies (register, hello) and replica frames up to the largest. */
+    message_t e = message_make(PC_COMMAND_request, PC_OP_register, 0, 0, 0);
+    pc_header_seal_keyed(e.header, e.body, 0, key);
+    ASSERT_EQ(pc_header_verify(e.header), PC_OK);
+    ASSERT_EQ(pc_header_mac_verify(e.header, e.body, key), PC_OK);
+    uint32_t big = PC_REPLICA_MESSAGE_SIZE_MAX - PC_HEADER_SIZE;
+    message_t f = message_make(PC_COMMAND_replica, 0, big, 0, 0);
+    pc_header_seal_keyed(f.header, f.body, big, key);
+    ASSERT_EQ(pc_header_verify(f.header), PC_OK);
+    ASSERT_EQ(pc_header_mac_verify(f.header, f.body, key), PC_OK);
+    message_free(&m);
+    message_free(&e);
+    message_free(&f);
+    pc_cluster_key_free(key);
+}
+
+static void test_mac_flipped_bit_header(void) {
+    pc_cluster_key_t *key = key_make(2);
+    message_t m = keyed_make(key, 2 * 128);
+    /* Every bit of every MACed header byte (16..111) and of the MAC; but
+     * size: another size is another frame (the reader cuts it elsewhere),
+     * and this buffer holds only this one. */
+    uint32_t checked = 0;
+    for (uint32_t byte = 16; byte < PC_HEADER_SIZE; byte++) {
+        if (byte >= offsetof(pc_header_t, size) && byte < offsetof(pc_header_t, magic)) continue;
+        for (uint32_t bit = 0; bit < 8; bit++) {
+            m.bytes[byte] ^= (uint8_t)(1u << bit);
+            reseal_header(m.header);
+            int verify = pc_header_verify(m.header);
+            /* A flip that the framing refuses never reaches the MAC (size,
+             * magic, command ...); every other must fail the MAC. */
+            if (verify == PC_OK && pc_body_verify(m.header, m.body) == PC_OK) {
+                ASSERT_EQ(pc_header_mac_verify(m.header, m.body, key), PC_EMAC);
+                checked++;
+            }
+            m.bytes[byte] ^= (uint8_t)(1u << bit);
+        }
+    }
+    ASSERT_TRUE(checked > 400); /* most flips pass the framing and fail the MAC */
+    reseal_header(m.header);
+    ASSERT_EQ(pc_header_mac_verify(m.header, m.body, key), PC_OK);
+    message_free(&m);
+    pc_cluster_key_free(key);
+}
+
+static void test_mac_flipped_bit_body(void) {
+    pc_cluster_key_t *key = key_make(3);
+    message_t m = keyed_make(key, 3 * 128);
+    for (uint32_t i = 0; i < m.body_size; i += 37) {
+        m.body[i] ^= 0x10;
+        reseal_checksums(&m); /* the checksums agree: only the MAC can tell */
+        ASSERT_EQ(pc_header_mac_verify(m.header, m.body, key), PC_EMAC);
+        m.body[i] ^= 0x10;
+    }
+    reseal_checksums(&m);
+    ASSERT_EQ(pc_header_mac_verify(m.header, m.body, key), PC_OK);
+    message_free(&m);
+    pc_cluster_key_free(key);
+}
+
+static void test_mac_wrong_or_missing(void) {
+    pc_cluster_key_t *key = key_make(4), *other = key_make(5);
+    message_t m = keyed_make(key, 128);
+    ASSERT_EQ(pc_header_mac_verify(m.header, m.body, other), PC_EMAC); /* another key */
+    /* No MAC: an unkeyed message, named PC_EMAC too. */
+    message_t u = request_make(PC_OP_create_transfers, 128);
+    ASSERT_EQ(pc_header_verify(u.header), PC_OK);
+    ASSERT_EQ(pc_header_mac_verify(u.header, u.body, key), PC_EMAC);
+    /* The flag without a MAC (zero bytes), and a MAC without the flag. */
+    u.header->flags |= PC_HEADER_MAC;
+    reseal_header(u.header);
+    ASSERT_EQ(pc_header_verify(u.header), PC_OK);
+    ASSERT_EQ(pc_header_mac_verify(u.header, u.body, key), PC_EMAC);
+    m.header->flags &= (uint16_t)~PC_HEADER_MAC;
+    reseal_header(m.header);
+    ASSERT_EQ(pc_header_verify(m.header), PC_EPROTO); /* MAC bytes without the flag */
+    ASSERT_TRUE(strcmp(pc_err_name(PC_EMAC), "PC_EMAC") == 0);
+    message_free(&m);
+    message_free(&u);
+    pc_cluster_key_free(key);
+    pc_cluster_key_free(other);
+}
+
+/* Unkeyed sealing is what it always was, byte for byte, and it never leaves
+ * a MAC claim behind (a reply copies its request's flags). */
+static void test_mac_unkeyed_unchanged(void) {
+    message_t a = request_make(PC_OP_create_transfers, 256);
+    message_t b = request_make(PC_OP_create_transfers, 256);
+    pc_header_seal_keyed(b.header, b.body, 256, NULL);
+    ASSERT_EQ(memcmp(a.bytes, b.bytes, PC_HEADER_SIZE), 0);
+    for (uint32_t i = 0; i < PC_HEADER_MAC_SIZE; i++) ASSERT_EQ(a.header->reserved[i], 0);
+    ASSERT_EQ(pc_header_verify(a.header), PC_OK);
+    ASSERT_EQ(pc_request_verify(a.header, a.body), PC_OK);
+    pc_cluster_key_t *key = key_make(6);
+    pc_header_seal_keyed(b.header, b.body, 256, key);
+    b.header->flags |= PC_HEADER_SHADOW;
+    pc_header_seal(b.header, b.body, 256);
+    ASSERT_EQ(b.header->flags, PC_HEADER_SHADOW);
+    for (uint32_t i = 0; i < PC_HEADER_MAC_SIZE; i++) ASSERT_EQ(b.header->reserved[i], 0);
+    ASSERT_EQ(pc_header_verify(b.header), PC_OK);
+    message_free(&a);
+    message_free(&b);
+    pc_cluster_key_free(key);
+}
+
+/* A keyed frame goes through the framing reader like any other. */
+static void test_mac_reader(void) {
+    pc_cluster_key_t *key = key_make(7);
+    message_t m = keyed_make(key, 5 * 128);
+    pc_reader_t r;
+    ASSERT_EQ(pc_reader_init(&r), PC_OK);
+    ASSERT_EQ(pc_reader_feed(&r, m.bytes, PC_HEADER_SIZE + m.body_size),
+              (int)(PC_HEADER_SIZE + m.body_size));
+    const pc_header_t *h;
+    const void *b;
+    ASSERT_EQ(pc_reader_next(&r, &h, &b), 1);
+    ASSERT_EQ(pc_header_mac_verify(h, b, key), PC_OK);
+    pc_reader_deinit(&r);
+    message_free(&m);
+    pc_cluster_key_free(key);
+}
+
+static void test_cluster_key_file(void) {
+    char dir[] = "/tmp/paycell-test-key-XXXXXX";
+    ASSERT_TRUE(mkdtemp(dir) != NULL);
+    char path[128], err[512];
+    snprintf(path, sizeof path, "%s/cluster.key", dir);
+    pc_cluster_key_t *a = NULL, *b = NULL;
+    ASSERT_EQ(pc_cluster_key_load(path, &a, err, sizeof err), PC_ENOTFOUND);
+    ASSERT_EQ(pc_cluster_key_create(path), PC_OK);
+    ASSERT_EQ(pc_cluster_key_create(path), PC_EEXIST); /* never replaced */
+    struct stat st;
+    ASSERT_EQ(stat(path, &st), 0);
+    ASSERT_EQ(st.st_mode & 0777, 0600);
+    ASSERT_EQ(st.st_size, 65);
+    ASSERT_EQ(pc_cluster_key_load(path, &a, err, sizeof err), PC_OK);
+    ASSERT_EQ(pc_cluster_key_load(path, &b, err, sizeof err), PC_OK);
+    message_t m = keyed_make(a, 128);
+    ASSERT_EQ(pc_header_mac_verify(m.header, m.body, b), PC_OK); /* the same key */
+    /* Readable by the group: refused, with the fix. */
+    ASSERT_EQ(chmod(path, 0640), 0);
+    pc_cluster_key_t *c = NULL;
+    ASSERT_EQ(pc_cluster_key_load(path, &c, err, sizeof err), PC_EINVAL);
+    ASSERT_TRUE(c == NULL);
+    ASSERT_TRUE(strstr(err, "chmod 600") != NULL);
+    /* Not 64 hex digits. */
+    ASSERT_EQ(chmod(path, 0600), 0);
+    FILE *f = fopen(path, "w");
+    ASSERT_TRUE(f != NULL);
+    fputs("00112233\n", f);
+    fclose(f);
+    ASSERT_EQ(pc_cluster_key_load(path, &c, err, sizeof err), PC_EINVAL);
+    ASSERT_TRUE(strstr(err, "hex") != NULL);
+    unlink(path);
+    rmdir(dir);
+    message_free(&m);
+    pc_cluster_key_free(a);
+    pc_cluster_key_free(b);
+}
+
 #define TESTS(X)                                                                     \
     X(test_header_layout)                                                            \
     X(test_replica_frame_size)                                                            \
@@ -810,5 +1018,12 @@ static void test_replica_frame_size(void) {
     X(test_writer_ebusy_when_full)                                                   \
     X(test_writer_flush_socketpair)                                                  \
     X(test_socket_listen_connect_accept)                                             \
-    X(test_socket_errors)
+    X(test_socket_errors)                                                            \
+    X(test_mac_roundtrip)                                                            \
+    X(test_mac_flipped_bit_header)                                                   \
+    X(test_mac_flipped_bit_body)                                                     \
+    X(test_mac_wrong_or_missing)                                                     \
+    X(test_mac_unkeyed_unchanged)                                                    \
+    X(test_mac_reader)                                                               \
+    X(test_cluster_key_file)
 PC_TEST_MAIN(TESTS)
