@@ -125,7 +125,7 @@ $(FUZZ_CODECS): $(BUILD)/fuzz/%: tests/fuzz/%.c $(BASE_SRC) $(NET_SRC)
 	    -o $@ $^ $(LDLIBS)
 
 # Integration drivers (C programs that start real replicas and clients).
-$(BUILD)/itests/%: tests/integration/%.c $(call obj,$(BUILD),$(CORE_SRC))
+$(BUILD)/itests/%: tests/integration/%.c $(wildcard tests/integration/*.h) $(call obj,$(BUILD),$(CORE_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(call obj,$(BUILD),$(CORE_SRC)) $(LDLIBS)
 

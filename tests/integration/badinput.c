@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "../../src/net/net.h"
+#include "raw_io.h"
 #include "../../src/storage/storage.h"
 
 static char address[32];
@@ -33,18 +34,6 @@ static int raw_connect(void) {
     int fd;
     if (pc_net_connect(address, 2000, &fd) != PC_OK) fail("raw connect");
     return fd;
-}
-
-static void send_all(int fd, const void *buf, size_t n) {
-    const uint8_t *p = buf;
-    while (n) {
-        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-        poll(&pfd, 1, 2000);
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w <= 0) return; /* the server may close on us mid-send: that is the point */
-        p += w;
-        n -= (size_t)w;
-    }
 }
 
 /* True if the server closes the connection within 3 s. */
@@ -119,7 +108,7 @@ static void hostile(pc_client_t *good) {
 
     int fd = raw_connect(); /* pure garbage */
     for (size_t i = 0; i < 4096; i++) buf[i] = (uint8_t)pc_prng_next(&prng);
-    send_all(fd, buf, 4096);
+    raw_send_all(fd, buf, 4096);
     if (!closed_by_server(fd)) fail("garbage did not close the connection");
     close(fd);
     good_client_works(good, 100);
@@ -130,7 +119,7 @@ static void hostile(pc_client_t *good) {
     request(&h, PC_OP_create_transfers, sizeof t, &t);
     memcpy(buf, &h, sizeof h);
     memcpy(buf + sizeof h, &t, sizeof t);
-    send_all(slow, buf, sizeof h + 40);
+    raw_send_all(slow, buf, sizeof h + 40);
     good_client_works(good, 101);
     close(slow);
 
@@ -138,7 +127,7 @@ static void hostile(pc_client_t *good) {
     request(&h, PC_OP_create_transfers, sizeof t, &t);
     h.size = PC_MESSAGE_SIZE_MAX + 128;
     h.checksum = pc_checksum((uint8_t *)&h + 16, PC_HEADER_SIZE - 16, 0);
-    send_all(fd, &h, sizeof h);
+    raw_send_all(fd, &h, sizeof h);
     if (!closed_by_server(fd)) fail("an oversized frame did not close the connection");
     close(fd);
 
@@ -147,29 +136,29 @@ static void hostile(pc_client_t *good) {
     t.amount = 1000000; /* body changed after sealing */
     memcpy(buf, &h, sizeof h);
     memcpy(buf + sizeof h, &t, sizeof t);
-    send_all(fd, buf, sizeof h + sizeof t);
+    raw_send_all(fd, buf, sizeof h + sizeof t);
     if (!closed_by_server(fd)) fail("a bad body checksum did not close the connection");
     close(fd);
 
     fd = raw_connect(); /* well framed, unknown operation: named error, connection stays */
     request(&h, 99, sizeof t, &t);
-    send_all(fd, &h, sizeof h);
-    send_all(fd, &t, sizeof t);
+    raw_send_all(fd, &h, sizeof h);
+    raw_send_all(fd, &t, sizeof t);
     if (reply_status(fd) != PC_EOPERATION) fail("unknown operation: expected PC_EOPERATION");
     t.amount = 3; /* unknown session on the same connection */
     request(&h, PC_OP_create_transfers, sizeof t, &t);
-    send_all(fd, &h, sizeof h);
-    send_all(fd, &t, sizeof t);
+    raw_send_all(fd, &h, sizeof h);
+    raw_send_all(fd, &t, sizeof t);
     if (reply_status(fd) != PC_ESESSION_EVICTED) fail("unknown session: expected evicted");
     request(&h, PC_OP_create_transfers, 100, buf + 8192); /* not a whole event */
-    send_all(fd, &h, sizeof h);
-    send_all(fd, buf + 8192, 100);
+    raw_send_all(fd, &h, sizeof h);
+    raw_send_all(fd, buf + 8192, 100);
     if (reply_status(fd) != PC_EPROTO) fail("partial event: expected PC_EPROTO");
     memset(&h, 0, sizeof h); /* a register from client id 0 */
     h.command = PC_COMMAND_request;
     h.operation = PC_OP_register;
     pc_header_seal(&h, NULL, 0);
-    send_all(fd, &h, sizeof h);
+    raw_send_all(fd, &h, sizeof h);
     if (reply_status(fd) != PC_EPROTO) fail("client id 0: expected PC_EPROTO");
     close(fd);
     checks += 6;
@@ -210,7 +199,7 @@ static void retry_is_applied_once(pc_client_t *good) {
     h.command = PC_COMMAND_request;
     h.operation = PC_OP_register;
     pc_header_seal(&h, NULL, 0);
-    send_all(fd, &h, sizeof h);
+    raw_send_all(fd, &h, sizeof h);
     pc_header_t reg = read_reply(fd, NULL);
     if (reg.status != PC_OK || reg.session == 0) fail("register");
     pc_transfer_t t = {.id = 777, .debit_account_id = 1, .credit_account_id = 2, .amount = 40,
@@ -224,13 +213,13 @@ static void retry_is_applied_once(pc_client_t *good) {
     pc_header_seal(&h, &t, sizeof t);
     pc_u128 before = balance(good);
     uint32_t size1, size2;
-    send_all(fd, &h, sizeof h);
-    send_all(fd, &t, sizeof t);
+    raw_send_all(fd, &h, sizeof h);
+    raw_send_all(fd, &t, sizeof t);
     pc_header_t first = read_reply(fd, &size1);
     close(fd);
     fd = raw_connect(); /* the retry arrives on a new connection, as after a timeout */
-    send_all(fd, &h, sizeof h);
-    send_all(fd, &t, sizeof t);
+    raw_send_all(fd, &h, sizeof h);
+    raw_send_all(fd, &t, sizeof t);
     pc_header_t second = read_reply(fd, &size2);
     close(fd);
     if (first.status != PC_OK || second.status != PC_OK) fail("retry status");

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "../../src/net/net.h"
+#include "raw_io.h"
 #include "../../src/vsr/vsr.h"
 
 #define REPLICAS_MAX 3
@@ -55,18 +56,6 @@ static int dial(const char *address) {
     int fd;
     if (pc_net_connect(address, 2000, &fd) != PC_OK) die("connect");
     return fd;
-}
-
-static void send_all(int fd, const void *buf, size_t n) {
-    const uint8_t *p = buf;
-    while (n) {
-        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-        poll(&pfd, 1, 2000);
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w <= 0) return; /* closed on us mid-send: the point of the exercise */
-        p += w;
-        n -= (size_t)w;
-    }
 }
 
 /* Appends one frame (header sealed around body, MACed with `key`). */
@@ -125,7 +114,7 @@ static bool refused_within(int fd, int tenths) {
 
 static void attempt(const char *address, size_t bytes, const char *what) {
     int fd = dial(address);
-    send_all(fd, frame_buf, bytes);
+    raw_send_all(fd, frame_buf, bytes);
     if (!refused_within(fd, 30)) {
         fprintf(stderr, "cluster_auth: %s at %s was not refused\n", what, address);
         die("an attempt without the cluster key was not refused");
@@ -222,7 +211,7 @@ static bool reply_read(int fd, pc_header_t *out) {
 static bool ask(const char *address, pc_header_t *reply) {
     pc_u128 id = 1;
     int fd = dial(address);
-    send_all(fd, frame_buf, request_frame(0, PC_OP_lookup_accounts, 1, 1, &id, sizeof id));
+    raw_send_all(fd, frame_buf, request_frame(0, PC_OP_lookup_accounts, 1, 1, &id, sizeof id));
     bool ok = reply_read(fd, reply);
     close(fd);
     return ok;
@@ -243,7 +232,7 @@ static int view_print(char **addresses, int n) {
 static int control(char **addresses, int n) {
     for (int i = 0; i < n; i++) {
         int fd = dial(addresses[i]);
-        send_all(fd, frame_buf, replica_frame(0, (uint8_t)((i + 1) % n), NULL, 0));
+        raw_send_all(fd, frame_buf, replica_frame(0, (uint8_t)((i + 1) % n), NULL, 0));
         if (refused_within(fd, 10)) die("a hello with the right key was refused");
         close(fd);
         pc_header_t reply;
