@@ -60,6 +60,7 @@ typedef struct demo_cluster {
     char key_client[PC_KEY_TEXT_LEN + 1];   /* the payments' API key */
     char key_observer[PC_KEY_TEXT_LEN + 1]; /* the big screen's and /metrics' */
     char tls_ca[160], tls_cert[160], tls_key[160]; /* data/certs: the CA, a client's */
+    char cluster_key[160];                         /* data/cluster.key */
     int unit0_pids[3];
 } demo_cluster_t;
 
@@ -111,9 +112,15 @@ static int demo_cluster_start(demo_cluster_t *c) {
         !env_value(path, "PAYCELL_OBSERVER_KEY", c->key_observer, sizeof c->key_observer) ||
         !env_value(path, "PAYCELL_TLS_CA", c->tls_ca, sizeof c->tls_ca) ||
         !env_value(path, "PAYCELL_TLS_CERT", c->tls_cert, sizeof c->tls_cert) ||
-        !env_value(path, "PAYCELL_TLS_KEY", c->tls_key, sizeof c->tls_key)) {
+        !env_value(path, "PAYCELL_TLS_KEY", c->tls_key, sizeof c->tls_key) ||
+        !env_value(path, "PAYCELL_CLUSTER_KEY", c->cluster_key, sizeof c->cluster_key)) {
         return PC_EIO;
     }
+    /* The demo is the cluster's operator too: `cluster set` at the GZone,
+     * the drill's probes and the audits at units, and the replica the medic
+     * restarts all need the cluster key (so bench's sessions to the gateway
+     * carry a MAC as well, which the gateway checks and answers in kind). */
+    if (setenv("PAYCELL_CLUSTER_KEY", c->cluster_key, 1) != 0) return PC_EIO;
     /* For every gateway client of this process (bench's sessions): TLS with
      * the client certificate, and the client key. Clients of replicas (the
      * drill, the audit) ask for plaintext and no key themselves. */
@@ -154,8 +161,10 @@ static void demo_restart(demo_cluster_t *c, int r) {
     char name[32], data[160];
     snprintf(name, sizeof name, "unit0-r%d", r);
     snprintf(data, sizeof data, "%s/%s", c->data, name);
-    char *argv[] = {(char *)"paycell", (char *)"replica", (char *)"--data", data,
-                    (char *)"--addresses", c->unit0, (char *)"--gzone", c->gzone, NULL};
+    char *argv[] = {(char *)"paycell", (char *)"replica",     (char *)"--data",
+                    data,              (char *)"--addresses",   c->unit0,
+                    (char *)"--gzone", c->gzone,                (char *)"--cluster-key",
+                    c->cluster_key,    NULL};
     cli_cluster_spawn(c->data, name, argv, NULL);
 }
 
