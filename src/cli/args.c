@@ -72,6 +72,16 @@ const char *cli_cluster_key(const cli_args_t *args) {
     return path != NULL && path[0] != '\0' ? path : NULL;
 }
 
+void cli_unreachable(const char *what, const char *addresses, int rc) {
+    fprintf(stderr, "paycell: cannot reach %s%s%s: %s (%s)\n", what ? what : "",
+            what ? " at " : "", addresses, pc_strerror(rc), pc_err_name(rc));
+    const char *key = getenv("PAYCELL_CLUSTER_KEY");
+    if (rc == PC_ETIMEDOUT && (key == NULL || key[0] == '\0'))
+        fprintf(stderr, "  (a replica that holds a cluster key answers nothing to a process "
+                        "without it: set PAYCELL_CLUSTER_KEY, or source DIR/cluster.env after "
+                        "paycell start)\n");
+}
+
 bool cli_has(const cli_args_t *args, const char *name) {
     for (int i = 0; i < args->count; i++)
         if (name_is(args, i, name)) return true;

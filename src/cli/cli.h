@@ -38,6 +38,9 @@ const char *cli_get(const cli_args_t *args, const char *name);
  * cluster's cluster.env joins it keyed, as the tools there do), else NULL:
  * open. An empty value means none. */
 const char *cli_cluster_key(const cli_args_t *args);
+/* "paycell: cannot reach WHAT at ADDRESSES: …" on stderr (what NULL: just
+ * the addresses), with a hint when a timeout may be a missing cluster key. */
+void cli_unreachable(const char *what, const char *addresses, int rc);
 bool cli_has(const cli_args_t *args, const char *name);
 /* Typed getters: when the option is absent, *out keeps its default and the
  * call succeeds unless required. Print a usage error and return false on

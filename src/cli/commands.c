@@ -23,8 +23,7 @@ static int connect_or_fail(const cli_args_t *args, pc_client_t **client) {
     options.cluster = cluster;
     int rc = pc_client_open(addresses, &options, client);
     if (rc != PC_OK) {
-        fprintf(stderr, "paycell: cannot reach %s: %s (%s)\n", addresses, pc_strerror(rc),
-                pc_err_name(rc));
+        cli_unreachable(NULL, addresses, rc);
         return CLI_EXIT_ERROR;
     }
     return CLI_EXIT_OK;

@@ -131,9 +131,7 @@ static int connect_to(const route_ctx_t *ctx, const char *what, const char *addr
                       pc_client_t **out) {
     PC_ASSERT(addresses != NULL);
     int rc = pc_client_open(addresses, &ctx->options, out);
-    if (rc != PC_OK)
-        fprintf(stderr, "paycell: cannot reach %s at %s: %s (%s)\n", what, addresses,
-                pc_strerror(rc), pc_err_name(rc));
+    if (rc != PC_OK) cli_unreachable(what, addresses, rc);
     return rc;
 }
 

@@ -75,8 +75,7 @@ static int unit_routing(int argc, char **argv) {
     const char *addresses = cli_get(&args, "addresses");
     int rc = pc_client_open(addresses, &options, &client);
     if (rc != PC_OK) {
-        fprintf(stderr, "paycell: cannot reach %s: %s (%s)\n", addresses, pc_strerror(rc),
-                pc_err_name(rc));
+        cli_unreachable(NULL, addresses, rc);
         return CLI_EXIT_ERROR;
     }
     pc_create_result_t result = {0, 0};
