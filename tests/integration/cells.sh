@@ -27,6 +27,19 @@ posted() { # ACCOUNT: "debits_posted credits_posted debits_pending credits_pendi
         sed -E 's/.*"debits_pending":"([0-9]+)".*"debits_posted":"([0-9]+)".*"credits_pending":"([0-9]+)".*"credits_posted":"([0-9]+)".*/\2 \4 \1 \3/'
 }
 
+# A cross-unit transfer is acknowledged once decided; its payee leg is
+# confirmed just after (the gateway's last phase runs after its reply), so
+# a balance is awaited, for at most 5 s, rather than read once.
+settled() { # ACCOUNT EXPECTED [NOTE]
+    local got=""
+    for _ in $(seq 50); do
+        got=$(posted "$1")
+        [ "$got" = "$2" ] && return 0
+        sleep 0.1
+    done
+    fail "account $1${3:+ $3}: $got (expected $2)"
+}
+
 step "accounts in both units (buckets 0-49: unit 0, 50-99: unit 1)"
 for id in 1 2 60 61; do account $id; done
 expect_exit 0 "$PAYCELL" route show --gzone "$PAYCELL_GZONE"
@@ -40,10 +53,10 @@ expect_in "$(transfer 101 1 60 7)" '"exists"'
 expect_in "$(transfer 102 61 2 5)" '"created"'
 expect_in "$(transfer 103 61 9 5)" '"credit_account_not_found"'
 r=$(transfer 103 61 9 5); case "$r" in *created*|*exists*) fail "retry of a refused cross-unit transfer: $r" ;; esac
-[ "$(posted 1)" = "17 0 0 0" ] || fail "account 1: $(posted 1)"
-[ "$(posted 2)" = "0 15 0 0" ] || fail "account 2: $(posted 2)"
-[ "$(posted 60)" = "0 7 0 0" ] || fail "account 60: $(posted 60)"
-[ "$(posted 61)" = "5 0 0 0" ] || fail "account 61: $(posted 61) (the aborted transfer released)"
+settled 1 "17 0 0 0"
+settled 2 "0 15 0 0"
+settled 60 "0 7 0 0"
+settled 61 "5 0 0 0" "(the aborted transfer released)"
 expect_exit 0 "$PAYCELL" lookup transfer 101 --addresses "$G"
 expect_in "$OUT" "1 -> 60"
 
@@ -56,8 +69,8 @@ code=$(post /v1/transfers '[{"id":"200","debit_account_id":"3","credit_account_i
   {"id":"201","debit_account_id":"70","credit_account_id":"3","amount":"9","ledger":1,"code":1}]')
 [ "$code" = 200 ] || fail "POST transfers: $code $(cat "$TMP/body")"
 expect_in "$(cat "$TMP/body")" '"created"'
-[ "$(posted 3)" = "4 9 0 0" ] || fail "account 3: $(posted 3)"
-[ "$(posted 70)" = "9 0 0 0" ] || fail "account 70: $(posted 70)"
+settled 3 "4 9 0 0"
+settled 70 "9 0 0 0"
 body=$(curl -s "$H/v1/accounts/70")
 expect_in "$body" '"debits_posted":"9"'
 body=$(curl -s "$H/v1/transfers/201")
@@ -72,7 +85,7 @@ code=$(post /v1/transfers '[{"id":"300","debit_account_id":"1","credit_account_i
   {"id":"301","debit_account_id":"2","credit_account_id":"60","amount":"1","ledger":1,"code":1}]')
 expect_in "$(cat "$TMP/body")" 'linked_chain_spans_units'
 expect_in "$(cat "$TMP/body")" 'linked_event_failed'
-[ "$(posted 1)" = "17 4 0 0" ] || fail "account 1 after the refused chain: $(posted 1)"
+settled 1 "17 4 0 0" "after the refused chain"
 
 step "bad HTTP input: 4xx JSON errors, nothing changes"
 before=$("$PAYCELL" audit balances --gzone "$PAYCELL_GZONE" --json)
@@ -118,7 +131,7 @@ expect_exit 1 "$PAYCELL" lookup account 140 --addresses "$PAYCELL_UNIT0"
 expect_exit 0 "$PAYCELL" account create --addresses "$G" --id 140 --ledger 1 --code 1
 expect_in "$OUT" "exists"
 expect_in "$(transfer 500 1 140 3)" '"created"'
-[ "$(posted 140)" = "0 3 0 0" ] || fail "account 140: $(posted 140)"
+settled 140 "0 3 0 0"
 
 step "moving a bucket that holds accounts is refused, the map unchanged"
 expect_exit 1 "$PAYCELL" route set 1 1 --gzone "$PAYCELL_GZONE"
