@@ -502,7 +502,8 @@ const char *pc_transfer_flag_name(uint16_t single_bit);
     X(get_totals, 14)                                                                \
     X(shadow_purge, 15)                                                              \
     X(list_accounts, 16)                                                             \
-    X(authenticate, 17)
+    X(authenticate, 17)                                                              \
+    X(replica_status, 18)
 
 /* authenticate carries an API key as its one event: PC_KEY_TEXT_LEN bytes,
  * "pck_" and 64 hex digits, no NUL. It is sent once per connection, first,
@@ -510,6 +511,49 @@ const char *pc_transfer_flag_name(uint16_t single_bit);
  * replicated: it says who is on this connection (docs/PROTOCOL.md,
  * docs/SECURITY.md). */
 #define PC_KEY_TEXT_LEN 68u
+
+/* replica_status asks one replica what it is doing: its place in the unit,
+ * its view and VSR status, how far its log, commits and checkpoint are, and
+ * whether its disk is full. Like authenticate it has no session (session 0,
+ * request 0) and, unlike it, no body at all. Any replica answers it in any
+ * state — a backup, one in a view change or recovering, one whose disk is
+ * full — at once, from memory: it is neither logged nor replicated and
+ * changes nothing (docs/PROTOCOL.md). The gateway's prober asks every
+ * replica once a second for /metrics. The reply is one pc_replica_status_t.
+ * A gateway is no replica: it answers PC_EOPERATION. */
+#define PC_REPLICA_STATE_TABLE(X)                                                    \
+    X(normal, 1)                                                                     \
+    X(view_change, 2)                                                                \
+    X(recovering, 3)
+
+enum pc_replica_state {
+#define PC__REPLICA_STATE_ENUM(name, value) PC_REPLICA_STATE_##name = (value),
+    PC_REPLICA_STATE_TABLE(PC__REPLICA_STATE_ENUM)
+#undef PC__REPLICA_STATE_ENUM
+};
+
+/* The reply of replica_status: 128 bytes, little-endian, as laid out. */
+typedef struct pc_replica_status {
+    uint64_t cluster;         /* the cluster id the replica was formatted with */
+    uint64_t op;              /* the newest op in its log (a single replica: its WAL) */
+    uint64_t commit_op;       /* the newest op applied to its state machine */
+    uint64_t commit_max;      /* the newest op it knows committed in the unit (>= commit_op) */
+    uint64_t checkpoint_op;   /* its newest durable checkpoint */
+    uint64_t nospace_refused; /* client writes refused with PC_ENOSPC since it started */
+    uint32_t view;            /* its VSR view (0 for a single replica) */
+    uint32_t unit;            /* the unit id it was formatted with */
+    uint8_t replica;          /* its index in the unit, below replica_count */
+    uint8_t replica_count;    /* 1 or 3 */
+    uint8_t state;            /* pc_replica_state (a single replica: normal) */
+    uint8_t primary;          /* 1: it leads a normal view and serves writes (a full
+                                 primary that stepped aside says 0); a single replica: 1 */
+    uint8_t disk_full;        /* 1: a write it needs failed with ENOSPC and has not
+                                 succeeded since */
+    uint8_t reserved[67];     /* zero */
+} pc_replica_status_t;
+
+/* The state's name ("view_change"); NULL when unknown. */
+const char *pc_replica_state_name(uint32_t state);
 
 typedef enum pc_operation {
     PC_OP_none = 0,

@@ -134,6 +134,11 @@ const char *pc_operation_name(pc_operation_t op) {
     return NULL;
 }
 
+const char *pc_replica_state_name(uint32_t state) {
+    switch (state) { PC_REPLICA_STATE_TABLE(PC__NAME_CASE) }
+    return NULL;
+}
+
 #define PC__PARSE_IF(name, value) \
     if (strcmp(text, #name) == 0) return value;
 

@@ -412,6 +412,7 @@ static void cluster_install(pc_gateway_t *gw, const pc_cluster_t *cluster) {
     }
     gw->cluster = *cluster;
     gw->metrics.routing_epoch = cluster->epoch;
+    if (gw->prober != NULL) gw_prober_units(gw->prober, &gw->cluster);
     if (gw_flow_limits_apply(gw, false) != PC_OK) /* the GZone checked them: cannot happen */
         pc_log("gateway", "error", "flow-control limits of the map out of range: kept the old");
     if (gw->screen != NULL) { /* the screen shows the new table at once */
@@ -493,6 +494,12 @@ void pc_gateway_metrics(const pc_gateway_t *gateway, pc_gateway_metrics_t *out) 
         out->unit_inflight[u] = unit->limiter.inflight;
         out->unit_breaker[u] = (uint32_t)pc_flow_breaker_state(&unit->breaker);
     }
+}
+
+void pc_gateway_replicas(const pc_gateway_t *gateway, pc_gateway_replicas_t *out) {
+    memset(out, 0, sizeof *out);
+    if (gateway->prober != NULL) gw_prober_results(gateway->prober, out);
+    PC_ASSERT(out->units_count <= PC_UNITS_MAX);
 }
 
 /* ---- binary clients ---- */
@@ -650,6 +657,12 @@ static void conn_on_request(pc_gateway_t *gw, gw_conn_t *c, const pc_header_t *h
     }
     if (h->operation == PC_OP_shadow_purge) {
         purge_start(gw, c, h);
+        return;
+    }
+    if (h->operation == PC_OP_replica_status) {
+        /* A question for a replica, and the gateway is none: its view of
+         * the replicas is /metrics (prober.c). */
+        conn_reply(gw, c, h, PC_EOPERATION, h->session, NULL, 0);
         return;
     }
     uint32_t size = pc_operation_event_size((pc_operation_t)h->operation);
@@ -1013,10 +1026,14 @@ static int gateway_init(pc_gateway_t *gw, const pc_gateway_options_t *options) {
                pc_strerror(rc));
         return rc;
     }
+    rc = gw_prober_start(options->cluster, options->cluster_key, gw->quiet, &gw->cluster,
+                         &gw->prober);
+    if (rc != PC_OK) return rc;
     return gateway_listen(gw);
 }
 
 static void gateway_deinit(pc_gateway_t *gw) {
+    gw_prober_stop(gw->prober); /* first: no thread of ours outlives the rest */
     if (gw->http) pc_http_api_deinit(gw->http);
     if (gw->binary_fd >= 0) close(gw->binary_fd);
     for (uint32_t i = 0; gw->conns && i < GW_CONNS_MAX; i++) {

@@ -449,7 +449,8 @@ typedef struct pc_gateway_metrics {
     uint64_t unit_events[PC_UNITS_MAX];      /* and the events in them */
     /* PC_ENOSPC answers from a unit, the ones its sessions retried
      * included: its primary's disk is full (a full backup shows nothing
-     * here; its log says "disk full"). */
+     * here, since the sessions talk to the primary: the prober's
+     * pc_gateway_replicas shows every replica's disk). */
     uint64_t unit_nospace[PC_UNITS_MAX];
     /* API keys: failed authentications (no key, an unknown or revoked
      * one), attempts refused at once because their source failed too often,
@@ -463,6 +464,27 @@ typedef struct pc_gateway_metrics {
     uint64_t tls_handshake_failures;
 } pc_gateway_metrics_t;
 void pc_gateway_metrics(const pc_gateway_t *gateway, pc_gateway_metrics_t *out);
+
+/* The replicas as the gateway's prober last saw them (prober.c): once a
+ * second it asks every replica of every unit in its table for its
+ * replica_status. probed: the replica has an address in the table and a
+ * round has asked it since; up: it answered the last round (within the
+ * prober's timeouts); status: that answer (zero unless up). */
+typedef struct pc_gateway_replica {
+    bool probed;
+    bool up;
+    pc_replica_status_t status;
+} pc_gateway_replica_t;
+
+typedef struct pc_gateway_replicas {
+    uint32_t units_count; /* units[0 .. units_count) may hold probed replicas */
+    uint64_t rounds;      /* rounds finished since the gateway started */
+    pc_gateway_replica_t units[PC_UNITS_MAX][PC_REPLICAS_PER_UNIT];
+} pc_gateway_replicas_t;
+
+/* A copy of the last round's results (zero before the first). Safe from the
+ * loop thread while the prober runs: it takes the prober's lock. */
+void pc_gateway_replicas(const pc_gateway_t *gateway, pc_gateway_replicas_t *out);
 
 /* ---- 7. the big screen ------------------------------------------------------
  *

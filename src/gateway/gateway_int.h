@@ -122,6 +122,7 @@ struct pc_gateway {
     pc_tls_config_t *tls_http;
     uint64_t tls_logged_ns; /* a refused handshake is logged at most once a second */
 
+    struct gw_prober *prober; /* the replicas' status, for /metrics (prober.c) */
     uint8_t *scratch; /* one sub-batch being built: PC_MESSAGE_BODY_MAX */
     pc_gateway_metrics_t metrics;
     struct gw_screen *screen; /* the big screen's sampler (gateway.c) */
@@ -151,6 +152,23 @@ void gw_screen_tick(pc_gateway_t *gw, uint64_t now);
 static inline uint32_t gw_unit_of(const pc_gateway_t *gw, pc_u128 id) {
     return gw->cluster.bucket_unit[pc_bucket_of(id)];
 }
+
+/* ---- prober.c ---- */
+
+typedef struct gw_prober gw_prober_t;
+/* Starts the replica prober's thread. cluster: the id replicas must answer
+ * with; cluster_key: the gateway's key file (NULL: none), loaded again for
+ * the thread; table: the units to probe first (gw_prober_units after).
+ * Errors: PC_ENOMEM, those of pc_cluster_key_load (logged). */
+int gw_prober_start(uint64_t cluster, const char *cluster_key, bool quiet,
+                    const pc_cluster_t *table, gw_prober_t **out);
+/* Stops the thread (within one poll slice) and frees everything; NULL is fine. */
+void gw_prober_stop(gw_prober_t *prober);
+/* The table's unit addresses, from the loop thread whenever it changes; the
+ * next round probes them. */
+void gw_prober_units(gw_prober_t *prober, const pc_cluster_t *cluster);
+/* A copy of the last round's results. */
+void gw_prober_results(gw_prober_t *prober, pc_gateway_replicas_t *out);
 
 /* ---- auth.c ---- */
 

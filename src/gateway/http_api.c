@@ -65,7 +65,9 @@
 /* One unit of /v1/cluster: its addresses escaped (at most 6 bytes per byte),
  * its bucket ranges ("0,2,4,…": at most 4 bytes per bucket) and the keys. */
 #define UNIT_JSON_MAX (PC_UNIT_ADDRESSES_MAX * 6u + PC_ROUTING_BUCKETS * 4u + 64u)
-#define METRICS_TEXT_MAX (64u << 10)
+/* /metrics at its largest: every unit's and every replica's lines
+ * (PC_UNITS_MAX units of PC_REPLICAS_PER_UNIT replicas, ~70 bytes a line). */
+#define METRICS_TEXT_MAX (256u << 10)
 /* A connection keeps its response buffer between requests up to this size. */
 #define OUT_KEEP_MAX (64u << 10)
 #define BODY_MAX ((size_t)PC_BATCH_EVENTS_MAX * RECORD_JSON_MAX + 64u)
@@ -732,6 +734,43 @@ static void serve_metrics_screen(text_t *t, const pc_http_api_t *api,
            api->streams_dropped);
 }
 
+/* The replicas as the gateway's prober saw them in its last round (one
+ * question a second to every replica, prober.c): up for every replica in
+ * the table it asked; the rest only for those that answered, since a
+ * replica that did not has nothing to say. */
+static void serve_metrics_replicas(text_t *t, const pc_http_api_t *api) {
+    pc_gateway_replicas_t *reps = malloc(sizeof *reps);
+    if (reps == NULL) return; /* the rest of /metrics still goes out */
+    pc_gateway_replicas(api->gateway, reps);
+    PC_ASSERT(reps->units_count <= PC_UNITS_MAX);
+    static const char *const gauges[5][2] = {
+        {"up", "1 if the replica answered the gateway's last status question (once a second, "
+               "within 300 ms), else 0."},
+        {"primary", "1 if the replica leads a normal view and serves writes (a full primary that "
+                    "stepped aside says 0)."},
+        {"disk_full", "1 while the replica's disk is full: a write it needs failed with ENOSPC "
+                      "and has not succeeded since (a full backup shows here too)."},
+        {"commit_op", "The newest op the replica applied to its state machine."},
+        {"nospace_refused_total", "Client writes the replica refused with PC_ENOSPC since it "
+                                  "started."}};
+    for (uint32_t g = 0; g < PC_ARRAY_LEN(gauges); g++) {
+        text_put(t, "# HELP paycell_replica_%s %s\n# TYPE paycell_replica_%s %s\n", gauges[g][0],
+                 gauges[g][1], gauges[g][0], g == 4 ? "counter" : "gauge");
+        for (uint32_t u = 0; u < reps->units_count; u++) {
+            for (uint32_t r = 0; r < PC_REPLICAS_PER_UNIT; r++) {
+                const pc_gateway_replica_t *rep = &reps->units[u][r];
+                if (!rep->probed || (g > 0 && !rep->up)) continue;
+                const pc_replica_status_t *s = &rep->status;
+                uint64_t v = g == 0 ? rep->up : g == 1 ? s->primary : g == 2 ? s->disk_full
+                           : g == 3 ? s->commit_op : s->nospace_refused;
+                text_put(t, "paycell_replica_%s{unit=\"%u\",replica=\"%u\"} %llu\n", gauges[g][0],
+                         u, r, (unsigned long long)v);
+            }
+        }
+    }
+    free(reps);
+}
+
 static void serve_metrics(conn_t *c) {
     pc_http_api_t *api = c->api;
     pc_gateway_metrics_t m;
@@ -802,6 +841,7 @@ static void serve_metrics(conn_t *c) {
         }
     }
     serve_metrics_screen(&t, api, &m);
+    serve_metrics_replicas(&t, api);
     metric(&t, "auth_failures_total", "counter",
            "Failed authentications: no key, or an unknown or revoked one.", m.auth_failures);
     metric(&t, "auth_refused_total", "counter",

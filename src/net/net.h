@@ -72,7 +72,8 @@ PC_STATIC_ASSERT(offsetof(pc_header_t, reserved) + sizeof(((pc_header_t *)0)->re
                  "header layout: reserved runs to the end");
 
 /* Size in bytes of one event of an operation's request body, and of one
- * record of its reply body (0 for register). */
+ * record of its reply body (0 for register; replica_status has no events and
+ * one pc_replica_status_t as its reply). */
 uint32_t pc_operation_event_size(pc_operation_t operation);
 uint32_t pc_operation_reply_record_size(pc_operation_t operation);
 /* Whether an operation changes state, so it goes through the log (and the
@@ -150,7 +151,8 @@ int pc_body_verify(const pc_header_t *header, const void *body);
 
 /* Semantic checks of a verified request: known operation; register has an
  * empty body, session 0 and request 0; authenticate session 0, request 0 and
- * exactly PC_KEY_TEXT_LEN bytes of key; other operations a non-zero session, a
+ * exactly PC_KEY_TEXT_LEN bytes of key; replica_status session 0, request 0
+ * and an empty body; other operations a non-zero session, a
  * non-zero request number and a body that is a whole number
  * (1..PC_BATCH_EVENTS_MAX) of events (exactly one filter for
  * get_account_transfers, exactly one routing record for set_routing). A

@@ -28,6 +28,10 @@ PC_STATIC_ASSERT(sizeof(pc_totals_t) == PC_RECORD_SIZE, "a totals reply is a rec
 PC_STATIC_ASSERT(sizeof(pc_cluster_t) == 128 + PC_UNITS_MAX * PC_UNIT_ADDRESSES_MAX + 64,
                  "cluster layout");
 PC_STATIC_ASSERT(sizeof(pc_cluster_limits_t) == 64, "cluster limits layout");
+PC_STATIC_ASSERT(sizeof(pc_replica_status_t) == PC_RECORD_SIZE, "a replica status is a record");
+PC_STATIC_ASSERT(offsetof(pc_replica_status_t, view) == 48, "replica status layout: u64s first");
+PC_STATIC_ASSERT(offsetof(pc_replica_status_t, replica) == 56, "replica status layout");
+PC_STATIC_ASSERT(offsetof(pc_replica_status_t, reserved) == 61, "replica status layout");
 PC_STATIC_ASSERT(sizeof(pc_cluster_t) <= PC_MESSAGE_BODY_MAX, "a cluster record fits a message");
 PC_STATIC_ASSERT(PC_BATCH_EVENTS_MAX * sizeof(pc_u128) <= PC_MESSAGE_BODY_MAX, "ids fit");
 
@@ -64,6 +68,7 @@ uint32_t pc_operation_event_size(pc_operation_t operation) {
     case PC_OP_shadow_purge: return sizeof(pc_u128);
     case PC_OP_list_accounts: return sizeof(pc_account_filter_t);
     case PC_OP_authenticate: return PC_KEY_TEXT_LEN;
+    case PC_OP_replica_status: return 0;
     }
     return 0;
 }
@@ -87,6 +92,7 @@ uint32_t pc_operation_reply_record_size(pc_operation_t operation) {
     case PC_OP_shadow_purge: return sizeof(pc_create_result_t);
     case PC_OP_list_accounts: return sizeof(pc_account_t);
     case PC_OP_authenticate: return 0;
+    case PC_OP_replica_status: return sizeof(pc_replica_status_t);
     }
     return 0;
 }
@@ -230,6 +236,11 @@ int pc_request_verify(const pc_header_t *header, const void *body) {
          * its one event is the key text, exactly. */
         if (header->session != 0 || header->request != 0) return PC_EPROTO;
         return body_size == PC_KEY_TEXT_LEN ? PC_OK : PC_EPROTO;
+    }
+    if (operation == PC_OP_replica_status) {
+        /* A question to one replica, outside any session: nothing to carry. */
+        if (header->session != 0 || header->request != 0 || body_size != 0) return PC_EPROTO;
+        return PC_OK;
     }
     if (header->session == 0 || header->request == 0) return PC_EPROTO;
     if (pc_operation_single_event(operation))

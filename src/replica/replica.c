@@ -88,6 +88,34 @@ static bool prepare_has_room(const replica_t *r) {
            r->prepare_size + PC_MESSAGE_SIZE_MAX <= r->prepare_size_max;
 }
 
+/* replica_status: what this replica is doing, answered from memory by any
+ * replica in any state, before the VSR gate: a backup, a replica in a view
+ * change and a full one must all be seen, and the question changes nothing,
+ * so it never reaches the prepare (nor a redirect to the primary). */
+static void serve_status(replica_t *r, conn_t *c, const pc_header_t *h) {
+    PC_ASSERT(h->operation == PC_OP_replica_status);
+    pc_replica_status_t s;
+    memset(&s, 0, sizeof s);
+    s.cluster = r->info->cluster;
+    s.unit = r->info->unit;
+    s.replica = (uint8_t)r->info->replica;
+    s.replica_count = (uint8_t)r->info->replica_count;
+    s.commit_op = r->applied_op;
+    s.checkpoint_op = r->checkpoint_op;
+    s.nospace_refused = r->nospace_refused_total;
+    s.disk_full = pc__replica_disk_full(r);
+    if (r->vsr) {
+        pc__unit_status(r, &s);
+    } else {
+        /* The WAL is the log, and everything in it is applied at once. */
+        s.op = s.commit_max = r->applied_op;
+        s.state = PC_REPLICA_STATE_normal;
+        s.primary = 1;
+    }
+    PC_ASSERT(s.commit_op <= s.commit_max && s.state != 0);
+    send_reply(r, c, h, PC_OK, NULL, &s, sizeof s);
+}
+
 static void on_request(replica_t *r, uint32_t ci, const pc_header_t *h, const void *body) {
     conn_t *c = &r->conns[ci];
     int rc = pc_request_verify(h, body);
@@ -102,6 +130,10 @@ static void on_request(replica_t *r, uint32_t ci, const pc_header_t *h, const vo
          * a client that holds one and talks to a unit directly is let in, on
          * any replica, primary or not, so its next request is what decides. */
         send_reply(r, c, h, PC_OK, NULL, NULL, 0);
+        return;
+    }
+    if (h->operation == PC_OP_replica_status) {
+        serve_status(r, c, h);
         return;
     }
     if (r->vsr) {
@@ -302,8 +334,11 @@ static void commit_prepare(replica_t *r) {
         struct iovec iov = {.iov_base = r->prepare_body, .iov_len = r->prepare_size};
         rc = pc_storage_wal_append(r->storage, timestamp, &iov, 1, &header);
     }
+    /* Full until an append succeeds again: what replica_status reports. */
+    r->nospace_wal = rc == PC_ENOSPC;
     if (rc == PC_ENOSPC) {
         replica_log(r, "disk full: %u requests refused with PC_ENOSPC", r->prepare_count);
+        pc__replica_nospace_refused(r, r->prepare_count);
         pc__replica_fail_prepared(r, r->prepare_body, r->prepared, r->prepare_count, PC_ENOSPC, 0);
         goto done;
     }
@@ -328,6 +363,7 @@ static int recover(replica_t *r) {
     int rc = pc__machine_recover(r, &ck);
     if (rc != PC_OK) return rc;
     if (r->info->replica_count > 1) return pc__unit_init(r);
+    r->checkpoint_op = ck.op;
     rc = pc_storage_wal_replay(r->storage, &ck, pc__machine_replay_entry, r);
     if (rc != PC_OK) return rc;
     pc_ledger_stats_t stats;
@@ -340,9 +376,15 @@ static int recover(replica_t *r) {
     return PC_OK;
 }
 
+/* A checkpoint that failed for space keeps the disk reported full until
+ * one succeeds (it is retried once a second while due). */
 static int checkpoint_single(replica_t *r) {
-    return pc__machine_checkpoint(r, pc_storage_wal_op(r->storage),
-                                  pc_storage_wal_checksum(r->storage));
+    uint64_t op = pc_storage_wal_op(r->storage);
+    int rc = pc__machine_checkpoint(r, op, pc_storage_wal_checksum(r->storage));
+    r->nospace_checkpoint = rc == PC_ENOSPC;
+    if (rc == PC_OK) r->checkpoint_op = op;
+    PC_ASSERT(r->checkpoint_op <= op);
+    return rc;
 }
 
 static int replica_init(replica_t *r, const pc_replica_options_t *options) {

@@ -101,6 +101,7 @@ typedef struct replica {
     uint64_t timestamp_last; /* cluster time of the last prepare */
     uint64_t checkpoint_retry_ns; /* after a failed checkpoint, not before this */
     uint64_t applied_op;          /* last op applied to the state machine */
+    uint64_t checkpoint_op;       /* the newest durable checkpoint's op */
     pc_u128 applied_checksum;     /* its header checksum (replicated units) */
     /* Scratch, sized at init. */
     pc_create_result_t *results;
@@ -115,7 +116,6 @@ typedef struct replica {
     char addresses[PC_VSR_REPLICAS][64];
     peer_t peers[PC_VSR_REPLICAS];
     inflight_t inflight[REPLICA_INFLIGHT_MAX];
-    uint64_t checkpoint_op;
     uint64_t tick_next_ns;
     uint32_t logged_view, logged_status; /* last view/status put in the log */
     /* State sync: serving a peer that fell behind, and being served. */
@@ -147,7 +147,11 @@ typedef struct replica {
      * that could not be created waits in persist_pending. While any of them
      * waits, the replica refuses client writes with PC_ENOSPC. */
     bool nospace_apply, nospace_checkpoint, nospace_persist;
+    /* A single replica: its last WAL append failed for space (its failed
+     * checkpoint sets nospace_checkpoint as a unit's does). */
+    bool nospace_wal;
     uint64_t nospace_refused; /* client requests refused since the disk filled */
+    uint64_t nospace_refused_total; /* and since start (replica_status) */
     bool nospace_silent;      /* a full primary, silent to its peers (unit.c) */
     uint64_t space_retry_ns;  /* deferred commits: next reserve attempt */
     pc_vsr_commit_out_t *deferred;
@@ -162,6 +166,21 @@ typedef struct replica {
     do {                                                                               \
         if (!(r)->options->quiet) pc_log("replica", "info", __VA_ARGS__);              \
     } while (0)
+
+/* Whether a write this replica needs failed for space and has not gone
+ * through since (a unit's: it still waits; a single replica's WAL append:
+ * its requests were refused, and the next append tells). */
+static inline bool pc__replica_disk_full(const replica_t *r) {
+    return r->nospace_apply || r->nospace_checkpoint || r->nospace_persist || r->nospace_wal;
+}
+
+/* Counts client requests refused with PC_ENOSPC: in this episode (the log
+ * line when space returns) and since start (replica_status). */
+static inline void pc__replica_nospace_refused(replica_t *r, uint64_t count) {
+    r->nospace_refused += count;
+    r->nospace_refused_total += count;
+    PC_ASSERT(r->nospace_refused <= r->nospace_refused_total);
+}
 
 /* replica.c */
 void pc__replica_send_reply(replica_t *r, conn_t *c, const pc_header_t *req, int status,
@@ -205,5 +224,7 @@ int pc__unit_request_gate(replica_t *r, uint64_t *hint);
 void pc__unit_turn(replica_t *r);
 /* Milliseconds until the unit needs the loop again (next tick). */
 int pc__unit_timeout_ms(const replica_t *r);
+/* replica_status: fills the VSR part (view, state, primary, op, commit_max). */
+void pc__unit_status(replica_t *r, pc_replica_status_t *out);
 
 #endif /* PC_REPLICA_INT_H */

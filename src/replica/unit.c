@@ -566,7 +566,8 @@ static void apply_commit(replica_t *r, const pc_vsr_commit_out_t *c) {
 #define CHECKPOINT_RETRY_NS 1000000000ull   /* a checkpoint writes the whole state */
 
 static bool disk_full(const replica_t *r) {
-    return r->nospace_apply || r->nospace_checkpoint || r->nospace_persist;
+    PC_ASSERT(!r->nospace_wal); /* a single replica's: a unit has no WAL */
+    return pc__replica_disk_full(r);
 }
 
 static void nospace_enter(replica_t *r, bool *flag, const char *what, uint64_t op) {
@@ -809,10 +810,32 @@ int pc__unit_request_gate(replica_t *r, uint64_t *hint) {
     if (!pc_vsr_caught_up(&info)) return PC_ENOTREADY;
     /* The same for commits waiting for disk space, which only space ends. */
     if (r->deferred_count > 0) {
-        r->nospace_refused++;
+        pc__replica_nospace_refused(r, 1);
         return PC_ENOSPC;
     }
     return PC_OK;
+}
+
+PC_STATIC_ASSERT((int)PC_REPLICA_STATE_normal == (int)PC_VSR_NORMAL &&
+                     (int)PC_REPLICA_STATE_view_change == (int)PC_VSR_VIEW_CHANGE &&
+                     (int)PC_REPLICA_STATE_recovering == (int)PC_VSR_RECOVERING,
+                 "replica_status reports VSR's status as it is");
+
+/* A primary counts as one only while it serves: leading a normal view and
+ * not stepped aside for a full disk (then it is silent to its peers, who
+ * elect another, and /metrics must not show two primaries that serve). */
+void pc__unit_status(replica_t *r, pc_replica_status_t *out) {
+    PC_ASSERT(r->vsr != NULL);
+    pc_vsr_info_t info;
+    pc_vsr_info(r->vsr, &info);
+    out->view = info.view;
+    out->state = info.status;
+    out->primary = info.primary && info.status == PC_VSR_NORMAL && !r->nospace_silent;
+    out->op = info.op;
+    /* commit_op is what the state machine applied: behind VSR's commit_min
+     * while commits wait for disk space. */
+    out->commit_max = PC_MAX(info.commit_max, r->applied_op);
+    PC_ASSERT(out->commit_op == r->applied_op && out->commit_op <= out->commit_max);
 }
 
 static inflight_t *inflight_free(replica_t *r) {
@@ -843,7 +866,7 @@ static void submit_prepare(replica_t *r) {
         goto reset;
     }
     if (r->prepare_count > 0 && disk_full(r)) {
-        r->nospace_refused += r->prepare_count;
+        pc__replica_nospace_refused(r, r->prepare_count);
         pc__replica_fail_prepared(r, r->prepare_body, r->prepared, r->prepare_count, PC_ENOSPC,
                                   0);
         goto reset;

@@ -163,6 +163,26 @@ static void hostile(pc_client_t *good) {
     close(fd);
     checks += 6;
 
+    /* replica_status: a single replica answers it too, outside any session;
+     * one with a body or a session is malformed, and the connection stays. */
+    fd = raw_connect();
+    memset(&h, 0, sizeof h);
+    h.client = 78;
+    h.command = PC_COMMAND_request;
+    h.operation = PC_OP_replica_status;
+    pc_header_seal(&h, NULL, 0);
+    raw_send_all(fd, &h, sizeof h);
+    uint32_t size = 0;
+    pc_header_t reply = read_reply(fd, &size);
+    if (reply.status != PC_OK || size != sizeof(pc_replica_status_t))
+        fail("replica_status: expected one status record");
+    request(&h, PC_OP_replica_status, 16, buf); /* a session and a body */
+    raw_send_all(fd, &h, sizeof h);
+    raw_send_all(fd, buf, 16);
+    if (reply_status(fd) != PC_EPROTO) fail("replica_status with a body: expected PC_EPROTO");
+    close(fd);
+    checks += 2;
+
     /* A client that pipelines big reads and never reads a reply: the server
      * stops parsing its requests (backpressure), never queues unboundedly,
      * and everybody else is still served. */

@@ -3,7 +3,8 @@
 # the binary protocol (the CLI) and HTTP; balances; the audit across units;
 # chains that would span units refused; buckets moved online; a second
 # gateway with a stale table corrected by wrong_unit without applying
-# anything twice; bad HTTP input answered 4xx and changing nothing.
+# anything twice; bad HTTP input answered 4xx and changing nothing; every
+# replica shown up in /metrics by the gateway's prober, and a killed one down.
 source "$(dirname "$0")/lib.sh"
 PORT=$(free_port)
 D=$TMP/cluster
@@ -160,4 +161,23 @@ step "final audit"
 sleep 1
 expect_exit 0 "$PAYCELL" audit balances --gzone "$PAYCELL_GZONE"
 expect_in "$OUT" "balanced"
+
+step "the gateway's prober: every replica up in /metrics, a killed one down within seconds"
+up() { # UNIT REPLICA: its paycell_replica_up in the gateway's /metrics
+    curl -s "$H/metrics" |
+        awk -v m="paycell_replica_up{unit=\"$1\",replica=\"$2\"}" '$1 == m {print $2}'
+}
+wait_up() { # UNIT REPLICA VALUE: until /metrics says so (5 s at most: a probe a second)
+    for _ in $(seq 50); do [ "$(up "$1" "$2")" = "$3" ] && return 0; sleep 0.1; done
+    fail "paycell_replica_up of replica $2 of unit $1 never became $3 (it is '$(up "$1" "$2")')"
+}
+for u in 0 1; do for r in 0 1 2; do wait_up $u $r 1; done; done
+primaries=$(curl -s "$H/metrics" | grep -c '^paycell_replica_primary{unit="1",replica="[0-2]"} 1$')
+[ "$primaries" = 1 ] || fail "unit 1 shows $primaries primaries in /metrics"
+pid=$(awk '$2 == "unit1-r2" {print $1}' "$D/pids")
+[ -n "$pid" ] || fail "no unit1-r2 in $D/pids"
+kill -9 "$pid"
+wait_up 1 2 0
+wait_up 1 1 1
+expect_in "$(cat "$D/logs/gateway.log")" "replica 2 of unit 1"
 echo "cells: ok"

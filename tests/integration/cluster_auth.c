@@ -15,13 +15,16 @@
  *       (join), start_view_change and do_view_change for view VIEW + 5 (each
  *       behind a hello, and alone), a prepare of a create_accounts for
  *       account 999 (behind a hello), a register followed by a
- *       create_transfers of transfer 777, and a create_accounts alone.
+ *       create_transfers of transfer 777, a create_accounts alone, and a
+ *       replica_status.
  *       Each connection must be closed by the replica without one byte of
  *       answer. Prints "peer_attempts=N client_attempts=M" (per replica).
  *   cluster_auth control ADDRS KEYFILE
- *       the same hello and a read, MACed with the right key: the hello
- *       link stays open and the read is answered, so the frames the attack
- *       sends are well formed and only the key tells them apart.
+ *       the same hello, a read and a replica_status, MACed with the right
+ *       key: the hello link stays open, the read is answered, and every
+ *       replica (backups too) answers replica_status with its own index, so
+ *       the frames the attack sends are well formed and only the key tells
+ *       them apart.
  */
 #include <poll.h>
 #include <stdio.h>
@@ -183,11 +186,15 @@ static void attack(const char *address, int replica, uint32_t view, int *peer, i
             "register + create_transfers");
     attempt(address, request_frame(0, PC_OP_create_accounts, 1, 1, &account, sizeof account),
             "create_accounts");
-    *client += 2;
+    /* (e) replica_status, which every replica answers in any state, but
+     * only to a member: it tells the view, the primary and the disk. */
+    attempt(address, request_frame(0, PC_OP_replica_status, 0, 0, NULL, 0), "replica_status");
+    *client += 3;
 }
 
-/* Reads one reply within 3 s; the reply must carry a valid MAC when keyed. */
-static bool reply_read(int fd, pc_header_t *out) {
+/* Reads one reply within 3 s; the reply must carry a valid MAC when keyed.
+ * body (may be NULL) receives up to body_cap bytes of its body. */
+static bool reply_read_body(int fd, pc_header_t *out, void *body_out, uint32_t body_cap) {
     pc_reader_t reader;
     if (pc_reader_init(&reader) != PC_OK) die("reader");
     bool got = false;
@@ -199,11 +206,16 @@ static bool reply_read(int fd, pc_header_t *out) {
         if (pc_reader_next(&reader, &h, &body) == 1) {
             if (key && pc_header_mac_verify(h, body, key) != PC_OK) die("a reply without a MAC");
             *out = *h;
+            if (body_out) memcpy(body_out, body, PC_MIN(h->size - PC_HEADER_SIZE, body_cap));
             got = true;
         }
     }
     pc_reader_deinit(&reader);
     return got;
+}
+
+static bool reply_read(int fd, pc_header_t *out) {
+    return reply_read_body(fd, out, NULL, 0);
 }
 
 /* A read every replica answers at once: the primary serves it, a backup
@@ -238,8 +250,21 @@ static int control(char **addresses, int n) {
         pc_header_t reply;
         if (!ask(addresses[i], &reply)) die("a read with the right key was not answered");
         if (reply.status != PC_OK && reply.status != PC_ENOT_PRIMARY) die("the read failed");
+        /* replica_status: answered by backups too (no redirect), MACed. */
+        pc_replica_status_t status;
+        fd = dial(addresses[i]);
+        raw_send_all(fd, frame_buf, request_frame(0, PC_OP_replica_status, 0, 0, NULL, 0));
+        if (!reply_read_body(fd, &reply, &status, sizeof status))
+            die("a keyed replica_status was not answered");
+        close(fd);
+        if (reply.status != PC_OK || reply.size != PC_HEADER_SIZE + sizeof status)
+            die("replica_status failed");
+        if (status.replica != i || status.replica_count != n ||
+            status.state != PC_REPLICA_STATE_normal || status.disk_full != 0)
+            die("replica_status names another replica or state");
     }
-    printf("control: %d replicas took a keyed hello and answered a keyed read\n", n);
+    printf("control: %d replicas took a keyed hello and answered a keyed read and "
+           "replica_status\n", n);
     return 0;
 }
 

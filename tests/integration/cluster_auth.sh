@@ -3,7 +3,8 @@
 # replicas, every member holding DIR/cluster.key), a process with the right
 # addresses but no cluster key, and then one with a wrong key, tries to join
 # the unit, to get a vote for a higher view, to make a replica apply a
-# prepare, and to send client requests (build/itests/cluster_auth). Every
+# prepare, and to send client requests, replica_status among them
+# (build/itests/cluster_auth). Every
 # attempt is refused unread, the view and the state do not change, the
 # cluster serves keyed clients throughout, and each replica's log counts the
 # attempts by kind. A control run with the right key shows the same frames
@@ -41,13 +42,13 @@ echo "    $VIEW_LINE"
 
 step "without the key: join, votes, a prepare, client requests — each refused unread"
 OUT=$(PAYCELL_CLUSTER_KEY= "$DRIVER" attack "$U" "$VIEW" none 2>&1) || fail "no key: $OUT"
-expect_in "$OUT" "peer_attempts=5 client_attempts=2"
+expect_in "$OUT" "peer_attempts=5 client_attempts=3"
 
 step "with a wrong key: the same, refused the same way"
 expect_exit 0 "$PAYCELL" keys cluster-init "$TMP/wrong.key"
 expect_exit 1 "$PAYCELL" keys cluster-init "$TMP/wrong.key" # never replaced
 OUT=$("$DRIVER" attack "$U" "$VIEW" "$TMP/wrong.key" 2>&1) || fail "wrong key: $OUT"
-expect_in "$OUT" "peer_attempts=5 client_attempts=2"
+expect_in "$OUT" "peer_attempts=5 client_attempts=3"
 
 step "nothing changed: the view, balances, no account 999, no transfer 777; keyed clients served"
 AFTER_VIEW=$("$DRIVER" view "$U") || fail "view after: $AFTER_VIEW"
@@ -59,11 +60,11 @@ expect_exit 0 "$PAYCELL" transfer --addresses "$PAYCELL_GATEWAY" --id 101 --debi
     --amount 1 --ledger 1 --code 1
 expect_exit 0 "$PAYCELL" route show --gzone "$PAYCELL_GZONE"
 
-step "every attempt counted, by kind, in each replica's log (2 x 5 peer frames, 2 x 2 requests)"
+step "every attempt counted, by kind, in each replica's log (2 x 5 peer frames, 2 x 3 requests)"
 sleep 1.2 # the count is logged at most once a second; the last line has it all
 for r in 0 1 2; do
     line=$(grep "refused without a valid cluster-key MAC" "$D/logs/unit0-r$r.log" | tail -1)
-    expect_in "$line" "peer_frames=10 client_requests=4"
+    expect_in "$line" "peer_frames=10 client_requests=6"
     expect_in "$line" "latest from 127.0.0.1:"
 done
 # Nothing else was refused: the GZone and the gateway's sessions are keyed.
@@ -74,7 +75,7 @@ step "the CLI with a wrong key gets nothing (its replies fail to arrive: refused
 expect_exit 2 env PAYCELL_CLUSTER_KEY="$TMP/wrong.key" "$PAYCELL" lookup account 1 --addresses "$U"
 sleep 1.2
 line=$(grep -h "refused without a valid cluster-key MAC" "$D"/logs/unit0-r*.log | tail -1)
-case "$line" in *"client_requests=4 "*) fail "the CLI's refused requests were not counted: $line" ;; esac
+case "$line" in *"client_requests=6 "*) fail "the CLI's refused requests were not counted: $line" ;; esac
 
 step "control: the same frames with the right key are taken (hello kept, read answered)"
 expect_exit 0 "$DRIVER" control "$U" "$PAYCELL_CLUSTER_KEY"

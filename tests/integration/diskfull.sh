@@ -6,6 +6,10 @@
 # PC_ENOSPC answers it gave first are counted in the gateway's
 # paycell_gateway_unit_nospace_total, retried ones too); a full backup
 # leaves the unit committing with the other two and says so in its log.
+# Every full replica, backup or primary, also shows in the gateway's
+# /metrics as paycell_replica_disk_full 1 (its prober asks each replica
+# once a second) until space returns; a primary that stepped aside says
+# paycell_replica_primary 0 and the one that leads now 1.
 # Needs root (it mounts small tmpfs); exits 77 (skipped) otherwise.
 source "$(dirname "$0")/lib.sh"
 [ "$(id -u)" -eq 0 ] || { echo "skipped: needs root to mount a small filesystem"; exit 77; }
@@ -75,6 +79,16 @@ nospace() { # the gateway's PC_ENOSPC answers from unit 0
     curl -s "http://$PAYCELL_HTTP/metrics" |
         awk '/^paycell_gateway_unit_nospace_total\{unit="0"\}/ {print $2}'
 }
+replica_metric() { # NAME REPLICA: the gateway's paycell_replica_NAME of unit 0's replica
+    curl -s "http://$PAYCELL_HTTP/metrics" |
+        awk -v m="paycell_replica_$1{unit=\"0\",replica=\"$2\"}" '$1 == m {print $2}'
+}
+wait_metric() { # NAME REPLICA VALUE: until the gateway's /metrics says so (10 s at most)
+    local i
+    for i in $(seq 100); do [ "$(replica_metric "$1" "$2")" = "$3" ] && return 0; sleep 0.1; done
+    fail "paycell_replica_$1 of replica $2 never became $3 (it is" \
+        "'$(replica_metric "$1" "$2")'; log: $(tail -3 "$D/logs/unit0-r$2.log"))"
+}
 xfer() { # ID: the transfer through the gateway; prints the CLI's output
     "$PAYCELL" transfer --addresses "$G" --id "$1" --debit 1 --credit 2 --amount 1 --ledger 1 \
         --code 1 2>&1
@@ -101,13 +115,22 @@ expect_in "$(xfer 100)" "created"
 [ "$(nospace)" = 0 ] || fail "nospace metric before any fill: '$(nospace)'"
 P=$(primary)
 [ "$P" = 0 ] || fail "replica 0 should lead view 0 of a fresh unit, not '$P'"
+# Every replica answers the gateway's prober (replica 1's store could not
+# grow for the first transfer already: its turn comes below).
+for r in 0 1 2; do wait_metric up $r 1; done
+wait_metric disk_full 0 0
+wait_metric disk_full 2 0
+wait_metric primary 0 1
 
 step "a backup whose transfer store cannot grow: its commits wait, the unit goes on"
 for id in $(seq 50 69); do expect_in "$(xfer "$id")" "created"; done
 wait_count 1 "disk full: reserving transfer slots" 0
+wait_metric disk_full 1 1
+wait_metric up 1 1
 alive
 mount -o remount,size=128m "$D/unit0-r1" || fail "remount"
 wait_count 1 "disk space returned" 0
+wait_metric disk_full 1 0
 for id in $(seq 70 79); do expect_in "$(xfer "$id")" "created"; done
 [ "$(nospace)" = 0 ] || fail "a backup's full disk showed in the gateway's nospace count"
 
@@ -130,6 +153,9 @@ for id in $(seq 101 299); do
 done
 [ -n "$moved" ] || fail "the full primary $P still leads after 199 transfers (log: $(tail -3 "$D/logs/unit0-r$P.log"))"
 wait_count "$P" "disk full:" 0
+wait_metric disk_full "$P" 1
+wait_metric primary "$P" 0
+wait_metric primary "$moved" 1
 echo "replica $moved leads; $refused transfers answered PC_ENOSPC on the way; nospace counter $(nospace)"
 # The full primary answered the gateway's sessions PC_ENOSPC before it
 # stepped aside; the sessions retried (so clients may see none), but the
@@ -142,6 +168,7 @@ alive
 step "space returns: the old primary catches up, nothing acknowledged was lost"
 rm -f "$D/unit0-r$P/filler"
 wait_count "$P" "disk space returned" 0
+wait_metric disk_full "$P" 0
 expect_in "$(xfer 200)" "created"
 for id in $acked 200; do
     expect_exit 0 "$PAYCELL" lookup transfer "$id" --addresses "$G"
@@ -156,9 +183,12 @@ dd if=/dev/zero of="$D/unit0-r$B/filler" bs=1M status=none 2>/dev/null
 for id in $(seq 300 315); do expect_in "$(xfer "$id")" "created"; done
 [ "$(nospace)" = "$before" ] || fail "a full backup changed the gateway's nospace count"
 wait_count "$B" "disk full:" "$full"
+wait_metric disk_full "$B" 1
+wait_metric primary "$P" 1
 rm -f "$D/unit0-r$B/filler"
 for id in $(seq 316 331); do expect_in "$(xfer "$id")" "created"; done
 wait_count "$B" "disk space returned" "$back"
+wait_metric disk_full "$B" 0
 alive
 expect_exit 0 "$PAYCELL" audit balances --gzone "$PAYCELL_GZONE"
 expect_in "$OUT" "balanced"

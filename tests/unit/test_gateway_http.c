@@ -1,11 +1,12 @@
 /* Unit tests of src/gateway/http_api.c through real loopback sockets, with a
  * FAKE gateway core defined here (pc_gateway_submit, pc_gateway_cluster,
- * pc_gateway_metrics, pc_gateway_screen), so they do not depend on gateway.c: the fake records
- * each submit, answers canned replies (create results, one stored account
- * and transfer, a list for get_account_transfers, an error status, PC_EBUSY
- * on demand) and completes requests later, from the test's loop, never from
- * inside submit. Client and server run in one thread: every client step
- * pumps the server's poll loop. */
+ * pc_gateway_metrics, pc_gateway_screen, pc_gateway_replicas), so they do
+ * not depend on gateway.c: the fake records each submit, answers canned
+ * replies (create results, one stored account and transfer, a list for
+ * get_account_transfers, an error status, PC_EBUSY on demand) and completes
+ * requests later, from the test's loop, never from inside submit. Client
+ * and server run in one thread: every client step pumps the server's poll
+ * loop. */
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -50,6 +51,7 @@ struct pc_gateway {
     pc_gateway_throttle_t throttle; /* the reply when status is PC_ETHROTTLED */
     uint32_t pending_count;
     pc_gateway_screen_t screen; /* the big screen's sample, set by the tests */
+    pc_gateway_replicas_t replicas; /* the prober's last round, set by the tests */
     uint64_t latencies;         /* pc_gateway_latency_record calls */
     /* pc_gateway_authorize: answers auth_status, records what it was asked. */
     int auth_status;
@@ -93,6 +95,11 @@ void pc_gateway_cluster(const pc_gateway_t *gateway, pc_cluster_t *out) {
 void pc_gateway_metrics(const pc_gateway_t *gateway, pc_gateway_metrics_t *out) {
     ASSERT_TRUE(gateway == &fake);
     *out = gateway->metrics;
+}
+
+void pc_gateway_replicas(const pc_gateway_t *gateway, pc_gateway_replicas_t *out) {
+    ASSERT_TRUE(gateway == &fake);
+    *out = gateway->replicas;
 }
 
 const pc_gateway_screen_t *pc_gateway_screen(const pc_gateway_t *gateway) {
@@ -674,6 +681,16 @@ static void test_http_metrics(void) {
     fake.screen.unit_primary[0] = 2;
     fake.screen.unit_primary[1] = PC_SCREEN_REPLICA_UNKNOWN;
     fake.screen.latency_us[1] = 4500;
+    /* Unit 0: replica 0 the primary, replica 1 a full backup, replica 2
+     * silent in the last round; unit 1 not probed yet. */
+    fake.replicas.units_count = 2;
+    pc_gateway_replica_t *reps = fake.replicas.units[0];
+    reps[0] = (pc_gateway_replica_t){.probed = true, .up = true,
+                                     .status = {.primary = 1, .commit_op = 77}};
+    reps[1] = (pc_gateway_replica_t){.probed = true, .up = true,
+                                     .status = {.disk_full = 1, .commit_op = 70,
+                                                .nospace_refused = 5}};
+    reps[2] = (pc_gateway_replica_t){.probed = true};
     response_t r;
     exchange("GET", "/metrics", NULL, NULL, &r);
     ASSERT_EQ(r.status, 200);
@@ -700,15 +717,59 @@ static void test_http_metrics(void) {
         "paycell_gateway_latency_last_second_seconds{quantile=\"0.99\"} 0.004500\n",
         "paycell_gateway_screen_events_total 0\n",
         "paycell_gateway_stream_connections 0\n",
+        "# TYPE paycell_replica_up gauge\npaycell_replica_up{unit=\"0\",replica=\"0\"} 1\n",
+        "paycell_replica_up{unit=\"0\",replica=\"1\"} 1\n",
+        "paycell_replica_up{unit=\"0\",replica=\"2\"} 0\n",
+        "paycell_replica_primary{unit=\"0\",replica=\"0\"} 1\n",
+        "paycell_replica_primary{unit=\"0\",replica=\"1\"} 0\n",
+        "paycell_replica_disk_full{unit=\"0\",replica=\"0\"} 0\n",
+        "paycell_replica_disk_full{unit=\"0\",replica=\"1\"} 1\n",
+        "paycell_replica_commit_op{unit=\"0\",replica=\"0\"} 77\n",
+        "# TYPE paycell_replica_nospace_refused_total counter\n",
+        "paycell_replica_nospace_refused_total{unit=\"0\",replica=\"1\"} 5\n",
     };
     for (size_t i = 0; i < PC_ARRAY_LEN(want); i++)
         if (strstr(r.body, want[i]) == NULL) PC__TEST_FAIL("metrics lack %s:\n%s", want[i], r.body);
     ASSERT_TRUE(strstr(r.body, "paycell_gateway_unit_primary{unit=\"1\"}") == NULL); /* unknown */
-    /* Every sample line names a metric with the gateway prefix. */
+    /* A replica that did not answer is up 0 and nothing else; one never
+     * probed is not there at all. */
+    ASSERT_TRUE(strstr(r.body, "paycell_replica_disk_full{unit=\"0\",replica=\"2\"}") == NULL);
+    ASSERT_TRUE(strstr(r.body, "paycell_replica_up{unit=\"1\"") == NULL);
+    /* Every sample line names a metric with the gateway's or the replicas'
+     * prefix. */
     for (const char *line = r.body; *line; line = strchr(line, '\n') + 1) {
-        ASSERT_TRUE(line[0] == '#' || strncmp(line, "paycell_gateway_", 16) == 0);
+        ASSERT_TRUE(line[0] == '#' || strncmp(line, "paycell_gateway_", 16) == 0 ||
+                    strncmp(line, "paycell_replica_", 16) == 0);
         ASSERT_TRUE(strchr(line, '\n') != NULL);
     }
+    response_free(&r);
+    server_stop();
+}
+
+/* /metrics at its largest (every unit, every replica up, every number at
+ * its widest) fits the text buffer: a line too many would abort in
+ * text_put, not truncate. */
+static void test_http_metrics_largest(void) {
+    server_start();
+    fake.metrics.units_count = PC_UNITS_MAX;
+    fake.screen.units_count = PC_UNITS_MAX;
+    fake.replicas.units_count = PC_UNITS_MAX;
+    for (uint32_t u = 0; u < PC_UNITS_MAX; u++) {
+        fake.metrics.unit_subrequests[u] = fake.metrics.unit_events[u] = UINT64_MAX;
+        fake.metrics.unit_nospace[u] = UINT64_MAX;
+        fake.metrics.unit_limit[u] = fake.metrics.unit_inflight[u] = UINT32_MAX;
+        fake.screen.unit_primary[u] = PC_REPLICAS_PER_UNIT - 1;
+        for (uint32_t r = 0; r < PC_REPLICAS_PER_UNIT; r++)
+            fake.replicas.units[u][r] = (pc_gateway_replica_t){
+                .probed = true, .up = true,
+                .status = {.commit_op = UINT64_MAX, .nospace_refused = UINT64_MAX}};
+    }
+    response_t r;
+    exchange("GET", "/metrics", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_TRUE(strstr(r.body, "paycell_replica_commit_op{unit=\"63\",replica=\"2\"} "
+                               "18446744073709551615\n") != NULL);
+    ASSERT_TRUE(strstr(r.body, "paycell_gateway_http_connections_refused_total 0\n") != NULL);
     response_free(&r);
     server_stop();
 }
@@ -1538,6 +1599,7 @@ static void test_http_stream_slow_reader(void) {
     X(test_http_account_transfers)                                                   \
     X(test_http_cluster)                                                             \
     X(test_http_metrics)                                                             \
+    X(test_http_metrics_largest)                                                     \
     X(test_http_root)                                                                \
     X(test_http_stream)                                                              \
     X(test_http_stream_limit)                                                        \
