@@ -16,7 +16,7 @@ env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s --no-print-directory build/chaos
     { echo "FAIL: building the chaos binaries"; exit 1; }
 
 echo "--- campaign: every fault kind, the checker must find nothing"
-bash tests/chaos/chaos.sh --seconds "${CHAOS_TEST_SECONDS:-75}" --quiet-seconds 10 \
+bash tests/chaos/chaos.sh --seconds "${CHAOS_TEST_SECONDS:-120}" --quiet-seconds 10 \
     ${CHAOS_SEED:+--seed "$CHAOS_SEED"}
 rc=$?
 [ $rc -eq 77 ] && { echo "skipped: network namespaces unavailable"; exit 77; }
