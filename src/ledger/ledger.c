@@ -96,7 +96,7 @@ static int tables_map(pc_ledger_t *l) {
     if (!(l->loc_status = region_map(l, index_cap * sizeof(uint64_t)))) goto fail;
     if (!(l->pool = region_map(l, c->pending_max * sizeof(pc__pending_t)))) goto fail;
     if (!(l->pool_free = region_map(l, c->pending_max * sizeof(uint32_t)))) goto fail;
-    if (!(l->heap = region_map(l, c->pending_max * sizeof(uint32_t)))) goto fail;
+    if (!(l->heap = region_map(l, c->pending_max * sizeof(pc__heap_entry_t)))) goto fail;
     if (!(l->slots = region_map(l, PC__SLOTS_CAP * sizeof(pc_transfer_slot_t)))) goto fail;
     if (!(l->cache_keys = region_map(l, PC__CACHE_CAP * sizeof(uint64_t)))) goto fail;
     if (!(l->cache_records = region_map(l, PC__CACHE_CAP * sizeof(pc_transfer_t)))) {
@@ -164,6 +164,80 @@ static inline __attribute__((always_inline)) void event_prefetch(const pc_ledger
     __builtin_prefetch(&ledger->loc_status[pos], 1);
     account_prefetch(ledger, t->debit_account_id);
     account_prefetch(ledger, t->credit_account_id);
+}
+
+/* The index entry of an id. */
+static inline __attribute__((always_inline)) void index_prefetch(const pc_ledger_t *ledger,
+                                                                 pc_u128 id) {
+    uint64_t pos = pc__hash_id(id) & ledger->index_mask;
+    __builtin_prefetch(&ledger->ids[pos], 1);
+    __builtin_prefetch(&ledger->loc_status[pos], 1);
+}
+
+/* The pool entry of an undecided leg, once its index entry is in cache. */
+static inline __attribute__((always_inline)) const pc__pending_t *
+pending_of(const pc_ledger_t *ledger, pc_u128 id) {
+    uint64_t pos = pc__index_find(ledger, id);
+    if (!pc__index_has(ledger, pos, id)) return NULL;
+    uint64_t ls = ledger->loc_status[pos];
+    if (pc__ls_status(ls) != PC__ST_PENDING) return NULL;
+    return &ledger->pool[pc__ls_pool(ls)];
+}
+
+/* Apply's look-ahead for the xts steps, in stages: an event far ahead has
+ * its index entry fetched, a nearer one its leg's pool entry (a resolve
+ * names only the gtid), the next ones the leg's accounts or the outbox
+ * entry a finish removes. Each stage finds in cache what the one before
+ * fetched, so the event itself finds everything there. */
+#define XTS_PREFETCH_FAR 16u
+#define XTS_PREFETCH_NEAR 4u
+static inline __attribute__((always_inline)) void xts_apply_prefetch(const pc_ledger_t *ledger,
+                                                                     pc_operation_t operation,
+                                                                     const void *events,
+                                                                     uint32_t count, uint32_t i) {
+    const pc_transfer_t *transfers = events;
+    if (operation == PC_OP_xts_try) {
+        if (i + INDEX_PREFETCH_DISTANCE < count) {
+            event_prefetch(ledger, &transfers[i + INDEX_PREFETCH_DISTANCE]);
+        }
+        return;
+    }
+    if (operation == PC_OP_xts_resolve) {
+        if (i + XTS_PREFETCH_FAR < count) index_prefetch(ledger, transfers[i + XTS_PREFETCH_FAR].id);
+        if (i + INDEX_PREFETCH_DISTANCE < count) {
+            const pc__pending_t *p = pending_of(ledger, transfers[i + INDEX_PREFETCH_DISTANCE].id);
+            if (p != NULL) {
+                __builtin_prefetch(p, 1);
+                __builtin_prefetch((const char *)p + 128, 1);
+            }
+        }
+        if (i + XTS_PREFETCH_NEAR < count) {
+            const pc__pending_t *p = pending_of(ledger, transfers[i + XTS_PREFETCH_NEAR].id);
+            if (p != NULL) {
+                pc_u128 dr, cr;
+                pc__slot_accounts(&p->transfer, &dr, &cr);
+                account_prefetch(ledger, dr);
+                account_prefetch(ledger, cr);
+            }
+        }
+        return;
+    }
+    PC_ASSERT(operation == PC_OP_xts_finish);
+    pc_u128 gtid;
+    if (i + INDEX_PREFETCH_DISTANCE < count) {
+        memcpy(&gtid, (const uint8_t *)events + (size_t)(i + INDEX_PREFETCH_DISTANCE) * sizeof gtid,
+               sizeof gtid);
+        index_prefetch(ledger, gtid);
+    }
+    if (i + XTS_PREFETCH_NEAR < count) {
+        memcpy(&gtid, (const uint8_t *)events + (size_t)(i + XTS_PREFETCH_NEAR) * sizeof gtid,
+               sizeof gtid);
+        uint64_t pos = pc__index_find(ledger, gtid);
+        if (pc__index_has(ledger, pos, gtid) && pc__ls_pool(ledger->loc_status[pos]) != 0 &&
+            pc__ls_status(ledger->loc_status[pos]) != PC__ST_PENDING) {
+            __builtin_prefetch(&ledger->outbox[pc__ls_pool(ledger->loc_status[pos]) - 1], 1);
+        }
+    }
 }
 
 /* ---- prefetch ---- */
@@ -317,6 +391,9 @@ static uint32_t batch_run(pc_ledger_t *ledger, pc_operation_t operation, const v
     for (uint32_t i = 0; i < count; i++) {
         if (operation == PC_OP_create_transfers && i + INDEX_PREFETCH_DISTANCE < count) {
             event_prefetch(ledger, &((const pc_transfer_t *)events)[i + INDEX_PREFETCH_DISTANCE]);
+        } else if (operation == PC_OP_xts_try || operation == PC_OP_xts_resolve ||
+                   operation == PC_OP_xts_finish) {
+            xts_apply_prefetch(ledger, operation, events, count, i);
         }
         bool linked = event_flags(operation, events, i) & PC_TRANSFER_linked;
         if (linked && chain == PC__NONE) {
@@ -404,9 +481,9 @@ uint32_t pc_ledger_expire(pc_ledger_t *ledger, uint64_t timestamp) {
 uint64_t pc_ledger_next_expiry(const pc_ledger_t *ledger) {
     PC_ASSERT(ledger->heap_count <= ledger->pending_count);
     if (ledger->heap_count == 0) return UINT64_MAX;
-    const pc__pending_t *first = &ledger->pool[ledger->heap[0]];
-    PC_ASSERT(first->transfer.timeout != 0);
-    return first->expires_at;
+    const pc__pending_t *first = &ledger->pool[ledger->heap[0].pool_index];
+    PC_ASSERT(first->transfer.timeout != 0 && first->expires_at == ledger->heap[0].expires_at);
+    return ledger->heap[0].expires_at;
 }
 
 /* ---- slots ---- */

@@ -75,6 +75,15 @@ typedef struct pc__pending {
     uint32_t wanted_epoch;  /* == ledger epoch: copy the record out when resolved */
 } pc__pending_t;
 
+/* An expiry heap entry carries its keys, so that sifting compares within the
+ * heap array instead of reading a pool entry per comparison. */
+typedef struct pc__heap_entry {
+    uint64_t expires_at;
+    uint64_t timestamp; /* the pending's: unique in a ledger, breaks ties */
+    uint32_t pool_index;
+    uint32_t reserved;
+} pc__heap_entry_t;
+
 enum pc__undo_kind {
     PC__UNDO_ACCOUNT_INSERT = 1, /* pos: account index position */
     PC__UNDO_ACCOUNT_BALANCE,    /* index: account slot, value: old head, u.balances */
@@ -128,7 +137,7 @@ struct pc_ledger {
     uint32_t *pool_free; /* stack of free pool indices below pool_used */
     uint32_t pool_free_count;
     uint32_t pool_used; /* high-water mark: indices >= pool_used were never used */
-    uint32_t *heap;     /* pool indices, min-heap by expires_at */
+    pc__heap_entry_t *heap; /* min-heap by (expires_at, timestamp) */
     uint32_t heap_count;
     uint32_t pending_count;
 

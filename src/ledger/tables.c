@@ -74,18 +74,18 @@ void pc__account_save(pc_ledger_t *ledger, uint32_t slot) {
  * snapshot has another), because an xts payer leg's expiry enters the
  * outbox, whose order is state. Found by `paycell sim --xts --seed 2981`. */
 static bool heap_less(const pc_ledger_t *ledger, uint32_t a, uint32_t b) {
-    const pc__pending_t *x = &ledger->pool[ledger->heap[a]], *y = &ledger->pool[ledger->heap[b]];
+    const pc__heap_entry_t *x = &ledger->heap[a], *y = &ledger->heap[b];
     if (x->expires_at != y->expires_at) return x->expires_at < y->expires_at;
-    return x->transfer.timestamp < y->transfer.timestamp;
+    return x->timestamp < y->timestamp;
 }
 
 static void heap_swap(pc_ledger_t *ledger, uint32_t a, uint32_t b) {
     PC_ASSERT(a < ledger->heap_count && b < ledger->heap_count);
-    uint32_t tmp = ledger->heap[a];
+    pc__heap_entry_t tmp = ledger->heap[a];
     ledger->heap[a] = ledger->heap[b];
     ledger->heap[b] = tmp;
-    ledger->pool[ledger->heap[a]].heap_pos = a;
-    ledger->pool[ledger->heap[b]].heap_pos = b;
+    ledger->pool[ledger->heap[a].pool_index].heap_pos = a;
+    ledger->pool[ledger->heap[b].pool_index].heap_pos = b;
 }
 
 static void heap_sift_up(pc_ledger_t *ledger, uint32_t pos) {
@@ -113,15 +113,17 @@ static void heap_sift_down(pc_ledger_t *ledger, uint32_t pos) {
 static void heap_insert(pc_ledger_t *ledger, uint32_t pool_index) {
     PC_ASSERT(ledger->heap_count < ledger->config.pending_max);
     PC_ASSERT(ledger->pool[pool_index].heap_pos == PC__NONE);
+    const pc__pending_t *pending = &ledger->pool[pool_index];
     uint32_t pos = ledger->heap_count++;
-    ledger->heap[pos] = pool_index;
+    ledger->heap[pos] = (pc__heap_entry_t){pending->expires_at, pending->transfer.timestamp,
+                                           pool_index, 0};
     ledger->pool[pool_index].heap_pos = pos;
     heap_sift_up(ledger, pos);
 }
 
 static void heap_remove(pc_ledger_t *ledger, uint32_t pool_index) {
     uint32_t pos = ledger->pool[pool_index].heap_pos;
-    PC_ASSERT(pos < ledger->heap_count && ledger->heap[pos] == pool_index);
+    PC_ASSERT(pos < ledger->heap_count && ledger->heap[pos].pool_index == pool_index);
     uint32_t last = ledger->heap_count - 1;
     if (pos != last) heap_swap(ledger, pos, last);
     ledger->heap_count--;
@@ -219,9 +221,9 @@ uint32_t pc__expire_until(pc_ledger_t *ledger, uint64_t timestamp) {
     PC_ASSERT(!ledger->undo_on);
     uint32_t expired = 0;
     while (ledger->heap_count > 0) {
-        uint32_t index = ledger->heap[0];
+        if (ledger->heap[0].expires_at > timestamp) break;
+        uint32_t index = ledger->heap[0].pool_index;
         const pc_transfer_t *t = &ledger->pool[index].transfer;
-        if (ledger->pool[index].expires_at > timestamp) break;
         pc_u128 dr_id, cr_id;
         pc__slot_accounts(t, &dr_id, &cr_id);
         uint32_t dr = pc__account_find(ledger, dr_id, NULL);
