@@ -81,10 +81,6 @@ int pc_keys_revoke(pc_keys_t *keys, const char *name);
 int pc_keys_check(const pc_keys_t *keys, const char *key, size_t len,
                   const pc_key_entry_t **entry);
 
-/* Whether a secrets file (keys, private keys) is private to its owner:
- * PC_OK, PC_ENOTFOUND, or PC_EINVAL with the reason in err. */
-int pc_secret_file_check(const char *path, char *err, size_t err_cap);
-
 /* ---- failed authentications, per source (failures.c) ----
  *
  * A key is 256 random bits, so guessing one is hopeless; what a flood of

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define KEY_PREFIX "pck_"
@@ -78,38 +77,6 @@ static void hex_encode(const uint8_t *in, size_t n, char *out) {
     out[2 * n] = '\0';
 }
 
-static int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
-
-static bool hex_decode(const char *text, size_t len, uint8_t *out, size_t n) {
-    if (len != 2 * n) return false;
-    for (size_t i = 0; i < n; i++) {
-        int hi = hex_value(text[2 * i]), lo = hex_value(text[2 * i + 1]);
-        if (hi < 0 || lo < 0) return false;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return true;
-}
-
-int pc_secret_file_check(const char *path, char *err, size_t err_cap) {
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        if (errno == ENOENT) return err_set(err, err_cap, "%s: no such file", path), PC_ENOTFOUND;
-        return err_set(err, err_cap, "%s: %s", path, strerror(errno)), PC_EIO;
-    }
-    if ((st.st_mode & 077) != 0) {
-        err_set(err, err_cap,
-                "%s holds secrets but its group or others may access it (mode %03o); "
-                "run: chmod 600 %s",
-                path, (unsigned)(st.st_mode & 0777), path);
-        return PC_EINVAL;
-    }
-    return PC_OK;
-}
-
 static int line_parse(const char *line, pc_key_entry_t *e) {
     char name[PC_KEY_NAME_MAX + 2], role[16], hash[80], state[16];
     unsigned long long created = 0;
@@ -119,7 +86,7 @@ static int line_parse(const char *line, pc_key_entry_t *e) {
     if (n != 5 || !name_valid(name)) return PC_EPROTO;
     e->role = pc_role_parse(role);
     if (e->role == PC_ROLE_none) return PC_EPROTO;
-    if (!hex_decode(hash, strlen(hash), e->hash, sizeof e->hash)) return PC_EPROTO;
+    if (!pc_hex_decode(hash, strlen(hash), e->hash, sizeof e->hash, false)) return PC_EPROTO;
     if (strcmp(state, "active") != 0 && strcmp(state, "revoked") != 0) return PC_EPROTO;
     e->revoked = strcmp(state, "revoked") == 0;
     e->created = created;
@@ -135,7 +102,7 @@ static const pc_key_entry_t *find_name(const pc_keys_t *keys, const char *name) 
 
 int pc_keys_load(const char *path, pc_keys_t *keys, char *err, size_t err_cap) {
     memset(keys, 0, sizeof *keys);
-    int rc = pc_secret_file_check(path, err, err_cap);
+    int rc = pc_secret_file_check(path, NULL, err, err_cap);
     if (rc != PC_OK) return rc;
     FILE *f = fopen(path, "r");
     if (f == NULL) return err_set(err, err_cap, "%s: %s", path, strerror(errno)), PC_EIO;

@@ -5,11 +5,13 @@
  */
 #include "base.h"
 
+#include <errno.h>
 #include <execinfo.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -247,5 +249,46 @@ int pc_address_parse(const char *text, char *host, size_t host_size, uint16_t *p
     memcpy(host, text, host_len);
     host[host_len] = '\0';
     *port = (uint16_t)value;
+    return PC_OK;
+}
+
+/* ---- hex and secret files ---- */
+
+static int hex_value(char c, bool upper_ok) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (upper_ok && c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+bool pc_hex_decode(const char *text, size_t len, uint8_t *out, size_t n, bool upper_ok) {
+    PC_ASSERT(text != NULL && out != NULL);
+    if (len != 2 * n) return false;
+    for (size_t i = 0; i < n; i++) {
+        int hi = hex_value(text[2 * i], upper_ok), lo = hex_value(text[2 * i + 1], upper_ok);
+        if (hi < 0 || lo < 0) return false;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return true;
+}
+
+int pc_secret_file_check(const char *path, const char *what, char *err, size_t err_cap) {
+    PC_ASSERT(path != NULL && (err != NULL || err_cap == 0)); /* no err: no reason wanted */
+    const char *sep = what != NULL ? " " : "";
+    if (what == NULL) what = "";
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        int e = errno;
+        snprintf(err, err_cap, "%s%s%s: %s", what, sep, path,
+                 e == ENOENT ? "no such file" : strerror(e));
+        return e == ENOENT ? PC_ENOTFOUND : PC_EIO;
+    }
+    if ((st.st_mode & 077) != 0) {
+        snprintf(err, err_cap,
+                 "%s%s%s holds secrets but its group or others may access it (mode %03o); "
+                 "run: chmod 600 %s",
+                 what, sep, path, (unsigned)(st.st_mode & 0777), path);
+        return PC_EINVAL;
+    }
     return PC_OK;
 }

@@ -89,4 +89,15 @@ uint64_t pc_prng_below(pc_prng_t *prng, uint64_t bound);
  * Errors: PC_EADDRESS. */
 int pc_address_parse(const char *text, char *host, size_t host_size, uint16_t *port);
 
+/* Decodes exactly 2 * n hex digits of text (len bytes) into out: lowercase
+ * only unless upper_ok (stored hashes are written lowercase; a key file
+ * may have been copied through any tool). */
+bool pc_hex_decode(const char *text, size_t len, uint8_t *out, size_t n, bool upper_ok);
+
+/* Whether a file holding secrets (API keys, the cluster key, TLS private
+ * keys) is private to its owner: PC_OK, PC_ENOTFOUND, PC_EIO, or PC_EINVAL
+ * with the chmod that fixes it; what names the file in err ("cluster key",
+ * or NULL for the path alone); err may be NULL with err_cap 0. */
+int pc_secret_file_check(const char *path, const char *what, char *err, size_t err_cap);
+
 #endif /* PC_BASE_H */

@@ -219,7 +219,7 @@ void cli_print_result(FILE *out, const char *kind, pc_u128 id, const char *resul
  * whitespace dropped) into key (PC_KEY_TEXT_LEN + 1 bytes). Prints why not. */
 static bool key_file_read(const char *path, char *key) {
     char err[512] = "";
-    if (pc_secret_file_check(path, err, sizeof err) != PC_OK)
+    if (pc_secret_file_check(path, NULL, err, sizeof err) != PC_OK)
         return fprintf(stderr, "paycell: --key-file: %s\n", err), false;
     FILE *f = fopen(path, "r");
     if (f == NULL) return fprintf(stderr, "paycell: --key-file: cannot read %s\n", path), false;

@@ -956,7 +956,7 @@ static int gateway_tls_init(pc_gateway_t *gw) {
         return PC_EINVAL;
     }
     char err[640];
-    int rc = pc_secret_file_check(o->tls_key, err, sizeof err);
+    int rc = pc_secret_file_check(o->tls_key, "TLS private key", err, sizeof err);
     if (rc == PC_OK) rc = pc_tls_server_config(o->tls_cert, o->tls_key, o->tls_client_ca,
                                                &gw->tls, err, sizeof err);
     if (rc == PC_OK && o->tls_client_ca != NULL && o->keys != NULL) {

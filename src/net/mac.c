@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -104,42 +103,18 @@ void pc__cluster_key_mac(pc_cluster_key_t *key, const pc_header_t *header, const
     memcpy(out, digest, PC_HEADER_MAC_SIZE);
 }
 
-static int hex_digit(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /* 64 hex digits, then nothing but an optional line end. */
 static bool key_text_decode(const char *text, size_t len, uint8_t bytes[PC_CLUSTER_KEY_SIZE]) {
     while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r')) len--;
-    if (len != 2 * PC_CLUSTER_KEY_SIZE) return false;
-    for (uint32_t i = 0; i < PC_CLUSTER_KEY_SIZE; i++) {
-        int hi = hex_digit(text[2 * i]), lo = hex_digit(text[2 * i + 1]);
-        if (hi < 0 || lo < 0) return false;
-        bytes[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return true;
+    return pc_hex_decode(text, len, bytes, PC_CLUSTER_KEY_SIZE, true);
 }
 
 int pc_cluster_key_load(const char *path, pc_cluster_key_t **out, char *err, size_t err_cap) {
     PC_ASSERT(path != NULL && out != NULL && err != NULL && err_cap > 0);
     *out = NULL;
     err[0] = '\0';
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        int e = errno;
-        snprintf(err, err_cap, "cluster key %s: %s", path, strerror(e));
-        return e == ENOENT ? PC_ENOTFOUND : PC_EIO;
-    }
-    if ((st.st_mode & 077) != 0) {
-        snprintf(err, err_cap,
-                 "cluster key %s holds a secret but its group or others may access it "
-                 "(mode %03o); run: chmod 600 %s",
-                 path, (unsigned)(st.st_mode & 0777), path);
-        return PC_EINVAL;
-    }
+    int rc = pc_secret_file_check(path, "cluster key", err, err_cap);
+    if (rc != PC_OK) return rc;
     char text[KEY_FILE_TEXT_MAX + 1];
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     ssize_t len = fd >= 0 ? read(fd, text, KEY_FILE_TEXT_MAX) : -1;
@@ -156,7 +131,7 @@ int pc_cluster_key_load(const char *path, pc_cluster_key_t **out, char *err, siz
                  path, 2 * PC_CLUSTER_KEY_SIZE);
         return PC_EINVAL;
     }
-    int rc = pc_cluster_key_init(bytes, out);
+    rc = pc_cluster_key_init(bytes, out);
     explicit_bzero(bytes, sizeof bytes);
     if (rc != PC_OK) snprintf(err, err_cap, "cluster key %s: %s", path, pc_strerror(rc));
     return rc;

@@ -110,7 +110,7 @@ static void test_bad_files(void) {
     write_file(path, text, 0644); /* others may read it */
     ASSERT_EQ(pc_keys_load(path, &keys, err, sizeof err), PC_EINVAL);
     ASSERT_TRUE(strstr(err, "chmod 600") != NULL);
-    ASSERT_EQ(pc_secret_file_check(path, err, sizeof err), PC_EINVAL);
+    ASSERT_EQ(pc_secret_file_check(path, NULL, err, sizeof err), PC_EINVAL);
     ASSERT_EQ(chmod(path, 0600), 0);
     ASSERT_EQ(pc_keys_load(path, &keys, err, sizeof err), PC_OK);
     ASSERT_EQ(keys.count, 1);
@@ -167,7 +167,7 @@ static void test_certs_init(void) {
     const char *keys[] = {"ca.key", "server.key", "client.key", "cluster.key"};
     for (size_t i = 0; i < PC_ARRAY_LEN(keys); i++) {
         snprintf(path, sizeof path, "%s/%s", dir, keys[i]);
-        ASSERT_EQ(pc_secret_file_check(path, err, sizeof err), PC_OK);
+        ASSERT_EQ(pc_secret_file_check(path, NULL, err, sizeof err), PC_OK);
     }
     ASSERT_EQ(pc_certs_init(dir, 30, err, sizeof err), PC_EEXIST);
 }

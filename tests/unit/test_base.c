@@ -1,5 +1,12 @@
-/* Unit tests of src/base: u128 text, error and result names, PRNG, addresses. */
+/* Unit tests of src/base: u128 text, error and result names, PRNG, addresses,
+ * hex and secret files. */
 #include "test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void test_u128_roundtrip(void) {
     char buf[48];
@@ -43,5 +50,36 @@ static void test_address_parse(void) {
     ASSERT_EQ(pc_address_parse("h:70000", host, sizeof host, &port), PC_EADDRESS);
 }
 
-#define TESTS(X) X(test_u128_roundtrip) X(test_names) X(test_prng_replays) X(test_address_parse)
+static void test_hex_decode(void) {
+    uint8_t out[2] = {0};
+    ASSERT_TRUE(pc_hex_decode("0aff", 4, out, 2, false));
+    ASSERT_EQ(out[0], 0x0a);
+    ASSERT_EQ(out[1], 0xff);
+    ASSERT_TRUE(!pc_hex_decode("0AFF", 4, out, 2, false)); /* stored hashes: lowercase */
+    ASSERT_TRUE(pc_hex_decode("0AFF", 4, out, 2, true));
+    ASSERT_EQ(out[1], 0xff);
+    ASSERT_TRUE(!pc_hex_decode("0af", 3, out, 2, true));   /* too short */
+    ASSERT_TRUE(!pc_hex_decode("0afff", 5, out, 2, true)); /* too long */
+    ASSERT_TRUE(!pc_hex_decode("0ag0", 4, out, 2, true));
+}
+
+static void test_secret_file_check(void) {
+    char path[] = "/tmp/pc-test-secret-XXXXXX", err[512];
+    int fd = mkstemp(path);
+    ASSERT_TRUE(fd >= 0);
+    close(fd);
+    ASSERT_EQ(chmod(path, 0600), 0);
+    ASSERT_EQ(pc_secret_file_check(path, "cluster key", err, sizeof err), PC_OK);
+    ASSERT_EQ(chmod(path, 0604), 0);
+    ASSERT_EQ(pc_secret_file_check(path, "cluster key", err, sizeof err), PC_EINVAL);
+    ASSERT_TRUE(strncmp(err, "cluster key /tmp/", 17) == 0);
+    ASSERT_TRUE(strstr(err, "mode 604") != NULL && strstr(err, "chmod 600") != NULL);
+    ASSERT_EQ(unlink(path), 0);
+    ASSERT_EQ(pc_secret_file_check(path, NULL, err, sizeof err), PC_ENOTFOUND);
+    ASSERT_TRUE(strncmp(err, "/tmp/", 5) == 0 && strstr(err, "no such file") != NULL);
+}
+
+#define TESTS(X)                                                                                 \
+    X(test_u128_roundtrip) X(test_names) X(test_prng_replays) X(test_address_parse)             \
+        X(test_hex_decode) X(test_secret_file_check)
 PC_TEST_MAIN(TESTS)
