@@ -100,6 +100,11 @@ bool pc_flow_queue_late(const pc_flow_queue_t *queue, uint64_t now_ns) {
     return queue->count > 0 && item_late(queue, queue->head, now_ns);
 }
 
+bool pc_flow_queue_sheds(const pc_flow_queue_t *queue, uint64_t now_ns, uint32_t queued_min) {
+    PC_ASSERT(queued_min > 0);
+    return queue->count >= queued_min && pc_flow_queue_is_standing(queue, now_ns);
+}
+
 pc_flow_reason_t pc_flow_queue_push(pc_flow_queue_t *queue, uint64_t now_ns, pc_flow_item_t item) {
     PC_ASSERT(queue->capacity > 0 && queue->capacity <= PC_FLOW_QUEUE_MAX);
     PC_ASSERT(queue->count <= queue->capacity);

@@ -667,6 +667,12 @@ static void conn_on_request(pc_gateway_t *gw, gw_conn_t *c, const pc_header_t *h
     }
     uint32_t size = pc_operation_event_size((pc_operation_t)h->operation);
     uint32_t count = (h->size - PC_HEADER_SIZE) / size;
+    pc_gateway_throttle_t shed;
+    if (gw_shed_on_arrival(gw, (pc_operation_t)h->operation, count,
+                           (h->flags & PC_HEADER_SHADOW) != 0, &shed)) {
+        conn_reply(gw, c, h, PC_ETHROTTLED, h->session, &shed, sizeof shed);
+        return;
+    }
     conn_ref_t *ref = malloc(sizeof *ref);
     if (ref == NULL) {
         conn_reply(gw, c, h, PC_EBUSY, h->session, NULL, 0);

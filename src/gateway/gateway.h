@@ -293,6 +293,11 @@ void pc_flow_queue_pass(pc_flow_queue_t *queue, uint64_t now_ns);
 /* Is the rule on and the backlog standing: no pass for standing_ns, or an
  * expired pop less than standing_ns ago? */
 bool pc_flow_queue_is_standing(const pc_flow_queue_t *queue, uint64_t now_ns);
+/* Shedding on arrival: is the backlog standing with at least queued_min
+ * items already waiting? A newcomer would then wait its standing wait behind
+ * them and most likely be refused as late anyway: refusing it on arrival
+ * costs nothing (no copy, no split) and answers at once. */
+bool pc_flow_queue_sheds(const pc_flow_queue_t *queue, uint64_t now_ns, uint32_t queued_min);
 /* Is the oldest item expired (its deadline passed, or the standing-queue
  * rule applies to it)? False when empty. */
 bool pc_flow_queue_late(const pc_flow_queue_t *queue, uint64_t now_ns);
@@ -430,6 +435,7 @@ typedef struct pc_gateway_metrics {
      * them shadow traffic. */
     uint64_t throttled[PC_FLOW_REASON_COUNT];
     uint64_t throttled_shadow[PC_FLOW_REASON_COUNT];
+    uint64_t shed_on_arrival; /* of throttled[deadline]: refused before being copied */
     uint64_t queued;               /* requests waiting for unit concurrency now */
     /* The flow-control limits in force (the cluster map's, else the flags;
      * 0 = off): rate, lookup rate, hot key rate (events/s), warm-up, queue (ms). */

@@ -15,6 +15,10 @@
 /* Client requests served (or waiting for room) at once; more answer PC_EBUSY
  * at once. Every binary and HTTP connection has at most one in flight. */
 #define GW_JOBS_MAX 512u
+/* A standing queue this long keeps every unit fed while the newest entry
+ * still has its turn within the standing wait (docs/DESIGN.md, "Shedding on
+ * arrival"); a write arriving beyond it is refused before it is copied. */
+#define GW_SHED_QUEUED 4u
 /* Flow control. Per unit: an adaptive limit on sub-requests in flight (one
  * per session at least, so an idle unit is never throttled), and a breaker
  * that trips when half the calls in 3 s failed or took over a second. A
@@ -198,6 +202,11 @@ void gw_jobs_deinit(pc_gateway_t *gw);
 void gw_jobs_resume(pc_gateway_t *gw);
 /* Runs the callbacks of completed jobs and frees them. */
 void gw_jobs_reap(pc_gateway_t *gw);
+/* Shedding on arrival: true (and *out filled, the refusal counted) when a
+ * write of count events would only wait in a standing queue that already
+ * holds GW_SHED_QUEUED requests; called before the request is copied. */
+bool gw_shed_on_arrival(pc_gateway_t *gw, pc_operation_t op, uint32_t count, bool shadow,
+                        pc_gateway_throttle_t *out);
 /* Flow control set-up from the options. Errors: PC_EINVAL (a setting out of
  * range). */
 int gw_flow_init(pc_gateway_t *gw);

@@ -819,6 +819,9 @@ static void serve_metrics(conn_t *c) {
         text_put(&t, "paycell_gateway_throttled_total{reason=\"%s\",shadow=\"true\"} %llu\n",
                  name, (unsigned long long)m.throttled_shadow[r]);
     }
+    metric(&t, "shed_on_arrival_total", "counter",
+           "Of the deadline refusals, writes refused on arrival, uncopied, because the "
+           "standing queue was already full enough.", m.shed_on_arrival);
     metric(&t, "queued", "gauge", "Requests waiting for room under a unit's limit.", m.queued);
     static const char *const limit_names[5] = {"rate_limit", "lookup_rate_limit", "hot_key_rate",
                                                "warmup_ms", "queue_ms"};

@@ -880,6 +880,24 @@ static void job_throttle(gw_job_t *job, pc_flow_reason_t reason, uint64_t retry_
     reap_queue(job);
 }
 
+bool gw_shed_on_arrival(pc_gateway_t *gw, pc_operation_t op, uint32_t count, bool shadow,
+                        pc_gateway_throttle_t *out) {
+    PC_ASSERT(gw != NULL && out != NULL);
+    if (op != PC_OP_create_transfers && op != PC_OP_create_accounts) return false;
+    if (count == 0 || count > PC_BATCH_EVENTS_MAX || gw->options.queue_ms == 0) return false;
+    if (!pc_flow_queue_sheds(&gw->queue, pc_time_monotonic_ns(), GW_SHED_QUEUED)) return false;
+    pc_gateway_metrics_t *m = &gw->metrics;
+    m->requests[op]++;
+    m->events += count;
+    if (shadow) m->events_shadow += count;
+    m->throttled[PC_FLOW_REASON_deadline]++;
+    if (shadow) m->throttled_shadow[PC_FLOW_REASON_deadline]++;
+    m->shed_on_arrival++;
+    *out = (pc_gateway_throttle_t){.reason = PC_FLOW_REASON_deadline,
+                                   .retry_after_ms = GW_ROOM_RETRY_MS};
+    return true;
+}
+
 /* Would the breaker refuse a call now? Like pc_flow_breaker_allow, but it
  * takes no half-open probe: a request touching two units must not take one
  * unit's probe and then be refused by the other. */

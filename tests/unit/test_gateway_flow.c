@@ -183,6 +183,10 @@ static void test_queue_standing_rule(void) {
               PC_FLOW_REASON_none);
     uint64_t now = t + 110 * MS;
     ASSERT_TRUE(pc_flow_queue_is_standing(q, now));
+    /* Standing with 2 waiting: a newcomer is shed when 2 are enough. */
+    ASSERT_TRUE(pc_flow_queue_sheds(q, now, 2));
+    ASSERT_TRUE(!pc_flow_queue_sheds(q, now, 3));
+    ASSERT_TRUE(!pc_flow_queue_sheds(q, t + 50 * MS, 1)); /* not standing yet */
     ASSERT_TRUE(pc_flow_queue_late(q, now));
     ASSERT_TRUE(pc_flow_queue_pop(q, now, &item, &reason));
     ASSERT_EQ(item.id, 2);

@@ -669,6 +669,7 @@ static void test_http_metrics(void) {
     fake.metrics.routing_epoch = 3;
     fake.metrics.throttled[PC_FLOW_REASON_rate] = 5;
     fake.metrics.throttled_shadow[PC_FLOW_REASON_rate] = 2;
+    fake.metrics.shed_on_arrival = 6;
     fake.metrics.units_count = 2;
     fake.metrics.unit_limit[1] = 40;
     fake.metrics.unit_breaker[0] = PC_FLOW_BREAKER_open;
@@ -706,6 +707,7 @@ static void test_http_metrics(void) {
         "paycell_gateway_throttled_total{reason=\"rate\",shadow=\"false\"} 3\n",
         "paycell_gateway_throttled_total{reason=\"rate\",shadow=\"true\"} 2\n",
         "paycell_gateway_throttled_total{reason=\"hot_key\",shadow=\"false\"} 0\n",
+        "# TYPE paycell_gateway_shed_on_arrival_total counter\npaycell_gateway_shed_on_arrival_total 6\n",
         "paycell_gateway_unit_limit{unit=\"1\"} 40\n",
         "paycell_gateway_unit_breaker_state{unit=\"0\"} 1\n",
         "# TYPE paycell_gateway_payments_total counter\npaycell_gateway_payments_total 9\n",
