@@ -853,12 +853,25 @@ static uint64_t job_units(gw_job_t *job) {
 }
 
 /* Answers the job PC_ETHROTTLED now (from the loop, like any reply). */
+/* A request the gateway took in, whatever becomes of it. */
+static void metrics_request_seen(pc_gateway_t *gw, pc_operation_t op, uint32_t count, bool shadow) {
+    pc_gateway_metrics_t *m = &gw->metrics;
+    m->requests[op < 16 ? op : 0]++;
+    m->events += count;
+    if (shadow) m->events_shadow += count;
+}
+
+/* A request refused by flow control. */
+static void metrics_throttled(pc_gateway_t *gw, pc_flow_reason_t reason, bool shadow) {
+    gw->metrics.throttled[reason]++;
+    if (shadow) gw->metrics.throttled_shadow[reason]++;
+}
+
 static void job_throttle(gw_job_t *job, pc_flow_reason_t reason, uint64_t retry_ms) {
     PC_ASSERT(reason != PC_FLOW_REASON_none && reason < PC_FLOW_REASON_COUNT);
     PC_ASSERT(job->parts == 0 && !job->replied);
     pc_gateway_metrics_t *m = &job->gw->metrics;
-    m->throttled[reason]++;
-    if (job->shadow) m->throttled_shadow[reason]++;
+    metrics_throttled(job->gw, reason, job->shadow);
     /* Refused whole after the hot-key limit marked some events: the caller
      * sees one refusal, not those events' `throttled` results, and will
      * send them again, so they are not counted twice. */
@@ -886,13 +899,9 @@ bool gw_shed_on_arrival(pc_gateway_t *gw, pc_operation_t op, uint32_t count, boo
     if (op != PC_OP_create_transfers && op != PC_OP_create_accounts) return false;
     if (count == 0 || count > PC_BATCH_EVENTS_MAX || gw->options.queue_ms == 0) return false;
     if (!pc_flow_queue_sheds(&gw->queue, pc_time_monotonic_ns(), GW_SHED_QUEUED)) return false;
-    pc_gateway_metrics_t *m = &gw->metrics;
-    m->requests[op]++;
-    m->events += count;
-    if (shadow) m->events_shadow += count;
-    m->throttled[PC_FLOW_REASON_deadline]++;
-    if (shadow) m->throttled_shadow[PC_FLOW_REASON_deadline]++;
-    m->shed_on_arrival++;
+    metrics_request_seen(gw, op, count, shadow);
+    metrics_throttled(gw, PC_FLOW_REASON_deadline, shadow);
+    gw->metrics.shed_on_arrival++;
     *out = (pc_gateway_throttle_t){.reason = PC_FLOW_REASON_deadline,
                                    .retry_after_ms = GW_ROOM_RETRY_MS};
     return true;
@@ -1272,9 +1281,7 @@ int pc_gateway_submit(pc_gateway_t *gw, pc_operation_t operation, const void *ev
         return PC_EBUSY;
     }
     memcpy(job->events, events, (size_t)count * job->event_size);
-    gw->metrics.requests[operation < 16 ? operation : 0]++;
-    gw->metrics.events += count;
-    if (shadow) gw->metrics.events_shadow += count;
+    metrics_request_seen(gw, operation, count, shadow);
     gw->metrics.inflight = gw->jobs_inflight;
     if (operation != PC_OP_get_cluster) {
         job_admit(job);

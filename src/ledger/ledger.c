@@ -154,24 +154,29 @@ static inline __attribute__((always_inline)) void account_prefetch(const pc_ledg
     }
 }
 
-/* Starts the memory reads of an upcoming event: its id's index entry and its
- * two accounts. Always inlined: gcc deems a function holding only prefetches
- * free of effects and deletes the calls. */
-static inline __attribute__((always_inline)) void event_prefetch(const pc_ledger_t *ledger,
-                                                                 const pc_transfer_t *t) {
-    uint64_t pos = pc__hash_id(t->id) & ledger->index_mask;
-    __builtin_prefetch(&ledger->ids[pos], 1);
-    __builtin_prefetch(&ledger->loc_status[pos], 1);
-    account_prefetch(ledger, t->debit_account_id);
-    account_prefetch(ledger, t->credit_account_id);
-}
-
 /* The index entry of an id. */
 static inline __attribute__((always_inline)) void index_prefetch(const pc_ledger_t *ledger,
                                                                  pc_u128 id) {
     uint64_t pos = pc__hash_id(id) & ledger->index_mask;
     __builtin_prefetch(&ledger->ids[pos], 1);
     __builtin_prefetch(&ledger->loc_status[pos], 1);
+}
+
+/* The i-th event of an xts_finish: a gtid (the body may be unaligned). */
+static inline pc_u128 gtid_at(const void *events, uint32_t i) {
+    pc_u128 gtid;
+    memcpy(&gtid, (const uint8_t *)events + (size_t)i * sizeof gtid, sizeof gtid);
+    return gtid;
+}
+
+/* Starts the memory reads of an upcoming event: its id's index entry and its
+ * two accounts. Always inlined: gcc deems a function holding only prefetches
+ * free of effects and deletes the calls. */
+static inline __attribute__((always_inline)) void event_prefetch(const pc_ledger_t *ledger,
+                                                                 const pc_transfer_t *t) {
+    index_prefetch(ledger, t->id);
+    account_prefetch(ledger, t->debit_account_id);
+    account_prefetch(ledger, t->credit_account_id);
 }
 
 /* The pool entry of an undecided leg, once its index entry is in cache. */
@@ -184,7 +189,8 @@ pending_of(const pc_ledger_t *ledger, pc_u128 id) {
     return &ledger->pool[pc__ls_pool(ls)];
 }
 
-/* Apply's look-ahead for the xts steps, in stages: an event far ahead has
+/* Apply's look-ahead for resolves and finishes (a try is prefetched as a
+ * create), in stages: an event far ahead has
  * its index entry fetched, a nearer one its leg's pool entry (a resolve
  * names only the gtid), the next ones the leg's accounts or the outbox
  * entry a finish removes. Each stage finds in cache what the one before
@@ -196,12 +202,6 @@ static inline __attribute__((always_inline)) void xts_apply_prefetch(const pc_le
                                                                      const void *events,
                                                                      uint32_t count, uint32_t i) {
     const pc_transfer_t *transfers = events;
-    if (operation == PC_OP_xts_try) {
-        if (i + INDEX_PREFETCH_DISTANCE < count) {
-            event_prefetch(ledger, &transfers[i + INDEX_PREFETCH_DISTANCE]);
-        }
-        return;
-    }
     if (operation == PC_OP_xts_resolve) {
         if (i + XTS_PREFETCH_FAR < count) index_prefetch(ledger, transfers[i + XTS_PREFETCH_FAR].id);
         if (i + INDEX_PREFETCH_DISTANCE < count) {
@@ -223,19 +223,16 @@ static inline __attribute__((always_inline)) void xts_apply_prefetch(const pc_le
         return;
     }
     PC_ASSERT(operation == PC_OP_xts_finish);
-    pc_u128 gtid;
     if (i + INDEX_PREFETCH_DISTANCE < count) {
-        memcpy(&gtid, (const uint8_t *)events + (size_t)(i + INDEX_PREFETCH_DISTANCE) * sizeof gtid,
-               sizeof gtid);
-        index_prefetch(ledger, gtid);
+        index_prefetch(ledger, gtid_at(events, i + INDEX_PREFETCH_DISTANCE));
     }
     if (i + XTS_PREFETCH_NEAR < count) {
-        memcpy(&gtid, (const uint8_t *)events + (size_t)(i + XTS_PREFETCH_NEAR) * sizeof gtid,
-               sizeof gtid);
+        pc_u128 gtid = gtid_at(events, i + XTS_PREFETCH_NEAR);
         uint64_t pos = pc__index_find(ledger, gtid);
-        if (pc__index_has(ledger, pos, gtid) && pc__ls_pool(ledger->loc_status[pos]) != 0 &&
-            pc__ls_status(ledger->loc_status[pos]) != PC__ST_PENDING) {
-            __builtin_prefetch(&ledger->outbox[pc__ls_pool(ledger->loc_status[pos]) - 1], 1);
+        uint64_t ls = pc__index_has(ledger, pos, gtid) ? ledger->loc_status[pos] : 0;
+        /* A decided payer leg's pool field is its outbox entry + 1. */
+        if (pc__ls_pool(ls) != 0 && pc__ls_status(ls) != PC__ST_PENDING) {
+            __builtin_prefetch(&ledger->outbox[pc__ls_pool(ls) - 1], 1);
         }
     }
 }
@@ -352,11 +349,7 @@ static uint32_t event_apply(pc_ledger_t *ledger, pc_operation_t operation, const
         PC_ASSERT(i == 0);
         return pc__shadow_purge(ledger, events);
     }
-    if (operation == PC_OP_xts_finish) {
-        pc_u128 gtid;
-        memcpy(&gtid, (const uint8_t *)events + (size_t)i * sizeof(gtid), sizeof(gtid));
-        return pc__xts_finish(ledger, gtid);
-    }
+    if (operation == PC_OP_xts_finish) return pc__xts_finish(ledger, gtid_at(events, i));
     const pc_transfer_t *transfers = events;
     if (operation == PC_OP_xts_try) return pc__xts_try(ledger, &transfers[i], timestamp);
     if (operation == PC_OP_xts_resolve) return pc__xts_resolve(ledger, &transfers[i], timestamp);
@@ -389,10 +382,12 @@ static uint32_t batch_run(pc_ledger_t *ledger, pc_operation_t operation, const v
     uint32_t n = 0, chain = PC__NONE;
     bool broken = false;
     for (uint32_t i = 0; i < count; i++) {
-        if (operation == PC_OP_create_transfers && i + INDEX_PREFETCH_DISTANCE < count) {
-            event_prefetch(ledger, &((const pc_transfer_t *)events)[i + INDEX_PREFETCH_DISTANCE]);
-        } else if (operation == PC_OP_xts_try || operation == PC_OP_xts_resolve ||
-                   operation == PC_OP_xts_finish) {
+        if (operation == PC_OP_create_transfers || operation == PC_OP_xts_try) {
+            if (i + INDEX_PREFETCH_DISTANCE < count) {
+                event_prefetch(ledger,
+                               &((const pc_transfer_t *)events)[i + INDEX_PREFETCH_DISTANCE]);
+            }
+        } else if (operation == PC_OP_xts_resolve || operation == PC_OP_xts_finish) {
             xts_apply_prefetch(ledger, operation, events, count, i);
         }
         bool linked = event_flags(operation, events, i) & PC_TRANSFER_linked;
