@@ -392,6 +392,16 @@ static inline int pc_account_id_is_reserved(pc_u128 id) {
  * timestamp: when the leg was tried or decided. */
 #define PC_FILTER_XTS_TRYING (1u << 3)
 
+/* An xts_resolve event, 32 bytes: the decision on one gtid (steps 3 and 4).
+ * A quarter of a transfer, because the leg it resolves already holds every
+ * other field: the journal, the network and the cluster-key MAC carry 96
+ * bytes less per step. */
+typedef struct pc_xts_decision {
+    pc_u128 gtid;
+    uint16_t flags;        /* post_pending_transfer (commit) or void_pending_transfer (abort) */
+    uint8_t reserved[14];  /* must be zero */
+} pc_xts_decision_t;
+
 /* ------------------------------------------------------------------------
  * GZone: the cluster map. One record, held by the GZone unit: which unit owns
  * each bucket, the units' replica addresses, and the epoch that versions it

@@ -23,6 +23,8 @@ PC_STATIC_ASSERT(sizeof(pc_transfer_t) == 128, "transfer is 128 bytes");
 PC_STATIC_ASSERT(sizeof(pc_account_filter_t) == 64, "filter is 64 bytes");
 PC_STATIC_ASSERT(sizeof(pc_create_result_t) == 8, "result is 8 bytes");
 PC_STATIC_ASSERT(sizeof(pc_routing_t) == 128, "routing record is 128 bytes");
+PC_STATIC_ASSERT(sizeof(pc_xts_decision_t) == 32, "an xts decision is 32 bytes");
+PC_STATIC_ASSERT(offsetof(pc_xts_decision_t, reserved) == 18, "xts decision layout");
 PC_STATIC_ASSERT(offsetof(pc_routing_t, buckets) == 8, "routing layout");
 PC_STATIC_ASSERT(offsetof(pc_routing_t, reserved) == 24, "routing layout");
 PC_STATIC_ASSERT(PC_ROUTING_BUCKETS == PC_BUCKETS, "the public bucket count is the limit");

@@ -319,12 +319,11 @@ static void make_try(const gw_job_t *job, uint32_t i, void *out) {
 }
 
 static void make_resolve(const gw_job_t *job, uint32_t i, void *out) {
-    pc_transfer_t t;
-    memset(&t, 0, sizeof t);
-    t.id = transfer_at(job, i)->id;
     bool commit = job->xs[i] == XS_COMMIT || job->xs[i] == XS_COMMITTED;
-    t.flags = commit ? PC_TRANSFER_post_pending_transfer : PC_TRANSFER_void_pending_transfer;
-    memcpy(out, &t, sizeof t);
+    pc_xts_decision_t d = {
+        .gtid = transfer_at(job, i)->id,
+        .flags = commit ? PC_TRANSFER_post_pending_transfer : PC_TRANSFER_void_pending_transfer};
+    memcpy(out, &d, sizeof d);
 }
 
 static void make_id(const gw_job_t *job, uint32_t i, void *out) {

@@ -169,6 +169,20 @@ static inline pc_u128 gtid_at(const void *events, uint32_t i) {
     return gtid;
 }
 
+/* The i-th event of an xts_resolve (the body may be unaligned). */
+static inline pc_xts_decision_t decision_at(const void *events, uint32_t i) {
+    pc_xts_decision_t d;
+    memcpy(&d, (const uint8_t *)events + (size_t)i * sizeof d, sizeof d);
+    return d;
+}
+
+/* The gtid an xts_resolve or xts_finish event names. */
+static inline pc_u128 xts_gtid_at(pc_operation_t operation, const void *events, uint32_t i) {
+    if (operation == PC_OP_xts_finish) return gtid_at(events, i);
+    PC_ASSERT(operation == PC_OP_xts_resolve);
+    return decision_at(events, i).gtid;
+}
+
 /* Starts the memory reads of an upcoming event: its id's index entry and its
  * two accounts. Always inlined: gcc deems a function holding only prefetches
  * free of effects and deletes the calls. */
@@ -201,18 +215,21 @@ static inline __attribute__((always_inline)) void xts_apply_prefetch(const pc_le
                                                                      pc_operation_t operation,
                                                                      const void *events,
                                                                      uint32_t count, uint32_t i) {
-    const pc_transfer_t *transfers = events;
     if (operation == PC_OP_xts_resolve) {
-        if (i + XTS_PREFETCH_FAR < count) index_prefetch(ledger, transfers[i + XTS_PREFETCH_FAR].id);
+        if (i + XTS_PREFETCH_FAR < count) {
+            index_prefetch(ledger, xts_gtid_at(operation, events, i + XTS_PREFETCH_FAR));
+        }
         if (i + INDEX_PREFETCH_DISTANCE < count) {
-            const pc__pending_t *p = pending_of(ledger, transfers[i + INDEX_PREFETCH_DISTANCE].id);
+            const pc__pending_t *p =
+                pending_of(ledger, xts_gtid_at(operation, events, i + INDEX_PREFETCH_DISTANCE));
             if (p != NULL) {
                 __builtin_prefetch(p, 1);
                 __builtin_prefetch((const char *)p + 128, 1);
             }
         }
         if (i + XTS_PREFETCH_NEAR < count) {
-            const pc__pending_t *p = pending_of(ledger, transfers[i + XTS_PREFETCH_NEAR].id);
+            const pc__pending_t *p =
+                pending_of(ledger, xts_gtid_at(operation, events, i + XTS_PREFETCH_NEAR));
             if (p != NULL) {
                 pc_u128 dr, cr;
                 pc__slot_accounts(&p->transfer, &dr, &cr);
@@ -260,15 +277,17 @@ static uint32_t prefetch_entry(pc_ledger_t *ledger, uint64_t ls, uint64_t *out) 
 
 /* An xts try or resolve needs the stored record of its gtid when it exists
  * (a retry compares fields; a resolve reads the leg). */
-static uint32_t xts_prefetch(pc_ledger_t *ledger, const pc_transfer_t *transfers, uint32_t count,
-                             uint64_t *locs_out) {
+static uint32_t xts_prefetch(pc_ledger_t *ledger, pc_operation_t operation, const void *events,
+                             uint32_t count, uint64_t *locs_out) {
     PC_ASSERT(count <= PC_BATCH_EVENTS_MAX);
+    bool tries = operation == PC_OP_xts_try;
+    const pc_transfer_t *transfers = events;
     uint32_t n = 0;
     for (uint32_t i = 0; i < count; i++) {
-        if (i + INDEX_PREFETCH_DISTANCE < count) {
-            event_prefetch(ledger, &transfers[i + INDEX_PREFETCH_DISTANCE]);
-        }
-        pc_u128 id = transfers[i].id;
+        uint32_t ahead = i + INDEX_PREFETCH_DISTANCE;
+        if (ahead < count && tries) event_prefetch(ledger, &transfers[ahead]);
+        if (ahead < count && !tries) index_prefetch(ledger, xts_gtid_at(operation, events, ahead));
+        pc_u128 id = tries ? transfers[i].id : xts_gtid_at(operation, events, i);
         if (id == 0 || id == PC_U128_MAX) continue;
         uint64_t pos = pc__index_find(ledger, id);
         if (!pc__index_has(ledger, pos, id)) continue;
@@ -295,7 +314,7 @@ uint32_t pc_ledger_prefetch(pc_ledger_t *ledger, pc_operation_t operation, const
     pc__cache_clear(ledger);
     ledger->epoch++;
     if (operation == PC_OP_xts_try || operation == PC_OP_xts_resolve) {
-        return xts_prefetch(ledger, events, count, locs_out);
+        return xts_prefetch(ledger, operation, events, count, locs_out);
     }
     if (operation != PC_OP_create_transfers) return 0;
     const pc_transfer_t *transfers = events;
@@ -352,7 +371,10 @@ static uint32_t event_apply(pc_ledger_t *ledger, pc_operation_t operation, const
     if (operation == PC_OP_xts_finish) return pc__xts_finish(ledger, gtid_at(events, i));
     const pc_transfer_t *transfers = events;
     if (operation == PC_OP_xts_try) return pc__xts_try(ledger, &transfers[i], timestamp);
-    if (operation == PC_OP_xts_resolve) return pc__xts_resolve(ledger, &transfers[i], timestamp);
+    if (operation == PC_OP_xts_resolve) {
+        pc_xts_decision_t decision = decision_at(events, i);
+        return pc__xts_resolve(ledger, &decision, timestamp);
+    }
     return pc__transfer_create(ledger, &transfers[i], timestamp);
 }
 

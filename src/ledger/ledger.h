@@ -90,8 +90,9 @@ uint32_t pc_ledger_prefetch(pc_ledger_t *ledger, pc_operation_t operation, const
  * over. */
 void pc_ledger_prefetch_put(pc_ledger_t *ledger, uint64_t loc, const pc_transfer_t *transfer);
 
-/* Phase 2. Applies one create_accounts, create_transfers, xts_try,
- * xts_resolve (pc_transfer_t events) or xts_finish (pc_u128 gtids) batch
+/* Phase 2. Applies one create_accounts, create_transfers or xts_try
+ * (pc_transfer_t events), xts_resolve (pc_xts_decision_t events) or
+ * xts_finish (pc_u128 gtids) batch
  * (count 1..PC_BATCH_EVENTS_MAX; xts events are never linked: each stands
  * alone), or one set_routing record or shadow_purge event (count 1), at
  * cluster time `timestamp` (ns, from the WAL entry). flags are the

@@ -330,7 +330,7 @@ static inline bool pc__is_xts_payer_leg(const pc_transfer_t *t) {
 }
 
 uint32_t pc__xts_try(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t timestamp);
-uint32_t pc__xts_resolve(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t timestamp);
+uint32_t pc__xts_resolve(pc_ledger_t *ledger, const pc_xts_decision_t *d, uint64_t timestamp);
 uint32_t pc__xts_finish(pc_ledger_t *ledger, pc_u128 gtid);
 /* Removes a shadow entry from the outbox (shadow_purge). */
 void pc__xts_outbox_drop(pc_ledger_t *ledger, uint32_t entry);
@@ -394,10 +394,6 @@ uint32_t pc__transfer_create(pc_ledger_t *ledger, const pc_transfer_t *transfer,
  * void), after the id checks: accounts, pending_id, timeout, amount, ledger,
  * code, in create_transfers' order. */
 uint32_t pc__transfer_validate_single(const pc_transfer_t *t);
-/* A post, void or xts resolve against its pending record: each of debit,
- * credit, ledger and code is zero or equal (the first that differs is the
- * result, else created). */
-uint32_t pc__pending_fields_compare(const pc_transfer_t *t, const pc_transfer_t *p);
 /* True for results that depend on state and leave a tombstone. */
 bool pc__transfer_result_transient(uint32_t result);
 /* Shared with xts.c: a retry's comparison, the overflow and limit checks. */

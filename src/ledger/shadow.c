@@ -35,12 +35,16 @@ uint32_t pc__shadow_check(const pc_ledger_t *ledger, pc_operation_t operation,
         return foreign(ledger, a->id) ? PC_ACCOUNT_RESULT_shadow_mismatch : 0;
     }
     case PC_OP_create_transfers:
-    case PC_OP_xts_try:
-    case PC_OP_xts_resolve: {
+    case PC_OP_xts_try: {
         const pc_transfer_t *t = &((const pc_transfer_t *)events)[i];
         bool mixed = foreign(ledger, t->id) || foreign(ledger, t->debit_account_id) ||
                      foreign(ledger, t->credit_account_id) || foreign(ledger, t->pending_id);
         return mixed ? PC_TRANSFER_RESULT_shadow_mismatch : 0;
+    }
+    case PC_OP_xts_resolve: {
+        pc_xts_decision_t d;
+        memcpy(&d, (const uint8_t *)events + (size_t)i * sizeof(d), sizeof(d));
+        return foreign(ledger, d.gtid) ? PC_TRANSFER_RESULT_shadow_mismatch : 0;
     }
     case PC_OP_xts_finish: {
         pc_u128 gtid;

@@ -263,7 +263,10 @@ static uint32_t transfer_single(pc_ledger_t *ledger, const pc_transfer_t *t, uin
     return R(created);
 }
 
-uint32_t pc__pending_fields_compare(const pc_transfer_t *t, const pc_transfer_t *p) {
+/* A post or void against its pending record: each of debit, credit, ledger
+ * and code is zero or equal (the first that differs is the result, else
+ * created). */
+static uint32_t pending_fields_compare(const pc_transfer_t *t, const pc_transfer_t *p) {
     if (t->debit_account_id != 0 && t->debit_account_id != p->debit_account_id) {
         return R(pending_transfer_has_different_debit_account_id);
     }
@@ -280,7 +283,7 @@ uint32_t pc__pending_fields_compare(const pc_transfer_t *t, const pc_transfer_t 
 static uint32_t pending_compare(const pc_transfer_t *t, const pc_transfer_t *p, pc_u128 *amount) {
     PC_ASSERT(p->flags & PC_TRANSFER_pending);
     PC_ASSERT(p->id == t->pending_id);
-    uint32_t result = pc__pending_fields_compare(t, p);
+    uint32_t result = pending_fields_compare(t, p);
     if (result != R(created)) return result;
     if (t->flags & FLAG_POST) {
         *amount = t->amount != 0 ? t->amount : p->amount;

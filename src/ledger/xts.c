@@ -298,43 +298,21 @@ uint32_t pc__xts_try(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t times
 
 /* ---- xts_resolve ---- */
 
-static uint32_t resolve_validate(const pc_transfer_t *t) {
-    if (t->timestamp != 0) return R(timestamp_must_be_zero);
-    if (t->flags != FLAG_POST && t->flags != FLAG_VOID) return R(xts_flags_invalid);
-    if (t->id == 0) return R(id_must_not_be_zero);
-    if (t->id == PC_U128_MAX) return R(id_must_not_be_int_max);
-    if (t->pending_id != 0) return R(pending_id_must_be_zero);
-    return R(created);
-}
-
-/* Fields other than id and flags are zero or equal to the leg's. */
-static uint32_t resolve_compare(const pc_transfer_t *t, const pc_transfer_t *leg) {
-    PC_ASSERT(t->id == leg->id);
-    PC_ASSERT(pc__is_xts(leg));
-    uint32_t result = pc__pending_fields_compare(t, leg);
-    if (result != R(created)) return result;
-    if (t->amount != 0 && t->amount != leg->amount) {
-        return R(pending_transfer_has_different_amount);
+static uint32_t resolve_validate(const pc_xts_decision_t *d) {
+    if (d->flags != FLAG_POST && d->flags != FLAG_VOID) return R(xts_flags_invalid);
+    if (d->gtid == 0) return R(id_must_not_be_zero);
+    if (d->gtid == PC_U128_MAX) return R(id_must_not_be_int_max);
+    for (uint32_t i = 0; i < sizeof d->reserved; i++) {
+        if (d->reserved[i] != 0) return R(reserved_flag);
     }
-    if (t->user_data_128 != 0 && t->user_data_128 != leg->user_data_128) {
-        return R(exists_with_different_user_data_128);
-    }
-    if (t->user_data_64 != 0 && t->user_data_64 != leg->user_data_64) {
-        return R(exists_with_different_user_data_64);
-    }
-    if (t->user_data_32 != 0 && t->user_data_32 != leg->user_data_32) {
-        return R(exists_with_different_user_data_32);
-    }
-    if (t->timeout != 0 && t->timeout != leg->timeout) return R(exists_with_different_timeout);
     return R(created);
 }
 
 /* Abort of an unknown gtid: nothing to roll back, but the tombstone makes a
  * late try answer xts_aborted. */
-static uint32_t empty_rollback(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t timestamp,
+static uint32_t empty_rollback(pc_ledger_t *ledger, pc_u128 gtid, uint64_t timestamp,
                                uint64_t pos) {
-    PC_ASSERT(t->flags == FLAG_VOID);
-    PC_ASSERT(!pc__index_has(ledger, pos, t->id));
+    PC_ASSERT(!pc__index_has(ledger, pos, gtid));
     if (pc__store_full(ledger)) {
         /* Open legs hold the room left: they resolve, so try again later.
          * With no room for two more slots ever (slots are never given
@@ -344,11 +322,10 @@ static uint32_t empty_rollback(pc_ledger_t *ledger, const pc_transfer_t *t, uint
         if (ledger->slots_count + 2 > ledger->config.transfers_max) return R(created);
         return R(transfers_full);
     }
-    pc_transfer_t record = *t;
-    record.timestamp = timestamp;
+    pc_transfer_t record = {.id = gtid, .timestamp = timestamp};
     record.flags = FLAG_VOID | PC_SLOT_XTS | PC_SLOT_FAILED;
     uint64_t loc = pc__slot_append(ledger, &record, 0, 0);
-    pc__index_insert(ledger, pos, t->id, pc__ls_make(loc, 0, PC__ST_XTS_ABORTED));
+    pc__index_insert(ledger, pos, gtid, pc__ls_make(loc, 0, PC__ST_XTS_ABORTED));
     return R(created);
 }
 
@@ -386,27 +363,25 @@ static uint32_t resolve_decided(uint32_t status, bool commit) {
     return commit ? R(xts_aborted) : R(exists);
 }
 
-uint32_t pc__xts_resolve(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t timestamp) {
+uint32_t pc__xts_resolve(pc_ledger_t *ledger, const pc_xts_decision_t *d, uint64_t timestamp) {
     PC_ASSERT(timestamp != 0);
     PC_ASSERT(!ledger->undo_on);
-    uint32_t result = resolve_validate(t);
+    uint32_t result = resolve_validate(d);
     if (result != R(created)) return result;
-    bool commit = t->flags == FLAG_POST;
-    uint64_t pos = pc__index_find(ledger, t->id);
-    if (!pc__index_has(ledger, pos, t->id)) {
-        return commit ? R(xts_not_found) : empty_rollback(ledger, t, timestamp, pos);
+    bool commit = d->flags == FLAG_POST;
+    uint64_t pos = pc__index_find(ledger, d->gtid);
+    if (!pc__index_has(ledger, pos, d->gtid)) {
+        return commit ? R(xts_not_found) : empty_rollback(ledger, d->gtid, timestamp, pos);
     }
     uint64_t ls = ledger->loc_status[pos];
     uint32_t status = pc__ls_status(ls);
     if (status == PC__ST_XTS_ABORTED) return commit ? R(xts_aborted) : R(exists);
     if (status == PC__ST_FAILED || status == PC__ST_CREATED) return R(xts_not_found);
-    const pc_transfer_t *leg = pc__record_get(ledger, t->id, ls);
+    const pc_transfer_t *leg = pc__record_get(ledger, d->gtid, ls);
     if (!pc__is_xts(leg)) return R(xts_not_found);
-    result = resolve_compare(t, leg);
-    if (result != R(created)) return result;
     if (status != PC__ST_PENDING) return resolve_decided(status, commit);
     PC_ASSERT(pc__store_has_reserved(ledger)); /* the leg's reserve */
-    resolve_commit(ledger, t->flags, timestamp, pos, pc__ls_pool(ls));
+    resolve_commit(ledger, d->flags, timestamp, pos, pc__ls_pool(ls));
     return R(created);
 }
 

@@ -59,7 +59,7 @@ uint32_t pc_operation_event_size(pc_operation_t operation) {
     case PC_OP_get_account_transfers: return sizeof(pc_account_filter_t);
     case PC_OP_set_routing: return sizeof(pc_routing_t);
     case PC_OP_xts_try: return sizeof(pc_transfer_t);
-    case PC_OP_xts_resolve: return sizeof(pc_transfer_t);
+    case PC_OP_xts_resolve: return sizeof(pc_xts_decision_t);
     case PC_OP_xts_finish: return sizeof(pc_u128);
     case PC_OP_get_xts_outbox: return sizeof(pc_account_filter_t);
     case PC_OP_set_cluster: return sizeof(pc_cluster_t);

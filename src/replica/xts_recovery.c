@@ -40,7 +40,7 @@ struct pc_xts_recovery {
     char unit_addresses[PC_UNITS_MAX][PC_UNIT_ADDRESSES_MAX];
     pc_cluster_t map;
     pc_transfer_t *records;
-    pc_transfer_t *batch;
+    pc_xts_decision_t *batch;
     pc_u128 *ids;
     pc_create_result_t *results;
     uint32_t *index;
@@ -91,10 +91,10 @@ static uint32_t deliver(pc_xts_recovery_t *x, uint32_t unit, uint32_t flags, con
     if (c == NULL) return 0;
     for (uint32_t k = 0; k < n; k++) {
         const pc_transfer_t *rec = &x->records[idx[k]];
-        memset(&x->batch[k], 0, sizeof x->batch[k]);
-        x->batch[k].id = rec->id;
-        x->batch[k].flags = rec->flags & (PC_TRANSFER_post_pending_transfer |
-                                          PC_TRANSFER_void_pending_transfer);
+        x->batch[k] = (pc_xts_decision_t){
+            .gtid = rec->id,
+            .flags = rec->flags & (PC_TRANSFER_post_pending_transfer |
+                                   PC_TRANSFER_void_pending_transfer)};
     }
     uint32_t size = 0;
     int rc = pc_client_call_flags(c, PC_OP_xts_resolve, flags, x->batch, n, x->results,
@@ -112,7 +112,7 @@ static uint32_t deliver(pc_xts_recovery_t *x, uint32_t unit, uint32_t flags, con
     for (uint32_t k = 0; k < n; k++) {
         uint32_t r = x->index[k];
         if (r == PC_TRANSFER_RESULT_created || r == PC_TRANSFER_RESULT_exists) {
-            x->ids[done++] = x->batch[k].id;
+            x->ids[done++] = x->batch[k].gtid;
         } else {
             const char *name = pc_transfer_result_name(r);
             pc_log("xts", "error", "payee unit %u refused a delivered decision: %s", unit,
@@ -201,7 +201,7 @@ int pc_xts_recovery_start(const char *gzone, const char *own, uint64_t cluster,
     strcpy(x->cluster_key, cluster_key);
     x->cluster = cluster;
     x->records = malloc(PC_BATCH_EVENTS_MAX * sizeof(pc_transfer_t));
-    x->batch = malloc(PC_BATCH_EVENTS_MAX * sizeof(pc_transfer_t));
+    x->batch = malloc(PC_BATCH_EVENTS_MAX * sizeof(pc_xts_decision_t));
     x->ids = malloc(PC_BATCH_EVENTS_MAX * sizeof(pc_u128));
     x->results = malloc(PC_BATCH_EVENTS_MAX * sizeof(pc_create_result_t));
     x->index = malloc(PC_BATCH_EVENTS_MAX * sizeof(uint32_t));

@@ -103,7 +103,7 @@ typedef struct xs_packet {
     uint64_t tag;
     uint64_t deliver_tick, seq;
     uint32_t count;
-    pc_transfer_t events[XS_EVENTS_MAX]; /* xts_finish: the gtid in .id */
+    pc_transfer_t events[XS_EVENTS_MAX]; /* xts_resolve: id and flags; xts_finish: id */
     uint32_t results[XS_EVENTS_MAX];     /* replies: per event, dense */
 } xs_packet_t;
 
@@ -230,7 +230,9 @@ static void store_append(xs_unit_t *u) {
 static void conservation_check(xs_world_t *w, const char *after);
 
 static uint32_t event_size(pc_operation_t op) {
-    return op == PC_OP_xts_finish ? (uint32_t)sizeof(pc_u128) : (uint32_t)sizeof(pc_transfer_t);
+    if (op == PC_OP_xts_finish) return (uint32_t)sizeof(pc_u128);
+    if (op == PC_OP_xts_resolve) return (uint32_t)sizeof(pc_xts_decision_t);
+    return (uint32_t)sizeof(pc_transfer_t);
 }
 
 static void log_append(xs_unit_t *u, pc_operation_t op, uint64_t timestamp, const void *events,
@@ -792,6 +794,12 @@ static void deliver(xs_world_t *w, xs_packet_t *p) {
         pc_u128 ids[XS_EVENTS_MAX];
         for (uint32_t k = 0; k < p->count; k++) ids[k] = p->events[k].id;
         unit_apply(w, p->unit, op, ids, p->count, reply.results);
+    } else if (op == PC_OP_xts_resolve) {
+        pc_xts_decision_t decisions[XS_EVENTS_MAX];
+        for (uint32_t k = 0; k < p->count; k++) {
+            decisions[k] = (pc_xts_decision_t){.gtid = p->events[k].id, .flags = p->events[k].flags};
+        }
+        unit_apply(w, p->unit, op, decisions, p->count, reply.results);
     } else {
         unit_apply(w, p->unit, op, p->events, p->count, reply.results);
     }

@@ -18,7 +18,7 @@
 
 #include "storage.h"
 
-#define PC_STORAGE_VERSION 1u
+#define PC_STORAGE_VERSION 2u /* 2: xts_resolve events are 32-byte decisions */
 #define PC_SUPERBLOCK_MAGIC 0x53435950u /* "PYCS" little-endian: paycell superblock */
 #define PC_WAL_MAGIC 0x4c415750u        /* "PWAL" */
 #define PC_CHECKPOINT_MAGIC 0x4b435050u /* "PPCK" */

@@ -167,12 +167,10 @@ static pc_transfer_t xt(pc_u128 gtid, pc_u128 dr, pc_u128 cr, pc_u128 amount, ui
     return t;
 }
 
-static pc_transfer_t decision(pc_u128 gtid, bool commit) {
-    pc_transfer_t t;
-    memset(&t, 0, sizeof(t));
-    t.id = gtid;
-    t.flags = commit ? PC_TRANSFER_post_pending_transfer : PC_TRANSFER_void_pending_transfer;
-    return t;
+static pc_xts_decision_t decision(pc_u128 gtid, bool commit) {
+    return (pc_xts_decision_t){
+        .gtid = gtid,
+        .flags = commit ? PC_TRANSFER_post_pending_transfer : PC_TRANSFER_void_pending_transfer};
 }
 
 static const char *name(uint32_t result) {
@@ -185,8 +183,8 @@ static uint32_t xtry(fx_t *fx, pc_transfer_t t) {
 }
 
 static uint32_t xresolve(fx_t *fx, pc_u128 gtid, bool commit) {
-    pc_transfer_t t = decision(gtid, commit);
-    return fx_one(fx, PC_OP_xts_resolve, &t);
+    pc_xts_decision_t d = decision(gtid, commit);
+    return fx_one(fx, PC_OP_xts_resolve, &d);
 }
 
 static uint32_t xfinish(fx_t *fx, pc_u128 gtid) {
@@ -353,19 +351,20 @@ static void test_xts_abort(void) {
 static void test_xts_batches(void) {
     fx_t *p = fx_payer();
     pc_transfer_t t = xt(1500, 1, 51, 9, 1, 60);
-    pc_transfer_t batch[5] = {t, t, decision(1500, true), decision(1500, true),
-                              decision(1500, false)};
+    pc_transfer_t tries[2] = {t, t};
+    pc_xts_decision_t decisions[3] = {decision(1500, true), decision(1500, true),
+                                      decision(1500, false)};
     pc_create_result_t results[5];
-    ASSERT_EQ(fx_apply(p, PC_OP_xts_try, batch, 2, results), 1);
+    ASSERT_EQ(fx_apply(p, PC_OP_xts_try, tries, 2, results), 1);
     ASSERT_STREQ(name(results[0].result), "exists");
     ASSERT_EQ(results[0].index, 1);
-    ASSERT_EQ(fx_apply(p, PC_OP_xts_resolve, batch + 2, 3, results), 2);
+    ASSERT_EQ(fx_apply(p, PC_OP_xts_resolve, decisions, 3, results), 2);
     ASSERT_STREQ(name(results[0].result), "exists");
     ASSERT_STREQ(name(results[1].result), "xts_committed");
     pc_transfer_t t2 = xt(1501, 2, 52, 4, 1, 60);
     EXPECT(xtry(p, t2), created);
-    pc_transfer_t resolves[3] = {decision(1501, false), decision(1501, true),
-                                 decision(1501, false)};
+    pc_xts_decision_t resolves[3] = {decision(1501, false), decision(1501, true),
+                                     decision(1501, false)};
     ASSERT_EQ(fx_apply(p, PC_OP_xts_resolve, resolves, 3, results), 2);
     ASSERT_STREQ(name(results[0].result), "xts_aborted");
     ASSERT_STREQ(name(results[1].result), "exists");
@@ -429,8 +428,8 @@ static void test_xts_validation(void) {
     EXPECT(xtry(p, t), exists_with_different_timeout);
     t = xt(3, 2, 51, 5, 1, 60);
     EXPECT(xtry(p, t), exists_with_different_debit_account_id);
-    /* Resolve: flags exactly one of post and void; other fields as stored. */
-    pc_transfer_t d = decision(3, true);
+    /* Resolve: flags exactly one of post and void, reserved bytes zero. */
+    pc_xts_decision_t d = decision(3, true);
     d.flags |= PC_TRANSFER_void_pending_transfer;
     EXPECT(fx_one(p, PC_OP_xts_resolve, &d), xts_flags_invalid);
     d = decision(3, true);
@@ -439,12 +438,13 @@ static void test_xts_validation(void) {
     d.flags = 0;
     EXPECT(fx_one(p, PC_OP_xts_resolve, &d), xts_flags_invalid);
     d = decision(3, true);
-    d.amount = 4;
-    EXPECT(fx_one(p, PC_OP_xts_resolve, &d), pending_transfer_has_different_amount);
+    d.reserved[13] = 1;
+    EXPECT(fx_one(p, PC_OP_xts_resolve, &d), reserved_flag);
+    d = decision(0, true);
+    EXPECT(fx_one(p, PC_OP_xts_resolve, &d), id_must_not_be_zero);
+    d = decision(PC_U128_MAX, false);
+    EXPECT(fx_one(p, PC_OP_xts_resolve, &d), id_must_not_be_int_max);
     d = decision(3, true);
-    d.amount = 5;
-    d.debit_account_id = 1;
-    d.ledger = 1;
     EXPECT(fx_one(p, PC_OP_xts_resolve, &d), created);
     EXPECT(xresolve(p, 77, true), xts_not_found);
     EXPECT(xfinish(p, 0), id_must_not_be_zero);
@@ -995,8 +995,8 @@ static void test_shadow_mixed_refused(void) {
     p->flags = 0;
     t = xt(21, PC_SHADOW_ID(1), 2, 5, 1, 0);
     EXPECT(fx_one(p, PC_OP_create_transfers, &t), shadow_mismatch);
-    t = decision(PC_SHADOW_ID(20), true);
-    EXPECT(fx_one(p, PC_OP_xts_resolve, &t), shadow_mismatch);
+    pc_xts_decision_t d = decision(PC_SHADOW_ID(20), true);
+    EXPECT(fx_one(p, PC_OP_xts_resolve, &d), shadow_mismatch);
     pc_u128 zero = 0;
     EXPECT(fx_one(p, PC_OP_shadow_purge, &zero), shadow_mismatch); /* a real request */
     ASSERT_EQ_U128(space_checksum(p, false), real_before);
