@@ -429,7 +429,8 @@ typedef struct pc_cluster_limits {
     uint32_t hot_key_rate;      /* creates: events/s crediting each hot account */
     uint32_t warmup_ms;         /* rates start at a third and ramp up over this */
     uint32_t queue_ms;          /* longest wait for room under the concurrency limit */
-    uint8_t reserved[44];       /* must be zero */
+    uint32_t caller_rate_limit; /* creates: events/s of each caller (API key or address) */
+    uint8_t reserved[40];       /* must be zero */
 } pc_cluster_limits_t;
 
 typedef struct pc_cluster {

@@ -261,12 +261,13 @@ static const struct {
     {"hot-key-rate", "events/s per hot account", PC_LIMIT_RATE_MAX},
     {"warmup-ms", "ms", PC_LIMIT_WARMUP_MAX_MS},
     {"queue-ms", "ms", PC_LIMIT_QUEUE_MAX_MS},
+    {"caller-rate-limit", "events/s per caller", PC_LIMIT_RATE_MAX},
 };
 
 static uint32_t *limit_field(pc_cluster_t *map, uint32_t i) {
     pc_cluster_limits_t *l = &map->limits;
     uint32_t *fields[] = {&l->rate_limit, &l->lookup_rate_limit, &l->hot_key_rate,
-                          &l->warmup_ms, &l->queue_ms};
+                          &l->warmup_ms, &l->queue_ms, &l->caller_rate_limit};
     PC_STATIC_ASSERT(PC_ARRAY_LEN(fields) == PC_ARRAY_LEN(limit_settings), "one field each");
     PC_ASSERT(i < PC_ARRAY_LEN(fields));
     return fields[i];
@@ -607,7 +608,8 @@ static bool xts_timeout_arg(const cli_args_t *args, uint32_t *out) {
 }
 
 #define SETTINGS_VALUES                                                                    \
-    "xts-timeout", "rate-limit", "lookup-rate-limit", "hot-key-rate", "warmup-ms", "queue-ms"
+    "xts-timeout", "rate-limit", "lookup-rate-limit", "hot-key-rate", "warmup-ms", "queue-ms", \
+        "caller-rate-limit"
 
 /* paycell cluster set --gzone ADDRS [--xts-timeout S] [--rate-limit N|off|flag]
  * ...: the global settings, as a new epoch of the map. */
@@ -623,7 +625,7 @@ static int cluster_set(int argc, char **argv) {
     if (args.positional_count != 0 || given == 0)
         return cli_usage_error("usage: paycell cluster set --gzone ADDRS [--xts-timeout S] "
                                "[--rate-limit N|off|flag] [--lookup-rate-limit ...] "
-                               "[--hot-key-rate ...] "
+                               "[--hot-key-rate ...] [--caller-rate-limit ...] "
                                "[--warmup-ms ...] [--queue-ms ...]"),
                CLI_EXIT_ERROR;
     pc_cluster_t map;

@@ -9,7 +9,7 @@
  *   paycell gateway --gzone ADDRS [--listen-binary A] [--listen-http A]
  *                 [--cluster N] [--xts-timeout S] [--refresh-ms N] [--quiet] [--json]
  *                 [--rate-limit N] [--lookup-rate-limit N] [--warmup-ms N]
- *                 [--queue-ms N] [--hot-key-rate N] [--keys FILE]
+ *                 [--queue-ms N] [--hot-key-rate N] [--caller-rate-limit N] [--keys FILE]
  *                 [--tls-cert F --tls-key F [--tls-client-ca F]]
  *
  * start formats (first time only) and launches, on loopback: a GZone and N
@@ -560,7 +560,8 @@ int cli_gateway(int argc, char **argv) {
     static const char *const values[] = {"gzone", "listen-binary", "listen-http", "cluster",
                                          "xts-timeout", "refresh-ms", "rate-limit",
                                          "lookup-rate-limit", "warmup-ms", "queue-ms",
-                                         "hot-key-rate", "keys", "tls-cert", "tls-key",
+                                         "hot-key-rate", "caller-rate-limit", "keys", "tls-cert",
+                                         "tls-key",
                                          "tls-client-ca", "cluster-key", NULL};
     static const char *const bools[] = {"json", "quiet", NULL};
     cli_args_t args;
@@ -586,18 +587,20 @@ int cli_gateway(int argc, char **argv) {
         !cli_get_u64(&args, "refresh-ms", false, 3600000, &refresh))
         return CLI_EXIT_ERROR;
     /* Flow control: rates in events per second (0 = off). */
-    uint64_t rate = 0, lookup_rate = 0, warmup = 10000, queue = 1000, hot = 0;
+    uint64_t rate = 0, lookup_rate = 0, warmup = 10000, queue = 1000, hot = 0, per_caller = 0;
     if (!cli_get_u64(&args, "rate-limit", false, PC_FLOW_BUCKET_RATE_MAX, &rate) ||
         !cli_get_u64(&args, "lookup-rate-limit", false, PC_FLOW_BUCKET_RATE_MAX, &lookup_rate) ||
         !cli_get_u64(&args, "warmup-ms", false, 3600000, &warmup) ||
         !cli_get_u64(&args, "queue-ms", false, 60000, &queue) ||
-        !cli_get_u64(&args, "hot-key-rate", false, PC_FLOW_BUCKET_RATE_MAX, &hot))
+        !cli_get_u64(&args, "hot-key-rate", false, PC_FLOW_BUCKET_RATE_MAX, &hot) ||
+        !cli_get_u64(&args, "caller-rate-limit", false, PC_FLOW_BUCKET_RATE_MAX, &per_caller))
         return CLI_EXIT_ERROR;
     o.rate_limit = rate;
     o.lookup_rate_limit = lookup_rate;
     o.warmup_ms = (uint32_t)warmup;
     o.queue_ms = (uint32_t)queue;
     o.hot_key_rate = hot;
+    o.caller_rate_limit = per_caller;
     if (timeout == 0 || refresh == 0) return cli_usage_error("gateway: --xts-timeout and --refresh-ms must be positive"),
                                         CLI_EXIT_ERROR;
     o.cluster = cluster;

@@ -202,11 +202,28 @@ int gw_auth_request(pc_gateway_t *gw, gw_conn_t *c, const pc_header_t *h, const 
     return PC_OK;
 }
 
+/* A caller for the per-caller rate limit: the key (its SHA-256, so the
+ * same key on any connection or route), or the source on an open gateway. */
+static uint64_t caller_of(const pc_gateway_t *gw, uint32_t source, const uint8_t *key_hash) {
+    if (gw->keys == NULL) return source;
+    uint64_t caller;
+    memcpy(&caller, key_hash, sizeof caller);
+    return caller;
+}
+
+uint64_t gw_auth_caller(const pc_gateway_t *gw, const gw_conn_t *c) {
+    return caller_of(gw, c->source, c->key_hash);
+}
+
 int pc_gateway_authorize(pc_gateway_t *gateway, uint32_t source, const char *key,
-                         size_t key_len, pc_action_t action) {
-    PC_ASSERT(gateway != NULL);
+                         size_t key_len, pc_action_t action, uint64_t *caller) {
+    PC_ASSERT(gateway != NULL && caller != NULL);
     PC_ASSERT(action >= PC_ACTION_ledger && action <= PC_ACTION_observe);
-    if (gateway->keys == NULL) return PC_OK;
+    *caller = 0;
+    if (gateway->keys == NULL) {
+        *caller = caller_of(gateway, source, NULL);
+        return PC_OK;
+    }
     const pc_key_entry_t *entry = NULL;
     int rc = key_check(gateway, source, key, key_len, &entry);
     if (rc != PC_OK) return rc;
@@ -214,5 +231,6 @@ int pc_gateway_authorize(pc_gateway_t *gateway, uint32_t source, const char *key
         gateway->metrics.auth_forbidden++;
         return PC_EFORBIDDEN;
     }
+    *caller = caller_of(gateway, source, entry->hash);
     return PC_OK;
 }

@@ -15,14 +15,14 @@
  */
 #include "gateway.h"
 
-PC_STATIC_ASSERT(PC_FLOW_REASON_COUNT == 7, "a new reason needs a name and a metric");
+PC_STATIC_ASSERT(PC_FLOW_REASON_COUNT == 8, "a new reason needs a name and a metric");
 PC_STATIC_ASSERT(PC_FLOW_QUEUE_MAX <= (1u << 20), "queue index fits u32 arithmetic");
 PC_STATIC_ASSERT(PC_FLOW_HOT_BUCKETS_MAX <= PC_FLOW_HOT_COUNTERS_MAX,
                  "every limited hot key can be tracked by the sketch");
 
 const char *pc_flow_reason_name(pc_flow_reason_t reason) {
     PC_ASSERT(PC_FLOW_REASON_none == 0);
-    PC_ASSERT((int)PC_FLOW_REASON_deadline + 1 == (int)PC_FLOW_REASON_COUNT);
+    PC_ASSERT((int)PC_FLOW_REASON_caller_rate + 1 == (int)PC_FLOW_REASON_COUNT);
     switch (reason) {
 #define PC__FLOW_REASON_CASE(name, value, text)                                       \
     case name:                                                                        \

@@ -485,7 +485,7 @@ void pc_gateway_metrics(const pc_gateway_t *gateway, pc_gateway_metrics_t *out) 
     out->units_count = gateway->cluster.units_count;
     const pc_gateway_options_t *o = &gateway->options;
     const uint64_t limits[] = {o->rate_limit, o->lookup_rate_limit, o->hot_key_rate,
-                               o->warmup_ms, o->queue_ms};
+                               o->warmup_ms, o->queue_ms, o->caller_rate_limit};
     PC_STATIC_ASSERT(sizeof limits == sizeof out->limits, "one value per limit");
     memcpy(out->limits, limits, sizeof limits);
     for (uint32_t u = 0; u < gateway->cluster.units_count; u++) {
@@ -683,7 +683,8 @@ static void conn_on_request(pc_gateway_t *gw, gw_conn_t *c, const pc_header_t *h
     c->request = *h;
     c->busy = true;
     rc = pc_gateway_submit(gw, (pc_operation_t)h->operation, body, count,
-                           (h->flags & PC_HEADER_SHADOW) != 0, conn_request_done, ref);
+                           (h->flags & PC_HEADER_SHADOW) != 0, gw_auth_caller(gw, c),
+                           conn_request_done, ref);
     if (rc != PC_OK) {
         free(ref);
         c->busy = false;

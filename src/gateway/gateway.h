@@ -35,7 +35,8 @@
     X(PC_FLOW_REASON_hot_key, 3, "hot_key")                                           \
     X(PC_FLOW_REASON_circuit_open, 4, "circuit_open")                                 \
     X(PC_FLOW_REASON_queue_full, 5, "queue_full")                                     \
-    X(PC_FLOW_REASON_deadline, 6, "deadline")
+    X(PC_FLOW_REASON_deadline, 6, "deadline")                                         \
+    X(PC_FLOW_REASON_caller_rate, 7, "caller_rate")
 
 typedef enum pc_flow_reason {
 #define PC__FLOW_REASON_ENUM(name, value, text) name = value,
@@ -85,6 +86,35 @@ uint64_t pc_flow_bucket_take(pc_flow_bucket_t *bucket, uint64_t now_ns, uint64_t
 uint64_t pc_flow_bucket_retry_after_ms(pc_flow_bucket_t *bucket, uint64_t now_ns, uint64_t cost);
 /* Current refill rate in tokens per second (rate/3 .. rate during warm-up). */
 uint64_t pc_flow_bucket_rate_now(const pc_flow_bucket_t *bucket, uint64_t now_ns);
+
+/* ---- 1b. a token bucket per caller ---------------------------------------- */
+
+/* Callers tracked at once (as many as a keys file holds). A caller is found
+ * within a window of PC_FLOW_CALLERS_PROBE slots from its hash; a newcomer
+ * takes a free slot there, else the one used least recently, whose caller
+ * starts afresh (a full bucket, warm-up again) if it comes back. */
+#define PC_FLOW_CALLERS_MAX 1024u
+#define PC_FLOW_CALLERS_PROBE 8u
+
+typedef struct pc_flow_caller_slot {
+    uint64_t caller;
+    uint64_t last_ns;
+    bool used;
+    pc_flow_bucket_t bucket;
+} pc_flow_caller_slot_t;
+
+typedef struct pc_flow_callers {
+    pc_flow_bucket_config_t config;
+    uint64_t evictions; /* callers that lost their slot to a newcomer */
+    pc_flow_caller_slot_t slots[PC_FLOW_CALLERS_MAX];
+} pc_flow_callers_t;
+
+/* Errors: PC_EINVAL if config is not a valid bucket config. */
+int pc_flow_callers_init(pc_flow_callers_t *callers, const pc_flow_bucket_config_t *config);
+/* The bucket of caller at now_ns (found, or a slot taken for it): charge it
+ * with the bucket functions above. Valid until the next call. */
+pc_flow_bucket_t *pc_flow_callers_bucket(pc_flow_callers_t *callers, uint64_t caller,
+                                         uint64_t now_ns);
 
 /* ---- 2. adaptive concurrency limiter (BBR-style) --------------------------- */
 
@@ -339,6 +369,7 @@ typedef struct pc_gateway_options {
     uint32_t warmup_ms;         /* rate limits ramp from 1/3 over this (0 = none) */
     uint32_t queue_ms;          /* wait for unit concurrency at most this (0 = reject) */
     uint64_t hot_key_rate;      /* per hot credit account, transfers per second */
+    uint64_t caller_rate_limit; /* create events per second, each caller */
     /* API keys (docs/SECURITY.md): the keys file, or NULL for an open gateway
      * (no key asked; authenticate answers PC_OK with operator rights). The
      * file must be private to its owner, or the gateway refuses to start.
@@ -396,10 +427,14 @@ typedef void (*pc_gateway_done_t)(void *user, int status, pc_operation_t operati
  * later steps of an admitted one: a refusal completes with PC_ETHROTTLED.
  * Shadow requests are shed first (refused at 80% of a unit's limit or of
  * the rate bucket, never queued).
+ * caller says who sent it (pc_gateway_authorize's answer: the API key, or
+ * the source address on a gateway without keys): the per-caller rate
+ * limit's key.
  * Errors (done is then not called): PC_EINVAL, PC_EOPERATION, PC_EBUSY (too
  * many requests in flight: answer 503 / retry later). */
 int pc_gateway_submit(pc_gateway_t *gateway, pc_operation_t operation, const void *events,
-                      uint32_t count, bool shadow, pc_gateway_done_t done, void *user);
+                      uint32_t count, bool shadow, uint64_t caller, pc_gateway_done_t done,
+                      void *user);
 
 /* The gateway's current copy of the cluster map. */
 void pc_gateway_cluster(const pc_gateway_t *gateway, pc_cluster_t *out);
@@ -411,9 +446,10 @@ void pc_gateway_cluster(const pc_gateway_t *gateway, pc_cluster_t *out);
  * often lately: refused without looking at the key; counted as refused),
  * PC_EAUTH (no key, or an unknown, malformed or revoked one: counted as a
  * failure of the source), PC_EFORBIDDEN (the key's role does not allow the
- * action), PC_OK. */
+ * action), PC_OK; then *caller names the caller for pc_gateway_submit (the
+ * key, or the source on an open gateway). */
 int pc_gateway_authorize(pc_gateway_t *gateway, uint32_t source, const char *key,
-                         size_t key_len, pc_action_t action);
+                         size_t key_len, pc_action_t action, uint64_t *caller);
 
 /* Counters since start, for /metrics (Prometheus text) and the dashboard. */
 typedef struct pc_gateway_metrics {
@@ -438,8 +474,9 @@ typedef struct pc_gateway_metrics {
     uint64_t shed_on_arrival; /* of throttled[deadline]: refused before being copied */
     uint64_t queued;               /* requests waiting for unit concurrency now */
     /* The flow-control limits in force (the cluster map's, else the flags;
-     * 0 = off): rate, lookup rate, hot key rate (events/s), warm-up, queue (ms). */
-    uint64_t limits[5];
+     * 0 = off): rate, lookup rate, hot key rate (events/s), warm-up, queue
+     * (ms), rate per caller (events/s). */
+    uint64_t limits[6];
     uint32_t units_count;
     uint32_t unit_limit[PC_UNITS_MAX];    /* adaptive concurrency limit */
     uint32_t unit_inflight[PC_UNITS_MAX]; /* sub-requests in flight */

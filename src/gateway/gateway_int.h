@@ -102,6 +102,7 @@ struct pc_gateway {
 
     /* Flow control (job.c). */
     pc_flow_bucket_t rate_creates, rate_lookups;
+    pc_flow_callers_t callers; /* creates per caller */
     pc_flow_hot_t hot;
     pc_flow_queue_t queue; /* jobs waiting for unit concurrency, FIFO */
     gw_part_t *parts_head, *parts_tail; /* sub-requests in flight, oldest first */
@@ -193,6 +194,9 @@ void gw_auth_tick(pc_gateway_t *gw, uint64_t now_ns);
 int gw_auth_request(pc_gateway_t *gw, gw_conn_t *c, const pc_header_t *h, const void *body);
 /* Whether a role may send an operation to the gateway. */
 bool gw_auth_operation_allowed(pc_role_t role, pc_operation_t op);
+/* Who sends on the connection, for the per-caller rate limit: its key once
+ * authenticated (all zero before), or its source on an open gateway. */
+uint64_t gw_auth_caller(const pc_gateway_t *gw, const gw_conn_t *c);
 
 /* ---- job.c ---- */
 

@@ -142,6 +142,7 @@ typedef struct conn {
     uint64_t stream_seq;    /* a stream: the screen sample it was sent last */
     uint64_t stream_events; /* and the newest event it was sent */
     uint32_t source;        /* the peer's IPv4 address: failed keys are counted by it */
+    uint64_t caller;        /* who sent the request (pc_gateway_authorize) */
     pc_tls_t *tls;          /* NULL: plaintext */
 } conn_t;
 
@@ -823,8 +824,8 @@ static void serve_metrics(conn_t *c) {
            "Of the deadline refusals, writes refused on arrival, uncopied, because the "
            "standing queue was already full enough.", m.shed_on_arrival);
     metric(&t, "queued", "gauge", "Requests waiting for room under a unit's limit.", m.queued);
-    static const char *const limit_names[5] = {"rate_limit", "lookup_rate_limit", "hot_key_rate",
-                                               "warmup_ms", "queue_ms"};
+    static const char *const limit_names[6] = {"rate_limit", "lookup_rate_limit", "hot_key_rate",
+                                               "warmup_ms", "queue_ms", "caller_rate_limit"};
     text_put(&t, "# HELP paycell_gateway_limit Flow-control limits in force (the cluster "
                  "map's, else the gateway's flags; 0 = off).\n"
                  "# TYPE paycell_gateway_limit gauge\n");
@@ -1098,7 +1099,7 @@ static bool authorized(conn_t *c, route_t route) {
     size_t len = 0;
     const char *key = request_key(c, route, &len);
     int rc = pc_gateway_authorize(c->api->gateway, c->source, key, len,
-                                  ledger ? PC_ACTION_ledger : PC_ACTION_observe);
+                                  ledger ? PC_ACTION_ledger : PC_ACTION_observe, &c->caller);
     if (rc == PC_OK) return true;
     char body[512];
     int n = pc_json_encode_error(pc_err_name(rc), pc_strerror(rc),
@@ -1157,7 +1158,7 @@ static void submit(conn_t *c, pc_operation_t operation, const void *events, uint
     c->state = CONN_BUSY; /* before the call: done may never see READING */
     c->submit_ns = pc_time_monotonic_ns();
     int rc = pc_gateway_submit(c->api->gateway, operation, events, count, c->req.is_shadow,
-                               on_done, c);
+                               c->caller, on_done, c);
     if (rc == PC_OK) return;
     c->state = CONN_READING;
     if (rc == PC_EBUSY)

@@ -78,6 +78,7 @@ struct gw_job {
     uint32_t count;
     uint32_t event_size;
     bool shadow;
+    uint64_t caller;      /* who sent it: the per-caller rate limit's key */
     uint32_t hot_refused; /* events answered `throttled` by the hot-key limit */
     pc_gateway_done_t done;
     void *user;
@@ -942,26 +943,43 @@ static bool units_have_room(gw_job_t *job, uint64_t now) {
     return true;
 }
 
-/* The rate limit of the request's class: tokens = events (a batch larger
- * than the burst needs a full bucket). Shadow traffic must leave 20% of the
- * bucket for real traffic. */
-static bool rate_refuses(gw_job_t *job, uint64_t now, uint64_t *retry_ms) {
+/* Tokens = events (a batch larger than the burst needs a full bucket):
+ * whether `need` of them are there, else the retry-after hint. */
+static bool bucket_short(pc_flow_bucket_t *bucket, uint64_t now, uint64_t need,
+                         uint64_t *retry_ms) {
+    uint64_t wait = pc_flow_bucket_retry_after_ms(bucket, now, need);
+    if (wait == 0) return false;
+    *retry_ms = wait == UINT64_MAX ? 1000u : wait;
+    return true;
+}
+
+/* The rate limits: of the request's class over all callers (shadow traffic
+ * must leave 20% of that bucket for real traffic), and for creates of its
+ * caller. Both are checked before either is charged, so a refusal takes
+ * nothing; the reason names the one that refused. */
+static pc_flow_reason_t rate_refuses(gw_job_t *job, uint64_t now, uint64_t *retry_ms) {
     pc_gateway_t *gw = job->gw;
     bool creates = op_creates(job->op);
     uint64_t limit = creates ? gw->options.rate_limit : gw->options.lookup_rate_limit;
-    if (limit == 0) return false;
-    pc_flow_bucket_t *bucket = creates ? &gw->rate_creates : &gw->rate_lookups;
-    uint64_t burst = bucket->config.burst;
-    uint64_t cost = PC_MIN((uint64_t)job->count, burst);
-    uint64_t need = job->shadow ? PC_MIN(cost + burst * (100u - GW_SHADOW_PCT) / 100u, burst) : cost;
-    uint64_t wait = pc_flow_bucket_retry_after_ms(bucket, now, need);
-    if (wait != 0) {
-        *retry_ms = wait == UINT64_MAX ? 1000u : wait;
-        return true;
+    pc_flow_bucket_t *bucket = NULL, *mine = NULL;
+    uint64_t cost = 0, cost_mine = 0;
+    if (limit > 0) {
+        bucket = creates ? &gw->rate_creates : &gw->rate_lookups;
+        uint64_t burst = bucket->config.burst;
+        cost = PC_MIN((uint64_t)job->count, burst);
+        uint64_t need =
+            job->shadow ? PC_MIN(cost + burst * (100u - GW_SHADOW_PCT) / 100u, burst) : cost;
+        if (bucket_short(bucket, now, need, retry_ms)) return PC_FLOW_REASON_rate;
     }
-    bool took = pc_flow_bucket_try(bucket, now, cost);
-    PC_ASSERT(took); /* need >= cost tokens were there a moment ago */
-    return false;
+    if (creates && gw->options.caller_rate_limit > 0) {
+        mine = pc_flow_callers_bucket(&gw->callers, job->caller, now);
+        cost_mine = PC_MIN((uint64_t)job->count, mine->config.burst);
+        if (bucket_short(mine, now, cost_mine, retry_ms)) return PC_FLOW_REASON_caller_rate;
+    }
+    bool took = bucket == NULL || pc_flow_bucket_try(bucket, now, cost);
+    took = took && (mine == NULL || pc_flow_bucket_try(mine, now, cost_mine));
+    PC_ASSERT(took); /* the tokens were there a moment ago */
+    return PC_FLOW_REASON_none;
 }
 
 /* Does event i name a credit account the hot-key limit applies to? */
@@ -1063,8 +1081,9 @@ static void job_admit(gw_job_t *job) {
         job_throttle(job, PC_FLOW_REASON_circuit_open, retry_ms);
         return;
     }
-    if (rate_refuses(job, now, &retry_ms)) {
-        job_throttle(job, PC_FLOW_REASON_rate, retry_ms);
+    pc_flow_reason_t rate = rate_refuses(job, now, &retry_ms);
+    if (rate != PC_FLOW_REASON_none) {
+        job_throttle(job, rate, retry_ms);
         return;
     }
     /* Hot-key limits before the wait for room: events over their key's rate
@@ -1134,15 +1153,17 @@ int gw_flow_limits_apply(pc_gateway_t *gw, bool force) {
     want.rate_limit = limit_effective(f->rate_limit, m->rate_limit);
     want.lookup_rate_limit = limit_effective(f->lookup_rate_limit, m->lookup_rate_limit);
     want.hot_key_rate = limit_effective(f->hot_key_rate, m->hot_key_rate);
+    want.caller_rate_limit = limit_effective(f->caller_rate_limit, m->caller_rate_limit);
     want.warmup_ms = (uint32_t)limit_effective(f->warmup_ms, m->warmup_ms);
     want.queue_ms = (uint32_t)limit_effective(f->queue_ms, m->queue_ms);
     pc_gateway_options_t *o = &gw->options;
     bool warmup = want.warmup_ms != o->warmup_ms;
     bool creates = force || warmup || want.rate_limit != o->rate_limit;
     bool lookups = force || warmup || want.lookup_rate_limit != o->lookup_rate_limit;
+    bool callers = force || warmup || want.caller_rate_limit != o->caller_rate_limit;
     bool hot = force || want.hot_key_rate != o->hot_key_rate;
     bool queue = force || want.queue_ms != o->queue_ms;
-    if (!creates && !lookups && !hot && !queue) return PC_OK;
+    if (!creates && !lookups && !callers && !hot && !queue) return PC_OK;
     uint64_t cold_ms = PC_MAX((uint64_t)want.warmup_ms, 1000u);
     /* A bucket or sketch whose setting changed starts afresh (a raised rate
      * warms up again, as after a start). */
@@ -1156,6 +1177,12 @@ int gw_flow_limits_apply(pc_gateway_t *gw, bool force) {
                                      .burst = want.lookup_rate_limit,
                                      .warmup_ms = want.warmup_ms, .cold_ms = cold_ms};
         if (pc_flow_bucket_init(&gw->rate_lookups, &c) != PC_OK) return PC_EINVAL;
+    }
+    if (callers && want.caller_rate_limit > 0) {
+        pc_flow_bucket_config_t c = {.rate_per_s = want.caller_rate_limit,
+                                     .burst = want.caller_rate_limit,
+                                     .warmup_ms = want.warmup_ms, .cold_ms = cold_ms};
+        if (pc_flow_callers_init(&gw->callers, &c) != PC_OK) return PC_EINVAL;
     }
     if (hot && want.hot_key_rate > 0) {
         /* A key is hot when it is among the 8 busiest and over its rate:
@@ -1175,10 +1202,11 @@ int gw_flow_limits_apply(pc_gateway_t *gw, bool force) {
     }
     if (!force && !gw->quiet)
         pc_log("gateway", "info",
-               "flow control from the cluster map: rate %llu/s, lookups %llu/s, hot key %llu/s, "
-               "warm-up %u ms, queue %u ms",
+               "flow control from the cluster map: rate %llu/s, lookups %llu/s, per caller "
+               "%llu/s, hot key %llu/s, warm-up %u ms, queue %u ms",
                (unsigned long long)want.rate_limit, (unsigned long long)want.lookup_rate_limit,
-               (unsigned long long)want.hot_key_rate, want.warmup_ms, want.queue_ms);
+               (unsigned long long)want.caller_rate_limit, (unsigned long long)want.hot_key_rate,
+               want.warmup_ms, want.queue_ms);
     *o = want;
     return PC_OK;
 }
@@ -1257,7 +1285,8 @@ static int job_alloc(gw_job_t *job) {
 }
 
 int pc_gateway_submit(pc_gateway_t *gw, pc_operation_t operation, const void *events,
-                      uint32_t count, bool shadow, pc_gateway_done_t done, void *user) {
+                      uint32_t count, bool shadow, uint64_t caller, pc_gateway_done_t done,
+                      void *user) {
     PC_ASSERT(gw != NULL && done != NULL);
     if (!operation_served(operation)) return PC_EOPERATION;
     if (count == 0 || count > PC_BATCH_EVENTS_MAX || events == NULL) return PC_EINVAL;
@@ -1273,7 +1302,7 @@ int pc_gateway_submit(pc_gateway_t *gw, pc_operation_t operation, const void *ev
     if (job == NULL) return PC_EBUSY;
     gw->jobs_inflight++;
     *job = (gw_job_t){.gw = gw, .op = operation, .count = count, .shadow = shadow,
-                      .done = done, .user = user,
+                      .caller = caller, .done = done, .user = user,
                       .event_size = pc_operation_event_size(operation)};
     if (job_alloc(job) != PC_OK) {
         job_free(job);

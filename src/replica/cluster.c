@@ -76,6 +76,7 @@ static uint32_t limits_check(const pc_cluster_limits_t *l) {
     bool valid = limit_valid(l->rate_limit, PC_LIMIT_RATE_MAX) &&
                  limit_valid(l->lookup_rate_limit, PC_LIMIT_RATE_MAX) &&
                  limit_valid(l->hot_key_rate, PC_LIMIT_RATE_MAX) &&
+                 limit_valid(l->caller_rate_limit, PC_LIMIT_RATE_MAX) &&
                  limit_valid(l->warmup_ms, PC_LIMIT_WARMUP_MAX_MS) &&
                  limit_valid(l->queue_ms, PC_LIMIT_QUEUE_MAX_MS);
     return valid ? C(created) : C(setting_invalid);

@@ -3,6 +3,7 @@
 # refresh of the map (no restart), shows in /metrics, refuses the excess
 # with 429 throttled; `--rate-limit off` lifts it; `flag` gives it back to
 # the gateway's own flag. Bad values are refused and change nothing.
+# `--caller-rate-limit N` holds each caller (API key, or address) to N/s.
 source "$(dirname "$0")/lib.sh"
 PORT=$(free_port)
 D=$TMP/cluster
@@ -20,10 +21,11 @@ wait_limit() { # NAME VALUE: until the gateway has the map's value (refresh: 2 s
     for _ in $(seq 60); do [ "$(limit "$1")" = "$2" ] && return 0; sleep 0.1; done
     fail "limit $1: $(limit "$1"), wanted $2"
 }
-burst() { # N requests at once; prints "ok refused"
+burst() { # N [SOURCE]: N requests at once (from 127.0.0.1, or SOURCE); prints "ok refused"
     local i ok=0 refused=0
     for i in $(seq "$1"); do
-        curl -s -o /dev/null -w '%{http_code}\n' -H 'Content-Type: application/json' -X POST \
+        curl -s -o /dev/null -w '%{http_code}\n' --interface "${2:-127.0.0.1}" \
+            -H 'Content-Type: application/json' -X POST \
             --data-binary "{\"id\":\"$((BASE + i))\",\"ledger\":1,\"code\":1}" "$H/v1/accounts" &
     done >"$TMP/codes"
     wait
@@ -60,4 +62,22 @@ expect_in "$OUT" "rate-limit: off (every gateway)"
 expect_exit 0 "$PAYCELL" cluster set --gzone "$Z" --rate-limit flag
 expect_exit 0 "$PAYCELL" route show --gzone "$Z"
 expect_in "$OUT" "rate-limit: each gateway's --rate-limit"
+
+step "cluster set --caller-rate-limit 2: one caller held to it, another not"
+# A gateway without keys knows a caller by its address: 127.0.0.2 is
+# another caller on the same loopback.
+expect_exit 0 "$PAYCELL" cluster set --gzone "$Z" --caller-rate-limit 2 --json
+expect_in "$OUT" '"caller-rate-limit":2'
+wait_limit caller_rate_limit 2
+read -r ok refused < <(burst 30)
+echo "burst of 30 from one caller at 2/s each: $ok ok, $refused refused"
+[ "$refused" -ge 10 ] && [ "$ok" -ge 1 ] || fail "caller limit 2: $ok ok, $refused refused"
+read -r ok refused < <(burst 2 127.0.0.2)
+[ "$ok" = 2 ] && [ "$refused" = 0 ] || fail "the other caller: $ok ok, $refused refused"
+curl -s -H 'Content-Type: application/json' -X POST \
+    --data-binary "{\"id\":\"$BASE\",\"ledger\":1,\"code\":1}" "$H/v1/accounts" >"$TMP/one"
+expect_in "$(cat "$TMP/one")" '"field":"caller_rate"'
+expect_in "$(curl -s "$H/metrics")" 'paycell_gateway_throttled_total{reason="caller_rate",shadow="false"}'
+expect_exit 0 "$PAYCELL" cluster set --gzone "$Z" --caller-rate-limit off
+wait_limit caller_rate_limit 0
 echo "limits: ok"

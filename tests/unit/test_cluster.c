@@ -80,9 +80,14 @@ static void test_limits(void) {
     c.limits.lookup_rate_limit = PC_LIMIT_RATE_MAX + 1;
     ASSERT_EQ(pc_cluster_check(&c), R(setting_invalid));
     c.limits.lookup_rate_limit = 0;
-    c.limits.reserved[43] = 1;
+    c.limits.caller_rate_limit = PC_LIMIT_RATE_MAX;
+    ASSERT_EQ(pc_cluster_check(&c), R(created));
+    c.limits.caller_rate_limit = PC_LIMIT_RATE_MAX + 1;
+    ASSERT_EQ(pc_cluster_check(&c), R(setting_invalid));
+    c.limits.caller_rate_limit = PC_LIMIT_OFF;
+    c.limits.reserved[39] = 1;
     ASSERT_EQ(pc_cluster_check(&c), R(reserved_field));
-    c.limits.reserved[43] = 0;
+    c.limits.reserved[39] = 0;
     /* A live change is a new epoch like any other. */
     pc_cluster_t state;
     map_init(&state, 1, 2);

@@ -212,17 +212,26 @@ static void test_gateway_keys_enforced(void) {
     ASSERT_EQ(m->auth_refused, 2);
     ASSERT_EQ(m->auth_failures, 4);
     /* The HTTP side: same keys, same source table. */
-    ASSERT_EQ(pc_gateway_authorize(f.gw, SOURCE, f.keys[0], PC_KEY_TEXT_LEN, PC_ACTION_ledger),
+    uint64_t caller = 0, caller_observer = 0;
+    ASSERT_EQ(pc_gateway_authorize(f.gw, SOURCE, f.keys[0], PC_KEY_TEXT_LEN, PC_ACTION_ledger,
+                                   &caller),
               PC_ETHROTTLED);
     uint32_t other = SOURCE + 7;
-    ASSERT_EQ(pc_gateway_authorize(f.gw, other, f.keys[0], PC_KEY_TEXT_LEN, PC_ACTION_ledger),
+    ASSERT_EQ(pc_gateway_authorize(f.gw, other, f.keys[0], PC_KEY_TEXT_LEN, PC_ACTION_ledger,
+                                   &caller),
               PC_OK);
-    ASSERT_EQ(pc_gateway_authorize(f.gw, other, f.keys[0], PC_KEY_TEXT_LEN, PC_ACTION_observe),
+    /* The caller is the key, whatever the source or the protocol. */
+    ASSERT_TRUE(caller != 0 && caller == gw_auth_caller(f.gw, c));
+    ASSERT_EQ(pc_gateway_authorize(f.gw, other, f.keys[0], PC_KEY_TEXT_LEN, PC_ACTION_observe,
+                                   &caller),
               PC_EFORBIDDEN);
-    ASSERT_EQ(pc_gateway_authorize(f.gw, other, f.keys[2], PC_KEY_TEXT_LEN, PC_ACTION_observe),
+    ASSERT_EQ(pc_gateway_authorize(f.gw, other, f.keys[2], PC_KEY_TEXT_LEN, PC_ACTION_observe,
+                                   &caller_observer),
               PC_OK);
-    ASSERT_EQ(pc_gateway_authorize(f.gw, other, NULL, 0, PC_ACTION_observe), PC_EAUTH);
-    ASSERT_EQ(pc_gateway_authorize(f.gw, other, f.keys[1], 10, PC_ACTION_admin), PC_EAUTH);
+    ASSERT_TRUE(caller_observer == gw_auth_caller(f.gw, v) && caller_observer != caller);
+    ASSERT_EQ(pc_gateway_authorize(f.gw, other, NULL, 0, PC_ACTION_observe, &caller), PC_EAUTH);
+    ASSERT_EQ(pc_gateway_authorize(f.gw, other, f.keys[1], 10, PC_ACTION_admin, &caller),
+              PC_EAUTH);
     ASSERT_EQ(m->auth_failures, 6);
     fixture_deinit(&f);
 }
@@ -269,7 +278,9 @@ static void test_gateway_keys_file_private(void) {
     gw_conn_t *c = conn_new(&f, 0, SOURCE);
     ASSERT_EQ(request(&f, c, PC_OP_shadow_purge, NULL), PC_OK);
     ASSERT_EQ(request(&f, c, PC_OP_authenticate, f.keys[0]), PC_OK);
-    ASSERT_EQ(pc_gateway_authorize(f.gw, SOURCE, NULL, 0, PC_ACTION_admin), PC_OK);
+    uint64_t caller = 0;
+    ASSERT_EQ(pc_gateway_authorize(f.gw, SOURCE, NULL, 0, PC_ACTION_admin, &caller), PC_OK);
+    ASSERT_TRUE(caller == SOURCE && gw_auth_caller(f.gw, c) == SOURCE); /* open: the address */
     fixture_deinit(&f);
 }
 

@@ -22,6 +22,7 @@ static void test_reason_names(void) {
     ASSERT_STREQ(pc_flow_reason_name(PC_FLOW_REASON_circuit_open), "circuit_open");
     ASSERT_STREQ(pc_flow_reason_name(PC_FLOW_REASON_queue_full), "queue_full");
     ASSERT_STREQ(pc_flow_reason_name(PC_FLOW_REASON_deadline), "deadline");
+    ASSERT_STREQ(pc_flow_reason_name(PC_FLOW_REASON_caller_rate), "caller_rate");
     ASSERT_STREQ(pc_flow_reason_name(PC_FLOW_REASON_COUNT), "unknown");
 }
 
@@ -116,6 +117,38 @@ static void test_bucket_cold_reset(void) {
 }
 
 /* ---- queue ---- */
+
+/* Each caller has its own bucket: one caller at its limit leaves the next
+ * untouched; the table is bounded, and a full window gives up the caller
+ * used least recently, never one that keeps sending. */
+static void test_callers_separate_and_bounded(void) {
+    static pc_flow_callers_t callers;
+    pc_flow_bucket_config_t bad = {.rate_per_s = 0, .burst = 1};
+    ASSERT_EQ(pc_flow_callers_init(&callers, &bad), PC_EINVAL);
+    pc_flow_bucket_config_t c = {.rate_per_s = 100, .burst = 100};
+    ASSERT_EQ(pc_flow_callers_init(&callers, &c), PC_OK);
+    uint64_t t = 5 * S;
+    pc_flow_bucket_t *a = pc_flow_callers_bucket(&callers, 7, t);
+    ASSERT_TRUE(pc_flow_bucket_try(a, t, 100));
+    ASSERT_TRUE(!pc_flow_bucket_try(a, t, 1));
+    ASSERT_TRUE(pc_flow_callers_bucket(&callers, 7, t) == a); /* found again */
+    pc_flow_bucket_t *b = pc_flow_callers_bucket(&callers, 8, t);
+    ASSERT_TRUE(b != a && pc_flow_bucket_try(b, t, 100));
+    /* Caller 7 keeps sending (its bucket empty) while 20,000 others come
+     * once each: the table never grows, and 7 keeps its empty bucket. */
+    for (uint64_t k = 0; k < 20000; k++) {
+        t += MS / 100;
+        pc_flow_bucket_t *other = pc_flow_callers_bucket(&callers, 1000 + k, t);
+        ASSERT_TRUE(pc_flow_bucket_try(other, t, 1));
+        a = pc_flow_callers_bucket(&callers, 7, t);
+        ASSERT_TRUE(!pc_flow_bucket_try(a, t, 2)); /* a fresh bucket would have 100 */
+        (void)pc_flow_bucket_take(a, t, 1);        /* drained as it refills */
+    }
+    ASSERT_TRUE(callers.evictions >= 20000 - PC_FLOW_CALLERS_MAX);
+    uint32_t used = 0;
+    for (uint32_t i = 0; i < PC_FLOW_CALLERS_MAX; i++) used += callers.slots[i].used;
+    ASSERT_TRUE(used <= PC_FLOW_CALLERS_MAX);
+}
 
 static void test_queue_full_and_deadlines(void) {
     pc_flow_queue_t *q = calloc(1, sizeof(*q));
@@ -604,6 +637,7 @@ static void test_breaker_slow_trip_and_half_open(void) {
 }
 
 #define TESTS(X)                                                                      \
+    X(test_callers_separate_and_bounded)                                              \
     X(test_reason_names)                                                              \
     X(test_bucket_config_invalid)                                                     \
     X(test_bucket_burst_then_rate)                                                    \

@@ -21,6 +21,8 @@
 
 #define FAKE_PENDING_MAX 16u
 #define FAKE_EVENTS_KEPT 8u
+/* What the fake authorize names as the caller of a request from source. */
+#define FAKE_CALLER_OF(source) (0xca11e700000000ull | (source))
 
 typedef struct fake_pending {
     pc_gateway_done_t done;
@@ -39,6 +41,7 @@ struct pc_gateway {
     pc_operation_t last_operation;
     uint32_t last_count;
     bool last_shadow;
+    uint64_t last_caller;
     uint8_t last_events[FAKE_EVENTS_KEPT][PC_RECORD_SIZE];
     pc_create_result_t results[8]; /* canned create reply (non-created events) */
     uint32_t results_count;
@@ -65,13 +68,15 @@ struct pc_gateway {
 static pc_gateway_t fake;
 
 int pc_gateway_submit(pc_gateway_t *gateway, pc_operation_t operation, const void *events,
-                      uint32_t count, bool shadow, pc_gateway_done_t done, void *user) {
+                      uint32_t count, bool shadow, uint64_t caller, pc_gateway_done_t done,
+                      void *user) {
     ASSERT_TRUE(gateway == &fake);
     ASSERT_TRUE(count >= 1 && count <= PC_BATCH_EVENTS_MAX && done != NULL);
     gateway->calls++;
     gateway->last_operation = operation;
     gateway->last_count = count;
     gateway->last_shadow = shadow;
+    gateway->last_caller = caller;
     uint32_t size = pc_operation_event_size(operation);
     ASSERT_TRUE(size > 0 && size <= PC_RECORD_SIZE);
     for (uint32_t i = 0; i < PC_MIN(count, FAKE_EVENTS_KEPT); i++)
@@ -108,8 +113,9 @@ const pc_gateway_screen_t *pc_gateway_screen(const pc_gateway_t *gateway) {
 }
 
 int pc_gateway_authorize(pc_gateway_t *gateway, uint32_t source, const char *key,
-                         size_t key_len, pc_action_t action) {
+                         size_t key_len, pc_action_t action, uint64_t *caller) {
     ASSERT_TRUE(gateway == &fake);
+    *caller = FAKE_CALLER_OF(source);
     ASSERT_TRUE(key_len < sizeof fake.auth_key);
     gateway->auth_calls++;
     gateway->auth_key_given = key != NULL;
@@ -433,6 +439,8 @@ static void test_http_create_accounts(void) {
     ASSERT_EQ(fake.last_operation, PC_OP_create_accounts);
     ASSERT_EQ(fake.last_count, 3);
     ASSERT_TRUE(!fake.last_shadow);
+    /* The caller authorize named is the one the rate limit sees. */
+    ASSERT_TRUE(fake.last_caller == FAKE_CALLER_OF(fake.auth_source));
     pc_account_t a;
     memcpy(&a, fake.last_events[1], sizeof(a));
     ASSERT_EQ_U128(a.id, 2);
