@@ -77,6 +77,7 @@ int cli_cluster_spawn(const char *dir, const char *name, char *const argv[], pid
 int cli_format(int argc, char **argv);
 int cli_replica(int argc, char **argv);
 int cli_inspect(int argc, char **argv);
+int cli_status(int argc, char **argv);
 int cli_account(int argc, char **argv);
 int cli_transfer(int argc, char **argv);
 int cli_lookup(int argc, char **argv);

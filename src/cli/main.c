@@ -18,6 +18,8 @@ static void usage(FILE *out) {
           "                 [--gzone ADDRS] [--cluster-key FILE]   (keyed: only messages\n"
           "                 MACed with the cluster key are taken)\n"
           "  paycell inspect --data DIR [--ids FILE] [--json]   (a stopped replica's state)\n"
+          "  paycell status --addresses A0[,A1,A2] [--cluster N] [--json]   (each running\n"
+          "                 replica's state, view, op, commit and disk, asked directly)\n"
           "  paycell account create --addresses A --id N --ledger L --code C [--flags f1,f2]\n"
           "                 [--user-data-128 N] [--user-data-64 N] [--user-data-32 N]\n"
           "                 [--shadow]   (--shadow, also for transfer and lookup: the ids are\n"
@@ -99,6 +101,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "format") == 0) return cli_format(rest_argc, rest);
     if (strcmp(cmd, "replica") == 0) return cli_replica(rest_argc, rest);
     if (strcmp(cmd, "inspect") == 0) return cli_inspect(rest_argc, rest);
+    if (strcmp(cmd, "status") == 0) return cli_status(rest_argc, rest);
     if (strcmp(cmd, "account") == 0) return cli_account(rest_argc, rest);
     if (strcmp(cmd, "transfer") == 0) return cli_transfer(rest_argc, rest);
     if (strcmp(cmd, "lookup") == 0) return cli_lookup(rest_argc, rest);
