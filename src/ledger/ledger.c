@@ -162,27 +162,6 @@ static inline __attribute__((always_inline)) void index_prefetch(const pc_ledger
     __builtin_prefetch(&ledger->loc_status[pos], 1);
 }
 
-/* The i-th event of an xts_finish: a gtid (the body may be unaligned). */
-static inline pc_u128 gtid_at(const void *events, uint32_t i) {
-    pc_u128 gtid;
-    memcpy(&gtid, (const uint8_t *)events + (size_t)i * sizeof gtid, sizeof gtid);
-    return gtid;
-}
-
-/* The i-th event of an xts_resolve (the body may be unaligned). */
-static inline pc_xts_decision_t decision_at(const void *events, uint32_t i) {
-    pc_xts_decision_t d;
-    memcpy(&d, (const uint8_t *)events + (size_t)i * sizeof d, sizeof d);
-    return d;
-}
-
-/* The gtid an xts_resolve or xts_finish event names. */
-static inline pc_u128 xts_gtid_at(pc_operation_t operation, const void *events, uint32_t i) {
-    if (operation == PC_OP_xts_finish) return gtid_at(events, i);
-    PC_ASSERT(operation == PC_OP_xts_resolve);
-    return decision_at(events, i).gtid;
-}
-
 /* Starts the memory reads of an upcoming event: its id's index entry and its
  * two accounts. Always inlined: gcc deems a function holding only prefetches
  * free of effects and deletes the calls. */
@@ -217,11 +196,11 @@ static inline __attribute__((always_inline)) void xts_apply_prefetch(const pc_le
                                                                      uint32_t count, uint32_t i) {
     if (operation == PC_OP_xts_resolve) {
         if (i + XTS_PREFETCH_FAR < count) {
-            index_prefetch(ledger, xts_gtid_at(operation, events, i + XTS_PREFETCH_FAR));
+            index_prefetch(ledger, pc__xts_gtid_at(operation, events, i + XTS_PREFETCH_FAR));
         }
         if (i + INDEX_PREFETCH_DISTANCE < count) {
-            const pc__pending_t *p =
-                pending_of(ledger, xts_gtid_at(operation, events, i + INDEX_PREFETCH_DISTANCE));
+            pc_u128 gtid = pc__xts_gtid_at(operation, events, i + INDEX_PREFETCH_DISTANCE);
+            const pc__pending_t *p = pending_of(ledger, gtid);
             if (p != NULL) {
                 __builtin_prefetch(p, 1);
                 __builtin_prefetch((const char *)p + 128, 1);
@@ -229,7 +208,7 @@ static inline __attribute__((always_inline)) void xts_apply_prefetch(const pc_le
         }
         if (i + XTS_PREFETCH_NEAR < count) {
             const pc__pending_t *p =
-                pending_of(ledger, xts_gtid_at(operation, events, i + XTS_PREFETCH_NEAR));
+                pending_of(ledger, pc__xts_gtid_at(operation, events, i + XTS_PREFETCH_NEAR));
             if (p != NULL) {
                 pc_u128 dr, cr;
                 pc__slot_accounts(&p->transfer, &dr, &cr);
@@ -241,10 +220,10 @@ static inline __attribute__((always_inline)) void xts_apply_prefetch(const pc_le
     }
     PC_ASSERT(operation == PC_OP_xts_finish);
     if (i + INDEX_PREFETCH_DISTANCE < count) {
-        index_prefetch(ledger, gtid_at(events, i + INDEX_PREFETCH_DISTANCE));
+        index_prefetch(ledger, pc__xts_gtid_at(operation, events, i + INDEX_PREFETCH_DISTANCE));
     }
     if (i + XTS_PREFETCH_NEAR < count) {
-        pc_u128 gtid = gtid_at(events, i + XTS_PREFETCH_NEAR);
+        pc_u128 gtid = pc__xts_gtid_at(operation, events, i + XTS_PREFETCH_NEAR);
         uint64_t pos = pc__index_find(ledger, gtid);
         uint64_t ls = pc__index_has(ledger, pos, gtid) ? ledger->loc_status[pos] : 0;
         /* A decided payer leg's pool field is its outbox entry + 1. */
@@ -285,9 +264,11 @@ static uint32_t xts_prefetch(pc_ledger_t *ledger, pc_operation_t operation, cons
     uint32_t n = 0;
     for (uint32_t i = 0; i < count; i++) {
         uint32_t ahead = i + INDEX_PREFETCH_DISTANCE;
-        if (ahead < count && tries) event_prefetch(ledger, &transfers[ahead]);
-        if (ahead < count && !tries) index_prefetch(ledger, xts_gtid_at(operation, events, ahead));
-        pc_u128 id = tries ? transfers[i].id : xts_gtid_at(operation, events, i);
+        if (ahead < count) {
+            if (tries) event_prefetch(ledger, &transfers[ahead]);
+            else index_prefetch(ledger, pc__xts_gtid_at(operation, events, ahead));
+        }
+        pc_u128 id = tries ? transfers[i].id : pc__xts_gtid_at(operation, events, i);
         if (id == 0 || id == PC_U128_MAX) continue;
         uint64_t pos = pc__index_find(ledger, id);
         if (!pc__index_has(ledger, pos, id)) continue;
@@ -368,11 +349,13 @@ static uint32_t event_apply(pc_ledger_t *ledger, pc_operation_t operation, const
         PC_ASSERT(i == 0);
         return pc__shadow_purge(ledger, events);
     }
-    if (operation == PC_OP_xts_finish) return pc__xts_finish(ledger, gtid_at(events, i));
+    if (operation == PC_OP_xts_finish) {
+        return pc__xts_finish(ledger, pc__xts_gtid_at(operation, events, i));
+    }
     const pc_transfer_t *transfers = events;
     if (operation == PC_OP_xts_try) return pc__xts_try(ledger, &transfers[i], timestamp);
     if (operation == PC_OP_xts_resolve) {
-        pc_xts_decision_t decision = decision_at(events, i);
+        pc_xts_decision_t decision = pc__decision_at(events, i);
         return pc__xts_resolve(ledger, &decision, timestamp);
     }
     return pc__transfer_create(ledger, &transfers[i], timestamp);

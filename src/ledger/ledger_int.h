@@ -30,6 +30,8 @@
 
 #include "ledger.h"
 
+#include <string.h>
+
 /* Status of a transfer id in the index. 0 never appears in a used entry. */
 enum pc__status {
     PC__ST_CREATED = 1, /* created, not a pending transfer (includes post/void records) */
@@ -327,6 +329,23 @@ static inline void pc__slot_accounts(const pc_transfer_t *t, pc_u128 *dr, pc_u12
 
 static inline bool pc__is_xts_payer_leg(const pc_transfer_t *t) {
     return pc__is_xts(t) && !(t->flags & PC_SLOT_XTS_PAYEE);
+}
+
+/* The i-th event of an xts_resolve (a decision), and the gtid the i-th
+ * event of an xts_resolve or xts_finish (a bare gtid) names. A request
+ * body may be unaligned, so they copy. */
+static inline pc_xts_decision_t pc__decision_at(const void *events, uint32_t i) {
+    pc_xts_decision_t d;
+    memcpy(&d, (const uint8_t *)events + (size_t)i * sizeof d, sizeof d);
+    return d;
+}
+
+static inline pc_u128 pc__xts_gtid_at(pc_operation_t operation, const void *events, uint32_t i) {
+    if (operation == PC_OP_xts_resolve) return pc__decision_at(events, i).gtid;
+    PC_ASSERT(operation == PC_OP_xts_finish);
+    pc_u128 gtid;
+    memcpy(&gtid, (const uint8_t *)events + (size_t)i * sizeof gtid, sizeof gtid);
+    return gtid;
 }
 
 uint32_t pc__xts_try(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t timestamp);

@@ -41,16 +41,11 @@ uint32_t pc__shadow_check(const pc_ledger_t *ledger, pc_operation_t operation,
                      foreign(ledger, t->credit_account_id) || foreign(ledger, t->pending_id);
         return mixed ? PC_TRANSFER_RESULT_shadow_mismatch : 0;
     }
-    case PC_OP_xts_resolve: {
-        pc_xts_decision_t d;
-        memcpy(&d, (const uint8_t *)events + (size_t)i * sizeof(d), sizeof(d));
-        return foreign(ledger, d.gtid) ? PC_TRANSFER_RESULT_shadow_mismatch : 0;
-    }
-    case PC_OP_xts_finish: {
-        pc_u128 gtid;
-        memcpy(&gtid, (const uint8_t *)events + (size_t)i * sizeof(gtid), sizeof(gtid));
-        return foreign(ledger, gtid) ? PC_TRANSFER_RESULT_shadow_mismatch : 0;
-    }
+    case PC_OP_xts_resolve:
+    case PC_OP_xts_finish:
+        return foreign(ledger, pc__xts_gtid_at(operation, events, i))
+                   ? PC_TRANSFER_RESULT_shadow_mismatch
+                   : 0;
     case PC_OP_shadow_purge:
         /* Only a request that says it is shadow may purge. */
         return ledger->shadow ? 0 : PC_TRANSFER_RESULT_shadow_mismatch;

@@ -40,6 +40,7 @@
 #include <string.h>
 
 #include "../ledger/ledger.h"
+#include "../net/net.h"
 #include "sim.h"
 
 #define XS_UNITS_MAX 3u
@@ -229,12 +230,6 @@ static void store_append(xs_unit_t *u) {
 
 static void conservation_check(xs_world_t *w, const char *after);
 
-static uint32_t event_size(pc_operation_t op) {
-    if (op == PC_OP_xts_finish) return (uint32_t)sizeof(pc_u128);
-    if (op == PC_OP_xts_resolve) return (uint32_t)sizeof(pc_xts_decision_t);
-    return (uint32_t)sizeof(pc_transfer_t);
-}
-
 static void log_append(xs_unit_t *u, pc_operation_t op, uint64_t timestamp, const void *events,
                        uint32_t count, pc_u128 results) {
     PC_ASSERT(count <= XS_EVENTS_MAX);
@@ -248,7 +243,7 @@ static void log_append(xs_unit_t *u, pc_operation_t op, uint64_t timestamp, cons
     e->count = count;
     e->timestamp = timestamp;
     e->results = results;
-    if (count > 0) memcpy(e->body, events, (size_t)count * event_size(op));
+    if (count > 0) memcpy(e->body, events, (size_t)count * pc_operation_event_size(op));
 }
 
 /* One batch through the ledger's two phases, exactly as the replica applies
@@ -797,7 +792,8 @@ static void deliver(xs_world_t *w, xs_packet_t *p) {
     } else if (op == PC_OP_xts_resolve) {
         pc_xts_decision_t decisions[XS_EVENTS_MAX];
         for (uint32_t k = 0; k < p->count; k++) {
-            decisions[k] = (pc_xts_decision_t){.gtid = p->events[k].id, .flags = p->events[k].flags};
+            const pc_transfer_t *e = &p->events[k];
+            decisions[k] = (pc_xts_decision_t){.gtid = e->id, .flags = e->flags};
         }
         unit_apply(w, p->unit, op, decisions, p->count, reply.results);
     } else {
