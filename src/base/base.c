@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -201,6 +202,19 @@ uint64_t pc_time_monotonic_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int pc_client_id_new(pc_u128 *id) {
+    PC_ASSERT(id != NULL);
+    for (int tries = 0; tries < 4; tries++) {
+        pc_u128 value = 0;
+        if (getrandom(&value, sizeof(value), 0) != (ssize_t)sizeof(value)) continue;
+        if (value != 0) {
+            *id = value;
+            return PC_OK;
+        }
+    }
+    return PC_EIO;
 }
 
 /* splitmix64 expands one seed into the four words of state. */

@@ -75,6 +75,11 @@ int pc_u128_parse(const char *text, pc_u128 *out);
 uint64_t pc_time_realtime_ns(void);
 uint64_t pc_time_monotonic_ns(void);
 
+/* A random non-zero client id (a message header's `client`; zero means
+ * none), so two askers never take each other's replies. PC_EIO when the
+ * kernel gives no randomness. */
+int pc_client_id_new(pc_u128 *id);
+
 /* Small deterministic PRNG (xoshiro256**-style, our own), seeded explicitly:
  * simulations and tests replay from one seed. */
 typedef struct pc_prng {

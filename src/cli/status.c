@@ -17,9 +17,7 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -45,21 +43,20 @@ static int read_full(int fd, uint8_t *out, uint32_t n, uint64_t deadline_ns) {
     return PC_OK;
 }
 
-/* One replica's answer, verified: framing, MAC under our key, that it
- * answers our question. */
+/* One replica's answer, verified (pc_replica_status_reply). */
 static int ask(const char *address, uint64_t cluster, pc_cluster_key_t *key,
                pc_replica_status_t *out) {
     int fd = -1;
     int rc = pc_net_connect(address, STATUS_WAIT_MS, &fd);
     if (rc != PC_OK) return rc;
+    pc_u128 client = 0;
+    rc = pc_client_id_new(&client);
+    if (rc != PC_OK) {
+        close(fd);
+        return rc;
+    }
     pc_header_t h;
-    memset(&h, 0, sizeof h);
-    h.command = PC_COMMAND_request;
-    h.operation = PC_OP_replica_status;
-    h.cluster = cluster;
-    while (h.client == 0)
-        if (getrandom(&h.client, sizeof h.client, 0) != (ssize_t)sizeof h.client) h.client = 0;
-    pc_header_seal_keyed(&h, NULL, 0, key);
+    pc_replica_status_request(&h, cluster, client, key);
     uint8_t reply[STATUS_REPLY_SIZE];
     const pc_header_t *r = (const pc_header_t *)reply;
     uint64_t deadline = pc_time_monotonic_ns() + STATUS_WAIT_MS * 1000000ull;
@@ -68,14 +65,7 @@ static int ask(const char *address, uint64_t cluster, pc_cluster_key_t *key,
     if (rc == PC_OK) rc = pc_header_verify(r);
     if (rc == PC_OK && (r->size < PC_HEADER_SIZE || r->size > STATUS_REPLY_SIZE)) rc = PC_EPROTO;
     if (rc == PC_OK) rc = read_full(fd, reply + PC_HEADER_SIZE, r->size - PC_HEADER_SIZE, deadline);
-    if (rc == PC_OK) rc = pc_body_verify(r, reply + PC_HEADER_SIZE);
-    if (rc == PC_OK && key != NULL) rc = pc_header_mac_verify(r, reply + PC_HEADER_SIZE, key);
-    if (rc == PC_OK && (r->command != PC_COMMAND_reply || r->operation != PC_OP_replica_status ||
-                        r->client != h.client))
-        rc = PC_EPROTO;
-    if (rc == PC_OK && r->status != PC_OK) rc = r->status; /* PC_ECLUSTER, PC_EMAC, ... */
-    if (rc == PC_OK && r->size != STATUS_REPLY_SIZE) rc = PC_EPROTO;
-    if (rc == PC_OK) memcpy(out, reply + PC_HEADER_SIZE, sizeof *out);
+    if (rc == PC_OK) rc = pc_replica_status_reply(r, reply + PC_HEADER_SIZE, client, key, out);
     close(fd);
     return rc;
 }

@@ -58,7 +58,6 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "../net/net.h"
@@ -181,21 +180,6 @@ static int addresses_parse(pc_client_t *client, const char *text) {
     }
     PC_ASSERT(client->addresses_count <= CLIENT_ADDRESSES_MAX);
     return client->addresses_count > 0 ? PC_OK : PC_EADDRESS;
-}
-
-/* A random id keeps two clients from ever sharing a session by accident; zero
- * is reserved for "no client". */
-static int client_id_generate(pc_u128 *id) {
-    PC_ASSERT(id != NULL);
-    for (int tries = 0; tries < 4; tries++) {
-        pc_u128 value = 0;
-        if (getrandom(&value, sizeof(value), 0) != (ssize_t)sizeof(value)) continue;
-        if (value != 0) {
-            *id = value;
-            return PC_OK;
-        }
-    }
-    return PC_EIO;
 }
 
 static int request_acquire(pc_client_t *client, request_t **out) {
@@ -937,7 +921,7 @@ int pc_client_open(const char *addresses, const pc_client_options_t *options,
     client->fd = -1;
     int rc = options_apply(options, &client->options);
     if (rc == PC_OK) rc = addresses_parse(client, addresses);
-    if (rc == PC_OK) rc = client_id_generate(&client->id);
+    if (rc == PC_OK) rc = pc_client_id_new(&client->id); /* no two share a session */
     if (rc == PC_OK) rc = cluster_key_prepare(client, options); /* before anything is sealed */
     if (rc == PC_OK) rc = auth_prepare(client, options != NULL ? options->key : NULL);
     if (rc == PC_OK) rc = tls_prepare(client, options);

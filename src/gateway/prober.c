@@ -32,7 +32,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -156,13 +155,7 @@ static void addresses_take(gw_prober_t *x) {
 static void probe_send(gw_prober_t *x, probe_t *p, uint64_t now) {
     PC_ASSERT(p->fd >= 0);
     pc_header_t h;
-    memset(&h, 0, sizeof h);
-    h.command = PC_COMMAND_request;
-    h.operation = PC_OP_replica_status;
-    h.client = x->client;
-    h.cluster = x->cluster;
-    pc_header_seal_keyed(&h, NULL, 0, x->key);
-    PC_ASSERT(h.size == PC_HEADER_SIZE);
+    pc_replica_status_request(&h, x->cluster, x->client, x->key);
     ssize_t n = send(p->fd, &h, sizeof h, MSG_NOSIGNAL);
     if (n != (ssize_t)sizeof h) {
         probe_finish(p, PC_ECLOSED);
@@ -207,16 +200,9 @@ static int reply_verify(const gw_prober_t *x, const probe_t *p, uint32_t r) {
     const pc_header_t *h = (const pc_header_t *)p->reply;
     const uint8_t *body = p->reply + PC_HEADER_SIZE;
     PC_ASSERT(p->got == h->size && h->size <= PROBE_REPLY_SIZE);
-    int rc = pc_body_verify(h, body);
-    if (rc == PC_OK && x->key != NULL) rc = pc_header_mac_verify(h, body, x->key);
-    if (rc != PC_OK) return rc;
-    if (h->command != PC_COMMAND_reply || h->operation != PC_OP_replica_status ||
-        h->client != x->client)
-        return PC_EPROTO;
-    if (h->status != PC_OK) return h->status; /* PC_ECLUSTER, PC_EMAC, ... */
-    if (h->size != PROBE_REPLY_SIZE) return PC_EPROTO;
     pc_replica_status_t s;
-    memcpy(&s, body, sizeof s);
+    int rc = pc_replica_status_reply(h, body, x->client, x->key, &s);
+    if (rc != PC_OK) return rc;
     /* Another cluster's replica, or the table's order not the unit's. */
     if (s.cluster != x->cluster || s.replica != r) return PC_ECLUSTER;
     return PC_OK;
@@ -399,10 +385,8 @@ int gw_prober_start(uint64_t cluster, const char *cluster_key, bool quiet,
             x->probes[u][r].fd = -1;
     x->cluster = cluster;
     x->quiet = quiet;
-    while (x->client == 0) /* random, so replies to another prober are never ours */
-        if (getrandom(&x->client, sizeof x->client, 0) != (ssize_t)sizeof x->client) x->client = 0;
-    int rc = PC_OK;
-    if (cluster_key != NULL) {
+    int rc = pc_client_id_new(&x->client); /* replies to another prober are never ours */
+    if (rc == PC_OK && cluster_key != NULL) {
         char err[512];
         rc = pc_cluster_key_load(cluster_key, &x->key, err, sizeof err);
         if (rc != PC_OK) pc_log("gateway", "error", "replica prober: %s", err);

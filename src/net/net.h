@@ -149,6 +149,15 @@ int pc_header_verify(const pc_header_t *header);
 /* Errors: PC_ECHECKSUM. header must have passed pc_header_verify. */
 int pc_body_verify(const pc_header_t *header, const void *body);
 
+/* replica_status (docs/PROTOCOL.md), asked outside any session: the
+ * question, sealed (with key unless NULL), and the check of an answer whose
+ * header passed pc_header_verify: the body's checksum, the MAC under key,
+ * that it answers client's question, its status, its size; then *out. */
+void pc_replica_status_request(pc_header_t *header, uint64_t cluster, pc_u128 client,
+                               pc_cluster_key_t *key);
+int pc_replica_status_reply(const pc_header_t *header, const void *body, pc_u128 client,
+                            pc_cluster_key_t *key, pc_replica_status_t *out);
+
 /* Semantic checks of a verified request: known operation; register has an
  * empty body, session 0 and request 0; authenticate session 0, request 0 and
  * exactly PC_KEY_TEXT_LEN bytes of key; replica_status session 0, request 0

@@ -194,6 +194,32 @@ int pc_body_verify(const pc_header_t *header, const void *body) {
     return PC_OK;
 }
 
+void pc_replica_status_request(pc_header_t *header, uint64_t cluster, pc_u128 client,
+                               pc_cluster_key_t *key) {
+    PC_ASSERT(client != 0); /* a reply is recognised by it */
+    memset(header, 0, sizeof *header);
+    header->command = PC_COMMAND_request;
+    header->operation = PC_OP_replica_status;
+    header->client = client;
+    header->cluster = cluster;
+    pc_header_seal_keyed(header, NULL, 0, key);
+    PC_ASSERT(header->size == PC_HEADER_SIZE);
+}
+
+int pc_replica_status_reply(const pc_header_t *header, const void *body, pc_u128 client,
+                            pc_cluster_key_t *key, pc_replica_status_t *out) {
+    int rc = pc_body_verify(header, body);
+    if (rc == PC_OK && key != NULL) rc = pc_header_mac_verify(header, body, key);
+    if (rc != PC_OK) return rc;
+    if (header->command != PC_COMMAND_reply || header->operation != PC_OP_replica_status ||
+        header->client != client)
+        return PC_EPROTO;
+    if (header->status != PC_OK) return header->status; /* PC_ECLUSTER, PC_EMAC, ... */
+    if (header->size != PC_HEADER_SIZE + sizeof *out) return PC_EPROTO;
+    memcpy(out, body, sizeof *out);
+    return PC_OK;
+}
+
 static bool operation_known(uint8_t operation) {
     switch (operation) {
 #define PC__OP_CASE(name, value) case value:
