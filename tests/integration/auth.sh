@@ -9,17 +9,11 @@
 # failures get the source refused at once (PC_ETHROTTLED, 429) while
 # another source is still served.
 source "$(dirname "$0")/lib.sh"
-PORT=$(free_port)
-D=$TMP/cluster
-trap stop_cluster EXIT
 
 step "paycell start --auth: keys made, 0600, in cluster.env"
-"$PAYCELL" start --data "$D" --units 2 --replicas 1 --port "$PORT" --accounts-max 1024 \
-    --transfers-max 10000 --auth >"$TMP/start.out" 2>&1 ||
-    { cat "$TMP/start.out" "$D"/logs/*.log >&2; fail "paycell start --auth"; }
+start_cluster --units 2 --replicas 1 --accounts-max 1024 --transfers-max 10000 --auth
 [ "$(stat -c %a "$D/keys")" = 600 ] || fail "keys file mode $(stat -c %a "$D/keys")"
 [ "$(stat -c %a "$D/cluster.env")" = 600 ] || fail "cluster.env mode $(stat -c %a "$D/cluster.env")"
-source "$D/cluster.env"
 G=$PAYCELL_GATEWAY
 H=http://$PAYCELL_HTTP
 Z=$PAYCELL_GZONE

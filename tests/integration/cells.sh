@@ -6,15 +6,10 @@
 # anything twice; bad HTTP input answered 4xx and changing nothing; every
 # replica shown up in /metrics by the gateway's prober, and a killed one down.
 source "$(dirname "$0")/lib.sh"
-PORT=$(free_port)
-D=$TMP/cluster
-trap stop_cluster EXIT
 
 step "paycell start: GZone + 2 units x 3 replicas + gateway"
-"$PAYCELL" start --data "$D" --units 2 --replicas 3 --port "$PORT" --accounts-max 4096 \
-    --transfers-max 100000 --journal-slots 32 --xts-timeout 3 >"$TMP/start.out" 2>&1 ||
-    { cat "$TMP/start.out" "$D"/logs/*.log >&2; fail "paycell start"; }
-source "$D/cluster.env"
+start_cluster --units 2 --replicas 3 --accounts-max 4096 \
+    --transfers-max 100000 --journal-slots 32 --xts-timeout 3
 G=$PAYCELL_GATEWAY
 H=http://$PAYCELL_HTTP
 

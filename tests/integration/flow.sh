@@ -8,15 +8,9 @@
 # --hot-key-rate gets `throttled` per event while the rest of each batch is
 # created. The audit stays balanced throughout.
 source "$(dirname "$0")/lib.sh"
-PORT=$(free_port)
-D=$TMP/cluster
-trap stop_cluster EXIT
 
 step "paycell start: GZone + 2 units x 1 replica + gateway"
-"$PAYCELL" start --data "$D" --units 2 --replicas 1 --port "$PORT" --accounts-max 4096 \
-    --transfers-max 100000 --xts-timeout 3 >"$TMP/start.out" 2>&1 ||
-    { cat "$TMP/start.out" "$D"/logs/*.log >&2; fail "paycell start"; }
-source "$D/cluster.env"
+start_cluster --units 2 --replicas 1 --accounts-max 4096 --transfers-max 100000 --xts-timeout 3
 G=$PAYCELL_GATEWAY
 H=$PAYCELL_HTTP
 

@@ -51,6 +51,18 @@ expect_exit() {
 # expect_in TEXT NEEDLE
 expect_in() { case "$1" in *"$2"*) ;; *) fail "expected '$2' in: $1" ;; esac; }
 
+# start_cluster ARGS...: `paycell start --data $D --port $PORT ARGS` (D and
+# PORT are set here, and stop_cluster stops it all at exit), the logs shown
+# if it fails, then the cluster's addresses from its cluster.env.
+start_cluster() {
+    PORT=$(free_port)
+    D=$TMP/cluster
+    trap stop_cluster EXIT
+    "$PAYCELL" start --data "$D" --port "$PORT" "$@" >"$TMP/start.out" 2>&1 ||
+        { cat "$TMP/start.out" "$D"/logs/*.log >&2; fail "paycell start $*"; }
+    source "$D/cluster.env"
+}
+
 # stop_cluster: the EXIT trap of a script that ran `paycell start --data $D`.
 # Stops the cluster, and fails the script on a sanitizer report in any of
 # its processes' logs (they log to files, not to the script's output, so

@@ -5,15 +5,9 @@
 # the gateway's own flag. Bad values are refused and change nothing.
 # `--caller-rate-limit N` holds each caller (API key, or address) to N/s.
 source "$(dirname "$0")/lib.sh"
-PORT=$(free_port)
-D=$TMP/cluster
-trap stop_cluster EXIT
 
 step "paycell start: GZone + 1 unit + gateway, no rate limit"
-"$PAYCELL" start --data "$D" --units 1 --replicas 1 --port "$PORT" --accounts-max 1024 \
-    --transfers-max 10000 >"$TMP/start.out" 2>&1 ||
-    { cat "$TMP/start.out" "$D"/logs/*.log >&2; fail "paycell start"; }
-source "$D/cluster.env"
+start_cluster --units 1 --replicas 1 --accounts-max 1024 --transfers-max 10000
 H=http://$PAYCELL_HTTP
 Z=$PAYCELL_GZONE
 limit() { curl -s "$H/metrics" | awk -v n="$1" '$1 == "paycell_gateway_limit{name=\"" n "\"}" { print $2 }'; }

@@ -7,15 +7,9 @@
 # holds while part of the load is throttled. Nothing here is timed: rates
 # and latencies are printed, not asserted.
 source "$(dirname "$0")/lib.sh"
-PORT=$(free_port)
-D=$TMP/cluster
-trap stop_cluster EXIT
 
 step "paycell start: GZone + 1 unit x 1 replica + gateway"
-"$PAYCELL" start --data "$D" --units 1 --replicas 1 --port "$PORT" --accounts-max 8192 \
-    --transfers-max 400000 >"$TMP/start.out" 2>&1 ||
-    { cat "$TMP/start.out" "$D"/logs/*.log >&2; fail "paycell start"; }
-source "$D/cluster.env"
+start_cluster --units 1 --replicas 1 --accounts-max 8192 --transfers-max 400000
 
 # num NAME [JSON]: the first "NAME":N in the JSON (top-level keys come first).
 num() { printf '%s' "${2:-$OUT}" | grep -o "\"$1\":[0-9]*" | head -1 | cut -d: -f2; }

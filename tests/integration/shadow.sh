@@ -6,15 +6,9 @@
 # after, and every real account reads as before), the shadow books balanced
 # on their own, and `paycell shadow purge` leaving no shadow record.
 source "$(dirname "$0")/lib.sh"
-PORT=$(free_port)
-D=$TMP/cluster
-trap stop_cluster EXIT
 
 step "paycell start: GZone + 2 units + gateway"
-"$PAYCELL" start --data "$D" --units 2 --replicas 1 --port "$PORT" --accounts-max 4096 \
-    --transfers-max 100000 --xts-timeout 3 >"$TMP/start.out" 2>&1 ||
-    { cat "$TMP/start.out" "$D"/logs/*.log >&2; fail "paycell start"; }
-source "$D/cluster.env"
+start_cluster --units 2 --replicas 1 --accounts-max 4096 --transfers-max 100000 --xts-timeout 3
 G=$PAYCELL_GATEWAY
 H=http://$PAYCELL_HTTP
 Z=$PAYCELL_GZONE

@@ -4,15 +4,9 @@
 # same commit; a replica killed with -9 shows as no answer (exit 1); a
 # question without the cluster key is dropped, and the command says why.
 source "$(dirname "$0")/lib.sh"
-PORT=$(free_port)
-D=$TMP/cluster
-trap stop_cluster EXIT
 
 step "paycell start: GZone + 1 unit of 3 replicas + gateway"
-"$PAYCELL" start --data "$D" --units 1 --replicas 3 --port "$PORT" --accounts-max 1024 \
-    --transfers-max 10000 >"$TMP/start.out" 2>&1 ||
-    { cat "$TMP/start.out" "$D"/logs/*.log >&2; fail "paycell start"; }
-source "$D/cluster.env"
+start_cluster --units 1 --replicas 3 --accounts-max 1024 --transfers-max 10000
 
 step "every replica answers: one primary, all normal"
 expect_exit 0 "$PAYCELL" status --addresses "$PAYCELL_UNIT0"

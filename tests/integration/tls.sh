@@ -13,15 +13,9 @@
 # gateway from starting. Commands that talk to replicas directly (the
 # audit) stay plaintext with the TLS variables set. bench works over TLS.
 source "$(dirname "$0")/lib.sh"
-PORT=$(free_port)
-D=$TMP/cluster
-trap stop_cluster EXIT
 
 step "paycell start --tls --auth: certificates made, exported in cluster.env"
-"$PAYCELL" start --data "$D" --units 2 --replicas 1 --port "$PORT" --accounts-max 65536 \
-    --transfers-max 400000 --tls --auth >"$TMP/start.out" 2>&1 ||
-    { cat "$TMP/start.out" "$D"/logs/*.log >&2; fail "paycell start --tls --auth"; }
-source "$D/cluster.env"
+start_cluster --units 2 --replicas 1 --accounts-max 65536 --transfers-max 400000 --tls --auth
 [ "$PAYCELL_TLS_CA" = "$D/certs/ca.crt" ] || fail "PAYCELL_TLS_CA=$PAYCELL_TLS_CA"
 [ -f "$PAYCELL_TLS_CERT" ] && [ -f "$PAYCELL_TLS_KEY" ] || fail "client certificate in cluster.env"
 [ "$(stat -c %a "$D/certs/server.key")" = 600 ] || fail "server key mode"
