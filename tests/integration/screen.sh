@@ -61,6 +61,26 @@ metric() { scurl -m 5 "$H/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 # gt A B: decimal strings of any length (the GMV is a u128), A > B.
 gt() { [ ${#1} -gt ${#2} ] || { [ ${#1} -eq ${#2} ] && [[ "$1" > "$2" ]]; }; }
 
+# What a demo that does not end is doing: its output, its threads (when
+# gdb is there), its cluster's processes and the last lines of their logs.
+demo_hung() {
+    echo "--- the demo's output (last 40 lines)"; tail -40 "$OUT/demo.log"
+    if command -v gdb >/dev/null 2>&1; then
+        echo "--- the demo's threads"
+        timeout 30 gdb -p "$DEMO_PID" -batch -ex "thread apply all bt" 2>&1 | grep -E '^(Thread|#)'
+    fi
+    local env dir log
+    for env in /tmp/paycell-demo-*/cluster/cluster.env; do
+        grep -qx "PAYCELL_HTTP=127.0.0.1:$((PORT + 1))" "$env" 2>/dev/null || continue
+        dir=$(dirname "$env")
+        echo "--- its processes"; cat "$dir/pids"
+        ps -o pid,stat,etime,time,args -p "$(awk '{print $1}' "$dir/pids" | paste -sd,)"
+        for log in "$dir"/logs/*.log "$(dirname "$dir")"/*.log; do
+            [ -f "$log" ] && { echo "--- $log (last 8 lines)"; tail -8 "$log"; }
+        done
+    done
+}
+
 # Long enough for six headless runs after the kill (at 30% of it) on a busy
 # two-core machine, where one run can take ten seconds.
 DURATION=80
@@ -184,7 +204,7 @@ kill -0 "$DEMO_PID" 2>/dev/null ||
 
 step "the demo finishes and stops its cluster"
 for _ in $(seq 1800); do kill -0 "$DEMO_PID" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$DEMO_PID" 2>/dev/null && fail "the demo still runs 180 s after the failover"
+kill -0 "$DEMO_PID" 2>/dev/null && { demo_hung; fail "the demo still runs 180 s after the failover"; }
 wait "$DEMO_PID"; demo_status=$?
 DEMO_PID=""
 tail -25 "$OUT/demo.log"
