@@ -988,7 +988,8 @@ static int gateway_init(pc_gateway_t *gw, const pc_gateway_options_t *options) {
     gw->binary_fd = -1;
     gw->conns = calloc(GW_CONNS_MAX, sizeof *gw->conns);
     gw->scratch = malloc(PC_MESSAGE_BODY_MAX);
-    if (gw->conns == NULL || gw->scratch == NULL) return PC_ENOMEM;
+    gw->split = malloc(PC_BATCH_EVENTS_MAX * sizeof *gw->split);
+    if (gw->conns == NULL || gw->scratch == NULL || gw->split == NULL) return PC_ENOMEM;
     for (uint32_t i = 0; i < GW_CONNS_MAX; i++) {
         gw->conns[i].fd = -1;
         if (pc_reader_init(&gw->conns[i].reader) != PC_OK ||
@@ -1058,6 +1059,7 @@ static void gateway_deinit(pc_gateway_t *gw) {
     pc_tls_config_free(gw->tls_http);
     free(gw->conns);
     free(gw->scratch);
+    free(gw->split);
     free(gw->screen);
 }
 
@@ -1097,6 +1099,7 @@ int pc_gateway_run(const pc_gateway_options_t *options) {
         refresh_tick(gw, now);
         gw_flow_tick(gw, now);
         gw_jobs_reap(gw);
+        gw_parts_flush(gw); /* last: whatever this turn made goes now, merged */
         gw_screen_tick(gw, now);
         gw_auth_tick(gw, now);
     }

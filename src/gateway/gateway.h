@@ -467,6 +467,7 @@ typedef struct pc_gateway_metrics {
     uint64_t routing_epoch;
     uint64_t inflight;             /* requests being served now */
     uint64_t unit_requests;        /* sub-requests sent to units */
+    uint64_t unit_parts_merged;    /* jobs' parts that shared a sub-request with others */
     /* Flow control: requests refused by reason (hot_key: events), and of
      * them shadow traffic. */
     uint64_t throttled[PC_FLOW_REASON_COUNT];

@@ -19,21 +19,22 @@
  * still has its turn within the standing wait (docs/DESIGN.md, "Shedding on
  * arrival"); a write arriving beyond it is refused before it is copied. */
 #define GW_SHED_QUEUED 4u
-/* Flow control. Per unit: an adaptive limit on sub-requests in flight (one
- * per session at least, so an idle unit is never throttled), and a breaker
+/* Flow control. Per unit: an adaptive limit on parts of client requests in
+ * flight (GW_LIMIT_MIN at least, so an idle unit is never throttled), and a breaker
  * that trips when half the calls in 3 s failed or took over a second. A
  * sub-request still unanswered after GW_SLOW_CALL_NS counts as slow at once,
  * so a unit that stopped answering trips its breaker within a few seconds
  * (once its earlier successes leave the 3 s window), not after the
  * sessions' retries (tens of seconds). A half-open probe not
  * answered within GW_PROBE_LOST_NS counts as failed. */
-/* The limit's floor. Measured (docs/BENCHMARKS.md, "Overload"), a unit of
- * three replicas commits as much with 16 client batches of 1,000 in flight
- * as with 32, at half the latency: the knee is below 32. The BBR estimate
- * (max rate x min RTT x 2) lands under the floor for a batching unit, so
- * under overload a unit runs at the floor, and a floor past the knee only
- * queues. */
-#define GW_LIMIT_MIN GW_SESSIONS_PER_UNIT
+/* The limit's floor. The BBR estimate (max rate x min RTT x 2) lands under
+ * the floor for a batching unit, so under overload a unit runs at the
+ * floor, and a floor past the knee only queues. Parts made in one loop turn
+ * go to a unit as one request (gw_parts_flush), and a unit commits the same
+ * transfers faster in fewer, larger requests: with merging, 8 parts of
+ * ~500 transfers keep a unit of three replicas at its capacity with half
+ * the overload latency of 16 (docs/BENCHMARKS.md, "Merged sub-requests"). */
+#define GW_LIMIT_MIN 8u
 #define GW_LIMIT_MAX 4096u
 #define GW_LIMIT_INITIAL 256u
 #define GW_SLOW_CALL_NS (1000ull * 1000 * 1000)
@@ -61,6 +62,7 @@ typedef struct gw_unit {
     pc_flow_limiter_t limiter;             /* sub-requests in flight, adaptive limit */
     pc_flow_breaker_t breaker;
     uint64_t probe_ns;                     /* when half-open admitted its probe */
+    gw_part_t *unsent_head, *unsent_tail;  /* parts made this loop turn (job.c) */
 } gw_unit_t;
 
 typedef struct gw_conn {
@@ -129,6 +131,7 @@ struct pc_gateway {
 
     struct gw_prober *prober; /* the replicas' status, for /metrics (prober.c) */
     uint8_t *scratch; /* one sub-batch being built: PC_MESSAGE_BODY_MAX */
+    pc_create_result_t *split; /* one part's share of a merged reply: PC_BATCH_EVENTS_MAX */
     pc_gateway_metrics_t metrics;
     struct gw_screen *screen; /* the big screen's sampler (gateway.c) */
     bool quiet;
@@ -221,6 +224,11 @@ int gw_flow_init(pc_gateway_t *gw);
  * live. Errors: PC_EINVAL (out of range: nothing changed after the first
  * part that failed). */
 int gw_flow_limits_apply(pc_gateway_t *gw, bool force);
+/* Sends the sub-requests made this loop turn, at its end: per unit, the
+ * parts of one operation and flags (results answered per event, no linked
+ * chain left open) go as one request of up to PC_BATCH_EVENTS_MAX events,
+ * in the order they were made; lookups go alone. */
+void gw_parts_flush(pc_gateway_t *gw);
 /* The clock-driven part of flow control: queued jobs past their deadline,
  * sub-requests overdue (slow calls for the breakers), lost probes. */
 void gw_flow_tick(pc_gateway_t *gw, uint64_t now_ns);

@@ -810,6 +810,9 @@ static void serve_metrics(conn_t *c) {
     metric(&t, "routing_epoch", "gauge", "Epoch of the gateway's cluster map.", m.routing_epoch);
     metric(&t, "inflight", "gauge", "Requests being served now.", m.inflight);
     metric(&t, "unit_requests_total", "counter", "Sub-requests sent to units.", m.unit_requests);
+    metric(&t, "unit_parts_merged_total", "counter",
+           "Parts of client requests that shared a sub-request with other requests' parts.",
+           m.unit_parts_merged);
     text_put(&t, "# HELP paycell_gateway_throttled_total Requests refused by flow control, by "
                  "reason (hot_key: events), and shadow traffic among them.\n"
                  "# TYPE paycell_gateway_throttled_total counter\n");

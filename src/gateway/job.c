@@ -60,15 +60,21 @@ enum xs { XS_NONE = 0, XS_PAYER_OK, XS_COMMIT, XS_ABORT, XS_COMMITTED, XS_ABORTE
 
 struct gw_part {
     gw_job_t *job;
-    pc_client_t *session;
+    pc_client_t *session;   /* NULL until sent */
     gw_part_t *prev, *next; /* gw->parts_head..tail: in flight, oldest first */
+    gw_part_t *merge_next;  /* the unit's unsent parts, then the parts of one request */
     uint64_t sent_ns;
     uint64_t slow_next_ns;  /* overdue: counts as a slow call again then */
     bool slow_recorded;     /* the breaker heard of it as slow already */
+    bool mergeable;         /* may share a request with other jobs' parts */
     uint32_t unit;
     uint32_t step;
+    pc_operation_t op;
+    uint32_t flags;        /* request flags (PC_REQUEST_SHADOW) */
     uint32_t count;
-    uint32_t index[]; /* original event index of each sub-event */
+    uint32_t offset;       /* where its events start in the request that carried it */
+    uint8_t *events;       /* count events of op, after index[] */
+    uint32_t index[];      /* original event index of each sub-event */
 };
 
 struct gw_job {
@@ -158,28 +164,54 @@ static void reap_queue(gw_job_t *job) {
 static void part_done(void *user, int status, pc_operation_t operation, const void *reply,
                       uint32_t reply_size);
 
-/* Sends events idx[0..n) (the transformed events are in gw->scratch) to a
- * unit. A send that fails at once counts as a transport error. */
+/* A part's events may be carried in one request with other parts: its
+ * reply is then a list of per-event results (so it can be split by index),
+ * and no linked chain is left open at its end to run into the next part's
+ * events. Lookups answer records, not results: they go alone. */
+static bool part_mergeable(const gw_job_t *job, uint32_t step, pc_operation_t op,
+                           const void *events, uint32_t n) {
+    if (step == STEP_LOOKUP || step == STEP_FIND_PENDING) return false;
+    if (op == PC_OP_create_transfers || op == PC_OP_xts_try)
+        return !(((const pc_transfer_t *)events)[n - 1].flags & PC_TRANSFER_linked);
+    if (op == PC_OP_create_accounts)
+        return !(((const pc_account_t *)events)[n - 1].flags & PC_ACCOUNT_linked);
+    (void)job;
+    return op == PC_OP_xts_resolve || op == PC_OP_xts_finish;
+}
+
+/* Registers events idx[0..n) (the transformed events are in gw->scratch)
+ * for a unit: copied into the part, in flight from now on (the limiter and
+ * the slow-call watch count it), sent by gw_parts_flush at the end of this
+ * loop turn, merged with the other parts for that unit, operation and
+ * flags made in the same turn. */
 static void part_send(gw_job_t *job, uint32_t unit, uint32_t step, pc_operation_t op,
                       const void *events, const uint32_t *idx, uint32_t n) {
     PC_ASSERT(n > 0 && n <= PC_BATCH_EVENTS_MAX);
-    gw_part_t *part = malloc(sizeof *part + (size_t)n * sizeof(uint32_t));
+    pc_gateway_t *gw = job->gw;
+    uint64_t now = pc_time_monotonic_ns();
+    if (unit >= gw->cluster.units_count) {
+        if (job->status == PC_OK) job->status = PC_ECONNREFUSED;
+        if (unit < PC_UNITS_MAX) pc_flow_breaker_record(&gw->units[unit].breaker, now, 0, false);
+        return;
+    }
+    uint32_t size = pc_operation_event_size(op);
+    size_t head = (sizeof(gw_part_t) + (size_t)n * sizeof(uint32_t) + 15) & ~(size_t)15;
+    gw_part_t *part = malloc(head + (size_t)n * size);
     if (part == NULL) {
         if (job->status == PC_OK) job->status = PC_ENOMEM;
         return;
     }
-    *part = (gw_part_t){.job = job, .unit = unit, .step = step, .count = n};
+    /* Every step keeps the request's namespace. */
+    *part = (gw_part_t){.job = job, .unit = unit, .step = step, .op = op, .count = n,
+                        .flags = job->shadow ? PC_REQUEST_SHADOW : 0,
+                        .mergeable = part_mergeable(job, step, op, events, n),
+                        .events = (uint8_t *)part + head};
     memcpy(part->index, idx, (size_t)n * sizeof(uint32_t));
-    pc_gateway_t *gw = job->gw;
-    uint64_t now = pc_time_monotonic_ns();
-    uint32_t flags = job->shadow ? PC_REQUEST_SHADOW : 0; /* every step keeps the namespace */
-    int rc = gw_unit_submit(gw, unit, op, flags, events, n, part_done, part, &part->session);
-    if (rc != PC_OK) {
-        free(part);
-        if (job->status == PC_OK) job->status = rc;
-        if (unit < PC_UNITS_MAX) pc_flow_breaker_record(&gw->units[unit].breaker, now, 0, false);
-        return;
-    }
+    memcpy(part->events, events, (size_t)n * size);
+    gw_unit_t *u = &gw->units[unit];
+    if (u->unsent_tail) u->unsent_tail->merge_next = part;
+    else u->unsent_head = part;
+    u->unsent_tail = part;
     job->parts++;
     part->sent_ns = now;
     part->slow_next_ns = now + GW_SLOW_CALL_NS;
@@ -261,7 +293,7 @@ static void part_done(void *user, int status, pc_operation_t operation, const vo
     job->parts--;
     part_finish(part, status);
     /* Every PC_ENOSPC answer (a full primary's), retried ones included. */
-    gw->metrics.unit_nospace[part->unit] += pc_client_nospace_take(part->session);
+    if (part->session) gw->metrics.unit_nospace[part->unit] += pc_client_nospace_take(part->session);
     if (status == PC_OK) gw_epoch_seen(job->gw, pc_client_last_epoch(part->session));
     if (status == PC_OK) gw_unit_served(gw, part->unit, part->session); /* the big screen */
     bool ok = status == PC_OK;
@@ -281,6 +313,93 @@ static void part_done(void *user, int status, pc_operation_t operation, const vo
     if (job->parts == 0) phase_done(job);
     /* Room freed at that unit: waiting jobs may start. */
     queue_drain(gw, pc_time_monotonic_ns());
+}
+
+/* The reply to a request that carried several parts: its results (listed
+ * by index, ascending) split at the parts' offsets, each part answered as
+ * if it had gone alone. */
+static void merged_done(void *user, int status, pc_operation_t operation, const void *reply,
+                        uint32_t reply_size) {
+    gw_part_t *part = user;
+    pc_gateway_t *gw = part->job->gw;
+    const pc_create_result_t *r = reply;
+    uint32_t n = status == PC_OK ? reply_size / (uint32_t)sizeof *r : 0;
+    if (status == PC_OK && (reply_size % sizeof *r != 0 || n > PC_BATCH_EVENTS_MAX))
+        status = PC_EPROTO;
+    for (uint32_t k = 1; status == PC_OK && k < n; k++)
+        if (r[k].index <= r[k - 1].index) status = PC_EPROTO;
+    uint32_t k = 0;
+    while (part) {
+        gw_part_t *next = part->merge_next; /* part_done frees part */
+        uint32_t m = 0;
+        for (; status == PC_OK && k < n && r[k].index < part->offset + part->count; k++) {
+            PC_ASSERT(r[k].index >= part->offset); /* ascending, from the first part's 0 */
+            gw->split[m++] = (pc_create_result_t){.index = r[k].index - part->offset,
+                                                  .result = r[k].result};
+        }
+        /* Beyond the last part: part_done of that one sees no list at all. */
+        int s = next == NULL && k < n ? PC_EPROTO : status;
+        part_done(part, s, operation, gw->split, m * (uint32_t)sizeof *r);
+        part = next;
+    }
+}
+
+/* Sends one request carrying first and the parts chained after it
+ * (merge_next), count events in all. A send refused at once answers every
+ * part with the error. */
+static void parts_submit(pc_gateway_t *gw, uint32_t unit, gw_part_t *first, uint32_t count) {
+    const void *events = first->events;
+    if (first->merge_next != NULL) {
+        uint32_t size = pc_operation_event_size(first->op);
+        for (gw_part_t *p = first; p; p = p->merge_next) {
+            memcpy(gw->scratch + (size_t)p->offset * size, p->events, (size_t)p->count * size);
+            gw->metrics.unit_parts_merged++;
+        }
+        events = gw->scratch;
+    }
+    pc_client_t *session = NULL;
+    int rc = gw_unit_submit(gw, unit, first->op, first->flags, events, count,
+                            first->merge_next ? merged_done : part_done, first, &session);
+    for (gw_part_t *p = first; p; p = p->merge_next) p->session = session;
+    while (rc != PC_OK && first) {
+        gw_part_t *next = first->merge_next;
+        part_done(first, rc, first->op, NULL, 0);
+        first = next;
+    }
+}
+
+void gw_parts_flush(pc_gateway_t *gw) {
+    for (uint32_t u = 0; u < PC_UNITS_MAX; u++) {
+        gw_unit_t *unit = &gw->units[u];
+        while (unit->unsent_head) {
+            gw_part_t *first = unit->unsent_head, *last = first, *kept = NULL;
+            unit->unsent_head = first->merge_next;
+            if (unit->unsent_head == NULL) unit->unsent_tail = NULL;
+            first->merge_next = NULL;
+            first->offset = 0;
+            uint32_t count = first->count;
+            /* The later parts that can ride along, in order; the rest stay. */
+            gw_part_t **link = &unit->unsent_head;
+            for (gw_part_t *p = unit->unsent_head; first->mergeable && p;) {
+                gw_part_t *next = p->merge_next;
+                if (p->mergeable && p->op == first->op && p->flags == first->flags &&
+                    count + p->count <= PC_BATCH_EVENTS_MAX) {
+                    *link = next;
+                    if (unit->unsent_tail == p) unit->unsent_tail = kept;
+                    p->merge_next = NULL;
+                    p->offset = count;
+                    count += p->count;
+                    last->merge_next = p;
+                    last = p;
+                } else {
+                    kept = p;
+                    link = &p->merge_next;
+                }
+                p = next;
+            }
+            parts_submit(gw, u, first, count);
+        }
+    }
 }
 
 /* Per unit, the events of idx[] whose unit[] is u, transformed by make into

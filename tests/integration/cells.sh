@@ -157,6 +157,52 @@ sleep 1
 expect_exit 0 "$PAYCELL" audit balances --gzone "$PAYCELL_GZONE"
 expect_in "$OUT" "balanced"
 
+step "concurrent requests share sub-requests (merged), each answered as its own"
+# The gateway sends the parts for one unit made in one loop turn as one
+# request and splits the reply by index. A bench of 16 clients keeps it
+# busy while rounds of 20 HTTP requests, each with a failing event in the
+# middle and a cross-unit one at the end, must get exactly their own results.
+"$PAYCELL" bench --addresses "$G" --clients 16 --batch 64 --transfers 40000 --accounts 200 \
+    --cross-unit 0.3 --seed 5 --json >"$TMP/bench.json" 2>"$TMP/bench.err" &
+BENCH=$!
+merged_total() { curl -s "$H/metrics" | awk '$1 == "paycell_gateway_unit_parts_merged_total" {print $2}'; }
+mixed() { # ID: transfers ID (local), ID+1 (unknown debit account), ID+2 (cross-unit);
+    # refused with 429 under the bench's load: sent again (same ids), 50 times at most
+    local try
+    for try in $(seq 50); do
+        mixed_once "$@"
+        [ "$(cat "$TMP/mixed-$1.code")" = 429 ] || return 0
+        sleep 0.1
+    done
+}
+mixed_once() {
+    local t='"ledger":1,"code":1,"amount":"1"'
+    curl -s -o "$TMP/mixed-$1" -w '%{http_code}' -H 'Content-Type: application/json' -X POST \
+        --data-binary "[{\"id\":\"$1\",\"debit_account_id\":\"1\",\"credit_account_id\":\"2\",$t},
+            {\"id\":\"$(($1 + 1))\",\"debit_account_id\":\"4444\",\"credit_account_id\":\"2\",$t},
+            {\"id\":\"$(($1 + 2))\",\"debit_account_id\":\"1\",\"credit_account_id\":\"60\",$t}]" \
+        "$H/v1/transfers" >"$TMP/mixed-$1.code"
+}
+for round in 1 2 3 4 5; do
+    curls=()
+    for k in $(seq 20); do
+        mixed $((100000 + round * 1000 + k * 10)) &
+        curls+=($!)
+    done
+    wait "${curls[@]}"
+    for k in $(seq 20); do
+        id=$((100000 + round * 1000 + k * 10))
+        [ "$(cat "$TMP/mixed-$id.code")" = 200 ] || fail "request $id: HTTP $(cat "$TMP/mixed-$id.code")"
+        want="{\"results\":[{\"id\":\"$id\",\"result\":\"created\"},{\"id\":\"$((id + 1))\",\"result\":\"debit_account_not_found\"},{\"id\":\"$((id + 2))\",\"result\":\"created\"}]}"
+        [ "$(cat "$TMP/mixed-$id")" = "$want" ] || fail "request $id: $(cat "$TMP/mixed-$id") (expected $want)"
+    done
+done
+wait "$BENCH" || { cat "$TMP/bench.err"; fail "the bench beside the merged requests failed"; }
+expect_in "$(cat "$TMP/bench.json")" '"audit_equal":true'
+merged=$(merged_total)
+[ "${merged:-0}" -gt 0 ] || fail "no parts merged under 16 clients (paycell_gateway_unit_parts_merged_total '$merged')"
+echo "parts merged: $merged"
+
 step "the gateway's prober: every replica up in /metrics, a killed one down within seconds"
 up() { # UNIT REPLICA: its paycell_replica_up in the gateway's /metrics
     curl -s "$H/metrics" |
