@@ -56,6 +56,8 @@ typedef struct bench {
     atomic_uint_fast64_t next_seq;   /* transfer sequence: the id's low half */
     atomic_uint_fast64_t transfers_done; /* real */
     atomic_uint_fast64_t transfers_failed;
+    atomic_uint_fast64_t transfers_aborted;
+    atomic_uint failed_result; /* the first other than throttled and xts_aborted */
     atomic_uint_fast64_t throttled, throttled_requests, throttled_hot, cross_unit, shadow_done;
     atomic_uint_fast64_t shadow_throttled;
     atomic_int error;
@@ -321,12 +323,19 @@ static void count_batch(bench_t *b, uint32_t worker, const pc_transfer_t *batch,
                         bool resent, uint64_t answered_ns) {
     PC_ASSERT(listed <= n);
     pc_u128 amount = 0;
-    uint64_t hot = 0, cross = 0, failed = 0;
+    uint64_t hot = 0, cross = 0, failed = 0, aborted = 0;
     for (uint32_t i = 0, f = 0; i < n; i++) {
         if (f < listed && results[f].index == i) {
-            bool created_before = resent && results[f].result == PC_TRANSFER_RESULT_exists;
-            hot += results[f].result == PC_TRANSFER_RESULT_throttled;
+            uint32_t result = results[f].result;
+            bool created_before = resent && result == PC_TRANSFER_RESULT_exists;
+            hot += result == PC_TRANSFER_RESULT_throttled;
+            aborted += result == PC_TRANSFER_RESULT_xts_aborted;
             failed += !created_before;
+            if (!created_before && result != PC_TRANSFER_RESULT_throttled &&
+                result != PC_TRANSFER_RESULT_xts_aborted) {
+                unsigned none = 0;
+                atomic_compare_exchange_strong(&b->failed_result, &none, result);
+            }
             f++;
             if (!created_before) continue;
         }
@@ -349,6 +358,7 @@ static void count_batch(bench_t *b, uint32_t worker, const pc_transfer_t *batch,
     atomic_fetch_add(&b->throttled, hot);
     atomic_fetch_add(&b->throttled_hot, hot);
     atomic_fetch_add(&b->transfers_failed, failed - hot);
+    atomic_fetch_add(&b->transfers_aborted, aborted);
 }
 
 static void *worker_main(void *arg) {
@@ -391,11 +401,14 @@ static void *worker_main(void *arg) {
             t1 = pc_time_monotonic_ns();
             if (rc != PC_ETHROTTLED && (rc != PC_ENOTREADY || !o->throttle_final)) break;
             if (rc == PC_ETHROTTLED) atomic_fetch_add(&b->throttled_requests, 1);
-            if (attempt == BENCH_THROTTLED_ATTEMPTS) break;
+            /* Once answered not-ready, part of it may be applied: giving up
+             * would leave that out of the books' check, so it is sent
+             * until answered, 10 times as long, and then fails the run. */
+            if (attempt == BENCH_THROTTLED_ATTEMPTS * (resent ? 10u : 1u)) break;
             resent = resent || rc == PC_ENOTREADY;
             usleep(BENCH_THROTTLED_BACKOFF_US);
         }
-        if (rc == PC_ETHROTTLED) { /* refused every time: given up */
+        if (rc == PC_ETHROTTLED && !resent) { /* refused every time: given up */
             atomic_fetch_add(&b->throttled, n);
             if (shadow) atomic_fetch_add(&b->shadow_throttled, n);
             rc = PC_OK;
@@ -555,6 +568,8 @@ static void summarize(bench_t *b, pc_bench_report_t *report) {
     qsort(b->latencies_ms, n, sizeof(double), cmp_double);
     report->transfers = atomic_load(&b->transfers_done);
     report->transfers_failed = atomic_load(&b->transfers_failed);
+    report->transfers_aborted = atomic_load(&b->transfers_aborted);
+    report->failed_result = atomic_load(&b->failed_result);
     report->transfers_per_s = report->seconds > 0 ? (double)report->transfers / report->seconds : 0;
     if (n) {
         report->batch_p50_ms = b->latencies_ms[(n - 1) / 2];
@@ -671,7 +686,7 @@ void pc_bench_print_summary(FILE *out, const pc_bench_report_t *r, bool json) {
     pc_u128_format(r->audit_debits, debits);
     pc_u128_format(r->audit_credits, credits);
     if (json) {
-        fprintf(out, "{\"transfers\":%llu,\"failed\":%llu,\"seconds\":%.3f,"
+        fprintf(out, "{\"transfers\":%llu,\"failed\":%llu,\"aborted\":%llu,\"seconds\":%.3f,"
                      "\"transfers_per_s\":%.0f,\"batch_p50_ms\":%.2f,\"batch_p99_ms\":%.2f,"
                      "\"batch_p999_ms\":%.2f,"
                      "\"batch_p100_ms\":%.2f,\"rss_mib\":%.0f,\"audit_debits\":\"%s\","
@@ -680,7 +695,7 @@ void pc_bench_print_summary(FILE *out, const pc_bench_report_t *r, bool json) {
                      "\"throttled_hot\":%llu,\"cross_unit\":%llu,\"shadow_transfers\":%llu,"
                      "\"shadow_isolated\":%s}\n",
                 (unsigned long long)r->transfers, (unsigned long long)r->transfers_failed,
-                r->seconds, r->transfers_per_s, r->batch_p50_ms, r->batch_p99_ms, r->batch_p999_ms,
+                (unsigned long long)r->transfers_aborted, r->seconds, r->transfers_per_s, r->batch_p50_ms, r->batch_p99_ms, r->batch_p999_ms,
                 r->batch_p100_ms, r->rss_mib, debits, credits, r->audit_equal ? "true" : "false",
                 r->killed_replica, r->failover_ms, (unsigned long long)r->throttled,
                 (unsigned long long)r->throttled_requests, (unsigned long long)r->throttled_hot,

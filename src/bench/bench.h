@@ -87,6 +87,9 @@ typedef struct pc_bench_options {
 typedef struct pc_bench_report {
     uint64_t transfers;          /* acknowledged `created`, real (not shadow) */
     uint64_t transfers_failed;   /* any other result but `throttled` */
+    uint64_t transfers_aborted;  /* of those, `xts_aborted`: a cross-unit transfer rolled
+                                    back (its payee's unit unreachable, say) */
+    uint32_t failed_result;      /* the first failure's result other than xts_aborted, 0 none */
     /* Refused by flow control, for good: transfers answered `throttled`
      * (the hot-merchant limit) and those of requests refused whole every
      * time they were sent (PC_ETHROTTLED); none moved money. */

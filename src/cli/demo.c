@@ -95,10 +95,14 @@ static int demo_cluster_start(demo_cluster_t *c) {
         unsigned base = c->port ? c->port
                                 : 20000u + (unsigned)((getpid() * 7919u + attempt * 331u) % 9000u);
         snprintf(port, sizeof port, "%u", base);
+        /* --transfers-max: each unit stores its local payments and two
+         * records per cross-unit one (its leg and the leg's resolution);
+         * 80 s of the curve fill about 8 M in a unit on this machine. 12 M costs the same id index as 8 M (docs/OPERATING.md:
+         * 24 B x the next power of two >= 4/3 N). */
         char *argv[] = {(char *)"paycell", (char *)"start", (char *)"--data", c->data,
                         (char *)"--units", units, (char *)"--replicas", (char *)"3",
                         (char *)"--port", port, (char *)"--accounts-max", (char *)"200000",
-                        (char *)"--transfers-max", (char *)"8000000", (char *)"--auth",
+                        (char *)"--transfers-max", (char *)"12000000", (char *)"--auth",
                         (char *)"--tls", NULL};
         rc = cli_run_self(argv, log);
     }
@@ -222,7 +226,7 @@ static char *demo_stop_argv[5];
 static char *demo_rm_argv[4];
 static atomic_int *demo_medic_stop;
 
-static void demo_on_signal(int sig) {
+static void demo_stop_and_exit(int status) {
     if (demo_medic_stop) atomic_store(demo_medic_stop, 1); /* restart nothing now */
     cli_run_self(demo_stop_argv, "/dev/null");
     pid_t pid = fork();
@@ -231,7 +235,36 @@ static void demo_on_signal(int sig) {
         _exit(127);
     }
     while (pid > 0 && waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
-    _exit(128 + sig);
+    _exit(status);
+}
+
+static void demo_on_signal(int sig) {
+    demo_stop_and_exit(128 + sig);
+}
+
+/* The demo's whole run is bounded: the curve, then DEMO_FINISH_S for
+ * everything after it (the audits, the wait for the restarted replica, the
+ * report). A demo past that says which step it was in, stops its cluster
+ * and exits 2, so `make demo` never hangs. */
+#define DEMO_FINISH_S 120
+static const char *_Atomic demo_step = "starting the cluster";
+
+typedef struct demo_watchdog {
+    uint64_t deadline_ns;
+    atomic_int done;
+    pthread_t thread;
+} demo_watchdog_t;
+
+static void *demo_watchdog_main(void *arg) {
+    demo_watchdog_t *w = arg;
+    while (!atomic_load(&w->done)) {
+        usleep(200 * 1000);
+        if (pc_time_monotonic_ns() < w->deadline_ns || atomic_load(&w->done)) continue;
+        fprintf(stderr, "\npaycell: demo: stuck in %s; stopping the cluster\n",
+                atomic_load(&demo_step));
+        demo_stop_and_exit(CLI_EXIT_ERROR);
+    }
+    return NULL;
 }
 
 static void demo_catch_signals(demo_cluster_t *c, atomic_int *medic_stop) {
@@ -424,7 +457,11 @@ static double share(uint64_t part, uint64_t whole) {
 
 static bool demo_passed(const demo_outcome_t *d) {
     const pc_bench_report_t *r = d->r;
-    return r->audit_equal && r->transfers_failed == 0 && r->shadow_isolated &&
+    /* A cross-unit payment rolled back whole (its other unit between
+     * primaries longer than the gateway waits) is answered as failed and
+     * moves nothing: reported, not a failure of the demo. Any other failure
+     * result is. */
+    return r->audit_equal && r->transfers_failed == r->transfers_aborted && r->shadow_isolated &&
            d->audit_real == 0 && d->audit_shadow == 0 && d->metrics_agree;
 }
 
@@ -463,6 +500,12 @@ static void print_text(const demo_outcome_t *d) {
            (unsigned long long)r->throttled_hot, (unsigned long long)r->throttled_requests);
     printf("  cross-unit             %.1f%% of payments (%llu, two-phase between units)\n",
            share(r->cross_unit, all), (unsigned long long)r->cross_unit);
+    printf("  failed                 %llu payments answered with a failure result: %llu "
+           "cross-unit ones rolled back\n                         (xts_aborted: the other unit "
+           "unreachable mid-payment; nothing moved)%s%s\n",
+           (unsigned long long)r->transfers_failed, (unsigned long long)r->transfers_aborted,
+           r->failed_result ? "; the first other: " : "",
+           r->failed_result ? pc_transfer_result_name(r->failed_result) : "");
     printf("  shadow stress traffic  %llu shadow payments (%.1f%% of all), amount %s; %llu "
            "refused for good\n",
            (unsigned long long)r->shadow_transfers, share(r->shadow_transfers, all), sdebits,
@@ -510,7 +553,8 @@ static void print_json(const demo_outcome_t *d) {
     printf("{\"passed\":%s,\"users\":%u,\"merchants\":%u,\"hot_merchants\":%u,"
            "\"payments\":%llu,\"gmv\":\"%s\",\"seconds\":%.3f,\"payments_per_s\":%.0f,"
            "\"peak_payments_per_s\":%.0f,\"latency_p50_ms\":%.2f,\"latency_p99_ms\":%.2f,"
-           "\"latency_p999_ms\":%.2f,\"offered\":%llu,\"failed\":%llu,\"throttled\":%llu,"
+           "\"latency_p999_ms\":%.2f,\"offered\":%llu,\"failed\":%llu,\"aborted\":%llu,"
+           "\"throttled\":%llu,"
            "\"throttled_hot\":%llu,\"throttled_requests\":%llu,\"throttled_share\":%.4f,"
            "\"cross_unit\":%llu,\"cross_unit_share\":%.4f,\"shadow_payments\":%llu,"
            "\"shadow_share\":%.4f,\"shadow_throttled\":%llu,\"shadow_isolated\":%s,\"shadow_total\":\"%s\","
@@ -520,7 +564,8 @@ static void print_json(const demo_outcome_t *d) {
            demo_passed(d) ? "true" : "false", DEMO_USERS, DEMO_MERCHANTS, DEMO_HOT_MERCHANTS,
            (unsigned long long)r->transfers, gmv, r->seconds, r->transfers_per_s, r->peak_per_s,
            r->batch_p50_ms, r->batch_p99_ms, r->batch_p999_ms, (unsigned long long)offered(r),
-           (unsigned long long)r->transfers_failed, (unsigned long long)r->throttled,
+           (unsigned long long)r->transfers_failed, (unsigned long long)r->transfers_aborted,
+           (unsigned long long)r->throttled,
            (unsigned long long)r->throttled_hot, (unsigned long long)r->throttled_requests,
            share(r->throttled, offered(r)) / 100, (unsigned long long)r->cross_unit,
            share(r->cross_unit, all) / 100, (unsigned long long)r->shadow_transfers,
@@ -556,6 +601,11 @@ static int cluster_audit(const demo_cluster_t *c, bool shadow, bool json) {
                shadow ? " --shadow" : "");
     fflush(stdout);
     return cli_run_self(argv, json ? log : NULL);
+}
+
+static void demo_watchdog_stop(demo_watchdog_t *w, bool on) {
+    atomic_store(&w->done, 1);
+    if (on) pthread_join(w->thread, NULL);
 }
 
 /* The hot-merchant limit, set cluster-wide like an operator would. */
@@ -638,14 +688,20 @@ int cli_demo(int argc, char **argv) {
     demo_medic_t medic = {.cluster = &cluster, .restart_after_s = o.duration_s * 0.25,
                           .restarted = -1};
     demo_catch_signals(&cluster, &medic.stop);
+    demo_watchdog_t watchdog = {
+        .deadline_ns = pc_time_monotonic_ns() + (uint64_t)((o.duration_s + DEMO_FINISH_S) * 1e9)};
+    bool watchdog_on = pthread_create(&watchdog.thread, NULL, demo_watchdog_main, &watchdog) == 0;
     bool medic_on = pthread_create(&medic.thread, NULL, demo_medic_main, &medic) == 0;
     pc_bench_report_t *report = malloc(sizeof *report);
+    atomic_store(&demo_step, "the payments (the bench's load and its audit)");
     rc = report ? pc_bench_run(&o, report) : PC_ENOMEM;
+    atomic_store(&demo_step, "stopping the medic");
     atomic_store(&medic.stop, 1);
     if (medic_on) pthread_join(medic.thread, NULL);
     if (rc != PC_OK) {
         fprintf(stderr, "paycell: demo failed: %s (%s)\n", pc_strerror(rc), pc_err_name(rc));
         free(report);
+        demo_watchdog_stop(&watchdog, watchdog_on);
         demo_cluster_stop(&cluster);
         return CLI_EXIT_ERROR;
     }
@@ -653,6 +709,7 @@ int cli_demo(int argc, char **argv) {
                         .restart_after_s = medic.restart_after_s};
     /* A short curve may end while the restarted replica still catches up
      * (repair or state sync from its peers): give it a bounded while. */
+    atomic_store(&demo_step, "waiting for the restarted replica");
     for (int i = 0; medic.restarted >= 0 && i < DEMO_REJOIN_WAIT_S * 10; i++) {
         d.rejoined = demo_rejoined(&cluster, medic.restarted);
         if (d.rejoined) break;
@@ -661,17 +718,21 @@ int cli_demo(int argc, char **argv) {
         usleep(100 * 1000);
     }
     /* Nothing else sends transfers now: the gateway's counters are final. */
+    atomic_store(&demo_step, "reading the gateway's /metrics");
     d.metrics_rc = metrics_fetch(&cluster, &d.metrics);
     d.metrics_agree = d.metrics_rc == PC_OK && metrics_agree(&d.metrics, report);
     if (!o.json) print_text(&d);
     /* The cluster's own books, unit by unit, cross-unit clearing included. */
+    atomic_store(&demo_step, "paycell audit balances");
     d.audit_real = cluster_audit(&cluster, false, o.json);
+    atomic_store(&demo_step, "paycell audit balances --shadow");
     d.audit_shadow = cluster_audit(&cluster, true, o.json);
     if (o.json) print_json(&d);
     else printf("\n%s\n", demo_passed(&d) ? "demo passed: money conserved, nothing lost"
                                           : "demo FAILED: see the report above");
     int status = demo_passed(&d) ? CLI_EXIT_OK : CLI_EXIT_RESULT;
     free(report);
+    demo_watchdog_stop(&watchdog, watchdog_on);
     demo_cluster_stop(&cluster);
     return status;
 }

@@ -47,9 +47,14 @@ static void on_signal(int sig) {
  * PAYCELL_TLS_CA says: replicas listen in plaintext, and prove membership
  * with the cluster key instead: cluster_key is the gateway's own
  * --cluster-key ("" without one), never PAYCELL_CLUSTER_KEY. */
+/* retries_max 12: the backoff (10 ms doubling to 200 ms) then spans about
+ * 1.7 s of quick refusals (a killed primary's refused connects, backups
+ * answering not-ready), so a sub-request rides out a view change (0.3-1 s
+ * here) instead of failing its job, which the client would have to send
+ * again without knowing what of it was applied. */
 static const pc_client_options_t unit_session_options = {
     .request_timeout_ms = 3000,
-    .retries_max = 6,
+    .retries_max = 12,
     .queue_requests_max = 256,
     .key = "",
     .tls_ca = "",

@@ -211,5 +211,7 @@ tail -25 "$OUT/demo.log"
 # The demo's own verdict (its audits) is tests of the demo's business; here
 # it only has to end and take its cluster with it.
 [ "$demo_status" -eq 0 ] || echo "note: the demo exited $demo_status (see $OUT/demo.log)"
+# Except a demo its watchdog stopped (duration + 120 s): that is a hang.
+grep -q "demo: stuck in" "$OUT/demo.log" && fail "$(grep "demo: stuck in" "$OUT/demo.log")"
 scurl -m 2 -o /dev/null "$H/" && fail "the gateway still serves after the demo"
 echo "screen: ok (DOMs and screenshots in $OUT)"
