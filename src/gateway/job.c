@@ -168,14 +168,12 @@ static void part_done(void *user, int status, pc_operation_t operation, const vo
  * reply is then a list of per-event results (so it can be split by index),
  * and no linked chain is left open at its end to run into the next part's
  * events. Lookups answer records, not results: they go alone. */
-static bool part_mergeable(const gw_job_t *job, uint32_t step, pc_operation_t op,
-                           const void *events, uint32_t n) {
+static bool part_mergeable(uint32_t step, pc_operation_t op, const void *events, uint32_t n) {
     if (step == STEP_LOOKUP || step == STEP_FIND_PENDING) return false;
     if (op == PC_OP_create_transfers || op == PC_OP_xts_try)
         return !(((const pc_transfer_t *)events)[n - 1].flags & PC_TRANSFER_linked);
     if (op == PC_OP_create_accounts)
         return !(((const pc_account_t *)events)[n - 1].flags & PC_ACCOUNT_linked);
-    (void)job;
     return op == PC_OP_xts_resolve || op == PC_OP_xts_finish;
 }
 
@@ -204,7 +202,7 @@ static void part_send(gw_job_t *job, uint32_t unit, uint32_t step, pc_operation_
     /* Every step keeps the request's namespace. */
     *part = (gw_part_t){.job = job, .unit = unit, .step = step, .op = op, .count = n,
                         .flags = job->shadow ? PC_REQUEST_SHADOW : 0,
-                        .mergeable = part_mergeable(job, step, op, events, n),
+                        .mergeable = part_mergeable(step, op, events, n),
                         .events = (uint8_t *)part + head};
     memcpy(part->index, idx, (size_t)n * sizeof(uint32_t));
     memcpy(part->events, events, (size_t)n * size);
