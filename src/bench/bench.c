@@ -695,7 +695,8 @@ void pc_bench_print_summary(FILE *out, const pc_bench_report_t *r, bool json) {
                      "\"throttled_hot\":%llu,\"cross_unit\":%llu,\"shadow_transfers\":%llu,"
                      "\"shadow_isolated\":%s}\n",
                 (unsigned long long)r->transfers, (unsigned long long)r->transfers_failed,
-                (unsigned long long)r->transfers_aborted, r->seconds, r->transfers_per_s, r->batch_p50_ms, r->batch_p99_ms, r->batch_p999_ms,
+                (unsigned long long)r->transfers_aborted, r->seconds, r->transfers_per_s,
+                r->batch_p50_ms, r->batch_p99_ms, r->batch_p999_ms,
                 r->batch_p100_ms, r->rss_mib, debits, credits, r->audit_equal ? "true" : "false",
                 r->killed_replica, r->failover_ms, (unsigned long long)r->throttled,
                 (unsigned long long)r->throttled_requests, (unsigned long long)r->throttled_hot,

@@ -97,8 +97,9 @@ static int demo_cluster_start(demo_cluster_t *c) {
         snprintf(port, sizeof port, "%u", base);
         /* --transfers-max: each unit stores its local payments and two
          * records per cross-unit one (its leg and the leg's resolution);
-         * 80 s of the curve fill about 8 M in a unit on this machine. 12 M costs the same id index as 8 M (docs/OPERATING.md:
-         * 24 B x the next power of two >= 4/3 N). */
+         * 80 s of the curve fill about 8 M in a unit on this machine. 12 M
+         * costs the same id index as 8 M (docs/OPERATING.md: 24 B x the
+         * next power of two >= 4/3 N). */
         char *argv[] = {(char *)"paycell", (char *)"start", (char *)"--data", c->data,
                         (char *)"--units", units, (char *)"--replicas", (char *)"3",
                         (char *)"--port", port, (char *)"--accounts-max", (char *)"200000",
@@ -265,6 +266,11 @@ static void *demo_watchdog_main(void *arg) {
         demo_stop_and_exit(CLI_EXIT_ERROR);
     }
     return NULL;
+}
+
+static void demo_watchdog_stop(demo_watchdog_t *w, bool on) {
+    atomic_store(&w->done, 1);
+    if (on) pthread_join(w->thread, NULL);
 }
 
 static void demo_catch_signals(demo_cluster_t *c, atomic_int *medic_stop) {
@@ -601,11 +607,6 @@ static int cluster_audit(const demo_cluster_t *c, bool shadow, bool json) {
                shadow ? " --shadow" : "");
     fflush(stdout);
     return cli_run_self(argv, json ? log : NULL);
-}
-
-static void demo_watchdog_stop(demo_watchdog_t *w, bool on) {
-    atomic_store(&w->done, 1);
-    if (on) pthread_join(w->thread, NULL);
 }
 
 /* The hot-merchant limit, set cluster-wide like an operator would. */

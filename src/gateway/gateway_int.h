@@ -130,7 +130,7 @@ struct pc_gateway {
     uint64_t tls_logged_ns; /* a refused handshake is logged at most once a second */
 
     struct gw_prober *prober; /* the replicas' status, for /metrics (prober.c) */
-    uint8_t *scratch; /* one sub-batch being built: PC_MESSAGE_BODY_MAX */
+    uint8_t *scratch; /* a merged sub-request being built: PC_MESSAGE_BODY_MAX */
     pc_create_result_t *split; /* one part's share of a merged reply: PC_BATCH_EVENTS_MAX */
     pc_gateway_metrics_t metrics;
     struct gw_screen *screen; /* the big screen's sampler (gateway.c) */

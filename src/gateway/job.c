@@ -70,7 +70,6 @@ struct gw_part {
     uint32_t unit;
     uint32_t step;
     pc_operation_t op;
-    uint32_t flags;        /* request flags (PC_REQUEST_SHADOW) */
     uint32_t count;
     uint32_t offset;       /* where its events start in the request that carried it */
     uint8_t *events;       /* count events of op, after index[] */
@@ -94,7 +93,6 @@ struct gw_job {
     uint32_t *payee;     /* the payee try's result per event */
     uint8_t *xs;         /* enum xs */
     uint32_t *idx;       /* scratch: the events a phase selected */
-    uint32_t *sub;       /* scratch: those of them bound for one unit */
     uint8_t *unit_dr;    /* unit of the debit side (or of the account) */
     uint8_t *unit_cr;
     uint32_t parts;      /* sub-requests in flight */
@@ -141,7 +139,6 @@ static void job_free(gw_job_t *job) {
     free(job->payee);
     free(job->xs);
     free(job->idx);
-    free(job->sub);
     free(job->unit_dr);
     free(job->unit_cr);
     free(job->out);
@@ -177,36 +174,40 @@ static bool part_mergeable(uint32_t step, pc_operation_t op, const void *events,
     return op == PC_OP_xts_resolve || op == PC_OP_xts_finish;
 }
 
-/* Registers events idx[0..n) (the transformed events are in gw->scratch)
- * for a unit: copied into the part, in flight from now on (the limiter and
- * the slow-call watch count it), sent by gw_parts_flush at the end of this
- * loop turn, merged with the other parts for that unit, operation and
- * flags made in the same turn. */
-static void part_send(gw_job_t *job, uint32_t unit, uint32_t step, pc_operation_t op,
-                      const void *events, const uint32_t *idx, uint32_t n) {
+/* A part of n events of op for a unit, with room for them: the caller
+ * writes events and index[], then part_queue. NULL (the job's status says
+ * why) when the unit is not in the table or memory ran out. */
+static gw_part_t *part_new(gw_job_t *job, uint32_t unit, uint32_t step, pc_operation_t op,
+                           uint32_t n) {
     PC_ASSERT(n > 0 && n <= PC_BATCH_EVENTS_MAX);
     pc_gateway_t *gw = job->gw;
-    uint64_t now = pc_time_monotonic_ns();
     if (unit >= gw->cluster.units_count) {
         if (job->status == PC_OK) job->status = PC_ECONNREFUSED;
-        if (unit < PC_UNITS_MAX) pc_flow_breaker_record(&gw->units[unit].breaker, now, 0, false);
-        return;
+        if (unit < PC_UNITS_MAX)
+            pc_flow_breaker_record(&gw->units[unit].breaker, pc_time_monotonic_ns(), 0, false);
+        return NULL;
     }
-    uint32_t size = pc_operation_event_size(op);
     size_t head = (sizeof(gw_part_t) + (size_t)n * sizeof(uint32_t) + 15) & ~(size_t)15;
-    gw_part_t *part = malloc(head + (size_t)n * size);
+    gw_part_t *part = malloc(head + (size_t)n * pc_operation_event_size(op));
     if (part == NULL) {
         if (job->status == PC_OK) job->status = PC_ENOMEM;
-        return;
+        return NULL;
     }
-    /* Every step keeps the request's namespace. */
     *part = (gw_part_t){.job = job, .unit = unit, .step = step, .op = op, .count = n,
-                        .flags = job->shadow ? PC_REQUEST_SHADOW : 0,
-                        .mergeable = part_mergeable(step, op, events, n),
                         .events = (uint8_t *)part + head};
-    memcpy(part->index, idx, (size_t)n * sizeof(uint32_t));
-    memcpy(part->events, events, (size_t)n * size);
-    gw_unit_t *u = &gw->units[unit];
+    return part;
+}
+
+/* A filled part is in flight from now on (the limiter and the slow-call
+ * watch count it); gw_parts_flush sends it at the end of this loop turn,
+ * merged with the other parts for that unit, operation and namespace made
+ * in the same turn. */
+static void part_queue(gw_part_t *part) {
+    gw_job_t *job = part->job;
+    pc_gateway_t *gw = job->gw;
+    uint64_t now = pc_time_monotonic_ns();
+    part->mergeable = part_mergeable(part->step, part->op, part->events, part->count);
+    gw_unit_t *u = &gw->units[part->unit];
     if (u->unsent_tail) u->unsent_tail->merge_next = part;
     else u->unsent_head = part;
     u->unsent_tail = part;
@@ -217,7 +218,12 @@ static void part_send(gw_job_t *job, uint32_t unit, uint32_t step, pc_operation_
     if (gw->parts_tail) gw->parts_tail->next = part;
     else gw->parts_head = part;
     gw->parts_tail = part;
-    pc_flow_limiter_acquire_force(&gw->units[unit].limiter, now);
+    pc_flow_limiter_acquire_force(&u->limiter, now);
+}
+
+/* Every step keeps the request's namespace. */
+static uint32_t part_flags(const gw_part_t *part) {
+    return part->job->shadow ? PC_REQUEST_SHADOW : 0;
 }
 
 static void queue_drain(pc_gateway_t *gw, uint64_t now);
@@ -291,7 +297,8 @@ static void part_done(void *user, int status, pc_operation_t operation, const vo
     job->parts--;
     part_finish(part, status);
     /* Every PC_ENOSPC answer (a full primary's), retried ones included. */
-    if (part->session) gw->metrics.unit_nospace[part->unit] += pc_client_nospace_take(part->session);
+    if (part->session != NULL) /* NULL: refused before it was sent */
+        gw->metrics.unit_nospace[part->unit] += pc_client_nospace_take(part->session);
     if (status == PC_OK) gw_epoch_seen(job->gw, pc_client_last_epoch(part->session));
     if (status == PC_OK) gw_unit_served(gw, part->unit, part->session); /* the big screen */
     bool ok = status == PC_OK;
@@ -356,7 +363,7 @@ static void parts_submit(pc_gateway_t *gw, uint32_t unit, gw_part_t *first, uint
         events = gw->scratch;
     }
     pc_client_t *session = NULL;
-    int rc = gw_unit_submit(gw, unit, first->op, first->flags, events, count,
+    int rc = gw_unit_submit(gw, unit, first->op, part_flags(first), events, count,
                             first->merge_next ? merged_done : part_done, first, &session);
     for (gw_part_t *p = first; p; p = p->merge_next) p->session = session;
     while (rc != PC_OK && first) {
@@ -380,7 +387,7 @@ void gw_parts_flush(pc_gateway_t *gw) {
             gw_part_t **link = &unit->unsent_head;
             for (gw_part_t *p = unit->unsent_head; first->mergeable && p;) {
                 gw_part_t *next = p->merge_next;
-                if (p->mergeable && p->op == first->op && p->flags == first->flags &&
+                if (p->mergeable && p->op == first->op && p->job->shadow == first->job->shadow &&
                     count + p->count <= PC_BATCH_EVENTS_MAX) {
                     *link = next;
                     if (unit->unsent_tail == p) unit->unsent_tail = kept;
@@ -400,25 +407,28 @@ void gw_parts_flush(pc_gateway_t *gw) {
     }
 }
 
-/* Per unit, the events of idx[] whose unit[] is u, transformed by make into
- * gw->scratch, in one sub-request per unit. */
+/* Per unit, the events of idx[] whose unit[] is u, transformed by make
+ * straight into that unit's part. */
 typedef void (*make_event_t)(const gw_job_t *job, uint32_t i, void *out);
 
 static void send_by_unit(gw_job_t *job, const uint32_t *idx, uint32_t n, const uint8_t *unit,
                          uint32_t step, pc_operation_t op, make_event_t make) {
     pc_gateway_t *gw = job->gw;
     uint32_t size = pc_operation_event_size(op);
-    uint32_t *sub = job->sub;
-    PC_ASSERT(idx != sub && n <= job->count);
+    PC_ASSERT(n <= job->count);
     for (uint32_t u = 0; u < gw->cluster.units_count; u++) {
         uint32_t m = 0;
+        for (uint32_t k = 0; k < n; k++) m += unit[idx[k]] == u;
+        gw_part_t *part = m > 0 ? part_new(job, u, step, op, m) : NULL;
+        if (part == NULL) continue;
+        m = 0;
         for (uint32_t k = 0; k < n; k++) {
             uint32_t i = idx[k];
             if (unit[i] != u) continue;
-            make(job, i, gw->scratch + (size_t)m * size);
-            sub[m++] = i;
+            make(job, i, part->events + (size_t)m * size);
+            part->index[m++] = i;
         }
-        if (m > 0) part_send(job, u, step, op, gw->scratch, sub, m);
+        part_queue(part);
     }
 }
 
@@ -601,8 +611,11 @@ static void attempt_start(gw_job_t *job) {
         uint32_t *idx = job->idx;
         uint32_t n = select_events(job, pred_find, idx);
         for (uint32_t u = 0; n > 0 && u < job->gw->cluster.units_count; u++) {
-            for (uint32_t k = 0; k < n; k++) make_pending_id(job, idx[k], job->gw->scratch + k * 16u);
-            part_send(job, u, STEP_FIND_PENDING, PC_OP_lookup_transfers, job->gw->scratch, idx, n);
+            gw_part_t *part = part_new(job, u, STEP_FIND_PENDING, PC_OP_lookup_transfers, n);
+            if (part == NULL) continue;
+            for (uint32_t k = 0; k < n; k++) make_pending_id(job, idx[k], part->events + k * 16u);
+            memcpy(part->index, idx, (size_t)n * sizeof(uint32_t));
+            part_queue(part);
         }
     }
     if (job->parts == 0) phase_done(job);
@@ -849,22 +862,29 @@ static void phase_e(gw_job_t *job) {
     step_send(job, pred_resolved, job->unit_dr, STEP_FINISH, PC_OP_xts_finish, make_id, false);
 }
 
+/* The job's events as they came, all for one unit (a lookup). */
+static void part_send_whole(gw_job_t *job, uint32_t unit) {
+    gw_part_t *part = part_new(job, unit, STEP_LOOKUP, job->op, job->count);
+    if (part == NULL) return;
+    memcpy(part->events, job->events, (size_t)job->count * job->event_size);
+    for (uint32_t i = 0; i < job->count; i++) part->index[i] = i;
+    part_queue(part);
+}
+
 static void phase_lookup(gw_job_t *job) {
     job->phase = PHASE_A;
     pc_gateway_t *gw = job->gw;
-    uint32_t *idx = job->idx;
-    for (uint32_t i = 0; i < job->count; i++) idx[i] = i;
     if (job->op == PC_OP_lookup_transfers) {
         /* A transfer id says nothing about its unit: ask every unit. */
-        for (uint32_t u = 0; u < gw->cluster.units_count; u++) {
-            part_send(job, u, STEP_LOOKUP, job->op, job->events, idx, job->count);
-        }
+        for (uint32_t u = 0; u < gw->cluster.units_count; u++) part_send_whole(job, u);
     } else if (job->op == PC_OP_get_account_transfers) {
         pc_account_filter_t filter;
+        PC_ASSERT(job->count == 1); /* one filter: pc_request_verify, or http_api */
         memcpy(&filter, job->events, sizeof filter);
-        part_send(job, gw_unit_of(gw, filter.account_id), STEP_LOOKUP, job->op, job->events,
-                  idx, 1);
+        part_send_whole(job, gw_unit_of(gw, filter.account_id));
     } else {
+        uint32_t *idx = job->idx;
+        for (uint32_t i = 0; i < job->count; i++) idx[i] = i;
         for (uint32_t i = 0; i < job->count; i++) {
             pc_u128 id;
             memcpy(&id, job->events + (size_t)i * sizeof id, sizeof id);
@@ -1379,9 +1399,8 @@ static int job_alloc(gw_job_t *job) {
     job->unit_dr = calloc(n, 1);
     job->unit_cr = calloc(n, 1);
     job->idx = malloc((size_t)n * sizeof(uint32_t));
-    job->sub = malloc((size_t)n * sizeof(uint32_t));
     if (!job->events || !job->results || !job->step || !job->payee || !job->xs ||
-        !job->unit_dr || !job->unit_cr || !job->idx || !job->sub) {
+        !job->unit_dr || !job->unit_cr || !job->idx) {
         return PC_ENOMEM;
     }
     if (job->op != PC_OP_create_accounts && job->op != PC_OP_create_transfers &&
