@@ -264,7 +264,6 @@ enum pc_create_account_result {
     X(xts_aborted, 62)                                                               \
     X(xts_committed, 63)                                                             \
     X(xts_not_found, 64)                                                             \
-    X(xts_outbox_full, 65)                                                           \
     X(xts_flags_invalid, 66)                                                         \
     X(xts_timeout_must_not_be_zero, 67)                                              \
     X(clearing_account_unavailable, 68)                                              \
@@ -347,34 +346,38 @@ enum pc_set_routing_result {
 
 /* ------------------------------------------------------------------------
  * Cross-unit transfers (XTS): TCC inside the two units' ledgers, the
- * decision in the payer's unit. A transfer whose debit account lives in unit
- * P (payer) and credit account in unit Q (payee) runs as:
+ * decision in the payer's unit, the payee tried first. A transfer whose
+ * debit account lives in unit P (payer) and credit account in unit Q
+ * (payee) runs as:
  *
- *   1. xts_try on P     reserve: debits_pending of the debit account, and
- *                       credits_pending of P's clearing account
- *   2. xts_try on Q     pending credit: credits_pending of the credit account,
+ *   1. xts_try on Q     pending credit: credits_pending of the credit account,
  *                       debits_pending of Q's clearing account
- *   3. xts_resolve on P the decision (post_pending_transfer = commit,
- *                       void_pending_transfer = abort), the point of no
- *                       return; P's side is posted or voided at once and
- *                       the gtid enters P's outbox
- *   4. xts_resolve on Q confirm or cancel Q's side
- *   5. xts_finish on P  the outbox entry is done
+ *   2. xts_try on P     the decision, in one event: P checks the debit
+ *                       account and posts the debit at once (debit account
+ *                       to P's clearing account): commit, the point of no
+ *                       return. Refused (insufficient funds, a limit, an
+ *                       unknown account), P keeps a tombstone of the gtid:
+ *                       abort, and a retry answers xts_aborted
+ *   3. xts_resolve on Q confirm (post_pending_transfer) after a commit,
+ *                       cancel (void_pending_transfer) after an abort
  *
- * Each unit stays balanced on its own: the remote side of every leg is the
- * unit's clearing account for the transfer's ledger, id
- * PC_CLEARING_ACCOUNT_ID(ledger), created on first use; account ids whose
- * high 64 bits are all ones are reserved for it (create_accounts answers
- * id_reserved). After step 5 the payer's clearing account has credits and
- * the payee's clearing account has debits of the same amount: across units
- * they cancel, which paycell audit balances checks.
+ * Step 2 is sent only after step 1 took. Each unit stays balanced on its
+ * own: the remote side of every leg is the unit's clearing account for the
+ * transfer's ledger, id PC_CLEARING_ACCOUNT_ID(ledger), created on first
+ * use; account ids whose high 64 bits are all ones are reserved for it
+ * (create_accounts answers id_reserved). After step 3 the payer's clearing
+ * account has credits and the payee's clearing account has debits of the
+ * same amount: across units they cancel, which paycell audit balances
+ * checks.
  *
  * The transfer id is the global transaction id (gtid). Every step is
  * idempotent; a resolve(abort) of an unknown gtid leaves a tombstone (empty
- * rollback), so a later try is refused with xts_aborted (suspension). A try
- * on P carries the timeout (seconds): a decision not made by then is an
- * abort, made by P's ledger itself. Q's side never expires on its own: it
- * waits for P's decision, which P's recovery loop delivers.
+ * rollback), so a later try is refused with xts_aborted (suspension). Both
+ * tries carry the timeout (seconds). Q's side never expires on its own: a
+ * leg still undecided past its timeout is ended by Q's recovery loop, which
+ * sends P an xts_resolve(abort) naming the leg (pc_xts_decision_t.leg) and
+ * applies P's answer: xts_committed (P had posted that transfer) confirms,
+ * created or exists (aborted now or before) or xts_aborted cancels.
  * ---------------------------------------------------------------------- */
 #define PC_CLEARING_ACCOUNT_ID(ledger)                                               \
     ((((pc_u128)(UINT64_MAX >> 1)) << 64) | (pc_u128)(uint32_t)(ledger))
@@ -384,23 +387,27 @@ static inline int pc_account_id_is_reserved(pc_u128 id) {
 }
 
 /* get_xts_outbox takes one pc_account_filter_t: account_id 0, limit,
- * timestamp_max (only entries decided at or before it; 0 = all) and flags:
- * PC_FILTER_XTS_TRYING adds the legs still undecided in this unit (payer or
- * payee side). Reply: pc_transfer_t records as the client sent them, with
- * flags pending (trying), post_pending_transfer (decided commit, not yet
- * finished) or void_pending_transfer (decided abort, not yet finished);
- * timestamp: when the leg was tried or decided. */
+ * timestamp_min and timestamp_max (only legs tried in that range; a max of 0
+ * = no bound) and flags, which must be PC_FILTER_XTS_TRYING: the payee legs still undecided in this unit,
+ * oldest first. Reply: pc_transfer_t records as the client sent them, with
+ * flags pending; timestamp: when the leg was tried. */
 #define PC_FILTER_XTS_TRYING (1u << 3)
 
-/* An xts_resolve event, 32 bytes: the decision on one gtid (steps 3 and 4).
- * A quarter of a transfer, because the leg it resolves already holds every
- * other field: the journal, the network and the cluster-key MAC carry 96
- * bytes less per step. */
+/* An xts_resolve event, 32 bytes: the decision on one gtid (step 3, and
+ * the payee's recovery asking the payer). A quarter of a transfer, because
+ * the leg it resolves already holds every other field: the journal, the
+ * network and the cluster-key MAC carry 96 bytes less per step. */
 typedef struct pc_xts_decision {
     pc_u128 gtid;
     uint16_t flags;        /* post_pending_transfer (commit) or void_pending_transfer (abort) */
-    uint8_t reserved[14];  /* must be zero */
+    uint8_t reserved[6];   /* must be zero */
+    uint64_t leg;          /* 0, or pc_xts_leg_digest() of the payee's leg: the payer
+                              answers xts_committed only for the transfer it posted */
 } pc_xts_decision_t;
+
+/* A digest of a cross-unit transfer as the client sent it (the fields a
+ * retry must match; not its timestamp or flags), never 0. */
+uint64_t pc_xts_leg_digest(const pc_transfer_t *transfer);
 
 /* ------------------------------------------------------------------------
  * GZone: the cluster map. One record, held by the GZone unit: which unit owns
@@ -478,9 +485,8 @@ typedef struct pc_totals {
     pc_u128 clearing_credits_posted;
     uint32_t ledger;
     uint32_t accounts_count;   /* accounts of the ledger, the clearing account included */
-    uint64_t xts_trying;       /* undecided cross-unit legs in this unit */
-    uint64_t xts_outbox;       /* decided, not yet finished (payer side) */
-    uint8_t reserved[8];
+    uint64_t xts_trying;       /* undecided payee legs in this unit */
+    uint8_t reserved[16];
 } pc_totals_t;
 
 /* Names of result codes and flags ("exceeds_credits"); NULL when unknown.
@@ -506,7 +512,6 @@ const char *pc_transfer_flag_name(uint16_t single_bit);
     X(set_routing, 7)                                                                \
     X(xts_try, 8)                                                                    \
     X(xts_resolve, 9)                                                                \
-    X(xts_finish, 10)                                                                \
     X(get_xts_outbox, 11)                                                            \
     X(set_cluster, 12)                                                               \
     X(get_cluster, 13)                                                               \

@@ -52,8 +52,6 @@
 #define PC_ACCOUNTS_MAX_DEFAULT (1u << 20)
 #define PC_TRANSFERS_MAX_DEFAULT 12000000ull /* ids, incl. failed; index ~384 MiB */
 #define PC_PENDING_MAX_DEFAULT (1u << 20)     /* unresolved pending transfers */
-/* Cross-unit transfers: decided, not yet finished payer legs (the outbox). */
-#define PC_OUTBOX_MAX_DEFAULT 65536u
 #define PC_ACCOUNTS_MAX_LIMIT (1u << 26)
 #define PC_TRANSFERS_MAX_LIMIT (1ull << 32)
 

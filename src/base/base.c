@@ -308,3 +308,12 @@ int pc_secret_file_check(const char *path, const char *what, char *err, size_t e
     }
     return PC_OK;
 }
+
+/* Declared in paycell.h: the ledger and the clients both need it. */
+uint64_t pc_xts_leg_digest(const pc_transfer_t *transfer) {
+    pc_transfer_t t = *transfer;
+    t.flags = 0;
+    t.timestamp = 0;
+    uint64_t digest = (uint64_t)pc_checksum(&t, sizeof t, 0x78747331);
+    return digest != 0 ? digest : 1;
+}

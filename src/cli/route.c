@@ -723,7 +723,7 @@ typedef struct audit_ledger {
     uint64_t accounts;
     pc_u128 debits_pending, debits_posted, credits_pending, credits_posted;
     pc_u128 clearing_debits_posted, clearing_credits_posted;
-    uint32_t in_flight; /* cross-unit legs of this ledger not finished */
+    uint32_t in_flight; /* undecided payee legs of this ledger */
 } audit_ledger_t;
 
 typedef struct audit_leg {
@@ -782,7 +782,7 @@ static void audit_leg(audit_t *a, uint32_t unit, const pc_transfer_t *t) {
     audit_ledger(a, t->ledger)->in_flight++;
 }
 
-/* One unit's totals and unfinished cross-unit legs. Prints the error. */
+/* One unit's totals and undecided payee legs. Prints the error. */
 static int audit_unit(const route_ctx_t *ctx, const pc_cluster_t *map, uint32_t unit,
                       audit_t *a, void *buf, uint32_t buf_size) {
     pc_client_t *client = NULL;
@@ -815,12 +815,6 @@ static int audit_unit(const route_ctx_t *ctx, const pc_cluster_t *map, uint32_t 
         fprintf(stderr, "paycell: %s at unit %u (%s) failed: %s (%s)\n", op, unit,
                 map->unit_addresses[unit], pc_strerror(rc), pc_err_name(rc));
     return rc;
-}
-
-static const char *leg_state(uint16_t flags) {
-    if (flags & PC_TRANSFER_post_pending_transfer) return "commit";
-    if (flags & PC_TRANSFER_void_pending_transfer) return "abort";
-    return "trying";
 }
 
 static int ledger_cmp(const void *x, const void *y) {
@@ -879,10 +873,9 @@ static bool audit_print(const audit_t *a, const pc_cluster_t *map, bool json, bo
         if (json)
             printf("%s{\"gtid\":\"%s\",\"unit\":%u,\"state\":\"%s\",\"amount\":\"%s\","
                    "\"ledger\":%u}",
-                   i ? "," : "", s[0], leg->unit, leg_state(leg->transfer.flags), s[1],
-                   leg->transfer.ledger);
-        else printf("  gtid %s  unit %u  %-6s  amount %s  ledger %u\n", s[0], leg->unit,
-                    leg_state(leg->transfer.flags), s[1], leg->transfer.ledger);
+                   i ? "," : "", s[0], leg->unit, "trying", s[1], leg->transfer.ledger);
+        else printf("  gtid %s  unit %u  trying  amount %s  ledger %u\n", s[0], leg->unit, s[1],
+                    leg->transfer.ledger);
     }
     if (json) printf("],\"overflow\":%s,\"balanced\":%s}\n", a->overflow ? "true" : "false",
                      balanced ? "true" : "false");

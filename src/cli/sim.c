@@ -108,7 +108,7 @@ static bool run_xts_seed(uint64_t seed, bool verbose, bool summary) {
         printf("ok seed=%llu units=%u ticks=%llu batches=%llu jobs=%llu gtids=%llu "
                "committed=%llu aborted=%llu expiries=%llu recovered=%llu lost=%llu dup=%llu "
                "stale=%llu retries=%llu suspended=%llu late=%llu driver_crashes=%u give_ups=%u "
-               "unit_restarts=%u replayed=%llu%s capacity_hits=%llu stuck=%llu\n",
+               "unit_restarts=%u replayed=%llu%s capacity_hits=%llu\n",
                (unsigned long long)seed, r.units, (unsigned long long)r.ticks,
                (unsigned long long)r.batches, (unsigned long long)r.jobs,
                (unsigned long long)r.transfers, (unsigned long long)r.committed,
@@ -118,7 +118,7 @@ static bool run_xts_seed(uint64_t seed, bool verbose, bool summary) {
                (unsigned long long)r.step_retries, (unsigned long long)r.suspended_tries,
                (unsigned long long)r.late_decisions, r.driver_crashes, r.driver_give_ups,
                r.unit_restarts, (unsigned long long)r.replayed_batches, r.tight ? " tight" : "",
-               (unsigned long long)r.capacity_hits, (unsigned long long)r.outbox_stuck);
+               (unsigned long long)r.capacity_hits);
     }
     fflush(stdout);
     PC_ASSERT(r.ok || r.failure[0] != 0);

@@ -43,7 +43,7 @@ bool gw_auth_operation_allowed(pc_role_t role, pc_operation_t op) {
     default:
         /* shadow_purge, set_routing, set_cluster; get_totals and
          * list_accounts (every account's balances in bulk: the audit's view,
-         * more than one client's business); the XTS steps and outbox (the
+         * more than one client's business); the XTS steps and legs (the
          * cluster's own traffic). */
         return pc_role_allows(role, PC_ACTION_admin);
     }

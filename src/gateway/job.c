@@ -7,16 +7,17 @@
  * per unit and step, so a batch of thousands of cross-unit transfers costs a
  * handful of round trips, not thousands:
  *
- *   A  local transfers to their unit (create_transfers), and the payer side
- *      of every cross-unit transfer (xts_try), all units in parallel
- *   B  the payee side (xts_try) of those whose payer side took
- *   C  the decision at the payer (xts_resolve: commit when both sides took,
- *      else abort) — the point of no return; the client is answered here
- *   D  confirm or cancel at the payee (xts_resolve)
- *   E  xts_finish at the payer, which empties its outbox entry
+ *   A  local transfers to their unit (create_transfers), and the payee side
+ *      of every cross-unit transfer (xts_try: a pending credit), all units
+ *      in parallel
+ *   B  the payer side (xts_try) of those whose payee side took: the
+ *      decision in one event, the debit posted (commit) or refused (abort)
+ *      — the point of no return; the client is answered here
+ *   C  confirm or cancel at the payee (xts_resolve)
  *
- * D and E run after the client has its answer; when the gateway dies before
- * them the payer unit's recovery loop delivers the decision instead.
+ * C runs after the client has its answer. When the gateway dies before it,
+ * or never learns the payer's answer, the payee unit's recovery loop asks
+ * the payer once the leg's timeout has passed, and applies the answer.
  *
  * An event a unit answers wrong_unit was applied nowhere (a chain it
  * belonged to was rolled back): the job parks until the table is refreshed
@@ -30,7 +31,7 @@
  * under each unit's adaptive concurrency limit — or a bounded, FIFO wait for
  * that room with a deadline. A refused request is answered PC_ETHROTTLED at
  * once and nothing of it is sent. The later phases of an admitted job
- * (B..E, and retries after wrong_unit) are never refused: an XTS half done
+ * (B and C, and retries after wrong_unit) are never refused: an XTS half done
  * must be finished, and holding it back could deadlock the units' room
  * against itself. They are still counted in flight (force-acquired), so the
  * limits see the real load. Hot credit accounts over --hot-key-rate get the
@@ -44,19 +45,17 @@
 #define RESULT_OPEN UINT32_MAX
 #define R(name) PC_TRANSFER_RESULT_##name
 
-enum step { STEP_LOCAL = 1, STEP_TRY_PAYER, STEP_TRY_PAYEE, STEP_DECIDE, STEP_RESOLVE,
-            STEP_FINISH, STEP_LOOKUP, STEP_FIND_PENDING };
+enum step { STEP_LOCAL = 1, STEP_TRY_PAYEE, STEP_DECIDE, STEP_RESOLVE, STEP_LOOKUP,
+            STEP_FIND_PENDING };
 
-enum phase { PHASE_FIND = 1, PHASE_A, PHASE_B, PHASE_C, PHASE_D, PHASE_E, PHASE_END,
-             PHASE_PARKED, PHASE_QUEUED };
+enum phase { PHASE_FIND = 1, PHASE_A, PHASE_B, PHASE_C, PHASE_END, PHASE_PARKED, PHASE_QUEUED };
 
 /* The retry-after hint of a refusal for want of unit room: about what a
  * unit takes to free some (its sub-requests take milliseconds). */
 #define GW_ROOM_RETRY_MS 50u
 
 /* Cross-unit state of one event. */
-enum xs { XS_NONE = 0, XS_PAYER_OK, XS_COMMIT, XS_ABORT, XS_COMMITTED, XS_ABORTED,
-          XS_RESOLVED, XS_LEFT_TO_PAYER };
+enum xs { XS_NONE = 0, XS_PAYEE_OK, XS_COMMITTED, XS_ABORTED, XS_LEFT_TO_RECOVERY };
 
 struct gw_part {
     gw_job_t *job;
@@ -83,6 +82,7 @@ struct gw_job {
     uint32_t count;
     uint32_t event_size;
     bool shadow;
+    uint32_t xts_timeout_s; /* every step of the job's cross-unit transfers uses it */
     uint64_t caller;      /* who sent it: the per-caller rate limit's key */
     uint32_t hot_refused; /* events answered `throttled` by the hot-key limit */
     pc_gateway_done_t done;
@@ -90,7 +90,6 @@ struct gw_job {
     uint8_t *events;
     uint32_t *results;   /* final result per event, RESULT_OPEN until known */
     uint32_t *step;      /* the current step's result per event */
-    uint32_t *payee;     /* the payee try's result per event */
     uint8_t *xs;         /* enum xs */
     uint32_t *idx;       /* scratch: the events a phase selected */
     uint8_t *unit_dr;    /* unit of the debit side (or of the account) */
@@ -136,7 +135,6 @@ static void job_free(gw_job_t *job) {
     free(job->events);
     free(job->results);
     free(job->step);
-    free(job->payee);
     free(job->xs);
     free(job->idx);
     free(job->unit_dr);
@@ -171,7 +169,7 @@ static bool part_mergeable(uint32_t step, pc_operation_t op, const void *events,
         return !(((const pc_transfer_t *)events)[n - 1].flags & PC_TRANSFER_linked);
     if (op == PC_OP_create_accounts)
         return !(((const pc_account_t *)events)[n - 1].flags & PC_ACCOUNT_linked);
-    return op == PC_OP_xts_resolve || op == PC_OP_xts_finish;
+    return op == PC_OP_xts_resolve;
 }
 
 /* A part of n events of op for a unit, with room for them: the caller
@@ -311,7 +309,7 @@ static void part_done(void *user, int status, pc_operation_t operation, const vo
         }
         if (!ok) status = PC_EPROTO;
     }
-    if (!ok && job->status == PC_OK && part->step != STEP_RESOLVE && part->step != STEP_FINISH) {
+    if (!ok && job->status == PC_OK && part->step != STEP_RESOLVE) {
         job->status = status;
     }
     free(part);
@@ -436,27 +434,30 @@ static void make_copy(const gw_job_t *job, uint32_t i, void *out) {
     memcpy(out, job->events + (size_t)i * job->event_size, job->event_size);
 }
 
-static void make_try(const gw_job_t *job, uint32_t i, void *out) {
+/* A cross-unit transfer as both units store it (with the timeout taken
+ * once per job: a table refreshed mid-job must not make the payer's record
+ * differ from the payee's). */
+static pc_transfer_t xts_transfer(const gw_job_t *job, uint32_t i) {
     pc_transfer_t t = *transfer_at(job, i);
-    /* The cluster's setting (GZone) wins over this gateway's flag, so every
-     * gateway tries with the same timeout: a retry through another gateway
-     * then matches the first try (`exists`). */
-    const pc_gateway_t *gw = job->gw;
-    t.timeout = gw->cluster.xts_timeout_s ? gw->cluster.xts_timeout_s : gw->options.xts_timeout_s;
+    t.timeout = job->xts_timeout_s;
+    return t;
+}
+
+static void make_try(const gw_job_t *job, uint32_t i, void *out) {
+    pc_transfer_t t = xts_transfer(job, i);
     memcpy(out, &t, sizeof t);
 }
 
+/* The decision names the leg it is about: a payee holding another
+ * transfer under this gtid refuses it rather than resolving that one. */
 static void make_resolve(const gw_job_t *job, uint32_t i, void *out) {
-    bool commit = job->xs[i] == XS_COMMIT || job->xs[i] == XS_COMMITTED;
+    bool commit = job->xs[i] == XS_COMMITTED;
+    pc_transfer_t t = xts_transfer(job, i);
     pc_xts_decision_t d = {
-        .gtid = transfer_at(job, i)->id,
-        .flags = commit ? PC_TRANSFER_post_pending_transfer : PC_TRANSFER_void_pending_transfer};
+        .gtid = t.id,
+        .flags = commit ? PC_TRANSFER_post_pending_transfer : PC_TRANSFER_void_pending_transfer,
+        .leg = pc_xts_leg_digest(&t)};
     memcpy(out, &d, sizeof d);
-}
-
-static void make_id(const gw_job_t *job, uint32_t i, void *out) {
-    pc_u128 id = transfer_at(job, i)->id;
-    memcpy(out, &id, sizeof id);
 }
 
 static void make_pending_id(const gw_job_t *job, uint32_t i, void *out) {
@@ -559,17 +560,11 @@ static bool pred_find(const gw_job_t *job, uint32_t i) {
     return t->debit_account_id == 0 && t->credit_account_id == 0 &&
            (t->flags & (PC_TRANSFER_post_pending_transfer | PC_TRANSFER_void_pending_transfer));
 }
-static bool pred_payer_ok(const gw_job_t *job, uint32_t i) {
-    return job->results[i] == RESULT_OPEN && job->xs[i] == XS_PAYER_OK;
-}
-static bool pred_deciding(const gw_job_t *job, uint32_t i) {
-    return job->xs[i] == XS_COMMIT || job->xs[i] == XS_ABORT;
+static bool pred_payee_ok(const gw_job_t *job, uint32_t i) {
+    return job->results[i] == RESULT_OPEN && job->xs[i] == XS_PAYEE_OK;
 }
 static bool pred_decided(const gw_job_t *job, uint32_t i) {
     return job->xs[i] == XS_COMMITTED || job->xs[i] == XS_ABORTED;
-}
-static bool pred_resolved(const gw_job_t *job, uint32_t i) {
-    return job->xs[i] == XS_RESOLVED;
 }
 
 /* ---- phases ---- */
@@ -596,8 +591,8 @@ static void phase_a(gw_job_t *job) {
     chains_check(job);
     step_send(job, pred_open_local, job->unit_dr, STEP_LOCAL, job->op, make_copy, false);
     if (job->op == PC_OP_create_transfers) {
-        job->gw->metrics.xts_started += step_send(job, pred_open_cross, job->unit_dr,
-                                                  STEP_TRY_PAYER, PC_OP_xts_try, make_try, true);
+        job->gw->metrics.xts_started += step_send(job, pred_open_cross, job->unit_cr,
+                                                  STEP_TRY_PAYEE, PC_OP_xts_try, make_try, true);
     }
 }
 
@@ -621,7 +616,8 @@ static void attempt_start(gw_job_t *job) {
     if (job->parts == 0) phase_done(job);
 }
 
-/* After A: local results are in results[]; the payer tries' in step[]. */
+/* After A: local results are in results[]; the payee tries' in step[]. A
+ * payee refusal is the transfer's result: the payer never hears of it. */
 static void after_a(gw_job_t *job) {
     uint32_t wrong_unit = job->op == PC_OP_create_accounts ? PC_ACCOUNT_RESULT_wrong_unit
                                                            : R(wrong_unit);
@@ -634,7 +630,7 @@ static void after_a(gw_job_t *job) {
         uint32_t r = job->step[i];
         if (r == RESULT_OPEN) continue; /* transport error: status says so */
         if (result_ok(r)) {
-            job->xs[i] = XS_PAYER_OK;
+            job->xs[i] = XS_PAYEE_OK;
         } else if (r == R(wrong_unit)) {
             job->retry = true;
         } else {
@@ -657,58 +653,35 @@ static void after_a(gw_job_t *job) {
 
 static void phase_b(gw_job_t *job) {
     job->phase = PHASE_B;
-    step_send(job, pred_payer_ok, job->unit_cr, STEP_TRY_PAYEE, PC_OP_xts_try, make_try, true);
+    step_send(job, pred_payee_ok, job->unit_dr, STEP_DECIDE, PC_OP_xts_try, make_try, true);
 }
 
+/* The payer's answer is the decision: created or exists (a retry) is a
+ * commit; any refusal is an abort, which the payer made final (a tombstone,
+ * or no room for one and so never room for this transfer either). Only
+ * wrong_unit (a stale table: nothing happened there) and no answer decide
+ * nothing: the payee leg then waits for another attempt or for its
+ * unit's recovery. */
 static void after_b(gw_job_t *job) {
+    pc_gateway_metrics_t *m = &job->gw->metrics;
     bool last = job->attempt + 1 >= GW_ATTEMPTS_MAX;
     for (uint32_t i = 0; i < job->count; i++) {
-        if (!pred_payer_ok(job, i)) continue;
+        if (!pred_payee_ok(job, i)) continue;
         uint32_t r = job->step[i];
-        job->payee[i] = r;
-        if (result_ok(r)) {
-            job->xs[i] = XS_COMMIT;
+        if (r == RESULT_OPEN) { /* transport error: status says so */
+            job->xs[i] = XS_LEFT_TO_RECOVERY;
         } else if (r == R(wrong_unit) && !last) {
-            job->retry = true; /* the payer side stays reserved; tried again */
-        } else {
-            job->xs[i] = XS_ABORT; /* a refusal, or unknown (transport) */
-        }
-    }
-}
-
-static void phase_c(gw_job_t *job) {
-    job->phase = PHASE_C;
-    step_send(job, pred_deciding, job->unit_dr, STEP_DECIDE, PC_OP_xts_resolve, make_resolve,
-              true);
-}
-
-static void after_c(gw_job_t *job) {
-    pc_gateway_metrics_t *m = &job->gw->metrics;
-    for (uint32_t i = 0; i < job->count; i++) {
-        if (!pred_deciding(job, i)) continue;
-        uint32_t r = job->step[i];
-        bool commit = job->xs[i] == XS_COMMIT;
-        if (r == RESULT_OPEN) continue; /* unknown: the payer's recovery decides */
-        if (commit && result_ok(r)) {
-            job->xs[i] = XS_COMMITTED;
-            job->results[i] = r;
-        } else if (!commit && r == R(xts_committed)) {
-            job->xs[i] = XS_COMMITTED; /* a concurrent retry committed it */
-            job->results[i] = R(exists);
-        } else if (commit && r != R(xts_aborted)) {
-            /* Not committed, but not known aborted either (a refusal the
-             * ledger should never give): tell the payee nothing. The payer
-             * leg times out into an abort, which its recovery loop
-             * delivers. */
-            job->xs[i] = XS_LEFT_TO_PAYER;
+            job->xs[i] = XS_NONE; /* tried again, payee side first */
+            job->retry = true;
+        } else if (r == R(wrong_unit)) {
+            job->xs[i] = XS_LEFT_TO_RECOVERY;
             job->results[i] = r;
         } else {
-            job->xs[i] = XS_ABORTED;
-            job->results[i] = commit ? r : job->payee[i];
-            if (job->results[i] == RESULT_OPEN) job->results[i] = R(xts_aborted);
+            job->xs[i] = result_ok(r) ? XS_COMMITTED : XS_ABORTED;
+            job->results[i] = r;
+            if (result_ok(r)) m->xts_committed++;
+            else m->xts_aborted++;
         }
-        if (job->xs[i] == XS_COMMITTED) m->xts_committed++;
-        else if (job->xs[i] == XS_ABORTED) m->xts_aborted++;
     }
 }
 
@@ -829,37 +802,30 @@ static void reply_queue(gw_job_t *job) {
     reap_queue(job);
 }
 
-static void phase_d(gw_job_t *job) {
-    job->phase = PHASE_D;
+static void phase_c(gw_job_t *job) {
+    job->phase = PHASE_C;
     step_send(job, pred_decided, job->unit_cr, STEP_RESOLVE, PC_OP_xts_resolve, make_resolve,
               true);
 }
 
-static void after_d(gw_job_t *job) {
+static void after_c(gw_job_t *job) {
     uint32_t refused = 0, example = 0;
     for (uint32_t i = 0; i < job->count; i++) {
         if (!pred_decided(job, i)) continue;
         uint32_t r = job->step[i];
-        if (result_ok(r)) {
-            job->xs[i] = XS_RESOLVED;
-        } else if (r != RESULT_OPEN) {
+        if (!result_ok(r) && r != RESULT_OPEN) {
             refused++;
             example = r;
         }
     }
     /* The payee refusing a decision means a unit lost state (the ledger
-     * keeps room for every decision it agreed to). Left in the payer's
-     * outbox for the operator: paycell audit balances lists it. One line per
+     * keeps room for every decision it agreed to): the leg stays undecided
+     * for the operator, and paycell audit balances lists it. One line per
      * request, not per transfer. */
     if (refused > 0) {
         pc_log("gateway", "error", "%u cross-unit decisions refused by the payee unit (%s)",
                refused, pc_transfer_result_name(example) ? pc_transfer_result_name(example) : "?");
     }
-}
-
-static void phase_e(gw_job_t *job) {
-    job->phase = PHASE_E;
-    step_send(job, pred_resolved, job->unit_dr, STEP_FINISH, PC_OP_xts_finish, make_id, false);
 }
 
 /* The job's events as they came, all for one unit (a lookup). */
@@ -912,10 +878,6 @@ static void phase_done(gw_job_t *job) {
         break;
     case PHASE_B:
         if (job->op == PC_OP_create_transfers) after_b(job);
-        phase_c(job);
-        break;
-    case PHASE_C:
-        if (job->op == PC_OP_create_transfers) after_c(job);
         if (job->retry && job->status == PC_OK && job->attempt + 1 < GW_ATTEMPTS_MAX) {
             job->attempt++;
             job->phase = PHASE_PARKED;
@@ -925,13 +887,12 @@ static void phase_done(gw_job_t *job) {
             return;
         }
         reply_queue(job);
-        phase_d(job);
+        phase_c(job);
         break;
-    case PHASE_D:
-        after_d(job);
-        phase_e(job);
+    case PHASE_C:
+        after_c(job);
+        job->phase = PHASE_END;
         break;
-    case PHASE_E: job->phase = PHASE_END; break;
     default: PC_ASSERT(!"phase_done in a phase without sub-requests");
     }
     if (job->parts == 0 && job->phase != PHASE_END && job->phase != PHASE_PARKED) {
@@ -1394,12 +1355,11 @@ static int job_alloc(gw_job_t *job) {
     job->events = malloc((size_t)n * job->event_size);
     job->results = malloc((size_t)n * sizeof(uint32_t));
     job->step = malloc((size_t)n * sizeof(uint32_t));
-    job->payee = malloc((size_t)n * sizeof(uint32_t));
     job->xs = calloc(n, 1);
     job->unit_dr = calloc(n, 1);
     job->unit_cr = calloc(n, 1);
     job->idx = malloc((size_t)n * sizeof(uint32_t));
-    if (!job->events || !job->results || !job->step || !job->payee || !job->xs ||
+    if (!job->events || !job->results || !job->step || !job->xs ||
         !job->unit_dr || !job->unit_cr || !job->idx) {
         return PC_ENOMEM;
     }
@@ -1413,10 +1373,7 @@ static int job_alloc(gw_job_t *job) {
         job->out_unit = malloc(job->out_cap);
         if (!job->out || !job->out_unit) return PC_ENOMEM;
     }
-    for (uint32_t i = 0; i < n; i++) {
-        job->results[i] = RESULT_OPEN;
-        job->payee[i] = RESULT_OPEN;
-    }
+    for (uint32_t i = 0; i < n; i++) job->results[i] = RESULT_OPEN;
     return PC_OK;
 }
 
@@ -1437,8 +1394,13 @@ int pc_gateway_submit(pc_gateway_t *gw, pc_operation_t operation, const void *ev
     gw_job_t *job = calloc(1, sizeof *job);
     if (job == NULL) return PC_EBUSY;
     gw->jobs_inflight++;
+    /* The cluster's setting (GZone) wins over this gateway's flag, so every
+     * gateway tries with the same timeout: a retry through another gateway
+     * then matches the first try (`exists`). */
+    uint32_t timeout = gw->cluster.xts_timeout_s ? gw->cluster.xts_timeout_s
+                                                 : gw->options.xts_timeout_s;
     *job = (gw_job_t){.gw = gw, .op = operation, .count = count, .shadow = shadow,
-                      .caller = caller, .done = done, .user = user,
+                      .xts_timeout_s = timeout, .caller = caller, .done = done, .user = user,
                       .event_size = pc_operation_event_size(operation)};
     if (job_alloc(job) != PC_OK) {
         job_free(job);

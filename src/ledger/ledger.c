@@ -77,8 +77,6 @@ static bool config_valid(const pc_ledger_config_t *c) {
     if (c == NULL) return false;
     if (c->accounts_max == 0 || c->accounts_max > PC_ACCOUNTS_MAX_LIMIT) return false;
     if (c->transfers_max == 0 || c->transfers_max > PC_TRANSFERS_MAX_LIMIT) return false;
-    /* An outbox entry + 1 lives in the pool bits of the gtid's index entry. */
-    if (c->outbox_max >= PC__PENDING_MAX_LIMIT) return false;
     return c->pending_max != 0 && c->pending_max <= PC__PENDING_MAX_LIMIT;
 }
 
@@ -104,8 +102,6 @@ static int tables_map(pc_ledger_t *l) {
     }
     if (!(l->cache_used = region_map(l, PC__CACHE_CAP * sizeof(uint32_t)))) goto fail;
     if (!(l->undo = region_map(l, PC__UNDO_CAP * sizeof(pc__undo_t)))) goto fail;
-    if (!(l->outbox = region_map(l, c->outbox_max * sizeof(pc__outbox_entry_t)))) goto fail;
-    if (!(l->outbox_free = region_map(l, c->outbox_max * sizeof(uint32_t)))) goto fail;
     return PC_OK;
 fail:
     return PC_ENOMEM;
@@ -118,9 +114,6 @@ int pc_ledger_init(const pc_ledger_config_t *config, pc_ledger_t **out) {
     pc_ledger_t *ledger = calloc(1, sizeof(*ledger));
     if (ledger == NULL) return PC_ENOMEM;
     ledger->config = *config;
-    if (ledger->config.outbox_max == 0) ledger->config.outbox_max = PC_OUTBOX_MAX_DEFAULT;
-    ledger->outbox_head = PC__NONE;
-    ledger->outbox_tail = PC__NONE;
     ledger->epoch = 1;
     /* A fresh unit owns every bucket: alone, it behaves as before routing. */
     const uint64_t all[2] = {PC__ROUTING_LOW_MASK, PC__ROUTING_HIGH_MASK};
@@ -182,53 +175,35 @@ pending_of(const pc_ledger_t *ledger, pc_u128 id) {
     return &ledger->pool[pc__ls_pool(ls)];
 }
 
-/* Apply's look-ahead for resolves and finishes (a try is prefetched as a
- * create), in stages: an event far ahead has
- * its index entry fetched, a nearer one its leg's pool entry (a resolve
- * names only the gtid), the next ones the leg's accounts or the outbox
- * entry a finish removes. Each stage finds in cache what the one before
- * fetched, so the event itself finds everything there. */
+/* Apply's look-ahead for resolves (a try is prefetched as a create), in
+ * stages: an event far ahead has its index entry fetched, a nearer one its
+ * leg's pool entry (a resolve names only the gtid), the next ones the leg's
+ * accounts. Each stage finds in cache what the one before fetched, so the
+ * event itself finds everything there. */
 #define XTS_PREFETCH_FAR 16u
 #define XTS_PREFETCH_NEAR 4u
 static inline __attribute__((always_inline)) void xts_apply_prefetch(const pc_ledger_t *ledger,
-                                                                     pc_operation_t operation,
                                                                      const void *events,
                                                                      uint32_t count, uint32_t i) {
-    if (operation == PC_OP_xts_resolve) {
-        if (i + XTS_PREFETCH_FAR < count) {
-            index_prefetch(ledger, pc__xts_gtid_at(operation, events, i + XTS_PREFETCH_FAR));
-        }
-        if (i + INDEX_PREFETCH_DISTANCE < count) {
-            pc_u128 gtid = pc__xts_gtid_at(operation, events, i + INDEX_PREFETCH_DISTANCE);
-            const pc__pending_t *p = pending_of(ledger, gtid);
-            if (p != NULL) {
-                __builtin_prefetch(p, 1);
-                __builtin_prefetch((const char *)p + 128, 1);
-            }
-        }
-        if (i + XTS_PREFETCH_NEAR < count) {
-            const pc__pending_t *p =
-                pending_of(ledger, pc__xts_gtid_at(operation, events, i + XTS_PREFETCH_NEAR));
-            if (p != NULL) {
-                pc_u128 dr, cr;
-                pc__slot_accounts(&p->transfer, &dr, &cr);
-                account_prefetch(ledger, dr);
-                account_prefetch(ledger, cr);
-            }
-        }
-        return;
+    if (i + XTS_PREFETCH_FAR < count) {
+        index_prefetch(ledger, pc__decision_at(events, i + XTS_PREFETCH_FAR).gtid);
     }
-    PC_ASSERT(operation == PC_OP_xts_finish);
     if (i + INDEX_PREFETCH_DISTANCE < count) {
-        index_prefetch(ledger, pc__xts_gtid_at(operation, events, i + INDEX_PREFETCH_DISTANCE));
+        pc_u128 gtid = pc__decision_at(events, i + INDEX_PREFETCH_DISTANCE).gtid;
+        const pc__pending_t *p = pending_of(ledger, gtid);
+        if (p != NULL) {
+            __builtin_prefetch(p, 1);
+            __builtin_prefetch((const char *)p + 128, 1);
+        }
     }
     if (i + XTS_PREFETCH_NEAR < count) {
-        pc_u128 gtid = pc__xts_gtid_at(operation, events, i + XTS_PREFETCH_NEAR);
-        uint64_t pos = pc__index_find(ledger, gtid);
-        uint64_t ls = pc__index_has(ledger, pos, gtid) ? ledger->loc_status[pos] : 0;
-        /* A decided payer leg's pool field is its outbox entry + 1. */
-        if (pc__ls_pool(ls) != 0 && pc__ls_status(ls) != PC__ST_PENDING) {
-            __builtin_prefetch(&ledger->outbox[pc__ls_pool(ls) - 1], 1);
+        const pc__pending_t *p =
+            pending_of(ledger, pc__decision_at(events, i + XTS_PREFETCH_NEAR).gtid);
+        if (p != NULL) {
+            pc_u128 dr, cr;
+            pc__slot_accounts(&p->transfer, &dr, &cr);
+            account_prefetch(ledger, dr);
+            account_prefetch(ledger, cr);
         }
     }
 }
@@ -266,9 +241,9 @@ static uint32_t xts_prefetch(pc_ledger_t *ledger, pc_operation_t operation, cons
         uint32_t ahead = i + INDEX_PREFETCH_DISTANCE;
         if (ahead < count) {
             if (tries) event_prefetch(ledger, &transfers[ahead]);
-            else index_prefetch(ledger, pc__xts_gtid_at(operation, events, ahead));
+            else index_prefetch(ledger, pc__decision_at(events, ahead).gtid);
         }
-        pc_u128 id = tries ? transfers[i].id : pc__xts_gtid_at(operation, events, i);
+        pc_u128 id = tries ? transfers[i].id : pc__decision_at(events, i).gtid;
         if (id == 0 || id == PC_U128_MAX) continue;
         uint64_t pos = pc__index_find(ledger, id);
         if (!pc__index_has(ledger, pos, id)) continue;
@@ -349,9 +324,6 @@ static uint32_t event_apply(pc_ledger_t *ledger, pc_operation_t operation, const
         PC_ASSERT(i == 0);
         return pc__shadow_purge(ledger, events);
     }
-    if (operation == PC_OP_xts_finish) {
-        return pc__xts_finish(ledger, pc__xts_gtid_at(operation, events, i));
-    }
     const pc_transfer_t *transfers = events;
     if (operation == PC_OP_xts_try) return pc__xts_try(ledger, &transfers[i], timestamp);
     if (operation == PC_OP_xts_resolve) {
@@ -392,8 +364,8 @@ static uint32_t batch_run(pc_ledger_t *ledger, pc_operation_t operation, const v
                 event_prefetch(ledger,
                                &((const pc_transfer_t *)events)[i + INDEX_PREFETCH_DISTANCE]);
             }
-        } else if (operation == PC_OP_xts_resolve || operation == PC_OP_xts_finish) {
-            xts_apply_prefetch(ledger, operation, events, count, i);
+        } else if (operation == PC_OP_xts_resolve) {
+            xts_apply_prefetch(ledger, events, count, i);
         }
         bool linked = event_flags(operation, events, i) & PC_TRANSFER_linked;
         if (linked && chain == PC__NONE) {
@@ -437,7 +409,6 @@ bool pc_ledger_handles(pc_operation_t operation) {
     case PC_OP_set_routing:
     case PC_OP_xts_try:
     case PC_OP_xts_resolve:
-    case PC_OP_xts_finish:
     case PC_OP_shadow_purge:
         return true;
     default:

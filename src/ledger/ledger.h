@@ -33,8 +33,6 @@ typedef struct pc_ledger_config {
     uint32_t accounts_max;  /* accounts the table holds */
     uint64_t transfers_max; /* transfer ids (incl. failed ones) the index holds */
     uint32_t pending_max;   /* unresolved pending transfers held at once */
-    uint32_t outbox_max;    /* xts outbox entries (payer decisions not yet finished) plus
-                               undecided payer legs; 0 = PC_OUTBOX_MAX_DEFAULT */
 } pc_ledger_config_t;
 
 /* A stored transfer: the record, plus the history links, plus a checksum the
@@ -55,11 +53,13 @@ typedef struct pc_transfer_slot {
 
 #define PC_SLOT_FAILED 0x8000u
 
-/* Cross-unit transfers (xts.c). A slot with PC_SLOT_XTS is an xts leg (with
- * PC_TRANSFER_pending: the try, the record as the client sent it), its
- * resolution (post or void, pending_id = id = the gtid, no index entry of its
- * own) or, with PC_SLOT_FAILED, the tombstone of an empty rollback. The leg
- * moves money between this unit's account and its clearing account: without
+/* Cross-unit transfers (xts.c). A slot with PC_SLOT_XTS is, with
+ * PC_SLOT_XTS_PAYEE, a payee's leg (with PC_TRANSFER_pending: the try, the
+ * record as the client sent it) or its resolution (post or void,
+ * pending_id = id = the gtid, no index entry of its own); without it (and
+ * with no other flag) the payer's committed debit, posted at its decision;
+ * with PC_SLOT_FAILED, the tombstone of an aborted gtid. A record moves
+ * money between this unit's account and its clearing account: without
  * PC_SLOT_XTS_PAYEE the local account is the debit side (payer), with it the
  * credit side (payee). Lookups and history return records with these bits
  * (and a leg's pending bit) cleared: see pc_ledger_transfer_public. */
@@ -91,8 +91,7 @@ uint32_t pc_ledger_prefetch(pc_ledger_t *ledger, pc_operation_t operation, const
 void pc_ledger_prefetch_put(pc_ledger_t *ledger, uint64_t loc, const pc_transfer_t *transfer);
 
 /* Phase 2. Applies one create_accounts, create_transfers or xts_try
- * (pc_transfer_t events), xts_resolve (pc_xts_decision_t events) or
- * xts_finish (pc_u128 gtids) batch
+ * (pc_transfer_t events) or xts_resolve (pc_xts_decision_t events) batch
  * (count 1..PC_BATCH_EVENTS_MAX; xts events are never linked: each stands
  * alone), or one set_routing record or shadow_purge event (count 1), at
  * cluster time `timestamp` (ns, from the WAL entry). flags are the
@@ -126,7 +125,7 @@ uint32_t pc_ledger_slots(const pc_ledger_t *ledger, const pc_transfer_slot_t **s
 void pc_ledger_slots_flushed(pc_ledger_t *ledger);
 
 /* Whether pc_ledger_apply takes this operation (create_accounts,
- * create_transfers, set_routing, xts_try, xts_resolve, xts_finish). */
+ * create_transfers, set_routing, xts_try, xts_resolve, shadow_purge). */
 bool pc_ledger_handles(pc_operation_t operation);
 
 /* ---- reads (not on the apply path; may be called between applies) ---- */
@@ -135,13 +134,12 @@ bool pc_ledger_handles(pc_operation_t operation);
  * xts bits are cleared, so an xts leg reads back as the client sent it. */
 void pc_ledger_transfer_public(pc_transfer_t *transfer);
 
-/* get_xts_outbox: the decided, unfinished payer legs (flags post or void,
- * timestamp = decision time; oldest decision first), then with
- * PC_FILTER_XTS_TRYING the undecided legs of this unit (flags pending,
+/* get_xts_outbox: the undecided payee legs of this unit (flags pending,
  * timestamp = try time, oldest first), at most filter->limit, all with
  * timestamp in [timestamp_min, timestamp_max] (0 = unbounded). Returns the
  * count or PC_EINVAL (account_id not 0, limit not 1..PC_BATCH_EVENTS_MAX,
- * unknown flags, reserved bytes, min > max). out holds filter->limit. */
+ * flags not exactly PC_FILTER_XTS_TRYING, reserved bytes, min > max). out
+ * holds filter->limit. */
 int pc_ledger_xts_outbox(const pc_ledger_t *ledger, const pc_account_filter_t *filter,
                          pc_transfer_t *out);
 

@@ -14,14 +14,11 @@
  *   prefetch cache  stored records handed over for the next apply, keyed by
  *                   loc;
  *   undo log        what a linked chain changed, so a broken chain can be
- *                   rolled back exactly;
- *   xts outbox      the payer's decided, unfinished cross-unit legs, a list
- *                   in decision order (xts.c).
+ *                   rolled back exactly.
  *
  * loc_status layout: bits 0..31 the slot loc (a loc is below transfers_max,
  * at most 2^32), bits 32..60 the pending pool index (meaningful only while
- * the status is PENDING; for an xts gtid decided on the payer side and still in
- * the outbox: the outbox entry + 1), bits 61..63 the status. Keeping the pool index in
+ * the status is PENDING), bits 61..63 the status. Keeping the pool index in
  * the id index makes a post or void one probe sequence: the pending record is
  * reached without a second hash table.
  */
@@ -95,14 +92,6 @@ enum pc__undo_kind {
     PC__UNDO_PENDING_REMOVE,     /* index: pool index, u.pending: the entry */
 };
 
-/* A decided payer leg waiting for xts_finish: the record as the client sent
- * it with flags post or void (the decision) and timestamp the decision time;
- * id 0 while the entry is free. Entries form a list in decision order. */
-typedef struct pc__outbox_entry {
-    pc_transfer_t transfer;
-    uint32_t prev, next; /* PC__NONE at the ends */
-} pc__outbox_entry_t;
-
 typedef struct pc__balances {
     pc_u128 debits_pending, debits_posted, credits_pending, credits_posted;
 } pc__balances_t;
@@ -164,21 +153,15 @@ struct pc_ledger {
 
     uint64_t timestamp_last;
 
-    /* XTS (xts.c). The outbox: a list in decision order over a bounded
-     * array, with a free stack; an entry is found from its gtid through the
-     * pool bits of the gtid's index entry. xts_payer_trying (undecided payer
-     * legs) and clearing_accounts are derived. */
-    pc__outbox_entry_t *outbox;
-    uint32_t *outbox_free;
-    uint32_t outbox_free_count;
-    uint32_t outbox_used; /* high-water mark, as pool_used */
-    uint32_t outbox_count;
-    uint32_t outbox_head, outbox_tail; /* oldest, newest; PC__NONE when empty */
-    uint32_t xts_payer_trying;
-    uint32_t xts_legs_open; /* undecided legs (either side): each holds one slot of
+    /* XTS (xts.c). xts_legs_open and clearing_accounts are derived. */
+    uint32_t xts_legs_open; /* undecided payee legs: each holds one slot of
                                the store for its resolution, so a decision made
                                can always be applied (pc__store_full) */
     uint32_t clearing_accounts;
+    /* Reserves of shadow legs a shadow_purge dropped unresolved (in
+     * snapshots and the state checksum): counted as used for good, so the
+     * store never gets room back (pc__store_used). */
+    uint32_t xts_reserves_purged;
 
     /* Routing (replicated, in snapshots and the state checksum): the epoch
      * and the owned-bucket bitmap of the last set_routing. routing_all
@@ -327,32 +310,16 @@ static inline void pc__slot_accounts(const pc_transfer_t *t, pc_u128 *dr, pc_u12
     else *cr = pc__clearing_id(t->ledger, t->id);
 }
 
-static inline bool pc__is_xts_payer_leg(const pc_transfer_t *t) {
-    return pc__is_xts(t) && !(t->flags & PC_SLOT_XTS_PAYEE);
-}
-
-/* The i-th event of an xts_resolve (a decision), and the gtid the i-th
- * event of an xts_resolve or xts_finish (a bare gtid) names. A request
- * body may be unaligned, so they copy. */
+/* The i-th event of an xts_resolve (a decision). A request body may be
+ * unaligned, so it copies. */
 static inline pc_xts_decision_t pc__decision_at(const void *events, uint32_t i) {
     pc_xts_decision_t d;
     memcpy(&d, (const uint8_t *)events + (size_t)i * sizeof d, sizeof d);
     return d;
 }
 
-static inline pc_u128 pc__xts_gtid_at(pc_operation_t operation, const void *events, uint32_t i) {
-    if (operation == PC_OP_xts_resolve) return pc__decision_at(events, i).gtid;
-    PC_ASSERT(operation == PC_OP_xts_finish);
-    pc_u128 gtid;
-    memcpy(&gtid, (const uint8_t *)events + (size_t)i * sizeof gtid, sizeof gtid);
-    return gtid;
-}
-
 uint32_t pc__xts_try(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t timestamp);
 uint32_t pc__xts_resolve(pc_ledger_t *ledger, const pc_xts_decision_t *d, uint64_t timestamp);
-uint32_t pc__xts_finish(pc_ledger_t *ledger, pc_u128 gtid);
-/* Removes a shadow entry from the outbox (shadow_purge). */
-void pc__xts_outbox_drop(pc_ledger_t *ledger, uint32_t entry);
 
 /* ---- shadow namespace (shadow.c) ---- */
 
@@ -361,16 +328,6 @@ void pc__xts_outbox_drop(pc_ledger_t *ledger, uint32_t entry);
 uint32_t pc__shadow_check(const pc_ledger_t *ledger, pc_operation_t operation,
                           const void *events, uint32_t i);
 uint32_t pc__shadow_purge(pc_ledger_t *ledger, const void *event);
-/* Appends a payer decision to the outbox and points the gtid's index entry
- * (at pos, already POSTED, VOIDED or EXPIRED) at it. */
-void pc__outbox_add(pc_ledger_t *ledger, const pc_transfer_t *leg, uint16_t decision,
-                    uint64_t timestamp, uint64_t pos);
-/* Re-links the loaded outbox to the rebuilt index (rebuild_finish). */
-int pc__outbox_link(pc_ledger_t *ledger);
-/* Snapshot support: appends a loaded entry (PC_ECORRUPT, PC_EFULL); the
- * digest for the state checksum. */
-int pc__outbox_load(pc_ledger_t *ledger, const pc_transfer_t *entry);
-pc_u128 pc__outbox_digest(const pc_ledger_t *ledger);
 
 /* ---- pending pool and expiry (tables.c) ---- */
 
@@ -421,12 +378,19 @@ uint32_t pc__transfer_check_overflows(const pc_account_t *dr, const pc_account_t
                                       pc_u128 amount, bool pending);
 uint32_t pc__transfer_check_limits(const pc_account_t *dr, const pc_account_t *cr,
                                    pc_u128 amount);
-/* No room for another stored slot (resolutions take slots without ids).
- * Every undecided xts leg keeps one slot in reserve for its resolution, so
- * nothing else may take those: a unit that agreed to a try can always apply
- * the decision, even when the store is otherwise full. */
+/* Slots stored or promised. Every undecided xts leg keeps one slot in
+ * reserve for its resolution, so nothing else may take those: a unit that
+ * agreed to a try can always apply the decision, even when the store is
+ * otherwise full. The count never decreases (a slot is never given back, a
+ * reserve becomes its resolution's slot, a purged one stays counted), so
+ * once the store is full it stays full: an xts abort relies on that when it
+ * has no room for its tombstone (xts.c). */
+static inline uint64_t pc__store_used(const pc_ledger_t *ledger) {
+    return ledger->slots_count + ledger->xts_legs_open + ledger->xts_reserves_purged;
+}
+/* No room for another stored slot (resolutions take slots without ids). */
 static inline bool pc__store_full(const pc_ledger_t *ledger) {
-    return ledger->slots_count + ledger->xts_legs_open >= ledger->config.transfers_max ||
+    return pc__store_used(ledger) >= ledger->config.transfers_max ||
            ledger->transfers_count >= ledger->config.transfers_max;
 }
 /* Room for a resolution slot: always, by the reserve above. */

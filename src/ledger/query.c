@@ -226,17 +226,16 @@ static pc_u128 pending_digest(const pc_ledger_t *ledger) {
 pc_u128 pc_ledger_state_checksum(const pc_ledger_t *ledger) {
     PC_ASSERT(!ledger->undo_on);
     struct {
-        pc_u128 accounts, heads, index, pending, outbox;
+        pc_u128 accounts, heads, index, pending;
         uint64_t accounts_count, transfers_count, pending_count, slots_count, timestamp_last;
         uint64_t routing_epoch, routing_owned[2];
-        uint64_t shadow_purged_before;
+        uint64_t shadow_purged_before, xts_reserves_purged;
     } s;
     memset(&s, 0, sizeof(s));
     s.accounts = pc_checksum(ledger->accounts, ledger->accounts_count * sizeof(pc_account_t), 13);
     s.heads = pc_checksum(ledger->heads, ledger->accounts_count * sizeof(uint64_t), 14);
     s.index = index_digest(ledger);
     s.pending = pending_digest(ledger);
-    s.outbox = pc__outbox_digest(ledger);
     s.accounts_count = ledger->accounts_count;
     s.transfers_count = ledger->transfers_count;
     s.pending_count = ledger->pending_count;
@@ -246,6 +245,7 @@ pc_u128 pc_ledger_state_checksum(const pc_ledger_t *ledger) {
     s.routing_owned[0] = ledger->routing_owned[0];
     s.routing_owned[1] = ledger->routing_owned[1];
     s.shadow_purged_before = ledger->shadow_purged_before;
+    s.xts_reserves_purged = ledger->xts_reserves_purged;
     return pc_checksum(&s, sizeof(s), 15);
 }
 
@@ -285,8 +285,8 @@ int pc_ledger_namespace_checksum(const pc_ledger_t *ledger, bool shadow, pc_slot
                                  void *ctx, pc_u128 *out) {
     PC_ASSERT(!ledger->undo_on && out != NULL);
     struct {
-        pc_u128 accounts, transfers, pending, outbox;
-        uint64_t accounts_count, transfers_count, pending_count, outbox_count;
+        pc_u128 accounts, transfers, pending;
+        uint64_t accounts_count, transfers_count, pending_count;
     } s;
     memset(&s, 0, sizeof(s));
     for (uint32_t i = 0; i < ledger->accounts_count; i++) { /* insertion order */
@@ -321,12 +321,6 @@ int pc_ledger_namespace_checksum(const pc_ledger_t *ledger, bool shadow, pc_slot
         e.expires_at = p->transfer.timeout != 0 ? p->expires_at : 0;
         s.pending += pc_checksum(&e, sizeof(e), 33);
         s.pending_count++;
-    }
-    for (uint32_t i = ledger->outbox_head; i != PC__NONE; i = ledger->outbox[i].next) {
-        const pc_transfer_t *t = &ledger->outbox[i].transfer; /* decision order */
-        if (!in_namespace(t->id, shadow)) continue;
-        s.outbox = pc_checksum(t, sizeof(*t), (uint64_t)s.outbox ^ 34);
-        s.outbox_count++;
     }
     *out = pc_checksum(&s, sizeof(s), 35);
     return PC_OK;

@@ -10,7 +10,7 @@
  * transfer, and a real account's history never links a shadow slot.
  *
  * shadow_purge removes the shadow namespace from memory in one step: shadow
- * outbox entries, pending legs, transfer index entries and accounts. The
+ * pending legs, transfer index entries and accounts. The
  * store is append-only, so the shadow slots stay on disk, unreachable; the
  * slot count at the purge (shadow_purged_before, in snapshots) tells
  * recovery to skip them. The purge is O(index + accounts): an operator
@@ -42,8 +42,7 @@ uint32_t pc__shadow_check(const pc_ledger_t *ledger, pc_operation_t operation,
         return mixed ? PC_TRANSFER_RESULT_shadow_mismatch : 0;
     }
     case PC_OP_xts_resolve:
-    case PC_OP_xts_finish:
-        return foreign(ledger, pc__xts_gtid_at(operation, events, i))
+        return foreign(ledger, pc__decision_at(events, i).gtid)
                    ? PC_TRANSFER_RESULT_shadow_mismatch
                    : 0;
     case PC_OP_shadow_purge:
@@ -56,20 +55,15 @@ uint32_t pc__shadow_check(const pc_ledger_t *ledger, pc_operation_t operation,
 
 /* ---- purge ---- */
 
-static void purge_outbox(pc_ledger_t *ledger) {
-    uint32_t next;
-    for (uint32_t i = ledger->outbox_head; i != PC__NONE; i = next) {
-        next = ledger->outbox[i].next;
-        if (pc_id_is_shadow(ledger->outbox[i].transfer.id)) pc__xts_outbox_drop(ledger, i);
-    }
-}
-
 /* Shadow pendings leave the pool (and the expiry heap, and the xts counts).
  * Their reserved amounts sit on shadow accounts only, which go next. */
 static void purge_pending(pc_ledger_t *ledger) {
     for (uint32_t i = 0; i < ledger->pool_used; i++) {
         const pc_transfer_t *t = &ledger->pool[i].transfer;
-        if (t->id != 0 && pc_id_is_shadow(t->id)) pc__pending_resolve(ledger, i, PC__ST_VOIDED);
+        if (t->id == 0 || !pc_id_is_shadow(t->id)) continue;
+        /* A leg's reserve stays used: the store must never get room back. */
+        if (pc__is_xts(t)) ledger->xts_reserves_purged++;
+        pc__pending_resolve(ledger, i, PC__ST_VOIDED);
     }
 }
 
@@ -144,7 +138,6 @@ uint32_t pc__shadow_purge(pc_ledger_t *ledger, const void *event) {
     pc_u128 zero;
     memcpy(&zero, event, sizeof(zero));
     if (zero != 0) return PC_TRANSFER_RESULT_reserved_flag;
-    purge_outbox(ledger);
     purge_pending(ledger);
     purge_index(ledger);
     purge_accounts(ledger);

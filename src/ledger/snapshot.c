@@ -18,11 +18,13 @@
  * bucket at epoch 0. The per-bucket account counts are not stored: loading
  * the accounts recounts them.
  *
- * Version 3 adds cross-unit transfers: the header's `reserved` word holds
- * the outbox entry count and the outbox entries (pc_transfer_t, decision
- * order) follow the pending entries. Resolution slots of xts legs have no id
- * of their own, so slots_count may exceed transfers_count. Versions 1 and 2
- * still load (no outbox, no xts slots).
+ * Version 3 adds cross-unit transfers. Resolution slots of xts legs have
+ * no id of their own, so slots_count may exceed transfers_count. The
+ * header's `reserved` word holds xts_reserves_purged (version 3 before
+ * payee-first XTS: the count of a payer outbox that followed the pending
+ * entries; such a snapshot, or one with a payer's pending leg, was written
+ * by an older paycell and is refused). Versions 1 and 2 still load (no xts
+ * slots).
  *
  * Version 4 adds the shadow namespace: the header's `reserved_2` word holds
  * shadow_purged_before, the slot count at the last shadow_purge. The store
@@ -45,7 +47,7 @@ typedef struct snapshot_header {
     uint32_t version;
     uint32_t accounts_count;
     uint32_t pending_count;
-    uint32_t reserved; /* version 3: outbox_count; before: zero */
+    uint32_t reserved; /* xts_reserves_purged (an older version 3: the outbox count) */
     uint64_t timestamp_last;
     uint64_t slots_count;
     uint64_t transfers_count;
@@ -75,18 +77,16 @@ static uint64_t routing_size(uint32_t version) {
     return version == SNAPSHOT_VERSION_NO_ROUTING ? 0 : sizeof(snapshot_routing_t);
 }
 
-static uint64_t body_size(uint32_t version, uint64_t accounts, uint64_t pending,
-                          uint64_t outbox) {
-    PC_ASSERT(version >= SNAPSHOT_VERSION_NO_SHADOW || outbox == 0);
+static uint64_t body_size(uint32_t version, uint64_t accounts, uint64_t pending) {
     return routing_size(version) + accounts * sizeof(pc_account_t) +
-           pending * sizeof(snapshot_pending_t) + outbox * sizeof(pc_transfer_t);
+           pending * sizeof(snapshot_pending_t);
 }
 
 size_t pc_ledger_snapshot_size(const pc_ledger_t *ledger) {
     PC_ASSERT(ledger->accounts_count <= ledger->config.accounts_max);
     PC_ASSERT(ledger->pending_count <= ledger->config.pending_max);
-    return sizeof(snapshot_header_t) + body_size(SNAPSHOT_VERSION, ledger->accounts_count,
-                                                 ledger->pending_count, ledger->outbox_count);
+    return sizeof(snapshot_header_t) +
+           body_size(SNAPSHOT_VERSION, ledger->accounts_count, ledger->pending_count);
 }
 
 static pc_u128 snapshot_checksum(const snapshot_header_t *header, const uint8_t *body) {
@@ -104,13 +104,12 @@ size_t pc_ledger_snapshot_write(const pc_ledger_t *ledger, void *buf, size_t siz
         .version = SNAPSHOT_VERSION,
         .accounts_count = ledger->accounts_count,
         .pending_count = ledger->pending_count,
-        .reserved = ledger->outbox_count,
+        .reserved = ledger->xts_reserves_purged,
         .timestamp_last = ledger->timestamp_last,
         .slots_count = ledger->slots_count,
         .transfers_count = ledger->transfers_count,
         .reserved_2 = ledger->shadow_purged_before,
-        .body_size = body_size(SNAPSHOT_VERSION, ledger->accounts_count, ledger->pending_count,
-                               ledger->outbox_count),
+        .body_size = body_size(SNAPSHOT_VERSION, ledger->accounts_count, ledger->pending_count),
     };
     uint8_t *body = (uint8_t *)buf + sizeof(header);
     snapshot_routing_t routing = {
@@ -134,14 +133,6 @@ size_t pc_ledger_snapshot_write(const pc_ledger_t *ledger, void *buf, size_t siz
         memcpy(&out[n++], &e, sizeof(e));
     }
     PC_ASSERT(n == ledger->pending_count);
-    /* The outbox in decision order; the buffer may be unaligned for it. */
-    uint8_t *outbox = (uint8_t *)out + (size_t)n * sizeof(snapshot_pending_t);
-    uint32_t k = 0;
-    for (uint32_t i = ledger->outbox_head; i != PC__NONE; i = ledger->outbox[i].next) {
-        memcpy(outbox + (size_t)k++ * sizeof(pc_transfer_t), &ledger->outbox[i].transfer,
-               sizeof(pc_transfer_t));
-    }
-    PC_ASSERT(k == ledger->outbox_count);
     header.checksum = snapshot_checksum(&header, body);
     memcpy(buf, &header, sizeof(header));
     return sizeof(header) + header.body_size;
@@ -208,9 +199,10 @@ static int pending_load_one(pc_ledger_t *ledger, const snapshot_pending_t *e, ui
     const pc_transfer_t *t = &e->transfer;
     PC_ASSERT(ledger->pending_count < ledger->config.pending_max);
     const uint32_t known = PC_TRANSFER_FLAGS_KNOWN | PC_SLOT_XTS | PC_SLOT_XTS_PAYEE;
-    bool payee_alone = (t->flags & PC_SLOT_XTS_PAYEE) && !pc__is_xts(t);
+    /* A payee's leg, or no xts bit: a payer holds no pending leg. */
+    bool xts_odd = (bool)(t->flags & PC_SLOT_XTS_PAYEE) != pc__is_xts(t);
     if (t->id == 0 || t->id == PC_U128_MAX || !(t->flags & PC_TRANSFER_pending) ||
-        (t->flags & ~known) || payee_alone || t->timestamp == 0 || e->loc >= slots) {
+        (t->flags & ~known) || xts_odd || t->timestamp == 0 || e->loc >= slots) {
         return PC_CORRUPT("snapshot pending invalid");
     }
     pc_u128 dr, cr;
@@ -242,18 +234,18 @@ static int header_check(const pc_ledger_t *ledger, const snapshot_header_t *h, s
     if ((!xts && h->reserved != 0) || (!shadow && h->reserved_2 != 0)) {
         return PC_CORRUPT("snapshot reserved");
     }
-    if (h->body_size != body_size(h->version, h->accounts_count, h->pending_count, h->reserved) ||
+    if (h->body_size != body_size(h->version, h->accounts_count, h->pending_count) ||
         h->body_size != size - sizeof(*h)) {
         return PC_CORRUPT("snapshot size");
     }
     if (h->pending_count > h->transfers_count || h->transfers_count > h->slots_count ||
-        h->reserved_2 > h->slots_count ||
+        h->reserved_2 > h->slots_count || h->reserved > h->slots_count ||
         (!xts && h->transfers_count != h->slots_count)) {
         return PC_CORRUPT("snapshot counters");
     }
     const pc_ledger_config_t *c = &ledger->config;
     if (h->accounts_count > c->accounts_max || h->pending_count > c->pending_max ||
-        h->slots_count > c->transfers_max || h->reserved > c->outbox_max) {
+        h->slots_count > c->transfers_max) {
         return PC_EFULL;
     }
     return PC_OK;
@@ -280,16 +272,11 @@ int pc_ledger_snapshot_read(pc_ledger_t *ledger, const void *buf, size_t size) {
         memcpy(&e, pending + (size_t)i * sizeof(e), sizeof(e));
         rc = pending_load_one(ledger, &e, h.slots_count);
     }
-    const uint8_t *outbox = pending + (size_t)h.pending_count * sizeof(snapshot_pending_t);
-    for (uint32_t i = 0; rc == PC_OK && i < h.reserved; i++) {
-        pc_transfer_t entry;
-        memcpy(&entry, outbox + (size_t)i * sizeof(entry), sizeof(entry));
-        rc = pc__outbox_load(ledger, &entry);
-    }
     if (rc != PC_OK) return rc;
     ledger->timestamp_last = h.timestamp_last;
     ledger->slots_count = h.slots_count;
     ledger->shadow_purged_before = h.reserved_2;
+    ledger->xts_reserves_purged = h.reserved;
     ledger->rebuilding = true;
     ledger->rebuild_next = 0;
     ledger->rebuild_timestamp = 0;
@@ -356,8 +343,13 @@ static int rebuild_not_pending(pc_ledger_t *ledger, uint64_t loc, const pc_trans
         if (t->pending_id != t->id) return PC_CORRUPT("rebuild: xts resolution of another id");
         return rebuild_resolve(ledger, t);
     }
-    if (pc__is_xts(t)) return PC_CORRUPT("rebuild: xts slot without a leg or decision");
     if (pc__index_has(ledger, pos, t->id)) return PC_CORRUPT("rebuild: id duplicated");
+    if (pc__is_xts(t)) {
+        /* The payer's committed debit: posted when it was decided. */
+        if (t->flags != PC_SLOT_XTS) return PC_CORRUPT("rebuild: xts slot of no known kind");
+        pc__index_insert(ledger, pos, t->id, pc__ls_make(loc, 0, PC__ST_POSTED));
+        return PC_OK;
+    }
     int rc = PC_OK;
     if (t->flags & (PC_TRANSFER_post_pending_transfer | PC_TRANSFER_void_pending_transfer)) {
         rc = rebuild_resolve(ledger, t);
@@ -435,8 +427,6 @@ int pc_ledger_rebuild_finish(pc_ledger_t *ledger) {
     if (ledger->transfers_count != ledger->rebuild_transfers_count) {
         return PC_CORRUPT("rebuild: transfer count differs from the snapshot");
     }
-    int rc = pc__outbox_link(ledger);
-    if (rc != PC_OK) return rc;
     ledger->rebuilding = false;
     return PC_OK;
 }

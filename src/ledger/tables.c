@@ -69,10 +69,10 @@ void pc__account_save(pc_ledger_t *ledger, uint32_t slot) {
 /* ---- expiry heap ---- */
 
 /* By expiry time, then by the transfer's timestamp (unique in a ledger):
- * pendings expiring in the same nanosecond must expire in one order on
- * every replica, whatever shape the heap has (a heap rebuilt from a
- * snapshot has another), because an xts payer leg's expiry enters the
- * outbox, whose order is state. Found by `paycell sim --xts --seed 2981`. */
+ * pendings expiring in the same nanosecond expire in one order on every
+ * replica, whatever shape the heap has (a heap rebuilt from a snapshot has
+ * another). It mattered when an expiry entered an ordered list that was
+ * state (`paycell sim --xts --seed 2981`); it costs one compare. */
 static bool heap_less(const pc_ledger_t *ledger, uint32_t a, uint32_t b) {
     const pc__heap_entry_t *x = &ledger->heap[a], *y = &ledger->heap[b];
     if (x->expires_at != y->expires_at) return x->expires_at < y->expires_at;
@@ -165,7 +165,7 @@ static void pending_link(pc_ledger_t *ledger, uint32_t index) {
     /* A payee leg never expires on its own: it waits for the payer's
      * decision, whatever its timeout field says. */
     const pc_transfer_t *t = &ledger->pool[index].transfer;
-    if (t->timeout != 0 && !(t->flags & PC_SLOT_XTS_PAYEE)) heap_insert(ledger, index);
+    if (t->timeout != 0 && !pc__is_xts(t)) heap_insert(ledger, index);
 }
 
 uint32_t pc__pending_add(pc_ledger_t *ledger, const pc_transfer_t *transfer, uint64_t index_pos) {
@@ -178,7 +178,6 @@ uint32_t pc__pending_add(pc_ledger_t *ledger, const pc_transfer_t *transfer, uin
     pending->index_pos = index_pos;
     pending->wanted_epoch = 0;
     pending_link(ledger, index);
-    if (pc__is_xts_payer_leg(transfer)) ledger->xts_payer_trying++;
     if (pc__is_xts(transfer)) ledger->xts_legs_open++;
     if (ledger->undo_on) pc__undo_push(ledger, PC__UNDO_PENDING_ADD)->index = index;
     return index;
@@ -201,10 +200,6 @@ void pc__pending_resolve(pc_ledger_t *ledger, uint32_t pool_index, uint32_t stat
         undo->u.pending = *pending;
     }
     if (pending->heap_pos != PC__NONE) heap_remove(ledger, pool_index);
-    if (pc__is_xts_payer_leg(&pending->transfer)) {
-        PC_ASSERT(ledger->xts_payer_trying > 0);
-        ledger->xts_payer_trying--;
-    }
     if (pc__is_xts(&pending->transfer)) {
         PC_ASSERT(ledger->xts_legs_open > 0);
         ledger->xts_legs_open--;
@@ -214,9 +209,7 @@ void pc__pending_resolve(pc_ledger_t *ledger, uint32_t pool_index, uint32_t stat
 
 /* Expiry runs outside any chain and is never rolled back: it releases the
  * reserved amounts and marks the id EXPIRED; no slot is written, because
- * recovery derives expiry from the snapshot's pending set. The expiry of an
- * xts payer leg is the payer's abort decision: it enters the outbox (at the
- * leg's expiry time), for which the try kept room. */
+ * recovery derives expiry from the snapshot's pending set. */
 uint32_t pc__expire_until(pc_ledger_t *ledger, uint64_t timestamp) {
     PC_ASSERT(!ledger->undo_on);
     uint32_t expired = 0;
@@ -233,12 +226,8 @@ uint32_t pc__expire_until(pc_ledger_t *ledger, uint64_t timestamp) {
         PC_ASSERT(ledger->accounts[cr].credits_pending >= t->amount);
         ledger->accounts[dr].debits_pending -= t->amount;
         ledger->accounts[cr].credits_pending -= t->amount;
-        const pc_transfer_t leg = *t;
-        uint64_t pos = ledger->pool[index].index_pos, expires_at = ledger->pool[index].expires_at;
+        PC_ASSERT(!pc__is_xts(t)); /* a payee leg never expires, a payer has no leg */
         pc__pending_resolve(ledger, index, PC__ST_EXPIRED);
-        if (pc__is_xts_payer_leg(&leg)) {
-            pc__outbox_add(ledger, &leg, PC_TRANSFER_void_pending_transfer, expires_at, pos);
-        }
         expired++;
     }
     return expired;

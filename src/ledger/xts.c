@@ -1,24 +1,23 @@
 /*
- * xts.c — cross-unit transfers (XTS) inside one unit's ledger: the try,
- * resolve and finish steps of the TCC protocol described in paycell.h, the
- * payer's outbox of decisions, and the reads get_xts_outbox and get_totals.
+ * xts.c — cross-unit transfers (XTS) inside one unit's ledger: the try and
+ * resolve steps of the payee-first TCC protocol described in paycell.h, and
+ * the reads get_xts_outbox (the undecided payee legs) and get_totals.
  *
- * A leg is an ordinary pending transfer of this unit between its local
- * account and the unit's clearing account of the ledger, so conservation
- * holds inside every unit at every instant. It is stored as the client sent
- * it (debit A, credit B) with PC_SLOT_XTS (and PC_SLOT_XTS_PAYEE on the
- * payee side) so that a retry compares against exactly what was sent;
- * pc__slot_accounts maps the record to the two local accounts wherever
- * balances or history are touched.
+ * Every record moves money between a local account and the unit's clearing
+ * account of the ledger, so conservation holds inside every unit at every
+ * instant. It is stored as the client sent it (debit A, credit B) with
+ * PC_SLOT_XTS (and PC_SLOT_XTS_PAYEE on the payee side) so that a retry
+ * compares against exactly what was sent; pc__slot_accounts maps the record
+ * to the two local accounts wherever balances or history are touched.
  *
- * A resolution needs no new transfer id: its slot carries id = pending_id =
- * the gtid, is linked into both accounts' histories, and gets no index entry;
- * the gtid's entry keeps pointing at the leg with status POSTED or VOIDED. An
- * abort of an unknown gtid (empty rollback) writes a tombstone slot (status
- * XTS_ABORTED) so that a late try is refused (suspension). On the payer side
- * each decision — commit, abort, or the leg's expiry — enters the outbox,
- * which the snapshot carries; a try is refused while the undecided payer
- * legs plus the outbox would not leave room for its decision.
+ * The payee's leg is an ordinary pending transfer that never expires. Its
+ * resolution needs no new transfer id: its slot carries id = pending_id =
+ * the gtid, is linked into both accounts' histories, and gets no index
+ * entry; the gtid's entry keeps pointing at the leg with status POSTED or
+ * VOIDED. The payer's try is its decision: the debit posted at once (status
+ * POSTED, no pending leg, no expiry), or refused with a tombstone slot
+ * (status XTS_ABORTED). An abort of an unknown gtid (empty rollback) writes
+ * the same tombstone, so a late try is refused (suspension).
  */
 #include "ledger_int.h"
 
@@ -58,110 +57,6 @@ static uint64_t slot_commit(pc_ledger_t *ledger, const pc_transfer_t *record, ui
     return loc;
 }
 
-/* ---- outbox ---- */
-
-static uint32_t outbox_take(pc_ledger_t *ledger) {
-    PC_ASSERT(ledger->outbox_count < ledger->config.outbox_max);
-    uint32_t index;
-    if (ledger->outbox_free_count > 0) index = ledger->outbox_free[--ledger->outbox_free_count];
-    else index = ledger->outbox_used++;
-    PC_ASSERT(index < ledger->config.outbox_max);
-    ledger->outbox_count++;
-    return index;
-}
-
-/* Appends an entry at the newest end; returns its index. */
-static uint32_t outbox_append(pc_ledger_t *ledger, const pc_transfer_t *entry) {
-    PC_ASSERT(entry->id != 0);
-    uint32_t index = outbox_take(ledger);
-    pc__outbox_entry_t *e = &ledger->outbox[index];
-    e->transfer = *entry;
-    e->prev = ledger->outbox_tail;
-    e->next = PC__NONE;
-    if (ledger->outbox_tail != PC__NONE) ledger->outbox[ledger->outbox_tail].next = index;
-    else ledger->outbox_head = index;
-    ledger->outbox_tail = index;
-    return index;
-}
-
-static void outbox_remove(pc_ledger_t *ledger, uint32_t index) {
-    PC_ASSERT(index < ledger->outbox_used && ledger->outbox_count > 0);
-    pc__outbox_entry_t *e = &ledger->outbox[index];
-    PC_ASSERT(e->transfer.id != 0);
-    if (e->prev != PC__NONE) ledger->outbox[e->prev].next = e->next;
-    else ledger->outbox_head = e->next;
-    if (e->next != PC__NONE) ledger->outbox[e->next].prev = e->prev;
-    else ledger->outbox_tail = e->prev;
-    e->transfer.id = 0;
-    ledger->outbox_free[ledger->outbox_free_count++] = index;
-    ledger->outbox_count--;
-}
-
-void pc__xts_outbox_drop(pc_ledger_t *ledger, uint32_t entry) {
-    PC_ASSERT(pc_id_is_shadow(ledger->outbox[entry].transfer.id));
-    outbox_remove(ledger, entry);
-}
-
-void pc__outbox_add(pc_ledger_t *ledger, const pc_transfer_t *leg, uint16_t decision,
-                    uint64_t timestamp, uint64_t pos) {
-    PC_ASSERT(pc__is_xts_payer_leg(leg) && (decision == FLAG_POST || decision == FLAG_VOID));
-    uint64_t ls = ledger->loc_status[pos];
-    PC_ASSERT(ledger->ids[pos] == leg->id && pc__ls_pool(ls) == 0);
-    pc_transfer_t entry = leg_as_sent(leg);
-    entry.flags = decision;
-    entry.timestamp = timestamp;
-    uint32_t index = outbox_append(ledger, &entry);
-    pc__index_set(ledger, pos, pc__ls_make(pc__ls_loc(ls), index + 1, pc__ls_status(ls)));
-}
-
-/* The status an outbox entry's gtid must have in the index. */
-static bool outbox_status_matches(const pc_transfer_t *entry, uint32_t status) {
-    if (entry->flags == FLAG_POST) return status == PC__ST_POSTED;
-    return status == PC__ST_VOIDED || status == PC__ST_EXPIRED;
-}
-
-int pc__outbox_link(pc_ledger_t *ledger) {
-    PC_ASSERT(ledger->rebuilding);
-    uint32_t seen = 0;
-    for (uint32_t i = ledger->outbox_head; i != PC__NONE; i = ledger->outbox[i].next) {
-        const pc_transfer_t *entry = &ledger->outbox[i].transfer;
-        uint64_t pos = pc__index_find(ledger, entry->id);
-        if (!pc__index_has(ledger, pos, entry->id)) return PC_CORRUPT("outbox gtid unknown");
-        uint64_t ls = ledger->loc_status[pos];
-        if (!outbox_status_matches(entry, pc__ls_status(ls)) || pc__ls_pool(ls) != 0) {
-            return PC_CORRUPT("outbox entry disagrees with the store");
-        }
-        pc__index_set(ledger, pos, pc__ls_make(pc__ls_loc(ls), i + 1, pc__ls_status(ls)));
-        seen++;
-    }
-    PC_ASSERT(seen == ledger->outbox_count);
-    return PC_OK;
-}
-
-int pc__outbox_load(pc_ledger_t *ledger, const pc_transfer_t *entry) {
-    PC_ASSERT(ledger->outbox_count <= ledger->config.outbox_max);
-    if (entry->id == 0 || entry->id == PC_U128_MAX || entry->timestamp == 0 ||
-        entry->ledger == 0 || (entry->flags != FLAG_POST && entry->flags != FLAG_VOID)) {
-        return PC_CORRUPT("snapshot outbox entry invalid");
-    }
-    if (ledger->outbox_count == ledger->config.outbox_max) return PC_EFULL;
-    outbox_append(ledger, entry);
-    return PC_OK;
-}
-
-/* Order-dependent: the list order is the decision order, which is state. */
-pc_u128 pc__outbox_digest(const pc_ledger_t *ledger) {
-    pc_u128 digest = ledger->outbox_count;
-    uint32_t seen = 0;
-    for (uint32_t i = ledger->outbox_head; i != PC__NONE; i = ledger->outbox[i].next) {
-        digest = pc_checksum(&ledger->outbox[i].transfer, sizeof(pc_transfer_t),
-                             (uint64_t)digest ^ (uint64_t)(digest >> 64));
-        seen++;
-    }
-    PC_ASSERT(seen == ledger->outbox_count);
-    return digest;
-}
-
 /* ---- xts_try ---- */
 
 /* Stateless checks, as create_transfers' for a pending transfer. */
@@ -186,7 +81,7 @@ static uint32_t try_role(const pc_ledger_t *ledger, const pc_transfer_t *t, uint
     if (debit && credit) return R(xts_same_unit);
     if (!debit && !credit) return R(wrong_unit);
     *role = debit ? ROLE_PAYER : ROLE_PAYEE;
-    if (*role == ROLE_PAYER && t->timeout == 0) return R(xts_timeout_must_not_be_zero);
+    if (t->timeout == 0) return R(xts_timeout_must_not_be_zero);
     return R(created);
 }
 
@@ -204,27 +99,26 @@ static uint32_t try_exists(const pc_ledger_t *ledger, const pc_transfer_t *t, ui
     return pc__transfer_exists(t, &sent);
 }
 
-/* Capacity checks; nothing has changed yet. */
+/* Capacity checks; nothing has changed yet. The payer's decision takes
+ * one slot; a payee leg takes its own and keeps one for its resolution. */
 static uint32_t try_capacity(const pc_ledger_t *ledger, uint32_t role, bool clearing_missing) {
     const pc_ledger_config_t *c = &ledger->config;
-    PC_ASSERT(ledger->xts_payer_trying + ledger->outbox_count <= c->outbox_max);
     if (clearing_missing && ledger->accounts_count == c->accounts_max) {
         return R(clearing_account_unavailable);
     }
-    /* The leg's own slot and the one it reserves for its resolution. */
-    if (pc__store_full(ledger) ||
-        ledger->slots_count + ledger->xts_legs_open + 2 > c->transfers_max) {
+    uint32_t slots = role == ROLE_PAYER ? 1 : 2;
+    if (pc__store_full(ledger) || pc__store_used(ledger) + slots > c->transfers_max) {
         return R(transfers_full);
     }
-    if (ledger->pending_count == c->pending_max) return R(pending_transfers_full);
-    if (role == ROLE_PAYER && ledger->xts_payer_trying + ledger->outbox_count == c->outbox_max) {
-        return R(xts_outbox_full);
+    if (role == ROLE_PAYEE && ledger->pending_count == c->pending_max) {
+        return R(pending_transfers_full);
     }
     return R(created);
 }
 
 /* Account, balance and capacity checks of the local side and the clearing
- * account (a missing one counts as all zero: it is created on commit). */
+ * account (a missing one counts as all zero: it is created on commit). The
+ * payer's side is checked as a posted transfer, the payee's as pending. */
 static uint32_t try_check(const pc_ledger_t *ledger, const pc_transfer_t *t, uint32_t role,
                           uint64_t timestamp, uint32_t *local_out) {
     bool payer = role == ROLE_PAYER;
@@ -237,7 +131,7 @@ static uint32_t try_check(const pc_ledger_t *ledger, const pc_transfer_t *t, uin
     const pc_account_t zero = {0};
     const pc_account_t *c = clearing == PC__NONE ? &zero : &ledger->accounts[clearing];
     const pc_account_t *dr = payer ? a : c, *cr = payer ? c : a;
-    uint32_t result = pc__transfer_check_overflows(dr, cr, t->amount, true);
+    uint32_t result = pc__transfer_check_overflows(dr, cr, t->amount, !payer);
     if (result != R(created)) return result;
     if (timestamp > UINT64_MAX - (uint64_t)t->timeout * PC__NS_PER_S) {
         return R(overflows_timeout);
@@ -265,21 +159,47 @@ static uint32_t clearing_get(pc_ledger_t *ledger, uint32_t ledger_id, pc_u128 gt
     return ledger->accounts_count - 1;
 }
 
-static void try_commit(pc_ledger_t *ledger, const pc_transfer_t *t, uint32_t role,
-                       uint64_t timestamp, uint64_t pos, uint32_t local) {
+/* The payee's side: a pending credit from the clearing account. */
+static void payee_commit(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t timestamp,
+                         uint64_t pos, uint32_t local) {
     uint32_t clearing = clearing_get(ledger, t->ledger, t->id, timestamp);
-    uint32_t dr = role == ROLE_PAYER ? local : clearing;
-    uint32_t cr = role == ROLE_PAYER ? clearing : local;
-    PC_ASSERT(dr != cr);
-    ledger->accounts[dr].debits_pending += t->amount;
-    ledger->accounts[cr].credits_pending += t->amount;
+    PC_ASSERT(local != clearing);
+    ledger->accounts[clearing].debits_pending += t->amount;
+    ledger->accounts[local].credits_pending += t->amount;
     pc_transfer_t record = *t;
     record.timestamp = timestamp;
-    record.flags = PC_TRANSFER_pending | PC_SLOT_XTS;
-    if (role == ROLE_PAYEE) record.flags |= PC_SLOT_XTS_PAYEE;
-    uint64_t loc = slot_commit(ledger, &record, dr, cr);
+    record.flags = PC_TRANSFER_pending | PC_SLOT_XTS | PC_SLOT_XTS_PAYEE;
+    uint64_t loc = slot_commit(ledger, &record, clearing, local);
     uint32_t index = pc__pending_add(ledger, &record, pos);
     pc__index_insert(ledger, pos, t->id, pc__ls_make(loc, index, PC__ST_PENDING));
+}
+
+/* The payer's commit: the debit posted to the clearing account at once. */
+static void payer_commit(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t timestamp,
+                         uint64_t pos, uint32_t local) {
+    uint32_t clearing = clearing_get(ledger, t->ledger, t->id, timestamp);
+    PC_ASSERT(local != clearing);
+    ledger->accounts[local].debits_posted += t->amount;
+    ledger->accounts[clearing].credits_posted += t->amount;
+    pc_transfer_t record = *t;
+    record.timestamp = timestamp;
+    record.flags = PC_SLOT_XTS;
+    uint64_t loc = slot_commit(ledger, &record, local, clearing);
+    pc__index_insert(ledger, pos, t->id, pc__ls_make(loc, 0, PC__ST_POSTED));
+}
+
+/* The tombstone of an aborted gtid: a later try or commit of it answers
+ * xts_aborted. Without room for one no try or commit of the gtid can ever
+ * be accepted either (pc__store_full never turns false again: see
+ * pc__store_used), so the abort needs none. */
+static void tombstone_write(pc_ledger_t *ledger, pc_u128 gtid, uint64_t timestamp,
+                            uint64_t pos) {
+    PC_ASSERT(!pc__index_has(ledger, pos, gtid));
+    if (pc__store_full(ledger)) return;
+    pc_transfer_t record = {.id = gtid, .timestamp = timestamp};
+    record.flags = PC_TRANSFER_void_pending_transfer | PC_SLOT_XTS | PC_SLOT_FAILED;
+    uint64_t loc = pc__slot_append(ledger, &record, 0, 0);
+    pc__index_insert(ledger, pos, gtid, pc__ls_make(loc, 0, PC__ST_XTS_ABORTED));
 }
 
 uint32_t pc__xts_try(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t timestamp) {
@@ -290,10 +210,16 @@ uint32_t pc__xts_try(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t times
     uint32_t result = try_validate(t);
     if (result == R(created)) result = try_role(ledger, t, &role);
     if (result == R(created)) result = try_exists(ledger, t, &pos);
-    if (result == R(created)) result = try_check(ledger, t, role, timestamp, &local);
     if (result != R(created)) return result;
-    try_commit(ledger, t, role, timestamp, pos, local);
-    return R(created);
+    result = try_check(ledger, t, role, timestamp, &local);
+    if (role == ROLE_PAYEE) {
+        if (result == R(created)) payee_commit(ledger, t, timestamp, pos, local);
+        return result;
+    }
+    /* The payer decides here, either way, for good. */
+    if (result == R(created)) payer_commit(ledger, t, timestamp, pos, local);
+    else tombstone_write(ledger, t->id, timestamp, pos);
+    return result;
 }
 
 /* ---- xts_resolve ---- */
@@ -308,29 +234,9 @@ static uint32_t resolve_validate(const pc_xts_decision_t *d) {
     return R(created);
 }
 
-/* Abort of an unknown gtid: nothing to roll back, but the tombstone makes a
- * late try answer xts_aborted. */
-static uint32_t empty_rollback(pc_ledger_t *ledger, pc_u128 gtid, uint64_t timestamp,
-                               uint64_t pos) {
-    PC_ASSERT(!pc__index_has(ledger, pos, gtid));
-    if (pc__store_full(ledger)) {
-        /* Open legs hold the room left: they resolve, so try again later.
-         * With no room for two more slots ever (slots are never given
-         * back), no try of this gtid can be accepted again: the abort needs
-         * no tombstone to stop one, and refusing it would leave the payer's
-         * outbox entry retried forever. */
-        if (ledger->slots_count + 2 > ledger->config.transfers_max) return R(created);
-        return R(transfers_full);
-    }
-    pc_transfer_t record = {.id = gtid, .timestamp = timestamp};
-    record.flags = FLAG_VOID | PC_SLOT_XTS | PC_SLOT_FAILED;
-    uint64_t loc = pc__slot_append(ledger, &record, 0, 0);
-    pc__index_insert(ledger, pos, gtid, pc__ls_make(loc, 0, PC__ST_XTS_ABORTED));
-    return R(created);
-}
 
-/* Posts or voids the leg on both local accounts and writes the resolution
- * slot; a payer decision enters the outbox. */
+/* Posts or voids the payee's leg on both local accounts and writes the
+ * resolution slot. */
 static void resolve_commit(pc_ledger_t *ledger, uint16_t decision, uint64_t timestamp,
                            uint64_t pos, uint32_t pool_index) {
     const pc_transfer_t leg = ledger->pool[pool_index].transfer;
@@ -353,7 +259,6 @@ static void resolve_commit(pc_ledger_t *ledger, uint16_t decision, uint64_t time
     record.timestamp = timestamp;
     slot_commit(ledger, &record, dr, cr);
     pc__pending_resolve(ledger, pool_index, decision == FLAG_POST ? PC__ST_POSTED : PC__ST_VOIDED);
-    if (pc__is_xts_payer_leg(&leg)) pc__outbox_add(ledger, &leg, decision, timestamp, pos);
 }
 
 /* The answer for a leg decided earlier (or expired). */
@@ -371,47 +276,37 @@ uint32_t pc__xts_resolve(pc_ledger_t *ledger, const pc_xts_decision_t *d, uint64
     bool commit = d->flags == FLAG_POST;
     uint64_t pos = pc__index_find(ledger, d->gtid);
     if (!pc__index_has(ledger, pos, d->gtid)) {
-        return commit ? R(xts_not_found) : empty_rollback(ledger, d->gtid, timestamp, pos);
+        if (commit) return R(xts_not_found);
+        tombstone_write(ledger, d->gtid, timestamp, pos); /* the empty rollback */
+        return R(created);
     }
     uint64_t ls = ledger->loc_status[pos];
     uint32_t status = pc__ls_status(ls);
     if (status == PC__ST_XTS_ABORTED) return commit ? R(xts_aborted) : R(exists);
-    if (status == PC__ST_FAILED || status == PC__ST_CREATED) return R(xts_not_found);
+    /* The id is another, ordinary transfer's: no try of it can ever take. */
+    if (status == PC__ST_FAILED || status == PC__ST_CREATED) {
+        return commit ? R(xts_not_found) : R(xts_aborted);
+    }
     const pc_transfer_t *leg = pc__record_get(ledger, d->gtid, ls);
-    if (!pc__is_xts(leg)) return R(xts_not_found);
+    if (!pc__is_xts(leg)) return commit ? R(xts_not_found) : R(xts_aborted);
+    /* Asked about a leg of another transfer under this gtid: not this one. */
+    if (d->leg != 0 && d->leg != pc_xts_leg_digest(leg)) {
+        return commit ? R(xts_not_found) : R(xts_aborted);
+    }
     if (status != PC__ST_PENDING) return resolve_decided(status, commit);
     PC_ASSERT(pc__store_has_reserved(ledger)); /* the leg's reserve */
     resolve_commit(ledger, d->flags, timestamp, pos, pc__ls_pool(ls));
     return R(created);
 }
 
-/* ---- xts_finish ---- */
-
-uint32_t pc__xts_finish(pc_ledger_t *ledger, pc_u128 gtid) {
-    PC_ASSERT(!ledger->undo_on);
-    if (gtid == 0) return R(id_must_not_be_zero);
-    if (gtid == PC_U128_MAX) return R(id_must_not_be_int_max);
-    uint64_t pos = pc__index_find(ledger, gtid);
-    if (!pc__index_has(ledger, pos, gtid)) return R(xts_not_found);
-    uint64_t ls = ledger->loc_status[pos];
-    uint32_t status = pc__ls_status(ls);
-    bool decided = status == PC__ST_POSTED || status == PC__ST_VOIDED || status == PC__ST_EXPIRED;
-    if (!decided || pc__ls_pool(ls) == 0) return R(xts_not_found);
-    uint32_t index = pc__ls_pool(ls) - 1;
-    PC_ASSERT(ledger->outbox[index].transfer.id == gtid);
-    outbox_remove(ledger, index);
-    pc__index_set(ledger, pos, pc__ls_make(pc__ls_loc(ls), 0, status));
-    return R(created);
-}
-
 /* ---- reads ---- */
 
-static bool outbox_filter_valid(const pc_account_filter_t *f) {
+static bool trying_filter_valid(const pc_account_filter_t *f) {
     static const uint8_t zero[sizeof(f->reserved)] = {0};
     if (memcmp(f->reserved, zero, sizeof(zero)) != 0) return false;
     if (f->account_id != 0) return false;
     if (f->limit == 0 || f->limit > PC_BATCH_EVENTS_MAX) return false;
-    if (f->flags & ~PC_FILTER_XTS_TRYING) return false;
+    if (f->flags != PC_FILTER_XTS_TRYING) return false;
     return f->timestamp_max == 0 || f->timestamp_min <= f->timestamp_max;
 }
 
@@ -478,16 +373,8 @@ int pc_ledger_xts_outbox(const pc_ledger_t *ledger, const pc_account_filter_t *f
                          pc_transfer_t *out) {
     PC_ASSERT(filter != NULL && out != NULL);
     PC_ASSERT(!ledger->undo_on);
-    if (!outbox_filter_valid(filter)) return PC_EINVAL;
-    uint32_t n = 0;
-    for (uint32_t i = ledger->outbox_head; i != PC__NONE && n < filter->limit;
-         i = ledger->outbox[i].next) {
-        const pc_transfer_t *entry = &ledger->outbox[i].transfer;
-        if (in_range(filter, entry->timestamp)) out[n++] = *entry;
-    }
-    if ((filter->flags & PC_FILTER_XTS_TRYING) && n < filter->limit) {
-        n += trying_list(ledger, filter, out + n, filter->limit - n);
-    }
+    if (!trying_filter_valid(filter)) return PC_EINVAL;
+    uint32_t n = trying_list(ledger, filter, out, filter->limit);
     PC_ASSERT(n <= filter->limit);
     return (int)n;
 }
@@ -529,10 +416,6 @@ static void totals_one(const pc_ledger_t *ledger, bool shadow, uint32_t ledger_i
             (p->id & PC_SHADOW_BIT) == space) {
             t->xts_trying++;
         }
-    }
-    for (uint32_t i = ledger->outbox_head; i != PC__NONE; i = ledger->outbox[i].next) {
-        const pc_transfer_t *e = &ledger->outbox[i].transfer;
-        if (e->ledger == ledger_id && (e->id & PC_SHADOW_BIT) == space) t->xts_outbox++;
     }
 }
 

@@ -60,7 +60,6 @@ uint32_t pc_operation_event_size(pc_operation_t operation) {
     case PC_OP_set_routing: return sizeof(pc_routing_t);
     case PC_OP_xts_try: return sizeof(pc_transfer_t);
     case PC_OP_xts_resolve: return sizeof(pc_xts_decision_t);
-    case PC_OP_xts_finish: return sizeof(pc_u128);
     case PC_OP_get_xts_outbox: return sizeof(pc_account_filter_t);
     case PC_OP_set_cluster: return sizeof(pc_cluster_t);
     case PC_OP_get_cluster: return sizeof(pc_u128);
@@ -84,7 +83,6 @@ uint32_t pc_operation_reply_record_size(pc_operation_t operation) {
     case PC_OP_set_routing: return sizeof(pc_create_result_t);
     case PC_OP_xts_try: return sizeof(pc_create_result_t);
     case PC_OP_xts_resolve: return sizeof(pc_create_result_t);
-    case PC_OP_xts_finish: return sizeof(pc_create_result_t);
     case PC_OP_get_xts_outbox: return sizeof(pc_transfer_t);
     case PC_OP_set_cluster: return sizeof(pc_create_result_t);
     case PC_OP_get_cluster: return sizeof(pc_cluster_t);
@@ -105,7 +103,6 @@ bool pc_operation_is_write(pc_operation_t operation) {
     case PC_OP_set_routing:
     case PC_OP_xts_try:
     case PC_OP_xts_resolve:
-    case PC_OP_xts_finish:
     case PC_OP_shadow_purge:
     case PC_OP_set_cluster: return true;
     }

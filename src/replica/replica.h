@@ -82,10 +82,11 @@ typedef struct pc_replica_options {
     const char *cluster_key;
 } pc_replica_options_t;
 
-/* The payer unit's XTS recovery loop: a thread that, while the replica at
- * `own` is the primary, delivers outbox decisions older than a grace period
- * to the payee units and finishes them; its sessions use cluster_key (a
- * file; NULL: none). Errors: PC_EINVAL, PC_ENOMEM. */
+/* The payee unit's XTS recovery loop: a thread that, while the replica at
+ * `own` is the primary, asks the payer units to abort the unit's payee legs
+ * past their timeout and applies their answers (xts_recovery.c); its
+ * sessions use cluster_key (a file; NULL: none). Errors: PC_EINVAL,
+ * PC_ENOMEM. */
 typedef struct pc_xts_recovery pc_xts_recovery_t;
 int pc_xts_recovery_start(const char *gzone, const char *own, uint64_t cluster,
                           const char *cluster_key, pc_xts_recovery_t **out);

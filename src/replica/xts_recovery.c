@@ -1,20 +1,25 @@
 /*
- * xts_recovery.c — the payer unit's recovery loop for cross-unit transfers.
+ * xts_recovery.c — the payee unit's recovery loop for cross-unit transfers.
  *
- * A decision (commit or abort, including the abort the ledger itself makes
- * when an undecided payer leg times out) enters the payer unit's outbox and
- * stays there until xts_finish. Normally the gateway that ran the transfer
- * delivers the decision to the payee unit and finishes it within
- * milliseconds; when that gateway died, this loop does it. It runs as one
- * thread next to every replica started with --gzone, and acts only while its
- * replica is the primary: it talks to its own replica's address alone, and a
- * backup answers PC_ENOT_PRIMARY, so at most one replica of a unit works at a
- * time (two would only repeat idempotent steps).
+ * A payee leg (the pending credit of step 1) waits for the payer's decision
+ * and never expires on its own. Normally the gateway that ran the transfer
+ * confirms or cancels it within milliseconds of the payer's answer; when
+ * that gateway died, or never had the payer's answer, this loop ends it. It
+ * runs as one thread next to every replica started with --gzone, and acts
+ * only while its replica is the primary: it talks to its own replica's
+ * address alone, and a backup answers PC_ENOT_PRIMARY, so at most one
+ * replica of a unit works at a time (two would only repeat idempotent
+ * steps).
  *
- * Each round (every RECOVERY_PERIOD_MS): read the cluster map from the GZone,
- * list outbox entries decided more than RECOVERY_GRACE_NS ago (younger ones
- * are a live gateway's business), send each payee unit its decisions in one
- * xts_resolve batch, then finish the ones the payee confirmed.
+ * Each round (every RECOVERY_PERIOD_MS): read the cluster map from the
+ * GZone, list the unit's undecided legs tried more than RECOVERY_GRACE_NS
+ * ago, keep those past their own timeout (younger ones are a live gateway's
+ * business), and ask each payer unit, in one xts_resolve batch, to abort
+ * them. The payer's answer is the decision: xts_committed (it had posted
+ * that very transfer: the leg's digest matches) confirms the leg; created
+ * (it never saw the gtid, and now never will accept it), exists (aborted
+ * before) or xts_aborted cancels it. Anything else leaves the leg for the
+ * next round.
  */
 #include "replica_int.h"
 
@@ -41,10 +46,9 @@ struct pc_xts_recovery {
     pc_cluster_t map;
     pc_transfer_t *records;
     pc_xts_decision_t *batch;
-    pc_u128 *ids;
     pc_create_result_t *results;
     uint32_t *index;
-    uint64_t delivered;
+    uint64_t ended;
 };
 
 static void client_drop(pc_client_t **c) {
@@ -83,18 +87,17 @@ static pc_client_t *unit_client(pc_xts_recovery_t *x, uint32_t unit) {
     return x->units[unit];
 }
 
-/* Delivers the decisions of records[idx[0..n)] to one payee unit; writes
- * the gtids it confirmed to x->ids and returns how many. */
-static uint32_t deliver(pc_xts_recovery_t *x, uint32_t unit, uint32_t flags, const uint32_t *idx,
-                        uint32_t n) {
+/* Asks the payer unit to abort the legs records[idx[0..n)]; writes the
+ * decisions its answers make to x->batch[0..) and returns how many. */
+static uint32_t ask_payer(pc_xts_recovery_t *x, uint32_t unit, uint32_t flags,
+                          const uint32_t *idx, uint32_t n) {
     pc_client_t *c = unit_client(x, unit);
     if (c == NULL) return 0;
     for (uint32_t k = 0; k < n; k++) {
-        const pc_transfer_t *rec = &x->records[idx[k]];
-        x->batch[k] = (pc_xts_decision_t){
-            .gtid = rec->id,
-            .flags = rec->flags & (PC_TRANSFER_post_pending_transfer |
-                                   PC_TRANSFER_void_pending_transfer)};
+        const pc_transfer_t *leg = &x->records[idx[k]];
+        x->batch[k] = (pc_xts_decision_t){.gtid = leg->id,
+                                          .flags = PC_TRANSFER_void_pending_transfer,
+                                          .leg = pc_xts_leg_digest(leg)};
     }
     uint32_t size = 0;
     int rc = pc_client_call_flags(c, PC_OP_xts_resolve, flags, x->batch, n, x->results,
@@ -104,31 +107,50 @@ static uint32_t deliver(pc_xts_recovery_t *x, uint32_t unit, uint32_t flags, con
         return 0;
     }
     /* Results list only events that were not created. */
-    for (uint32_t k = 0; k < n; k++) x->index[k] = 0;
+    for (uint32_t k = 0; k < n; k++) x->index[k] = PC_TRANSFER_RESULT_created;
     for (uint32_t k = 0; k < size / sizeof(pc_create_result_t); k++) {
         if (x->results[k].index < n) x->index[x->results[k].index] = x->results[k].result;
     }
-    uint32_t done = 0;
+    uint32_t decided = 0;
     for (uint32_t k = 0; k < n; k++) {
         uint32_t r = x->index[k];
-        if (r == PC_TRANSFER_RESULT_created || r == PC_TRANSFER_RESULT_exists) {
-            x->ids[done++] = x->batch[k].gtid;
+        uint16_t decision;
+        if (r == PC_TRANSFER_RESULT_xts_committed) {
+            decision = PC_TRANSFER_post_pending_transfer;
+        } else if (r == PC_TRANSFER_RESULT_created || r == PC_TRANSFER_RESULT_exists ||
+                   r == PC_TRANSFER_RESULT_xts_aborted) {
+            decision = PC_TRANSFER_void_pending_transfer;
         } else {
             const char *name = pc_transfer_result_name(r);
-            pc_log("xts", "error", "payee unit %u refused a delivered decision: %s", unit,
+            pc_log("xts", "error", "payer unit %u did not decide an expired leg: %s", unit,
                    name ? name : "?");
+            continue;
         }
+        x->batch[decided++] = (pc_xts_decision_t){.gtid = x->batch[k].gtid, .flags = decision};
     }
-    return done;
+    return decided;
+}
+
+/* The listed legs past their own timeout, into idx; returns how many. */
+static uint32_t legs_expired(const pc_xts_recovery_t *x, uint32_t n, uint64_t now,
+                             uint32_t *idx) {
+    uint32_t m = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const pc_transfer_t *leg = &x->records[i];
+        if (leg->timestamp + (uint64_t)leg->timeout * 1000000000ull <= now) idx[m++] = i;
+    }
+    return m;
 }
 
 static void round_run(pc_xts_recovery_t *x) {
     if (client_ensure(x, &x->self, x->own) != PC_OK) return; /* not the primary */
     if (map_refresh(x) != PC_OK) return;
+    uint64_t now = pc_time_realtime_ns();
     pc_account_filter_t filter;
     memset(&filter, 0, sizeof filter);
     filter.limit = PC_BATCH_EVENTS_MAX;
-    filter.timestamp_max = pc_time_realtime_ns() - RECOVERY_GRACE_NS;
+    filter.timestamp_max = now - RECOVERY_GRACE_NS;
+    filter.flags = PC_FILTER_XTS_TRYING;
     uint32_t size = 0;
     int rc = pc_client_call(x->self, PC_OP_get_xts_outbox, &filter, 1, x->records,
                             PC_BATCH_EVENTS_MAX * (uint32_t)sizeof(pc_transfer_t), &size);
@@ -136,35 +158,38 @@ static void round_run(pc_xts_recovery_t *x) {
         client_drop(&x->self);
         return;
     }
-    uint32_t n = size / (uint32_t)sizeof(pc_transfer_t);
-    uint32_t *idx = malloc((size_t)PC_MAX(n, 1u) * sizeof(uint32_t));
-    if (idx == NULL) return;
-    uint64_t finished = 0;
-    /* One batch per payee unit and namespace: a shadow decision travels in a
-     * shadow request, as every step of a shadow transfer does. */
+    uint32_t *all = malloc((size_t)PC_BATCH_EVENTS_MAX * 2 * sizeof(uint32_t));
+    if (all == NULL) return;
+    uint32_t *idx = all + PC_BATCH_EVENTS_MAX;
+    uint32_t n = legs_expired(x, size / (uint32_t)sizeof(pc_transfer_t), now, all);
+    uint64_t ended = 0;
+    /* One batch per payer unit and namespace: a shadow leg's question and
+     * decision travel in shadow requests, as every step of a shadow
+     * transfer does. */
     for (uint32_t k = 0; k < 2 * x->map.units_count && n > 0; k++) {
         uint32_t unit = k / 2;
         bool shadow = k % 2 == 1;
         uint32_t flags = shadow ? PC_REQUEST_SHADOW : 0, m = 0;
-        for (uint32_t i = 0; i < n; i++) {
-            const pc_transfer_t *rec = &x->records[i];
-            if (x->map.bucket_unit[pc_bucket_of(rec->credit_account_id)] == unit &&
-                (bool)pc_id_is_shadow(rec->id) == shadow) {
-                idx[m++] = i;
+        for (uint32_t j = 0; j < n; j++) {
+            const pc_transfer_t *leg = &x->records[all[j]];
+            if (x->map.bucket_unit[pc_bucket_of(leg->debit_account_id)] == unit &&
+                (bool)pc_id_is_shadow(leg->id) == shadow) {
+                idx[m++] = all[j];
             }
         }
         if (m == 0) continue;
-        uint32_t done = deliver(x, unit, flags, idx, m);
-        if (done == 0) continue;
-        rc = pc_client_call_flags(x->self, PC_OP_xts_finish, flags, x->ids, done, x->results,
-                                  done * (uint32_t)sizeof(pc_create_result_t), &size);
-        if (rc == PC_OK) finished += done;
+        uint32_t decided = ask_payer(x, unit, flags, idx, m);
+        if (decided == 0) continue;
+        rc = pc_client_call_flags(x->self, PC_OP_xts_resolve, flags, x->batch, decided,
+                                  x->results, decided * (uint32_t)sizeof(pc_create_result_t),
+                                  &size);
+        if (rc == PC_OK) ended += decided;
     }
-    free(idx);
-    if (finished > 0) {
-        x->delivered += finished;
-        pc_log("xts", "info", "recovery delivered %llu decisions (%llu since start)",
-               (unsigned long long)finished, (unsigned long long)x->delivered);
+    free(all);
+    if (ended > 0) {
+        x->ended += ended;
+        pc_log("xts", "info", "recovery ended %llu expired legs (%llu since start)",
+               (unsigned long long)ended, (unsigned long long)x->ended);
     }
 }
 
@@ -182,7 +207,6 @@ static void *recovery_main(void *arg) {
 static void recovery_free(pc_xts_recovery_t *x) {
     free(x->records);
     free(x->batch);
-    free(x->ids);
     free(x->results);
     free(x->index);
     free(x);
@@ -202,10 +226,9 @@ int pc_xts_recovery_start(const char *gzone, const char *own, uint64_t cluster,
     x->cluster = cluster;
     x->records = malloc(PC_BATCH_EVENTS_MAX * sizeof(pc_transfer_t));
     x->batch = malloc(PC_BATCH_EVENTS_MAX * sizeof(pc_xts_decision_t));
-    x->ids = malloc(PC_BATCH_EVENTS_MAX * sizeof(pc_u128));
     x->results = malloc(PC_BATCH_EVENTS_MAX * sizeof(pc_create_result_t));
     x->index = malloc(PC_BATCH_EVENTS_MAX * sizeof(uint32_t));
-    if (!x->records || !x->batch || !x->ids || !x->results || !x->index ||
+    if (!x->records || !x->batch || !x->results || !x->index ||
         pthread_create(&x->thread, NULL, recovery_main, x) != 0) {
         recovery_free(x);
         return PC_ENOMEM;

@@ -59,12 +59,14 @@ int pc_sim_run(const pc_sim_options_t *options, pc_sim_result_t *result);
 /* ---- the XTS simulator (xts.c) ----
  *
  * Two or three units (real ledgers with split routing), gateways running
- * the cross-unit phases over a lossy, duplicating, reordering network,
- * crashing drivers, late replays of old steps, unit restarts from snapshots,
- * and each payer unit's recovery loop; one 64-bit seed. Conservation is
- * checked after every applied batch; after the fault phase recovery must
- * drain every outbox, and atomicity and every balance are checked against a
- * reference model. */
+ * the cross-unit phases payee first (A: try at the payee; B: try at the
+ * payer, the decision; C: resolve at the payee) over a lossy, duplicating,
+ * reordering network, crashing drivers, late replays of old steps, unit
+ * restarts from snapshots, and every unit's payee-side recovery loop (asks
+ * the payer about its legs past their timeout); one 64-bit seed.
+ * Conservation is checked after every applied batch; after the fault phase
+ * recovery must decide every payee leg, and atomicity and every balance are
+ * checked against a reference model built from the payers' records. */
 typedef struct pc_xts_sim_options {
     uint64_t seed;
     bool verbose; /* log faults to `log` */
@@ -79,10 +81,11 @@ typedef struct pc_xts_sim_result {
     uint64_t digest;    /* over the units' final state checksums (replay check) */
     uint64_t batches;   /* batches applied, over all units */
     uint64_t jobs, transfers; /* driver jobs started; distinct gtids */
-    uint64_t committed, aborted; /* cross-unit gtids by the payer's final decision */
-    uint64_t driver_commits, driver_aborts; /* decisions learned by drivers (phase C) */
-    uint64_t expiries;  /* pending legs expired on idle ticks */
-    uint64_t recovery_deliveries; /* decisions sent by the recovery loops */
+    uint64_t committed; /* cross-unit gtids the payer posted (and the payee posted) */
+    uint64_t aborted;   /* cross-unit gtids whose payee leg was voided */
+    uint64_t driver_commits, driver_aborts; /* decisions learned by drivers (phase B) */
+    uint64_t expiries;  /* local pending transfers expired on idle ticks */
+    uint64_t recovery_deliveries; /* payee legs the recovery loops asked payers about */
     uint64_t payee_disagreed; /* resolves a payee refused (never, without a bug) */
     uint64_t capacity_hits;   /* results saying a ledger table is full (never, by config) */
     uint64_t suspended_tries; /* tries refused xts_aborted (after an abort) */
@@ -91,16 +94,15 @@ typedef struct pc_xts_sim_result {
     uint32_t driver_crashes, driver_give_ups, unit_restarts;
     uint64_t replayed_batches; /* logged batches replayed by restarts */
     bool tight;                /* small ledger tables: the capacity limits are reached */
-    uint64_t payee_full;       /* tight: decisions a payee refused with transfers_full */
-    uint64_t outbox_stuck;     /* tight: outbox entries left for that reason at the end */
 } pc_xts_sim_result_t;
 
 /* Runs one seed. Returns PC_OK (check result->ok) or PC_ENOMEM.
  * Deterministic: equal options give equal results. */
 int pc_xts_sim_run(const pc_xts_sim_options_t *options, pc_xts_sim_result_t *result);
 
-/* Test-only planted bug: a driver decides commit even when the payee's try
- * was refused. The atomicity and balance checkers must catch it. */
+/* Test-only planted bug: a driver sends phase B (the payer's commit) even
+ * when the payee's try was refused, and resolves nothing at the payee. The
+ * atomicity and balance checkers must catch it. */
 extern bool pc__xts_sim_bug_commit_without_payee;
 
 #endif /* PC_SIM_H */

@@ -5,35 +5,45 @@
  * its own routing (the buckets are split between them), its transfer slots
  * kept in a growable in-memory store as src/sim/machine.c keeps them. Units
  * are not replicated here: VSR has its own simulator; this one aims at the
- * TCC protocol between units. Several simulated gateways (drivers) run the
- * phases of src/gateway/job.c (A payer try, B payee try, C decide at the
- * payer, D resolve at the payee, E finish at the payer) on small batches,
- * and each payer unit runs the recovery loop of src/replica/xts_recovery.c
- * (outbox entries older than a grace period go to the payee, then finish).
+ * TCC protocol between units, payee first (paycell.h). Several simulated
+ * gateways (drivers) run the phases of src/gateway/job.c on small batches:
+ * A, xts_try at the payee unit (a pending credit leg that never expires on
+ * its own); B, only where A answered created or exists, the same xts_try at
+ * the payer unit, which is the decision: posted at once (created, or exists
+ * on a retry) is a commit, any refusal but wrong_unit is an abort (the payer
+ * keeps a tombstone when it has room); C, xts_resolve at the payee, post
+ * after a commit, void after an abort. When B has no answer the outcome is
+ * unknown and the driver leaves the leg alone. Every unit runs the payee
+ * side's recovery of src/replica/xts_recovery.c: each second it lists its
+ * undecided legs tried more than a grace ago and past their timeout, asks
+ * each payer unit for an abort naming the leg (pc_xts_leg_digest), and
+ * applies the answer to its own leg: xts_committed posts it; created (an
+ * empty rollback, which leaves a tombstone), exists or xts_aborted voids it.
  *
  * Everything random is drawn from one pc_prng seeded with the seed, so a
  * failing seed replays exactly: message loss, duplication and delay (hence
  * reordering, and stale steps arriving long after a decision), a driver
  * giving up or crashing at any step (losing its state), clients retrying a
  * gtid through another driver (whose xts timeout may differ), old xts_try /
- * xts_resolve messages replayed late on purpose, and unit restarts as a
- * replica recovers: the last checkpoint's snapshot, the stored slots up to
- * it, then the logged batches and idle expiries since (the WAL) replayed,
- * which must re-produce the same results, slots and state checksum. A
- * quarter of the seeds run "tight": ledger tables small enough that tries
- * meet transfers_full, pending_transfers_full and xts_outbox_full.
+ * xts_resolve messages to payers and payees replayed late on purpose, local
+ * pending transfers left to expire, and unit restarts as a replica recovers:
+ * the last checkpoint's snapshot, the stored slots up to it, then the logged
+ * batches and idle expiries since (the WAL) replayed, which must re-produce
+ * the same results, slots and state checksum. A quarter of the seeds run
+ * "tight": ledger tables small enough that tries meet transfers_full and
+ * pending_transfers_full.
  *
  * Checkers: after every applied batch (and idle expiry), per ledger id,
  * each unit and the sum over units must have debits_pending ==
  * credits_pending and debits_posted == credits_posted. A restarted ledger
  * must have the state checksum it had before. After the fault phase the
- * drivers stop and recovery runs until every outbox and every undecided leg
- * is gone (liveness, bounded; in tight runs an abort whose payee has no room
- * for its tombstone may stay, and is counted); then nothing may be pending
- * anywhere, the clearing accounts must cancel across units, every gtid's
- * payer and payee legs must have ended the same way, and every account's
- * posted balances must equal a reference model built from the payer units'
- * decisions and the local transfers in the stores.
+ * drivers stop and recovery runs until no undecided payee leg is left
+ * (liveness, bounded); then nothing may be pending anywhere, the clearing
+ * accounts must cancel across units, a gtid's payee leg must be posted
+ * exactly when its payer unit holds the posted payer record of the same
+ * transfer (else voided), and every account's posted balances must equal a
+ * reference model built from the payer units' posted records and the local
+ * transfers in the stores.
  */
 #include <stdarg.h>
 #include <stdlib.h>
@@ -65,8 +75,12 @@
 
 PC_STATIC_ASSERT(XS_JOB_MAX <= XS_EVENTS_MAX, "a job's step fits one message per unit");
 PC_STATIC_ASSERT(XS_UNITS_MAX <= PC_UNITS_MAX, "units");
+PC_STATIC_ASSERT(sizeof(pc_xts_decision_t) <= sizeof(pc_transfer_t), "an event slot holds both");
 
 bool pc__xts_sim_bug_commit_without_payee = false;
+
+static const uint16_t FLAG_POST = PC_TRANSFER_post_pending_transfer;
+static const uint16_t FLAG_VOID = PC_TRANSFER_void_pending_transfer;
 
 /* One applied batch (or idle expiry, op none) since the unit's last
  * checkpoint: its WAL entry, replayed on restart. */
@@ -94,23 +108,37 @@ typedef struct xs_unit {
 enum { PKT_REQUEST = 1, PKT_REPLY };
 enum { OWNER_NONE = 0, OWNER_DRIVER, OWNER_RECOVERY };
 
+/* A message's events, packed as the ledger takes them: 128-byte transfers
+ * (create_transfers, xts_try) or 32-byte decisions (xts_resolve). */
+typedef union xs_body {
+    pc_transfer_t transfers[XS_EVENTS_MAX];
+    pc_xts_decision_t decisions[XS_EVENTS_MAX];
+} xs_body_t;
+
 typedef struct xs_packet {
     bool used;
     uint8_t kind;
     uint8_t unit; /* the unit a request goes to, or a reply comes from */
     uint8_t op;
     uint8_t owner_kind;
-    uint32_t owner;
+    uint32_t owner; /* a driver, or the unit whose recovery sent it */
     uint64_t tag;
     uint64_t deliver_tick, seq;
     uint32_t count;
-    pc_transfer_t events[XS_EVENTS_MAX]; /* xts_resolve: id and flags; xts_finish: id */
-    uint32_t results[XS_EVENTS_MAX];     /* replies: per event, dense */
+    xs_body_t body;
+    uint32_t results[XS_EVENTS_MAX]; /* replies: per event, dense */
 } xs_packet_t;
 
-/* Cross-unit state of one event, as in job.c. */
-enum { XS_NONE = 0, XS_PAYER_OK, XS_COMMIT, XS_ABORT, XS_COMMITTED, XS_ABORTED, XS_RESOLVED };
-enum { PH_IDLE = 0, PH_A, PH_B, PH_C, PH_D, PH_E };
+/* One event of a step, before it is packed into its message. */
+typedef union xs_event {
+    pc_transfer_t transfer;
+    pc_xts_decision_t decision;
+} xs_event_t;
+
+/* Cross-unit state of one event, as in job.c. PAYEE_REFUSED matters only to
+ * the planted bug, which sends phase B for it anyway. */
+enum { XS_NONE = 0, XS_PAYEE_OK, XS_PAYEE_REFUSED, XS_COMMIT, XS_ABORT, XS_RESOLVED };
+enum { PH_IDLE = 0, PH_A, PH_B, PH_C };
 
 typedef struct xs_driver {
     uint32_t incarnation;
@@ -123,7 +151,6 @@ typedef struct xs_driver {
     uint32_t retries;
     uint32_t cat[XS_JOB_MAX]; /* catalog index of each transfer */
     uint32_t res[XS_JOB_MAX]; /* the current step's result, XS_OPEN until known */
-    uint32_t payee_res[XS_JOB_MAX];
     uint8_t xs[XS_JOB_MAX];
     bool in_step[XS_JOB_MAX];
 } xs_driver_t;
@@ -143,7 +170,6 @@ typedef struct xs_world {
     bool faults;
     bool tight;              /* small tables: the capacity limits are reached */
     pc_ledger_config_t config;
-    uint64_t stuck;          /* tight: outbox entries no payee can take (full store) */
     uint32_t units_count, ledgers_count;
     uint8_t bucket_unit[PC_ROUTING_BUCKETS];
     xs_unit_t units[XS_UNITS_MAX];
@@ -278,7 +304,7 @@ static void unit_apply(xs_world_t *w, uint32_t ui, pc_operation_t op, const void
         uint32_t res = w->results[k].result;
         dense[w->results[k].index] = res;
         if (res == R(transfers_full) || res == R(pending_transfers_full) ||
-            res == R(xts_outbox_full) || res == R(clearing_account_unavailable)) {
+            res == R(clearing_account_unavailable)) {
             w->r->capacity_hits++;
         }
         if (op == PC_OP_xts_try && res == R(xts_aborted)) w->r->suspended_tries++;
@@ -439,9 +465,18 @@ static void packet_send(xs_world_t *w, const xs_packet_t *p) {
     }
 }
 
+/* The gtid of a message's event e, whichever kind of event it carries. */
+static pc_u128 packet_gtid(const xs_packet_t *p, uint32_t e) {
+    PC_ASSERT(e < p->count);
+    if (p->op == PC_OP_xts_resolve) return p->body.decisions[e].gtid;
+    PC_ASSERT(p->op == PC_OP_xts_try || p->op == PC_OP_create_transfers);
+    return p->body.transfers[e].id;
+}
+
+/* Sends count packed events of op; keeps xts steps for a late replay. */
 static void request_send(xs_world_t *w, uint32_t unit, pc_operation_t op, uint8_t owner_kind,
-                         uint32_t owner, uint64_t tag, const pc_transfer_t *events,
-                         uint32_t count) {
+                         uint32_t owner, uint64_t tag, const void *events, uint32_t count) {
+    PC_ASSERT(count >= 1 && count <= XS_EVENTS_MAX && unit < w->units_count);
     xs_packet_t p;
     memset(&p, 0, sizeof p);
     p.kind = PKT_REQUEST;
@@ -451,9 +486,11 @@ static void request_send(xs_world_t *w, uint32_t unit, pc_operation_t op, uint8_
     p.owner = owner;
     p.tag = tag;
     p.count = count;
-    memcpy(p.events, events, count * sizeof *events);
-    if ((op == PC_OP_xts_try || op == PC_OP_xts_resolve) && owner_kind == OWNER_DRIVER) {
-        /* Kept for a late replay (a stale step). */
+    PC_ASSERT(count * pc_operation_event_size(op) <= sizeof p.body);
+    memcpy(&p.body, events, count * pc_operation_event_size(op));
+    if (op == PC_OP_xts_try || op == PC_OP_xts_resolve) {
+        /* Kept for a late replay (a stale step), whoever sent it: a
+         * driver's try or resolve, or a recovery's question or answer. */
         uint32_t slot = w->replays_count < XS_REPLAYS ? w->replays_count++
                                                       : (uint32_t)below(w, XS_REPLAYS);
         w->replays[slot] = p;
@@ -472,90 +509,82 @@ static bool is_cross(const xs_world_t *w, const pc_transfer_t *t) {
     return unit_of(w, t->debit_account_id) != unit_of(w, t->credit_account_id);
 }
 
-/* Which events take part in the current phase, and where they go. */
-static bool phase_event(const xs_world_t *w, const xs_driver_t *d, uint32_t k, uint32_t *unit,
-                        pc_operation_t *op, pc_transfer_t *ev) {
-    const pc_transfer_t *t = &w->catalog[d->cat[k]];
-    bool cross = is_cross(w, t);
-    memset(ev, 0, sizeof *ev);
+/* Whether event k takes part in the current phase: phase B for the payee's
+ * acceptances (and, planted bug, its refusals too), C once B decided. */
+static bool phase_has(const xs_driver_t *d, uint32_t k) {
     switch (d->phase) {
-    case PH_A:
-        *ev = *t;
-        if (!cross) {
-            *op = PC_OP_create_transfers;
-            *unit = unit_of(w, t->debit_account_id);
-            return true;
-        }
-        ev->timeout = d->timeout_s;
-        *op = PC_OP_xts_try;
-        *unit = unit_of(w, t->debit_account_id);
-        return true;
+    case PH_A: return true;
     case PH_B:
-        if (d->xs[k] != XS_PAYER_OK) return false;
-        *ev = *t;
-        ev->timeout = d->timeout_s;
-        *op = PC_OP_xts_try;
+        return d->xs[k] == XS_PAYEE_OK ||
+               (pc__xts_sim_bug_commit_without_payee && d->xs[k] == XS_PAYEE_REFUSED);
+    case PH_C: return d->xs[k] == XS_COMMIT || d->xs[k] == XS_ABORT;
+    default: PC_ASSERT(!"phase_has in no phase"); return false;
+    }
+}
+
+/* Event k of the current phase, and where it goes. False when it takes no
+ * part in the phase. */
+static bool phase_event(const xs_world_t *w, const xs_driver_t *d, uint32_t k, uint32_t *unit,
+                        pc_operation_t *op, xs_event_t *ev) {
+    PC_ASSERT(k < d->count);
+    const pc_transfer_t *t = &w->catalog[d->cat[k]];
+    memset(ev, 0, sizeof *ev);
+    if (!phase_has(d, k)) return false;
+    if (d->phase == PH_C) {
+        ev->decision.gtid = t->id;
+        ev->decision.flags = d->xs[k] == XS_COMMIT ? FLAG_POST : FLAG_VOID;
+        *op = PC_OP_xts_resolve;
         *unit = unit_of(w, t->credit_account_id);
         return true;
-    case PH_C:
-    case PH_D: {
-        bool c = d->phase == PH_C;
-        if (c ? (d->xs[k] != XS_COMMIT && d->xs[k] != XS_ABORT)
-              : (d->xs[k] != XS_COMMITTED && d->xs[k] != XS_ABORTED)) {
-            return false;
-        }
-        ev->id = t->id;
-        bool commit = d->xs[k] == XS_COMMIT || d->xs[k] == XS_COMMITTED;
-        ev->flags = commit ? PC_TRANSFER_post_pending_transfer : PC_TRANSFER_void_pending_transfer;
-        *op = PC_OP_xts_resolve;
-        *unit = unit_of(w, c ? t->debit_account_id : t->credit_account_id);
-        return true;
     }
-    case PH_E:
-        if (d->xs[k] != XS_RESOLVED) return false;
-        ev->id = t->id;
-        *op = PC_OP_xts_finish;
+    ev->transfer = *t;
+    if (!is_cross(w, t)) {
+        PC_ASSERT(d->phase == PH_A);
+        *op = PC_OP_create_transfers;
         *unit = unit_of(w, t->debit_account_id);
         return true;
-    default: PC_ASSERT(!"phase_event in no phase"); return false;
     }
+    ev->transfer.timeout = d->timeout_s;
+    *op = PC_OP_xts_try;
+    /* Payee first: A goes to the credit side, B (the decision) to the debit side. */
+    *unit = unit_of(w, d->phase == PH_A ? t->credit_account_id : t->debit_account_id);
+    return true;
+}
+
+/* Packs the open events of the current step bound for one unit with one
+ * operation into a message and sends it. Returns how many went. */
+static uint32_t step_send_to(xs_world_t *w, uint32_t di, uint32_t u, pc_operation_t op) {
+    xs_driver_t *d = &w->drivers[di];
+    xs_body_t body;
+    uint32_t n = 0;
+    for (uint32_t k = 0; k < d->count; k++) {
+        uint32_t unit;
+        pc_operation_t ev_op;
+        xs_event_t ev;
+        if (!d->in_step[k] || d->res[k] != XS_OPEN) continue;
+        if (!phase_event(w, d, k, &unit, &ev_op, &ev) || unit != u || ev_op != op) continue;
+        if (op == PC_OP_xts_resolve) body.decisions[n++] = ev.decision;
+        else body.transfers[n++] = ev.transfer;
+    }
+    PC_ASSERT(n <= XS_JOB_MAX);
+    if (n > 0) request_send(w, u, op, OWNER_DRIVER, di, driver_tag(d), &body, n);
+    return n;
 }
 
 /* Sends the events of the current step whose result is still open (the
  * first send, or a retry of an unanswered part: every step is idempotent),
  * one message per unit and operation. Returns how many events went. */
 static uint32_t step_send(xs_world_t *w, uint32_t di) {
+    static const pc_operation_t ops[] = {PC_OP_xts_try, PC_OP_xts_resolve,
+                                         PC_OP_create_transfers};
     xs_driver_t *d = &w->drivers[di];
     d->step++;
     d->sent_tick = w->tick;
     uint32_t sent = 0;
     for (uint32_t u = 0; u < w->units_count; u++) {
-        for (uint32_t o = 0; o < 2; o++) {
-            pc_transfer_t events[XS_JOB_MAX];
-            uint32_t n = 0;
-            pc_operation_t op0 = PC_OP_none;
-            for (uint32_t k = 0; k < d->count; k++) {
-                uint32_t unit;
-                pc_operation_t op;
-                pc_transfer_t ev;
-                if (!d->in_step[k] || d->res[k] != XS_OPEN) continue;
-                if (!phase_event(w, d, k, &unit, &op, &ev) || unit != u) continue;
-                if ((op == PC_OP_create_transfers) != (o == 1)) continue;
-                events[n++] = ev;
-                op0 = op;
-            }
-            if (n == 0) continue;
-            if (op0 == PC_OP_xts_finish) {
-                for (uint32_t k = 0; k < n; k++) {
-                    pc_u128 id = events[k].id;
-                    memset(&events[k], 0, sizeof events[k]);
-                    events[k].id = id;
-                }
-            }
-            request_send(w, u, op0, OWNER_DRIVER, di, driver_tag(d), events, n);
-            sent += n;
-        }
+        for (uint32_t o = 0; o < PC_ARRAY_LEN(ops); o++) sent += step_send_to(w, di, u, ops[o]);
     }
+    PC_ASSERT(sent <= d->count);
     return sent;
 }
 
@@ -567,10 +596,7 @@ static bool phase_start(xs_world_t *w, uint32_t di, uint32_t phase) {
     d->retries = 0;
     uint32_t n = 0;
     for (uint32_t k = 0; k < d->count; k++) {
-        uint32_t unit;
-        pc_operation_t op;
-        pc_transfer_t ev;
-        d->in_step[k] = phase_event(w, d, k, &unit, &op, &ev);
+        d->in_step[k] = phase_has(d, k);
         d->res[k] = XS_OPEN;
         n += d->in_step[k];
     }
@@ -587,8 +613,9 @@ static void driver_stop(xs_world_t *w, uint32_t di) {
     PC_ASSERT(d->phase == PH_IDLE);
 }
 
-/* A new transfer for the catalog: mostly cross-unit, some local, some naming
- * a missing account or the wrong ledger, so that tries fail. */
+/* A new transfer for the catalog: mostly cross-unit, some local (a third of
+ * those pending with a timeout, left to expire), some naming a missing
+ * account or the wrong ledger, so that tries fail. */
 static uint32_t catalog_new(xs_world_t *w) {
     PC_ASSERT(w->catalog_count < XS_CATALOG_MAX);
     pc_transfer_t t;
@@ -610,6 +637,10 @@ static uint32_t catalog_new(xs_world_t *w) {
     t.ledger = dr->ledger;
     t.code = 1;
     t.user_data_64 = w->tick;
+    if (cr->unit == dr->unit && chance(w, 333)) {
+        t.flags = PC_TRANSFER_pending;
+        t.timeout = 1 + (uint32_t)below(w, 2);
+    }
     w->catalog[w->catalog_count] = t;
     return w->catalog_count++;
 }
@@ -632,60 +663,78 @@ static void job_start(xs_world_t *w, uint32_t di) {
         } while (!unique);
         d->cat[k] = c;
         d->xs[k] = XS_NONE;
-        d->payee_res[k] = XS_OPEN;
     }
     w->r->jobs++;
-    phase_start(w, di, PH_A);
+    PC_ASSERT(phase_start(w, di, PH_A));
 }
 
-/* The phase's answers are in (or given up on): decide the next phase, as
- * job.c's after_* functions do. */
+/* Phase B's answer is the decision. No answer, or wrong_unit (stale
+ * routing: applied nowhere), leaves it unknown: the payee's recovery asks. */
+static uint8_t payer_decision(xs_world_t *w, uint32_t r) {
+    if (r == XS_OPEN || r == R(wrong_unit)) return XS_NONE;
+    if (result_ok(r)) {
+        w->r->driver_commits++;
+        return XS_COMMIT;
+    }
+    w->r->driver_aborts++;
+    return XS_ABORT;
+}
+
+/* A payee refused a decision: possible only when a unit lost state or a
+ * decision was made twice (job.c logs it as impossible). */
+static void payee_disagrees(xs_world_t *w, pc_u128 gtid, uint32_t result, const char *whose) {
+    PC_ASSERT(result != XS_OPEN && !result_ok(result));
+    char id[48];
+    const char *name = pc_transfer_result_name(result);
+    say(w, "payee refused %s decision on gtid %s: %s", whose, pc_u128_format(gtid, id),
+        name != NULL ? name : "?");
+    w->r->payee_disagreed++;
+}
+
+/* The result of one event in the phase just ended, as job.c's after_*. */
+static void event_after(xs_world_t *w, xs_driver_t *d, uint32_t k) {
+    const pc_transfer_t *t = &w->catalog[d->cat[k]];
+    uint32_t r = d->res[k];
+    switch (d->phase) {
+    case PH_A:
+        if (!is_cross(w, t)) break;
+        if (result_ok(r)) d->xs[k] = XS_PAYEE_OK;
+        else if (r != XS_OPEN) d->xs[k] = XS_PAYEE_REFUSED;
+        break;
+    case PH_B:
+        /* The planted bug's commit: the payee took nothing, so the driver
+         * resolves nothing there either. */
+        if (d->xs[k] == XS_PAYEE_REFUSED) d->xs[k] = XS_NONE;
+        else d->xs[k] = payer_decision(w, r);
+        break;
+    case PH_C:
+        if (result_ok(r)) d->xs[k] = XS_RESOLVED;
+        else if (r != XS_OPEN) payee_disagrees(w, t->id, r, "a driver's");
+        break;
+    default: PC_ASSERT(!"event_after in no phase");
+    }
+}
+
+/* The phase's answers are in (or given up on): the next phase with events,
+ * or the job is done. */
 static void phase_after(xs_world_t *w, uint32_t di) {
     xs_driver_t *d = &w->drivers[di];
+    PC_ASSERT(d->phase >= PH_A && d->phase <= PH_C);
     for (uint32_t k = 0; k < d->count; k++) {
-        if (!d->in_step[k]) continue;
-        const pc_transfer_t *t = &w->catalog[d->cat[k]];
-        uint32_t r = d->res[k];
-        switch (d->phase) {
-        case PH_A:
-            if (is_cross(w, t) && result_ok(r)) d->xs[k] = XS_PAYER_OK;
-            break;
-        case PH_B:
-            d->payee_res[k] = r;
-            if (result_ok(r)) d->xs[k] = XS_COMMIT;
-            else if (pc__xts_sim_bug_commit_without_payee && r != XS_OPEN) d->xs[k] = XS_COMMIT;
-            else d->xs[k] = XS_ABORT; /* a refusal, or unknown */
-            break;
-        case PH_C: {
-            bool commit = d->xs[k] == XS_COMMIT;
-            if (r == XS_OPEN) d->xs[k] = XS_NONE; /* unknown: the payer's recovery decides */
-            else if (commit && result_ok(r)) d->xs[k] = XS_COMMITTED;
-            else if (!commit && r == R(xts_committed)) d->xs[k] = XS_COMMITTED;
-            else d->xs[k] = XS_ABORTED;
-            if (d->xs[k] == XS_COMMITTED) w->r->driver_commits++;
-            if (d->xs[k] == XS_ABORTED) w->r->driver_aborts++;
-            break;
-        }
-        case PH_D:
-            if (result_ok(r)) d->xs[k] = XS_RESOLVED;
-            else if (r == R(transfers_full)) w->r->payee_full++;
-            else if (r != XS_OPEN) w->r->payee_disagreed++;
-            break;
-        default: break;
-        }
+        if (d->in_step[k]) event_after(w, d, k);
     }
     uint32_t next = d->phase + 1;
-    while (next <= PH_E && !phase_start(w, di, next)) next++;
-    if (next > PH_E) driver_stop(w, di);
+    while (next <= PH_C && !phase_start(w, di, next)) next++;
+    if (next > PH_C) driver_stop(w, di);
 }
 
 static void driver_on_reply(xs_world_t *w, const xs_packet_t *p) {
     xs_driver_t *d = &w->drivers[p->owner];
     if (d->phase == PH_IDLE || p->tag != driver_tag(d)) return; /* stale, or crashed since */
     for (uint32_t e = 0; e < p->count; e++) {
+        pc_u128 gtid = packet_gtid(p, e);
         for (uint32_t k = 0; k < d->count; k++) {
-            if (d->in_step[k] && d->res[k] == XS_OPEN &&
-                w->catalog[d->cat[k]].id == p->events[e].id) {
+            if (d->in_step[k] && d->res[k] == XS_OPEN && w->catalog[d->cat[k]].id == gtid) {
                 d->res[k] = p->results[e];
             }
         }
@@ -727,51 +776,82 @@ static void driver_tick(xs_world_t *w, uint32_t di) {
     phase_after(w, di);
 }
 
-/* ---- recovery (xts_recovery.c) ---- */
+/* ---- recovery (xts_recovery.c, the payee side) ---- */
 
-/* One round at a payer unit: its outbox entries decided more than the grace
- * ago go, per payee unit, as one xts_resolve batch; the reply's confirmed
- * gtids are finished (recovery_on_reply). The outbox read is local. */
-static void recovery_round(xs_world_t *w, uint32_t ui) {
+/* This unit's undecided legs tried more than the grace ago and past their
+ * timeout, oldest first. The listing is local (a read of the own ledger). */
+static uint32_t recovery_list(xs_world_t *w, uint32_t ui, pc_transfer_t *legs) {
+    uint64_t now = unit_now(w, ui);
     pc_account_filter_t filter;
     memset(&filter, 0, sizeof filter);
+    filter.flags = PC_FILTER_XTS_TRYING;
     filter.limit = XS_EVENTS_MAX;
-    filter.timestamp_max = unit_now(w, ui) - XS_RECOVERY_GRACE_NS;
-    pc_transfer_t records[XS_EVENTS_MAX];
-    int n = pc_ledger_xts_outbox(w->units[ui].ledger, &filter, records);
+    filter.timestamp_max = now - XS_RECOVERY_GRACE_NS;
+    pc_transfer_t listed[XS_EVENTS_MAX];
+    int n = pc_ledger_xts_outbox(w->units[ui].ledger, &filter, listed);
     PC_ASSERT(n >= 0 && n <= (int)XS_EVENTS_MAX);
-    for (uint32_t payee = 0; payee < w->units_count; payee++) {
-        pc_transfer_t batch[XS_EVENTS_MAX];
+    uint32_t m = 0;
+    for (int i = 0; i < n; i++) {
+        const pc_transfer_t *t = &listed[i];
+        bool ordered = i == 0 || t->timestamp > listed[i - 1].timestamp;
+        if (t->flags != PC_TRANSFER_pending || t->timestamp == 0 || !ordered ||
+            t->timestamp > filter.timestamp_max || unit_of(w, t->credit_account_id) != ui ||
+            unit_of(w, t->debit_account_id) == ui) {
+            fail(w, "unit %u lists a trying leg out of order, out of range or not its payee's",
+                 ui);
+            return 0;
+        }
+        if (t->timestamp + (uint64_t)t->timeout * 1000000000ull <= now) legs[m++] = *t;
+    }
+    return m;
+}
+
+/* One round at a unit: per payer unit, one xts_resolve(abort) batch naming
+ * each leg by its digest; recovery_on_reply applies the answers. */
+static void recovery_round(xs_world_t *w, uint32_t ui) {
+    pc_transfer_t legs[XS_EVENTS_MAX];
+    uint32_t n = recovery_list(w, ui, legs);
+    PC_ASSERT(n <= XS_EVENTS_MAX);
+    for (uint32_t payer = 0; payer < w->units_count; payer++) {
+        pc_xts_decision_t batch[XS_EVENTS_MAX];
         uint32_t m = 0;
-        for (int i = 0; i < n; i++) {
-            if (unit_of(w, records[i].credit_account_id) != payee) continue;
-            PC_ASSERT(payee != ui);
+        for (uint32_t i = 0; i < n; i++) {
+            if (unit_of(w, legs[i].debit_account_id) != payer) continue;
             memset(&batch[m], 0, sizeof batch[m]);
-            batch[m].id = records[i].id;
-            batch[m].flags = records[i].flags & (PC_TRANSFER_post_pending_transfer |
-                                                 PC_TRANSFER_void_pending_transfer);
+            batch[m].gtid = legs[i].id;
+            batch[m].flags = FLAG_VOID;
+            batch[m].leg = pc_xts_leg_digest(&legs[i]);
             m++;
         }
         if (m == 0) continue;
         w->r->recovery_deliveries += m;
-        request_send(w, payee, PC_OP_xts_resolve, OWNER_RECOVERY, ui, 0, batch, m);
+        request_send(w, payer, PC_OP_xts_resolve, OWNER_RECOVERY, ui, 0, batch, m);
     }
 }
 
+/* The own unit's answer to a resolve must confirm it; the payer's answer
+ * becomes the own leg's resolution (anything else waits for a round). */
 static void recovery_on_reply(xs_world_t *w, const xs_packet_t *p) {
-    if (p->op != PC_OP_xts_resolve) return; /* a finish's answer: nothing to do */
-    pc_transfer_t ids[XS_EVENTS_MAX];
+    PC_ASSERT(p->op == PC_OP_xts_resolve && p->owner < w->units_count);
+    bool own = p->unit == p->owner;
+    pc_xts_decision_t decided[XS_EVENTS_MAX];
     uint32_t m = 0;
     for (uint32_t k = 0; k < p->count; k++) {
-        if (!result_ok(p->results[k])) {
-            if (p->results[k] == R(transfers_full)) w->r->payee_full++;
-            else w->r->payee_disagreed++;
+        uint32_t r = p->results[k];
+        if (own) {
+            if (!result_ok(r)) payee_disagrees(w, p->body.decisions[k].gtid, r, "its recovery's");
             continue;
         }
-        memset(&ids[m], 0, sizeof ids[m]);
-        ids[m++].id = p->events[k].id;
+        uint16_t flags = 0;
+        if (r == R(xts_committed)) flags = FLAG_POST;
+        else if (result_ok(r) || r == R(xts_aborted)) flags = FLAG_VOID;
+        if (flags == 0) continue;
+        memset(&decided[m], 0, sizeof decided[m]);
+        decided[m].gtid = p->body.decisions[k].gtid;
+        decided[m++].flags = flags;
     }
-    if (m > 0) request_send(w, p->owner, PC_OP_xts_finish, OWNER_RECOVERY, p->owner, 0, ids, m);
+    if (m > 0) request_send(w, p->owner, PC_OP_xts_resolve, OWNER_RECOVERY, p->owner, 0,
+                            decided, m);
 }
 
 /* ---- delivery ---- */
@@ -782,23 +862,9 @@ static void deliver(xs_world_t *w, xs_packet_t *p) {
         else if (p->owner_kind == OWNER_RECOVERY) recovery_on_reply(w, p);
         return;
     }
-    pc_operation_t op = (pc_operation_t)p->op;
     xs_packet_t reply = *p;
     reply.kind = PKT_REPLY;
-    if (op == PC_OP_xts_finish) {
-        pc_u128 ids[XS_EVENTS_MAX];
-        for (uint32_t k = 0; k < p->count; k++) ids[k] = p->events[k].id;
-        unit_apply(w, p->unit, op, ids, p->count, reply.results);
-    } else if (op == PC_OP_xts_resolve) {
-        pc_xts_decision_t decisions[XS_EVENTS_MAX];
-        for (uint32_t k = 0; k < p->count; k++) {
-            const pc_transfer_t *e = &p->events[k];
-            decisions[k] = (pc_xts_decision_t){.gtid = e->id, .flags = e->flags};
-        }
-        unit_apply(w, p->unit, op, decisions, p->count, reply.results);
-    } else {
-        unit_apply(w, p->unit, op, p->events, p->count, reply.results);
-    }
+    unit_apply(w, p->unit, (pc_operation_t)p->op, &p->body, p->count, reply.results);
     if (p->owner_kind != OWNER_NONE) packet_send(w, &reply);
 }
 
@@ -913,8 +979,22 @@ static void setup_accounts(xs_world_t *w) {
 
 /* ---- final checks ---- */
 
-enum { ST_LEG = 1, ST_POST = 2, ST_VOID = 4, ST_TOMB = 8 };
+/* What a unit's store says about a gtid: the payer's posted record, the
+ * payee's leg, its post or void, a tombstone of an abort. */
+enum { ST_PAYER = 1, ST_LEG = 2, ST_POST = 4, ST_VOID = 8, ST_TOMB = 16 };
 
+/* The final checks' scratch: per unit and gtid the store's state, per gtid
+ * the digests of the payer's record and the payee's leg, and the reference
+ * model of every account's and clearing account's posted balances. */
+typedef struct xs_final {
+    uint8_t state[XS_UNITS_MAX][XS_CATALOG_MAX];
+    uint64_t payer_digest[XS_CATALOG_MAX], payee_digest[XS_CATALOG_MAX];
+    pc_u128 expected[XS_ACCOUNTS_MAX][2];                   /* debits, credits posted */
+    pc_u128 clearing[XS_UNITS_MAX][XS_LEDGERS_MAX + 1][2]; /* debits, credits posted */
+} xs_final_t;
+
+/* Nothing in flight, no payee leg undecided, no local pending transfer
+ * left to expire. */
 static bool drained(xs_world_t *w) {
     if (packets_in_flight(w) > 0) return false;
     for (uint32_t u = 0; u < w->units_count; u++) {
@@ -924,6 +1004,7 @@ static bool drained(xs_world_t *w) {
         filter.flags = PC_FILTER_XTS_TRYING;
         pc_transfer_t one;
         if (pc_ledger_xts_outbox(w->units[u].ledger, &filter, &one) != 0) return false;
+        if (pc_ledger_next_expiry(w->units[u].ledger) != UINT64_MAX) return false;
     }
     return true;
 }
@@ -935,78 +1016,144 @@ static int32_t account_index(const xs_world_t *w, pc_u128 id) {
     return -1;
 }
 
-/* What each unit's store says about each catalog gtid, and the posted
- * amounts of plain (local) transfers, into the reference model. */
-static void stores_scan(xs_world_t *w, uint8_t (*state)[XS_CATALOG_MAX], pc_u128 (*expected)[2]) {
+/* A posted transfer into the model: both accounts' posted balances. */
+static void model_post(xs_world_t *w, xs_final_t *f, const pc_transfer_t *t) {
+    int32_t dr = account_index(w, t->debit_account_id);
+    int32_t cr = account_index(w, t->credit_account_id);
+    PC_ASSERT(dr >= 0 && cr >= 0);
+    f->expected[dr][0] += t->amount;
+    f->expected[cr][1] += t->amount;
+}
+
+/* A local slot: posted (flags 0) into the model; a pending one (left to
+ * expire) and a failure's tombstone move nothing. */
+static void scan_local(xs_world_t *w, xs_final_t *f, uint32_t u, uint64_t loc,
+                       const pc_transfer_t *t) {
+    PC_ASSERT(!(t->flags & PC_SLOT_XTS));
+    if (t->flags & PC_SLOT_FAILED) return;
+    if (t->flags == 0) {
+        model_post(w, f, t);
+    } else if (t->flags != PC_TRANSFER_pending) {
+        fail(w, "unit %u slot %llu: a local transfer with flags %u", u, (unsigned long long)loc,
+             t->flags);
+    }
+}
+
+/* Whether a stored xts record is catalog transfer c as a driver sent it:
+ * the catalog leaves the timeout out, which each driver sets its own way. */
+static bool as_sent(const xs_world_t *w, uint32_t c, const pc_transfer_t *t) {
+    pc_transfer_t sent = w->catalog[c];
+    PC_ASSERT(sent.timeout == 0 && sent.flags == 0);
+    sent.timeout = t->timeout;
+    return t->timeout != 0 && pc_xts_leg_digest(t) == pc_xts_leg_digest(&sent);
+}
+
+/* The payer's posted record: the decision, as the client sent it, in the
+ * debit account's unit; into the model on both sides, the clearing
+ * accounts included. */
+static void scan_payer(xs_world_t *w, xs_final_t *f, uint32_t u, uint32_t c,
+                       const pc_transfer_t *t) {
+    uint32_t q = unit_of(w, t->credit_account_id);
+    if (u != unit_of(w, w->catalog[c].debit_account_id) || q == u) {
+        fail(w, "unit %u holds a payer record it is not the payer of", u);
+    } else if (!as_sent(w, c, t)) {
+        fail(w, "unit %u: a payer record differs from the transfer sent", u);
+    } else if (f->state[u][c] & ST_PAYER) {
+        fail(w, "unit %u holds two payer records of one gtid", u);
+    }
+    f->state[u][c] |= ST_PAYER;
+    f->payer_digest[c] = pc_xts_leg_digest(t);
+    model_post(w, f, t);
+    f->clearing[u][t->ledger][1] += t->amount;
+    f->clearing[q][t->ledger][0] += t->amount;
+}
+
+/* An xts slot of catalog gtid c in unit u, by its exact flags (ledger.h). */
+static void scan_xts(xs_world_t *w, xs_final_t *f, uint32_t u, uint32_t c,
+                     const pc_transfer_t *t) {
+    const uint16_t payee = PC_SLOT_XTS | PC_SLOT_XTS_PAYEE;
+    bool payee_unit = u == unit_of(w, w->catalog[c].credit_account_id);
+    if (t->flags == PC_SLOT_XTS) {
+        scan_payer(w, f, u, c, t);
+    } else if (t->flags == (PC_SLOT_FAILED | PC_SLOT_XTS | FLAG_VOID)) {
+        f->state[u][c] |= ST_TOMB;
+    } else if (!payee_unit) {
+        fail(w, "unit %u holds a payee slot (flags %u) of a gtid it is not the payee of", u,
+             t->flags);
+    } else if (t->flags == (PC_TRANSFER_pending | payee)) {
+        if (!as_sent(w, c, t)) fail(w, "unit %u: a payee leg differs from the transfer sent", u);
+        f->state[u][c] |= ST_LEG;
+        f->payee_digest[c] = pc_xts_leg_digest(t);
+    } else if ((t->flags == (FLAG_POST | payee) || t->flags == (FLAG_VOID | payee)) &&
+               t->pending_id == t->id) {
+        f->state[u][c] |= t->flags & FLAG_POST ? ST_POST : ST_VOID;
+    } else {
+        fail(w, "unit %u holds an xts slot of no known kind (flags %u)", u, t->flags);
+    }
+}
+
+/* What each unit's store says about each catalog gtid; posted local
+ * transfers and the payers' posted records into the reference model. */
+static void stores_scan(xs_world_t *w, xs_final_t *f) {
     for (uint32_t u = 0; u < w->units_count; u++) {
         const xs_unit_t *unit = &w->units[u];
         for (uint64_t loc = 0; loc < unit->store_count; loc++) {
             const pc_transfer_t *t = &unit->store[loc].transfer;
             if (!(t->flags & PC_SLOT_XTS)) {
-                if (t->flags & PC_SLOT_FAILED) continue;
-                if (t->flags != 0) {
-                    fail(w, "unit %u slot %llu: a plain transfer with flags %u", u,
-                         (unsigned long long)loc, t->flags);
-                    continue;
-                }
-                int32_t dr = account_index(w, t->debit_account_id);
-                int32_t cr = account_index(w, t->credit_account_id);
-                PC_ASSERT(dr >= 0 && cr >= 0);
-                expected[dr][0] += t->amount;
-                expected[cr][1] += t->amount;
+                scan_local(w, f, u, loc, t);
                 continue;
             }
             uint32_t c = catalog_index(w, t->id);
-            if (c == UINT32_MAX) {
-                fail(w, "unit %u holds an xts slot of an unknown gtid", u);
+            if (c == UINT32_MAX || !is_cross(w, &w->catalog[c])) {
+                fail(w, "unit %u holds an xts slot of a gtid no cross-unit transfer has", u);
                 continue;
             }
-            if (t->flags & PC_SLOT_FAILED) state[u][c] |= ST_TOMB;
-            else if (t->flags & PC_TRANSFER_pending) state[u][c] |= ST_LEG;
-            else if (t->flags & PC_TRANSFER_post_pending_transfer) state[u][c] |= ST_POST;
-            else if (t->flags & PC_TRANSFER_void_pending_transfer) state[u][c] |= ST_VOID;
+            scan_xts(w, f, u, c, t);
         }
     }
 }
 
-/* Atomicity per gtid, and the decisions into the reference model. */
-static void atomicity_check(xs_world_t *w, uint8_t (*state)[XS_CATALOG_MAX],
-                            pc_u128 (*expected)[2],
-                            pc_u128 (*clearing)[XS_LEDGERS_MAX + 1][2]) {
+/* One gtid's end: decided once on each side, and the same way: the payee's
+ * leg posted exactly when the payer holds its posted record of the very
+ * transfer the leg is. */
+static void atomicity_one(xs_world_t *w, const xs_final_t *f, uint32_t c) {
+    const pc_transfer_t *t = &w->catalog[c];
+    uint32_t p = unit_of(w, t->debit_account_id), q = unit_of(w, t->credit_account_id);
+    PC_ASSERT(p != q);
+    uint8_t sp = f->state[p][c], sq = f->state[q][c];
+    bool committed = sp & ST_PAYER, posted = sq & ST_POST;
+    char id[48];
+    pc_u128_format(t->id, id);
+    if (committed && (sp & ST_TOMB)) fail(w, "gtid %s: payer committed and aborted", id);
+    if ((sq & ST_LEG) && !(sq & (ST_POST | ST_VOID))) {
+        fail(w, "gtid %s: payee leg undecided (the payer %s)", id,
+             committed ? "committed" : "did not commit");
+        return;
+    }
+    if ((sq & ST_POST) && (sq & (ST_VOID | ST_TOMB))) {
+        fail(w, "gtid %s: payee leg posted and voided", id);
+    }
+    if ((sq & (ST_POST | ST_VOID)) && !(sq & ST_LEG)) {
+        fail(w, "gtid %s: a payee resolution without a leg", id);
+    }
+    if (committed != posted) {
+        fail(w, "gtid %s: atomicity: payer (unit %u) %s, payee (unit %u) %s", id, p,
+             committed ? "committed" : "did not commit", q,
+             posted ? "posted" : (sq & ST_VOID) ? "voided" : "has no leg");
+    } else if (committed && f->payer_digest[c] != f->payee_digest[c]) {
+        fail(w, "gtid %s: payer posted another transfer than the payee's leg", id);
+    }
+    if (committed) w->r->committed++;
+    else if (sq & ST_VOID) w->r->aborted++;
+}
+
+static void atomicity_check(xs_world_t *w, const xs_final_t *f) {
     for (uint32_t c = 0; c < w->catalog_count; c++) {
-        const pc_transfer_t *t = &w->catalog[c];
-        uint32_t p = unit_of(w, t->debit_account_id), q = unit_of(w, t->credit_account_id);
-        if (p == q) continue;
-        uint8_t sp = state[p][c], sq = state[q][c];
-        bool pc = sp & ST_POST, qc = sq & ST_POST;
-        char id[48];
-        pc_u128_format(t->id, id);
-        if ((sp & ST_POST) && (sp & ST_VOID)) fail(w, "gtid %s: payer leg posted and voided", id);
-        if ((sq & ST_POST) && (sq & (ST_VOID | ST_TOMB))) {
-            fail(w, "gtid %s: payee leg posted and voided", id);
-        }
-        if (pc != qc) {
-            fail(w, "gtid %s: atomicity: payer (unit %u) %s, payee (unit %u) %s", id, p,
-                 pc ? "committed" : "aborted", q, qc ? "committed" : "not committed");
-        }
-        if ((sq & ST_LEG) && !(sp & ST_LEG)) fail(w, "gtid %s: payee leg without a payer leg", id);
-        if (!pc) {
-            if (sp & ST_LEG) w->r->aborted++;
-            continue;
-        }
-        w->r->committed++;
-        int32_t dr = account_index(w, t->debit_account_id);
-        int32_t cr = account_index(w, t->credit_account_id);
-        PC_ASSERT(dr >= 0 && cr >= 0);
-        expected[dr][0] += t->amount;
-        expected[cr][1] += t->amount;
-        clearing[p][t->ledger][1] += t->amount;
-        clearing[q][t->ledger][0] += t->amount;
+        if (is_cross(w, &w->catalog[c])) atomicity_one(w, f, c);
     }
 }
 
-static void balances_check(xs_world_t *w, pc_u128 (*expected)[2],
-                           pc_u128 (*clearing)[XS_LEDGERS_MAX + 1][2]) {
+static void balances_check(xs_world_t *w, const xs_final_t *f) {
     char a[48], b[48];
     for (uint32_t i = 0; i < w->accounts_count; i++) {
         const xs_account_t *x = &w->accounts[i];
@@ -1019,13 +1166,13 @@ static void balances_check(xs_world_t *w, pc_u128 (*expected)[2],
         if (acc.debits_pending != 0 || acc.credits_pending != 0) {
             fail(w, "account %s still has pending amounts", pc_u128_format(x->id, a));
         }
-        if (acc.debits_posted != expected[i][0] || acc.credits_posted != expected[i][1]) {
+        if (acc.debits_posted != f->expected[i][0] || acc.credits_posted != f->expected[i][1]) {
             char c[48], d[48], e[48];
             fail(w, "account %s (unit %u): posted debits %s credits %s, the model built from "
-                    "the payers' decisions says %s %s",
+                    "the payers' records says %s %s",
                  pc_u128_format(x->id, a), x->unit, pc_u128_format(acc.debits_posted, b),
-                 pc_u128_format(acc.credits_posted, c), pc_u128_format(expected[i][0], d),
-                 pc_u128_format(expected[i][1], e));
+                 pc_u128_format(acc.credits_posted, c), pc_u128_format(f->expected[i][0], d),
+                 pc_u128_format(f->expected[i][1], e));
         }
     }
     for (uint32_t u = 0; u < w->units_count; u++) {
@@ -1034,17 +1181,17 @@ static void balances_check(xs_world_t *w, pc_u128 (*expected)[2],
             pc_account_t acc;
             memset(&acc, 0, sizeof acc);
             (void)pc_ledger_lookup_accounts(w->units[u].ledger, &id, 1, &acc);
-            if (acc.debits_posted != clearing[u][l][0] || acc.credits_posted != clearing[u][l][1] ||
-                acc.debits_pending != 0 || acc.credits_pending != 0) {
+            if (acc.debits_posted != f->clearing[u][l][0] ||
+                acc.credits_posted != f->clearing[u][l][1] || acc.debits_pending != 0 ||
+                acc.credits_pending != 0) {
                 fail(w, "unit %u clearing account of ledger %u differs from the model", u, l);
             }
         }
     }
 }
 
-/* Nothing pending, nothing undecided or unfinished, clearing cancels. */
+/* Nothing pending, nothing undecided, clearing cancels across units. */
 static void totals_check(xs_world_t *w) {
-    uint64_t outbox = 0;
     pc_u128 sum[XS_LEDGERS_MAX + 1][2];
     memset(sum, 0, sizeof sum);
     for (uint32_t u = 0; u < w->units_count; u++) {
@@ -1052,6 +1199,7 @@ static void totals_check(xs_world_t *w) {
         uint32_t n = pc_ledger_xts_totals(w->units[u].ledger, false, t, PC_ARRAY_LEN(t));
         PC_ASSERT(n <= PC_ARRAY_LEN(t));
         for (uint32_t k = 0; k < n; k++) {
+            PC_ASSERT(t[k].ledger >= 1 && t[k].ledger <= XS_LEDGERS_MAX);
             if (t[k].debits_pending != 0 || t[k].credits_pending != 0) {
                 fail(w, "unit %u ledger %u: pending amounts remain", u, t[k].ledger);
             }
@@ -1059,7 +1207,6 @@ static void totals_check(xs_world_t *w) {
                 fail(w, "unit %u ledger %u: %llu legs still trying", u, t[k].ledger,
                      (unsigned long long)t[k].xts_trying);
             }
-            outbox += t[k].xts_outbox;
             sum[t[k].ledger][0] += t[k].clearing_debits_posted;
             sum[t[k].ledger][1] += t[k].clearing_credits_posted;
         }
@@ -1067,36 +1214,28 @@ static void totals_check(xs_world_t *w) {
     for (uint32_t l = 1; l <= XS_LEDGERS_MAX; l++) {
         if (sum[l][0] != sum[l][1]) fail(w, "ledger %u: clearing accounts do not cancel", l);
     }
-    if (outbox != w->stuck) {
-        fail(w, "%llu outbox entries remain (%llu stuck at a full payee)",
-             (unsigned long long)outbox, (unsigned long long)w->stuck);
-    }
 }
 
 /* Atomicity and balances first: their failures name the gtid or account. */
 static void final_check(xs_world_t *w) {
-    uint8_t (*state)[XS_CATALOG_MAX] = calloc(XS_UNITS_MAX, sizeof *state);
-    pc_u128 (*expected)[2] = calloc(XS_ACCOUNTS_MAX, sizeof *expected);
-    pc_u128 (*clearing)[XS_LEDGERS_MAX + 1][2] = calloc(XS_UNITS_MAX, sizeof *clearing);
-    PC_ASSERT(state != NULL && expected != NULL && clearing != NULL);
-    stores_scan(w, state, expected);
-    atomicity_check(w, state, expected, clearing);
-    balances_check(w, expected, clearing);
+    xs_final_t *f = calloc(1, sizeof *f);
+    PC_ASSERT(f != NULL);
+    stores_scan(w, f);
+    atomicity_check(w, f);
+    balances_check(w, f);
     totals_check(w);
     /* A payee refuses a decision only when a unit lost state or decided on
-     * its own (job.c logs it as impossible), or (tight) when its store is
-     * full; outside tight runs the config must never reach a table's bound. */
+     * its own (job.c logs it as impossible); outside tight runs the config
+     * must never reach a table's bound. */
     if (w->r->payee_disagreed > 0) {
         fail(w, "payee units refused %llu delivered decisions",
              (unsigned long long)w->r->payee_disagreed);
     }
-    if (!w->tight && (w->r->capacity_hits > 0 || w->r->payee_full > 0)) {
+    if (!w->tight && w->r->capacity_hits > 0) {
         fail(w, "a ledger table filled up %llu times (simulator config too small)",
              (unsigned long long)w->r->capacity_hits);
     }
-    free(state);
-    free(expected);
-    free(clearing);
+    free(f);
 }
 
 /* ---- the run ---- */
@@ -1149,11 +1288,10 @@ static int world_new(const pc_xts_sim_options_t *options, pc_xts_sim_result_t *r
     w->long_delay_pct = 1 + (uint32_t)below(w, 6);
     w->tight = chance(w, 250);
     w->config = (pc_ledger_config_t){.accounts_max = 64, .transfers_max = 16384,
-                                     .pending_max = 1024, .outbox_max = 1024};
+                                     .pending_max = 1024};
     if (w->tight) {
         w->config.transfers_max = 120 + below(w, 600);
         w->config.pending_max = 8 + (uint32_t)below(w, 24);
-        w->config.outbox_max = 4 + (uint32_t)below(w, 12);
     }
     result->tight = w->tight;
     for (uint32_t u = 0; u < w->units_count; u++) {
@@ -1176,51 +1314,16 @@ static int world_new(const pc_xts_sim_options_t *options, pc_xts_sim_result_t *r
     setup_routing(w);
     setup_accounts(w);
     for (uint32_t u = 0; u < w->units_count; u++) unit_checkpoint(&w->units[u]);
-    say(w, "units=%u ledgers=%u accounts=%u loss=%u%% dup=%u%% long_delay=%u%%", w->units_count,
-        w->ledgers_count, w->accounts_count, w->loss_pct, w->dup_pct, w->long_delay_pct);
+    say(w, "units=%u ledgers=%u accounts=%u loss=%u%% dup=%u%% long_delay=%u%%%s",
+        w->units_count, w->ledgers_count, w->accounts_count, w->loss_pct, w->dup_pct,
+        w->long_delay_pct, w->tight ? " tight" : "");
     *out = w;
     return PC_OK;
 }
 
-/* Tight runs only: quiet (nothing in flight, no leg undecided) and every
- * outbox entry left is a decision its payee refuses with transfers_full
- * (an abort of a gtid it never saw needs a tombstone slot it cannot take).
- * Probes each entry once more through the payee, as recovery would. */
-static bool only_stuck(xs_world_t *w) {
-    if (!w->tight || packets_in_flight(w) > 0) return false;
-    uint64_t stuck = 0;
-    for (uint32_t u = 0; u < w->units_count; u++) {
-        pc_totals_t t[8];
-        uint32_t n = pc_ledger_xts_totals(w->units[u].ledger, false, t, PC_ARRAY_LEN(t));
-        for (uint32_t k = 0; k < n && k < PC_ARRAY_LEN(t); k++) {
-            if (t[k].xts_trying != 0) return false;
-        }
-        pc_account_filter_t filter;
-        memset(&filter, 0, sizeof filter);
-        filter.limit = 64;
-        pc_transfer_t records[64];
-        int m = pc_ledger_xts_outbox(w->units[u].ledger, &filter, records);
-        PC_ASSERT(m >= 0 && (uint32_t)m <= w->config.outbox_max);
-        for (int i = 0; i < m; i++) {
-            pc_transfer_t ev;
-            memset(&ev, 0, sizeof ev);
-            ev.id = records[i].id;
-            ev.flags = records[i].flags;
-            uint32_t res;
-            unit_apply(w, unit_of(w, records[i].credit_account_id), PC_OP_xts_resolve, &ev, 1,
-                       &res);
-            if (res != R(transfers_full)) return false;
-        }
-        stuck += (uint64_t)m;
-    }
-    w->stuck = stuck;
-    w->r->outbox_stuck = stuck;
-    return true;
-}
-
-/* Heal: no faults, the drivers stop, and recovery must decide and finish
- * every leg within a bound. Returns false (with the reason in liveness)
- * when it did not. */
+/* Heal: no faults, the drivers stop, and recovery must decide every payee
+ * leg within a bound. Returns false (with the reason in liveness) when it
+ * did not. */
 static bool heal_run(xs_world_t *w, char *liveness, size_t size) {
     w->faults = false;
     for (uint32_t d = 0; d < XS_DRIVERS; d++) {
@@ -1228,23 +1331,21 @@ static bool heal_run(xs_world_t *w, char *liveness, size_t size) {
     }
     uint64_t heal_end = w->tick + XS_HEAL_TICKS_MAX;
     while (w->r->ok && !drained(w) && w->tick < heal_end) {
-        if (w->tick % 10 == 0 && only_stuck(w)) return true;
         tick_run(w);
         w->tick++;
     }
-    if (!w->r->ok || drained(w) || only_stuck(w)) return true;
-    uint32_t open = 0;
+    if (!w->r->ok || drained(w)) return true;
+    uint64_t open = 0;
     for (uint32_t u = 0; u < w->units_count; u++) {
         pc_totals_t t[8];
         uint32_t n = pc_ledger_xts_totals(w->units[u].ledger, false, t, PC_ARRAY_LEN(t));
-        for (uint32_t k = 0; k < n && k < PC_ARRAY_LEN(t); k++) {
-            open += (uint32_t)(t[k].xts_trying + t[k].xts_outbox);
-        }
+        for (uint32_t k = 0; k < n && k < PC_ARRAY_LEN(t); k++) open += t[k].xts_trying;
     }
     snprintf(liveness, size,
-             "tick %llu: liveness: %u legs undecided or unfinished after %u heal ticks "
+             "tick %llu: liveness: %llu payee legs undecided after %u heal ticks "
              "(%u packets in flight)",
-             (unsigned long long)w->tick, open, XS_HEAL_TICKS_MAX, packets_in_flight(w));
+             (unsigned long long)w->tick, (unsigned long long)open, XS_HEAL_TICKS_MAX,
+             packets_in_flight(w));
     return false;
 }
 

@@ -25,7 +25,8 @@
  * check reads the ledger back through the gateway: every account's history
  * (get_account_transfers, paged) and balances. A transfer is *effective*
  * when it moved money: a local transfer when its record is there, a
- * cross-unit one when the payer unit holds its commit (post) record. The
+ * cross-unit one when the payer unit holds its posted debit (payee-first
+ * XTS: the payer's one record is its decision to commit). The
  * rules, each broken one an anomaly:
  *   - acknowledged ok            → effective;
  *   - rejected with a code       → not effective;
@@ -481,14 +482,15 @@ static bool judge(checker_t *k, entry_t *e, uint64_t counts[4][2]) {
         if (e->posts[0] + e->posts[1] + e->voids[0] + e->voids[1] > 0)
             anomaly(k, "local transfer %s has a cross-unit resolution", id);
     } else {
-        effective = e->posts[0] > 0;
-        bool aborted = e->voids[0] > 0;
-        if (effective && aborted) anomaly(k, "transfer %s both committed and aborted", id);
-        if ((effective || aborted) && e->legs[0] == 0)
-            anomaly(k, "transfer %s decided without a payer leg", id);
-        /* A payer leg with neither decision expired (the payer's own abort
-         * at the XTS timeout writes no record); one still pending shows in
-         * the accounts' pending balances, checked below. */
+        /* The payer's commit is its posted debit; its abort is a tombstone,
+         * in no history. Only the payee's pending credit is resolved. */
+        effective = e->legs[0] > 0;
+        if (e->posts[0] + e->voids[0] > 0)
+            anomaly(k, "cross-unit transfer %s has a resolution at the payer", id);
+        if (e->posts[1] + e->voids[1] > 0 && e->legs[1] == 0)
+            anomaly(k, "transfer %s resolved without a payee leg", id);
+        if (e->posts[1] > 0 && e->voids[1] > 0)
+            anomaly(k, "transfer %s both confirmed and cancelled at the payee", id);
         if (effective && e->posts[1] != 1)
             anomaly(k, "cross-unit transfer %s committed but not confirmed at the payee", id);
         if (!effective && e->posts[1] > 0)

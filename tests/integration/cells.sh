@@ -56,6 +56,18 @@ settled 61 "5 0 0 0" "(the aborted transfer released)"
 expect_exit 0 "$PAYCELL" lookup transfer 101 --addresses "$G"
 expect_in "$OUT" "1 -> 60"
 
+step "the payer's refusal is its abort, for good: the payee's pending credit cancelled"
+expect_exit 0 "$PAYCELL" account create --addresses "$G" --id 90005 --ledger 1 --code 1 \
+    --flags debits_must_not_exceed_credits
+expect_in "$(transfer 104 90005 60 3)" '"exceeds_credits"'
+settled 60 "0 7 0 0" "(the refused transfer's pending credit cancelled)"
+expect_in "$(transfer 104 90005 60 3)" '"xts_aborted"'
+account 90006
+expect_in "$(transfer 105 90006 90005 10)" '"created"'
+expect_in "$(transfer 104 90005 60 3)" '"xts_aborted"'
+settled 90005 "0 10 0 0" "(funded, and still never debited by the aborted transfer)"
+settled 60 "0 7 0 0"
+
 step "HTTP: accounts and transfers within and across units"
 post() { curl -s -o "$TMP/body" -w '%{http_code}' -H 'Content-Type: application/json' \
     -X POST --data-binary "$2" "$H$1"; }

@@ -2,7 +2,7 @@
 # killed mid-stream. A stream of cross-unit transfers (paycell bench
 # --cross-unit 1) runs through the gateway; the gateway is killed with -9
 # and restarted; later the primary of unit 0 is killed with -9 and
-# restarted. After the XTS timeout and the payer units' recovery loops,
+# restarted. After the XTS timeout and the payee units' recovery loops,
 # every global transaction must have ended (committed or cancelled on both
 # sides): nothing in flight, no pending amount left on any account, and the
 # audit across units equal.
@@ -65,11 +65,11 @@ orphans=$("$PAYCELL" audit balances --gzone "$PAYCELL_GZONE" --json)
 start_gateway
 settle
 echo "after the gateway crash: $OUT"
-# What the dead gateway left in flight was ended by the payer units' recovery
+# What the dead gateway left in flight was ended by the payee units' recovery
 # loops (the new gateway knows nothing of it).
 case "$orphans" in
 *'"in_flight":[]'*) echo "(nothing was in flight at the kill)" ;;
-*) grep -q "recovery delivered" "$D"/logs/unit*.log || fail "in flight at the kill, never recovered: $orphans" ;;
+*) grep -q "recovery ended" "$D"/logs/unit*.log || fail "in flight at the kill, never recovered: $orphans" ;;
 esac
 
 step "kill -9 unit 0's primary in the middle of cross-unit transfers"

@@ -24,7 +24,7 @@ typedef struct fx {
 
 static fx_t *fx_new_config(uint32_t accounts_max, uint64_t transfers_max, uint32_t pending_max) {
     fx_t *fx = calloc(1, sizeof(*fx));
-    pc_ledger_config_t config = {accounts_max, transfers_max, pending_max, 0};
+    pc_ledger_config_t config = {accounts_max, transfers_max, pending_max};
     ASSERT_EQ(pc_ledger_init(&config, &fx->ledger), PC_OK);
     fx->store_cap = transfers_max;
     fx->store = calloc(transfers_max, sizeof(pc_transfer_slot_t));
@@ -1501,18 +1501,18 @@ static void test_routing_checksum(void) {
 
 static void test_init_config(void) {
     pc_ledger_t *l = NULL;
-    pc_ledger_config_t c = {0, 10, 10, 0};
+    pc_ledger_config_t c = {0, 10, 10};
     ASSERT_EQ(pc_ledger_init(&c, &l), PC_EINVAL);
-    c = (pc_ledger_config_t){10, 0, 10, 0};
+    c = (pc_ledger_config_t){10, 0, 10};
     ASSERT_EQ(pc_ledger_init(&c, &l), PC_EINVAL);
-    c = (pc_ledger_config_t){10, 10, 0, 0};
+    c = (pc_ledger_config_t){10, 10, 0};
     ASSERT_EQ(pc_ledger_init(&c, &l), PC_EINVAL);
-    c = (pc_ledger_config_t){PC_ACCOUNTS_MAX_LIMIT + 1, 10, 10, 0};
+    c = (pc_ledger_config_t){PC_ACCOUNTS_MAX_LIMIT + 1, 10, 10};
     ASSERT_EQ(pc_ledger_init(&c, &l), PC_EINVAL);
     ASSERT_EQ(pc_ledger_init(NULL, &l), PC_EINVAL);
     /* The default configuration maps its tables lazily. */
     c = (pc_ledger_config_t){PC_ACCOUNTS_MAX_DEFAULT, PC_TRANSFERS_MAX_DEFAULT,
-                             PC_PENDING_MAX_DEFAULT, 0};
+                             PC_PENDING_MAX_DEFAULT};
     ASSERT_EQ(pc_ledger_init(&c, &l), PC_OK);
     pc_ledger_stats_t s;
     pc_ledger_stats(l, &s);

@@ -774,7 +774,7 @@ static void run_seed(uint64_t seed) {
     /* Some seeds run into every capacity limit. */
     bool tight = seed % 3 == 0;
     r->model->config = (pc_ledger_config_t){tight ? 8 : ACCOUNT_IDS, tight ? 120 : M_TRANSFERS_MAX,
-                                            tight ? 4 : 64, 0};
+                                            tight ? 4 : 64};
     CHECK(pc_ledger_init(&r->model->config, &r->ledger) == PC_OK);
     /* Others run near the end of time, where the longest timeouts overflow. */
     r->now = seed % 7 == 1 ? UINT64_MAX - 1000000000000000000ull : 1000 * S_NS;
