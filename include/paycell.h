@@ -388,8 +388,8 @@ static inline int pc_account_id_is_reserved(pc_u128 id) {
 
 /* get_xts_outbox takes one pc_account_filter_t: account_id 0, limit,
  * timestamp_min and timestamp_max (only legs tried in that range; a max of 0
- * = no bound) and flags, which must be PC_FILTER_XTS_TRYING: the payee legs still undecided in this unit,
- * oldest first. Reply: pc_transfer_t records as the client sent them, with
+ * = no bound) and flags, which must be PC_FILTER_XTS_TRYING: the payee legs
+ * still undecided in this unit, oldest first. Reply: pc_transfer_t records as the client sent them, with
  * flags pending; timestamp: when the leg was tried. */
 #define PC_FILTER_XTS_TRYING (1u << 3)
 

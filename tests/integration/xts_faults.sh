@@ -69,7 +69,8 @@ echo "after the gateway crash: $OUT"
 # loops (the new gateway knows nothing of it).
 case "$orphans" in
 *'"in_flight":[]'*) echo "(nothing was in flight at the kill)" ;;
-*) grep -q "recovery ended" "$D"/logs/unit*.log || fail "in flight at the kill, never recovered: $orphans" ;;
+*) grep -q "recovery ended" "$D"/logs/unit*.log ||
+    fail "in flight at the kill, never recovered: $orphans" ;;
 esac
 
 step "kill -9 unit 0's primary in the middle of cross-unit transfers"

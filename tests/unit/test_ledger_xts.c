@@ -1582,8 +1582,8 @@ static void test_xts_gtid_of_a_plain_transfer(void) {
     X(test_xts_random)                                                                             \
     X(test_shadow_mixed_refused)                                                                   \
     X(test_shadow_isolation)                                                                       \
-    X(test_shadow_purge_crowded_index)                                                              \
-    X(test_xts_purge_keeps_store_full)                                                              \
+    X(test_shadow_purge_crowded_index)                                                             \
+    X(test_xts_purge_keeps_store_full)                                                             \
     X(test_xts_gtid_of_a_plain_transfer)
 
 PC_TEST_MAIN(TESTS)
