@@ -389,8 +389,9 @@ static inline int pc_account_id_is_reserved(pc_u128 id) {
 /* get_xts_outbox takes one pc_account_filter_t: account_id 0, limit,
  * timestamp_min and timestamp_max (only legs tried in that range; a max of 0
  * = no bound) and flags, which must be PC_FILTER_XTS_TRYING: the payee legs
- * still undecided in this unit, oldest first. Reply: pc_transfer_t records as the client sent them, with
- * flags pending; timestamp: when the leg was tried. */
+ * still undecided in this unit, oldest first. Reply: pc_transfer_t records
+ * as the client sent them, with flags pending; timestamp: when the leg was
+ * tried. */
 #define PC_FILTER_XTS_TRYING (1u << 3)
 
 /* An xts_resolve event, 32 bytes: the decision on one gtid (step 3, and
