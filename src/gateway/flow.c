@@ -44,8 +44,47 @@ int pc_flow_queue_init(pc_flow_queue_t *queue, uint32_t capacity) {
     queue->standing_wait_ns = 0;
     queue->good_ns = 0;
     queue->late_ns = 0;
+    for (uint32_t i = 0; i < PC_FLOW_SURGE_SLOTS; i++) {
+        queue->surge_tick[i] = 0;
+        queue->surge_arrived[i] = 0;
+        queue->surge_left[i] = 0;
+    }
     PC_ASSERT(queue->count <= queue->capacity);
     return PC_OK;
+}
+
+/* The surge window's slot for now, emptied if it last held an older tick. */
+static uint32_t surge_slot(pc_flow_queue_t *queue, uint64_t now_ns) {
+    uint64_t tick = now_ns / PC_FLOW_SURGE_SLOT_NS + 1; /* 0: never used */
+    uint32_t slot = (uint32_t)(tick % PC_FLOW_SURGE_SLOTS);
+    if (queue->surge_tick[slot] != tick) {
+        queue->surge_tick[slot] = tick;
+        queue->surge_arrived[slot] = 0;
+        queue->surge_left[slot] = 0;
+    }
+    return slot;
+}
+
+static void surge_count(pc_flow_queue_t *queue, uint64_t now_ns, bool arrived, bool left) {
+    uint32_t slot = surge_slot(queue, now_ns);
+    queue->surge_arrived[slot] += arrived;
+    queue->surge_left[slot] += left;
+}
+
+bool pc_flow_queue_surging(const pc_flow_queue_t *queue, uint64_t now_ns) {
+    PC_ASSERT(queue->count <= queue->capacity);
+    if (queue->standing_ns == 0 || queue->count == 0) return false;
+    uint64_t tick = now_ns / PC_FLOW_SURGE_SLOT_NS + 1;
+    uint64_t arrived = 0, left = 0;
+    for (uint32_t i = 0; i < PC_FLOW_SURGE_SLOTS; i++) {
+        if (queue->surge_tick[i] + PC_FLOW_SURGE_SLOTS <= tick) continue; /* stale */
+        /* Only slots in which requests left: a stall's arrivals are not a
+         * surge, nor is the drain after it, which takes out more than arrive. */
+        if (queue->surge_left[i] == 0) continue;
+        arrived += queue->surge_arrived[i];
+        left += queue->surge_left[i];
+    }
+    return left > 0 && arrived >= 2 * left + 2;
 }
 
 int pc_flow_queue_standing(pc_flow_queue_t *queue, uint64_t standing_ns, uint64_t wait_ns) {
@@ -62,6 +101,7 @@ void pc_flow_queue_pass(pc_flow_queue_t *queue, uint64_t now_ns) {
     PC_ASSERT(queue->count <= queue->capacity);
     PC_ASSERT(queue->capacity > 0);
     queue->good_ns = PC_MAX(queue->good_ns, now_ns);
+    surge_count(queue, now_ns, true, true);
 }
 
 /* Standing: every request for standing_ns had to queue (no pass), or the
@@ -78,7 +118,8 @@ bool pc_flow_queue_is_standing(const pc_flow_queue_t *queue, uint64_t now_ns) {
     uint64_t since_good = now_ns > queue->good_ns ? now_ns - queue->good_ns : 0;
     uint64_t since_late = now_ns > queue->late_ns ? now_ns - queue->late_ns : 0;
     return since_good >= queue->standing_ns ||
-           (queue->late_ns != 0 && since_late < queue->standing_ns);
+           (queue->late_ns != 0 && since_late < queue->standing_ns) ||
+           pc_flow_queue_surging(queue, now_ns);
 }
 
 /* Is items[index] expired at now_ns? */
@@ -116,6 +157,7 @@ pc_flow_reason_t pc_flow_queue_push(pc_flow_queue_t *queue, uint64_t now_ns, pc_
     queue->items[tail] = item;
     queue->pushed_ns[tail] = now_ns;
     queue->count++;
+    surge_count(queue, now_ns, true, false);
     PC_ASSERT(queue->count <= queue->capacity);
     return PC_FLOW_REASON_none;
 }
@@ -131,6 +173,7 @@ bool pc_flow_queue_pop(pc_flow_queue_t *queue, uint64_t now_ns, pc_flow_item_t *
     queue->head = (queue->head + 1) % queue->capacity;
     queue->count--;
     if (*reason == PC_FLOW_REASON_deadline) queue->late_ns = now_ns;
+    surge_count(queue, now_ns, false, true); /* served or refused, it left */
     PC_ASSERT(queue->head < queue->capacity);
     return true;
 }

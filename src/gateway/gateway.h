@@ -289,6 +289,9 @@ pc_flow_breaker_state_t pc_flow_breaker_state(const pc_flow_breaker_t *breaker);
 /* ---- 5. bounded request queue with deadlines ------------------------------- */
 
 #define PC_FLOW_QUEUE_MAX 4096u
+/* The surge window: PC_FLOW_SURGE_SLOTS slots of PC_FLOW_SURGE_SLOT_NS. */
+#define PC_FLOW_SURGE_SLOTS 4u
+#define PC_FLOW_SURGE_SLOT_NS (15ull * 1000 * 1000)
 
 typedef struct pc_flow_item {
     uint64_t id;          /* the caller's handle for the request */
@@ -303,6 +306,11 @@ typedef struct pc_flow_queue {
      * pc_flow_queue_standing. good_ns: the last pc_flow_queue_pass; late_ns:
      * the last pop of an expired item (0: none yet). */
     uint64_t standing_ns, standing_wait_ns, good_ns, late_ns;
+    /* Requests that arrived (pass or push) and left (pass or pop) per slot
+     * of the surge window; slot_tick: the slot's time index
+     * (now / PC_FLOW_SURGE_SLOT_NS), so a stale slot counts as empty. */
+    uint64_t surge_tick[PC_FLOW_SURGE_SLOTS];
+    uint32_t surge_arrived[PC_FLOW_SURGE_SLOTS], surge_left[PC_FLOW_SURGE_SLOTS];
     pc_flow_item_t items[PC_FLOW_QUEUE_MAX];
     uint64_t pushed_ns[PC_FLOW_QUEUE_MAX]; /* when items[i] was pushed */
 } pc_flow_queue_t;
@@ -320,9 +328,16 @@ int pc_flow_queue_standing(pc_flow_queue_t *queue, uint64_t standing_ns, uint64_
 /* A request got through without waiting (the caller found room and an empty
  * queue): for the standing-queue rule. */
 void pc_flow_queue_pass(pc_flow_queue_t *queue, uint64_t now_ns);
-/* Is the rule on and the backlog standing: no pass for standing_ns, or an
- * expired pop less than standing_ns ago? */
+/* Is the rule on and the backlog standing: no pass for standing_ns, an
+ * expired pop less than standing_ns ago, or a surge (pc_flow_queue_surging)? */
 bool pc_flow_queue_is_standing(const pc_flow_queue_t *queue, uint64_t now_ns);
+/* A surge: requests are waiting and, over the slots of the window (60 ms)
+ * in which requests left the queue (passed, started or refused), at least
+ * twice as many arrived as left. A stall's slots (nothing leaves) do not
+ * count, and the drain after it takes out more than arrive, so a unit's
+ * pause at half load refuses nothing; an overload is told within the
+ * window, where the standing rule needs standing_ns. Off with the rule. */
+bool pc_flow_queue_surging(const pc_flow_queue_t *queue, uint64_t now_ns);
 /* Shedding on arrival: is the backlog standing with at least queued_min
  * items already waiting? A newcomer would then wait its standing wait behind
  * them and most likely be refused as late anyway: refusing it on arrival

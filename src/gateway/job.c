@@ -700,16 +700,23 @@ static void reply_build_creates(gw_job_t *job) {
         out[n++] = (pc_create_result_t){.index = i, .result = job->results[i]};
     }
     job->reply_size = n * (uint32_t)sizeof(pc_create_result_t);
-    if (job->op == PC_OP_create_transfers) {
-        job->gw->metrics.transfers_failed += n;
-        job->gw->metrics.transfers_created += job->count - n;
-        for (uint32_t i = 0; i < job->count && !job->shadow; i++) { /* the big screen's GMV */
-            const pc_transfer_t *t = transfer_at(job, i);
-            uint16_t unpaid = PC_TRANSFER_pending | PC_TRANSFER_void_pending_transfer;
-            if (job->results[i] != 0 || (t->flags & unpaid)) continue;
-            job->gw->metrics.payments++;
-            job->gw->metrics.amount_created += t->amount;
-        }
+    if (job->op == PC_OP_create_transfers) job->gw->metrics.transfers_failed += n;
+}
+
+/* Counts the transfers a job created, whether or not the request then
+ * failed as a whole: a unit applied them, and the client's resend will be
+ * answered `exists`, which is not counted again. */
+static void metrics_count_created(gw_job_t *job) {
+    if (job->op != PC_OP_create_transfers) return;
+    pc_gateway_metrics_t *m = &job->gw->metrics;
+    for (uint32_t i = 0; i < job->count; i++) {
+        if (job->results[i] != 0) continue;
+        m->transfers_created++;
+        const pc_transfer_t *t = transfer_at(job, i);
+        uint16_t unpaid = PC_TRANSFER_pending | PC_TRANSFER_void_pending_transfer;
+        if (job->shadow || (t->flags & unpaid)) continue;
+        m->payments++; /* the big screen's GMV */
+        m->amount_created += t->amount;
     }
 }
 
@@ -784,6 +791,7 @@ static void reply_build_lookups(gw_job_t *job) {
 
 static void reply_queue(gw_job_t *job) {
     PC_ASSERT(!job->replied);
+    metrics_count_created(job);
     if (job->status == PC_OK) {
         if (job->op == PC_OP_create_accounts || job->op == PC_OP_create_transfers) {
             for (uint32_t i = 0; i < job->count; i++) {

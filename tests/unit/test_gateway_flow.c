@@ -293,6 +293,49 @@ static pc_flow_limiter_config_t limiter_config(void) {
         .probe_ns = 60 * MS};
 }
 
+/* The surge rule: at three times what the units start, the backlog is
+ * standing within the 60 ms window, long before standing_ns; a stall at
+ * half load (nothing starts) and the drain after it (starts outpace
+ * arrivals) are no surge. */
+static void test_queue_surge(void) {
+    pc_flow_queue_t *q = calloc(1, sizeof(*q));
+    ASSERT_EQ(pc_flow_queue_init(q, 4096), PC_OK);
+    ASSERT_EQ(pc_flow_queue_standing(q, 250 * MS, 10 * MS), PC_OK);
+    pc_flow_item_t item;
+    pc_flow_reason_t reason;
+    uint64_t t = 10 * S;
+    for (uint32_t i = 0; i < 50; i++, t += 4 * MS) pc_flow_queue_pass(q, t); /* half load */
+    for (uint32_t i = 0; i < 50; i++, t += 4 * MS) { /* a 200 ms stall: nothing starts */
+        ASSERT_EQ(pc_flow_queue_push(q, t, (pc_flow_item_t){i, t + 10 * S}), PC_FLOW_REASON_none);
+        ASSERT_TRUE(!pc_flow_queue_surging(q, t));
+        ASSERT_TRUE(!pc_flow_queue_is_standing(q, t));
+    }
+    while (pc_flow_queue_count(q) > 0) { /* the drain: two start per arrival */
+        ASSERT_EQ(pc_flow_queue_push(q, t, (pc_flow_item_t){99, t + 10 * S}), PC_FLOW_REASON_none);
+        for (uint32_t k = 0; k < 2 && pc_flow_queue_count(q) > 0; k++) {
+            ASSERT_TRUE(!pc_flow_queue_surging(q, t)); /* (the standing rule may refuse) */
+            ASSERT_TRUE(pc_flow_queue_pop(q, t, &item, &reason));
+        }
+        t += 4 * MS;
+    }
+    for (uint32_t i = 0; i < 100; i++, t += 4 * MS) pc_flow_queue_pass(q, t);
+    ASSERT_TRUE(!pc_flow_queue_is_standing(q, t)); /* the drain's refusals are over */
+    uint64_t onset = t;
+    bool surged = false;
+    for (uint32_t i = 0; !surged && i < 200; i++, t += 1 * MS) { /* three arrive per start */
+        ASSERT_EQ(pc_flow_queue_push(q, t, (pc_flow_item_t){i, t + 10 * S}), PC_FLOW_REASON_none);
+        surged = pc_flow_queue_surging(q, t);
+        if (i % 3 == 0 && !surged) {
+            ASSERT_TRUE(pc_flow_queue_pop(q, t, &item, &reason));
+            ASSERT_EQ(reason, PC_FLOW_REASON_none);
+        }
+    }
+    ASSERT_TRUE(surged);
+    ASSERT_TRUE(t - onset <= 60 * MS);
+    ASSERT_TRUE(pc_flow_queue_is_standing(q, t));
+    free(q);
+}
+
 static void test_limiter_config_invalid(void) {
     pc_flow_limiter_t l;
     pc_flow_limiter_config_t c = limiter_config();
@@ -645,6 +688,7 @@ static void test_breaker_slow_trip_and_half_open(void) {
     X(test_bucket_cold_reset)                                                         \
     X(test_queue_full_and_deadlines)                                                  \
     X(test_queue_standing_rule)                                                       \
+    X(test_queue_surge)                                                               \
     X(test_limiter_config_invalid)                                                    \
     X(test_limiter_acquire_release)                                                   \
     X(test_limiter_admits_and_force)                                                  \
