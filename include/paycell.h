@@ -301,8 +301,8 @@ enum pc_create_transfer_result {
  *
  * shadow_purge (operation 15; one zero u128 as its event; the request must
  * be flagged PC_REQUEST_SHADOW, else the result is shadow_mismatch) removes
- * every shadow account, transfer, pending leg and outbox entry of the unit
- * in one step. Reads do not check namespaces: a lookup finds what it names.
+ * every shadow account, transfer and pending leg of the unit in one step.
+ * Reads do not check namespaces: a lookup finds what it names.
  * ---------------------------------------------------------------------- */
 #define PC_SHADOW_BIT (((pc_u128)1) << 127)
 #define PC_SHADOW_ID(id) ((pc_u128)(id) | PC_SHADOW_BIT)
@@ -386,7 +386,7 @@ static inline int pc_account_id_is_reserved(pc_u128 id) {
     return ((uint64_t)(id >> 64) & (UINT64_MAX >> 1)) == (UINT64_MAX >> 1);
 }
 
-/* get_xts_outbox takes one pc_account_filter_t: account_id 0, limit,
+/* get_xts_legs takes one pc_account_filter_t: account_id 0, limit,
  * timestamp_min and timestamp_max (only legs tried in that range; a max of 0
  * = no bound) and flags, which must be PC_FILTER_XTS_TRYING: the payee legs
  * still undecided in this unit, oldest first. Reply: pc_transfer_t records
@@ -513,7 +513,7 @@ const char *pc_transfer_flag_name(uint16_t single_bit);
     X(set_routing, 7)                                                                \
     X(xts_try, 8)                                                                    \
     X(xts_resolve, 9)                                                                \
-    X(get_xts_outbox, 11)                                                            \
+    X(get_xts_legs, 11)                                                              \
     X(set_cluster, 12)                                                               \
     X(get_cluster, 13)                                                               \
     X(get_totals, 14)                                                                \

@@ -798,12 +798,12 @@ static int audit_unit(const route_ctx_t *ctx, const pc_cluster_t *map, uint32_t 
         audit_totals(a, &t);
     }
     if (rc == PC_OK) {
-        op = "get_xts_outbox";
+        op = "get_xts_legs";
         pc_account_filter_t filter;
         memset(&filter, 0, sizeof filter);
         filter.limit = PC_BATCH_EVENTS_MAX;
         filter.flags = PC_FILTER_XTS_TRYING;
-        rc = pc_client_call(client, PC_OP_get_xts_outbox, &filter, 1, buf, buf_size, &size);
+        rc = pc_client_call(client, PC_OP_get_xts_legs, &filter, 1, buf, buf_size, &size);
     }
     for (uint32_t i = 0; rc == PC_OK && i < size / sizeof(pc_transfer_t); i++) {
         pc_transfer_t t;

@@ -505,7 +505,7 @@ static int reply_check(const request_t *request, const pc_header_t *reply) {
     if (record_size == 0) return body_size == 0 ? PC_OK : PC_EPROTO;
     if (body_size % record_size != 0) return PC_EPROTO;
     uint32_t records_max;
-    if (operation == PC_OP_get_account_transfers || operation == PC_OP_get_xts_outbox ||
+    if (operation == PC_OP_get_account_transfers || operation == PC_OP_get_xts_legs ||
         operation == PC_OP_list_accounts) {
         records_max = ((const pc_account_filter_t *)request_body(request))->limit;
     } else if (operation == PC_OP_get_totals) {

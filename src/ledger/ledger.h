@@ -134,13 +134,13 @@ bool pc_ledger_handles(pc_operation_t operation);
  * xts bits are cleared, so an xts leg reads back as the client sent it. */
 void pc_ledger_transfer_public(pc_transfer_t *transfer);
 
-/* get_xts_outbox: the undecided payee legs of this unit (flags pending,
+/* get_xts_legs: the undecided payee legs of this unit (flags pending,
  * timestamp = try time, oldest first), at most filter->limit, all with
  * timestamp in [timestamp_min, timestamp_max] (0 = unbounded). Returns the
  * count or PC_EINVAL (account_id not 0, limit not 1..PC_BATCH_EVENTS_MAX,
  * flags not exactly PC_FILTER_XTS_TRYING, reserved bytes, min > max). out
  * holds filter->limit. */
-int pc_ledger_xts_outbox(const pc_ledger_t *ledger, const pc_account_filter_t *filter,
+int pc_ledger_xts_legs(const pc_ledger_t *ledger, const pc_account_filter_t *filter,
                          pc_transfer_t *out);
 
 /* get_totals: per-ledger totals of one namespace (shadow or real) with its
@@ -172,7 +172,7 @@ int pc_ledger_get_account_transfers(const pc_ledger_t *ledger, const pc_account_
 
 /* A checksum of one namespace's records only: its accounts (in insertion
  * order, balances and timestamps included), its transfers' records and
- * statuses, its pending legs and outbox entries — but no slot positions,
+ * statuses and its pending legs — but no slot positions,
  * which the other namespace's records shift. A real load run alone and the
  * same real load run beside shadow traffic (at the same timestamps) give
  * the same real checksum. Reads the store through `reader` for records no
@@ -195,9 +195,8 @@ void pc_ledger_namespace_counts(const pc_ledger_t *ledger, bool shadow, uint64_t
 
 /* Bytes pc_ledger_snapshot_write will write for the current state. */
 size_t pc_ledger_snapshot_size(const pc_ledger_t *ledger);
-/* Serializes routing, accounts, pending transfers, the xts outbox and
- * counters (not the transfer index, which pc_ledger_rebuild_slot derives
- * from the store).
+/* Serializes routing, accounts, pending transfers and counters (not the
+ * transfer index, which pc_ledger_rebuild_slot derives from the store).
  * Requires no unflushed slots. Returns bytes written. */
 size_t pc_ledger_snapshot_write(const pc_ledger_t *ledger, void *buf, size_t size);
 /* Loads a snapshot into an empty ledger. Errors: PC_ECORRUPT, PC_EFULL
@@ -227,7 +226,7 @@ uint32_t pc_ledger_bucket_accounts(const pc_ledger_t *ledger, uint32_t bucket);
 /* ---- invariants and inspection ---- */
 
 /* A checksum over all state (accounts, pending set, id index contents,
- * xts outbox, counters, routing) that is equal on two ledgers exactly when they hold
+ * counters, routing) that is equal on two ledgers exactly when they hold
  * the same state. O(state); for tests, the simulator and audits. */
 pc_u128 pc_ledger_state_checksum(const pc_ledger_t *ledger);
 

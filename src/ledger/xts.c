@@ -1,7 +1,7 @@
 /*
  * xts.c — cross-unit transfers (XTS) inside one unit's ledger: the try and
  * resolve steps of the payee-first TCC protocol described in paycell.h, and
- * the reads get_xts_outbox (the undecided payee legs) and get_totals.
+ * the reads get_xts_legs (the undecided payee legs) and get_totals.
  *
  * Every record moves money between a local account and the unit's clearing
  * account of the ledger, so conservation holds inside every unit at every
@@ -369,7 +369,7 @@ static uint32_t trying_list(const pc_ledger_t *ledger, const pc_account_filter_t
     return n;
 }
 
-int pc_ledger_xts_outbox(const pc_ledger_t *ledger, const pc_account_filter_t *filter,
+int pc_ledger_xts_legs(const pc_ledger_t *ledger, const pc_account_filter_t *filter,
                          pc_transfer_t *out) {
     PC_ASSERT(filter != NULL && out != NULL);
     PC_ASSERT(!ledger->undo_on);

@@ -60,7 +60,7 @@ uint32_t pc_operation_event_size(pc_operation_t operation) {
     case PC_OP_set_routing: return sizeof(pc_routing_t);
     case PC_OP_xts_try: return sizeof(pc_transfer_t);
     case PC_OP_xts_resolve: return sizeof(pc_xts_decision_t);
-    case PC_OP_get_xts_outbox: return sizeof(pc_account_filter_t);
+    case PC_OP_get_xts_legs: return sizeof(pc_account_filter_t);
     case PC_OP_set_cluster: return sizeof(pc_cluster_t);
     case PC_OP_get_cluster: return sizeof(pc_u128);
     case PC_OP_get_totals: return sizeof(pc_u128);
@@ -83,7 +83,7 @@ uint32_t pc_operation_reply_record_size(pc_operation_t operation) {
     case PC_OP_set_routing: return sizeof(pc_create_result_t);
     case PC_OP_xts_try: return sizeof(pc_create_result_t);
     case PC_OP_xts_resolve: return sizeof(pc_create_result_t);
-    case PC_OP_get_xts_outbox: return sizeof(pc_transfer_t);
+    case PC_OP_get_xts_legs: return sizeof(pc_transfer_t);
     case PC_OP_set_cluster: return sizeof(pc_create_result_t);
     case PC_OP_get_cluster: return sizeof(pc_cluster_t);
     case PC_OP_get_totals: return sizeof(pc_totals_t);
@@ -274,7 +274,7 @@ int pc_request_verify(const pc_header_t *header, const void *body) {
 bool pc_operation_single_event(pc_operation_t operation) {
     switch (operation) {
     case PC_OP_get_account_transfers:
-    case PC_OP_get_xts_outbox:
+    case PC_OP_get_xts_legs:
     case PC_OP_set_routing: /* one unit, one table: a batch of them means nothing */
     case PC_OP_set_cluster:
     case PC_OP_get_cluster:

@@ -181,15 +181,15 @@ int pc__machine_replay_entry(void *ctx, const pc_wal_header_t *header, const voi
     return pc__machine_commit(r, header->op, header->timestamp, body, header->body_size, NULL, 0);
 }
 
-/* get_xts_outbox and get_totals: reads of the ledger's xts state into the
+/* get_xts_legs and get_totals: reads of the ledger's xts state into the
  * reply body (records of PC_RECORD_SIZE). Returns the count or a pc_err. */
 static int serve_xts(replica_t *r, const pc_header_t *h, const void *body) {
     PC_STATIC_ASSERT(sizeof(pc_totals_t) == PC_RECORD_SIZE, "totals are records");
     PC_ASSERT(h->size > PC_HEADER_SIZE);
-    if (h->operation == PC_OP_get_xts_outbox) {
+    if (h->operation == PC_OP_get_xts_legs) {
         pc_account_filter_t filter;
         memcpy(&filter, body, sizeof filter);
-        return pc_ledger_xts_outbox(r->ledger, &filter, (pc_transfer_t *)r->reply_body);
+        return pc_ledger_xts_legs(r->ledger, &filter, (pc_transfer_t *)r->reply_body);
     }
     pc_u128 space; /* 0: the real namespace, 1: the shadow one */
     memcpy(&space, body, sizeof space);
@@ -228,7 +228,7 @@ void pc__machine_serve_read(replica_t *r, conn_t *c, const pc_header_t *h, const
                 pc_ledger_transfer_public(&out[n++]);
             }
         }
-    } else if (h->operation == PC_OP_get_xts_outbox || h->operation == PC_OP_get_totals) {
+    } else if (h->operation == PC_OP_get_xts_legs || h->operation == PC_OP_get_totals) {
         int rc = serve_xts(r, h, body);
         if (rc < 0) status = rc;
         else n = (uint32_t)rc;

@@ -152,7 +152,7 @@ static void round_run(pc_xts_recovery_t *x) {
     filter.timestamp_max = now - RECOVERY_GRACE_NS;
     filter.flags = PC_FILTER_XTS_TRYING;
     uint32_t size = 0;
-    int rc = pc_client_call(x->self, PC_OP_get_xts_outbox, &filter, 1, x->records,
+    int rc = pc_client_call(x->self, PC_OP_get_xts_legs, &filter, 1, x->records,
                             PC_BATCH_EVENTS_MAX * (uint32_t)sizeof(pc_transfer_t), &size);
     if (rc != PC_OK) {
         client_drop(&x->self);

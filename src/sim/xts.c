@@ -788,7 +788,7 @@ static uint32_t recovery_list(xs_world_t *w, uint32_t ui, pc_transfer_t *legs) {
     filter.limit = XS_EVENTS_MAX;
     filter.timestamp_max = now - XS_RECOVERY_GRACE_NS;
     pc_transfer_t listed[XS_EVENTS_MAX];
-    int n = pc_ledger_xts_outbox(w->units[ui].ledger, &filter, listed);
+    int n = pc_ledger_xts_legs(w->units[ui].ledger, &filter, listed);
     PC_ASSERT(n >= 0 && n <= (int)XS_EVENTS_MAX);
     uint32_t m = 0;
     for (int i = 0; i < n; i++) {
@@ -1003,7 +1003,7 @@ static bool drained(xs_world_t *w) {
         filter.limit = 1;
         filter.flags = PC_FILTER_XTS_TRYING;
         pc_transfer_t one;
-        if (pc_ledger_xts_outbox(w->units[u].ledger, &filter, &one) != 0) return false;
+        if (pc_ledger_xts_legs(w->units[u].ledger, &filter, &one) != 0) return false;
         if (pc_ledger_next_expiry(w->units[u].ledger) != UINT64_MAX) return false;
     }
     return true;

@@ -67,7 +67,7 @@ static void test_operation_roles(void) {
     static const pc_operation_t admin[] = {PC_OP_shadow_purge, PC_OP_set_routing,
                                            PC_OP_set_cluster,  PC_OP_get_totals,
                                            PC_OP_list_accounts, PC_OP_xts_try,
-                                           PC_OP_xts_resolve,  PC_OP_get_xts_outbox};
+                                           PC_OP_xts_resolve,  PC_OP_get_xts_legs};
     for (uint32_t i = 0; i < PC_ARRAY_LEN(ledger); i++) {
         ASSERT_TRUE(gw_auth_operation_allowed(PC_ROLE_client, ledger[i]));
         ASSERT_TRUE(gw_auth_operation_allowed(PC_ROLE_operator, ledger[i]));

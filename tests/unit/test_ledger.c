@@ -1453,7 +1453,7 @@ static void test_routing_snapshot_v1(void) {
     ASSERT_EQ(pc_ledger_snapshot_write(fx->ledger, buf, size), size);
     uint32_t version;
     memcpy(&version, buf + 8, 4);
-    ASSERT_EQ(version, 4); /* with an empty outbox and no purge laid out as version 2 */
+    ASSERT_EQ(version, 4); /* with no purge, laid out as version 2 */
     /* Drop the 32-byte routing block after the 80-byte header. */
     memmove(buf + 80, buf + 80 + 32, size - 80 - 32);
     size -= 32;

@@ -6,7 +6,7 @@
  * the payer (the payee's recovery asking, naming the leg by its digest).
  * Every repeat of every step, empty rollback and suspension on both sides,
  * capacity (the store's reserve, pending room, the clearing account), the
- * get_xts_outbox listing of undecided payee legs and its filter, totals,
+ * get_xts_legs listing of undecided payee legs and its filter, totals,
  * snapshot and rebuild mid-way, a seeded randomized run across two ledgers
  * and the shadow namespace. Conservation (per ledger, the unit's debits equal
  * its credits, pending and posted) is checked after every step.
@@ -269,14 +269,14 @@ static void crossed(fx_t *p, fx_t *q) {
     }
 }
 
-/* get_xts_outbox: the undecided payee legs. */
+/* get_xts_legs: the undecided payee legs. */
 static int trying(fx_t *fx, uint64_t timestamp_max, uint32_t limit, pc_transfer_t *out) {
     pc_account_filter_t f;
     memset(&f, 0, sizeof(f));
     f.limit = limit;
     f.flags = PC_FILTER_XTS_TRYING;
     f.timestamp_max = timestamp_max;
-    return pc_ledger_xts_outbox(fx->ledger, &f, out);
+    return pc_ledger_xts_legs(fx->ledger, &f, out);
 }
 
 /* The stored record behind a gtid, as lookup_transfers returns it. */
@@ -832,7 +832,7 @@ static void test_xts_clearing_unavailable(void) {
     fx_free(q);
 }
 
-/* get_xts_outbox lists the undecided payee legs, oldest first, as sent. */
+/* get_xts_legs lists the undecided payee legs, oldest first, as sent. */
 static void test_xts_trying_filter(void) {
     fx_t *q = fx_payee();
     pc_transfer_t legs[6];
@@ -873,23 +873,23 @@ static void test_xts_trying_filter(void) {
     pc_account_filter_t f;
     memset(&f, 0, sizeof(f));
     f.limit = 1;
-    ASSERT_EQ(pc_ledger_xts_outbox(q->ledger, &f, out), PC_EINVAL); /* flags 0 */
+    ASSERT_EQ(pc_ledger_xts_legs(q->ledger, &f, out), PC_EINVAL); /* flags 0 */
     f.flags = PC_FILTER_DEBITS;
-    ASSERT_EQ(pc_ledger_xts_outbox(q->ledger, &f, out), PC_EINVAL);
+    ASSERT_EQ(pc_ledger_xts_legs(q->ledger, &f, out), PC_EINVAL);
     f.flags = PC_FILTER_XTS_TRYING | PC_FILTER_CREDITS;
-    ASSERT_EQ(pc_ledger_xts_outbox(q->ledger, &f, out), PC_EINVAL);
+    ASSERT_EQ(pc_ledger_xts_legs(q->ledger, &f, out), PC_EINVAL);
     f.flags = PC_FILTER_XTS_TRYING;
-    ASSERT_EQ(pc_ledger_xts_outbox(q->ledger, &f, out), 1);
+    ASSERT_EQ(pc_ledger_xts_legs(q->ledger, &f, out), 1);
     f.limit = 0;
-    ASSERT_EQ(pc_ledger_xts_outbox(q->ledger, &f, out), PC_EINVAL);
+    ASSERT_EQ(pc_ledger_xts_legs(q->ledger, &f, out), PC_EINVAL);
     f.limit = PC_BATCH_EVENTS_MAX + 1;
-    ASSERT_EQ(pc_ledger_xts_outbox(q->ledger, &f, out), PC_EINVAL);
+    ASSERT_EQ(pc_ledger_xts_legs(q->ledger, &f, out), PC_EINVAL);
     f.limit = 1;
     f.account_id = 51;
-    ASSERT_EQ(pc_ledger_xts_outbox(q->ledger, &f, out), PC_EINVAL);
+    ASSERT_EQ(pc_ledger_xts_legs(q->ledger, &f, out), PC_EINVAL);
     f.account_id = 0;
     f.reserved[3] = 1;
-    ASSERT_EQ(pc_ledger_xts_outbox(q->ledger, &f, out), PC_EINVAL);
+    ASSERT_EQ(pc_ledger_xts_legs(q->ledger, &f, out), PC_EINVAL);
     fx_free(q);
 }
 
