@@ -159,33 +159,31 @@ static uint32_t clearing_get(pc_ledger_t *ledger, uint32_t ledger_id, pc_u128 gt
     return ledger->accounts_count - 1;
 }
 
-/* The payee's side: a pending credit from the clearing account. */
-static void payee_commit(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t timestamp,
-                         uint64_t pos, uint32_t local) {
+/* The try's record, between the local account and the clearing account:
+ * the payee's pending credit, or the payer's debit, posted at once (its
+ * decision to commit). */
+static void try_commit(pc_ledger_t *ledger, const pc_transfer_t *t, uint32_t role,
+                       uint64_t timestamp, uint64_t pos, uint32_t local) {
+    bool payer = role == ROLE_PAYER;
     uint32_t clearing = clearing_get(ledger, t->ledger, t->id, timestamp);
-    PC_ASSERT(local != clearing);
-    ledger->accounts[clearing].debits_pending += t->amount;
-    ledger->accounts[local].credits_pending += t->amount;
+    uint32_t dr = payer ? local : clearing, cr = payer ? clearing : local;
+    PC_ASSERT(dr != cr);
+    pc_account_t *d = &ledger->accounts[dr], *c = &ledger->accounts[cr];
     pc_transfer_t record = *t;
     record.timestamp = timestamp;
-    record.flags = PC_TRANSFER_pending | PC_SLOT_XTS | PC_SLOT_XTS_PAYEE;
-    uint64_t loc = slot_commit(ledger, &record, clearing, local);
-    uint32_t index = pc__pending_add(ledger, &record, pos);
-    pc__index_insert(ledger, pos, t->id, pc__ls_make(loc, index, PC__ST_PENDING));
-}
-
-/* The payer's commit: the debit posted to the clearing account at once. */
-static void payer_commit(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t timestamp,
-                         uint64_t pos, uint32_t local) {
-    uint32_t clearing = clearing_get(ledger, t->ledger, t->id, timestamp);
-    PC_ASSERT(local != clearing);
-    ledger->accounts[local].debits_posted += t->amount;
-    ledger->accounts[clearing].credits_posted += t->amount;
-    pc_transfer_t record = *t;
-    record.timestamp = timestamp;
-    record.flags = PC_SLOT_XTS;
-    uint64_t loc = slot_commit(ledger, &record, local, clearing);
-    pc__index_insert(ledger, pos, t->id, pc__ls_make(loc, 0, PC__ST_POSTED));
+    if (payer) {
+        d->debits_posted += t->amount;
+        c->credits_posted += t->amount;
+        record.flags = PC_SLOT_XTS;
+    } else {
+        d->debits_pending += t->amount;
+        c->credits_pending += t->amount;
+        record.flags = PC_TRANSFER_pending | PC_SLOT_XTS | PC_SLOT_XTS_PAYEE;
+    }
+    uint64_t loc = slot_commit(ledger, &record, dr, cr);
+    uint64_t ls = payer ? pc__ls_make(loc, 0, PC__ST_POSTED)
+                        : pc__ls_make(loc, pc__pending_add(ledger, &record, pos), PC__ST_PENDING);
+    pc__index_insert(ledger, pos, t->id, ls);
 }
 
 /* The tombstone of an aborted gtid: a later try or commit of it answers
@@ -212,13 +210,8 @@ uint32_t pc__xts_try(pc_ledger_t *ledger, const pc_transfer_t *t, uint64_t times
     if (result == R(created)) result = try_exists(ledger, t, &pos);
     if (result != R(created)) return result;
     result = try_check(ledger, t, role, timestamp, &local);
-    if (role == ROLE_PAYEE) {
-        if (result == R(created)) payee_commit(ledger, t, timestamp, pos, local);
-        return result;
-    }
-    /* The payer decides here, either way, for good. */
-    if (result == R(created)) payer_commit(ledger, t, timestamp, pos, local);
-    else tombstone_write(ledger, t->id, timestamp, pos);
+    if (result == R(created)) try_commit(ledger, t, role, timestamp, pos, local);
+    else if (role == ROLE_PAYER) tombstone_write(ledger, t->id, timestamp, pos); /* for good */
     return result;
 }
 
@@ -284,11 +277,9 @@ uint32_t pc__xts_resolve(pc_ledger_t *ledger, const pc_xts_decision_t *d, uint64
     uint32_t status = pc__ls_status(ls);
     if (status == PC__ST_XTS_ABORTED) return commit ? R(xts_aborted) : R(exists);
     /* The id is another, ordinary transfer's: no try of it can ever take. */
-    if (status == PC__ST_FAILED || status == PC__ST_CREATED) {
-        return commit ? R(xts_not_found) : R(xts_aborted);
-    }
-    const pc_transfer_t *leg = pc__record_get(ledger, d->gtid, ls);
-    if (!pc__is_xts(leg)) return commit ? R(xts_not_found) : R(xts_aborted);
+    bool ordinary = status == PC__ST_FAILED || status == PC__ST_CREATED;
+    const pc_transfer_t *leg = ordinary ? NULL : pc__record_get(ledger, d->gtid, ls);
+    if (leg == NULL || !pc__is_xts(leg)) return commit ? R(xts_not_found) : R(xts_aborted);
     /* Asked about a leg of another transfer under this gtid: not this one. */
     if (d->leg != 0 && d->leg != pc_xts_leg_digest(leg)) {
         return commit ? R(xts_not_found) : R(xts_aborted);

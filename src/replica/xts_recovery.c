@@ -47,7 +47,8 @@ struct pc_xts_recovery {
     pc_transfer_t *records;
     pc_xts_decision_t *batch;
     pc_create_result_t *results;
-    uint32_t *index;
+    uint32_t *index;  /* ask_payer: each event's result */
+    uint32_t *picked; /* a round: the legs bound for one payer unit and namespace */
     uint64_t ended;
 };
 
@@ -131,13 +132,15 @@ static uint32_t ask_payer(pc_xts_recovery_t *x, uint32_t unit, uint32_t flags,
     return decided;
 }
 
-/* The listed legs past their own timeout, into idx; returns how many. */
-static uint32_t legs_expired(const pc_xts_recovery_t *x, uint32_t n, uint64_t now,
-                             uint32_t *idx) {
+/* Keeps, at the front of records[0..n), the legs past their own timeout;
+ * returns how many. */
+static uint32_t legs_expired(pc_xts_recovery_t *x, uint32_t n, uint64_t now) {
     uint32_t m = 0;
     for (uint32_t i = 0; i < n; i++) {
         const pc_transfer_t *leg = &x->records[i];
-        if (leg->timestamp + (uint64_t)leg->timeout * 1000000000ull <= now) idx[m++] = i;
+        if (leg->timestamp + (uint64_t)leg->timeout * 1000000000ull <= now) {
+            x->records[m++] = *leg;
+        }
     }
     return m;
 }
@@ -158,10 +161,7 @@ static void round_run(pc_xts_recovery_t *x) {
         client_drop(&x->self);
         return;
     }
-    uint32_t *all = malloc((size_t)PC_BATCH_EVENTS_MAX * 2 * sizeof(uint32_t));
-    if (all == NULL) return;
-    uint32_t *idx = all + PC_BATCH_EVENTS_MAX;
-    uint32_t n = legs_expired(x, size / (uint32_t)sizeof(pc_transfer_t), now, all);
+    uint32_t n = legs_expired(x, size / (uint32_t)sizeof(pc_transfer_t), now);
     uint64_t ended = 0;
     /* One batch per payer unit and namespace: a shadow leg's question and
      * decision travel in shadow requests, as every step of a shadow
@@ -170,22 +170,21 @@ static void round_run(pc_xts_recovery_t *x) {
         uint32_t unit = k / 2;
         bool shadow = k % 2 == 1;
         uint32_t flags = shadow ? PC_REQUEST_SHADOW : 0, m = 0;
-        for (uint32_t j = 0; j < n; j++) {
-            const pc_transfer_t *leg = &x->records[all[j]];
+        for (uint32_t i = 0; i < n; i++) {
+            const pc_transfer_t *leg = &x->records[i];
             if (x->map.bucket_unit[pc_bucket_of(leg->debit_account_id)] == unit &&
                 (bool)pc_id_is_shadow(leg->id) == shadow) {
-                idx[m++] = all[j];
+                x->picked[m++] = i;
             }
         }
         if (m == 0) continue;
-        uint32_t decided = ask_payer(x, unit, flags, idx, m);
+        uint32_t decided = ask_payer(x, unit, flags, x->picked, m);
         if (decided == 0) continue;
         rc = pc_client_call_flags(x->self, PC_OP_xts_resolve, flags, x->batch, decided,
                                   x->results, decided * (uint32_t)sizeof(pc_create_result_t),
                                   &size);
         if (rc == PC_OK) ended += decided;
     }
-    free(all);
     if (ended > 0) {
         x->ended += ended;
         pc_log("xts", "info", "recovery ended %llu expired legs (%llu since start)",
@@ -209,6 +208,7 @@ static void recovery_free(pc_xts_recovery_t *x) {
     free(x->batch);
     free(x->results);
     free(x->index);
+    free(x->picked);
     free(x);
 }
 
@@ -228,7 +228,8 @@ int pc_xts_recovery_start(const char *gzone, const char *own, uint64_t cluster,
     x->batch = malloc(PC_BATCH_EVENTS_MAX * sizeof(pc_xts_decision_t));
     x->results = malloc(PC_BATCH_EVENTS_MAX * sizeof(pc_create_result_t));
     x->index = malloc(PC_BATCH_EVENTS_MAX * sizeof(uint32_t));
-    if (!x->records || !x->batch || !x->results || !x->index ||
+    x->picked = malloc(PC_BATCH_EVENTS_MAX * sizeof(uint32_t));
+    if (!x->records || !x->batch || !x->results || !x->index || !x->picked ||
         pthread_create(&x->thread, NULL, recovery_main, x) != 0) {
         recovery_free(x);
         return PC_ENOMEM;
