@@ -4,6 +4,7 @@
 #   make test       install deps, build, run every test (unit, sanitizers,
 #                   fuzz smoke, integration); last line "N passed, N failed"
 #   make bench      the default benchmark (durable, single replica)
+#   make bench-overload  3x capacity for 30 s on two units (issue 5), ~5 min
 #   make demo       the Double-11 demo
 #   make fuzz       longer fuzzing of the protocol decoder
 #   make sim        the VSR simulator on random seeds until stopped
@@ -41,7 +42,7 @@ ALL_SRC  := $(CORE_SRC) $(CLI_SRC)
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 ITESTS     := $(patsubst tests/integration/%.c,%,$(wildcard tests/integration/*.c))
 
-.PHONY: all deps test unit unit-asan itests fuzz bench demo sim chaos clean
+.PHONY: all deps test unit unit-asan itests fuzz bench bench-overload demo sim chaos clean
 all: $(BUILD)/paycell $(BUILD)/libpaycell.a $(BUILD)/libpaycell.so $(BUILD)/example-transfer
 
 deps:
@@ -158,6 +159,9 @@ fuzz: deps $(BUILD)/fuzz/fuzz_protocol
 
 bench: deps all
 	$(BUILD)/paycell bench $(BENCH_ARGS)
+
+bench-overload: deps all
+	bash scripts/overload.sh --paycell $(BUILD)/paycell $(OVERLOAD_ARGS)
 
 demo: deps all
 	$(BUILD)/paycell demo $(DEMO_ARGS)

@@ -31,10 +31,10 @@
  * the floor for a batching unit, so under overload a unit runs at the
  * floor, and a floor past the knee only queues. Parts made in one loop turn
  * go to a unit as one request (gw_parts_flush), and a unit commits the same
- * transfers faster in fewer, larger requests: with merging, 8 parts of
- * ~500 transfers keep a unit of three replicas at its capacity with half
- * the overload latency of 16 (docs/BENCHMARKS.md, "Merged sub-requests"). */
-#define GW_LIMIT_MIN 8u
+ * transfers faster in fewer, larger requests: 4 parts of ~500 transfers
+ * keep a unit of three replicas at its capacity with two thirds of the
+ * overload latency of 8 (docs/BENCHMARKS.md, "The limit's floor at 4"). */
+#define GW_LIMIT_MIN 4u
 #define GW_LIMIT_MAX 4096u
 #define GW_LIMIT_INITIAL 256u
 #define GW_SLOW_CALL_NS (1000ull * 1000 * 1000)
