@@ -34,7 +34,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -x "$paycell" ] || { echo "overload: $paycell is not built (make all)" >&2; exit 2; }
-[ -n "$data" ] || data=$(mktemp -d /tmp/paycell-overload.XXXXXX)
+made="" # removed at the end only if this script made it
+[ -n "$data" ] || { data=$(mktemp -d /tmp/paycell-overload.XXXXXX); made=$data; }
 gateway=127.0.0.1:$port
 
 cluster_start() {
@@ -43,10 +44,10 @@ cluster_start() {
         --accounts-max 100000 --transfers-max 24000000 >/dev/null
 }
 cluster_stop() { "$paycell" stop --data "$data/cluster" >/dev/null 2>&1 || true; rm -rf "$data/cluster"; }
-trap 'cluster_stop; rm -rf "$data"' EXIT
+trap 'cluster_stop; [ -z "$made" ] || rm -rf "$made"' EXIT
 
 # field NAME JSON: the first number after "NAME": in JSON.
-field() { grep -o "\"$1\":[0-9.]*" <<<"$2" | head -n 1 | cut -d: -f2; }
+field() { grep -o "\"$1\":-\?[0-9.]*" <<<"$2" | head -n 1 | cut -d: -f2; }
 
 closed_loop() {
     "$paycell" bench --addresses "$gateway" --transfers 10000000 --clients 16 --batch 1000 \
@@ -75,7 +76,7 @@ phase() { sed -n "$(($1 + 1))p" <<<"$phases"; }
 base_p99=$(field p99_ms "$(phase 1)")
 over_p99=$(field p99_ms "$(phase 2)")
 goodput=$(field accepted_per_s "$(phase 2)")
-settled=$(grep -o '"settled_after_s":-\?[0-9]*' <<<"$(phase 3)" | cut -d: -f2)
+settled=$(field settled_after_s "$(phase 3)")
 unanswered=$(field unanswered "$report")
 
 awk -v C="$C" -v pass1="$pass1" -v g="$goodput" -v b="$base_p99" -v o="$over_p99" \

@@ -53,9 +53,14 @@ int pc_flow_queue_init(pc_flow_queue_t *queue, uint32_t capacity) {
     return PC_OK;
 }
 
+/* The surge window's time index of now_ns (0 marks a slot never used). */
+static uint64_t surge_tick(uint64_t now_ns) {
+    return now_ns / PC_FLOW_SURGE_SLOT_NS + 1;
+}
+
 /* The surge window's slot for now, emptied if it last held an older tick. */
 static uint32_t surge_slot(pc_flow_queue_t *queue, uint64_t now_ns) {
-    uint64_t tick = now_ns / PC_FLOW_SURGE_SLOT_NS + 1; /* 0: never used */
+    uint64_t tick = surge_tick(now_ns);
     uint32_t slot = (uint32_t)(tick % PC_FLOW_SURGE_SLOTS);
     if (queue->surge_tick[slot] != tick) {
         queue->surge_tick[slot] = tick;
@@ -74,7 +79,7 @@ static void surge_count(pc_flow_queue_t *queue, uint64_t now_ns, bool arrived, b
 bool pc_flow_queue_surging(const pc_flow_queue_t *queue, uint64_t now_ns) {
     PC_ASSERT(queue->count <= queue->capacity);
     if (queue->standing_ns == 0 || queue->count == 0) return false;
-    uint64_t tick = now_ns / PC_FLOW_SURGE_SLOT_NS + 1;
+    uint64_t tick = surge_tick(now_ns);
     uint64_t arrived = 0, left = 0;
     for (uint32_t i = 0; i < PC_FLOW_SURGE_SLOTS; i++) {
         if (queue->surge_tick[i] + PC_FLOW_SURGE_SLOTS <= tick) continue; /* stale */

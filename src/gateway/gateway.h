@@ -307,7 +307,7 @@ typedef struct pc_flow_queue {
      * the last pop of an expired item (0: none yet). */
     uint64_t standing_ns, standing_wait_ns, good_ns, late_ns;
     /* Requests that arrived (pass or push) and left (pass or pop) per slot
-     * of the surge window; slot_tick: the slot's time index
+     * of the surge window; surge_tick: the slot's time index
      * (now / PC_FLOW_SURGE_SLOT_NS), so a stale slot counts as empty. */
     uint64_t surge_tick[PC_FLOW_SURGE_SLOTS];
     uint32_t surge_arrived[PC_FLOW_SURGE_SLOTS], surge_left[PC_FLOW_SURGE_SLOTS];

@@ -141,7 +141,7 @@ void pc_ledger_transfer_public(pc_transfer_t *transfer);
  * flags not exactly PC_FILTER_XTS_TRYING, reserved bytes, min > max). out
  * holds filter->limit. */
 int pc_ledger_xts_legs(const pc_ledger_t *ledger, const pc_account_filter_t *filter,
-                         pc_transfer_t *out);
+                       pc_transfer_t *out);
 
 /* get_totals: per-ledger totals of one namespace (shadow or real) with its
  * clearing account and xts counts, sorted by ledger; writes up to cap,

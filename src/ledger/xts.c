@@ -361,7 +361,7 @@ static uint32_t trying_list(const pc_ledger_t *ledger, const pc_account_filter_t
 }
 
 int pc_ledger_xts_legs(const pc_ledger_t *ledger, const pc_account_filter_t *filter,
-                         pc_transfer_t *out) {
+                       pc_transfer_t *out) {
     PC_ASSERT(filter != NULL && out != NULL);
     PC_ASSERT(!ledger->undo_on);
     if (!trying_filter_valid(filter)) return PC_EINVAL;
