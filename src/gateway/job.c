@@ -918,9 +918,8 @@ static void phase_done(gw_job_t *job) {
  * queue_ms), until 250 ms pass without such a refusal. 250 ms rides out a
  * unit's usual stalls (a checkpoint, an fsync under contention: up to
  * ~200 ms) without refusing anything at half load; CoDel's 100 ms did not.
- * The wait is what an admitted request adds under overload: 5 ms rather
- * than 10 took the 3C p99 from 28-34 ms to 23-27 ms with the same goodput
- * (docs/BENCHMARKS.md, "The standing wait at 5 ms"). */
+ * The wait is what every admitted request adds under overload, hence
+ * short (docs/DESIGN.md, "Standing-queue rule"). */
 #define GW_QUEUE_STANDING_NS (250ull * 1000 * 1000)
 #define GW_QUEUE_STANDING_WAIT_NS (5ull * 1000 * 1000)
 
