@@ -70,7 +70,8 @@ static uint32_t surge_slot(pc_flow_queue_t *queue, uint64_t now_ns) {
     return slot;
 }
 
-static void surge_count(pc_flow_queue_t *queue, uint64_t now_ns, bool arrived, bool left) {
+static void surge_count(pc_flow_queue_t *queue, uint64_t now_ns, uint32_t arrived,
+                        uint32_t left) {
     uint32_t slot = surge_slot(queue, now_ns);
     queue->surge_arrived[slot] += arrived;
     queue->surge_left[slot] += left;
@@ -89,7 +90,7 @@ bool pc_flow_queue_surging(const pc_flow_queue_t *queue, uint64_t now_ns) {
         arrived += queue->surge_arrived[i];
         left += queue->surge_left[i];
     }
-    return left > 0 && arrived >= 2 * left + 2;
+    return left > 0 && arrived >= 2 * left + PC_FLOW_SURGE_EVENTS_MIN;
 }
 
 int pc_flow_queue_standing(pc_flow_queue_t *queue, uint64_t standing_ns, uint64_t wait_ns) {
@@ -102,11 +103,11 @@ int pc_flow_queue_standing(pc_flow_queue_t *queue, uint64_t standing_ns, uint64_
     return PC_OK;
 }
 
-void pc_flow_queue_pass(pc_flow_queue_t *queue, uint64_t now_ns) {
+void pc_flow_queue_pass(pc_flow_queue_t *queue, uint64_t now_ns, uint32_t events) {
     PC_ASSERT(queue->count <= queue->capacity);
     PC_ASSERT(queue->capacity > 0);
     queue->good_ns = PC_MAX(queue->good_ns, now_ns);
-    surge_count(queue, now_ns, true, true);
+    surge_count(queue, now_ns, events, events);
 }
 
 /* Standing: every request for standing_ns had to queue (no pass), or the
@@ -162,7 +163,7 @@ pc_flow_reason_t pc_flow_queue_push(pc_flow_queue_t *queue, uint64_t now_ns, pc_
     queue->items[tail] = item;
     queue->pushed_ns[tail] = now_ns;
     queue->count++;
-    surge_count(queue, now_ns, true, false);
+    surge_count(queue, now_ns, item.events, 0);
     PC_ASSERT(queue->count <= queue->capacity);
     return PC_FLOW_REASON_none;
 }
@@ -178,7 +179,7 @@ bool pc_flow_queue_pop(pc_flow_queue_t *queue, uint64_t now_ns, pc_flow_item_t *
     queue->head = (queue->head + 1) % queue->capacity;
     queue->count--;
     if (*reason == PC_FLOW_REASON_deadline) queue->late_ns = now_ns;
-    surge_count(queue, now_ns, false, true); /* served or refused, it left */
+    surge_count(queue, now_ns, 0, out->events); /* served or refused, it left */
     PC_ASSERT(queue->head < queue->capacity);
     return true;
 }

@@ -289,13 +289,17 @@ pc_flow_breaker_state_t pc_flow_breaker_state(const pc_flow_breaker_t *breaker);
 /* ---- 5. bounded request queue with deadlines ------------------------------- */
 
 #define PC_FLOW_QUEUE_MAX 4096u
-/* The surge window: PC_FLOW_SURGE_SLOTS slots of PC_FLOW_SURGE_SLOT_NS. */
+/* The surge window: PC_FLOW_SURGE_SLOTS slots of PC_FLOW_SURGE_SLOT_NS. A
+ * surge must outrun twice the departures by PC_FLOW_SURGE_EVENTS_MIN events
+ * (about a full batch), so a burst of small requests is no surge. */
 #define PC_FLOW_SURGE_SLOTS 4u
 #define PC_FLOW_SURGE_SLOT_NS (15ull * 1000 * 1000)
+#define PC_FLOW_SURGE_EVENTS_MIN 8192u
 
 typedef struct pc_flow_item {
     uint64_t id;          /* the caller's handle for the request */
     uint64_t deadline_ns; /* answer by then or reject */
+    uint32_t events;      /* the request's size, which the surge rule weighs */
 } pc_flow_item_t;
 
 typedef struct pc_flow_queue {
@@ -306,11 +310,11 @@ typedef struct pc_flow_queue {
      * pc_flow_queue_standing. good_ns: the last pc_flow_queue_pass; late_ns:
      * the last pop of an expired item (0: none yet). */
     uint64_t standing_ns, standing_wait_ns, good_ns, late_ns;
-    /* Requests that arrived (pass or push) and left (pass or pop) per slot
-     * of the surge window; surge_tick: the slot's time index
+    /* Events of the requests that arrived (pass or push) and left (pass or
+     * pop) per slot of the surge window; surge_tick: the slot's time index
      * (now / PC_FLOW_SURGE_SLOT_NS), so a stale slot counts as empty. */
     uint64_t surge_tick[PC_FLOW_SURGE_SLOTS];
-    uint32_t surge_arrived[PC_FLOW_SURGE_SLOTS], surge_left[PC_FLOW_SURGE_SLOTS];
+    uint64_t surge_arrived[PC_FLOW_SURGE_SLOTS], surge_left[PC_FLOW_SURGE_SLOTS];
     pc_flow_item_t items[PC_FLOW_QUEUE_MAX];
     uint64_t pushed_ns[PC_FLOW_QUEUE_MAX]; /* when items[i] was pushed */
 } pc_flow_queue_t;
@@ -325,18 +329,20 @@ int pc_flow_queue_init(pc_flow_queue_t *queue, uint32_t capacity);
  * so) whatever its deadline, until standing_ns pass without an expired pop.
  * Both 0: off. Errors: PC_EINVAL unless 0 < wait_ns < standing_ns (or both 0). */
 int pc_flow_queue_standing(pc_flow_queue_t *queue, uint64_t standing_ns, uint64_t wait_ns);
-/* A request got through without waiting (the caller found room and an empty
- * queue): for the standing-queue rule. */
-void pc_flow_queue_pass(pc_flow_queue_t *queue, uint64_t now_ns);
+/* A request of `events` events got through without waiting (the caller found
+ * room and an empty queue): for the standing-queue rule. */
+void pc_flow_queue_pass(pc_flow_queue_t *queue, uint64_t now_ns, uint32_t events);
 /* Is the rule on and the backlog standing: no pass for standing_ns, an
  * expired pop less than standing_ns ago, or a surge (pc_flow_queue_surging)? */
 bool pc_flow_queue_is_standing(const pc_flow_queue_t *queue, uint64_t now_ns);
 /* A surge: requests are waiting and, over the slots of the window (60 ms)
- * in which requests left the queue (passed, started or refused), at least
- * twice as many arrived as left. A stall's slots (nothing leaves) do not
- * count, and the drain after it takes out more than arrive, so a unit's
- * pause at half load refuses nothing; an overload is told within the
- * window, where the standing rule needs standing_ns. Off with the rule. */
+ * in which requests left the queue (passed, started or refused), the events
+ * that arrived are at least twice those that left, plus
+ * PC_FLOW_SURGE_EVENTS_MIN. A stall's slots (nothing leaves) do not count,
+ * and the drain after it takes out more than arrive, so a unit's pause at
+ * half load refuses nothing; nor is a burst of small requests a surge (what
+ * the units do in a moment); an overload is told within the window, where
+ * the standing rule needs standing_ns. Off with the rule. */
 bool pc_flow_queue_surging(const pc_flow_queue_t *queue, uint64_t now_ns);
 /* Shedding on arrival: is the backlog standing with at least queued_min
  * items already waiting? A newcomer would then wait its standing wait behind

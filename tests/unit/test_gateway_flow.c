@@ -156,14 +156,17 @@ static void test_queue_full_and_deadlines(void) {
     ASSERT_EQ(pc_flow_queue_init(q, PC_FLOW_QUEUE_MAX + 1), PC_EINVAL);
     ASSERT_EQ(pc_flow_queue_init(q, 3), PC_OK);
     uint64_t now = 1000 * MS;
-    ASSERT_EQ(pc_flow_queue_push(q, now, (pc_flow_item_t){1, now + 10 * MS}), PC_FLOW_REASON_none);
-    ASSERT_EQ(pc_flow_queue_push(q, now, (pc_flow_item_t){2, now + 50 * MS}), PC_FLOW_REASON_none);
-    ASSERT_EQ(pc_flow_queue_push(q, now, (pc_flow_item_t){3, now + 20 * MS}), PC_FLOW_REASON_none);
-    ASSERT_EQ(pc_flow_queue_push(q, now, (pc_flow_item_t){4, now + 90 * MS}),
+    ASSERT_EQ(pc_flow_queue_push(q, now, (pc_flow_item_t){1, now + 10 * MS, 1}),
+              PC_FLOW_REASON_none);
+    ASSERT_EQ(pc_flow_queue_push(q, now, (pc_flow_item_t){2, now + 50 * MS, 1}),
+              PC_FLOW_REASON_none);
+    ASSERT_EQ(pc_flow_queue_push(q, now, (pc_flow_item_t){3, now + 20 * MS, 1}),
+              PC_FLOW_REASON_none);
+    ASSERT_EQ(pc_flow_queue_push(q, now, (pc_flow_item_t){4, now + 90 * MS, 1}),
               PC_FLOW_REASON_queue_full);
-    ASSERT_EQ(pc_flow_queue_push(q, now, (pc_flow_item_t){5, now}), PC_FLOW_REASON_deadline);
+    ASSERT_EQ(pc_flow_queue_push(q, now, (pc_flow_item_t){5, now, 1}), PC_FLOW_REASON_deadline);
     ASSERT_EQ(pc_flow_queue_count(q), 3);
-    ASSERT_EQ(pc_flow_queue_push(q, now + S, (pc_flow_item_t){6, now + 2 * S}),
+    ASSERT_EQ(pc_flow_queue_push(q, now + S, (pc_flow_item_t){6, now + 2 * S, 1}),
               PC_FLOW_REASON_queue_full); /* still full, however late */
     /* At +30 ms items 1 and 3 have expired; FIFO order is kept. */
     pc_flow_item_t item;
@@ -181,7 +184,7 @@ static void test_queue_full_and_deadlines(void) {
     ASSERT_TRUE(!pc_flow_queue_pop(q, t, &item, &reason));
     /* Wrap around the ring many times: count and order stay right. */
     for (uint64_t i = 0; i < 100; i++) {
-        ASSERT_EQ(pc_flow_queue_push(q, t, (pc_flow_item_t){i, t + S}), PC_FLOW_REASON_none);
+        ASSERT_EQ(pc_flow_queue_push(q, t, (pc_flow_item_t){i, t + S, 1}), PC_FLOW_REASON_none);
         ASSERT_TRUE(pc_flow_queue_pop(q, t, &item, &reason));
         ASSERT_EQ(item.id, i);
         ASSERT_EQ(pc_flow_queue_count(q), 0);
@@ -202,17 +205,17 @@ static void test_queue_standing_rule(void) {
     pc_flow_item_t item;
     pc_flow_reason_t reason;
     uint64_t t = 1 * S;
-    pc_flow_queue_pass(q, t);
+    pc_flow_queue_pass(q, t, 1);
     /* A burst: items wait 50 ms, well within their 1 s deadline. */
-    ASSERT_EQ(pc_flow_queue_push(q, t, (pc_flow_item_t){1, t + S}), PC_FLOW_REASON_none);
+    ASSERT_EQ(pc_flow_queue_push(q, t, (pc_flow_item_t){1, t + S, 1}), PC_FLOW_REASON_none);
     ASSERT_TRUE(!pc_flow_queue_is_standing(q, t + 50 * MS));
     ASSERT_TRUE(!pc_flow_queue_late(q, t + 50 * MS));
     ASSERT_TRUE(pc_flow_queue_pop(q, t + 50 * MS, &item, &reason));
     ASSERT_EQ(reason, PC_FLOW_REASON_none);
     /* Sustained: no pass for 100 ms; items older than 10 ms are now late. */
-    ASSERT_EQ(pc_flow_queue_push(q, t + 60 * MS, (pc_flow_item_t){2, t + S}),
+    ASSERT_EQ(pc_flow_queue_push(q, t + 60 * MS, (pc_flow_item_t){2, t + S, 1}),
               PC_FLOW_REASON_none);
-    ASSERT_EQ(pc_flow_queue_push(q, t + 105 * MS, (pc_flow_item_t){3, t + S}),
+    ASSERT_EQ(pc_flow_queue_push(q, t + 105 * MS, (pc_flow_item_t){3, t + S, 1}),
               PC_FLOW_REASON_none);
     uint64_t now = t + 110 * MS;
     ASSERT_TRUE(pc_flow_queue_is_standing(q, now));
@@ -230,11 +233,11 @@ static void test_queue_standing_rule(void) {
     ASSERT_EQ(reason, PC_FLOW_REASON_none);
     /* The queue is empty, a request passes, but a refusal 10 ms ago keeps
      * the rule on; 100 ms after the last refusal it is off again. */
-    pc_flow_queue_pass(q, now + 5 * MS);
+    pc_flow_queue_pass(q, now + 5 * MS, 1);
     ASSERT_TRUE(pc_flow_queue_is_standing(q, now + 5 * MS));
-    pc_flow_queue_pass(q, now + 100 * MS);
+    pc_flow_queue_pass(q, now + 100 * MS, 1);
     ASSERT_TRUE(!pc_flow_queue_is_standing(q, now + 100 * MS));
-    ASSERT_EQ(pc_flow_queue_push(q, now + 100 * MS, (pc_flow_item_t){4, now + S}),
+    ASSERT_EQ(pc_flow_queue_push(q, now + 100 * MS, (pc_flow_item_t){4, now + S, 1}),
               PC_FLOW_REASON_none);
     ASSERT_TRUE(!pc_flow_queue_late(q, now + 150 * MS)); /* a burst again */
     ASSERT_TRUE(pc_flow_queue_late(q, now + 200 * MS));  /* 100 ms without a pass */
@@ -304,26 +307,29 @@ static void test_queue_surge(void) {
     pc_flow_item_t item;
     pc_flow_reason_t reason;
     uint64_t t = 10 * S;
-    for (uint32_t i = 0; i < 50; i++, t += 4 * MS) pc_flow_queue_pass(q, t); /* half load */
+    for (uint32_t i = 0; i < 50; i++, t += 4 * MS) pc_flow_queue_pass(q, t, 1000); /* half load */
     for (uint32_t i = 0; i < 50; i++, t += 4 * MS) { /* a 200 ms stall: nothing starts */
-        ASSERT_EQ(pc_flow_queue_push(q, t, (pc_flow_item_t){i, t + 10 * S}), PC_FLOW_REASON_none);
+        ASSERT_EQ(pc_flow_queue_push(q, t, (pc_flow_item_t){i, t + 10 * S, 1000}),
+                  PC_FLOW_REASON_none);
         ASSERT_TRUE(!pc_flow_queue_surging(q, t));
         ASSERT_TRUE(!pc_flow_queue_is_standing(q, t));
     }
     while (pc_flow_queue_count(q) > 0) { /* the drain: two start per arrival */
-        ASSERT_EQ(pc_flow_queue_push(q, t, (pc_flow_item_t){99, t + 10 * S}), PC_FLOW_REASON_none);
+        ASSERT_EQ(pc_flow_queue_push(q, t, (pc_flow_item_t){99, t + 10 * S, 1000}),
+                  PC_FLOW_REASON_none);
         for (uint32_t k = 0; k < 2 && pc_flow_queue_count(q) > 0; k++) {
             ASSERT_TRUE(!pc_flow_queue_surging(q, t)); /* (the standing rule may refuse) */
             ASSERT_TRUE(pc_flow_queue_pop(q, t, &item, &reason));
         }
         t += 4 * MS;
     }
-    for (uint32_t i = 0; i < 100; i++, t += 4 * MS) pc_flow_queue_pass(q, t);
+    for (uint32_t i = 0; i < 100; i++, t += 4 * MS) pc_flow_queue_pass(q, t, 1000);
     ASSERT_TRUE(!pc_flow_queue_is_standing(q, t)); /* the drain's refusals are over */
     uint64_t onset = t;
     bool surged = false;
     for (uint32_t i = 0; !surged && i < 200; i++, t += 1 * MS) { /* three arrive per start */
-        ASSERT_EQ(pc_flow_queue_push(q, t, (pc_flow_item_t){i, t + 10 * S}), PC_FLOW_REASON_none);
+        ASSERT_EQ(pc_flow_queue_push(q, t, (pc_flow_item_t){i, t + 10 * S, 1000}),
+                  PC_FLOW_REASON_none);
         surged = pc_flow_queue_surging(q, t);
         if (i % 3 == 0 && !surged) {
             ASSERT_TRUE(pc_flow_queue_pop(q, t, &item, &reason));
@@ -333,6 +339,36 @@ static void test_queue_surge(void) {
     ASSERT_TRUE(surged);
     ASSERT_TRUE(t - onset <= 60 * MS);
     ASSERT_TRUE(pc_flow_queue_is_standing(q, t));
+    free(q);
+}
+
+/* A burst is no surge: 20 one-event requests at once on an idle queue
+ * whose units start 4 every 10 ms all get their turn (the whole burst is
+ * what the units do in a moment). The same burst of 1,000-event requests,
+ * three times what starts, is a surge: weight is what counts. */
+static void test_queue_burst_no_surge(void) {
+    pc_flow_queue_t *q = calloc(1, sizeof(*q));
+    ASSERT_EQ(pc_flow_queue_init(q, 64), PC_OK);
+    ASSERT_EQ(pc_flow_queue_standing(q, 250 * MS, 5 * MS), PC_OK);
+    pc_flow_item_t item;
+    pc_flow_reason_t reason;
+    for (uint32_t events = 1; events <= 1000; events *= 1000) {
+        uint64_t t = 10 * S * events;
+        for (uint32_t i = 0; i < 4; i++) pc_flow_queue_pass(q, t, events);
+        for (uint32_t i = 4; i < 20; i++)
+            ASSERT_EQ(pc_flow_queue_push(q, t, (pc_flow_item_t){i, t + S, events}),
+                      PC_FLOW_REASON_none);
+        uint32_t refused = 0;
+        while (pc_flow_queue_count(q) > 0) {
+            t += 10 * MS;
+            for (uint32_t k = 0; k < 4 && pc_flow_queue_count(q) > 0; k++) {
+                ASSERT_TRUE(pc_flow_queue_pop(q, t, &item, &reason));
+                refused += reason == PC_FLOW_REASON_deadline;
+            }
+        }
+        if (events == 1) ASSERT_EQ(refused, 0);
+        else ASSERT_TRUE(refused > 0);
+    }
     free(q);
 }
 
@@ -689,6 +725,7 @@ static void test_breaker_slow_trip_and_half_open(void) {
     X(test_queue_full_and_deadlines)                                                  \
     X(test_queue_standing_rule)                                                       \
     X(test_queue_surge)                                                               \
+    X(test_queue_burst_no_surge)                                                      \
     X(test_limiter_config_invalid)                                                    \
     X(test_limiter_acquire_release)                                                   \
     X(test_limiter_admits_and_force)                                                  \
