@@ -12,6 +12,12 @@
  * Space is preallocated with FALLOC_FL_KEEP_SIZE in 64 MiB steps by
  * pc_storage_reserve, so slot writes after a reserve cannot hit ENOSPC and
  * the logical size still counts only written slots.
+ *
+ * The page cache the store fills is bounded: writes start their writeback
+ * at once, and pages further than PC_SLOTS_CACHE_KEEP behind the tail are
+ * dropped (slots_cache_trim), so the store's footprint in memory stays near
+ * 64 MiB however large it grows, and a slot is read from the disk once it
+ * is that old.
  */
 #include "storage_int.h"
 
@@ -56,6 +62,25 @@ uint64_t pc_storage_slots_count(const pc_storage_t *storage) {
     return storage->slots_count;
 }
 
+/* Drops the store's cached pages more than PC_SLOTS_CACHE_KEEP behind the
+ * end of a write [start, end) that passed a PC_SLOTS_CACHE_STEP boundary.
+ * Kept, the store's page cache grows with it, and every write then needs
+ * pages the kernel must newly find: on a VM that hands freed memory back to
+ * its host each is a host fault, and in the 3x overload benchmark the
+ * copies into them went from 1% to a quarter of both cores mid-run
+ * (docs/BENCHMARKS.md, "The transfer store's page cache"). Dropped, the
+ * freed pages are the next ones written. Pages still dirty stay, their
+ * writeback already started; the next step drops them (the range starts at
+ * 0 each time, which also lets go of old slots read back since). */
+static void slots_cache_trim(const pc_storage_t *storage, uint64_t start, uint64_t end) {
+    PC_ASSERT(start < end);
+    uint64_t boundary = end / PC_SLOTS_CACHE_STEP * PC_SLOTS_CACHE_STEP;
+    if (boundary <= start || boundary <= PC_SLOTS_CACHE_KEEP) return;
+    /* Advice only: on failure the pages stay cached, which is no error. */
+    (void)posix_fadvise(storage->slots_fd, 0, (off_t)(boundary - PC_SLOTS_CACHE_KEEP),
+                        POSIX_FADV_DONTNEED);
+}
+
 /* Seals each slot with its checksum, then writes them in one pwrite. On a
  * full disk the store is cut back to its previous size, so no partial slot
  * is left past the end. */
@@ -86,6 +111,7 @@ int pc_storage_slots_write(pc_storage_t *storage, uint64_t loc, void *slots, uin
     /* Start writeback now (it does not wait), so the checkpoint's fdatasync
      * finds little left to flush instead of stalling the loop for seconds. */
     sync_file_range(storage->slots_fd, (off64_t)offset, (off64_t)size, SYNC_FILE_RANGE_WRITE);
+    slots_cache_trim(storage, offset, offset + size);
     return PC_OK;
 }
 

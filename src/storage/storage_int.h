@@ -47,6 +47,11 @@
 #define PC_CHECKPOINT_HEADER_SIZE 128u
 /* The transfer store is preallocated ahead of the writes in steps this big. */
 #define PC_SLOTS_PREALLOC_STEP (64ull << 20)
+/* Each time the store's writes pass a PC_SLOTS_CACHE_STEP boundary, its
+ * cached pages more than PC_SLOTS_CACHE_KEEP behind that boundary are let
+ * go (slots.c, slots_cache_trim). */
+#define PC_SLOTS_CACHE_STEP (16ull << 20)
+#define PC_SLOTS_CACHE_KEEP (64ull << 20)
 /* Replay reads this much at a time when it scans for entries after a bad one. */
 #define PC_SCAN_CHUNK (1u << 20)
 /* DIR/vsr-state: two copies, each one 4 KiB page (a page is the unit a disk

@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include "../../src/storage/storage_int.h"
@@ -781,6 +782,53 @@ static void test_slots_roundtrip(void) {
     ASSERT_EQ(pc_storage_slots_count(storage), 50);
     ASSERT_EQ(pc_storage_slots_read(storage, 10, back, 40), PC_OK);
     ASSERT_TRUE(memcmp(slots + 10 * PC_SLOT_SIZE, back, 40 * PC_SLOT_SIZE) == 0);
+    pc_storage_close(storage);
+    dir_remove();
+}
+
+/* Pages of the store's file [from, to) in the page cache. */
+static uint64_t slots_cached_pages(int fd, uint64_t from, uint64_t to) {
+    long page = sysconf(_SC_PAGESIZE);
+    void *map = mmap(NULL, to, PROT_READ, MAP_SHARED, fd, 0);
+    ASSERT_TRUE(map != MAP_FAILED);
+    static unsigned char in_core[(128u << 20) / 4096];
+    ASSERT_TRUE((to + page - 1) / page <= sizeof in_core);
+    ASSERT_EQ(mincore(map, to, in_core), 0);
+    uint64_t cached = 0;
+    for (uint64_t i = from / page; i < (to + page - 1) / page; i++) cached += in_core[i] & 1;
+    ASSERT_EQ(munmap(map, to), 0);
+    return cached;
+}
+
+/* The store's page cache is bounded: once the writes pass 112 MiB (a cache
+ * step), what lies over 64 MiB behind that is let go, what is nearer
+ * stays, and a slot that old reads back whole from the disk. */
+static void test_slots_cache_bounded(void) {
+    setup(21, 1 << 20);
+    const char *dir = formatted();
+    pc_storage_t *storage = NULL;
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    enum { BATCH = 4096 };
+    static uint8_t slots[BATCH * PC_SLOT_SIZE], first[PC_SLOT_SIZE], back[PC_SLOT_SIZE];
+    const uint64_t mib = 1 << 20;
+    uint64_t loc = 0;
+    for (uint32_t b = 0; (loc + BATCH) * PC_SLOT_SIZE < 100 * mib; b++, loc += BATCH) {
+        slots_fill(slots, BATCH, b);
+        ASSERT_EQ(pc_storage_slots_write(storage, loc, slots, BATCH), PC_OK);
+        if (b == 0) memcpy(first, slots, sizeof first); /* sealed in place */
+    }
+    /* Clean now: the trim at 112 MiB may drop all of [0, 48 MiB). */
+    ASSERT_EQ(fdatasync(storage->slots_fd), 0);
+    uint64_t kept_before = slots_cached_pages(storage->slots_fd, 64 * mib, 96 * mib);
+    for (uint32_t b = 0; loc * PC_SLOT_SIZE < 112 * mib; b++, loc += BATCH) {
+        slots_fill(slots, BATCH, b);
+        ASSERT_EQ(pc_storage_slots_write(storage, loc, slots, BATCH), PC_OK);
+    }
+    ASSERT_EQ(slots_cached_pages(storage->slots_fd, 0, 48 * mib), 0);
+    ASSERT_EQ(slots_cached_pages(storage->slots_fd, 64 * mib, 96 * mib), kept_before);
+    ASSERT_TRUE(kept_before > 0);
+    ASSERT_EQ(pc_storage_slots_read(storage, 0, back, 1), PC_OK);
+    ASSERT_TRUE(memcmp(first, back, sizeof back) == 0);
     pc_storage_close(storage);
     dir_remove();
 }
@@ -1703,6 +1751,7 @@ static void test_journal_fsync_failure(void) {
     X(test_checkpoint_wal_gap) \
     X(test_slots_roundtrip) \
     X(test_slots_damage) \
+    X(test_slots_cache_bounded) \
     X(test_slots_short_of_checkpoint) \
     X(test_fsync_failure_sticks) \
     X(test_checkpoint_fsync_failure) \
