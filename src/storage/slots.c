@@ -17,7 +17,8 @@
  * at once, and pages further than PC_SLOTS_CACHE_KEEP behind the tail are
  * dropped (slots_cache_trim), so the store's footprint in memory stays near
  * 64 MiB however large it grows, and a slot is read from the disk once it
- * is that old.
+ * is that old. (Slots read back, by recovery's rebuild or a lookup, are
+ * left to the kernel's reclaim.)
  */
 #include "storage_int.h"
 
@@ -67,18 +68,25 @@ uint64_t pc_storage_slots_count(const pc_storage_t *storage) {
  * Kept, the store's page cache grows with it, and every write then needs
  * pages the kernel must newly find: on a VM that hands freed memory back to
  * its host each is a host fault, and in the 3x overload benchmark the
- * copies into them went from 1% to a quarter of both cores mid-run
+ * copies into them went from 2% to a quarter of all CPU mid-run
  * (docs/BENCHMARKS.md, "The transfer store's page cache"). Dropped, the
- * freed pages are the next ones written. Pages still dirty stay, their
- * writeback already started; the next step drops them (the range starts at
- * 0 each time, which also lets go of old slots read back since). */
-static void slots_cache_trim(const pc_storage_t *storage, uint64_t start, uint64_t end) {
+ * freed pages are the next ones written. The call runs on the replica's
+ * loop and costs about a microsecond a page, hence small steps (16 MiB
+ * took 3 ms at the median, up to 10). Pages still dirty stay, their
+ * writeback started when written; each drop starts PC_SLOTS_CACHE_RECHECK
+ * below where the last one ended, which takes most such stragglers. */
+static void slots_cache_trim(pc_storage_t *storage, uint64_t start, uint64_t end) {
     PC_ASSERT(start < end);
     uint64_t boundary = end / PC_SLOTS_CACHE_STEP * PC_SLOTS_CACHE_STEP;
     if (boundary <= start || boundary <= PC_SLOTS_CACHE_KEEP) return;
+    uint64_t to = boundary - PC_SLOTS_CACHE_KEEP;
+    uint64_t dropped = storage->slots_cache_dropped;
+    uint64_t from = dropped > PC_SLOTS_CACHE_RECHECK ? dropped - PC_SLOTS_CACHE_RECHECK : 0;
+    if (from >= to) return;
     /* Advice only: on failure the pages stay cached, which is no error. */
-    (void)posix_fadvise(storage->slots_fd, 0, (off_t)(boundary - PC_SLOTS_CACHE_KEEP),
+    (void)posix_fadvise(storage->slots_fd, (off_t)from, (off_t)(to - from),
                         POSIX_FADV_DONTNEED);
+    storage->slots_cache_dropped = to;
 }
 
 /* Seals each slot with its checksum, then writes them in one pwrite. On a
@@ -161,6 +169,7 @@ int pc_storage_slots_truncate(pc_storage_t *storage, uint64_t count) {
     /* Truncation also frees space preallocated past the end. */
     storage->slots_count = count;
     storage->slots_prealloc_end = size;
+    storage->slots_cache_dropped = PC_MIN(storage->slots_cache_dropped, size);
     PC_ASSERT(storage->slots_count == count);
     return PC_OK;
 }

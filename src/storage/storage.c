@@ -370,6 +370,10 @@ static int open_files(pc_storage_t *storage) {
      * simply not counted and the next write overwrites it. */
     storage->slots_count = (uint64_t)st.st_size / PC_SLOT_SIZE;
     storage->slots_prealloc_end = (uint64_t)st.st_size;
+    /* The store's cache is let go only from here on (slots.c): what recovery
+     * reads back of it is the kernel's to reclaim, since dropping it at the
+     * first write would stall the loop about a microsecond a page. */
+    storage->slots_cache_dropped = (uint64_t)st.st_size;
     PC_ASSERT(storage->slots_count * PC_SLOT_SIZE <= (uint64_t)st.st_size);
     return pc__storage_replicated(storage) ? pc__storage_journal_open(storage) : PC_OK;
 }

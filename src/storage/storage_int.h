@@ -49,9 +49,11 @@
 #define PC_SLOTS_PREALLOC_STEP (64ull << 20)
 /* Each time the store's writes pass a PC_SLOTS_CACHE_STEP boundary, its
  * cached pages more than PC_SLOTS_CACHE_KEEP behind that boundary are let
- * go (slots.c, slots_cache_trim). */
-#define PC_SLOTS_CACHE_STEP (16ull << 20)
+ * go, from PC_SLOTS_CACHE_RECHECK below where the last drop ended (slots.c,
+ * slots_cache_trim). */
+#define PC_SLOTS_CACHE_STEP (1ull << 20)
 #define PC_SLOTS_CACHE_KEEP (64ull << 20)
+#define PC_SLOTS_CACHE_RECHECK (16ull << 20)
 /* Replay reads this much at a time when it scans for entries after a bad one. */
 #define PC_SCAN_CHUNK (1u << 20)
 /* DIR/vsr-state: two copies, each one 4 KiB page (a page is the unit a disk
@@ -166,6 +168,7 @@ struct pc_storage {
     /* Transfer store. */
     uint64_t slots_count;
     uint64_t slots_prealloc_end; /* bytes preallocated (KEEP_SIZE) so far */
+    uint64_t slots_cache_dropped; /* the page cache below was last let go */
 
     /* Checkpoint slots, learnt on first use and kept up to date by writes. */
     bool checkpoints_known;

@@ -800,9 +800,10 @@ static uint64_t slots_cached_pages(int fd, uint64_t from, uint64_t to) {
     return cached;
 }
 
-/* The store's page cache is bounded: once the writes pass 112 MiB (a cache
- * step), what lies over 64 MiB behind that is let go, what is nearer
- * stays, and a slot that old reads back whole from the disk. */
+/* The store's page cache is bounded: as the writes pass 112 MiB, what lies
+ * over 64 MiB behind them is let go (here [36, 48) MiB, written back
+ * before that), what is nearer stays, and a slot that old reads back whole
+ * from the disk. A reopened store leaves what it held to the kernel. */
 static void test_slots_cache_bounded(void) {
     setup(21, 1 << 20);
     const char *dir = formatted();
@@ -817,18 +818,21 @@ static void test_slots_cache_bounded(void) {
         ASSERT_EQ(pc_storage_slots_write(storage, loc, slots, BATCH), PC_OK);
         if (b == 0) memcpy(first, slots, sizeof first); /* sealed in place */
     }
-    /* Clean now: the trim at 112 MiB may drop all of [0, 48 MiB). */
-    ASSERT_EQ(fdatasync(storage->slots_fd), 0);
+    ASSERT_EQ(fdatasync(storage->slots_fd), 0); /* clean: nothing can stay */
     uint64_t kept_before = slots_cached_pages(storage->slots_fd, 64 * mib, 96 * mib);
     for (uint32_t b = 0; loc * PC_SLOT_SIZE < 112 * mib; b++, loc += BATCH) {
         slots_fill(slots, BATCH, b);
         ASSERT_EQ(pc_storage_slots_write(storage, loc, slots, BATCH), PC_OK);
     }
-    ASSERT_EQ(slots_cached_pages(storage->slots_fd, 0, 48 * mib), 0);
+    ASSERT_EQ(storage->slots_cache_dropped, 48 * mib);
+    ASSERT_EQ(slots_cached_pages(storage->slots_fd, 36 * mib, 48 * mib), 0);
     ASSERT_EQ(slots_cached_pages(storage->slots_fd, 64 * mib, 96 * mib), kept_before);
     ASSERT_TRUE(kept_before > 0);
     ASSERT_EQ(pc_storage_slots_read(storage, 0, back, 1), PC_OK);
     ASSERT_TRUE(memcmp(first, back, sizeof back) == 0);
+    pc_storage_close(storage);
+    ASSERT_EQ(pc_storage_open(dir, &storage), PC_OK);
+    ASSERT_EQ(storage->slots_cache_dropped, loc * PC_SLOT_SIZE);
     pc_storage_close(storage);
     dir_remove();
 }
