@@ -104,6 +104,7 @@ int pc_flow_queue_standing(pc_flow_queue_t *queue, uint64_t standing_ns, uint64_
 }
 
 void pc_flow_queue_pass(pc_flow_queue_t *queue, uint64_t now_ns, uint32_t events) {
+    PC_ASSERT(events > 0); /* a slot some request left has events left */
     PC_ASSERT(queue->count <= queue->capacity);
     PC_ASSERT(queue->capacity > 0);
     queue->good_ns = PC_MAX(queue->good_ns, now_ns);
@@ -155,6 +156,7 @@ bool pc_flow_queue_sheds(const pc_flow_queue_t *queue, uint64_t now_ns, uint32_t
 pc_flow_reason_t pc_flow_queue_push(pc_flow_queue_t *queue, uint64_t now_ns, pc_flow_item_t item) {
     PC_ASSERT(queue->capacity > 0 && queue->capacity <= PC_FLOW_QUEUE_MAX);
     PC_ASSERT(queue->count <= queue->capacity);
+    PC_ASSERT(item.events > 0);
     /* Already late: rejecting now is cheaper and more honest than queueing. */
     if (item.deadline_ns <= now_ns) return PC_FLOW_REASON_deadline;
     if (queue->count == queue->capacity) return PC_FLOW_REASON_queue_full;

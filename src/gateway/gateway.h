@@ -299,7 +299,7 @@ pc_flow_breaker_state_t pc_flow_breaker_state(const pc_flow_breaker_t *breaker);
 typedef struct pc_flow_item {
     uint64_t id;          /* the caller's handle for the request */
     uint64_t deadline_ns; /* answer by then or reject */
-    uint32_t events;      /* the request's size, which the surge rule weighs */
+    uint32_t events;      /* the request's size (>= 1), which the surge rule weighs */
 } pc_flow_item_t;
 
 typedef struct pc_flow_queue {
@@ -314,7 +314,7 @@ typedef struct pc_flow_queue {
      * pop) per slot of the surge window; surge_tick: the slot's time index
      * (now / PC_FLOW_SURGE_SLOT_NS), so a stale slot counts as empty. */
     uint64_t surge_tick[PC_FLOW_SURGE_SLOTS];
-    uint64_t surge_arrived[PC_FLOW_SURGE_SLOTS], surge_left[PC_FLOW_SURGE_SLOTS];
+    uint32_t surge_arrived[PC_FLOW_SURGE_SLOTS], surge_left[PC_FLOW_SURGE_SLOTS];
     pc_flow_item_t items[PC_FLOW_QUEUE_MAX];
     uint64_t pushed_ns[PC_FLOW_QUEUE_MAX]; /* when items[i] was pushed */
 } pc_flow_queue_t;
@@ -329,7 +329,7 @@ int pc_flow_queue_init(pc_flow_queue_t *queue, uint32_t capacity);
  * so) whatever its deadline, until standing_ns pass without an expired pop.
  * Both 0: off. Errors: PC_EINVAL unless 0 < wait_ns < standing_ns (or both 0). */
 int pc_flow_queue_standing(pc_flow_queue_t *queue, uint64_t standing_ns, uint64_t wait_ns);
-/* A request of `events` events got through without waiting (the caller found
+/* A request of `events` (>= 1) events got through without waiting (the caller found
  * room and an empty queue): for the standing-queue rule. */
 void pc_flow_queue_pass(pc_flow_queue_t *queue, uint64_t now_ns, uint32_t events);
 /* Is the rule on and the backlog standing: no pass for standing_ns, an

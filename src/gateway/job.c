@@ -1206,7 +1206,7 @@ static void job_admit(gw_job_t *job) {
         }
     }
     if (pc_flow_queue_count(&gw->queue) == 0 && units_have_room(job, now)) {
-        pc_flow_queue_pass(&gw->queue, now, PC_MAX(job->count, 1u));
+        pc_flow_queue_pass(&gw->queue, now, job->count);
         job_start(job, now);
         return;
     }
@@ -1216,7 +1216,7 @@ static void job_admit(gw_job_t *job) {
     }
     pc_flow_item_t item = {.id = (uint64_t)(uintptr_t)job,
                            .deadline_ns = now + (uint64_t)gw->options.queue_ms * 1000000u,
-                           .events = PC_MAX(job->count, 1u)};
+                           .events = job->count};
     pc_flow_reason_t reason = pc_flow_queue_push(&gw->queue, now, item);
     if (reason != PC_FLOW_REASON_none) {
         job_throttle(job, reason, GW_ROOM_RETRY_MS);

@@ -13,12 +13,10 @@
  * pc_storage_reserve, so slot writes after a reserve cannot hit ENOSPC and
  * the logical size still counts only written slots.
  *
- * The page cache the store fills is bounded: writes start their writeback
- * at once, and pages further than PC_SLOTS_CACHE_KEEP behind the tail are
- * dropped (slots_cache_trim), so the store's footprint in memory stays near
- * 64 MiB however large it grows, and a slot is read from the disk once it
- * is that old. (Slots read back, by recovery's rebuild or a lookup, are
- * left to the kernel's reclaim.)
+ * The store's page cache is bounded: pages further than PC_SLOTS_CACHE_KEEP
+ * behind the tail are dropped (slots_cache_trim), and a slot that old is
+ * read from the disk. Slots read back (recovery's rebuild, lookups) are
+ * left to the kernel's reclaim.
  */
 #include "storage_int.h"
 
@@ -65,16 +63,13 @@ uint64_t pc_storage_slots_count(const pc_storage_t *storage) {
 
 /* Drops the store's cached pages more than PC_SLOTS_CACHE_KEEP behind the
  * end of a write [start, end) that passed a PC_SLOTS_CACHE_STEP boundary.
- * Kept, the store's page cache grows with it, and every write then needs
- * pages the kernel must newly find: on a VM that hands freed memory back to
- * its host each is a host fault, and in the 3x overload benchmark the
- * copies into them went from 2% to a quarter of all CPU mid-run
- * (docs/BENCHMARKS.md, "The transfer store's page cache"). Dropped, the
- * freed pages are the next ones written. The call runs on the replica's
- * loop and costs about a microsecond a page, hence small steps (16 MiB
- * took 3 ms at the median, up to 10). Pages still dirty stay, their
- * writeback started when written; each drop starts PC_SLOTS_CACHE_RECHECK
- * below where the last one ended, which takes most such stragglers. */
+ * Kept, the cache grows with the store and every write needs pages the
+ * kernel must newly find; dropped, the freed pages are the next ones
+ * written. The call runs on the replica's loop at about a microsecond a
+ * page, hence small steps (docs/DESIGN.md, "The transfer store keeps ~64
+ * MiB of page cache"). Pages still dirty stay, their writeback started
+ * when written; each drop starts PC_SLOTS_CACHE_RECHECK below where the
+ * last one ended, which takes most such stragglers. */
 static void slots_cache_trim(pc_storage_t *storage, uint64_t start, uint64_t end) {
     PC_ASSERT(start < end);
     uint64_t boundary = end / PC_SLOTS_CACHE_STEP * PC_SLOTS_CACHE_STEP;

@@ -296,14 +296,22 @@ static pc_flow_limiter_config_t limiter_config(void) {
         .probe_ns = 60 * MS};
 }
 
+/* A queue of `capacity` with the standing-queue rule on (the caller frees it). */
+static pc_flow_queue_t *standing_queue(uint32_t capacity, uint64_t standing_ns,
+                                       uint64_t wait_ns) {
+    pc_flow_queue_t *q = calloc(1, sizeof(*q));
+    ASSERT_TRUE(q != NULL);
+    ASSERT_EQ(pc_flow_queue_init(q, capacity), PC_OK);
+    ASSERT_EQ(pc_flow_queue_standing(q, standing_ns, wait_ns), PC_OK);
+    return q;
+}
+
 /* The surge rule: at three times what the units start, the backlog is
  * standing within the 60 ms window, long before standing_ns; a stall at
  * half load (nothing starts) and the drain after it (starts outpace
  * arrivals) are no surge. */
 static void test_queue_surge(void) {
-    pc_flow_queue_t *q = calloc(1, sizeof(*q));
-    ASSERT_EQ(pc_flow_queue_init(q, 4096), PC_OK);
-    ASSERT_EQ(pc_flow_queue_standing(q, 250 * MS, 10 * MS), PC_OK);
+    pc_flow_queue_t *q = standing_queue(4096, 250 * MS, 10 * MS);
     pc_flow_item_t item;
     pc_flow_reason_t reason;
     uint64_t t = 10 * S;
@@ -347,9 +355,7 @@ static void test_queue_surge(void) {
  * what the units do in a moment). The same burst of 1,000-event requests,
  * three times what starts, is a surge: weight is what counts. */
 static void test_queue_burst_no_surge(void) {
-    pc_flow_queue_t *q = calloc(1, sizeof(*q));
-    ASSERT_EQ(pc_flow_queue_init(q, 64), PC_OK);
-    ASSERT_EQ(pc_flow_queue_standing(q, 250 * MS, 5 * MS), PC_OK);
+    pc_flow_queue_t *q = standing_queue(64, 250 * MS, 5 * MS);
     pc_flow_item_t item;
     pc_flow_reason_t reason;
     for (uint32_t events = 1; events <= 1000; events *= 1000) {
